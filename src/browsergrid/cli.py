@@ -1,0 +1,166 @@
+"""The ``browsergrid`` command: ``serve`` a coordinator or run a Python ``worker``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from browsergrid._console import setup_console
+from browsergrid._version import __version__
+from browsergrid.config import ServeConfig
+from browsergrid.core import WelcomeTask
+from browsergrid.errors import ConfigError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line on stderr (no usage block) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    defaults = ServeConfig()
+    welcome = WelcomeTask()
+    wargs = dict(welcome.args)
+    parser = _Parser(prog="browsergrid", description="A self-hosted browser compute grid.")
+    parser.add_argument("--version", action="version", version=f"browsergrid {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run a coordinator",
+        description="Run a coordinator: one port serves the worker page, /healthz and the "
+        "WebSocket endpoints (/ and /ws). Open its URL in a browser to add a worker.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    serve.add_argument("--host", default=defaults.host, help="address to listen on")
+    serve.add_argument("--port", type=int, default=defaults.port, help="port (0: any free port)")
+    serve.add_argument(
+        "--no-welcome-task",
+        action="store_true",
+        help="do not send the repeat_multiply welcome task to each worker on connect",
+    )
+    serve.add_argument(
+        "--welcome-initial", type=float, default=wargs["initial"], help="welcome task: initial"
+    )
+    serve.add_argument(
+        "--welcome-factor", type=float, default=wargs["factor"], help="welcome task: factor"
+    )
+    serve.add_argument(
+        "--welcome-times", type=int, default=wargs["times"], help="welcome task: times"
+    )
+    serve.add_argument(
+        "--lease-timeout",
+        type=float,
+        default=defaults.lease_timeout_s,
+        help="seconds a worker has to answer a task before it is re-issued",
+    )
+    serve.add_argument(
+        "--max-attempts",
+        type=int,
+        default=defaults.max_attempts,
+        help="leases a task gets before it fails",
+    )
+    serve.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        default=defaults.heartbeat_interval_s,
+        help="seconds between WebSocket pings",
+    )
+    serve.add_argument(
+        "--heartbeat-timeout",
+        type=float,
+        default=defaults.heartbeat_timeout_s,
+        help="seconds to wait for a pong before dropping the worker",
+    )
+    _add_output_options(serve)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run a headless Python worker",
+        description="Run a headless Python worker that connects to URL (ws://HOST:PORT or "
+        "ws://HOST:PORT/ws) and reconnects when the connection drops. Ctrl-C stops it.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    worker.add_argument("url", help="the coordinator's WebSocket URL")
+    worker.add_argument("--concurrency", type=int, default=1, help="tasks run at once")
+    _add_output_options(worker)
+    return parser
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text for people, json (one object per line) for machines",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="leave out per-worker and per-task lines"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``browsergrid`` command; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        return _worker(args)
+    except ConfigError as exc:
+        print(f"browsergrid {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from browsergrid.server import serve
+
+    welcome = None
+    if not args.no_welcome_task:
+        if args.welcome_times < 0:
+            raise ConfigError("--welcome-times must be >= 0")
+        welcome = WelcomeTask(
+            args=(
+                ("initial", args.welcome_initial),
+                ("factor", args.welcome_factor),
+                ("times", args.welcome_times),
+            )
+        )
+    config = ServeConfig(
+        host=args.host,
+        port=args.port,
+        welcome=welcome,
+        lease_timeout_s=args.lease_timeout,
+        max_attempts=args.max_attempts,
+        heartbeat_interval_s=args.heartbeat_interval,
+        heartbeat_timeout_s=args.heartbeat_timeout,
+        log_format=args.log_format,
+        quiet=args.quiet,
+    )
+    serve(config)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from browsergrid.worker import PythonWorker
+
+    if not args.url.startswith(("ws://", "wss://")):
+        raise ConfigError(f"URL must start with ws:// or wss://, not {args.url!r}")
+    if args.concurrency < 1:
+        raise ConfigError("--concurrency must be at least 1")
+    setup_console(args.log_format, quiet=args.quiet)
+
+    async def run() -> None:
+        worker = PythonWorker(args.url, concurrency=args.concurrency)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, worker.stop)
+        await worker.run()
+
+    asyncio.run(run())
+    return 0

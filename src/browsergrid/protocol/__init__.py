@@ -1,0 +1,56 @@
+"""The wire format of docs/protocol.md: message types, encoding, decoding and limits.
+
+Pure code: no sockets, no event loop. Both the coordinator and the Python worker use it.
+"""
+
+from browsergrid.protocol._messages import (
+    CLOSE_GOING_AWAY,
+    CLOSE_HEARTBEAT_TIMEOUT,
+    CLOSE_PROTOCOL_ERROR,
+    CLOSE_TOO_BIG,
+    CLOSE_UNSUPPORTED_DATA,
+    MAX_FRAME_BYTES,
+    PROTOCOL_VERSION,
+    Hello,
+    Limits,
+    Result,
+    ServerError,
+    Task,
+    TaskError,
+    Welcome,
+    WorkerMessage,
+    decode_server_message,
+    decode_worker_message,
+    encode_hello,
+    encode_result,
+    encode_server_error,
+    encode_task,
+    encode_task_error,
+    encode_welcome,
+)
+
+__all__ = [
+    "CLOSE_GOING_AWAY",
+    "CLOSE_HEARTBEAT_TIMEOUT",
+    "CLOSE_PROTOCOL_ERROR",
+    "CLOSE_TOO_BIG",
+    "CLOSE_UNSUPPORTED_DATA",
+    "MAX_FRAME_BYTES",
+    "PROTOCOL_VERSION",
+    "Hello",
+    "Limits",
+    "Result",
+    "ServerError",
+    "Task",
+    "TaskError",
+    "Welcome",
+    "WorkerMessage",
+    "decode_server_message",
+    "decode_worker_message",
+    "encode_hello",
+    "encode_result",
+    "encode_server_error",
+    "encode_task",
+    "encode_task_error",
+    "encode_welcome",
+]

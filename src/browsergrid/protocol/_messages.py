@@ -1,0 +1,205 @@
+"""Message types of protocol version 1 and their JSON encoding (docs/protocol.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final
+
+import msgspec
+
+from browsergrid.errors import ProtocolError
+
+PROTOCOL_VERSION: Final = 1
+MAX_FRAME_BYTES: Final = 1024 * 1024
+
+CLOSE_GOING_AWAY: Final = 1001
+CLOSE_PROTOCOL_ERROR: Final = 1002
+CLOSE_UNSUPPORTED_DATA: Final = 1003
+CLOSE_TOO_BIG: Final = 1009
+CLOSE_HEARTBEAT_TIMEOUT: Final = 1011
+
+TaskId = int | str
+"""Opaque to workers: they echo it back exactly as received."""
+
+_Agent = Annotated[str, msgspec.Meta(max_length=512)]
+_OpName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+_RESERVED_TASK_MEMBERS: Final = frozenset({"type", "task_id", "op"})
+
+
+# --- worker to coordinator -------------------------------------------------------------
+
+
+class Hello(msgspec.Struct, tag_field="type", tag="hello", frozen=True):
+    """A browsergrid worker introduces itself; answer with ``welcome``."""
+
+    protocol: int
+    agent: _Agent
+    ops: Annotated[list[_OpName], msgspec.Meta(min_length=1, max_length=64)]
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)]
+
+
+class Result(msgspec.Struct, tag_field="type", tag="result", frozen=True):
+    """The exercise's result message: the outcome of one task."""
+
+    task_id: TaskId
+    result: Any
+    duration_ms: Annotated[float, msgspec.Meta(ge=0)]
+    agent: _Agent | None = None
+
+
+class TaskError(msgspec.Struct, tag_field="type", tag="error", frozen=True):
+    """A worker could not run a task; ``message`` says why."""
+
+    task_id: TaskId
+    message: Annotated[str, msgspec.Meta(max_length=65536)]
+
+
+WorkerMessage = Hello | Result | TaskError
+_WORKER_TYPES: Final = frozenset({"hello", "result", "error"})
+_worker_decoder: Final = msgspec.json.Decoder(WorkerMessage)
+
+
+def decode_worker_message(frame: str | bytes) -> WorkerMessage:
+    """Decode one text frame sent by a worker.
+
+    Raises ProtocolError whose ``code`` is the error code to send back (see protocol.md);
+    after it the connection can go on.
+    """
+    try:
+        message: WorkerMessage = _worker_decoder.decode(frame)
+        return message
+    except msgspec.ValidationError as exc:
+        raise _classify(frame, str(exc), _WORKER_TYPES) from None
+    except msgspec.DecodeError as exc:
+        raise ProtocolError("bad_json", f"frame is not valid JSON: {exc}") from None
+
+
+def _classify(frame: str | bytes, detail: str, known: frozenset[str]) -> ProtocolError:
+    """Name what is wrong with a JSON frame that failed typed decoding (error path only)."""
+    value = msgspec.json.decode(frame)
+    if not isinstance(value, dict):
+        return ProtocolError("bad_json", "a frame must hold one JSON object")
+    kind = value.get("type")
+    if not isinstance(kind, str):
+        return ProtocolError("bad_message", "member 'type' (a string) is missing")
+    if kind not in known:
+        return ProtocolError("unknown_type", f"unknown message type {kind!r}")
+    return ProtocolError("bad_message", f"bad {kind!r} message: {detail}")
+
+
+# --- coordinator to worker -------------------------------------------------------------
+
+
+class Task(msgspec.Struct, frozen=True):
+    """A task for a worker: run ``op`` with ``args`` and answer ``result`` or ``error``."""
+
+    task_id: TaskId
+    op: str
+    args: dict[str, Any]
+
+
+class Limits(msgspec.Struct, frozen=True):
+    """Limits a worker must respect, sent in ``welcome``."""
+
+    max_frame_bytes: int = MAX_FRAME_BYTES
+    heartbeat_interval_s: float = 20.0
+    heartbeat_timeout_s: float = 20.0
+
+
+class Welcome(msgspec.Struct, tag_field="type", tag="welcome", frozen=True):
+    """The coordinator's answer to ``hello``."""
+
+    protocol: int
+    worker_id: int
+    server: str
+    limits: Limits = msgspec.field(default_factory=Limits)
+
+
+class ServerError(msgspec.Struct, tag_field="type", tag="error", frozen=True):
+    """The coordinator could not use a frame; ``code`` says why (protocol.md lists them)."""
+
+    code: str
+    message: str
+    task_id: TaskId | None = None
+
+
+ServerMessage = Task | Welcome | ServerError
+_welcome_decoder: Final = msgspec.json.Decoder(Welcome)
+_server_error_decoder: Final = msgspec.json.Decoder(ServerError)
+
+
+def decode_server_message(frame: str | bytes) -> ServerMessage | None:
+    """Decode one text frame sent by a coordinator; None for a type this version ignores.
+
+    Raises ProtocolError (``bad_json`` or ``bad_message``) for a frame that cannot be used.
+    """
+    try:
+        value = msgspec.json.decode(frame)
+    except msgspec.DecodeError as exc:
+        raise ProtocolError("bad_json", f"frame is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ProtocolError("bad_json", "a frame must hold one JSON object")
+    kind = value.get("type")
+    try:
+        if kind == "task":
+            return _task_from_dict(value)
+        if kind == "welcome":
+            return _welcome_decoder.decode(frame)
+        if kind == "error":
+            return _server_error_decoder.decode(frame)
+    except msgspec.ValidationError as exc:
+        raise ProtocolError("bad_message", f"bad {kind!r} message: {exc}") from None
+    return None
+
+
+def _task_from_dict(value: dict[str, Any]) -> Task:
+    task_id = value.get("task_id")
+    op = value.get("op")
+    if isinstance(task_id, bool) or not isinstance(task_id, int | str):
+        raise ProtocolError(
+            "bad_message", "bad 'task' message: 'task_id' must be an integer or string"
+        )
+    if not isinstance(op, str):
+        raise ProtocolError("bad_message", "bad 'task' message: 'op' must be a string")
+    args = {k: v for k, v in value.items() if k not in _RESERVED_TASK_MEMBERS}
+    return Task(task_id=task_id, op=op, args=args)
+
+
+# --- encoders --------------------------------------------------------------------------
+
+_encoder: Final = msgspec.json.Encoder()
+
+
+def encode_task(task_id: TaskId, op: str, args: dict[str, Any]) -> str:
+    """The exercise's flat task frame: the op's arguments beside type, op and task_id."""
+    clash = _RESERVED_TASK_MEMBERS.intersection(args)
+    if clash:
+        raise ValueError(f"argument names {sorted(clash)} are reserved by the protocol")
+    return _encoder.encode({"type": "task", "op": op, "task_id": task_id, **args}).decode()
+
+
+def encode_welcome(worker_id: int, server: str, limits: Limits) -> str:
+    """The answer to ``hello``."""
+    message = Welcome(protocol=PROTOCOL_VERSION, worker_id=worker_id, server=server, limits=limits)
+    return _encoder.encode(message).decode()
+
+
+def encode_server_error(code: str, message: str, task_id: TaskId | None = None) -> str:
+    """An error frame telling a worker what was wrong with its frame."""
+    return _encoder.encode(ServerError(code=code, message=message, task_id=task_id)).decode()
+
+
+def encode_hello(agent: str, ops: list[str], concurrency: int) -> str:
+    """A worker's first frame."""
+    hello = Hello(protocol=PROTOCOL_VERSION, agent=agent, ops=ops, concurrency=concurrency)
+    return _encoder.encode(hello).decode()
+
+
+def encode_result(task_id: TaskId, result: Any, duration_ms: float, agent: str | None) -> str:
+    """A worker's answer to a task it ran."""
+    message = Result(task_id=task_id, result=result, duration_ms=duration_ms, agent=agent)
+    return _encoder.encode(message).decode()
+
+
+def encode_task_error(task_id: TaskId, message: str) -> str:
+    """A worker's answer to a task it could not run."""
+    return _encoder.encode(TaskError(task_id=task_id, message=message)).decode()

@@ -1,0 +1,117 @@
+"""Running a coordinator: bind, start uvicorn, print where to connect, shut down gracefully."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import socket
+import threading
+from collections.abc import Iterator
+from types import FrameType
+
+import uvicorn
+
+from browsergrid._console import emit, setup_console
+from browsergrid.config import ServeConfig
+from browsergrid.errors import ConfigError
+from browsergrid.server._app import create_app
+from browsergrid.server._coordinator import Coordinator
+
+log = logging.getLogger("browsergrid.server")
+
+
+def serve(config: ServeConfig) -> None:
+    """Run a coordinator until Ctrl-C or SIGTERM, then close every worker with 1001.
+
+    Raises ConfigError when the address cannot be bound (for example, the port is in use).
+    """
+    setup_console(config.log_format, quiet=config.quiet)
+    sock = bind(config.host, config.port)
+    coordinator = Coordinator(config)
+    server = _Server(_uvicorn_config(config, coordinator), coordinator)
+    server.run(sockets=[sock])
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``; raises ConfigError with a one-line reason."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _uvicorn_config(config: ServeConfig, coordinator: Coordinator) -> uvicorn.Config:
+    return uvicorn.Config(
+        create_app(coordinator),
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,  # triples memory per connection (bench-anchors.md)
+        ws_ping_interval=config.heartbeat_interval_s,
+        ws_ping_timeout=config.heartbeat_timeout_s,
+        ws_max_size=config.max_frame_bytes,
+        loop="auto",  # uvloop when installed (uvicorn[standard] installs it)
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=config.shutdown_timeout_s,
+    )
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, plus: say where to connect, close workers with 1001, exit 0 on signals."""
+
+    def __init__(self, config: uvicorn.Config, coordinator: Coordinator) -> None:
+        super().__init__(config)
+        self.coordinator = coordinator
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and sockets:
+            host, port = sockets[0].getsockname()[:2]
+            shown = f"[{host}]" if ":" in host else host
+            emit(
+                log,
+                "ready",
+                f"browsergrid coordinator ready: workers connect to ws://{shown}:{port}/ws\n"
+                f"open http://{shown}:{port}/ in a browser to make it a worker",
+                ws_url=f"ws://{shown}:{port}/ws",
+                page_url=f"http://{shown}:{port}/",
+                host=host,
+                port=port,
+            )
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        emit(log, "shutting_down", "shutting down: closing worker connections (1001)")
+        await self.coordinator.close_all()
+        await super().shutdown(sockets)
+        emit(log, "stopped", "coordinator stopped")
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Ctrl-C and SIGTERM start a graceful shutdown; unlike uvicorn's, the signal is not
+        raised again afterwards, so the process exits 0."""
+
+        def handle(sig: int, frame: FrameType | None) -> None:
+            self.handle_exit(sig, frame)
+
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signals reach only the main thread; an embedding program handles them
+            return
+        previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
