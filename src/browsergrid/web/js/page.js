@@ -1,0 +1,191 @@
+// Worker page main thread: keeps the coordinator connection, feeds tasks to a Web Worker pool, shows status.
+import { ReconnectBackoff } from './backoff.js';
+import { OPS } from './ops.js';
+import { helloMessage, parseServerMessage, resultMessage, taskErrorMessage } from './protocol.js';
+
+const MAX_LOG_LINES = 200;
+const MAX_LOGGED_CHARS = 200;
+const MAX_CONCURRENCY = 1024; // protocol.md bound for hello.concurrency
+const FILE_PAGE_SERVER = 'ws://127.0.0.1:8765/ws';
+
+const params = new URLSearchParams(location.search);
+
+function pickServerUrl() {
+  if (params.get('server')) return params.get('server');
+  if (location.protocol === 'https:') return `wss://${location.host}/ws`;
+  if (location.protocol === 'http:') return `ws://${location.host}/ws`;
+  return FILE_PAGE_SERVER;
+}
+
+function pickConcurrency() {
+  const requested = Number(params.get('workers'));
+  if (Number.isInteger(requested) && requested >= 1) return Math.min(requested, MAX_CONCURRENCY);
+  return Math.max(1, Math.min(4, (navigator.hardwareConcurrency || 2) - 1));
+}
+
+const clip = (text) => (text.length > MAX_LOGGED_CHARS ? `${text.slice(0, MAX_LOGGED_CHARS)}…` : text);
+
+const serverUrl = pickServerUrl();
+const concurrency = pickConcurrency();
+const backoff = new ReconnectBackoff();
+const view = Object.fromEntries(
+  ['state', 'server-url', 'worker-id', 'tasks-done', 'last-result', 'last-duration', 'log']
+    .map((id) => [id, document.getElementById(id)]),
+);
+const status = { state: 'connecting', tasksDone: 0, workerId: null, lastResult: null, lastDuration: null, connects: 0 };
+const queue = []; // jobs {socket, task} waiting for a free compute worker
+let socket = null;
+
+window.browsergrid = {
+  get state() { return status.state; },
+  get tasksDone() { return status.tasksDone; },
+  get workerId() { return status.workerId; },
+  get lastResult() { return status.lastResult; },
+  get connects() { return status.connects; },
+};
+
+function log(line) {
+  console.log(line);
+  const list = view.log;
+  const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 4;
+  const item = document.createElement('li');
+  const time = document.createElement('time');
+  time.textContent = new Date().toLocaleTimeString([], { hour12: false });
+  item.append(time, ` ${line}`);
+  list.append(item);
+  while (list.childElementCount > MAX_LOG_LINES) list.firstElementChild.remove();
+  if (atBottom) list.scrollTop = list.scrollHeight;
+}
+
+function currentState() {
+  if (socket?.readyState === WebSocket.OPEN) {
+    return queue.length > 0 || pool.some((slot) => slot.job !== null) ? 'working' : 'connected';
+  }
+  return socket?.readyState === WebSocket.CONNECTING ? 'connecting' : 'disconnected';
+}
+
+function render() {
+  status.state = currentState();
+  view.state.textContent = status.state;
+  view.state.dataset.state = status.state;
+  view['worker-id'].textContent = status.workerId ?? '—';
+  view['tasks-done'].textContent = String(status.tasksDone);
+  view['last-result'].textContent = status.lastResult === null ? '—' : String(status.lastResult);
+  view['last-duration'].textContent = status.lastDuration ?? '—';
+}
+
+// --- compute pool: every op runs in a module Web Worker, never on this thread ---
+
+function startComputeWorker(index) {
+  const slot = { job: null, worker: new Worker(new URL('./compute-worker.js', import.meta.url), { type: 'module' }) };
+  slot.worker.onmessage = ({ data }) => finish(slot, data);
+  slot.worker.onerror = (event) => {
+    event.preventDefault();
+    const reason = `compute worker ${index} failed: ${event.message || 'script error'}`;
+    log(reason);
+    if (slot.job !== null) finish(slot, { error: reason });
+  };
+  return slot;
+}
+
+const pool = Array.from({ length: concurrency }, (_, index) => startComputeWorker(index));
+
+function dispatch() {
+  for (const slot of pool) {
+    if (queue.length === 0) break;
+    if (slot.job !== null) continue;
+    slot.job = queue.shift();
+    const { task_id, op, args } = slot.job.task;
+    slot.worker.postMessage({ task_id, op, args });
+  }
+  render();
+}
+
+function finish(slot, outcome) {
+  const { socket: jobSocket, task } = slot.job;
+  slot.job = null;
+  if (jobSocket !== socket || jobSocket.readyState !== WebSocket.OPEN) {
+    log(`Result dropped: task_id=${task.task_id} (its connection closed)`);
+  } else if ('error' in outcome) {
+    jobSocket.send(taskErrorMessage({ task_id: task.task_id, message: outcome.error }));
+    log(`Error sent: task_id=${task.task_id} message=${clip(outcome.error)}`);
+  } else {
+    const { result, duration_ms } = outcome;
+    jobSocket.send(resultMessage({ task_id: task.task_id, result, duration_ms, agent: navigator.userAgent }));
+    status.tasksDone += 1;
+    status.lastResult = result;
+    status.lastDuration = duration_ms;
+    log(`Result sent: task_id=${task.task_id} result=${clip(String(result))} duration_ms=${duration_ms}`);
+  }
+  dispatch();
+}
+
+// --- coordinator connection ---
+
+const HANDLERS = {
+  task(ws, task) {
+    log(`Task received: task_id=${task.task_id} op=${task.op}`);
+    queue.push({ socket: ws, task });
+    dispatch();
+  },
+  welcome(ws, { worker_id, server, protocol }) {
+    status.workerId = worker_id;
+    log(`Welcome: worker_id=${worker_id} server=${server} protocol=${protocol}`);
+    render();
+  },
+  error(ws, { code, message, task_id }) {
+    log(`Server error ${code}: ${clip(message)}${task_id === null ? '' : ` (task_id=${task_id})`}`);
+  },
+};
+
+function receive(ws, data) {
+  if (typeof data !== 'string') {
+    log('Ignored a binary frame');
+    return;
+  }
+  const parsed = parseServerMessage(data);
+  if (!parsed.ok) log(`Invalid frame (${parsed.code}): ${clip(parsed.error)}`);
+  else if (parsed.message === null) log(`Ignored message: ${clip(data)}`);
+  else HANDLERS[parsed.message.type](ws, parsed.message);
+}
+
+function scheduleReconnect() {
+  const delay = backoff.disconnected(Date.now());
+  log(`Reconnecting in ${(delay / 1000).toFixed(1)} s`);
+  setTimeout(connect, delay);
+  render();
+}
+
+function connect() {
+  let ws;
+  try {
+    ws = new WebSocket(serverUrl);
+  } catch (err) {
+    log(`Cannot connect to ${serverUrl}: ${err.message}`);
+    scheduleReconnect();
+    return;
+  }
+  socket = ws;
+  log(`Connecting to ${serverUrl}`);
+  ws.onopen = () => {
+    status.connects += 1;
+    backoff.connected(Date.now());
+    log(`Connected to ${serverUrl}`);
+    ws.send(helloMessage({ agent: navigator.userAgent, ops: Object.keys(OPS), concurrency }));
+    render();
+  };
+  ws.onmessage = ({ data }) => receive(ws, data);
+  ws.onerror = () => log('WebSocket error (see the close below)');
+  ws.onclose = ({ code, reason }) => {
+    if (queue.length > 0) log(`Abandoned ${queue.length} queued task(s)`);
+    queue.length = 0; // only this connection's tasks can be queued; the coordinator re-issues them
+    status.workerId = null;
+    log(`Closed: ${code} ${reason}`.trimEnd());
+    scheduleReconnect();
+  };
+  render();
+}
+
+view['server-url'].textContent = serverUrl;
+log(`Starting ${concurrency} compute worker(s)`);
+connect();

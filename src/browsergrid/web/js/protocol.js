@@ -1,0 +1,72 @@
+// browsergrid wire protocol v1 (docs/protocol.md): decode coordinator frames, build worker frames.
+
+export const PROTOCOL_VERSION = 1;
+
+// protocol.md caps `agent` at 512 characters.
+const MAX_AGENT_CHARS = 512;
+
+const isObject = (value) => typeof value === 'object' && value !== null && !Array.isArray(value);
+const isTaskId = (value) => Number.isInteger(value) || typeof value === 'string';
+
+function invalid(code, error) {
+  return { ok: false, code, error };
+}
+
+function decodeTask({ type, task_id, op, ...args }) {
+  if (!isTaskId(task_id)) return invalid('bad_message', 'task: task_id must be an integer or a string');
+  if (typeof op !== 'string') return invalid('bad_message', 'task: op must be a string');
+  return { ok: true, message: { type, task_id, op, args } };
+}
+
+function decodeWelcome({ type, protocol, worker_id, server, limits }) {
+  if (!Number.isInteger(protocol)) return invalid('bad_message', 'welcome: protocol must be an integer');
+  if (!Number.isInteger(worker_id)) return invalid('bad_message', 'welcome: worker_id must be an integer');
+  if (typeof server !== 'string') return invalid('bad_message', 'welcome: server must be a string');
+  if (!isObject(limits)) return invalid('bad_message', 'welcome: limits must be an object');
+  return { ok: true, message: { type, protocol, worker_id, server, limits } };
+}
+
+function decodeError({ type, code, message, task_id = null }) {
+  if (typeof code !== 'string') return invalid('bad_message', 'error: code must be a string');
+  if (typeof message !== 'string') return invalid('bad_message', 'error: message must be a string');
+  if (task_id !== null && !isTaskId(task_id)) {
+    return invalid('bad_message', 'error: task_id must be an integer, a string or absent');
+  }
+  return { ok: true, message: { type, code, message, task_id } };
+}
+
+const DECODERS = { task: decodeTask, welcome: decodeWelcome, error: decodeError };
+
+// Returns {ok:true, message}, {ok:true, message:null} for an unknown type, or {ok:false, code, error}.
+export function parseServerMessage(text) {
+  let frame;
+  try {
+    frame = JSON.parse(text);
+  } catch (err) {
+    return invalid('bad_json', `frame is not valid JSON: ${err.message}`);
+  }
+  if (!isObject(frame)) return invalid('bad_json', 'frame is not a JSON object');
+  if (typeof frame.type !== 'string') return invalid('bad_message', 'type must be a string');
+  if (!Object.hasOwn(DECODERS, frame.type)) return { ok: true, message: null };
+  return DECODERS[frame.type](frame);
+}
+
+export function helloMessage({ agent, ops, concurrency }) {
+  return JSON.stringify({
+    type: 'hello',
+    protocol: PROTOCOL_VERSION,
+    agent: String(agent).slice(0, MAX_AGENT_CHARS),
+    ops,
+    concurrency,
+  });
+}
+
+export function resultMessage({ task_id, result, duration_ms, agent }) {
+  const message = { type: 'result', task_id, result, duration_ms };
+  if (agent !== undefined) message.agent = String(agent).slice(0, MAX_AGENT_CHARS);
+  return JSON.stringify(message);
+}
+
+export function taskErrorMessage({ task_id, message }) {
+  return JSON.stringify({ type: 'error', task_id, message: String(message) });
+}

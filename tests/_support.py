@@ -1,0 +1,160 @@
+"""Helpers for tests that run real processes: output collection, the coordinator's JSON log."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+ARTIFACTS = ROOT / "test-artifacts"
+WELCOME_RESULT = 1.5372656826974733
+
+# As root, Chromium needs these; Playwright adds --headless and a fresh --user-data-dir.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (for servers that cannot take port 0)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def close_to(value: Any, expected: float, rel: float = 1e-12) -> bool:
+    return isinstance(value, float) and abs(value - expected) <= rel * abs(expected)
+
+
+class Process:
+    """A child process whose output lines are collected by a thread; ended by its PID."""
+
+    def __init__(self, args: list[str], *, cwd: Path | None = None) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.args = args
+        self.proc = subprocess.Popen(
+            args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            encoding="utf-8",
+            env=env,
+            cwd=cwd,
+        )
+        self.lines: list[str] = []
+        self._new: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+            self._new.put(line)
+        self._new.put(None)
+
+    def wait_for_line(self, predicate: Callable[[str], bool], timeout: float = 15) -> str:
+        """The first output line (past or future) for which ``predicate`` holds."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            for line in self.lines[seen:]:
+                if predicate(line):
+                    return line
+            seen = len(self.lines)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"timed out; output of {self.args}:\n" + self.output())
+            try:
+                ended = self._new.get(timeout=min(remaining, 0.2)) is None
+            except queue.Empty:
+                continue
+            if ended and not any(predicate(line) for line in self.lines[seen:]):
+                raise AssertionError(
+                    f"process exited ({self.proc.wait()}); output:\n" + self.output()
+                )
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def signal(self, sig: int) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+
+    def wait(self, timeout: float = 15) -> int:
+        code = self.proc.wait(timeout)
+        self._finish()
+        return code
+
+    def end(self) -> None:
+        """Stop it if still running: SIGTERM, then SIGKILL after 5 s."""
+        if self.proc.poll() is None:
+            self.signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.signal(signal.SIGKILL)
+                self.proc.wait(5)
+        self._finish()
+
+    def _finish(self) -> None:
+        self._reader.join(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+class Coordinator(Process):
+    """``browsergrid serve --log-format json`` on 127.0.0.1; ``events`` are its log objects."""
+
+    def __init__(self, port: int = 0, extra: tuple[str, ...] = ()) -> None:
+        super().__init__(
+            [
+                sys.executable,
+                "-m",
+                "browsergrid",
+                "serve",
+                "--port",
+                str(port),
+                "--log-format",
+                "json",
+                *extra,
+            ]
+        )
+        ready = self.event("ready")
+        self.port: int = ready["port"]
+        self.ws_url: str = ready["ws_url"]
+        self.page_url: str = ready["page_url"]
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in list(self.lines) if line.startswith("{")]
+
+    def event(self, name: str, timeout: float = 15, **match: Any) -> dict[str, Any]:
+        """The first log object with ``event == name`` whose fields equal ``match``."""
+
+        def wanted(line: str) -> bool:
+            if not line.startswith("{"):
+                return False
+            entry = json.loads(line)
+            return entry.get("event") == name and all(entry.get(k) == v for k, v in match.items())
+
+        found: dict[str, Any] = json.loads(self.wait_for_line(wanted, timeout))
+        return found

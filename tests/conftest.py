@@ -1,0 +1,103 @@
+"""Fixtures that run the real parts: coordinator and worker processes, the exercise's server
+and page, and Debian's Chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests._support import ARTIFACTS, CHROMIUM_ARGS, FIXTURES, Coordinator, Process, free_port
+
+
+@pytest.fixture
+def start_coordinator() -> Iterator[Callable[..., Coordinator]]:
+    """Start coordinators (``start_coordinator(port=0, *extra_args)``); all end after the test."""
+    started: list[Coordinator] = []
+
+    def start(*extra: str, port: int = 0) -> Coordinator:
+        coordinator = Coordinator(port, extra)
+        started.append(coordinator)
+        return coordinator
+
+    yield start
+    for coordinator in started:
+        coordinator.end()
+
+
+@pytest.fixture
+def coordinator(start_coordinator: Callable[..., Coordinator]) -> Coordinator:
+    return start_coordinator()
+
+
+@pytest.fixture
+def start_worker() -> Iterator[Callable[..., Process]]:
+    """Start ``browsergrid worker URL`` processes; all end after the test."""
+    started: list[Process] = []
+
+    def start(url: str, *extra: str) -> Process:
+        worker = Process([sys.executable, "-m", "browsergrid", "worker", url, *extra])
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.end()
+
+
+@pytest.fixture
+def exercise_server(tmp_path: Path) -> Iterator[tuple[Process, int]]:
+    """The exercise's ``servidor.py``, unchanged but for its port."""
+    port = free_port()
+    source = (FIXTURES / "exercise" / "servidor.py").read_text(encoding="utf-8")
+    script = tmp_path / "servidor.py"
+    script.write_text(source.replace("8765", str(port)), encoding="utf-8")
+    server = Process([sys.executable, str(script)])
+    server.wait_for_line(lambda line: "listo" in line)
+    yield server, port
+    server.end()
+
+
+def exercise_page(tmp_path: Path, port: int) -> str:
+    """A ``file://`` URL of the exercise's ``cliente.html``, unchanged but for its port."""
+    source = (FIXTURES / "exercise" / "cliente.html").read_text(encoding="utf-8")
+    page = tmp_path / "cliente.html"
+    page.write_text(source.replace("ws://127.0.0.1:8765", f"ws://127.0.0.1:{port}"), "utf-8")
+    return page.as_uri()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium through Playwright (never a downloaded browser)."""
+    from playwright.sync_api import sync_playwright
+
+    executable = os.environ.get("BROWSERGRID_CHROMIUM") or shutil.which("chromium")
+    if executable is None:
+        pytest.fail("Chromium not found: install Debian's 'chromium' package (scripts/test does)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable, headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh browser context and page (own storage), closed after the test."""
+    context = browser.new_context()
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """Where tests keep screenshots for people to look at (not committed)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS

@@ -1,0 +1,97 @@
+// Checks web/js/protocol.js against the shared frame fixtures and docs/protocol.md.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import {
+  PROTOCOL_VERSION, helloMessage, parseServerMessage, resultMessage, taskErrorMessage,
+} from '../../src/browsergrid/web/js/protocol.js';
+
+const fixtures = JSON.parse(await readFile(new URL('../fixtures/messages.json', import.meta.url), 'utf8'));
+const serverToWorker = fixtures.server_to_worker;
+
+test('protocol version is 1', () => {
+  assert.equal(PROTOCOL_VERSION, 1);
+});
+
+for (const { name, frame, decodes_to } of serverToWorker.valid) {
+  test(`valid server frame decodes: ${name}`, () => {
+    assert.deepEqual(parseServerMessage(frame), { ok: true, message: decodes_to });
+  });
+}
+
+for (const { name, frame } of serverToWorker.ignored) {
+  test(`unknown server frame is ignored: ${name}`, () => {
+    assert.deepEqual(parseServerMessage(frame), { ok: true, message: null });
+  });
+}
+
+for (const { name, frame, error_code } of serverToWorker.invalid) {
+  test(`invalid server frame is refused: ${name}`, () => {
+    const parsed = parseServerMessage(frame);
+    assert.equal(parsed.ok, false);
+    assert.equal(parsed.code, error_code);
+    assert.equal(typeof parsed.error, 'string');
+  });
+}
+
+test('more malformed frames never throw and get the right code', () => {
+  const cases = [
+    ['null', 'bad_json'],
+    ['"task"', 'bad_json'],
+    ['{"type":7}', 'bad_message'],
+    ['{"type":"task","op":"x","task_id":true}', 'bad_message'],
+    ['{"type":"task","op":"x","task_id":1.5}', 'bad_message'],
+    ['{"type":"task","op":3,"task_id":1}', 'bad_message'],
+    ['{"type":"welcome","protocol":1,"server":"s","limits":{}}', 'bad_message'],
+    ['{"type":"error","message":"no code"}', 'bad_message'],
+    ['{"type":"error","code":"bad_json"}', 'bad_message'],
+  ];
+  for (const [frame, code] of cases) assert.equal(parseServerMessage(frame).code, code, frame);
+});
+
+test('task arguments named like prototype members stay plain arguments', () => {
+  const { message } = parseServerMessage('{"type":"task","op":"o","task_id":2,"constructor":1,"x":[1]}');
+  assert.deepEqual(message, { type: 'task', task_id: 2, op: 'o', args: { constructor: 1, x: [1] } });
+});
+
+test('a type named like a prototype member is ignored, not dispatched', () => {
+  assert.deepEqual(parseServerMessage('{"type":"toString"}'), { ok: true, message: null });
+});
+
+test('helloMessage builds the hello frame', () => {
+  const frame = helloMessage({ agent: 'Mozilla/5.0 test', ops: ['repeat_multiply'], concurrency: 3 });
+  assert.equal(typeof frame, 'string');
+  assert.deepEqual(JSON.parse(frame), {
+    type: 'hello', protocol: 1, agent: 'Mozilla/5.0 test', ops: ['repeat_multiply'], concurrency: 3,
+  });
+});
+
+test('helloMessage caps agent at 512 characters', () => {
+  const { agent } = JSON.parse(helloMessage({ agent: 'a'.repeat(600), ops: ['repeat_multiply'], concurrency: 1 }));
+  assert.equal(agent.length, 512);
+});
+
+test('resultMessage builds the exercise result frame and echoes task_id as given', () => {
+  const frame = resultMessage({ task_id: 1, result: 1.5372656826974733, duration_ms: 3, agent: 'UA' });
+  assert.deepEqual(JSON.parse(frame), {
+    type: 'result', task_id: 1, result: 1.5372656826974733, duration_ms: 3, agent: 'UA',
+  });
+  assert.deepEqual(JSON.parse(resultMessage({ task_id: 't-9', result: [1, 2], duration_ms: 0 })), {
+    type: 'result', task_id: 't-9', result: [1, 2], duration_ms: 0,
+  });
+});
+
+test('taskErrorMessage builds the task error frame', () => {
+  const frame = taskErrorMessage({ task_id: 7, message: 'RangeError: invalid array length' });
+  assert.deepEqual(JSON.parse(frame), { type: 'error', task_id: 7, message: 'RangeError: invalid array length' });
+});
+
+test('built frames match the shapes of the worker_to_server fixtures', () => {
+  const byName = Object.fromEntries(fixtures.worker_to_server.valid.map((f) => [f.name, f.decodes_to]));
+  const { type, ...result } = byName['exercise result'];
+  assert.deepEqual(JSON.parse(resultMessage(result)), { type, ...result });
+  const { type: helloType, protocol, ...hello } = byName.hello;
+  assert.deepEqual(JSON.parse(helloMessage(hello)), { type: helloType, protocol, ...hello });
+  const { type: errorType, ...taskError } = byName['task error'];
+  assert.deepEqual(JSON.parse(taskErrorMessage(taskError)), { type: errorType, ...taskError });
+});
