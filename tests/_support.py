@@ -158,3 +158,21 @@ class Coordinator(Process):
 
         found: dict[str, Any] = json.loads(self.wait_for_line(wanted, timeout))
         return found
+
+
+def exercise_page(tmp_path: Path, port: int) -> str:
+    """A ``file://`` URL of the exercise's ``cliente.html``, unchanged but for its port."""
+    source = (FIXTURES / "exercise" / "cliente.html").read_text(encoding="utf-8")
+    page = tmp_path / "cliente.html"
+    page.write_text(source.replace("ws://127.0.0.1:8765", f"ws://127.0.0.1:{port}"), "utf-8")
+    return page.as_uri()
+
+
+def wait_until(page: Any, condition: Callable[[], bool], timeout: float = 10) -> None:
+    """Let the page's events arrive until ``condition()`` holds (Playwright delivers console
+    messages asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        page.wait_for_timeout(50)

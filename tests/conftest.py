@@ -63,14 +63,6 @@ def exercise_server(tmp_path: Path) -> Iterator[tuple[Process, int]]:
     server.end()
 
 
-def exercise_page(tmp_path: Path, port: int) -> str:
-    """A ``file://`` URL of the exercise's ``cliente.html``, unchanged but for its port."""
-    source = (FIXTURES / "exercise" / "cliente.html").read_text(encoding="utf-8")
-    page = tmp_path / "cliente.html"
-    page.write_text(source.replace("ws://127.0.0.1:8765", f"ws://127.0.0.1:{port}"), "utf-8")
-    return page.as_uri()
-
-
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     """Debian's headless Chromium through Playwright (never a downloaded browser)."""

@@ -9,10 +9,15 @@ from typing import Any
 
 import pytest
 
-from tests._support import WELCOME_RESULT, Coordinator, close_to
-from tests.conftest import exercise_page
+from tests._support import WELCOME_RESULT, Coordinator, close_to, exercise_page, wait_until
 
 pytestmark = pytest.mark.browser
+
+
+def saw_exercise_lines(console: list[str]) -> bool:
+    """The console lines the exercise's page logs, in browsergrid's page too."""
+    wanted = ("Connected", "Task received", "Result sent")
+    return all(any(text in line for line in console) for text in wanted)
 
 
 def test_worker_page_computes_the_welcome_task_in_a_web_worker(
@@ -33,9 +38,7 @@ def test_worker_page_computes_the_welcome_task_in_a_web_worker(
     assert page.text_content("#tasks-done") == "1"
     assert close_to(float(page.text_content("#last-result")), WELCOME_RESULT)
     assert len(page.workers) >= 1  # the op ran in a Web Worker, not on the page's thread
-    assert any("Connected" in line for line in console)
-    assert any("Task received" in line for line in console)
-    assert any("Result sent" in line for line in console)
+    wait_until(page, lambda: saw_exercise_lines(console))
     page.screenshot(path=str(artifacts / "worker-page.png"), full_page=True)
 
 
@@ -51,8 +54,7 @@ def test_the_exercise_page_from_a_file_url_is_a_worker(
     assert close_to(result["result"], WELCOME_RESULT)
     assert "Chrome" in result["agent"]
     assert not [e for e in coordinator.events() if e["event"] == "worker_introduced"]
-    page.wait_for_function("() => true")
-    assert any("Result sent" in line for line in console)
+    wait_until(page, lambda: saw_exercise_lines(console))
 
 
 def test_worker_page_reconnects_after_the_coordinator_restarts(

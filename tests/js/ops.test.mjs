@@ -35,10 +35,11 @@ test('runOp refuses bad arguments with a message naming the argument', () => {
     [{ factor: 2, times: 1 }, /initial must be a number/],
     [{ initial: '1', factor: 2, times: 1 }, /initial must be a number/],
     [{ initial: 1, factor: null, times: 1 }, /factor must be a number/],
-    [{ initial: 1, factor: 2, times: -1 }, /times must be an integer >= 0/],
-    [{ initial: 1, factor: 2, times: 1.5 }, /times must be an integer >= 0/],
-    [{ initial: 1, factor: 2, times: '3' }, /times must be an integer >= 0/],
-    [{ initial: 1, factor: 2 }, /times must be an integer >= 0/],
+    [{ initial: 1, factor: 2, times: -1 }, /times must be an integer from 0 to 2\*\*53 - 1/],
+    [{ initial: 1, factor: 2, times: 1.5 }, /times must be an integer from 0 to 2\*\*53 - 1/],
+    [{ initial: 1, factor: 2, times: '3' }, /times must be an integer from 0 to 2\*\*53 - 1/],
+    [{ initial: 1, factor: 2 }, /times must be an integer from 0 to 2\*\*53 - 1/],
+    [{ initial: 1, factor: 2, times: 2 ** 53 }, /times must be an integer from 0 to 2\*\*53 - 1/],
   ];
   for (const [args, message] of bad) {
     assert.throws(() => runOp('repeat_multiply', args), { name: 'Error', message }, JSON.stringify(args));

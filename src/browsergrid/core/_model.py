@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from browsergrid.core._events import TaskId
 from browsergrid.errors import IllegalTransition
 
 
@@ -50,7 +49,7 @@ _WORKER_MOVES: dict[WorkerState, frozenset[WorkerState]] = {
 class Task:
     """One unit of work. Change ``state`` only through ``move_to``."""
 
-    task_id: TaskId
+    task_id: int  # the scheduler numbers tasks in submission order
     op: str
     args: dict[str, Any]
     lease_timeout_s: float
@@ -78,7 +77,7 @@ class Worker:
     concurrency: int
     joined_at: float
     state: WorkerState = WorkerState.ANONYMOUS
-    in_flight: set[TaskId] = field(default_factory=set)
+    in_flight: set[int] = field(default_factory=set)
     tasks_done: int = 0
     failures: int = 0
     speed_ms: float | None = None  # duration of its welcome task: its first speed sample

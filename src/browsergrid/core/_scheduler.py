@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
@@ -62,10 +61,10 @@ class Scheduler:
         self.welcome = welcome
         self.lease_timeout_s = lease_timeout_s
         self.max_attempts = max_attempts
-        self.tasks: dict[TaskId, Task] = {}  # queued and leased only
+        self.tasks: dict[int, Task] = {}  # queued and leased only
         self.workers: dict[int, Worker] = {}
-        self._queue: deque[TaskId] = deque()
-        self._deadlines: list[tuple[float, int, TaskId]] = []  # (deadline, attempt, task)
+        self._queue: list[int] = []  # heap of queued task ids: the oldest (lowest) first
+        self._deadlines: list[tuple[float, int, int]] = []  # (deadline, attempt, task)
         self._task_ids = itertools.count(1)
 
     # --- the one entry point ---------------------------------------------------------
@@ -87,6 +86,8 @@ class Scheduler:
                 return list(self._error(event))
             case ClockTicked():
                 return list(self._tick(event))
+            case _:
+                raise TypeError(f"not a scheduler event: {event!r}")
 
     # --- event handlers --------------------------------------------------------------
 
@@ -112,7 +113,7 @@ class Scheduler:
     def _left(self, ev: WorkerLeft) -> Iterator[Command]:
         worker = self.workers.pop(ev.worker_id)
         worker.move_to(WorkerState.GONE)
-        for task_id in sorted(worker.in_flight, key=str):
+        for task_id in sorted(worker.in_flight):
             task = self.tasks[task_id]
             yield from self._lease_lost(
                 task, f"worker {worker.worker_id} disconnected", ev.stimulus_id
@@ -192,13 +193,13 @@ class Scheduler:
             task_id=next(self._task_ids),
             op=op,
             args=args,
-            lease_timeout_s=lease_timeout_s or self.lease_timeout_s,
-            max_attempts=max_attempts or self.max_attempts,
+            lease_timeout_s=self.lease_timeout_s if lease_timeout_s is None else lease_timeout_s,
+            max_attempts=self.max_attempts if max_attempts is None else max_attempts,
             pinned_to=pinned_to,
         )
         self.tasks[task.task_id] = task
         if pinned_to is None:
-            self._queue.append(task.task_id)
+            heapq.heappush(self._queue, task.task_id)
         return task
 
     def _lease(self, task: Task, worker: Worker, now: float, stimulus_id: str) -> SendTask:
@@ -230,7 +231,7 @@ class Scheduler:
             del self.tasks[task.task_id]
         elif task.attempts < task.max_attempts:
             task.move_to(TaskState.QUEUED)
-            self._queue.appendleft(task.task_id)  # it has waited longest
+            heapq.heappush(self._queue, task.task_id)
         else:
             task.move_to(TaskState.FAILED)
             del self.tasks[task.task_id]
@@ -243,7 +244,7 @@ class Scheduler:
 
     def _held(self, worker_id: int, task_id: TaskId) -> Task | None:
         """The task if ``worker_id`` holds its current lease, else None."""
-        task = self.tasks.get(task_id)
+        task = self.tasks.get(task_id) if isinstance(task_id, int) else None
         if task is None or task.state is not TaskState.LEASED or task.worker_id != worker_id:
             return None
         return task
@@ -263,14 +264,15 @@ class Scheduler:
         for worker in list(self.workers.values()):
             if worker.credit == 0:
                 continue
-            skipped: list[TaskId] = []
+            skipped: list[int] = []
             while self._queue and worker.credit > 0:
-                task_id = self._queue.popleft()
+                task_id = heapq.heappop(self._queue)
                 task = self.tasks[task_id]
                 if task.op in worker.ops:
                     yield self._lease(task, worker, now, stimulus_id)
                 else:
                     skipped.append(task_id)
-            self._queue.extendleft(reversed(skipped))
+            for task_id in skipped:
+                heapq.heappush(self._queue, task_id)
             if not self._queue:
                 return

@@ -71,11 +71,22 @@ def decode_worker_message(frame: str | bytes) -> WorkerMessage:
         raise _classify(frame, str(exc), _WORKER_TYPES) from None
     except msgspec.DecodeError as exc:
         raise ProtocolError("bad_json", f"frame is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise _too_deep() from None
+
+
+def _too_deep() -> ProtocolError:
+    return ProtocolError("bad_json", "frame is nested too deeply")
 
 
 def _classify(frame: str | bytes, detail: str, known: frozenset[str]) -> ProtocolError:
     """Name what is wrong with a JSON frame that failed typed decoding (error path only)."""
-    value = msgspec.json.decode(frame)
+    try:
+        value = msgspec.json.decode(frame)
+    except msgspec.DecodeError as exc:  # typed decoding can stop before a syntax error
+        return ProtocolError("bad_json", f"frame is not valid JSON: {exc}")
+    except RecursionError:
+        return _too_deep()
     if not isinstance(value, dict):
         return ProtocolError("bad_json", "a frame must hold one JSON object")
     kind = value.get("type")
@@ -111,7 +122,7 @@ class Welcome(msgspec.Struct, tag_field="type", tag="welcome", frozen=True):
     protocol: int
     worker_id: int
     server: str
-    limits: Limits = msgspec.field(default_factory=Limits)
+    limits: Limits
 
 
 class ServerError(msgspec.Struct, tag_field="type", tag="error", frozen=True):
@@ -136,9 +147,13 @@ def decode_server_message(frame: str | bytes) -> ServerMessage | None:
         value = msgspec.json.decode(frame)
     except msgspec.DecodeError as exc:
         raise ProtocolError("bad_json", f"frame is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise _too_deep() from None
     if not isinstance(value, dict):
         raise ProtocolError("bad_json", "a frame must hold one JSON object")
     kind = value.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError("bad_message", "member 'type' (a string) is missing")
     try:
         if kind == "task":
             return _task_from_dict(value)

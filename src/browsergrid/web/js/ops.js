@@ -7,14 +7,14 @@ export const OPS = {
 };
 
 const isNumber = (value) => typeof value === 'number' && Number.isFinite(value);
-const isCount = (value) => Number.isInteger(value) && value >= 0;
+const isCount = (value) => Number.isSafeInteger(value) && value >= 0;
 
 // For each op: argument name -> [check, description used in the error message].
 const ARGUMENTS = {
   repeat_multiply: {
     initial: [isNumber, 'a number'],
     factor: [isNumber, 'a number'],
-    times: [isCount, 'an integer >= 0'],
+    times: [isCount, 'an integer from 0 to 2**53 - 1'],
   },
 };
 

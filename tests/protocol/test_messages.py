@@ -1,0 +1,368 @@
+"""The wire format against docs/protocol.md and the shared fixtures (tests/js checks them too)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from browsergrid.errors import ProtocolError
+from browsergrid.protocol import (
+    MAX_FRAME_BYTES,
+    PROTOCOL_VERSION,
+    Hello,
+    Limits,
+    Result,
+    ServerError,
+    Task,
+    TaskError,
+    Welcome,
+    decode_server_message,
+    decode_worker_message,
+    encode_hello,
+    encode_result,
+    encode_server_error,
+    encode_task,
+    encode_task_error,
+    encode_welcome,
+)
+
+FIXTURES = json.loads(
+    (Path(__file__).parents[1] / "fixtures" / "messages.json").read_text(encoding="utf-8")
+)
+WORKER = FIXTURES["worker_to_server"]
+SERVER = FIXTURES["server_to_worker"]
+WELCOME_ARGS = {"initial": 1.0000054, "factor": 1.00000043, "times": 1000000}
+
+
+def cases(group: list[dict[str, Any]]) -> pytest.MarkDecorator:
+    return pytest.mark.parametrize("case", group, ids=[case["name"] for case in group])
+
+
+def as_fixture(message: Any) -> dict[str, Any]:
+    """A decoded message in the shape of the fixtures' ``decodes_to``."""
+    if isinstance(message, Task):
+        return {"type": "task", "task_id": message.task_id, "op": message.op, "args": message.args}
+    fields = msgspec.to_builtins(msgspec.structs.asdict(message))
+    return {"type": type(message).__struct_config__.tag, **fields}
+
+
+def frame_by_name(group: list[dict[str, Any]], name: str) -> str:
+    (frame,) = [case["frame"] for case in group if case["name"] == name]
+    return str(frame)
+
+
+# --- the shared fixtures -----------------------------------------------------------------
+
+
+@cases(WORKER["valid"])
+def test_valid_worker_frame_decodes(case: dict[str, Any]) -> None:
+    message = decode_worker_message(case["frame"])
+    assert {"type": message.__struct_config__.tag, **msgspec.structs.asdict(message)} == case[
+        "decodes_to"
+    ]
+
+
+@cases(WORKER["valid"])
+def test_valid_worker_frame_decodes_from_bytes(case: dict[str, Any]) -> None:
+    assert decode_worker_message(case["frame"].encode()) == decode_worker_message(case["frame"])
+
+
+@cases(WORKER["invalid"])
+def test_invalid_worker_frame_is_refused(case: dict[str, Any]) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        decode_worker_message(case["frame"])
+    assert caught.value.code == case["error_code"]
+    assert caught.value.message
+    assert str(caught.value) == caught.value.message
+
+
+@cases(SERVER["valid"])
+def test_valid_server_frame_decodes(case: dict[str, Any]) -> None:
+    assert as_fixture(decode_server_message(case["frame"])) == case["decodes_to"]
+
+
+@cases(SERVER["ignored"])
+def test_unknown_server_frame_is_ignored(case: dict[str, Any]) -> None:
+    assert decode_server_message(case["frame"]) is None
+
+
+@cases(SERVER["invalid"])
+def test_invalid_server_frame_is_refused(case: dict[str, Any]) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        decode_server_message(case["frame"])
+    assert caught.value.code == case["error_code"]
+    assert caught.value.message
+
+
+# --- more frames -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("null", "bad_json"),
+        ('"result"', "bad_json"),
+        (b"\xff", "bad_json"),
+        ('{"type":7}', "bad_message"),
+        ('{"type":"result","task_id":1.5,"result":1,"duration_ms":1}', "bad_message"),
+        ('{"type":"hello","protocol":1,"agent":"x","ops":[""],"concurrency":1}', "bad_message"),
+        ('{"type":"hello","protocol":1,"agent":"x","ops":["a"],"concurrency":1025}', "bad_message"),
+        (
+            '{"type":"hello","protocol":1,"agent":"' + "x" * 513 + '","ops":["a"],"concurrency":1}',
+            "bad_message",
+        ),
+        ('{"type":"task","op":"x","task_id":1}', "unknown_type"),
+        ('{"type":"welcome"}', "unknown_type"),
+    ],
+)
+def test_more_worker_frames_are_refused(frame: str | bytes, code: str) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        decode_worker_message(frame)
+    assert caught.value.code == code
+
+
+def test_bad_message_names_the_member() -> None:
+    with pytest.raises(ProtocolError, match=r"bad 'result' message: .*duration_ms"):
+        decode_worker_message('{"type":"result","task_id":1,"result":1,"duration_ms":-5}')
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("null", "bad_json"),
+        ('"task"', "bad_json"),
+        ("[]", "bad_json"),
+        ('{"type":"task","op":"x","task_id":true}', "bad_message"),
+        ('{"type":"task","op":"x","task_id":1.5}', "bad_message"),
+        ('{"type":"task","op":3,"task_id":1}', "bad_message"),
+        ('{"type":"welcome","protocol":1,"server":"s","limits":{}}', "bad_message"),
+        ('{"type":"error","message":"no code"}', "bad_message"),
+        ('{"type":"error","code":"bad_json"}', "bad_message"),
+        ('{"type":"error","code":"c","message":"m","task_id":true}', "bad_message"),
+    ],
+)
+def test_more_server_frames_are_refused(frame: str, code: str) -> None:
+    """The same cases as tests/js/protocol.test.mjs checks for the JavaScript twin."""
+    with pytest.raises(ProtocolError) as caught:
+        decode_server_message(frame)
+    assert caught.value.code == code
+
+
+@pytest.mark.parametrize("frame", ["{}", '{"type":7}', '{"type":null}'])
+def test_server_frame_without_a_string_type_is_refused(frame: str) -> None:
+    """protocol.md: every object has a string member ``type``; web/js/protocol.js answers
+    ``bad_message`` for these, as decode_worker_message does."""
+    with pytest.raises(ProtocolError) as caught:
+        decode_server_message(frame)
+    assert caught.value.code == "bad_message"
+
+
+def test_task_arguments_keep_every_other_member() -> None:
+    frame = '{"type":"task","op":"o","task_id":2,"constructor":1,"x":[1],"args":{"a":1}}'
+    assert decode_server_message(frame) == Task(
+        task_id=2, op="o", args={"constructor": 1, "x": [1], "args": {"a": 1}}
+    )
+
+
+def test_welcome_without_limits_is_a_bad_message_as_in_javascript() -> None:
+    frame = '{"type":"welcome","protocol":1,"worker_id":3,"server":"s","future":1}'
+    with pytest.raises(ProtocolError) as caught:
+        decode_server_message(frame)
+    assert caught.value.code == "bad_message"
+    assert Limits() == Limits(
+        max_frame_bytes=MAX_FRAME_BYTES, heartbeat_interval_s=20.0, heartbeat_timeout_s=20.0
+    )
+
+
+DECODERS = pytest.mark.parametrize(
+    "decode", [decode_worker_message, decode_server_message], ids=["worker", "server"]
+)
+
+
+@DECODERS
+@pytest.mark.parametrize(
+    "frame",
+    [
+        "1e400",
+        '{"type":"result","task_id":1,"result":1e400,"duration_ms":1}',
+        '{"type":"task","op":"x","task_id":1,"initial":-1e400}',
+    ],
+)
+def test_numbers_out_of_range_are_refused(decode: Any, frame: str) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        decode(frame)
+    assert caught.value.code == "bad_json"
+
+
+@DECODERS
+@pytest.mark.parametrize(
+    "frame",
+    ['{"type":"gossip",', '{"type":"result","task_id":true,', '{"type":"result"} x', "[1] x"],
+)
+def test_malformed_json_is_bad_json_even_after_a_type_error(decode: Any, frame: str) -> None:
+    """msgspec may report a wrong type before it reaches the syntax error further on."""
+    with pytest.raises(ProtocolError) as caught:
+        decode(frame)
+    assert caught.value.code == "bad_json"
+
+
+@DECODERS
+@pytest.mark.parametrize("depth", [10_000, 200_000])
+def test_deeply_nested_frames_are_refused(decode: Any, depth: int) -> None:
+    frame = (
+        '{"type":"result","task_id":1,"duration_ms":1,"result":' + "[" * depth + "]" * depth + "}"
+    )
+    assert len(frame) < MAX_FRAME_BYTES
+    with pytest.raises(ProtocolError) as caught:
+        decode(frame)
+    assert caught.value.code == "bad_json"
+
+
+# --- encoders ----------------------------------------------------------------------------
+
+
+def test_encode_task_is_the_exercise_frame() -> None:
+    assert encode_task(1, "repeat_multiply", WELCOME_ARGS) == frame_by_name(
+        SERVER["valid"], "exercise task"
+    )
+
+
+@pytest.mark.parametrize("name", ["type", "task_id", "op"])
+def test_encode_task_refuses_reserved_argument_names(name: str) -> None:
+    with pytest.raises(ValueError, match=rf"argument names \['{name}'\] are reserved"):
+        encode_task(1, "x", {"a": 1, name: 2})
+
+
+@pytest.mark.parametrize("task_id", [1, "t-9", 2**70])
+def test_task_round_trip(task_id: int | str) -> None:
+    frame = encode_task(task_id, "repeat_multiply", {"times": 0, "nested": {"op": [1, None]}})
+    assert decode_server_message(frame) == Task(
+        task_id=task_id, op="repeat_multiply", args={"times": 0, "nested": {"op": [1, None]}}
+    )
+
+
+def test_hello_round_trip() -> None:
+    frame = encode_hello("browsergrid-python/0.1.0", ["repeat_multiply"], 2)
+    assert frame == frame_by_name(WORKER["valid"], "hello")
+    assert decode_worker_message(frame) == Hello(
+        protocol=PROTOCOL_VERSION,
+        agent="browsergrid-python/0.1.0",
+        ops=["repeat_multiply"],
+        concurrency=2,
+    )
+
+
+@pytest.mark.parametrize(
+    ("task_id", "result", "agent"),
+    [(1, 1.5372656826974733, "Mozilla/5.0"), ("t-9", [1, 2, {"a": None}], None), (3, None, "x")],
+)
+def test_result_round_trip(task_id: int | str, result: Any, agent: str | None) -> None:
+    frame = encode_result(task_id, result, 3.25, agent)
+    assert decode_worker_message(frame) == Result(
+        task_id=task_id, result=result, duration_ms=3.25, agent=agent
+    )
+
+
+def test_task_error_round_trip() -> None:
+    frame = encode_task_error(7, "RangeError: invalid array length")
+    assert frame == frame_by_name(WORKER["valid"], "task error")
+    assert decode_worker_message(frame) == TaskError(
+        task_id=7, message="RangeError: invalid array length"
+    )
+
+
+def test_welcome_round_trip() -> None:
+    limits = Limits(max_frame_bytes=1000, heartbeat_interval_s=5.0, heartbeat_timeout_s=7.5)
+    frame = encode_welcome(3, "browsergrid 0.1.0", limits)
+    assert decode_server_message(frame) == Welcome(
+        protocol=PROTOCOL_VERSION, worker_id=3, server="browsergrid 0.1.0", limits=limits
+    )
+    assert encode_welcome(3, "browsergrid 0.1.0", Limits()) == frame_by_name(
+        SERVER["valid"], "welcome"
+    )
+
+
+@pytest.mark.parametrize("task_id", [None, 9, "t-1"])
+def test_server_error_round_trip(task_id: int | str | None) -> None:
+    frame = encode_server_error("unknown_task", "no such task", task_id)
+    assert decode_server_message(frame) == ServerError(
+        code="unknown_task", message="no such task", task_id=task_id
+    )
+
+
+def test_server_error_without_task_id_encodes_null() -> None:
+    assert json.loads(encode_server_error("bad_json", "frame is not valid JSON")) == {
+        "type": "error",
+        "code": "bad_json",
+        "message": "frame is not valid JSON",
+        "task_id": None,
+    }
+
+
+# --- arbitrary input ---------------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+MEMBERS = [
+    "task_id",
+    "op",
+    "result",
+    "duration_ms",
+    "agent",
+    "protocol",
+    "ops",
+    "concurrency",
+    "message",
+    "code",
+    "worker_id",
+    "server",
+    "limits",
+]
+typed_objects = st.fixed_dictionaries(
+    {"type": st.sampled_from(["hello", "result", "error", "task", "welcome", "x"]) | json_values},
+    optional={name: json_values for name in MEMBERS},
+)
+frames = (
+    st.text() | json_values.map(json.dumps) | typed_objects.map(json.dumps) | st.binary().map(bytes)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(frames)
+@example('{"type":"result"} x')
+def test_decoders_return_a_message_or_raise_protocol_error(frame: str | bytes) -> None:
+    try:
+        worker_message = decode_worker_message(frame)
+    except ProtocolError as exc:
+        assert exc.code in ("bad_json", "bad_message", "unknown_type")
+    else:
+        assert isinstance(worker_message, Hello | Result | TaskError)
+    try:
+        server_message = decode_server_message(frame)
+    except ProtocolError as exc:
+        assert exc.code in ("bad_json", "bad_message")
+    else:
+        assert server_message is None or isinstance(server_message, Task | Welcome | ServerError)
+
+
+def test_deep_nesting_after_a_type_error_is_refused_too() -> None:
+    """The typed decoder stops at task_id; naming the error must not recurse forever."""
+    frame = '{"type":"result","task_id":true,"result":' + "[" * 200_000 + "]" * 200_000 + "}"
+    with pytest.raises(ProtocolError) as caught:
+        decode_worker_message(frame)
+    assert caught.value.code == "bad_json"
