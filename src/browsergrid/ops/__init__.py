@@ -1,8 +1,10 @@
-"""Built-in task kinds: the Python implementation of each op (web/js/ops.js is its twin).
+"""Built-in task kinds: the Python implementation and verifier of each op (web/js/ops.js is
+the JavaScript twin; docs/protocol.md defines each op exactly).
 
-``run_op(name, args)`` runs one; the Python worker announces ``sorted(OPS)``.
+``run_op(name, args)`` runs one; ``verify_op(name, args, result)`` checks a result a worker
+reported; the Python worker announces ``sorted(OPS)``.
 """
 
-from browsergrid.ops._registry import OPS, Op, run_op
+from browsergrid.ops._registry import OPS, Op, run_op, verify_op
 
-__all__ = ["OPS", "Op", "run_op"]
+__all__ = ["OPS", "Op", "run_op", "verify_op"]

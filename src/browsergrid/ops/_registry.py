@@ -1,4 +1,4 @@
-"""The table of built-in ops."""
+"""The table of built-in ops, and the two ways the rest of browsergrid uses one."""
 
 from __future__ import annotations
 
@@ -6,25 +6,62 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from browsergrid.ops import _repeat_multiply
+from browsergrid.ops import (
+    _hash_search,
+    _mandelbrot_tile,
+    _monte_carlo_pi,
+    _prime_count,
+    _repeat_multiply,
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Op:
-    """One task kind: ``run`` computes a result from the task's arguments."""
+    """One task kind.
+
+    ``run(args)`` computes the result (a JSON value) and raises ValueError naming the bad
+    argument; ``verify(args, result)`` says whether a result reported by an untrusted worker
+    is right (it may cost as much as ``run``); ``lease_timeout_s`` is how long a worker may
+    hold a task of this op by default before it is given to another.
+    """
 
     name: str
     run: Callable[[Mapping[str, Any]], Any]
+    verify: Callable[[Mapping[str, Any], Any], bool]
+    lease_timeout_s: float = 60.0
 
 
+# Leases longer than 60 s are for the ops whose largest tasks take tens of seconds in a
+# browser: 10**9 samples (~10 s in V8), a 65,536-pixel tile at 100,000 iterations (~20 s),
+# 10**7 crypto.subtle digests (~90 s: each digest is a round trip to another thread).
 OPS: Final[Mapping[str, Op]] = {
-    "repeat_multiply": Op("repeat_multiply", _repeat_multiply.run),
+    op.name: op
+    for op in (
+        Op("repeat_multiply", _repeat_multiply.run, _repeat_multiply.verify),
+        Op("monte_carlo_pi", _monte_carlo_pi.run, _monte_carlo_pi.verify, 120.0),
+        Op("mandelbrot_tile", _mandelbrot_tile.run, _mandelbrot_tile.verify, 120.0),
+        Op("prime_count", _prime_count.run, _prime_count.verify),
+        Op("hash_search", _hash_search.run, _hash_search.verify, 300.0),
+    )
 }
+
+
+def _lookup(name: str, args: Any) -> Op:
+    op = OPS.get(name)
+    if op is None:
+        raise ValueError(f"unknown op {name!r}; this worker runs {sorted(OPS)}")
+    if not isinstance(args, Mapping):
+        raise ValueError(f"{name}: arguments must be an object")
+    return op
 
 
 def run_op(name: str, args: Mapping[str, Any]) -> Any:
     """Run op ``name``; raises ValueError with a message fit to send back as a task error."""
-    op = OPS.get(name)
-    if op is None:
-        raise ValueError(f"unknown op {name!r}; this worker runs {sorted(OPS)}")
-    return op.run(args)
+    return _lookup(name, args).run(args)
+
+
+def verify_op(name: str, args: Mapping[str, Any], result: Any) -> bool:
+    """Whether ``result``, reported by a worker, is the right result of op ``name`` on
+    ``args``. A malformed result is simply wrong (False); an unknown op or bad arguments
+    raise ValueError as in ``run_op`` (check arguments when the task is submitted)."""
+    return _lookup(name, args).verify(args, result)

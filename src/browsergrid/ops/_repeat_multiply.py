@@ -1,29 +1,56 @@
-"""``repeat_multiply``: the exercise's ``initial * factor ** times``."""
+"""``repeat_multiply``: the exercise's ``initial * factor ** times``, or the loop, exactly."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
-_MAX_SAFE = 2**53 - 1  # the largest integer JavaScript (the browser twin) holds exactly
+from browsergrid.ops._args import MAX_SAFE, boolean, integer, number
+
+NAME: Final = "repeat_multiply"
+REL_TOLERANCE: Final = 1e-12  # pow of another language may differ in the last bits
 
 
 def run(args: Mapping[str, Any]) -> float:
-    """``initial * factor ** times`` as a double, like JavaScript's ``Math.pow``."""
-    initial = _number(args, "initial")
-    factor = _number(args, "factor")
-    times = args.get("times")
-    if isinstance(times, bool) or not isinstance(times, int) or not 0 <= times <= _MAX_SAFE:
-        raise ValueError("'times' must be an integer from 0 to 2**53 - 1")
+    """``initial * pow(factor, times)`` like JavaScript's ``Math.pow``; with ``exact`` true,
+    ``times`` multiplications in a loop (the same doubles in every language)."""
+    initial, factor, times, exact = _parse(args)
+    if exact:
+        result = initial
+        for _ in range(times):
+            result = result * factor
+        return result
     try:
         return initial * math.pow(factor, times)
     except OverflowError:
         return initial * math.copysign(math.inf, factor if times % 2 else 1.0)
 
 
-def _number(args: Mapping[str, Any], name: str) -> float:
-    value = args.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{name!r} must be a number")
-    return float(value)
+def verify(args: Mapping[str, Any], result: Any) -> bool:
+    """Within a relative error of 1e-12 of ``run`` (exactly equal with ``exact``); a result
+    that is not finite travels as JSON ``null``."""
+    expected = run(args)
+    if not math.isfinite(expected):
+        return result is None or (
+            isinstance(result, float)
+            and (result == expected or (math.isnan(result) and math.isnan(expected)))
+        )
+    if isinstance(result, bool) or not isinstance(result, int | float):
+        return False
+    try:
+        value = float(result)
+    except OverflowError:
+        return False
+    if value == expected:
+        return True
+    exact = args.get("exact", False)
+    return not exact and abs(value - expected) <= REL_TOLERANCE * abs(expected)
+
+
+def _parse(args: Mapping[str, Any]) -> tuple[float, float, int, bool]:
+    initial = number(args, NAME, "initial")
+    factor = number(args, NAME, "factor")
+    times = integer(args, NAME, "times", 0, MAX_SAFE, "0 to 2**53 - 1")
+    exact = boolean(args, NAME, "exact", False)
+    return initial, factor, times, exact

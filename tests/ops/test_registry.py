@@ -1,0 +1,55 @@
+"""The op table, ``run_op`` and ``verify_op``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from browsergrid.ops import OPS, Op, run_op, verify_op
+
+NAMES = ["hash_search", "mandelbrot_tile", "monte_carlo_pi", "prime_count", "repeat_multiply"]
+
+
+def test_op_table() -> None:
+    assert sorted(OPS) == NAMES
+    for name, op in OPS.items():
+        assert isinstance(op, Op)
+        assert op.name == name
+        assert isinstance(op.lease_timeout_s, float) and op.lease_timeout_s >= 60.0
+    op = OPS["repeat_multiply"]
+    assert op.run({"initial": 1.0, "factor": 2.0, "times": 3}) == 8.0
+    assert op.verify({"initial": 1.0, "factor": 2.0, "times": 3}, 8.0) is True
+    assert op.lease_timeout_s == 60.0
+
+
+def test_op_defaults_to_a_60_second_lease() -> None:
+    op = Op("x", lambda args: 1, lambda args, result: result == 1)
+    assert op.lease_timeout_s == 60.0
+
+
+def test_unknown_op_raises_value_error_naming_the_op() -> None:
+    message = r"unknown op 'nope'; this worker runs \['hash_search', .*'repeat_multiply'\]"
+    with pytest.raises(ValueError, match=message):
+        run_op("nope", {})
+    with pytest.raises(ValueError, match=message):
+        verify_op("nope", {}, 1)
+
+
+@pytest.mark.parametrize("args", [None, [], "x", 3])
+def test_arguments_that_are_not_an_object_raise_value_error(args: Any) -> None:
+    for name in NAMES:
+        with pytest.raises(ValueError, match=f"^{name}: arguments must be an object$"):
+            run_op(name, args)
+        with pytest.raises(ValueError, match=f"^{name}: arguments must be an object$"):
+            verify_op(name, args, 1)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_missing_arguments_raise_value_error_naming_op_and_argument(name: str) -> None:
+    with pytest.raises(ValueError, match=f"^{name}: '[a-z_]+' must be"):
+        run_op(name, {})
+
+
+def test_extra_arguments_are_ignored() -> None:
+    assert run_op("prime_count", {"lo": 0, "hi": 10, "note": "x"}) == 4
