@@ -165,3 +165,11 @@ test('limits that are allowed', async () => {
   assert.equal(runOp('prime_count', { lo: 1e12 - 11, hi: 1e12 }), 1);
   assert.equal(runOp('mandelbrot_tile', { region: [2, 3, 2, 3], width: 65536, height: 1, max_iter: 1 }).counts.length, 65536);
 });
+
+test('exact mode caps times at 10**8', async () => {
+  assert.throws(
+    () => runOp('repeat_multiply', { initial: 1, factor: 1, times: 1e8 + 1, exact: true }),
+    /times must be an integer from 0 to 10\*\*8 in exact mode/,
+  );
+  assert.equal(await runOp('repeat_multiply', { initial: 1, factor: 1, times: 1000, exact: true }), 1);
+});

@@ -184,3 +184,10 @@ def test_verify_wants_null_for_a_result_that_is_not_finite(exact: bool) -> None:
 @pytest.mark.parametrize("result", [True, False, "8.0", [8.0], {"result": 8.0}, math.nan])
 def test_verify_refuses_a_malformed_result(result: Any) -> None:
     assert verify(result) is False
+
+
+def test_exact_mode_caps_times_at_10_to_the_8() -> None:
+    args = {"initial": 1.0, "factor": 1.0, "exact": True}
+    with pytest.raises(ValueError, match="10\\*\\*8 in exact mode"):
+        run_op("repeat_multiply", {**args, "times": 10**8 + 1})
+    assert run_op("repeat_multiply", {**args, "times": 1000}) == 1.0

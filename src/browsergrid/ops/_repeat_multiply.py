@@ -10,6 +10,7 @@ from browsergrid.ops._args import MAX_SAFE, boolean, integer, number
 
 NAME: Final = "repeat_multiply"
 REL_TOLERANCE: Final = 1e-12  # pow of another language may differ in the last bits
+MAX_EXACT_TIMES: Final = 10**8  # the loop takes seconds in Python, not hours
 
 
 def run(args: Mapping[str, Any]) -> float:
@@ -53,4 +54,6 @@ def _parse(args: Mapping[str, Any]) -> tuple[float, float, int, bool]:
     factor = number(args, NAME, "factor")
     times = integer(args, NAME, "times", 0, MAX_SAFE, "0 to 2**53 - 1")
     exact = boolean(args, NAME, "exact", False)
+    if exact:
+        integer(args, NAME, "times", 0, MAX_EXACT_TIMES, "0 to 10**8 in exact mode")
     return initial, factor, times, exact

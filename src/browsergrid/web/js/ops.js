@@ -7,6 +7,7 @@ const MAX_PIXELS = 65536;
 const SEGMENT = 2 ** 18; // prime_count: integers per segment (its odd half is sieved)
 const HASH_BATCH = 256; // hash_search: digests in flight at once (crypto.subtle is async)
 const MAX_SHOWN = 80; // characters of a bad argument quoted in an error
+const MAX_EXACT_TIMES = 1e8; // repeat_multiply's loop: seconds in Python, not hours
 
 // --- the ops; each takes arguments already checked by runOp ---
 
@@ -180,6 +181,7 @@ const CHECKS = {
     if (args.exact !== undefined && typeof args.exact !== 'boolean') {
       throw fail(op, 'exact', 'a boolean', args.exact);
     }
+    if (args.exact) integer(op, args, 'times', 0, MAX_EXACT_TIMES, '0 to 10**8 in exact mode');
   },
   monte_carlo_pi(op, args) {
     integer(op, args, 'samples', 1, 1e9, '1 to 10**9');
