@@ -159,6 +159,19 @@ class Coordinator(Process):
         found: dict[str, Any] = json.loads(self.wait_for_line(wanted, timeout))
         return found
 
+    def events_named(self, name: str, count: int, timeout: float = 15) -> list[dict[str, Any]]:
+        """Wait until at least ``count`` log objects named ``name`` were written."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [e for e in self.events() if e.get("event") == name]
+            if len(found) >= count:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{len(found)} {name} events, wanted {count}:\n{self.output()}"
+                )
+            time.sleep(0.05)
+
 
 def exercise_page(tmp_path: Path, port: int) -> str:
     """A ``file://`` URL of the exercise's ``cliente.html``, unchanged but for its port."""

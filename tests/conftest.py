@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +94,30 @@ def artifacts() -> Path:
     """Where tests keep screenshots for people to look at (not committed)."""
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@dataclass
+class Grid:
+    coordinator: Coordinator
+    workers: list[Process]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.coordinator.port}"
+
+
+@pytest.fixture(scope="module")
+def grid() -> Iterator[Grid]:
+    coordinator = Coordinator(0, ("--quiet",))
+    workers = [
+        Process([sys.executable, "-m", "browsergrid", "worker", coordinator.ws_url, "--quiet"])
+        for _ in range(2)
+    ]
+    try:
+        for worker in workers:
+            worker.wait_for_line(lambda line: "connected to" in line)
+        yield Grid(coordinator, workers)
+    finally:
+        for worker in workers:
+            worker.end()
+        coordinator.end()

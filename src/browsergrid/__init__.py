@@ -1,10 +1,29 @@
 """browsergrid: a self-hosted browser compute grid.
 
 Start a coordinator with ``browsergrid serve`` and open its URL in any browser: the tab
-becomes a worker. ``browsergrid worker URL`` runs a headless Python worker.
+becomes a worker. ``browsergrid worker URL`` runs a headless Python worker. Submit work
+with ``Client`` (futures) or ``AsyncClient`` (asyncio), the HTTP API, or the CLI.
 """
 
 from browsergrid._version import __version__
-from browsergrid.errors import BrowsergridError, ConfigError, ProtocolError
+from browsergrid.client import AsyncClient, Client
+from browsergrid.errors import (
+    BrowsergridError,
+    ConfigError,
+    ConnectionLost,
+    ProtocolError,
+    SubmitError,
+    TaskError,
+)
 
-__all__ = ["BrowsergridError", "ConfigError", "ProtocolError", "__version__"]
+__all__ = [
+    "AsyncClient",
+    "BrowsergridError",
+    "Client",
+    "ConfigError",
+    "ConnectionLost",
+    "ProtocolError",
+    "SubmitError",
+    "TaskError",
+    "__version__",
+]

@@ -1,19 +1,23 @@
-"""The ``browsergrid`` command: ``serve`` a coordinator or run a Python ``worker``."""
+"""The ``browsergrid`` command: ``serve`` a coordinator, run a Python ``worker``, and
+``submit``, follow (``status``), export (``results``) and ``cancel`` jobs."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from browsergrid._cli_jobs import add_job_commands, run_job_command
 from browsergrid._console import setup_console
 from browsergrid._version import __version__
+from browsergrid.client import SERVER_ENV
 from browsergrid.config import ServeConfig
 from browsergrid.core import WelcomeTask
-from browsergrid.errors import ConfigError
+from browsergrid.errors import BrowsergridError, ConfigError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,13 +62,20 @@ def _parser() -> argparse.ArgumentParser:
         "--lease-timeout",
         type=float,
         default=defaults.lease_timeout_s,
-        help="seconds a worker has to answer a task before it is re-issued",
+        help="seconds a worker has to answer a task before it is re-issued, for ops "
+        "without a default of their own (a job's lease_timeout overrides both)",
     )
     serve.add_argument(
         "--max-attempts",
         type=int,
         default=defaults.max_attempts,
         help="leases a task gets before it fails",
+    )
+    serve.add_argument(
+        "--work-buffer",
+        type=float,
+        default=defaults.work_buffer_s,
+        help="seconds of work to queue at each worker beyond what it runs",
     )
     serve.add_argument(
         "--heartbeat-interval",
@@ -89,8 +100,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("url", help="the coordinator's WebSocket URL")
     worker.add_argument("--concurrency", type=int, default=1, help="tasks run at once")
+    worker.add_argument(
+        "--prefetch",
+        type=int,
+        default=64,
+        help="most tasks to hold beyond --concurrency (the coordinator sends fewer when "
+        "they are long: see serve --work-buffer)",
+    )
     _add_output_options(worker)
+    add_job_commands(commands, _add_server_option)
     return parser
+
+
+def _add_server_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--server",
+        help=f"the coordinator, http://HOST:PORT (default: ${SERVER_ENV}, else "
+        "http://127.0.0.1:8765)",
+    )
 
 
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
@@ -111,10 +138,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
-        return _worker(args)
+        if args.command == "worker":
+            return _worker(args)
+        return run_job_command(args)
     except ConfigError as exc:
         print(f"browsergrid {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrowsergridError as exc:
+        print(f"browsergrid {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"browsergrid {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `browsergrid results 1 | head`: the reader has enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -137,6 +175,7 @@ def _serve(args: argparse.Namespace) -> int:
         welcome=welcome,
         lease_timeout_s=args.lease_timeout,
         max_attempts=args.max_attempts,
+        work_buffer_s=args.work_buffer,
         heartbeat_interval_s=args.heartbeat_interval,
         heartbeat_timeout_s=args.heartbeat_timeout,
         log_format=args.log_format,
@@ -153,10 +192,12 @@ def _worker(args: argparse.Namespace) -> int:
         raise ConfigError(f"URL must start with ws:// or wss://, not {args.url!r}")
     if args.concurrency < 1:
         raise ConfigError("--concurrency must be at least 1")
+    if args.prefetch < 0:
+        raise ConfigError("--prefetch must be at least 0")
     setup_console(args.log_format, quiet=args.quiet)
 
     async def run() -> None:
-        worker = PythonWorker(args.url, concurrency=args.concurrency)
+        worker = PythonWorker(args.url, concurrency=args.concurrency, prefetch=args.prefetch)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, worker.stop)

@@ -23,9 +23,13 @@ class ServeConfig:
     welcome: WelcomeTask | None = field(default_factory=WelcomeTask)
     """The task sent to every worker on connect; None turns it off (--no-welcome-task)."""
     lease_timeout_s: float = 60.0
-    """A task not answered this long after it was sent is taken back and queued again."""
+    """A task not answered this long after it was sent is taken back and queued again; for
+    ops without a default of their own (built-in ops have one; a job may set its own)."""
     max_attempts: int = 3
     """How many leases a task gets before it fails."""
+    work_buffer_s: float = 0.1
+    """Work queued at a worker beyond what it runs, in seconds at its measured speed: many
+    tiny tasks are in flight at once, long ones one at a time (never above its prefetch)."""
     heartbeat_interval_s: float = 20.0
     """Seconds between WebSocket pings to each worker."""
     heartbeat_timeout_s: float = 20.0
@@ -44,6 +48,8 @@ class ServeConfig:
             raise ConfigError(f"--port must be between 0 and 65535, not {self.port}")
         if self.lease_timeout_s <= 0:
             raise ConfigError("--lease-timeout must be positive")
+        if self.work_buffer_s < 0:
+            raise ConfigError("--work-buffer must be >= 0")
         if self.max_attempts < 1:
             raise ConfigError("--max-attempts must be at least 1")
         if self.heartbeat_interval_s <= 0 or self.heartbeat_timeout_s <= 0:

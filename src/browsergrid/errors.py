@@ -9,6 +9,9 @@ BrowsergridError            catch this to catch them all
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 
 class BrowsergridError(Exception):
     """Base class of every error browsergrid raises on purpose."""
@@ -29,6 +32,40 @@ class ProtocolError(BrowsergridError):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class SubmitError(BrowsergridError):
+    """The coordinator refused a submission and queued none of it.
+
+    ``code`` is one of ``unknown_op`` (no worker runs it: check the name), ``bad_args``
+    (the message names the argument) or ``job_cancelled``.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class TaskError(BrowsergridError):
+    """A task failed on every attempt. ``reasons`` has one line per attempt, each naming the
+    worker and what it reported; fix the arguments or the op, then submit again."""
+
+    def __init__(
+        self, op: str, args: dict[str, Any], reasons: Sequence[str], task_id: int, job_id: int
+    ) -> None:
+        lines = "\n".join(f"  attempt {i}: {reason}" for i, reason in enumerate(reasons, 1))
+        super().__init__(f"task {task_id} ({op} {args!r}) failed:\n{lines}")
+        self.op = op
+        self.task_args = args  # (``args`` is taken by Exception)
+        self.reasons = list(reasons)
+        self.attempts = len(self.reasons)
+        self.task_id = task_id
+        self.job_id = job_id
+
+
+class ConnectionLost(BrowsergridError):
+    """The connection to the coordinator closed while tasks were pending. Their jobs go on
+    running there: fetch the results with ``browsergrid results JOB`` or the HTTP API."""
 
 
 class IllegalTransition(BrowsergridError):

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import {
-  PROTOCOL_VERSION, helloMessage, parseServerMessage, resultMessage, taskErrorMessage,
+  PROTOCOL_VERSION, helloMessage, parseServerMessage, resultMessage, resultsMessage, taskErrorMessage,
 } from '../../src/browsergrid/web/js/protocol.js';
 
 const fixtures = JSON.parse(await readFile(new URL('../fixtures/messages.json', import.meta.url), 'utf8'));
@@ -45,8 +45,36 @@ test('more malformed frames never throw and get the right code', () => {
     ['{"type":"welcome","protocol":1,"server":"s","limits":{}}', 'bad_message'],
     ['{"type":"error","message":"no code"}', 'bad_message'],
     ['{"type":"error","code":"bad_json"}', 'bad_message'],
+    ['{"type":"tasks","tasks":null}', 'bad_message'],
+    ['{"type":"tasks","tasks":"task"}', 'bad_message'],
+    ['{"type":"tasks","tasks":[null]}', 'bad_message'],
+    ['{"type":"tasks","tasks":[[]]}', 'bad_message'],
+    ['{"type":"tasks","tasks":[{"type":"task","op":3,"task_id":1}]}', 'bad_message'],
+    ['{"type":"tasks","tasks":[{"type":"task","op":"x","task_id":1.5}]}', 'bad_message'],
+    ['{"type":"tasks","tasks":[{"type":"tasks","op":"x","task_id":1}]}', 'bad_message'],
+    ['{"type":"cancel","task_id":null}', 'bad_message'],
+    ['{"type":"cancel","task_id":[1]}', 'bad_message'],
   ];
   for (const [frame, code] of cases) assert.equal(parseServerMessage(frame).code, code, frame);
+});
+
+test('a bad element of tasks names its position', () => {
+  const parsed = parseServerMessage('{"type":"tasks","tasks":[{"type":"task","op":"x","task_id":1},{"type":"task","task_id":2}]}');
+  assert.equal(parsed.ok, false);
+  assert.match(parsed.error, /element 1/);
+});
+
+test('every element of tasks is normalised like a task frame', () => {
+  const { message } = parseServerMessage(
+    '{"type":"tasks","tasks":[{"type":"task","op":"o","task_id":2,"constructor":1},{"type":"task","op":"p","task_id":"b"}]}',
+  );
+  assert.deepEqual(message, {
+    type: 'tasks',
+    tasks: [
+      { type: 'task', task_id: 2, op: 'o', args: { constructor: 1 } },
+      { type: 'task', task_id: 'b', op: 'p', args: {} },
+    ],
+  });
 });
 
 test('task arguments named like prototype members stay plain arguments', () => {
@@ -58,12 +86,19 @@ test('a type named like a prototype member is ignored, not dispatched', () => {
   assert.deepEqual(parseServerMessage('{"type":"toString"}'), { ok: true, message: null });
 });
 
-test('helloMessage builds the hello frame', () => {
+test('helloMessage builds the hello frame; prefetch defaults to 1, as protocol.md says', () => {
   const frame = helloMessage({ agent: 'Mozilla/5.0 test', ops: ['repeat_multiply'], concurrency: 3 });
   assert.equal(typeof frame, 'string');
   assert.deepEqual(JSON.parse(frame), {
-    type: 'hello', protocol: 1, agent: 'Mozilla/5.0 test', ops: ['repeat_multiply'], concurrency: 3,
+    type: 'hello', protocol: 1, agent: 'Mozilla/5.0 test', ops: ['repeat_multiply'], concurrency: 3, prefetch: 1,
   });
+});
+
+test('helloMessage carries prefetch', () => {
+  for (const prefetch of [0, 3, 1024]) {
+    const hello = JSON.parse(helloMessage({ agent: 'UA', ops: ['repeat_multiply'], concurrency: 3, prefetch }));
+    assert.equal(hello.prefetch, prefetch);
+  }
 });
 
 test('helloMessage caps agent at 512 characters', () => {
@@ -81,6 +116,27 @@ test('resultMessage builds the exercise result frame and echoes task_id as given
   });
 });
 
+test('resultsMessage builds one results frame and keeps only the three members of each result', () => {
+  const frame = resultsMessage({
+    results: [
+      { task_id: 1, result: 2.5, duration_ms: 3, extra: 'dropped' },
+      { task_id: 't-2', result: null, duration_ms: 0 },
+    ],
+    agent: 'UA',
+  });
+  assert.deepEqual(JSON.parse(frame), {
+    type: 'results',
+    results: [
+      { task_id: 1, result: 2.5, duration_ms: 3 },
+      { task_id: 't-2', result: null, duration_ms: 0 },
+    ],
+    agent: 'UA',
+  });
+  const bare = JSON.parse(resultsMessage({ results: [{ task_id: 5, result: [1], duration_ms: 1 }] }));
+  assert.deepEqual(bare, { type: 'results', results: [{ task_id: 5, result: [1], duration_ms: 1 }] });
+  assert.equal(JSON.parse(resultsMessage({ results: [], agent: 'a'.repeat(600) })).agent.length, 512);
+});
+
 test('taskErrorMessage builds the task error frame', () => {
   const frame = taskErrorMessage({ task_id: 7, message: 'RangeError: invalid array length' });
   assert.deepEqual(JSON.parse(frame), { type: 'error', task_id: 7, message: 'RangeError: invalid array length' });
@@ -92,6 +148,19 @@ test('built frames match the shapes of the worker_to_server fixtures', () => {
   assert.deepEqual(JSON.parse(resultMessage(result)), { type, ...result });
   const { type: helloType, protocol, ...hello } = byName.hello;
   assert.deepEqual(JSON.parse(helloMessage(hello)), { type: helloType, protocol, ...hello });
+  const { type: prefetchType, protocol: prefetchProtocol, ...prefetched } = byName['hello with prefetch'];
+  assert.deepEqual(JSON.parse(helloMessage(prefetched)), { type: prefetchType, protocol: prefetchProtocol, ...prefetched });
   const { type: errorType, ...taskError } = byName['task error'];
   assert.deepEqual(JSON.parse(taskErrorMessage(taskError)), { type: errorType, ...taskError });
+  const { type: resultsType, ...results } = byName.results;
+  assert.deepEqual(JSON.parse(resultsMessage(results)), { type: resultsType, ...results });
+});
+
+test('built frames are byte for byte the fixture frames the Python encoders make', () => {
+  const frameOf = Object.fromEntries(fixtures.worker_to_server.valid.map((f) => [f.name, f.frame]));
+  assert.equal(
+    helloMessage({ agent: 'browsergrid-python/0.1.0', ops: ['repeat_multiply'], concurrency: 2, prefetch: 4 }),
+    frameOf['hello with prefetch'],
+  );
+  assert.equal(taskErrorMessage({ task_id: 7, message: 'RangeError: invalid array length' }), frameOf['task error']);
 });

@@ -15,20 +15,27 @@ from browsergrid.errors import ProtocolError
 from browsergrid.protocol import (
     MAX_FRAME_BYTES,
     PROTOCOL_VERSION,
+    Cancel,
     Hello,
     Limits,
     Result,
+    ResultItem,
+    Results,
     ServerError,
     Task,
     TaskError,
+    Tasks,
     Welcome,
     decode_server_message,
     decode_worker_message,
+    encode_cancel,
     encode_hello,
     encode_result,
+    encode_results,
     encode_server_error,
     encode_task,
     encode_task_error,
+    encode_tasks,
     encode_welcome,
 )
 
@@ -41,15 +48,26 @@ WELCOME_ARGS = {"initial": 1.0000054, "factor": 1.00000043, "times": 1000000}
 
 
 def cases(group: list[dict[str, Any]]) -> pytest.MarkDecorator:
-    return pytest.mark.parametrize("case", group, ids=[case["name"] for case in group])
+    params = [pytest.param(case, id=case["name"]) for case in group]
+    return pytest.mark.parametrize("case", params)
 
 
 def as_fixture(message: Any) -> dict[str, Any]:
     """A decoded message in the shape of the fixtures' ``decodes_to``."""
-    if isinstance(message, Task):
-        return {"type": "task", "task_id": message.task_id, "op": message.op, "args": message.args}
-    fields = msgspec.to_builtins(msgspec.structs.asdict(message))
-    return {"type": type(message).__struct_config__.tag, **fields}
+    match message:
+        case Task():
+            return {
+                "type": "task",
+                "task_id": message.task_id,
+                "op": message.op,
+                "args": message.args,
+            }
+        case Tasks():
+            return {"type": "tasks", "tasks": [as_fixture(task) for task in message.tasks]}
+        case Cancel():
+            return {"type": "cancel", "task_id": message.task_id}
+    fixture: dict[str, Any] = msgspec.to_builtins(message)  # tagged: "type" comes first
+    return fixture
 
 
 def frame_by_name(group: list[dict[str, Any]], name: str) -> str:
@@ -62,10 +80,7 @@ def frame_by_name(group: list[dict[str, Any]], name: str) -> str:
 
 @cases(WORKER["valid"])
 def test_valid_worker_frame_decodes(case: dict[str, Any]) -> None:
-    message = decode_worker_message(case["frame"])
-    assert {"type": message.__struct_config__.tag, **msgspec.structs.asdict(message)} == case[
-        "decodes_to"
-    ]
+    assert as_fixture(decode_worker_message(case["frame"])) == case["decodes_to"]
 
 
 @cases(WORKER["valid"])
@@ -119,6 +134,26 @@ def test_invalid_server_frame_is_refused(case: dict[str, Any]) -> None:
         ),
         ('{"type":"task","op":"x","task_id":1}', "unknown_type"),
         ('{"type":"welcome"}', "unknown_type"),
+        ('{"type":"tasks","tasks":[]}', "unknown_type"),
+        ('{"type":"cancel","task_id":1}', "unknown_type"),
+        (
+            '{"type":"hello","protocol":1,"agent":"x","ops":["a"],"concurrency":1,"prefetch":1.5}',
+            "bad_message",
+        ),
+        (
+            '{"type":"results","results":[{"task_id":1.5,"result":1,"duration_ms":1}]}',
+            "bad_message",
+        ),
+        (
+            '{"type":"results","results":[{"task_id":1,"result":1,"duration_ms":"1"}]}',
+            "bad_message",
+        ),
+        (
+            '{"type":"results","results":[{"task_id":1,"result":1,"duration_ms":1}],"agent":"'
+            + "x" * 513
+            + '"}',
+            "bad_message",
+        ),
     ],
 )
 def test_more_worker_frames_are_refused(frame: str | bytes, code: str) -> None:
@@ -130,6 +165,12 @@ def test_more_worker_frames_are_refused(frame: str | bytes, code: str) -> None:
 def test_bad_message_names_the_member() -> None:
     with pytest.raises(ProtocolError, match=r"bad 'result' message: .*duration_ms"):
         decode_worker_message('{"type":"result","task_id":1,"result":1,"duration_ms":-5}')
+
+
+def test_bad_results_message_names_the_item() -> None:
+    frame = '{"type":"results","results":[{"task_id":1,"result":1,"duration_ms":1},{"task_id":2}]}'
+    with pytest.raises(ProtocolError, match=r"bad 'results' message: .*results\[1\]"):
+        decode_worker_message(frame)
 
 
 @pytest.mark.parametrize(
@@ -145,6 +186,14 @@ def test_bad_message_names_the_member() -> None:
         ('{"type":"error","message":"no code"}', "bad_message"),
         ('{"type":"error","code":"bad_json"}', "bad_message"),
         ('{"type":"error","code":"c","message":"m","task_id":true}', "bad_message"),
+        ('{"type":"tasks","tasks":null}', "bad_message"),
+        ('{"type":"tasks","tasks":"task"}', "bad_message"),
+        ('{"type":"tasks","tasks":[null]}', "bad_message"),
+        ('{"type":"tasks","tasks":[[]]}', "bad_message"),
+        ('{"type":"tasks","tasks":[{"type":"task","op":3,"task_id":1}]}', "bad_message"),
+        ('{"type":"tasks","tasks":[{"type":"task","op":"x","task_id":1.5}]}', "bad_message"),
+        ('{"type":"cancel","task_id":null}', "bad_message"),
+        ('{"type":"cancel","task_id":[1]}', "bad_message"),
     ],
 )
 def test_more_server_frames_are_refused(frame: str, code: str) -> None:
@@ -167,6 +216,16 @@ def test_task_arguments_keep_every_other_member() -> None:
     frame = '{"type":"task","op":"o","task_id":2,"constructor":1,"x":[1],"args":{"a":1}}'
     assert decode_server_message(frame) == Task(
         task_id=2, op="o", args={"constructor": 1, "x": [1], "args": {"a": 1}}
+    )
+
+
+def test_every_element_of_tasks_is_decoded_like_a_task_frame() -> None:
+    frame = (
+        '{"type":"tasks","tasks":[{"type":"task","op":"o","task_id":2,"constructor":1},'
+        '{"type":"task","op":"p","task_id":"b"}]}'
+    )
+    assert decode_server_message(frame) == Tasks(
+        [Task(task_id=2, op="o", args={"constructor": 1}), Task(task_id="b", op="p", args={})]
     )
 
 
@@ -248,14 +307,25 @@ def test_task_round_trip(task_id: int | str) -> None:
 
 
 def test_hello_round_trip() -> None:
-    frame = encode_hello("browsergrid-python/0.1.0", ["repeat_multiply"], 2)
-    assert frame == frame_by_name(WORKER["valid"], "hello")
+    frame = encode_hello("browsergrid-python/0.1.0", ["repeat_multiply"], 2, 4)
+    assert frame == frame_by_name(WORKER["valid"], "hello with prefetch")
     assert decode_worker_message(frame) == Hello(
         protocol=PROTOCOL_VERSION,
         agent="browsergrid-python/0.1.0",
         ops=["repeat_multiply"],
         concurrency=2,
+        prefetch=4,
     )
+
+
+def test_hello_prefetch_defaults_to_1_when_absent() -> None:
+    """protocol.md: ``prefetch`` is optional, default 1; encode_hello sends it always."""
+    without = decode_worker_message(frame_by_name(WORKER["valid"], "hello"))
+    assert isinstance(without, Hello)
+    assert without.prefetch == 1
+    frame = encode_hello("browsergrid-python/0.1.0", ["repeat_multiply"], 2)
+    assert json.loads(frame)["prefetch"] == 1
+    assert decode_worker_message(frame) == without
 
 
 @pytest.mark.parametrize(
@@ -267,6 +337,43 @@ def test_result_round_trip(task_id: int | str, result: Any, agent: str | None) -
     assert decode_worker_message(frame) == Result(
         task_id=task_id, result=result, duration_ms=3.25, agent=agent
     )
+
+
+def test_results_round_trip() -> None:
+    items = [(1, 1.5372656826974733, 3), ("t-2", {"hits": 785, "samples": 1000}, 0.5)]
+    frame = encode_results(items, "browsergrid-python/0.1.0")
+    assert frame == frame_by_name(WORKER["valid"], "results")
+    assert decode_worker_message(frame) == Results(
+        results=[ResultItem(task_id=t, result=r, duration_ms=d) for t, r, d in items],
+        agent="browsergrid-python/0.1.0",
+    )
+    without_agent = encode_results([(5, None, 0.0)], None)
+    assert json.loads(without_agent)["agent"] is None
+    assert decode_worker_message(without_agent) == Results([ResultItem(5, None, 0.0)])
+
+
+def test_tasks_round_trip() -> None:
+    batch = [(1, "repeat_multiply", WELCOME_ARGS), ("t-2", "prime_count", {"lo": 2, "hi": 100})]
+    frame = encode_tasks(batch)
+    assert frame == frame_by_name(SERVER["valid"], "tasks")
+    assert decode_server_message(frame) == Tasks(
+        [Task(task_id=t, op=op, args=args) for t, op, args in batch]
+    )
+    assert all(item["type"] == "task" for item in json.loads(frame)["tasks"])
+
+
+@pytest.mark.parametrize("name", ["type", "task_id", "op"])
+def test_encode_tasks_refuses_reserved_argument_names(name: str) -> None:
+    with pytest.raises(ValueError, match=rf"argument names \['{name}'\] are reserved"):
+        encode_tasks([(1, "x", {"a": 1}), (2, "x", {name: 2})])
+
+
+@pytest.mark.parametrize("task_id", [7, "t-2", 2**70])
+def test_cancel_round_trip(task_id: int | str) -> None:
+    frame = encode_cancel(task_id)
+    assert decode_server_message(frame) == Cancel(task_id)
+    if task_id == 7:
+        assert frame == frame_by_name(SERVER["valid"], "cancel")
 
 
 def test_task_error_round_trip() -> None:
@@ -332,10 +439,21 @@ MEMBERS = [
     "worker_id",
     "server",
     "limits",
+    "prefetch",
+    "results",
+    "tasks",
 ]
+TYPES = ["hello", "result", "results", "error", "task", "tasks", "cancel", "welcome", "x"]
+items = st.fixed_dictionaries(
+    {}, optional={name: json_values for name in ["type", "task_id", "op", "result", "duration_ms"]}
+)
 typed_objects = st.fixed_dictionaries(
-    {"type": st.sampled_from(["hello", "result", "error", "task", "welcome", "x"]) | json_values},
-    optional={name: json_values for name in MEMBERS},
+    {"type": st.sampled_from(TYPES) | json_values},
+    optional={
+        **{name: json_values for name in MEMBERS},
+        "results": st.lists(items, max_size=3) | json_values,
+        "tasks": st.lists(items, max_size=3) | json_values,
+    },
 )
 frames = (
     st.text() | json_values.map(json.dumps) | typed_objects.map(json.dumps) | st.binary().map(bytes)
@@ -351,13 +469,15 @@ def test_decoders_return_a_message_or_raise_protocol_error(frame: str | bytes) -
     except ProtocolError as exc:
         assert exc.code in ("bad_json", "bad_message", "unknown_type")
     else:
-        assert isinstance(worker_message, Hello | Result | TaskError)
+        assert isinstance(worker_message, Hello | Result | Results | TaskError)
     try:
         server_message = decode_server_message(frame)
     except ProtocolError as exc:
         assert exc.code in ("bad_json", "bad_message")
     else:
-        assert server_message is None or isinstance(server_message, Task | Welcome | ServerError)
+        assert server_message is None or isinstance(
+            server_message, Task | Tasks | Cancel | Welcome | ServerError
+        )
 
 
 def test_deep_nesting_after_a_type_error_is_refused_too() -> None:

@@ -4,25 +4,44 @@ Synchronous and deterministic: no asyncio, no sockets, no storage. The server fe
 ``Scheduler.handle`` one event at a time and carries out the commands it returns.
 """
 
-from browsergrid.core._commands import Command, RejectReport, SendTask, TaskDone, TaskFailed
+from browsergrid.core._commands import (
+    CancelTask,
+    Command,
+    JobCancelled,
+    RejectReport,
+    SendTask,
+    TaskDone,
+    TaskFailed,
+    TasksAccepted,
+)
 from browsergrid.core._events import (
     ClockTicked,
     Event,
+    JobCancelRequested,
+    JobOptions,
     ResultReported,
     TaskErrorReported,
-    TaskSubmitted,
+    TaskSpec,
+    TasksSubmitted,
     WorkerIntroduced,
     WorkerJoined,
     WorkerLeft,
 )
-from browsergrid.core._model import Task, TaskState, Worker, WorkerState
+from browsergrid.core._model import FINAL_STATES, Job, Lease, Task, TaskState, Worker, WorkerState
 from browsergrid.core._scheduler import EXERCISE_OPS, Scheduler, WelcomeTask
 
 __all__ = [
     "EXERCISE_OPS",
+    "FINAL_STATES",
+    "CancelTask",
     "ClockTicked",
     "Command",
     "Event",
+    "Job",
+    "JobCancelRequested",
+    "JobCancelled",
+    "JobOptions",
+    "Lease",
     "RejectReport",
     "ResultReported",
     "Scheduler",
@@ -31,8 +50,10 @@ __all__ = [
     "TaskDone",
     "TaskErrorReported",
     "TaskFailed",
+    "TaskSpec",
     "TaskState",
-    "TaskSubmitted",
+    "TasksAccepted",
+    "TasksSubmitted",
     "WelcomeTask",
     "Worker",
     "WorkerIntroduced",

@@ -3,10 +3,32 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 TaskId = int | str
+"""Task ids are integers the scheduler hands out; workers may echo anything back."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskSpec:
+    """One task to run: ``op`` with ``args``; None options take the job's, then the defaults."""
+
+    op: str
+    args: dict[str, Any]
+    lease_timeout_s: float | None = None
+    max_attempts: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobOptions:
+    """Options of a job, fixed when it is created."""
+
+    name: str = ""
+    priority: int = 0  # higher runs first; equal priorities share workers round robin
+    lease_timeout_s: float | None = None  # default for its tasks (else the op's, else global)
+    max_attempts: int | None = None  # default for its tasks (else global)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -20,12 +42,14 @@ class WorkerJoined:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerIntroduced:
-    """The worker sent ``hello``: it runs ``ops``, ``concurrency`` tasks at a time."""
+    """The worker sent ``hello``: it runs ``ops``, ``concurrency`` at a time, and buffers
+    ``prefetch`` more."""
 
     worker_id: int
     ops: frozenset[str]
     concurrency: int
     now: float
+    prefetch: int = 1
     stimulus_id: str = ""
 
 
@@ -39,14 +63,22 @@ class WorkerLeft:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TaskSubmitted:
-    """A task to run on any worker that announced ``op``."""
+class TasksSubmitted:
+    """Tasks for a new job (``job_id`` None, with ``options``) or added to job ``job_id``."""
 
-    op: str
-    args: dict[str, Any]
+    tasks: Sequence[TaskSpec]
     now: float
-    lease_timeout_s: float | None = None
-    max_attempts: int | None = None
+    job_id: int | None = None
+    options: JobOptions = field(default_factory=JobOptions)
+    stimulus_id: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobCancelRequested:
+    """Nobody wants the rest of job ``job_id``: its unfinished tasks are cancelled."""
+
+    job_id: int
+    now: float
     stimulus_id: str = ""
 
 
@@ -75,7 +107,7 @@ class TaskErrorReported:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClockTicked:
-    """Time passed; leases whose deadline is before ``now`` end."""
+    """Time passed: leases whose deadline is before ``now`` end; stragglers may be copied."""
 
     now: float
     stimulus_id: str = ""
@@ -85,20 +117,9 @@ Event = (
     WorkerJoined
     | WorkerIntroduced
     | WorkerLeft
-    | TaskSubmitted
+    | TasksSubmitted
+    | JobCancelRequested
     | ResultReported
     | TaskErrorReported
     | ClockTicked
 )
-
-__all__ = [
-    "ClockTicked",
-    "Event",
-    "ResultReported",
-    "TaskErrorReported",
-    "TaskId",
-    "TaskSubmitted",
-    "WorkerIntroduced",
-    "WorkerJoined",
-    "WorkerLeft",
-]

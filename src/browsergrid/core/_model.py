@@ -1,11 +1,13 @@
-"""Tasks and workers as the scheduler sees them, with their explicit state machines."""
+"""Tasks, jobs and workers as the scheduler sees them, with their explicit state machines."""
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from browsergrid.core._events import JobOptions
 from browsergrid.errors import IllegalTransition
 
 
@@ -13,10 +15,10 @@ class TaskState(StrEnum):
     """Where a task is in its life (docs/architecture.md draws the diagram)."""
 
     QUEUED = "queued"  # waiting for a worker with free credit that runs its op
-    LEASED = "leased"  # sent to one worker, which must answer before the lease deadline
+    LEASED = "leased"  # sent to one worker (two, when a straggler is copied)
     DONE = "done"  # a result was accepted; final
-    FAILED = "failed"  # every attempt failed or was lost; final
-    CANCELLED = "cancelled"  # no longer wanted (a welcome task whose worker left); final
+    FAILED = "failed"  # attempts used up; final
+    CANCELLED = "cancelled"  # no longer wanted (job cancelled, or a welcome task's worker left)
 
 
 _TASK_MOVES: dict[TaskState, frozenset[TaskState]] = {
@@ -28,6 +30,7 @@ _TASK_MOVES: dict[TaskState, frozenset[TaskState]] = {
     TaskState.FAILED: frozenset(),
     TaskState.CANCELLED: frozenset(),
 }
+FINAL_STATES = frozenset({TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED})
 
 
 class WorkerState(StrEnum):
@@ -45,21 +48,32 @@ _WORKER_MOVES: dict[WorkerState, frozenset[WorkerState]] = {
 }
 
 
+@dataclass(slots=True)
+class Lease:
+    """One worker's claim on a task, from ``start`` until ``deadline`` (monotonic seconds)."""
+
+    start: float
+    deadline: float
+    speculative: bool = False  # a copy of a straggler, sent while the first lease runs on
+
+
 @dataclass(slots=True, kw_only=True)
 class Task:
     """One unit of work. Change ``state`` only through ``move_to``."""
 
-    task_id: int  # the scheduler numbers tasks in submission order
+    task_id: int  # handed out in submission order: lower is older
+    job_id: int | None  # None for a welcome task
+    index: int  # position within its job
     op: str
     args: dict[str, Any]
     lease_timeout_s: float
     max_attempts: int
     pinned_to: int | None = None  # a welcome task runs on its own worker only
     state: TaskState = TaskState.QUEUED
-    worker_id: int | None = None  # holder of the current lease
-    deadline: float = 0.0  # end of the current lease (monotonic seconds)
+    leases: dict[int, Lease] = field(default_factory=dict)  # worker id -> lease
     attempts: int = 0  # leases granted so far
-    reasons: list[str] = field(default_factory=list)  # why each failed attempt failed
+    reasons: list[str] = field(default_factory=list)  # why each failed lease failed
+    failed_on: set[int] = field(default_factory=set)  # workers to avoid when re-issuing
 
     def move_to(self, new: TaskState) -> None:
         """Change state; raises IllegalTransition where the diagram has no such arrow."""
@@ -69,23 +83,56 @@ class Task:
 
 
 @dataclass(slots=True, kw_only=True)
+class Job:
+    """A group of tasks submitted together, with its counts by state."""
+
+    job_id: int
+    options: JobOptions
+    created_at: float
+    total: int = 0
+    cancelled: bool = False
+    live: set[int] = field(default_factory=set)  # ids of its tasks not yet final
+    counts: dict[TaskState, int] = field(default_factory=lambda: dict.fromkeys(TaskState, 0))
+    queues: dict[str, list[int]] = field(default_factory=dict)  # op -> heap of queued task ids
+
+    @property
+    def finished(self) -> bool:
+        """True when every task submitted so far is done, failed or cancelled."""
+        return sum(self.counts[state] for state in FINAL_STATES) == self.total
+
+    def queued(self) -> bool:
+        return any(self.queues.values())
+
+    def push(self, task: Task) -> None:
+        heapq.heappush(self.queues.setdefault(task.op, []), task.task_id)
+
+
+@dataclass(slots=True, kw_only=True)
 class Worker:
     """One connected worker and the tasks it holds."""
 
     worker_id: int
     ops: frozenset[str]
     concurrency: int
+    prefetch: int  # tasks it may hold beyond ``concurrency`` now (at most ``prefetch_cap``)
+    prefetch_cap: int = 0  # what it asked for in hello
+    mean_ms: float | None = None  # running mean of the compute time it reports
     joined_at: float
     state: WorkerState = WorkerState.ANONYMOUS
-    in_flight: set[int] = field(default_factory=set)
+    in_flight: set[int] = field(default_factory=set)  # tasks it holds a lease on
+    ignored: set[int] = field(default_factory=set)  # taken back: its late reports are dropped
     tasks_done: int = 0
     failures: int = 0
     speed_ms: float | None = None  # duration of its welcome task: its first speed sample
 
     @property
     def credit(self) -> int:
-        """How many more tasks it may be sent now."""
-        return max(0, self.concurrency - len(self.in_flight))
+        """How many more tasks it may be sent now (``concurrency + prefetch`` in all)."""
+        return max(0, self.concurrency + self.prefetch - len(self.in_flight))
+
+    @property
+    def idle(self) -> bool:
+        return not self.in_flight
 
     def move_to(self, new: WorkerState) -> None:
         """Change state; raises IllegalTransition where no such move exists."""

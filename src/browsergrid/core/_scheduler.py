@@ -1,29 +1,42 @@
-"""The scheduler: the one place where tasks are leased, finished, re-queued or failed."""
+"""The scheduler: the one place where tasks are queued, leased, finished, re-issued or failed."""
 
 from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterator
+from collections import Counter, deque
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from browsergrid.core._commands import Command, RejectReport, SendTask, TaskDone, TaskFailed
+from browsergrid.core._commands import (
+    CancelTask,
+    Command,
+    JobCancelled,
+    RejectReport,
+    SendTask,
+    TaskDone,
+    TaskFailed,
+    TasksAccepted,
+)
 from browsergrid.core._events import (
     ClockTicked,
     Event,
+    JobCancelRequested,
     ResultReported,
     TaskErrorReported,
     TaskId,
-    TaskSubmitted,
+    TasksSubmitted,
     WorkerIntroduced,
     WorkerJoined,
     WorkerLeft,
 )
-from browsergrid.core._model import Task, TaskState, Worker, WorkerState
+from browsergrid.core._model import FINAL_STATES, Job, Lease, Task, TaskState, Worker, WorkerState
 
 EXERCISE_OPS: Final = frozenset({"repeat_multiply"})
-"""What a worker that never says hello can run (the exercise's page)."""
+"""What a worker that never says hello can run (the exercise's page), one task at a time."""
+
+_EWMA: Final = 0.2  # weight of the newest duration in an op's running mean
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +54,17 @@ class WelcomeTask:
 class Scheduler:
     """Feed it events with ``handle``; carry out the commands it returns, in order.
 
-    ``welcome`` is the task sent to each worker on connect (None: send none).
-    A lease that ends without a result (disconnect, deadline, error report) puts the
-    task back in the queue until it has been leased ``max_attempts`` times; then it fails
-    with one reason per attempt.
+    - Workers get at most ``concurrency + prefetch`` tasks at once, only of ops they run.
+      With ``buffer_s``, a worker's prefetch is trimmed to about that many seconds of work
+      at its measured speed (many tiny tasks in flight, few long ones), never above what it
+      asked for.
+    - Jobs with queued tasks share workers round robin; a higher ``priority`` goes first.
+    - A lease ends with a result, or is lost (disconnect, deadline, error report); a lost
+      task is queued again, avoiding the worker it failed on, until it has failed
+      ``max_attempts`` times; then it fails with one reason per attempt.
+    - When a worker sits idle with nothing queued for it, a task running longer than
+      ``speculate_factor`` times its op's mean (and at least ``speculate_min_s``) is copied
+      to it; the first result wins and the other copy is cancelled.
     """
 
     def __init__(
@@ -52,20 +72,38 @@ class Scheduler:
         *,
         welcome: WelcomeTask | None = WelcomeTask(),
         lease_timeout_s: float = 60.0,
+        op_lease_timeouts: Mapping[str, float] | None = None,
         max_attempts: int = 3,
+        speculate_factor: float | None = 4.0,
+        speculate_min_s: float = 1.0,
+        max_prefetch: int = 1024,
+        buffer_s: float | None = None,
     ) -> None:
         if lease_timeout_s <= 0:
             raise ValueError("lease_timeout_s must be positive")
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if speculate_factor is not None and speculate_factor <= 1:
+            raise ValueError("speculate_factor must be above 1 (or None to turn it off)")
         self.welcome = welcome
         self.lease_timeout_s = lease_timeout_s
+        self.op_lease_timeouts = dict(op_lease_timeouts or {})
         self.max_attempts = max_attempts
-        self.tasks: dict[int, Task] = {}  # queued and leased only
+        self.speculate_factor = speculate_factor
+        self.speculate_min_s = speculate_min_s
+        self.max_prefetch = max_prefetch
+        self.buffer_s = buffer_s
+        self.tasks: dict[int, Task] = {}  # queued and leased only: final ones are forgotten
+        self.jobs: dict[int, Job] = {}
         self.workers: dict[int, Worker] = {}
-        self._queue: list[int] = []  # heap of queued task ids: the oldest (lowest) first
-        self._deadlines: list[tuple[float, int, int]] = []  # (deadline, attempt, task)
+        self.op_mean_s: dict[str, float] = {}  # running mean of lease-to-result time per op
+        self._op_workers: Counter[str] = Counter()  # how many connected workers run each op
+        self._hungry: dict[int, None] = {}  # workers with credit, in join order
+        self._rings: dict[int, deque[int]] = {}  # priority -> jobs with queued tasks
+        self._ringed: set[int] = set()
+        self._deadlines: list[tuple[float, int, int]] = []  # (deadline, task id, worker id)
         self._task_ids = itertools.count(1)
+        self._job_ids = itertools.count(1)
 
     # --- the one entry point ---------------------------------------------------------
 
@@ -73,206 +111,421 @@ class Scheduler:
         """Apply one event; returns the commands to carry out, in order."""
         match event:
             case WorkerJoined():
-                return list(self._joined(event))
+                commands = list(self._joined(event))
             case WorkerIntroduced():
-                return list(self._introduced(event))
+                commands = list(self._introduced(event))
             case WorkerLeft():
-                return list(self._left(event))
-            case TaskSubmitted():
-                return list(self._submitted(event))
+                commands = list(self._left(event))
+            case TasksSubmitted():
+                commands = list(self._submitted(event))
+            case JobCancelRequested():
+                commands = list(self._cancel(event))
             case ResultReported():
-                return list(self._result(event))
+                commands = list(self._result(event))
             case TaskErrorReported():
-                return list(self._error(event))
+                commands = list(self._error(event))
             case ClockTicked():
-                return list(self._tick(event))
+                commands = list(self._tick(event))
             case _:
                 raise TypeError(f"not a scheduler event: {event!r}")
+        commands.extend(self._dispatch(event.now, event.stimulus_id))
+        if isinstance(event, ClockTicked) and self.speculate_factor is not None:
+            commands.extend(self._speculate(event.now, event.stimulus_id))
+        return commands
 
     # --- event handlers --------------------------------------------------------------
 
     def _joined(self, ev: WorkerJoined) -> Iterator[Command]:
         if ev.worker_id in self.workers:
             raise ValueError(f"worker {ev.worker_id} joined twice")
-        worker = Worker(worker_id=ev.worker_id, ops=EXERCISE_OPS, concurrency=1, joined_at=ev.now)
+        worker = Worker(
+            worker_id=ev.worker_id, ops=EXERCISE_OPS, concurrency=1, prefetch=0, joined_at=ev.now
+        )
         self.workers[ev.worker_id] = worker
+        self._op_workers.update(worker.ops)
+        self._credit_changed(worker)
         if self.welcome is not None:
             task = self._new_task(
-                self.welcome.op, dict(self.welcome.args), None, 1, pinned_to=ev.worker_id
+                self.welcome.op, dict(self.welcome.args), None, 0, pinned_to=ev.worker_id
             )
             yield self._lease(task, worker, ev.now, ev.stimulus_id)
-        yield from self._dispatch(ev.now, ev.stimulus_id)
 
     def _introduced(self, ev: WorkerIntroduced) -> Iterator[Command]:
         worker = self.workers[ev.worker_id]
         worker.move_to(WorkerState.INTRODUCED)
+        self._op_workers.subtract(worker.ops)
         worker.ops = ev.ops
+        self._op_workers.update(worker.ops)
         worker.concurrency = ev.concurrency
-        yield from self._dispatch(ev.now, ev.stimulus_id)
+        worker.prefetch_cap = min(ev.prefetch, self.max_prefetch)
+        worker.prefetch = worker.prefetch_cap
+        self._fit_prefetch(worker)
+        self._credit_changed(worker)
+        yield from ()
 
     def _left(self, ev: WorkerLeft) -> Iterator[Command]:
         worker = self.workers.pop(ev.worker_id)
         worker.move_to(WorkerState.GONE)
+        self._op_workers.subtract(worker.ops)
+        self._hungry.pop(worker.worker_id, None)
         for task_id in sorted(worker.in_flight):
             task = self.tasks[task_id]
-            yield from self._lease_lost(
-                task, f"worker {worker.worker_id} disconnected", ev.stimulus_id
-            )
-        worker.in_flight.clear()
-        yield from self._dispatch(ev.now, ev.stimulus_id)
+            yield from self._lose(task, worker, f"worker {worker.worker_id} disconnected", ev)
 
-    def _submitted(self, ev: TaskSubmitted) -> Iterator[Command]:
-        self._new_task(ev.op, ev.args, ev.lease_timeout_s, ev.max_attempts)
-        yield from self._dispatch(ev.now, ev.stimulus_id)
+    def _submitted(self, ev: TasksSubmitted) -> Iterator[Command]:
+        if ev.job_id is None:
+            job = Job(job_id=next(self._job_ids), options=ev.options, created_at=ev.now)
+            self.jobs[job.job_id] = job
+        else:
+            found = self.jobs.get(ev.job_id)
+            if found is None or found.cancelled:
+                raise ValueError(f"job {ev.job_id} does not exist or was cancelled")
+            job = found
+        first_index = job.total
+        first_task_id = 0
+        for spec in ev.tasks:
+            task = self._new_task(
+                spec.op,
+                spec.args,
+                job.job_id,
+                job.total,
+                lease_timeout_s=spec.lease_timeout_s or job.options.lease_timeout_s,
+                max_attempts=spec.max_attempts or job.options.max_attempts,
+            )
+            first_task_id = first_task_id or task.task_id
+            job.total += 1
+            job.counts[TaskState.QUEUED] += 1
+            job.live.add(task.task_id)
+            self._enqueue(task, job)
+        yield TasksAccepted(
+            job_id=job.job_id,
+            first_task_id=first_task_id,
+            first_index=first_index,
+            count=len(ev.tasks),
+            stimulus_id=ev.stimulus_id,
+        )
+
+    def _cancel(self, ev: JobCancelRequested) -> Iterator[Command]:
+        job = self.jobs[ev.job_id]
+        job.cancelled = True
+        cancelled = sorted(job.live)
+        for task_id in cancelled:
+            task = self.tasks[task_id]
+            for worker_id in list(task.leases):
+                yield self._take_back(task, self.workers[worker_id], "job cancelled", ev)
+            self._finish(task, TaskState.CANCELLED)
+        job.queues.clear()
+        self._unring(job)
+        yield JobCancelled(job_id=job.job_id, task_ids=tuple(cancelled), stimulus_id=ev.stimulus_id)
 
     def _result(self, ev: ResultReported) -> Iterator[Command]:
         task = self._held(ev.worker_id, ev.task_id)
-        if task is None:
-            yield self._reject(ev.worker_id, ev.task_id, ev.stimulus_id)
-            return
         worker = self.workers[ev.worker_id]
-        self._release(task, worker)
-        task.move_to(TaskState.DONE)
-        del self.tasks[task.task_id]  # finished: reported by the command, not kept
+        if task is None:
+            yield from self._unheld(worker, ev.task_id, ev.stimulus_id)
+            return
+        lease = self._release(task, worker)
+        self._learn_duration(task.op, ev.now - lease.start)
+        for other_id in list(task.leases):
+            yield self._take_back(task, self.workers[other_id], "another copy finished first", ev)
+        self._finish(task, TaskState.DONE)
         worker.tasks_done += 1
         welcome = task.pinned_to is not None
         if welcome:
             worker.speed_ms = ev.duration_ms
+        else:
+            mean = worker.mean_ms
+            worker.mean_ms = (
+                ev.duration_ms if mean is None else mean + _EWMA * (ev.duration_ms - mean)
+            )
+            self._fit_prefetch(worker)
         yield TaskDone(
             worker_id=ev.worker_id,
             task_id=task.task_id,
+            job_id=task.job_id,
+            index=task.index,
             op=task.op,
             result=ev.result,
             duration_ms=ev.duration_ms,
+            attempts=task.attempts,
             welcome=welcome,
             stimulus_id=ev.stimulus_id,
         )
-        yield from self._dispatch(ev.now, ev.stimulus_id)
 
     def _error(self, ev: TaskErrorReported) -> Iterator[Command]:
         task = self._held(ev.worker_id, ev.task_id)
-        if task is None:
-            yield self._reject(ev.worker_id, ev.task_id, ev.stimulus_id)
-            return
         worker = self.workers[ev.worker_id]
+        if task is None:
+            yield from self._unheld(worker, ev.task_id, ev.stimulus_id)
+            return
         worker.failures += 1
-        self._release(task, worker)
-        yield from self._lease_lost(
-            task, f"worker {ev.worker_id} reported: {ev.message}", ev.stimulus_id
-        )
-        yield from self._dispatch(ev.now, ev.stimulus_id)
+        yield from self._lose(task, worker, f"worker {ev.worker_id} reported: {ev.message}", ev)
 
     def _tick(self, ev: ClockTicked) -> Iterator[Command]:
         while self._deadlines and self._deadlines[0][0] <= ev.now:
-            _, attempt, task_id = heapq.heappop(self._deadlines)
+            deadline, task_id, worker_id = heapq.heappop(self._deadlines)
             task = self.tasks.get(task_id)
-            if task is None or task.state is not TaskState.LEASED or task.attempts != attempt:
+            lease = task.leases.get(worker_id) if task else None
+            if task is None or lease is None or lease.deadline != deadline:
                 continue  # that lease already ended
-            assert task.worker_id is not None
-            worker = self.workers[task.worker_id]
-            self._release(task, worker)
-            yield from self._lease_lost(
-                task,
-                f"worker {worker.worker_id} passed the {task.lease_timeout_s:g} s deadline",
-                ev.stimulus_id,
-            )
-        yield from self._dispatch(ev.now, ev.stimulus_id)
+            worker = self.workers[worker_id]
+            reason = f"worker {worker_id} passed the {task.lease_timeout_s:g} s deadline"
+            yield self._take_back(task, worker, reason, ev)
+            yield from self._lose(task, worker, reason, ev, released=True)
 
-    # --- helpers ---------------------------------------------------------------------
+    # --- task life -------------------------------------------------------------------
 
     def _new_task(
         self,
         op: str,
         args: dict[str, Any],
-        lease_timeout_s: float | None,
-        max_attempts: int | None,
+        job_id: int | None,
+        index: int,
         *,
+        lease_timeout_s: float | None = None,
+        max_attempts: int | None = None,
         pinned_to: int | None = None,
     ) -> Task:
         task = Task(
             task_id=next(self._task_ids),
+            job_id=job_id,
+            index=index,
             op=op,
             args=args,
-            lease_timeout_s=self.lease_timeout_s if lease_timeout_s is None else lease_timeout_s,
-            max_attempts=self.max_attempts if max_attempts is None else max_attempts,
+            lease_timeout_s=lease_timeout_s
+            or self.op_lease_timeouts.get(op)
+            or self.lease_timeout_s,
+            max_attempts=max_attempts or self.max_attempts,
             pinned_to=pinned_to,
         )
         self.tasks[task.task_id] = task
-        if pinned_to is None:
-            heapq.heappush(self._queue, task.task_id)
         return task
 
-    def _lease(self, task: Task, worker: Worker, now: float, stimulus_id: str) -> SendTask:
-        task.move_to(TaskState.LEASED)
-        task.worker_id = worker.worker_id
+    def _enqueue(self, task: Task, job: Job) -> None:
+        job.push(task)
+        if job.job_id not in self._ringed:
+            self._ringed.add(job.job_id)
+            self._rings.setdefault(job.options.priority, deque()).append(job.job_id)
+
+    def _lease(
+        self, task: Task, worker: Worker, now: float, stimulus_id: str, speculative: bool = False
+    ) -> SendTask:
+        if task.state is TaskState.QUEUED:
+            self._set_state(task, TaskState.LEASED)
         task.attempts += 1
-        task.deadline = now + task.lease_timeout_s
-        heapq.heappush(self._deadlines, (task.deadline, task.attempts, task.task_id))
+        lease = Lease(start=now, deadline=now + task.lease_timeout_s, speculative=speculative)
+        task.leases[worker.worker_id] = lease
+        heapq.heappush(self._deadlines, (lease.deadline, task.task_id, worker.worker_id))
         worker.in_flight.add(task.task_id)
+        self._credit_changed(worker)
         return SendTask(
             worker_id=worker.worker_id,
             task_id=task.task_id,
             op=task.op,
             args=task.args,
             welcome=task.pinned_to is not None,
+            speculative=speculative,
             stimulus_id=stimulus_id,
         )
 
-    def _release(self, task: Task, worker: Worker) -> None:
+    def _release(self, task: Task, worker: Worker) -> Lease:
+        """End ``worker``'s lease on ``task`` and give the worker its credit back."""
+        lease = task.leases.pop(worker.worker_id)
         worker.in_flight.discard(task.task_id)
-        task.worker_id = None
+        self._credit_changed(worker)
+        return lease
 
-    def _lease_lost(self, task: Task, reason: str, stimulus_id: str) -> Iterator[Command]:
-        """The current lease ended without a result: queue again, cancel or fail."""
-        task.worker_id = None
+    def _take_back(self, task: Task, worker: Worker, reason: str, ev: Event) -> CancelTask:
+        """End a lease the worker may still be working on: tell it, ignore its late report."""
+        if worker.worker_id in task.leases:
+            self._release(task, worker)
+        worker.ignored.add(task.task_id)
+        return CancelTask(
+            worker_id=worker.worker_id,
+            task_id=task.task_id,
+            reason=reason,
+            stimulus_id=ev.stimulus_id,
+        )
+
+    def _lose(
+        self, task: Task, worker: Worker, reason: str, ev: Event, *, released: bool = False
+    ) -> Iterator[Command]:
+        """``worker``'s lease ended without a result: queue again, cancel or fail the task."""
+        if not released:
+            self._release(task, worker)
         task.reasons.append(reason)
+        task.failed_on.add(worker.worker_id)
+        if task.leases:
+            return  # another copy is still running
         if task.pinned_to is not None:
-            task.move_to(TaskState.CANCELLED)  # a welcome task measures one worker only
-            del self.tasks[task.task_id]
-        elif task.attempts < task.max_attempts:
-            task.move_to(TaskState.QUEUED)
-            heapq.heappush(self._queue, task.task_id)
+            self._finish(task, TaskState.CANCELLED)  # a welcome task measures one worker only
+        elif len(task.reasons) < task.max_attempts:
+            self._set_state(task, TaskState.QUEUED)
+            assert task.job_id is not None
+            self._enqueue(task, self.jobs[task.job_id])
         else:
-            task.move_to(TaskState.FAILED)
-            del self.tasks[task.task_id]
+            self._finish(task, TaskState.FAILED)
             yield TaskFailed(
                 task_id=task.task_id,
+                job_id=task.job_id,
+                index=task.index,
                 op=task.op,
                 reasons=tuple(task.reasons),
-                stimulus_id=stimulus_id,
+                stimulus_id=ev.stimulus_id,
             )
 
+    def _set_state(self, task: Task, new: TaskState) -> None:
+        old = task.state
+        task.move_to(new)
+        if task.job_id is not None:
+            counts = self.jobs[task.job_id].counts
+            counts[old] -= 1
+            counts[new] += 1
+
+    def _finish(self, task: Task, final: TaskState) -> None:
+        self._set_state(task, final)
+        del self.tasks[task.task_id]
+        if task.job_id is not None:
+            self.jobs[task.job_id].live.discard(task.task_id)
+
     def _held(self, worker_id: int, task_id: TaskId) -> Task | None:
-        """The task if ``worker_id`` holds its current lease, else None."""
+        """The task if ``worker_id`` holds a lease on it now, else None."""
         task = self.tasks.get(task_id) if isinstance(task_id, int) else None
-        if task is None or task.state is not TaskState.LEASED or task.worker_id != worker_id:
+        if task is None or worker_id not in task.leases:
             return None
         return task
 
-    def _reject(self, worker_id: int, task_id: TaskId, stimulus_id: str) -> RejectReport:
-        return RejectReport(
-            worker_id=worker_id,
+    def _unheld(self, worker: Worker, task_id: TaskId, stimulus_id: str) -> Iterator[Command]:
+        """A report on a task the worker does not hold: quietly dropped if it was taken back."""
+        if isinstance(task_id, int) and task_id in worker.ignored:
+            worker.ignored.discard(task_id)
+            return
+        yield RejectReport(
+            worker_id=worker.worker_id,
             task_id=task_id,
             reason=f"no task {task_id!r} is leased to this worker",
             stimulus_id=stimulus_id,
         )
 
-    def _dispatch(self, now: float, stimulus_id: str) -> Iterator[SendTask]:
-        """Lease queued tasks to workers with free credit, oldest task first."""
-        if not self._queue:
+    def _learn_duration(self, op: str, seconds: float) -> None:
+        mean = self.op_mean_s.get(op)
+        self.op_mean_s[op] = seconds if mean is None else mean + _EWMA * (seconds - mean)
+
+    # --- choosing work -----------------------------------------------------------------
+
+    def _fit_prefetch(self, worker: Worker) -> None:
+        """With ``buffer_s``: hold about that much work beyond what runs (1 until measured)."""
+        if self.buffer_s is None or worker.prefetch_cap == 0:
             return
-        for worker in list(self.workers.values()):
-            if worker.credit == 0:
+        if worker.mean_ms is None:
+            wanted = 1
+        else:
+            wanted = max(1, int(self.buffer_s * 1000 / max(worker.mean_ms, 0.001)))
+        worker.prefetch = min(worker.prefetch_cap, wanted * worker.concurrency)
+        self._credit_changed(worker)
+
+    def _credit_changed(self, worker: Worker) -> None:
+        if worker.credit > 0 and worker.state is not WorkerState.GONE:
+            self._hungry.setdefault(worker.worker_id)
+        else:
+            self._hungry.pop(worker.worker_id, None)
+
+    def _dispatch(self, now: float, stimulus_id: str) -> Iterator[SendTask]:
+        """Lease queued tasks to workers with credit, one at a time round robin, so that a
+        short queue spreads over many workers instead of filling the first."""
+        hungry = list(self._hungry)
+        while hungry and self._ringed:
+            still_hungry = []
+            for worker_id in hungry:
+                worker = self.workers[worker_id]
+                task = self._next_for(worker)
+                if task is None:
+                    continue
+                yield self._lease(task, worker, now, stimulus_id)
+                if worker.credit > 0:
+                    still_hungry.append(worker_id)
+            hungry = still_hungry
+
+    def _next_for(self, worker: Worker) -> Task | None:
+        """The next task for ``worker``: highest priority first, jobs in turn within one."""
+        for priority in sorted(self._rings, reverse=True):
+            ring = self._rings[priority]
+            for _ in range(len(ring)):
+                job = self.jobs[ring[0]]
+                ring.rotate(-1)
+                task = self._take(job, worker)
+                if task is not None:
+                    if not job.queued():
+                        self._unring(job)
+                    return task
+        return None
+
+    def _unring(self, job: Job) -> None:
+        """Take a job with nothing queued out of the round robin."""
+        if job.job_id not in self._ringed:
+            return
+        self._ringed.discard(job.job_id)
+        ring = self._rings[job.options.priority]
+        ring.remove(job.job_id)
+        if not ring:
+            del self._rings[job.options.priority]
+
+    def _take(self, job: Job, worker: Worker) -> Task | None:
+        """Pop ``job``'s oldest queued task that ``worker`` runs and has not failed."""
+        for op, heap in job.queues.items():
+            if op not in worker.ops or not heap:
                 continue
             skipped: list[int] = []
-            while self._queue and worker.credit > 0:
-                task_id = heapq.heappop(self._queue)
-                task = self.tasks[task_id]
-                if task.op in worker.ops:
-                    yield self._lease(task, worker, now, stimulus_id)
-                else:
-                    skipped.append(task_id)
+            found = None
+            while heap:
+                task = self.tasks[heapq.heappop(heap)]
+                if worker.worker_id in task.failed_on and self._others_can_run(task):
+                    skipped.append(task.task_id)  # leave it for a worker it has not failed on
+                    continue
+                found = task
+                break
             for task_id in skipped:
-                heapq.heappush(self._queue, task_id)
-            if not self._queue:
-                return
+                heapq.heappush(heap, task_id)
+            if found is not None:
+                return found
+        return None
+
+    def _others_can_run(self, task: Task) -> bool:
+        """True if a connected worker that runs the op has not failed this task yet."""
+        failed = sum(
+            1
+            for worker_id in task.failed_on
+            if worker_id in self.workers and task.op in self.workers[worker_id].ops
+        )
+        return self._op_workers[task.op] > failed
+
+    def _speculate(self, now: float, stimulus_id: str) -> Iterator[SendTask]:
+        """Copy stragglers to workers still idle after dispatch: nothing queued suits them."""
+        assert self.speculate_factor is not None
+        idle = [w for w in self.workers.values() if w.idle and w.credit > 0]
+        if not idle:
+            return
+        stragglers = sorted(
+            (lease.start, task.task_id)
+            for task in self.tasks.values()
+            if task.state is TaskState.LEASED and len(task.leases) == 1 and task.pinned_to is None
+            for lease in task.leases.values()
+            if not lease.speculative
+            and now - lease.start
+            > max(self.speculate_min_s, self.speculate_factor * self.op_mean_s.get(task.op, 0))
+        )
+        for _, task_id in stragglers:
+            task = self.tasks[task_id]
+            for worker in idle:
+                if (
+                    task.op in worker.ops
+                    and worker.worker_id not in task.leases
+                    and worker.worker_id not in task.failed_on
+                    and worker.idle
+                    and task.op in self.op_mean_s
+                ):
+                    yield self._lease(task, worker, now, stimulus_id, speculative=True)
+                    break
+
+
+__all__ = ["EXERCISE_OPS", "FINAL_STATES", "Scheduler", "WelcomeTask"]

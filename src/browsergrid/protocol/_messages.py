@@ -35,6 +35,7 @@ class Hello(msgspec.Struct, tag_field="type", tag="hello", frozen=True):
     agent: _Agent
     ops: Annotated[list[_OpName], msgspec.Meta(min_length=1, max_length=64)]
     concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)]
+    prefetch: Annotated[int, msgspec.Meta(ge=0, le=1024)] = 1
 
 
 class Result(msgspec.Struct, tag_field="type", tag="result", frozen=True):
@@ -46,6 +47,21 @@ class Result(msgspec.Struct, tag_field="type", tag="result", frozen=True):
     agent: _Agent | None = None
 
 
+class ResultItem(msgspec.Struct, frozen=True):
+    """One result inside a ``results`` batch."""
+
+    task_id: TaskId
+    result: Any
+    duration_ms: Annotated[float, msgspec.Meta(ge=0)]
+
+
+class Results(msgspec.Struct, tag_field="type", tag="results", frozen=True):
+    """Several results in one frame (a worker that finished several tasks at once)."""
+
+    results: Annotated[list[ResultItem], msgspec.Meta(min_length=1)]
+    agent: _Agent | None = None
+
+
 class TaskError(msgspec.Struct, tag_field="type", tag="error", frozen=True):
     """A worker could not run a task; ``message`` says why."""
 
@@ -53,8 +69,8 @@ class TaskError(msgspec.Struct, tag_field="type", tag="error", frozen=True):
     message: Annotated[str, msgspec.Meta(max_length=65536)]
 
 
-WorkerMessage = Hello | Result | TaskError
-_WORKER_TYPES: Final = frozenset({"hello", "result", "error"})
+WorkerMessage = Hello | Result | Results | TaskError
+_WORKER_TYPES: Final = frozenset({"hello", "result", "results", "error"})
 _worker_decoder: Final = msgspec.json.Decoder(WorkerMessage)
 
 
@@ -108,6 +124,18 @@ class Task(msgspec.Struct, frozen=True):
     args: dict[str, Any]
 
 
+class Tasks(msgspec.Struct, frozen=True):
+    """Several tasks in one ``tasks`` frame, in the order they were leased."""
+
+    tasks: list[Task]
+
+
+class Cancel(msgspec.Struct, frozen=True):
+    """Drop ``task_id``: it was taken back; a result for it would be ignored."""
+
+    task_id: TaskId
+
+
 class Limits(msgspec.Struct, frozen=True):
     """Limits a worker must respect, sent in ``welcome``."""
 
@@ -133,7 +161,7 @@ class ServerError(msgspec.Struct, tag_field="type", tag="error", frozen=True):
     task_id: TaskId | None = None
 
 
-ServerMessage = Task | Welcome | ServerError
+ServerMessage = Task | Tasks | Cancel | Welcome | ServerError
 _welcome_decoder: Final = msgspec.json.Decoder(Welcome)
 _server_error_decoder: Final = msgspec.json.Decoder(ServerError)
 
@@ -157,6 +185,22 @@ def decode_server_message(frame: str | bytes) -> ServerMessage | None:
     try:
         if kind == "task":
             return _task_from_dict(value)
+        if kind == "tasks":
+            items = value.get("tasks")
+            if not isinstance(items, list) or not all(
+                isinstance(t, dict) and t.get("type") == "task" for t in items
+            ):
+                raise ProtocolError(
+                    "bad_message", "bad 'tasks' message: 'tasks' must be a list of task objects"
+                )
+            return Tasks([_task_from_dict(item) for item in items])
+        if kind == "cancel":
+            task_id = value.get("task_id")
+            if isinstance(task_id, bool) or not isinstance(task_id, int | str):
+                raise ProtocolError(
+                    "bad_message", "bad 'cancel' message: 'task_id' must be an integer or string"
+                )
+            return Cancel(task_id)
         if kind == "welcome":
             return _welcome_decoder.decode(frame)
         if kind == "error":
@@ -184,12 +228,32 @@ def _task_from_dict(value: dict[str, Any]) -> Task:
 _encoder: Final = msgspec.json.Encoder()
 
 
-def encode_task(task_id: TaskId, op: str, args: dict[str, Any]) -> str:
-    """The exercise's flat task frame: the op's arguments beside type, op and task_id."""
+def check_arg_names(args: dict[str, Any]) -> None:
+    """Raise ValueError if an argument name is one the task frame reserves."""
     clash = _RESERVED_TASK_MEMBERS.intersection(args)
     if clash:
         raise ValueError(f"argument names {sorted(clash)} are reserved by the protocol")
-    return _encoder.encode({"type": "task", "op": op, "task_id": task_id, **args}).decode()
+
+
+def _task_object(task_id: TaskId, op: str, args: dict[str, Any]) -> dict[str, Any]:
+    check_arg_names(args)
+    return {"type": "task", "op": op, "task_id": task_id, **args}
+
+
+def encode_task(task_id: TaskId, op: str, args: dict[str, Any]) -> str:
+    """The exercise's flat task frame: the op's arguments beside type, op and task_id."""
+    return _encoder.encode(_task_object(task_id, op, args)).decode()
+
+
+def encode_tasks(tasks: list[tuple[TaskId, str, dict[str, Any]]]) -> str:
+    """Several tasks for one browsergrid worker in one ``tasks`` frame."""
+    items = [_task_object(task_id, op, args) for task_id, op, args in tasks]
+    return _encoder.encode({"type": "tasks", "tasks": items}).decode()
+
+
+def encode_cancel(task_id: TaskId) -> str:
+    """Tell a worker to drop a task that was taken back."""
+    return _encoder.encode({"type": "cancel", "task_id": task_id}).decode()
 
 
 def encode_welcome(worker_id: int, server: str, limits: Limits) -> str:
@@ -203,9 +267,11 @@ def encode_server_error(code: str, message: str, task_id: TaskId | None = None) 
     return _encoder.encode(ServerError(code=code, message=message, task_id=task_id)).decode()
 
 
-def encode_hello(agent: str, ops: list[str], concurrency: int) -> str:
+def encode_hello(agent: str, ops: list[str], concurrency: int, prefetch: int = 1) -> str:
     """A worker's first frame."""
-    hello = Hello(protocol=PROTOCOL_VERSION, agent=agent, ops=ops, concurrency=concurrency)
+    hello = Hello(
+        protocol=PROTOCOL_VERSION, agent=agent, ops=ops, concurrency=concurrency, prefetch=prefetch
+    )
     return _encoder.encode(hello).decode()
 
 
@@ -213,6 +279,12 @@ def encode_result(task_id: TaskId, result: Any, duration_ms: float, agent: str |
     """A worker's answer to a task it ran."""
     message = Result(task_id=task_id, result=result, duration_ms=duration_ms, agent=agent)
     return _encoder.encode(message).decode()
+
+
+def encode_results(results: list[tuple[TaskId, Any, float]], agent: str | None) -> str:
+    """Several results of one worker in one ``results`` frame."""
+    items = [ResultItem(task_id=t, result=r, duration_ms=d) for t, r, d in results]
+    return _encoder.encode(Results(results=items, agent=agent)).decode()
 
 
 def encode_task_error(task_id: TaskId, message: str) -> str:

@@ -1,52 +1,122 @@
-"""The ASGI application: the worker page, /healthz, and the WebSocket endpoints, on one port."""
+"""The ASGI application: worker page, HTTP API and docs, WebSocket endpoints, on one port."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from starlette.applications import Starlette
+from fastapi import FastAPI, WebSocket
+from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from browsergrid._version import __version__
+from browsergrid.core import ClockTicked
+from browsergrid.server._api import create_api
+from browsergrid.server._clients import serve_client
 from browsergrid.server._coordinator import Coordinator
+from browsergrid.server._workers import serve_worker
+
+log = logging.getLogger("browsergrid.server")
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+_SWAGGER = "swagger-ui-dist"
 
 
-def create_app(coordinator: Coordinator) -> Starlette:
+def node_modules() -> Path | None:
+    """Where ``npm ci`` put the front-end packages: $BROWSERGRID_NODE_MODULES, else the
+    repository's ``node_modules`` (an editable install); None when absent."""
+    configured = os.environ.get("BROWSERGRID_NODE_MODULES")
+    candidates = [Path(configured)] if configured else []
+    candidates.append(Path(__file__).resolve().parents[3] / "node_modules")
+    return next((path for path in candidates if (path / _SWAGGER).is_dir()), None)
+
+
+def create_app(coordinator: Coordinator) -> FastAPI:
     """Build the application around ``coordinator``; serve it with uvicorn (see ``serve``)."""
 
-    async def worker_page(request: Request) -> Response:
-        return FileResponse(WEB_DIR / "index.html", headers={"Cache-Control": "no-cache"})
-
-    async def healthz(request: Request) -> Response:
-        return JSONResponse(
-            {"status": "ok", "version": __version__, "workers": len(coordinator.connections)}
-        )
-
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        ticker = asyncio.create_task(coordinator.tick_forever(), name="browsergrid-ticker")
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ticker = asyncio.create_task(_tick_forever(coordinator), name="browsergrid-ticker")
         try:
             yield
         finally:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
+            await coordinator.drain()
 
-    return Starlette(
-        routes=[
-            Route("/", worker_page),
-            Route("/healthz", healthz),
-            WebSocketRoute("/", coordinator.serve_worker),
-            WebSocketRoute("/ws", coordinator.serve_worker),
-            Mount("/static", StaticFiles(directory=WEB_DIR), name="static"),
-        ],
+    app = FastAPI(
+        title="browsergrid",
+        version=__version__,
+        summary="Submit jobs to a browser compute grid, follow them, and fetch their results.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    app.include_router(create_api(coordinator))
+
+    @app.get("/", include_in_schema=False)
+    async def worker_page() -> Response:
+        return FileResponse(WEB_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> JSONResponse:
+        """Liveness: 200 with the version and how many workers and clients are connected."""
+        return JSONResponse(
+            {
+                "status": "ok",
+                "version": __version__,
+                "workers": len(coordinator.workers),
+                "clients": len(coordinator.clients),
+            }
+        )
+
+    vendor = node_modules()
+    if vendor is not None:
+        app.mount("/vendor/swagger-ui", StaticFiles(directory=vendor / _SWAGGER), name="swagger")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> HTMLResponse:
+        if vendor is None:
+            log.warning("front-end packages missing: run 'npm ci' in the repository for /docs")
+            return HTMLResponse(
+                "<h1>API docs need the front-end packages</h1><p>Run <code>npm ci</code> in "
+                "the browsergrid repository (or set BROWSERGRID_NODE_MODULES), then restart. "
+                'The schema itself is at <a href="/openapi.json">/openapi.json</a>.</p>',
+                status_code=503,
+            )
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="browsergrid API",
+            swagger_js_url="/vendor/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/vendor/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/vendor/swagger-ui/favicon-32x32.png",
+        )
+
+    async def worker_endpoint(websocket: WebSocket) -> None:
+        await serve_worker(coordinator, websocket)
+
+    async def client_endpoint(websocket: WebSocket) -> None:
+        await serve_client(coordinator, websocket)
+
+    app.add_api_websocket_route("/", worker_endpoint)
+    app.add_api_websocket_route("/ws", worker_endpoint)
+    app.add_api_websocket_route("/client", client_endpoint)
+    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+    return app
+
+
+async def _tick_forever(coordinator: Coordinator, interval_s: float = 0.5) -> None:
+    """Feed the clock to the scheduler, so that leases expire and stragglers are copied."""
+    while True:
+        await asyncio.sleep(interval_s)
+        await coordinator.apply(
+            ClockTicked(now=time.monotonic(), stimulus_id=coordinator.stimulus("tick"))
+        )

@@ -17,6 +17,8 @@ from browsergrid.config import ServeConfig
 from browsergrid.errors import ConfigError
 from browsergrid.server._app import create_app
 from browsergrid.server._coordinator import Coordinator
+from browsergrid.server._workers import close_all_workers
+from browsergrid.store import MemoryStore
 
 log = logging.getLogger("browsergrid.server")
 
@@ -28,7 +30,7 @@ def serve(config: ServeConfig) -> None:
     """
     setup_console(config.log_format, quiet=config.quiet)
     sock = bind(config.host, config.port)
-    coordinator = Coordinator(config)
+    coordinator = Coordinator(config, MemoryStore())
     server = _Server(_uvicorn_config(config, coordinator), coordinator)
     server.run(sockets=[sock])
 
@@ -94,7 +96,8 @@ class _Server(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         emit(log, "shutting_down", "shutting down: closing worker connections (1001)")
-        await self.coordinator.close_all()
+        self.coordinator.closing = True
+        await close_all_workers(self.coordinator)
         await super().shutdown(sockets)
         emit(log, "stopped", "coordinator stopped")
 

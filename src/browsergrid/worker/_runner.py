@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -18,12 +19,15 @@ from browsergrid.errors import ProtocolError
 from browsergrid.ops import OPS, run_op
 from browsergrid.protocol import (
     MAX_FRAME_BYTES,
+    Cancel,
     ServerError,
     Task,
+    Tasks,
     Welcome,
     decode_server_message,
     encode_hello,
     encode_result,
+    encode_results,
     encode_task_error,
 )
 from browsergrid.worker._backoff import Backoff
@@ -32,23 +36,51 @@ log = logging.getLogger("browsergrid.worker")
 events = logging.getLogger("browsergrid.worker.events")
 
 AGENT = f"browsergrid-python/{__version__}"
+_BATCH = 64  # tasks one thread runs before reporting (when that many are waiting)
+
+_Outcome = tuple[int | str, bool, Any, float]  # task id, succeeded, result or message, ms
+
+
+def _run_batch(tasks: list[Task]) -> list[_Outcome]:
+    """Run tasks one after the other in a pool thread; one thread hop for many small tasks."""
+    outcomes: list[_Outcome] = []
+    for task in tasks:
+        started = time.perf_counter()
+        try:
+            result = run_op(task.op, task.args)
+        except Exception as exc:
+            outcomes.append((task.task_id, False, f"{type(exc).__name__}: {exc}", 0.0))
+        else:
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            outcomes.append((task.task_id, True, result, round(elapsed_ms, 3)))
+    return outcomes
 
 
 class PythonWorker:
-    """A worker that runs built-in ops in threads; ``await run()`` until ``stop()``.
+    """A worker that runs built-in ops in ``concurrency`` threads; ``await run()`` until
+    ``stop()``.
 
-    It works with a browsergrid coordinator (hello/welcome) and with a server that speaks
-    only the exercise's protocol (a task on connect, no welcome). On any disconnect it
-    waits per ``Backoff`` and connects again, until ``stop()`` is called.
+    It works with a browsergrid coordinator (hello/welcome, batches, cancel) and with a
+    server that speaks only the exercise's protocol (a task on connect, no welcome). On any
+    disconnect it waits per ``Backoff`` and connects again, until ``stop()`` is called.
     """
 
     def __init__(
-        self, url: str, *, concurrency: int = 1, agent: str = AGENT, backoff: Backoff | None = None
+        self,
+        url: str,
+        *,
+        concurrency: int = 1,
+        prefetch: int = 64,
+        agent: str = AGENT,
+        backoff: Backoff | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if prefetch < 0:
+            raise ValueError("prefetch must be at least 0")
         self.url = url
         self.concurrency = concurrency
+        self.prefetch = prefetch
         self.agent = agent
         self.backoff = backoff or Backoff()
         self.worker_id: int | None = None
@@ -81,8 +113,11 @@ class PythonWorker:
                         self.backoff.connected(loop.time())
                         self.connects += 1
                         emit(log, "connected", f"connected to {self.url}", url=self.url)
-                        await ws.send(encode_hello(self.agent, sorted(OPS), self.concurrency))
-                        await self._serve(ws, pool)
+                        hello = encode_hello(
+                            self.agent, sorted(OPS), self.concurrency, self.prefetch
+                        )
+                        await ws.send(hello)
+                        await _Session(self, ws, pool).serve()
                         code = ws.close_code
                         emit(
                             log,
@@ -110,75 +145,111 @@ class PythonWorker:
                     await asyncio.wait_for(self._stop.wait(), delay)
         emit(log, "stopped", "worker stopped")
 
-    async def _serve(self, ws: ClientConnection, pool: ThreadPoolExecutor) -> None:
-        running: set[asyncio.Task[None]] = set()
+
+class _Session:
+    """One connection: tasks wait in ``queue``; ``concurrency`` runners take them in batches."""
+
+    def __init__(self, worker: PythonWorker, ws: ClientConnection, pool: ThreadPoolExecutor):
+        self.worker = worker
+        self.ws = ws
+        self.pool = pool
+        self.queue: deque[Task] = deque()
+        self.ready = asyncio.Event()
+        self.welcomed = False  # a server that never welcomes knows only single results
+
+    async def serve(self) -> None:
+        runners = [asyncio.create_task(self._runner()) for _ in range(self.worker.concurrency)]
         try:
-            async for frame in ws:
-                try:
-                    message = decode_server_message(frame)
-                except ProtocolError as exc:
-                    emit(
-                        log, "frame_ignored", f"ignored frame: {exc.message}", level=logging.WARNING
-                    )
-                    continue
-                match message:
-                    case Task():
-                        task = asyncio.create_task(self._run_task(ws, message, pool))
-                        running.add(task)
-                        task.add_done_callback(running.discard)
-                    case Welcome():
-                        self.worker_id = message.worker_id
-                        emit(
-                            log,
-                            "welcome",
-                            f"welcomed as worker #{message.worker_id}",
-                            worker_id=message.worker_id,
-                            server=message.server,
-                        )
-                    case ServerError():
-                        emit(
-                            log,
-                            "server_error",
-                            f"coordinator says {message.code}: {message.message}",
-                            level=logging.WARNING,
-                            code=message.code,
-                            detail=message.message,
-                        )
+            async for frame in self.ws:
+                self._on_frame(frame)
         except websockets.ConnectionClosed:
             pass
         finally:
-            for task in running:
-                task.cancel()  # the coordinator re-issues what this connection held
+            for runner in runners:
+                runner.cancel()  # the coordinator re-issues what this connection held
+            await asyncio.gather(*runners, return_exceptions=True)
 
-    async def _run_task(self, ws: ClientConnection, task: Task, pool: ThreadPoolExecutor) -> None:
-        emit(
-            events,
-            "task_received",
-            f"task received task_id={task.task_id} op={task.op}",
-            task_id=task.task_id,
-            op=task.op,
-        )
+    def _on_frame(self, frame: str | bytes) -> None:
+        try:
+            message = decode_server_message(frame)
+        except ProtocolError as exc:
+            emit(log, "frame_ignored", f"ignored frame: {exc.message}", level=logging.WARNING)
+            return
+        match message:
+            case Task():
+                self._add([message])
+            case Tasks():
+                self._add(message.tasks)
+            case Cancel():
+                self.queue = deque(t for t in self.queue if t.task_id != message.task_id)
+            case Welcome():
+                self.welcomed = True
+                self.worker.worker_id = message.worker_id
+                emit(
+                    log,
+                    "welcome",
+                    f"welcomed as worker #{message.worker_id}",
+                    worker_id=message.worker_id,
+                    server=message.server,
+                )
+            case ServerError():
+                emit(
+                    log,
+                    "server_error",
+                    f"coordinator says {message.code}: {message.message}",
+                    level=logging.WARNING,
+                    code=message.code,
+                    detail=message.message,
+                )
+
+    def _add(self, tasks: list[Task]) -> None:
+        for task in tasks:
+            emit(
+                events,
+                "task_received",
+                f"task received task_id={task.task_id} op={task.op}",
+                task_id=task.task_id,
+                op=task.op,
+            )
+        self.queue.extend(tasks)
+        self.ready.set()
+
+    async def _runner(self) -> None:
         loop = asyncio.get_running_loop()
-        started = time.perf_counter()
-        try:
-            result: Any = await loop.run_in_executor(pool, run_op, task.op, task.args)
-        except Exception as exc:
-            frame = encode_task_error(task.task_id, f"{type(exc).__name__}: {exc}")
-            outcome = f"error {type(exc).__name__}: {exc}"
-            succeeded = False
+        while True:
+            await self.ready.wait()
+            if not self.queue:
+                self.ready.clear()
+                continue
+            share = max(1, min(_BATCH, len(self.queue) // self.worker.concurrency))
+            batch = [self.queue.popleft() for _ in range(min(share, len(self.queue)))]
+            outcomes = await loop.run_in_executor(self.pool, _run_batch, batch)
+            await self._report(outcomes)
+
+    async def _report(self, outcomes: list[_Outcome]) -> None:
+        results = [(task_id, value, ms) for task_id, ok, value, ms in outcomes if ok]
+        frames = [encode_task_error(t, v) for t, ok, v, _ in outcomes if not ok]
+        agent = self.worker.agent
+        if self.welcomed and len(results) > 1:
+            frames.insert(0, encode_results(results, agent))
         else:
-            duration_ms = (time.perf_counter() - started) * 1000
-            frame = encode_result(task.task_id, result, round(duration_ms, 3), self.agent)
-            outcome = f"result={result!r} duration_ms={duration_ms:.3f}"
-            succeeded = True
+            frames[:0] = [encode_result(t, v, ms, agent) for t, v, ms in results]
         try:
-            await ws.send(frame)
+            for frame in frames:
+                await self.ws.send(frame)
         except websockets.ConnectionClosed:
             return
-        self.tasks_done += succeeded
-        emit(
-            events,
-            "result_sent",
-            f"result sent task_id={task.task_id} {outcome}",
-            task_id=task.task_id,
-        )
+        self.worker.tasks_done += len(results)
+        for task_id, ok, value, ms in outcomes:
+            outcome = f"result={_short(value)} duration_ms={ms}" if ok else f"error {value}"
+            emit(
+                events,
+                "result_sent",
+                f"result sent task_id={task_id} {outcome}",
+                task_id=task_id,
+            )
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -1,6 +1,6 @@
 // Worker page main thread: keeps the coordinator connection, feeds tasks to a Web Worker pool, shows status.
 import { ReconnectBackoff } from './backoff.js';
-import { OPS } from './ops.js';
+import { availableOps } from './ops.js';
 import { helloMessage, parseServerMessage, resultMessage, taskErrorMessage } from './protocol.js';
 
 const MAX_LOG_LINES = 200;
@@ -33,7 +33,7 @@ const view = Object.fromEntries(
     .map((id) => [id, document.getElementById(id)]),
 );
 const status = { state: 'connecting', tasksDone: 0, workerId: null, lastResult: null, lastDuration: null, connects: 0 };
-const queue = []; // jobs {socket, task} waiting for a free compute worker
+const queue = []; // jobs {socket, task, cancelled} waiting for a free compute worker
 let socket = null;
 
 window.browsergrid = {
@@ -102,9 +102,11 @@ function dispatch() {
 }
 
 function finish(slot, outcome) {
-  const { socket: jobSocket, task } = slot.job;
+  const { socket: jobSocket, task, cancelled } = slot.job;
   slot.job = null;
-  if (jobSocket !== socket || jobSocket.readyState !== WebSocket.OPEN) {
+  if (cancelled) {
+    log(`Dropped cancelled task task_id=${task.task_id} (it finished after the cancel)`);
+  } else if (jobSocket !== socket || jobSocket.readyState !== WebSocket.OPEN) {
     log(`Result dropped: task_id=${task.task_id} (its connection closed)`);
   } else if ('error' in outcome) {
     jobSocket.send(taskErrorMessage({ task_id: task.task_id, message: outcome.error }));
@@ -122,11 +124,43 @@ function finish(slot, outcome) {
 
 // --- coordinator connection ---
 
+function enqueue(ws, task) {
+  log(`Task received: task_id=${task.task_id} op=${task.op}`);
+  queue.push({ socket: ws, task, cancelled: false });
+}
+
+// The coordinator took the task back: drop it if it waits; if it runs, let it finish unreported.
+function cancel(ws, taskId) {
+  let found = false;
+  for (let i = queue.length - 1; i >= 0; i -= 1) {
+    if (queue[i].socket === ws && queue[i].task.task_id === taskId) {
+      queue.splice(i, 1);
+      found = true;
+      log(`Dropped cancelled task task_id=${taskId} (not started)`);
+    }
+  }
+  for (const { job } of pool) {
+    if (job !== null && job.socket === ws && job.task.task_id === taskId && !job.cancelled) {
+      job.cancelled = true;
+      found = true;
+      log(`Cancelled task_id=${taskId} while it runs; its result will not be sent`);
+    }
+  }
+  if (!found) log(`Cancel for task_id=${taskId} ignored (already finished or unknown)`);
+}
+
 const HANDLERS = {
   task(ws, task) {
-    log(`Task received: task_id=${task.task_id} op=${task.op}`);
-    queue.push({ socket: ws, task });
+    enqueue(ws, task);
     dispatch();
+  },
+  tasks(ws, { tasks }) {
+    for (const task of tasks) enqueue(ws, task);
+    dispatch();
+  },
+  cancel(ws, { task_id }) {
+    cancel(ws, task_id);
+    render();
   },
   welcome(ws, { worker_id, server, protocol }) {
     status.workerId = worker_id;
@@ -171,7 +205,8 @@ function connect() {
     status.connects += 1;
     backoff.connected(Date.now());
     log(`Connected to ${serverUrl}`);
-    ws.send(helloMessage({ agent: navigator.userAgent, ops: Object.keys(OPS), concurrency }));
+    // prefetch = concurrency: each compute worker has its next task waiting when it finishes
+    ws.send(helloMessage({ agent: navigator.userAgent, ops: availableOps(), concurrency, prefetch: concurrency }));
     render();
   };
   ws.onmessage = ({ data }) => receive(ws, data);

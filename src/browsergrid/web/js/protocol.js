@@ -18,6 +18,26 @@ function decodeTask({ type, task_id, op, ...args }) {
   return { ok: true, message: { type, task_id, op, args } };
 }
 
+// Every element must be a whole `task` object; one bad element makes the whole frame bad.
+function decodeTasks({ type, tasks }) {
+  if (!Array.isArray(tasks)) return invalid('bad_message', 'tasks: tasks must be an array');
+  const decoded = [];
+  for (const [index, item] of tasks.entries()) {
+    if (!isObject(item) || item.type !== 'task') {
+      return invalid('bad_message', `tasks: element ${index} must be a task object (type "task")`);
+    }
+    const parsed = decodeTask(item);
+    if (!parsed.ok) return invalid('bad_message', `tasks: element ${index}: ${parsed.error}`);
+    decoded.push(parsed.message);
+  }
+  return { ok: true, message: { type, tasks: decoded } };
+}
+
+function decodeCancel({ type, task_id }) {
+  if (!isTaskId(task_id)) return invalid('bad_message', 'cancel: task_id must be an integer or a string');
+  return { ok: true, message: { type, task_id } };
+}
+
 function decodeWelcome({ type, protocol, worker_id, server, limits }) {
   if (!Number.isInteger(protocol)) return invalid('bad_message', 'welcome: protocol must be an integer');
   if (!Number.isInteger(worker_id)) return invalid('bad_message', 'welcome: worker_id must be an integer');
@@ -35,7 +55,13 @@ function decodeError({ type, code, message, task_id = null }) {
   return { ok: true, message: { type, code, message, task_id } };
 }
 
-const DECODERS = { task: decodeTask, welcome: decodeWelcome, error: decodeError };
+const DECODERS = {
+  task: decodeTask,
+  tasks: decodeTasks,
+  cancel: decodeCancel,
+  welcome: decodeWelcome,
+  error: decodeError,
+};
 
 // Returns {ok:true, message}, {ok:true, message:null} for an unknown type, or {ok:false, code, error}.
 export function parseServerMessage(text) {
@@ -51,19 +77,33 @@ export function parseServerMessage(text) {
   return DECODERS[frame.type](frame);
 }
 
-export function helloMessage({ agent, ops, concurrency }) {
+const clipAgent = (agent) => String(agent).slice(0, MAX_AGENT_CHARS);
+
+// `prefetch`: tasks the coordinator may send beyond `concurrency`, to wait here (0..1024).
+export function helloMessage({ agent, ops, concurrency, prefetch = 1 }) {
   return JSON.stringify({
     type: 'hello',
     protocol: PROTOCOL_VERSION,
-    agent: String(agent).slice(0, MAX_AGENT_CHARS),
+    agent: clipAgent(agent),
     ops,
     concurrency,
+    prefetch,
   });
 }
 
 export function resultMessage({ task_id, result, duration_ms, agent }) {
   const message = { type: 'result', task_id, result, duration_ms };
-  if (agent !== undefined) message.agent = String(agent).slice(0, MAX_AGENT_CHARS);
+  if (agent !== undefined) message.agent = clipAgent(agent);
+  return JSON.stringify(message);
+}
+
+// Several results in one frame; send it only after `welcome` (an exercise server knows only `result`).
+export function resultsMessage({ results, agent }) {
+  const message = {
+    type: 'results',
+    results: results.map(({ task_id, result, duration_ms }) => ({ task_id, result, duration_ms })),
+  };
+  if (agent !== undefined) message.agent = clipAgent(agent);
   return JSON.stringify(message);
 }
 

@@ -1,0 +1,314 @@
+"""``browsergrid submit | status | results | cancel``: the submitter's side of the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from collections.abc import Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from browsergrid.client import Client, server_urls
+from browsergrid.errors import BrowsergridError, ConfigError, TaskError
+
+_CSV_COLUMNS = (
+    "task_id",
+    "index",
+    "status",
+    "result",
+    "worker_id",
+    "attempts",
+    "duration_ms",
+    "reasons",
+)
+
+
+def add_job_commands(commands: Any, add_server: Any) -> None:
+    """Add the submitter's subcommands to the ``browsergrid`` parser."""
+    submit = commands.add_parser(
+        "submit",
+        help="submit a job",
+        description="Submit a job: OP once with key=value arguments (values are JSON when "
+        "they parse as JSON, else strings), --count times, or once per line of --args-file.",
+    )
+    submit.add_argument("op", help="the op to run, e.g. monte_carlo_pi")
+    submit.add_argument("args", nargs="*", metavar="key=value", help="the op's arguments")
+    source = submit.add_mutually_exclusive_group()
+    source.add_argument("--count", type=int, default=1, help="run the same arguments N times")
+    source.add_argument("--args-file", type=Path, help="a JSONL file: one argument object a line")
+    submit.add_argument("--wait", action="store_true", help="show progress until the job ends")
+    submit.add_argument("--name", default="", help="a label for the job")
+    submit.add_argument("--priority", type=int, default=0, help="higher runs first")
+    submit.add_argument("--lease-timeout", type=float, help="seconds a worker has per task")
+    submit.add_argument("--max-attempts", type=int, help="leases a task gets before it fails")
+    add_server(submit)
+
+    status = commands.add_parser("status", help="show workers and jobs")
+    status.add_argument("--format", choices=("table", "json"), default="table")
+    add_server(status)
+
+    results = commands.add_parser(
+        "results", help="export a job's results", description="Stream a job's results."
+    )
+    results.add_argument("job_id", type=int, metavar="JOB")
+    results.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    results.add_argument("--follow", action="store_true", help="wait for the job to finish")
+    add_server(results)
+
+    cancel = commands.add_parser("cancel", help="cancel a job's unfinished tasks")
+    cancel.add_argument("job_id", type=int, metavar="JOB")
+    add_server(cancel)
+
+
+def run_job_command(args: argparse.Namespace) -> int:
+    """Run one of the submitter's subcommands; returns the exit code."""
+    try:
+        match args.command:
+            case "submit":
+                return _submit(args)
+            case "status":
+                return _status(args)
+            case "results":
+                return _results(args, sys.stdout)
+            case _:
+                return _cancel(args)
+    except httpx.HTTPError as exc:
+        raise BrowsergridError(f"cannot reach the coordinator: {exc}") from None
+
+
+# --- submit ------------------------------------------------------------------------------
+
+
+def parse_assignments(pairs: list[str]) -> dict[str, Any]:
+    """``["times=3", "name=x"]`` -> ``{"times": 3, "name": "x"}`` (JSON values when valid)."""
+    parsed: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"arguments are key=value, not {pair!r}")
+        try:
+            parsed[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            parsed[key] = raw
+    return parsed
+
+
+def _read_args_file(path: Path) -> list[dict[str, Any]]:
+    items = []
+    try:
+        with path.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, 1):
+                if not line.strip():
+                    continue
+                try:
+                    item = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ConfigError(f"{path}:{number}: not JSON: {exc.msg}") from None
+                if not isinstance(item, dict):
+                    raise ConfigError(f"{path}:{number}: each line must be a JSON object")
+                items.append(item)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    if not items:
+        raise ConfigError(f"{path} holds no arguments")
+    return items
+
+
+def _submit(args: argparse.Namespace) -> int:
+    if args.args_file is not None:
+        if args.args:
+            raise ConfigError("give key=value arguments or --args-file, not both")
+        items = _read_args_file(args.args_file)
+    else:
+        if args.count < 1:
+            raise ConfigError("--count must be at least 1")
+        items = [parse_assignments(args.args)] * args.count
+    err = Console(stderr=True)
+    with Client(args.server) as client:
+        submitter = client.options(
+            name=args.name,
+            priority=args.priority,
+            lease_timeout=args.lease_timeout,
+            max_attempts=args.max_attempts,
+        )
+        job = submitter.submit_job(args.op, items)
+        job_id = job.job_id
+        if not args.wait:
+            print(job_id)
+            err.print(f"job {job_id}: {len(items)} x {args.op} queued")
+            return 0
+        return _follow(job.futures, job_id, args.op, err)
+
+
+def _follow(futures: list[Any], job_id: int, op: str, err: Console) -> int:
+    started = time.monotonic()
+    failures: list[TaskError] = []
+    cancelled = 0
+    with Progress(
+        TextColumn(f"job {job_id} {op}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>9.1f} tasks/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    ) as progress:
+        bar = progress.add_task("tasks", total=len(futures), rate=0.0)
+        for count, future in enumerate(Client.as_completed(futures), 1):
+            error = None if future.cancelled() else future.exception()
+            if future.cancelled():
+                cancelled += 1
+            elif isinstance(error, TaskError):
+                failures.append(error)
+            elif error is not None:
+                raise error  # the connection was lost
+            rate = count / max(time.monotonic() - started, 1e-9)
+            progress.update(bar, completed=count, rate=rate)
+    elapsed = time.monotonic() - started
+    done = len(futures) - len(failures) - cancelled
+    err.print(
+        f"job {job_id}: {done} done, {len(failures)} failed, {cancelled} cancelled "
+        f"in {elapsed:.1f} s ({len(futures) / max(elapsed, 1e-9):.0f} tasks/s)"
+    )
+    for error in failures[:5]:
+        err.print(f"[red]{error}[/red]", markup=True, highlight=False)
+    if len(failures) > 5:
+        err.print(f"... and {len(failures) - 5} more failures: browsergrid results {job_id}")
+    print(job_id)
+    return 1 if failures or cancelled else 0
+
+
+# --- status, results, cancel -------------------------------------------------------------
+
+
+def _http(args: argparse.Namespace) -> httpx.Client:
+    base, _ = server_urls(args.server)
+    return httpx.Client(base_url=base, timeout=httpx.Timeout(10, read=None))
+
+
+def _checked(response: httpx.Response) -> Any:
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        raise BrowsergridError(f"{detail} (HTTP {response.status_code})")
+    return response.json()
+
+
+def _status(args: argparse.Namespace) -> int:
+    with _http(args) as http:
+        workers = _checked(http.get("/api/workers"))
+        jobs = _checked(http.get("/api/jobs"))
+    if args.format == "json":
+        print(json.dumps({"workers": workers, "jobs": jobs}, indent=2))
+        return 0
+    out = Console()
+    table = Table(title=f"workers ({len(workers)})")
+    for column in ("id", "kind", "agent", "ops", "in flight", "done", "failures", "speed ms"):
+        table.add_column(column, justify="right" if column in {"in flight", "done"} else "left")
+    for w in workers:
+        speed = "" if w["speed_ms"] is None else f"{w['speed_ms']:.1f}"
+        agent = (w["agent"] or "")[:40]
+        table.add_row(
+            str(w["worker_id"]),
+            w["kind"],
+            agent,
+            ",".join(w["ops"]),
+            f"{w['in_flight']}/{w['concurrency']}",
+            str(w["tasks_done"]),
+            str(w["failures"]),
+            speed,
+        )
+    out.print(table)
+    table = Table(title=f"jobs ({len(jobs)})")
+    for column in (
+        "id",
+        "name",
+        "op",
+        "state",
+        "done",
+        "failed",
+        "queued",
+        "leased",
+        "rate/s",
+        "ETA s",
+    ):
+        table.add_column(column)
+    for j in jobs:
+        table.add_row(
+            str(j["job_id"]),
+            j["name"],
+            j["op"],
+            j["state"],
+            f"{j['done']}/{j['total']}",
+            str(j["failed"]),
+            str(j["queued"]),
+            str(j["leased"]),
+            f"{j['rate']:.1f}",
+            "" if j["eta_s"] is None else f"{j['eta_s']:.0f}",
+        )
+    out.print(table)
+    return 0
+
+
+def _results(args: argparse.Namespace, out: TextIO) -> int:
+    """Stream the results to ``out`` without holding them all in memory."""
+    params = {"follow": "true"} if args.follow else {}
+    with (
+        _http(args) as http,
+        http.stream("GET", f"/api/jobs/{args.job_id}/results", params=params) as response,
+    ):
+        if response.status_code >= 400:
+            response.read()
+            _checked(response)
+        lines = (line for line in response.iter_lines() if line)
+        if args.format == "jsonl":
+            for line in lines:
+                out.write(line + "\n")
+        else:
+            _write_csv(lines, out)
+    return 0
+
+
+def _write_csv(lines: Iterator[str], out: TextIO) -> None:
+    writer = csv.writer(out)
+    writer.writerow(_CSV_COLUMNS)
+    while batch := list(islice(lines, 1000)):
+        for line in batch:
+            row = json.loads(line)
+            result = row.get("result")
+            if row["status"] == "failed":
+                row["result"] = ""
+            elif not isinstance(result, int | float | str):
+                row["result"] = json.dumps(result)
+            row["reasons"] = "; ".join(row.get("reasons", []))
+            writer.writerow([row.get(column, "") for column in _CSV_COLUMNS])
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    with _http(args) as http:
+        job = _checked(http.post(f"/api/jobs/{args.job_id}/cancel"))
+    print(
+        f"job {job['job_id']}: cancelled {job['cancelled']} task(s); "
+        f"{job['done']} done, {job['failed']} failed"
+    )
+    return 0

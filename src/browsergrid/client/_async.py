@@ -1,0 +1,138 @@
+"""``AsyncClient``: the asyncio client; futures are ``asyncio.Future``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Iterator
+from types import TracebackType
+from typing import Any, cast
+
+from browsergrid.client._engine import Engine, server_urls
+from browsergrid.protocol import SubmitOptions
+
+
+class AsyncJob:
+    """A job submitted by ``AsyncClient.submit_job``: its futures, in submission order."""
+
+    def __init__(
+        self, client: AsyncClient, futures: list[asyncio.Future[Any]], job_id: asyncio.Future[int]
+    ) -> None:
+        self.client = client
+        self.futures = futures
+        self._job_id = job_id
+
+    async def job_id(self) -> int:
+        """The coordinator's id for this job (waits until the submission is accepted)."""
+        return await self._job_id
+
+    async def results(self) -> AsyncIterator[Any]:
+        """Results in submission order; raises TaskError at the first failed task."""
+        for future in self.futures:
+            yield await future
+
+    def as_completed(self, timeout: float | None = None) -> Iterator[asyncio.Future[Any]]:
+        """Awaitables in the order they finish (``asyncio.as_completed``)."""
+        return asyncio.as_completed(self.futures, timeout=timeout)
+
+    async def cancel(self) -> None:
+        """Cancel the tasks that have not finished (their futures are cancelled)."""
+        await self.client.cancel(self)
+
+
+class _AsyncSubmitter:
+    def __init__(self, client: AsyncClient, options: SubmitOptions) -> None:
+        self._client = client
+        self._options = options
+        self._options = options
+
+    def _future(self) -> asyncio.Future[Any]:
+        return asyncio.get_running_loop().create_future()
+
+    def submit(self, op: str, /, **args: Any) -> asyncio.Future[Any]:
+        """Run ``op`` with ``args`` once; await the future for its result (or TaskError)."""
+        engine = self._client.engine
+        futures = engine.request(
+            self._client.engine.session_key(self._options), op, [args], self._options, self._future
+        )
+        return cast(asyncio.Future[Any], futures[0])
+
+    def submit_job(self, op: str, args: Iterable[dict[str, Any]]) -> AsyncJob:
+        """Run ``op`` once per item of ``args`` as one job; returns its ``AsyncJob``."""
+        engine = self._client.engine
+        job_id: asyncio.Future[int] = self._future()
+        futures = engine.request(
+            engine.new_job_key(), op, args, self._options, self._future, job_id
+        )
+        return AsyncJob(self._client, cast(list[asyncio.Future[Any]], futures), job_id)
+
+    async def map(self, op: str, args: Iterable[dict[str, Any]]) -> AsyncIterator[Any]:
+        """Results of ``op`` over ``args``, in input order."""
+        async for result in self.submit_job(op, args).results():
+            yield result
+
+    async def map_unordered(self, op: str, args: Iterable[dict[str, Any]]) -> AsyncIterator[Any]:
+        """Results of ``op`` over ``args`` as they finish."""
+        for next_done in self.submit_job(op, args).as_completed():
+            yield await next_done
+
+
+class AsyncClient(_AsyncSubmitter):
+    """Submit tasks to a coordinator from asyncio code.
+
+    ``async with AsyncClient(url) as client: result = await client.submit(op, **args)``.
+    ``url`` as for ``Client``. Results are pushed over one WebSocket, never polled.
+    """
+
+    def __init__(self, url: str | None = None) -> None:
+        self.http_url, self.ws_url = server_urls(url)
+        self.engine: Engine
+        super().__init__(self, SubmitOptions())
+
+    async def connect(self) -> AsyncClient:
+        """Open the connection (``async with`` does it for you)."""
+        self.engine = Engine(self.ws_url, asyncio.get_running_loop())
+        await self.engine.connect()
+        return self
+
+    def options(
+        self,
+        *,
+        name: str = "",
+        priority: int = 0,
+        lease_timeout: float | None = None,
+        max_attempts: int | None = None,
+    ) -> _AsyncSubmitter:
+        """The same API, submitting with these job options."""
+        return _AsyncSubmitter(self, SubmitOptions(name, priority, lease_timeout, max_attempts))
+
+    @staticmethod
+    async def gather(futures: Iterable[asyncio.Future[Any]]) -> list[Any]:
+        """Every result, in the order of ``futures``; raises the first TaskError met."""
+        return list(await asyncio.gather(*futures))
+
+    @staticmethod
+    def as_completed(
+        futures: Iterable[asyncio.Future[Any]], timeout: float | None = None
+    ) -> Iterator[asyncio.Future[Any]]:
+        """Awaitables in the order they finish."""
+        return asyncio.as_completed(futures, timeout=timeout)
+
+    async def cancel(self, job: AsyncJob | int) -> None:
+        """Cancel a job's unfinished tasks (their futures end cancelled)."""
+        job_id = job if isinstance(job, int) else await job.job_id()
+        await self.engine.cancel(job_id)
+
+    async def close(self) -> None:
+        """Close the connection. Jobs go on running on the coordinator."""
+        await self.engine.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return await self.connect()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,156 @@
+"""``Client``: the synchronous client; futures are ``concurrent.futures.Future``."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Iterable, Iterator
+from types import TracebackType
+from typing import Any, cast
+
+from browsergrid.client._engine import Engine, server_urls
+from browsergrid.protocol import SubmitOptions
+
+Future = concurrent.futures.Future
+
+
+class Job:
+    """A job submitted by ``Client.submit_job``: its futures, in submission order."""
+
+    def __init__(self, client: Client, futures: list[Future[Any]], job_id: Future[int]) -> None:
+        self.client = client
+        self.futures = futures
+        self._job_id = job_id
+
+    @property
+    def job_id(self) -> int:
+        """The coordinator's id for this job (waits until the submission is accepted)."""
+        return self._job_id.result()
+
+    def results(self, timeout: float | None = None) -> Iterator[Any]:
+        """Results in submission order; raises TaskError at the first failed task."""
+        for future in self.futures:
+            yield future.result(timeout)
+
+    def as_completed(self, timeout: float | None = None) -> Iterator[Future[Any]]:
+        """Futures as they finish."""
+        return concurrent.futures.as_completed(self.futures, timeout)
+
+    def cancel(self) -> None:
+        """Cancel the tasks that have not finished (their futures are cancelled)."""
+        self.client.cancel(self)
+
+
+class _Submitter:
+    """The submitting half of the API, with fixed job options (see ``Client.options``)."""
+
+    def __init__(self, client: Client, options: SubmitOptions) -> None:
+        self._client = client
+        self._options = options
+        self._options = options
+
+    def submit(self, op: str, /, **args: Any) -> Future[Any]:
+        """Run ``op`` with ``args`` once; the future resolves to its result or TaskError.
+
+        Tasks submitted this way go into one job per client (and per set of options).
+        """
+        engine = self._client.engine
+        futures = engine.request(
+            self._client.engine.session_key(self._options), op, [args], self._options, Future
+        )
+        return cast(Future[Any], futures[0])
+
+    def submit_job(self, op: str, args: Iterable[dict[str, Any]]) -> Job:
+        """Run ``op`` once per item of ``args`` as one job; returns its ``Job``."""
+        engine = self._client.engine
+        job_id: Future[int] = Future()
+        futures = engine.request(engine.new_job_key(), op, args, self._options, Future, job_id)
+        return Job(self._client, cast(list[Future[Any]], futures), job_id)
+
+    def map(
+        self, op: str, args: Iterable[dict[str, Any]], *, timeout: float | None = None
+    ) -> Iterator[Any]:
+        """Results of ``op`` over ``args``, in input order (like ``Executor.map``)."""
+        return self.submit_job(op, args).results(timeout)
+
+    def map_unordered(
+        self, op: str, args: Iterable[dict[str, Any]], *, timeout: float | None = None
+    ) -> Iterator[Any]:
+        """Results of ``op`` over ``args`` as they finish."""
+        for future in self.submit_job(op, args).as_completed(timeout):
+            yield future.result()
+
+
+class Client(_Submitter):
+    """Submit tasks to a coordinator and get ``concurrent.futures.Future`` back.
+
+    ``url`` is the coordinator (``http://HOST:PORT``; default $BROWSERGRID_SERVER, else
+    http://127.0.0.1:8765). Use it as a context manager, or call ``close()``. Results are
+    pushed by the coordinator over one WebSocket; many submissions share one frame.
+    """
+
+    def __init__(self, url: str | None = None, *, timeout: float = 10) -> None:
+        self.http_url, self.ws_url = server_urls(url)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="browsergrid-client", daemon=True
+        )
+        self._thread.start()
+        self.engine = Engine(self.ws_url, self._loop)
+        try:
+            asyncio.run_coroutine_threadsafe(self.engine.connect(), self._loop).result(timeout)
+        except BaseException:
+            self._stop_loop()
+            raise
+        super().__init__(self, SubmitOptions())
+
+    def options(
+        self,
+        *,
+        name: str = "",
+        priority: int = 0,
+        lease_timeout: float | None = None,
+        max_attempts: int | None = None,
+    ) -> _Submitter:
+        """The same API, submitting with these job options (like Ray's ``.options()``)."""
+        return _Submitter(self, SubmitOptions(name, priority, lease_timeout, max_attempts))
+
+    @staticmethod
+    def as_completed(
+        futures: Iterable[Future[Any]], timeout: float | None = None
+    ) -> Iterator[Future[Any]]:
+        """Futures as they finish (``concurrent.futures.as_completed``)."""
+        return concurrent.futures.as_completed(futures, timeout)
+
+    @staticmethod
+    def gather(futures: Iterable[Future[Any]], timeout: float | None = None) -> list[Any]:
+        """Every result, in the order of ``futures``; raises the first TaskError met."""
+        return [future.result(timeout) for future in futures]
+
+    def cancel(self, job: Job | int) -> None:
+        """Cancel a job's unfinished tasks (their futures end cancelled)."""
+        job_id = job if isinstance(job, int) else job.job_id
+        asyncio.run_coroutine_threadsafe(self.engine.cancel(job_id), self._loop).result(10)
+
+    def close(self) -> None:
+        """Close the connection. Jobs go on running on the coordinator."""
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self.engine.close(), self._loop).result(10)
+            self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

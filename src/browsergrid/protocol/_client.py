@@ -1,0 +1,157 @@
+"""Messages between a submitting client and the coordinator, on ``/client`` (docs/protocol.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final
+
+import msgspec
+
+from browsergrid.errors import ProtocolError
+
+_Name = Annotated[str, msgspec.Meta(max_length=200)]
+_OpName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class SubmitOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Options of a new job; ignored when tasks are added to a job that exists."""
+
+    name: _Name = ""
+    priority: Annotated[int, msgspec.Meta(ge=-1000, le=1000)] = 0
+    lease_timeout: Annotated[float, msgspec.Meta(gt=0, le=86400)] | None = None
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] | None = None
+
+
+# --- client to coordinator -------------------------------------------------------------
+
+
+class Submit(msgspec.Struct, tag_field="type", tag="submit", frozen=True):
+    """Queue ``op`` once per item of ``args``, in the job this connection calls ``job_key``
+    (created by its first submit). Answered by ``accepted`` with the same ``ref``."""
+
+    ref: int
+    job_key: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    op: _OpName
+    args: Annotated[list[dict[str, Any]], msgspec.Meta(min_length=1)]
+    options: SubmitOptions = SubmitOptions()
+
+
+class CancelJob(msgspec.Struct, tag_field="type", tag="cancel", frozen=True):
+    """Cancel the unfinished tasks of a job; answered by ``cancelled``."""
+
+    job_id: int
+
+
+ClientMessage = Submit | CancelJob
+_CLIENT_TYPES: Final = frozenset({"submit", "cancel"})
+_client_decoder: Final = msgspec.json.Decoder(ClientMessage)
+
+
+def decode_client_message(frame: str | bytes) -> ClientMessage:
+    """Decode one frame from a client; raises ProtocolError naming what is wrong."""
+    try:
+        message: ClientMessage = _client_decoder.decode(frame)
+        return message
+    except msgspec.ValidationError as exc:
+        raise _classify(frame, str(exc), _CLIENT_TYPES) from None
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise ProtocolError("bad_json", f"frame is not valid JSON: {exc}") from None
+
+
+def _classify(frame: str | bytes, detail: str, known: frozenset[str]) -> ProtocolError:
+    """Name what is wrong with a frame that failed typed decoding (error path only)."""
+    try:
+        value = msgspec.json.decode(frame)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        return ProtocolError("bad_json", f"frame is not valid JSON: {exc}")
+    if not isinstance(value, dict):
+        return ProtocolError("bad_json", "a frame must hold one JSON object")
+    kind = value.get("type")
+    if not isinstance(kind, str):
+        return ProtocolError("bad_message", "member 'type' (a string) is missing")
+    if kind not in known:
+        return ProtocolError("unknown_type", f"unknown message type {kind!r}")
+    return ProtocolError("bad_message", f"bad {kind!r} message: {detail}")
+
+
+# --- coordinator to client -------------------------------------------------------------
+
+
+class Accepted(msgspec.Struct, tag_field="type", tag="accepted", frozen=True):
+    """The tasks of submit ``ref`` are queued in ``job_id`` with ids ``first_task_id`` ..
+    ``first_task_id + count - 1``, in the order of ``args``."""
+
+    ref: int
+    job_id: int
+    first_task_id: int
+    count: int
+
+
+class ResultRecord(msgspec.Struct, frozen=True):
+    """One finished task, as clients and the HTTP API see it."""
+
+    task_id: int
+    job_id: int
+    index: int
+    result: Any
+    worker_id: int
+    attempts: int
+    duration_ms: float
+
+
+class FailureRecord(msgspec.Struct, frozen=True):
+    """One task that failed for good; ``reasons`` has one line per failed attempt."""
+
+    task_id: int
+    job_id: int
+    index: int
+    reasons: list[str]
+
+
+class Done(msgspec.Struct, tag_field="type", tag="done", frozen=True):
+    """Results and failures of tasks this client submitted, as they arrive."""
+
+    results: list[ResultRecord] = []
+    failures: list[FailureRecord] = []
+
+
+class Cancelled(msgspec.Struct, tag_field="type", tag="cancelled", frozen=True):
+    """Job ``job_id`` was cancelled; ``task_ids`` will never finish."""
+
+    job_id: int
+    task_ids: list[int]
+
+
+class ClientError(msgspec.Struct, tag_field="type", tag="error", frozen=True):
+    """A request could not be carried out; ``ref`` names the submit when it was one."""
+
+    code: str
+    message: str
+    ref: int | None = None
+
+
+CoordinatorMessage = Accepted | Done | Cancelled | ClientError
+_COORDINATOR_TYPES: Final = frozenset({"accepted", "done", "cancelled", "error"})
+_coordinator_decoder: Final = msgspec.json.Decoder(CoordinatorMessage)
+_encoder: Final = msgspec.json.Encoder()
+
+
+def encode_client_message(message: ClientMessage | CoordinatorMessage | SubmitOptions) -> bytes:
+    """Encode any message of this module as JSON (send it as a text frame)."""
+    return _encoder.encode(message)
+
+
+def decode_coordinator_message(frame: str | bytes) -> CoordinatorMessage | None:
+    """Decode a frame from the coordinator; None for a type this version does not know.
+
+    Raises ProtocolError (``bad_json`` or ``bad_message``) for a frame that cannot be used.
+    """
+    try:
+        message: CoordinatorMessage = _coordinator_decoder.decode(frame)
+        return message
+    except msgspec.ValidationError as exc:
+        error = _classify(frame, str(exc), _COORDINATOR_TYPES)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise ProtocolError("bad_json", f"frame is not valid JSON: {exc}") from None
+    if error.code == "unknown_type":
+        return None  # a newer coordinator's message: ignore it
+    raise error

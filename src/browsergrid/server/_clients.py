@@ -1,0 +1,110 @@
+"""The client endpoint (``/client``): submissions in, ``accepted`` and results pushed out."""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+from starlette.websockets import WebSocket
+
+from browsergrid._console import emit
+from browsergrid.errors import ProtocolError, SubmitError
+from browsergrid.protocol import (
+    CLOSE_GOING_AWAY,
+    CancelJob,
+    ClientError,
+    Submit,
+    decode_client_message,
+    encode_client_message,
+)
+from browsergrid.server._coordinator import ClientPeer, Coordinator
+from browsergrid.server._peers import WebSocketSender, address_of
+
+events = logging.getLogger("browsergrid.server.events")
+
+
+async def serve_client(coordinator: Coordinator, ws: WebSocket) -> None:
+    """Run one client connection until it closes; its jobs run on after it leaves."""
+    if coordinator.closing:
+        await ws.close(CLOSE_GOING_AWAY)
+        return
+    await ws.accept()
+    sender = WebSocketSender(ws)
+    client = ClientPeer(client_id=coordinator.next_id(), address=address_of(ws), sender=sender)
+    coordinator.clients[client.client_id] = client
+    emit(
+        events,
+        "client_connected",
+        f"client #{client.client_id} connected from {client.address}",
+        client_id=client.client_id,
+        address=client.address,
+    )
+    try:
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            text = message.get("text")
+            if text is None:
+                text = message.get("bytes", b"").decode("utf-8", "replace")
+            await _on_frame(coordinator, client, text)
+    finally:
+        coordinator.forget_client(client)
+        emit(
+            events,
+            "client_disconnected",
+            f"client #{client.client_id} disconnected",
+            client_id=client.client_id,
+        )
+
+
+async def _on_frame(coordinator: Coordinator, client: ClientPeer, text: str) -> None:
+    try:
+        message = decode_client_message(text)
+    except ProtocolError as exc:
+        await _error(client, exc.code, exc.message, _ref_of(text))
+        return
+    match message:
+        case Submit():
+            try:
+                await coordinator.submit(
+                    message.op,
+                    message.args,
+                    message.options,
+                    client=client,
+                    job_key=message.job_key,
+                    ref=message.ref,
+                    submitted_by=client.address,
+                )
+            except SubmitError as exc:
+                await _error(client, exc.code, str(exc), message.ref)
+        case CancelJob():
+            try:
+                await coordinator.cancel(message.job_id, requested_by=client)
+            except KeyError:
+                await _error(client, "unknown_job", f"there is no job {message.job_id}")
+
+
+def _ref_of(text: str) -> int | None:
+    """The ``ref`` of a frame that did not decode, so the client can fail that submit."""
+    try:
+        value = msgspec.json.decode(text)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    ref = value.get("ref") if isinstance(value, dict) else None
+    return ref if isinstance(ref, int) and not isinstance(ref, bool) else None
+
+
+async def _error(client: ClientPeer, code: str, message: str, ref: int | None = None) -> None:
+    emit(
+        events,
+        "client_request_refused",
+        f"client #{client.client_id}: {code}: {message}",
+        level=logging.WARNING,
+        client_id=client.client_id,
+        code=code,
+        detail=message,
+    )
+    await client.send(
+        encode_client_message(ClientError(code=code, message=message, ref=ref)).decode()
+    )

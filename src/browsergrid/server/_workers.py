@@ -1,0 +1,271 @@
+"""The worker endpoint: one WebSocket per worker, from accept to close."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from starlette.websockets import WebSocket
+
+from browsergrid._console import emit
+from browsergrid._version import __version__
+from browsergrid.core import (
+    ResultReported,
+    TaskErrorReported,
+    WorkerIntroduced,
+    WorkerJoined,
+    WorkerLeft,
+)
+from browsergrid.errors import ProtocolError
+from browsergrid.protocol import (
+    CLOSE_GOING_AWAY,
+    CLOSE_PROTOCOL_ERROR,
+    CLOSE_UNSUPPORTED_DATA,
+    PROTOCOL_VERSION,
+    Hello,
+    Result,
+    Results,
+    TaskError,
+    decode_worker_message,
+    encode_server_error,
+    encode_welcome,
+)
+from browsergrid.server._coordinator import Coordinator, WorkerPeer
+from browsergrid.server._peers import WebSocketSender, address_of
+
+events = logging.getLogger("browsergrid.server.events")
+
+_LISTED_WORKERS = 20  # longer worker lists are cut, so a big grid's log stays readable
+
+
+async def serve_worker(coordinator: Coordinator, ws: WebSocket) -> None:
+    """Run one worker connection: welcome task, hello/welcome, results, disconnect."""
+    if coordinator.closing:
+        await ws.close(CLOSE_GOING_AWAY)
+        return
+    await ws.accept()
+    sender = WebSocketSender(ws)
+    peer = WorkerPeer(
+        worker_id=coordinator.next_id(),
+        address=address_of(ws),
+        path=ws.url.path,
+        agent=ws.headers.get("user-agent"),
+        connected_at=time.time(),
+        sender=sender,
+    )
+    coordinator.workers[peer.worker_id] = peer
+    emit(
+        events,
+        "worker_connected",
+        f"worker #{peer.worker_id} connected from {peer.address} path={peer.path}"
+        + (f" agent={peer.agent}" if peer.agent else ""),
+        worker_id=peer.worker_id,
+        address=peer.address,
+        path=peer.path,
+        agent=peer.agent,
+    )
+    _list_workers(coordinator)
+    code, reason = 1005, ""
+    try:
+        await coordinator.apply(
+            WorkerJoined(
+                worker_id=peer.worker_id,
+                now=time.monotonic(),
+                stimulus_id=coordinator.stimulus("join"),
+            )
+        )
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                code, reason = message.get("code", 1005), message.get("reason") or ""
+                break
+            text = message.get("text")
+            if text is None:
+                await _refuse(
+                    peer,
+                    sender,
+                    "binary_frame",
+                    "binary frames are not accepted; send JSON text",
+                    CLOSE_UNSUPPORTED_DATA,
+                )
+                break
+            if not await _on_frame(coordinator, peer, sender, text):
+                break
+    finally:
+        del coordinator.workers[peer.worker_id]
+        if sender.close_code is not None:
+            code, reason = sender.close_code, sender.close_reason
+        emit(
+            events,
+            "worker_disconnected",
+            f"worker #{peer.worker_id} disconnected: code={code}"
+            + (f" reason={reason}" if reason else ""),
+            worker_id=peer.worker_id,
+            code=code,
+            reason=reason,
+        )
+        _list_workers(coordinator)
+        await coordinator.apply(
+            WorkerLeft(
+                worker_id=peer.worker_id,
+                now=time.monotonic(),
+                stimulus_id=coordinator.stimulus("leave"),
+            )
+        )
+
+
+async def _on_frame(
+    coordinator: Coordinator, peer: WorkerPeer, sender: WebSocketSender, text: str
+) -> bool:
+    """Handle one text frame; False when the connection must end."""
+    try:
+        message = decode_worker_message(text)
+    except ProtocolError as exc:
+        emit(
+            events,
+            "frame_ignored",
+            f"[#{peer.worker_id}] ignored frame ({exc.code}): {exc.message}; "
+            f"frame={_preview(text)}",
+            level=logging.WARNING,
+            worker_id=peer.worker_id,
+            code=exc.code,
+            detail=exc.message,
+            frame=_preview(text),
+        )
+        await peer.send(encode_server_error(exc.code, exc.message))
+        return True
+    now = time.monotonic()
+    match message:
+        case Result():
+            if message.agent:
+                peer.agent = message.agent
+            await coordinator.apply(
+                ResultReported(
+                    worker_id=peer.worker_id,
+                    task_id=message.task_id,
+                    result=message.result,
+                    duration_ms=message.duration_ms,
+                    now=now,
+                    stimulus_id=coordinator.stimulus("result"),
+                )
+            )
+        case Results():
+            if message.agent:
+                peer.agent = message.agent
+            stimulus_id = coordinator.stimulus("results")
+            await coordinator.apply(
+                *(
+                    ResultReported(
+                        worker_id=peer.worker_id,
+                        task_id=item.task_id,
+                        result=item.result,
+                        duration_ms=item.duration_ms,
+                        now=now,
+                        stimulus_id=stimulus_id,
+                    )
+                    for item in message.results
+                )
+            )
+        case TaskError():
+            await coordinator.apply(
+                TaskErrorReported(
+                    worker_id=peer.worker_id,
+                    task_id=message.task_id,
+                    message=message.message,
+                    now=now,
+                    stimulus_id=coordinator.stimulus("error"),
+                )
+            )
+        case Hello():
+            return await _on_hello(coordinator, peer, sender, message, now)
+    return True
+
+
+async def _on_hello(
+    coordinator: Coordinator, peer: WorkerPeer, sender: WebSocketSender, hello: Hello, now: float
+) -> bool:
+    if hello.protocol != PROTOCOL_VERSION:
+        await _refuse(
+            peer,
+            sender,
+            "unsupported_protocol",
+            f"this coordinator speaks protocol {PROTOCOL_VERSION}, not {hello.protocol}",
+            CLOSE_PROTOCOL_ERROR,
+        )
+        return False
+    if peer.introduced:
+        await peer.send(encode_server_error("already_introduced", "hello was already received"))
+        return True
+    peer.introduced = True
+    peer.agent = hello.agent
+    welcome = encode_welcome(peer.worker_id, f"browsergrid {__version__}", coordinator.limits)
+    await peer.send(welcome)
+    emit(
+        events,
+        "worker_introduced",
+        f"worker #{peer.worker_id} introduced itself: ops={','.join(hello.ops)} "
+        f"concurrency={hello.concurrency} agent={hello.agent}",
+        worker_id=peer.worker_id,
+        ops=hello.ops,
+        concurrency=hello.concurrency,
+        prefetch=hello.prefetch,
+        agent=hello.agent,
+    )
+    await coordinator.apply(
+        WorkerIntroduced(
+            worker_id=peer.worker_id,
+            ops=frozenset(hello.ops),
+            concurrency=hello.concurrency,
+            prefetch=hello.prefetch,
+            now=now,
+            stimulus_id=coordinator.stimulus("hello"),
+        )
+    )
+    return True
+
+
+async def _refuse(
+    peer: WorkerPeer, sender: WebSocketSender, code: str, message: str, close_code: int
+) -> None:
+    """Tell the worker what was wrong, then close with ``close_code``."""
+    emit(
+        events,
+        "worker_refused",
+        f"[#{peer.worker_id}] closing: {message}",
+        level=logging.WARNING,
+        worker_id=peer.worker_id,
+        code=code,
+        close_code=close_code,
+    )
+    await peer.send(encode_server_error(code, message))
+    await sender.close(close_code, message)
+
+
+async def close_all_workers(coordinator: Coordinator, reason: str = "server shutting down") -> None:
+    """Close every worker connection with 1001 (going away)."""
+    for peer in list(coordinator.workers.values()):
+        if isinstance(peer.sender, WebSocketSender):
+            await peer.sender.close(CLOSE_GOING_AWAY, reason)
+
+
+def _list_workers(coordinator: Coordinator) -> None:
+    if not events.isEnabledFor(logging.INFO):
+        return
+    peers = list(coordinator.workers.values())
+    lines = [f"connected workers ({len(peers)}):"] if peers else ["no workers connected"]
+    lines += [
+        f"  - #{p.worker_id} {p.address} {p.agent or ''}".rstrip() for p in peers[:_LISTED_WORKERS]
+    ]
+    if len(peers) > _LISTED_WORKERS:
+        lines.append(f"  ... and {len(peers) - _LISTED_WORKERS} more")
+    emit(
+        events,
+        "workers",
+        "\n".join(lines),
+        count=len(peers),
+        worker_ids=[p.worker_id for p in peers[:_LISTED_WORKERS]],
+    )
+
+
+def _preview(text: str, limit: int = 80) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")

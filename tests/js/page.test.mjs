@@ -1,0 +1,185 @@
+// Drives web/js/page.js in Node with fake DOM, WebSocket and Web Worker globals: hello, tasks and cancel.
+// (tests/e2e/test_browser.py runs the same page in real headless Chromium.)
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+
+class FakeElement {
+  constructor() {
+    this.textContent = '';
+    this.dataset = {};
+    this.children = [];
+    this.scrollHeight = 0;
+    this.scrollTop = 0;
+    this.clientHeight = 0;
+  }
+
+  append(...items) { this.children.push(...items); }
+
+  get childElementCount() { return this.children.length; }
+
+  get firstElementChild() { return { remove: () => this.children.shift() }; }
+}
+
+class FakeWebSocket {
+  static CONNECTING = 0;
+  static OPEN = 1;
+  static CLOSING = 2;
+  static CLOSED = 3;
+
+  constructor(url) {
+    this.url = url;
+    this.readyState = FakeWebSocket.CONNECTING;
+    this.sent = [];
+    page.sockets.push(this);
+  }
+
+  send(text) { this.sent.push(JSON.parse(text)); }
+
+  open() {
+    this.readyState = FakeWebSocket.OPEN;
+    this.onopen();
+  }
+
+  receive(message) { this.onmessage({ data: JSON.stringify(message) }); }
+}
+
+class FakeWorker {
+  constructor() {
+    this.posted = [];
+    page.workers.push(this);
+  }
+
+  postMessage(message) { this.posted.push(message); }
+
+  // The compute worker's answer to the last task posted to it.
+  answer(outcome) {
+    const { task_id } = this.posted.at(-1);
+    this.onmessage({ data: { task_id, ...outcome } });
+  }
+}
+
+const page = { sockets: [], workers: [], logs: [] };
+let loaded = 0;
+console.log = (line) => page.logs.push(String(line)); // the page logs every line to the console too
+
+// A fresh page.js (a new module instance) with `workers` compute workers, connected.
+async function openPage(workers) {
+  page.sockets = [];
+  page.workers = [];
+  page.logs = [];
+  const elements = new Map();
+  globalThis.window = globalThis;
+  globalThis.location = { search: `?workers=${workers}&server=ws://grid.test/ws`, protocol: 'http:', host: 'grid.test' };
+  Object.defineProperty(globalThis, 'navigator', {
+    value: { userAgent: 'FakeBrowser/1.0', hardwareConcurrency: 8 }, configurable: true, writable: true,
+  });
+  globalThis.document = {
+    getElementById(id) {
+      if (!elements.has(id)) elements.set(id, new FakeElement());
+      return elements.get(id);
+    },
+    createElement: () => new FakeElement(),
+  };
+  globalThis.WebSocket = FakeWebSocket;
+  globalThis.Worker = FakeWorker;
+  loaded += 1;
+  await import(`../../src/browsergrid/web/js/page.js?instance=${loaded}`);
+  const ws = page.sockets[0];
+  ws.open();
+  return { ws, workers: page.workers, status: globalThis.browsergrid, elements };
+}
+
+function task(task_id, args = { initial: 2, factor: 1, times: 3 }) {
+  return { type: 'task', op: 'repeat_multiply', task_id, ...args };
+}
+
+const results = (ws) => ws.sent.filter((m) => m.type === 'result' || m.type === 'error');
+
+test('hello asks for one waiting task per compute worker (prefetch = concurrency)', async () => {
+  const { ws, workers } = await openPage(3);
+  assert.equal(workers.length, 3);
+  const [hello] = ws.sent;
+  assert.equal(hello.type, 'hello');
+  assert.equal(hello.protocol, 1);
+  assert.equal(hello.agent, 'FakeBrowser/1.0');
+  assert.equal(hello.concurrency, 3);
+  assert.equal(hello.prefetch, 3);
+  assert.ok(hello.ops.includes('repeat_multiply'));
+});
+
+test('a tasks frame queues every task; each result goes back in its own result frame', async () => {
+  const { ws, workers, status } = await openPage(2);
+  ws.receive({ type: 'welcome', protocol: 1, worker_id: 7, server: 'test', limits: {} });
+  ws.receive({ type: 'tasks', tasks: [task(1), task('t-2'), task(3)] });
+  assert.deepEqual(workers.map((w) => w.posted.map((m) => m.task_id)), [[1], ['t-2']]);
+  assert.deepEqual(workers[0].posted[0], { task_id: 1, op: 'repeat_multiply', args: { initial: 2, factor: 1, times: 3 } });
+  assert.equal(status.state, 'working');
+  workers[0].answer({ result: 2, duration_ms: 1.5 });
+  assert.deepEqual(workers[0].posted.map((m) => m.task_id), [1, 3]); // the waiting task starts at once
+  workers[1].answer({ result: 4, duration_ms: 2 });
+  workers[0].answer({ error: 'RangeError: nope' });
+  assert.deepEqual(results(ws), [
+    { type: 'result', task_id: 1, result: 2, duration_ms: 1.5, agent: 'FakeBrowser/1.0' },
+    { type: 'result', task_id: 't-2', result: 4, duration_ms: 2, agent: 'FakeBrowser/1.0' },
+    { type: 'error', task_id: 3, message: 'RangeError: nope' },
+  ]);
+  assert.equal(status.tasksDone, 2);
+  assert.equal(status.state, 'connected');
+});
+
+test('cancel drops a task that has not started: it never runs and gets no result', async () => {
+  const { ws, workers, status } = await openPage(1);
+  ws.receive({ type: 'tasks', tasks: [task(1), task(2), task(3)] });
+  ws.receive({ type: 'cancel', task_id: 2 });
+  assert.ok(page.logs.some((line) => line.startsWith('Dropped cancelled task task_id=2')));
+  workers[0].answer({ result: 2, duration_ms: 1 });
+  workers[0].answer({ result: 2, duration_ms: 1 });
+  assert.deepEqual(workers[0].posted.map((m) => m.task_id), [1, 3]);
+  assert.deepEqual(results(ws).map((m) => m.task_id), [1, 3]);
+  assert.equal(status.tasksDone, 2);
+});
+
+test('cancel of a running task: it finishes, its result is neither sent nor counted', async () => {
+  const { ws, workers, status } = await openPage(1);
+  ws.receive(task(1));
+  ws.receive(task(2));
+  ws.receive({ type: 'cancel', task_id: 1 });
+  assert.deepEqual(workers[0].posted.map((m) => m.task_id), [1]); // it runs on
+  workers[0].answer({ result: 2, duration_ms: 1 });
+  assert.ok(page.logs.some((line) => line.startsWith('Dropped cancelled task task_id=1')));
+  assert.deepEqual(results(ws), []);
+  assert.equal(status.tasksDone, 0);
+  assert.equal(status.lastResult, null);
+  assert.deepEqual(workers[0].posted.map((m) => m.task_id), [1, 2]); // the slot is free again
+  workers[0].answer({ result: 2, duration_ms: 1 });
+  assert.deepEqual(results(ws).map((m) => m.task_id), [2]);
+  assert.equal(status.tasksDone, 1);
+});
+
+test('a cancelled running task that fails sends no error either', async () => {
+  const { ws, workers } = await openPage(1);
+  ws.receive(task('a'));
+  ws.receive({ type: 'cancel', task_id: 'a' });
+  workers[0].answer({ error: 'Error: boom' });
+  assert.deepEqual(results(ws), []);
+});
+
+test('cancel matches task_id exactly and ignores tasks it does not know', async () => {
+  const { ws, workers } = await openPage(1);
+  ws.receive(task(1));
+  ws.receive(task(2));
+  ws.receive({ type: 'cancel', task_id: '2' }); // a string is not the integer 2
+  ws.receive({ type: 'cancel', task_id: 99 });
+  workers[0].answer({ result: 1, duration_ms: 1 });
+  workers[0].answer({ result: 1, duration_ms: 1 });
+  assert.deepEqual(results(ws).map((m) => m.task_id), [1, 2]);
+  assert.ok(page.logs.some((line) => line.includes('task_id=99 ignored')));
+});
+
+test('a tasks frame with one bad element queues none of it', async () => {
+  const { ws, workers, status } = await openPage(2);
+  ws.receive({ type: 'tasks', tasks: [task(1), { type: 'task', task_id: 2 }] });
+  assert.deepEqual(workers.map((w) => w.posted), [[], []]);
+  assert.equal(status.state, 'connected');
+  assert.ok(page.logs.some((line) => line.startsWith('Invalid frame (bad_message)')));
+});

@@ -1,0 +1,133 @@
+"""``browsergrid submit | status | results | cancel`` as a user runs them, against a real grid."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from browsergrid._cli_jobs import parse_assignments
+from browsergrid.errors import ConfigError
+from tests.conftest import Grid
+
+
+def cli(grid: Grid | None, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "BROWSERGRID_SERVER": grid.url if grid else "http://127.0.0.1:1"}
+    return subprocess.run(
+        [sys.executable, "-m", "browsergrid", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )
+
+
+def test_submit_wait_shows_progress_and_a_summary(grid: Grid) -> None:
+    done = cli(
+        grid,
+        "submit",
+        "monte_carlo_pi",
+        "samples=1000",
+        "seed=3",
+        "--count",
+        "20",
+        "--wait",
+        "--name",
+        "pi",
+    )
+    assert done.returncode == 0, done.stderr
+    job_id = int(done.stdout.strip())
+    assert "20/20" in done.stderr and "tasks/s" in done.stderr
+    assert f"job {job_id}: 20 done, 0 failed, 0 cancelled" in done.stderr
+    lines = [json.loads(line) for line in cli(grid, "results", str(job_id)).stdout.splitlines()]
+    assert len(lines) == 20 and {line["status"] for line in lines} == {"done"}
+    assert {json.dumps(line["result"]) for line in lines} == {
+        '{"hits": 783, "samples": 1000}'
+    }  # one seed, one answer
+
+
+def test_args_file_and_csv_export(grid: Grid, tmp_path: Path) -> None:
+    args_file = tmp_path / "args.jsonl"
+    args_file.write_text("\n".join(json.dumps({"lo": 0, "hi": 10**k}) for k in range(1, 4)))
+    done = cli(grid, "submit", "prime_count", "--args-file", str(args_file), "--wait")
+    assert done.returncode == 0, done.stderr
+    job_id = done.stdout.strip()
+    exported = cli(grid, "results", job_id, "--format", "csv", "--follow").stdout
+    rows = list(csv.DictReader(io.StringIO(exported)))
+    assert sorted((int(r["index"]), int(r["result"])) for r in rows) == [(0, 4), (1, 25), (2, 168)]
+
+
+def test_a_failed_task_makes_submit_wait_exit_1_with_its_reasons(grid: Grid) -> None:
+    done = cli(
+        grid,
+        "submit",
+        "repeat_multiply",
+        "initial=oops",
+        "factor=2",
+        "times=1",
+        "--wait",
+        "--max-attempts",
+        "1",
+    )
+    assert done.returncode == 1
+    assert "0 done, 1 failed" in done.stderr and "'initial'" in done.stderr
+
+
+def test_submit_without_wait_prints_the_job_id(grid: Grid) -> None:
+    done = cli(grid, "submit", "repeat_multiply", "initial=1", "factor=2", "times=3")
+    assert done.returncode == 0 and done.stdout.strip().isdigit()
+
+
+def test_status_as_tables_and_json(grid: Grid) -> None:
+    table = cli(grid, "status")
+    assert table.returncode == 0 and "workers (2)" in table.stdout and "jobs" in table.stdout
+    data = json.loads(cli(grid, "status", "--format", "json").stdout)
+    assert len(data["workers"]) == 2 and {w["kind"] for w in data["workers"]} == {"python"}
+
+
+def test_cancel(grid: Grid) -> None:
+    job_id = cli(grid, "submit", "prime_count", "lo=0", "hi=10000000", "--count", "300").stdout
+    done = cli(grid, "cancel", job_id.strip())
+    assert done.returncode == 0 and "cancelled" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("submit", "nosuch", "a=1"), "no worker runs op 'nosuch'"),
+        (("submit", "prime_count", "oops"), "key=value"),
+        (("results", "99999"), "there is no job 99999"),
+        (("cancel", "99999"), "there is no job 99999"),
+        (("submit", "prime_count", "--args-file", "/nonexistent/a.jsonl"), "cannot read"),
+    ],
+)
+def test_mistakes_are_one_line_errors(grid: Grid, args: tuple[str, ...], message: str) -> None:
+    done = cli(grid, *args)
+    assert done.returncode in (1, 2)
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert done.stderr.strip().count("\n") == 0
+
+
+def test_an_unreachable_coordinator_is_a_one_line_error() -> None:
+    done = cli(None, "status")
+    assert done.returncode == 1 and "cannot reach the coordinator" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_assignments_parse_json_values_else_strings() -> None:
+    assert parse_assignments(["a=1", "b=[1, 2]", "c=x", "d=", 'e="1"']) == {
+        "a": 1,
+        "b": [1, 2],
+        "c": "x",
+        "d": "",
+        "e": "1",
+    }
+    with pytest.raises(ConfigError):
+        parse_assignments(["=1"])
