@@ -32,6 +32,34 @@ class JobOptions:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RestoredTask:
+    """A task read back from the store after a restart, with the attempts it already had."""
+
+    task_id: int
+    index: int
+    op: str
+    args: dict[str, Any]
+    attempts: int = 0
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobRestored:
+    """After a restart: a running job read back from the store, with its tasks that are not
+    final (they are queued again: a lease does not survive a restart)."""
+
+    job_id: int
+    options: JobOptions
+    total: int  # tasks it has in all, final ones included
+    done: int
+    failed: int
+    cancelled: int
+    tasks: Sequence[RestoredTask]
+    now: float
+    stimulus_id: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerJoined:
     """A connection opened; until ``WorkerIntroduced`` it is an exercise-style worker."""
 
@@ -114,7 +142,8 @@ class ClockTicked:
 
 
 Event = (
-    WorkerJoined
+    JobRestored
+    | WorkerJoined
     | WorkerIntroduced
     | WorkerLeft
     | TasksSubmitted

@@ -23,6 +23,7 @@ from browsergrid.core._events import (
     ClockTicked,
     Event,
     JobCancelRequested,
+    JobRestored,
     ResultReported,
     TaskErrorReported,
     TaskId,
@@ -37,6 +38,7 @@ EXERCISE_OPS: Final = frozenset({"repeat_multiply"})
 """What a worker that never says hello can run (the exercise's page), one task at a time."""
 
 _EWMA: Final = 0.2  # weight of the newest duration in an op's running mean
+_MAX_IGNORED: Final = 4096  # late reports remembered per worker, to drop them quietly
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,8 @@ class Scheduler:
         speculate_min_s: float = 1.0,
         max_prefetch: int = 1024,
         buffer_s: float | None = None,
+        next_job_id: int = 1,
+        next_task_id: int = 1,
     ) -> None:
         if lease_timeout_s <= 0:
             raise ValueError("lease_timeout_s must be positive")
@@ -102,14 +106,16 @@ class Scheduler:
         self._rings: dict[int, deque[int]] = {}  # priority -> jobs with queued tasks
         self._ringed: set[int] = set()
         self._deadlines: list[tuple[float, int, int]] = []  # (deadline, task id, worker id)
-        self._task_ids = itertools.count(1)
-        self._job_ids = itertools.count(1)
+        self._task_ids = itertools.count(next_task_id)
+        self._job_ids = itertools.count(next_job_id)
 
     # --- the one entry point ---------------------------------------------------------
 
     def handle(self, event: Event) -> list[Command]:
         """Apply one event; returns the commands to carry out, in order."""
         match event:
+            case JobRestored():
+                commands = list(self._restored(event))
             case WorkerJoined():
                 commands = list(self._joined(event))
             case WorkerIntroduced():
@@ -134,6 +140,44 @@ class Scheduler:
         return commands
 
     # --- event handlers --------------------------------------------------------------
+
+    def _restored(self, ev: JobRestored) -> Iterator[Command]:
+        if ev.job_id in self.jobs:
+            raise ValueError(f"job {ev.job_id} restored twice")
+        ids = [restored.task_id for restored in ev.tasks]
+        if len(set(ids)) != len(ids) or any(task_id in self.tasks for task_id in ids):
+            raise ValueError(f"job {ev.job_id}: a task was restored twice")
+        job = Job(job_id=ev.job_id, options=ev.options, created_at=ev.now, total=ev.total)
+        job.counts[TaskState.DONE] = ev.done
+        job.counts[TaskState.FAILED] = ev.failed
+        job.counts[TaskState.CANCELLED] = ev.cancelled
+        self.jobs[job.job_id] = job
+        for restored in ev.tasks:
+            task = Task(
+                task_id=restored.task_id,
+                job_id=job.job_id,
+                index=restored.index,
+                op=restored.op,
+                args=restored.args,
+                lease_timeout_s=self._lease_timeout(restored.op, None, job),
+                max_attempts=job.options.max_attempts or self.max_attempts,
+                attempts=restored.attempts,
+                reasons=list(restored.reasons),
+            )
+            self.tasks[task.task_id] = task
+            job.counts[TaskState.QUEUED] += 1
+            job.live.add(task.task_id)
+            self._enqueue(task, job)
+        yield from ()
+
+    def _lease_timeout(self, op: str, spec_timeout: float | None, job: Job) -> float:
+        """The task's own, else its job's, else its op's, else the default lease timeout."""
+        return (
+            spec_timeout
+            or job.options.lease_timeout_s
+            or self.op_lease_timeouts.get(op)
+            or self.lease_timeout_s
+        )
 
     def _joined(self, ev: WorkerJoined) -> Iterator[Command]:
         if ev.worker_id in self.workers:
@@ -225,7 +269,8 @@ class Scheduler:
             yield from self._unheld(worker, ev.task_id, ev.stimulus_id)
             return
         lease = self._release(task, worker)
-        self._learn_duration(task.op, ev.now - lease.start)
+        if task.pinned_to is None:  # a welcome task says how fast a worker is, not an op
+            self._learn_duration(task.op, ev.now - lease.start)
         for other_id in list(task.leases):
             yield self._take_back(task, self.workers[other_id], "another copy finished first", ev)
         self._finish(task, TaskState.DONE)
@@ -337,8 +382,9 @@ class Scheduler:
 
     def _take_back(self, task: Task, worker: Worker, reason: str, ev: Event) -> CancelTask:
         """End a lease the worker may still be working on: tell it, ignore its late report."""
-        if worker.worker_id in task.leases:
-            self._release(task, worker)
+        self._release(task, worker)
+        if len(worker.ignored) >= _MAX_IGNORED:
+            worker.ignored.clear()  # a worker that obeys cancels never reports these
         worker.ignored.add(task.task_id)
         return CancelTask(
             worker_id=worker.worker_id,
@@ -472,23 +518,27 @@ class Scheduler:
 
     def _take(self, job: Job, worker: Worker) -> Task | None:
         """Pop ``job``'s oldest queued task that ``worker`` runs and has not failed."""
+        heads: list[tuple[int, list[int]]] = []
         for op, heap in job.queues.items():
-            if op not in worker.ops or not heap:
+            if op in worker.ops and heap:
+                heads.append((heap[0], heap))
+        heads.sort()
+        skipped: list[tuple[int, list[int]]] = []
+        found = None
+        while heads and found is None:
+            task_id, heap = heads.pop(0)
+            heapq.heappop(heap)
+            task = self.tasks[task_id]
+            if worker.worker_id in task.failed_on and self._others_can_run(task):
+                skipped.append((task_id, heap))  # leave it for a worker it has not failed on
+                if heap:
+                    heads.append((heap[0], heap))
+                    heads.sort()
                 continue
-            skipped: list[int] = []
-            found = None
-            while heap:
-                task = self.tasks[heapq.heappop(heap)]
-                if worker.worker_id in task.failed_on and self._others_can_run(task):
-                    skipped.append(task.task_id)  # leave it for a worker it has not failed on
-                    continue
-                found = task
-                break
-            for task_id in skipped:
-                heapq.heappush(heap, task_id)
-            if found is not None:
-                return found
-        return None
+            found = task
+        for task_id, heap in skipped:
+            heapq.heappush(heap, task_id)
+        return found
 
     def _others_can_run(self, task: Task) -> bool:
         """True if a connected worker that runs the op has not failed this task yet."""
