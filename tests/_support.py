@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -126,6 +128,11 @@ class Coordinator(Process):
     """``browsergrid serve --log-format json`` on 127.0.0.1; ``events`` are its log objects."""
 
     def __init__(self, port: int = 0, extra: tuple[str, ...] = ()) -> None:
+        self._own_dir: str | None = None
+        if "--data-dir" not in extra and "--memory" not in extra:
+            # a database of its own: no test sees another's jobs
+            self._own_dir = tempfile.mkdtemp(prefix="browsergrid-test-")
+            extra = (*extra, "--data-dir", self._own_dir)
         super().__init__(
             [
                 sys.executable,
@@ -143,6 +150,11 @@ class Coordinator(Process):
         self.port: int = ready["port"]
         self.ws_url: str = ready["ws_url"]
         self.page_url: str = ready["page_url"]
+
+    def end(self) -> None:
+        super().end()
+        if self._own_dir is not None:
+            shutil.rmtree(self._own_dir, ignore_errors=True)
 
     def events(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in list(self.lines) if line.startswith("{")]

@@ -16,6 +16,19 @@ import pytest
 from tests._support import ARTIFACTS, CHROMIUM_ARGS, FIXTURES, Coordinator, Process, free_port
 
 
+@pytest.fixture(scope="session", autouse=True)
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Processes the tests start keep their data (worker identities) here, not in $HOME."""
+    path = tmp_path_factory.mktemp("data")
+    before = os.environ.get("BROWSERGRID_DATA_DIR")
+    os.environ["BROWSERGRID_DATA_DIR"] = str(path)
+    yield path
+    if before is None:
+        del os.environ["BROWSERGRID_DATA_DIR"]
+    else:
+        os.environ["BROWSERGRID_DATA_DIR"] = before
+
+
 @pytest.fixture
 def start_coordinator() -> Iterator[Callable[..., Coordinator]]:
     """Start coordinators (``start_coordinator(port=0, *extra_args)``); all end after the test."""
@@ -64,9 +77,11 @@ def exercise_server(tmp_path: Path) -> Iterator[tuple[Process, int]]:
     server.end()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's headless Chromium through Playwright (never a downloaded browser)."""
+    """Debian's headless Chromium through Playwright (never a downloaded browser). Module
+    scope: Playwright's sync API keeps an event loop running, which async tests elsewhere
+    must not find."""
     from playwright.sync_api import sync_playwright
 
     executable = os.environ.get("BROWSERGRID_CHROMIUM") or shutil.which("chromium")

@@ -9,13 +9,14 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from browsergrid._cli_jobs import add_job_commands, run_job_command
 from browsergrid._console import setup_console
 from browsergrid._version import __version__
 from browsergrid.client import SERVER_ENV
-from browsergrid.config import ServeConfig
+from browsergrid.config import DATA_DIR_ENV, ServeConfig, default_data_dir, parse_duration
 from browsergrid.core import WelcomeTask
 from browsergrid.errors import BrowsergridError, ConfigError
 
@@ -72,6 +73,27 @@ def _parser() -> argparse.ArgumentParser:
         help="leases a task gets before it fails",
     )
     serve.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help=f"where the SQLite database lives (default: ${DATA_DIR_ENV}, else "
+        "$XDG_DATA_HOME/browsergrid, else ~/.local/share/browsergrid)",
+    )
+    serve.add_argument(
+        "--memory", action="store_true", help="keep everything in memory (lost on restart)"
+    )
+    serve.add_argument(
+        "--sync",
+        choices=("normal", "full"),
+        default=defaults.sync,
+        help="SQLite durability: normal survives a crash of this process, full a power cut",
+    )
+    serve.add_argument(
+        "--retain",
+        default="7d",
+        help="remove finished jobs (and their results) older than this: 7d, 12h, 30m",
+    )
+    serve.add_argument(
         "--work-buffer",
         type=float,
         default=defaults.work_buffer_s,
@@ -106,6 +128,18 @@ def _parser() -> argparse.ArgumentParser:
         default=64,
         help="most tasks to hold beyond --concurrency (the coordinator sends fewer when "
         "they are long: see serve --work-buffer)",
+    )
+    worker.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where the worker keeps its identity across restarts (default: as for serve)",
+    )
+    worker.add_argument(
+        "--max-backoff",
+        type=float,
+        default=30.0,
+        help="longest wait between reconnection attempts, in seconds",
     )
     _add_output_options(worker)
     add_job_commands(commands, _add_server_option)
@@ -170,6 +204,10 @@ def _serve(args: argparse.Namespace) -> int:
             )
         )
     config = ServeConfig(
+        data_dir=args.data_dir or default_data_dir(),
+        memory=args.memory,
+        sync=args.sync,
+        retain_s=parse_duration(args.retain),
         host=args.host,
         port=args.port,
         welcome=welcome,
@@ -186,7 +224,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from browsergrid.worker import PythonWorker
+    from browsergrid.worker import Backoff, PythonWorker, claim_identity
 
     if not args.url.startswith(("ws://", "wss://")):
         raise ConfigError(f"URL must start with ws:// or wss://, not {args.url!r}")
@@ -196,8 +234,18 @@ def _worker(args: argparse.Namespace) -> int:
         raise ConfigError("--prefetch must be at least 0")
     setup_console(args.log_format, quiet=args.quiet)
 
+    if args.max_backoff < 1:
+        raise ConfigError("--max-backoff must be at least 1 second")
+    identity = claim_identity(args.data_dir or default_data_dir())
+
     async def run() -> None:
-        worker = PythonWorker(args.url, concurrency=args.concurrency, prefetch=args.prefetch)
+        worker = PythonWorker(
+            args.url,
+            concurrency=args.concurrency,
+            prefetch=args.prefetch,
+            worker_key=identity.key,
+            backoff=Backoff(cap_s=args.max_backoff),
+        )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, worker.stop)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from browsergrid.core import WelcomeTask
@@ -10,6 +12,29 @@ from browsergrid.errors import ConfigError
 from browsergrid.protocol import MAX_FRAME_BYTES
 
 LogFormat = Literal["text", "json"]
+DATA_DIR_ENV = "BROWSERGRID_DATA_DIR"
+
+
+def default_data_dir() -> Path:
+    """$BROWSERGRID_DATA_DIR, else $XDG_DATA_HOME/browsergrid, else ~/.local/share/browsergrid."""
+    configured = os.environ.get(DATA_DIR_ENV)
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "browsergrid"
+
+
+def parse_duration(text: str) -> float:
+    """``"7d"``, ``"12h"``, ``"30m"``, ``"45s"`` or plain seconds -> seconds."""
+    units = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+    number, unit = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1.0)
+    try:
+        seconds = float(number) * unit
+    except ValueError:
+        raise ConfigError(f"not a duration: {text!r} (use e.g. 7d, 12h, 30m)") from None
+    if seconds <= 0:
+        raise ConfigError(f"a duration must be positive, not {text!r}")
+    return seconds
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,6 +61,15 @@ class ServeConfig:
     """A worker whose pong is this late is disconnected (close code 1011)."""
     max_frame_bytes: int = MAX_FRAME_BYTES
     """Largest frame accepted; a larger one closes the connection with 1009."""
+    data_dir: Path = field(default_factory=default_data_dir)
+    """Where the SQLite database (``browsergrid.db``) lives; created when missing."""
+    memory: bool = False
+    """Keep everything in memory instead (nothing survives a restart; for tests and benches)."""
+    sync: Literal["normal", "full"] = "normal"
+    """SQLite's synchronous mode: ``normal`` survives a crash of the coordinator process,
+    ``full`` also a power cut (slower: every commit waits for the disk)."""
+    retain_s: float = 7 * 86400.0
+    """Finished jobs older than this are removed, with their results (--retain 7d)."""
     log_format: LogFormat = "text"
     """``text`` for people, ``json`` (one object per line) for machines."""
     quiet: bool = False

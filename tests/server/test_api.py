@@ -48,7 +48,7 @@ def test_submit_follow_results_and_status(api: httpx.Client) -> None:
     ]
     assert all(line["status"] == "done" and line["attempts"] == 1 for line in lines)
     status = api.get(f"/api/jobs/{job_id}").json()
-    assert status | {"created_at": 0, "rate": 0} == {
+    assert status | {"created_at": 0, "rate": 0, "finished_at": 0} == {
         "job_id": job_id,
         "name": "primes",
         "op": "prime_count",
@@ -63,7 +63,9 @@ def test_submit_follow_results_and_status(api: httpx.Client) -> None:
         "created_at": 0,
         "rate": 0,
         "eta_s": None,
+        "finished_at": 0,
     }
+    assert status["finished_at"] >= status["created_at"]
     assert job_id in [job["job_id"] for job in api.get("/api/jobs").json()]
 
 

@@ -80,17 +80,21 @@ class AsyncClient(_AsyncSubmitter):
     """Submit tasks to a coordinator from asyncio code.
 
     ``async with AsyncClient(url) as client: result = await client.submit(op, **args)``.
-    ``url`` as for ``Client``. Results are pushed over one WebSocket, never polled.
+    ``url`` and ``reconnect_timeout`` as for ``Client``. Results are pushed over one
+    WebSocket, never polled.
     """
 
-    def __init__(self, url: str | None = None) -> None:
+    def __init__(self, url: str | None = None, *, reconnect_timeout: float = 120) -> None:
         self.http_url, self.ws_url = server_urls(url)
+        self.reconnect_timeout = reconnect_timeout
         self.engine: Engine
         super().__init__(self, SubmitOptions())
 
     async def connect(self) -> AsyncClient:
         """Open the connection (``async with`` does it for you)."""
-        self.engine = Engine(self.ws_url, asyncio.get_running_loop())
+        self.engine = Engine(
+            self.ws_url, asyncio.get_running_loop(), reconnect_timeout=self.reconnect_timeout
+        )
         await self.engine.connect()
         return self
 

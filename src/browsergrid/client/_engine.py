@@ -8,6 +8,7 @@ import itertools
 import logging
 import os
 import threading
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from browsergrid.protocol import (
     ClientError,
     Done,
     SubmitOptions,
+    Watch,
     check_arg_names,
     decode_coordinator_message,
     encode_client_message,
@@ -87,6 +89,8 @@ class _Pending:
     job_key: str
     items: list[_Item]
     job_id: FutureLike | None
+    frame: str  # kept to send again after a reconnect, until accepted
+    sent_on: int = -1  # the connection it was last sent on
 
 
 class Engine:
@@ -95,9 +99,17 @@ class Engine:
     ``request`` may be called from any thread; everything else runs on the loop.
     """
 
-    def __init__(self, ws_url: str, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, ws_url: str, loop: asyncio.AbstractEventLoop, *, reconnect_timeout: float = 120
+    ) -> None:
         self.ws_url = ws_url
         self.loop = loop
+        self.reconnect_timeout = reconnect_timeout
+        self.client_id = f"c-{uuid.uuid4().hex}"  # finds its jobs again after a reconnect
+        self._connection = 0  # counts connections: a frame is sent once on each
+        self._outgoing: asyncio.Queue[int] = asyncio.Queue()  # refs to send
+        self._sender: asyncio.Task[None] | None = None
+        self._closing = False
         self.jobs: dict[str, int] = {}  # job key -> job id, once accepted
         self._sessions: dict[SubmitOptions, str] = {}
         self._ws: ClientConnection | None = None
@@ -125,19 +137,29 @@ class Engine:
 
     async def connect(self) -> None:
         """Open the connection; raises ConnectionLost if the coordinator cannot be reached."""
+        await self._open()
+        self._receiver = self.loop.create_task(self._receive())
+        self._sender = self.loop.create_task(self._send())
+
+    async def _open(self) -> None:
         try:
             self._ws = await websockets.connect(
                 self.ws_url, compression=None, max_size=None, open_timeout=10
             )
         except (OSError, TimeoutError, websockets.WebSocketException) as exc:
             raise ConnectionLost(f"cannot reach the coordinator at {self.ws_url}: {exc}") from None
-        self._receiver = self.loop.create_task(self._receive())
+        self._connection += 1
 
     async def close(self) -> None:
+        """Close for good; futures still pending end with ConnectionLost."""
+        self._closing = True
         if self._ws is not None:
             await self._ws.close()
-        if self._receiver is not None:
-            await asyncio.gather(self._receiver, return_exceptions=True)
+        for task in (self._receiver, self._sender):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._cancel_all()
 
     # --- submitting (any thread) ---------------------------------------------------------
 
@@ -183,7 +205,7 @@ class Engine:
             requests = list(self._buffer)
             self._buffer.clear()
             self._flush_scheduled = False
-        frames: list[bytes] = []
+        frames: list[int] = []
         merged: list[_Request] = []
         for request in requests:  # consecutive requests for the same job and op go together
             last = merged[-1] if merged else None
@@ -207,57 +229,106 @@ class Engine:
                 size += len(item.encoded) + 1
             if chunk:
                 frames.append(self._frame(request, chunk))
-        self.loop.create_task(self._send_all(frames))
+        for ref in frames:
+            self._outgoing.put_nowait(ref)
 
-    def _frame(self, request: _Request, items: list[_Item]) -> bytes:
+    def _frame(self, request: _Request, items: list[_Item]) -> int:
+        """Build one submit frame, remember it until it is accepted, return its ref."""
         ref = next(self._refs)
-        self._pending[ref] = _Pending(request.job_key, items, request.job_id)
         head = _encoder.encode(
             {
                 "type": "submit",
                 "ref": ref,
                 "job_key": request.job_key,
+                "client_id": self.client_id,
                 "op": request.op,
                 "options": request.options,
             }
         )
-        return head[:-1] + b',"args":[' + b",".join(i.encoded for i in items) + b"]}"
+        frame = head[:-1] + b',"args":[' + b",".join(i.encoded for i in items) + b"]}"
+        self._pending[ref] = _Pending(request.job_key, items, request.job_id, frame.decode())
+        return ref
 
-    async def _send_all(self, frames: list[bytes]) -> None:
-        assert self._ws is not None
-        try:
-            for frame in frames:
-                await self._ws.send(frame.decode())
-        except websockets.ConnectionClosed as exc:
-            self._fail_all(exc)
+    async def _send(self) -> None:
+        """Send submit frames in order, each once per connection (a lost connection's
+        unaccepted frames are queued again by the reconnect)."""
+        while True:
+            ref = await self._outgoing.get()
+            pending = self._pending.get(ref)
+            if pending is None or pending.sent_on == self._connection or self._ws is None:
+                continue
+            pending.sent_on = self._connection
+            try:
+                await self._ws.send(pending.frame)
+            except websockets.ConnectionClosed:
+                continue  # the receiver reconnects and queues it again
 
     async def cancel(self, job_id: int) -> None:
         """Ask the coordinator to cancel job ``job_id``."""
-        assert self._ws is not None
-        await self._ws.send(encode_client_message(CancelJob(job_id=job_id)).decode())
+        if self._ws is None:
+            raise ConnectionLost("not connected")
+        try:
+            await self._ws.send(encode_client_message(CancelJob(job_id=job_id)).decode())
+        except websockets.ConnectionClosed:
+            raise ConnectionLost("the connection closed; try again once it is back") from None
 
     # --- receiving (loop) ----------------------------------------------------------------
 
     async def _receive(self) -> None:
-        assert self._ws is not None
-        try:
-            async for frame in self._ws:
-                message = decode_coordinator_message(frame)
-                match message:
-                    case Accepted():
-                        self._accepted(message)
-                    case Done():
-                        self._done(message)
-                    case Cancelled():
-                        self._cancelled(message)
-                    case ClientError():
-                        self._refused(message)
-            self._fail_all(ConnectionLost("the coordinator closed the connection"))
-        except websockets.ConnectionClosed as exc:
-            self._fail_all(exc)
+        while True:
+            assert self._ws is not None
+            try:
+                async for frame in self._ws:
+                    self._on_frame(frame)
+            except websockets.ConnectionClosed:
+                pass
+            if self._closing:
+                return
+            if not await self._reconnect():
+                self._fail_all(ConnectionLost(f"gave up after {self.reconnect_timeout:g} s"))
+                return
+
+    def _on_frame(self, frame: str | bytes) -> None:
+        message = decode_coordinator_message(frame)
+        match message:
+            case Accepted():
+                self._accepted(message)
+            case Done():
+                self._done(message)
+            case Cancelled():
+                self._cancelled(message)
+            case ClientError():
+                self._refused(message)
+
+    async def _reconnect(self) -> bool:
+        """Connect again (the coordinator may be restarting), then ask for what was missed
+        and send again what was not accepted. False if the time ran out."""
+        log.warning("lost the coordinator at %s; reconnecting", self.ws_url)
+        deadline = self.loop.time() + self.reconnect_timeout
+        delay = 0.25
+        while self.loop.time() < deadline:
+            await asyncio.sleep(min(delay, max(0.0, deadline - self.loop.time())))
+            delay = min(delay * 2, 5.0)
+            try:
+                await self._open()
+            except ConnectionLost:
+                continue
+            assert self._ws is not None
+            watch = Watch(job_ids=sorted(set(self.jobs.values())), task_ids=sorted(self._tasks))
+            try:
+                await self._ws.send(encode_client_message(watch).decode())
+            except websockets.ConnectionClosed:
+                continue
+            for ref in sorted(self._pending):
+                self._outgoing.put_nowait(ref)
+            log.warning("reconnected to %s", self.ws_url)
+            return True
+        return False
 
     def _accepted(self, message: Accepted) -> None:
-        pending = self._pending.pop(message.ref)
+        pending = self._pending.pop(message.ref, None)
+        if pending is None:
+            return  # accepted twice (sent again after a reconnect): the first one counted
         self.jobs[pending.job_key] = message.job_id
         ids = self._job_tasks.setdefault(message.job_id, set())
         for offset, item in enumerate(pending.items):
@@ -302,11 +373,24 @@ class Engine:
         if pending.job_id is not None and not pending.job_id.done():
             pending.job_id.set_exception(error)
 
+    def _cancel_all(self) -> None:
+        """The user closed the client: nobody waits for what is pending any more."""
+        self._lost = ConnectionLost("the client was closed")
+        for pending in self._pending.values():
+            for item in pending.items:
+                item.future.cancel()
+            if pending.job_id is not None:
+                pending.job_id.cancel()
+        for item in self._tasks.values():
+            item.future.cancel()
+        self._pending.clear()
+        self._tasks.clear()
+
     def _fail_all(self, cause: BaseException) -> None:
         if self._lost is not None:
             return
         self._lost = cause
-        error = ConnectionLost(f"lost the coordinator at {self.ws_url} ({cause}); its jobs go on")
+        error = ConnectionLost(f"lost the coordinator at {self.ws_url} ({cause}); jobs go on there")
         waiting = [item for p in self._pending.values() for item in p.items]
         waiting += list(self._tasks.values())
         for item in waiting:

@@ -87,17 +87,22 @@ class Client(_Submitter):
 
     ``url`` is the coordinator (``http://HOST:PORT``; default $BROWSERGRID_SERVER, else
     http://127.0.0.1:8765). Use it as a context manager, or call ``close()``. Results are
-    pushed by the coordinator over one WebSocket; many submissions share one frame.
+    pushed by the coordinator over one WebSocket; many submissions share one frame. If the
+    connection drops (a coordinator restart), the client reconnects for up to
+    ``reconnect_timeout`` seconds and its pending futures resolve as if nothing happened;
+    after that they fail with ConnectionLost.
     """
 
-    def __init__(self, url: str | None = None, *, timeout: float = 10) -> None:
+    def __init__(
+        self, url: str | None = None, *, timeout: float = 10, reconnect_timeout: float = 120
+    ) -> None:
         self.http_url, self.ws_url = server_urls(url)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="browsergrid-client", daemon=True
         )
         self._thread.start()
-        self.engine = Engine(self.ws_url, self._loop)
+        self.engine = Engine(self.ws_url, self._loop, reconnect_timeout=reconnect_timeout)
         try:
             asyncio.run_coroutine_threadsafe(self.engine.connect(), self._loop).result(timeout)
         except BaseException:

@@ -10,6 +10,7 @@ from browsergrid.errors import ProtocolError
 
 _Name = Annotated[str, msgspec.Meta(max_length=200)]
 _OpName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+_ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
 
 
 class SubmitOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -33,6 +34,15 @@ class Submit(msgspec.Struct, tag_field="type", tag="submit", frozen=True):
     op: _OpName
     args: Annotated[list[dict[str, Any]], msgspec.Meta(min_length=1)]
     options: SubmitOptions = SubmitOptions()
+    client_id: _ClientId | None = None  # with job_key, finds the job again after a reconnect
+
+
+class Watch(msgspec.Struct, tag_field="type", tag="watch", frozen=True):
+    """After a reconnect: push the outcomes of ``task_ids`` that already ended, and those of
+    ``job_ids`` from now on."""
+
+    job_ids: Annotated[list[int], msgspec.Meta(max_length=10_000)]
+    task_ids: list[int]
 
 
 class CancelJob(msgspec.Struct, tag_field="type", tag="cancel", frozen=True):
@@ -41,8 +51,8 @@ class CancelJob(msgspec.Struct, tag_field="type", tag="cancel", frozen=True):
     job_id: int
 
 
-ClientMessage = Submit | CancelJob
-_CLIENT_TYPES: Final = frozenset({"submit", "cancel"})
+ClientMessage = Submit | Watch | CancelJob
+_CLIENT_TYPES: Final = frozenset({"submit", "watch", "cancel"})
 _client_decoder: Final = msgspec.json.Decoder(ClientMessage)
 
 
@@ -87,15 +97,18 @@ class Accepted(msgspec.Struct, tag_field="type", tag="accepted", frozen=True):
 
 
 class ResultRecord(msgspec.Struct, frozen=True):
-    """One finished task, as clients and the HTTP API see it."""
+    """One finished task, as clients and the HTTP API see it, with its provenance."""
 
     task_id: int
     job_id: int
     index: int
     result: Any
-    worker_id: int
-    attempts: int
-    duration_ms: float
+    worker_id: int  # the connection that computed it
+    attempts: int  # leases granted, this one included
+    duration_ms: float  # compute time the worker reported
+    worker_key: str | None = None  # the worker's lasting identity, when it has one
+    lease_ms: float | None = None  # from the lease to the result, measured by the coordinator
+    finished_at: float | None = None  # Unix time
 
 
 class FailureRecord(msgspec.Struct, frozen=True):
@@ -105,6 +118,7 @@ class FailureRecord(msgspec.Struct, frozen=True):
     job_id: int
     index: int
     reasons: list[str]
+    finished_at: float | None = None  # Unix time
 
 
 class Done(msgspec.Struct, tag_field="type", tag="done", frozen=True):

@@ -36,6 +36,10 @@ class Hello(msgspec.Struct, tag_field="type", tag="hello", frozen=True):
     ops: Annotated[list[_OpName], msgspec.Meta(min_length=1, max_length=64)]
     concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)]
     prefetch: Annotated[int, msgspec.Meta(ge=0, le=1024)] = 1
+    worker_key: (
+        Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+        | None
+    ) = None
 
 
 class Result(msgspec.Struct, tag_field="type", tag="result", frozen=True):
@@ -267,11 +271,20 @@ def encode_server_error(code: str, message: str, task_id: TaskId | None = None) 
     return _encoder.encode(ServerError(code=code, message=message, task_id=task_id)).decode()
 
 
-def encode_hello(agent: str, ops: list[str], concurrency: int, prefetch: int = 1) -> str:
-    """A worker's first frame."""
-    hello = Hello(
-        protocol=PROTOCOL_VERSION, agent=agent, ops=ops, concurrency=concurrency, prefetch=prefetch
-    )
+def encode_hello(
+    agent: str, ops: list[str], concurrency: int, prefetch: int = 1, worker_key: str | None = None
+) -> str:
+    """A worker's first frame (``worker_key`` only when it has one)."""
+    hello: dict[str, Any] = {
+        "type": "hello",
+        "protocol": PROTOCOL_VERSION,
+        "agent": agent,
+        "ops": ops,
+        "concurrency": concurrency,
+        "prefetch": prefetch,
+    }
+    if worker_key is not None:
+        hello["worker_key"] = worker_key
     return _encoder.encode(hello).decode()
 
 

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import msgspec
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from browsergrid.core import Job, TaskState, WorkerState
+from browsergrid.core import TaskState, WorkerState
 from browsergrid.errors import SubmitError
 from browsergrid.protocol import ResultRecord, SubmitOptions
 from browsergrid.server._coordinator import Coordinator
+from browsergrid.store import StoreError
 
 _json = msgspec.json.Encoder()
 
@@ -50,6 +51,9 @@ class JobAccepted(BaseModel):
     count: int
 
 
+JobStateName = Literal["running", "finished", "cancelled"]
+
+
 class JobStatus(BaseModel):
     """A job with its task counts by state."""
 
@@ -57,7 +61,7 @@ class JobStatus(BaseModel):
     name: str
     op: str
     priority: int
-    state: Literal["running", "finished", "cancelled"]
+    state: JobStateName
     total: int
     queued: int
     leased: int
@@ -65,6 +69,7 @@ class JobStatus(BaseModel):
     failed: int
     cancelled: int
     created_at: float = Field(description="Unix time")
+    finished_at: float | None = Field(description="Unix time, once finished or cancelled")
     rate: float = Field(description="tasks finished per second since the job was created")
     eta_s: float | None = Field(description="seconds until the last task, at that rate")
 
@@ -89,6 +94,19 @@ class WorkerStatus(BaseModel):
     speed_ms: float | None = Field(description="duration of its welcome task")
 
 
+class WorkerHistory(BaseModel):
+    """A worker's history, kept across reconnections and restarts."""
+
+    worker_key: str
+    agent: str | None
+    first_seen: float = Field(description="Unix time")
+    last_seen: float = Field(description="Unix time")
+    tasks_done: int
+    failures: int
+    mean_ms: float | None = Field(description="mean compute time per task it reported")
+    connected: bool
+
+
 class Problem(BaseModel):
     """What was wrong with a request."""
 
@@ -98,6 +116,7 @@ class Problem(BaseModel):
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "a bad request: the detail says what is wrong"},
     404: {"model": Problem, "description": "no such job"},
+    503: {"model": Problem, "description": "the store cannot be used: the detail says why"},
 }
 
 
@@ -121,23 +140,30 @@ def create_api(coordinator: Coordinator) -> APIRouter:
         return JobAccepted(job_id=ack.job_id, first_task_id=ack.first_task_id, count=ack.count)
 
     @api.get("/jobs")
-    async def list_jobs() -> list[JobStatus]:
-        """Every job, oldest first."""
-        return [
-            await _status(coordinator, job) for job in list(coordinator.scheduler.jobs.values())
-        ]
+    async def list_jobs(
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        before: Annotated[int | None, Query(description="only jobs with smaller ids")] = None,
+    ) -> list[JobStatus]:
+        """Jobs newest first, from the store: they outlive restarts (see --retain)."""
+        try:
+            summaries = await coordinator.store.jobs(limit=limit, before=before)
+        except StoreError as exc:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+        return [await _status(coordinator, s.info.job_id) for s in summaries]
 
     @api.get("/jobs/{job_id}", responses=_ERRORS)
     async def get_job(job_id: int) -> JobStatus:
         """One job with its counts by state, rate and ETA."""
-        return await _status(coordinator, _job(coordinator, job_id))
+        return await _status(coordinator, job_id)
 
     @api.post("/jobs/{job_id}/cancel", responses=_ERRORS)
     async def cancel_job(job_id: int) -> JobStatus:
         """Cancel the job's unfinished tasks; finished ones keep their results."""
-        job = _job(coordinator, job_id)
-        await coordinator.cancel(job_id)
-        return await _status(coordinator, job)
+        await _status(coordinator, job_id)  # 404 for an unknown job
+        job = coordinator.scheduler.jobs.get(job_id)
+        if job is not None and not job.finished and not job.cancelled:
+            await coordinator.cancel(job_id)
+        return await _status(coordinator, job_id)
 
     @api.get(
         "/jobs/{job_id}/results",
@@ -159,7 +185,7 @@ def create_api(coordinator: Coordinator) -> APIRouter:
         ] = False,
     ) -> StreamingResponse:
         """Stream the job's results as NDJSON, without loading them all into memory."""
-        _job(coordinator, job_id)
+        await _status(coordinator, job_id)  # 404 for an unknown job
 
         async def lines() -> AsyncIterator[bytes]:
             async for outcome in coordinator.store.outcomes(job_id, follow=follow):
@@ -170,6 +196,28 @@ def create_api(coordinator: Coordinator) -> APIRouter:
                 yield _json.encode(line) + b"\n"
 
         return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+    @api.get("/workers/history", tags=["workers"])
+    async def worker_history() -> list[WorkerHistory]:
+        """Every worker ever seen with a lasting identity, most recently seen first."""
+        try:
+            records = await coordinator.store.workers()
+        except StoreError as exc:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+        online = {p.worker_key for p in coordinator.workers.values() if p.worker_key}
+        return [
+            WorkerHistory(
+                worker_key=r.worker_key,
+                agent=r.agent,
+                first_seen=r.first_seen,
+                last_seen=r.last_seen,
+                tasks_done=r.tasks_done,
+                failures=r.failures,
+                mean_ms=round(r.compute_ms / r.tasks_done, 3) if r.tasks_done else None,
+                connected=r.worker_key in online,
+            )
+            for r in records
+        ]
 
     @api.get("/workers", tags=["workers"])
     async def list_workers() -> list[WorkerStatus]:
@@ -200,38 +248,51 @@ def create_api(coordinator: Coordinator) -> APIRouter:
     return api
 
 
-def _job(coordinator: Coordinator, job_id: int) -> Job:
-    job = coordinator.scheduler.jobs.get(job_id)
-    if job is None:
+async def _status(coordinator: Coordinator, job_id: int) -> JobStatus:
+    """The job as the store has it, with live counts while this coordinator runs it."""
+    try:
+        summary = await coordinator.store.job(job_id)
+    except StoreError as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+    if summary is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"there is no job {job_id}")
-    return job
-
-
-async def _status(coordinator: Coordinator, job: Job) -> JobStatus:
-    info = await coordinator.store.job(job.job_id)
-    counts = job.counts
-    elapsed = time.time() - info.created_at if info else 0.0
-    finished = counts[TaskState.DONE] + counts[TaskState.FAILED]
-    rate = finished / elapsed if elapsed > 0 else 0.0
-    remaining = counts[TaskState.QUEUED] + counts[TaskState.LEASED]
-    state: Literal["running", "finished", "cancelled"] = (
-        "cancelled" if job.cancelled else "finished" if job.finished else "running"
-    )
+    info = summary.info
+    live = coordinator.scheduler.jobs.get(job_id)
+    if live is not None:
+        counts = live.counts
+        done, failed = counts[TaskState.DONE], counts[TaskState.FAILED]
+        cancelled, queued = counts[TaskState.CANCELLED], counts[TaskState.QUEUED]
+        leased, total = counts[TaskState.LEASED], live.total
+        state = "cancelled" if live.cancelled else "finished" if live.finished else "running"
+    else:
+        done, failed, cancelled, total = (
+            summary.done,
+            summary.failed,
+            summary.cancelled,
+            summary.total,
+        )
+        leased, queued = 0, total - done - failed - cancelled
+        state = summary.state.value
+    end = summary.finished_at if summary.finished_at and state != "running" else time.time()
+    elapsed = end - info.created_at
+    rate = (done + failed) / elapsed if elapsed > 0 else 0.0
+    remaining = queued + leased
     return JobStatus(
-        job_id=job.job_id,
-        name=job.options.name,
-        op=info.op if info else "",
-        priority=job.options.priority,
-        state=state,
-        total=job.total,
-        queued=counts[TaskState.QUEUED],
-        leased=counts[TaskState.LEASED],
-        done=counts[TaskState.DONE],
-        failed=counts[TaskState.FAILED],
-        cancelled=counts[TaskState.CANCELLED],
-        created_at=info.created_at if info else 0.0,
+        job_id=job_id,
+        name=info.name,
+        op=info.op,
+        priority=info.priority,
+        state=cast(JobStateName, state),
+        total=total,
+        queued=queued,
+        leased=leased,
+        done=done,
+        failed=failed,
+        cancelled=cancelled,
+        created_at=info.created_at,
+        finished_at=summary.finished_at if state != "running" else None,
         rate=round(rate, 3),
-        eta_s=round(remaining / rate, 1) if rate > 0 and remaining else None,
+        eta_s=round(remaining / rate, 1) if rate > 0 and remaining and state == "running" else None,
     )
 
 

@@ -50,7 +50,6 @@ def create_app(coordinator: Coordinator) -> FastAPI:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
-            await coordinator.drain()
 
     app = FastAPI(
         title="browsergrid",
@@ -114,9 +113,16 @@ def create_app(coordinator: Coordinator) -> FastAPI:
 
 
 async def _tick_forever(coordinator: Coordinator, interval_s: float = 0.5) -> None:
-    """Feed the clock to the scheduler, so that leases expire and stragglers are copied."""
+    """Feed the clock to the scheduler (leases expire, stragglers are copied); now and then
+    write worker history and remove jobs past retention."""
+    ticks = 0
     while True:
         await asyncio.sleep(interval_s)
+        ticks += 1
         await coordinator.apply(
             ClockTicked(now=time.monotonic(), stimulus_id=coordinator.stimulus("tick"))
         )
+        if ticks % 20 == 0:  # every 10 s
+            await coordinator.remember_workers()
+        if ticks % 7200 == 1:  # at start, then hourly
+            await coordinator.prune()

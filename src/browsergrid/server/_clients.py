@@ -14,6 +14,7 @@ from browsergrid.protocol import (
     CancelJob,
     ClientError,
     Submit,
+    Watch,
     decode_client_message,
     encode_client_message,
 )
@@ -75,9 +76,12 @@ async def _on_frame(coordinator: Coordinator, client: ClientPeer, text: str) -> 
                     job_key=message.job_key,
                     ref=message.ref,
                     submitted_by=client.address,
+                    client_id=message.client_id,
                 )
             except SubmitError as exc:
                 await _error(client, exc.code, str(exc), message.ref)
+        case Watch():
+            await coordinator.watch(client, message.job_ids, message.task_ids)
         case CancelJob():
             try:
                 await coordinator.cancel(message.job_id, requested_by=client)

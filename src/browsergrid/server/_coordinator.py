@@ -25,7 +25,9 @@ from browsergrid.core import (
     JobCancelled,
     JobCancelRequested,
     JobOptions,
+    JobRestored,
     RejectReport,
+    RestoredTask,
     Scheduler,
     SendTask,
     TaskDone,
@@ -52,7 +54,7 @@ from browsergrid.protocol import (
     encode_task,
     encode_tasks,
 )
-from browsergrid.store import JobInfo, Store
+from browsergrid.store import JobInfo, JobState, Store, StoreError, TaskRecord, WorkerRecord
 
 log = logging.getLogger("browsergrid.server")
 events = logging.getLogger("browsergrid.server.events")
@@ -75,12 +77,40 @@ class WorkerPeer:
     connected_at: float  # Unix time
     sender: Peer
     introduced: bool = False
+    worker_key: str | None = None  # its lasting identity (hello), for its history
+    first_seen: float = 0.0  # Unix time, from its history when it has one
+    tasks_done: int = 0  # over its whole history
+    failures: int = 0
+    compute_ms: float = 0.0
+    leases: dict[int, float] = field(default_factory=dict)  # task id -> lease start
 
     async def send(self, frame: str) -> None:
         await self.sender.send(frame)
 
+    def record(self) -> WorkerRecord | None:
+        """Its history as the store keeps it (None for a worker with no lasting identity)."""
+        if self.worker_key is None:
+            return None
+        return WorkerRecord(
+            worker_key=self.worker_key,
+            agent=self.agent,
+            first_seen=self.first_seen or self.connected_at,
+            last_seen=time.time(),
+            tasks_done=self.tasks_done,
+            failures=self.failures,
+            compute_ms=self.compute_ms,
+        )
 
-_Pushed = Accepted | Cancelled | ResultRecord | FailureRecord
+
+@dataclass(eq=False)
+class _Hold:
+    """A place in a client's outbox for an "accepted" not yet sendable (tasks not yet
+    stored): nothing behind it is sent before it."""
+
+    message: Accepted | None = None
+
+
+_Pushed = _Hold | Cancelled | ResultRecord | FailureRecord
 
 
 @dataclass(eq=False)
@@ -104,13 +134,7 @@ class Coordinator:
     def __init__(self, config: ServeConfig, store: Store) -> None:
         self.config = config
         self.store = store
-        self.scheduler = Scheduler(
-            welcome=config.welcome,
-            lease_timeout_s=config.lease_timeout_s,
-            op_lease_timeouts={name: op.lease_timeout_s for name, op in OPS.items()},
-            max_attempts=config.max_attempts,
-            buffer_s=config.work_buffer_s,
-        )
+        self.scheduler = self._scheduler()
         self.limits = Limits(
             max_frame_bytes=config.max_frame_bytes,
             heartbeat_interval_s=config.heartbeat_interval_s,
@@ -120,10 +144,128 @@ class Coordinator:
         self.clients: dict[int, ClientPeer] = {}
         self.subscribers: defaultdict[int, set[ClientPeer]] = defaultdict(set)
         self.closing = False
+        self.store_problem: str | None = None  # why the store failed, until it works again
         self._ids = itertools.count(1)
         self._stimuli = itertools.count(1)
         self._flush_scheduled = False
         self._flushing: set[asyncio.Task[None]] = set()
+
+    def _scheduler(self, next_job_id: int = 1, next_task_id: int = 1) -> Scheduler:
+        return Scheduler(
+            welcome=self.config.welcome,
+            lease_timeout_s=self.config.lease_timeout_s,
+            op_lease_timeouts={name: op.lease_timeout_s for name, op in OPS.items()},
+            max_attempts=self.config.max_attempts,
+            buffer_s=self.config.work_buffer_s,
+            next_job_id=next_job_id,
+            next_task_id=next_task_id,
+        )
+
+    async def start(self) -> None:
+        """Open the store and take up the jobs a previous run left unfinished; raises
+        StoreError when the store cannot be used."""
+        await self.store.open()
+        job_id, task_id = await self.store.next_ids()
+        self.scheduler = self._scheduler(job_id, task_id)
+        await self.restore()
+
+    async def stop(self) -> None:
+        """Finish pushes in progress, then close the store."""
+        await self.drain()
+        await self.store.close()
+
+    async def prune(self) -> None:
+        """Remove finished jobs older than the retention period (--retain)."""
+        try:
+            removed = await self.store.prune(time.time() - self.config.retain_s)
+        except StoreError as exc:
+            self._store_failed(exc)
+            return
+        if removed:
+            emit(log, "pruned", f"removed {removed} job(s) past retention", jobs=removed)
+
+    @property
+    def healthy(self) -> bool:
+        """False after a store failure: new work is refused until a write succeeds."""
+        return self.store_problem is None
+
+    def _store_failed(self, exc: StoreError) -> None:
+        if self.store_problem is None:
+            emit(
+                log,
+                "store_failed",
+                f"the store failed, refusing new work: {exc}",
+                level=logging.ERROR,
+                error=str(exc),
+            )
+        self.store_problem = str(exc)
+
+    async def remember_workers(self, peers: list[WorkerPeer] | None = None) -> None:
+        """Write the history of ``peers`` (default: every connected worker) to the store."""
+        records = [r for p in (peers or list(self.workers.values())) if (r := p.record())]
+        if not records:
+            return
+        try:
+            await self.store.record_workers(records)
+        except StoreError as exc:
+            self._store_failed(exc)
+        else:
+            self._store_recovered()
+
+    def _store_recovered(self) -> None:
+        if self.store_problem is not None:
+            emit(log, "store_recovered", "the store works again; accepting work")
+            self.store_problem = None
+
+    async def restore(self) -> None:
+        """After a restart: queue again every unfinished task of every running job."""
+        jobs, tasks = await self.store.unfinished()
+        by_job: defaultdict[int, list[TaskRecord]] = defaultdict(list)
+        for task in tasks:
+            by_job[task.job_id].append(task)
+        restored = 0
+        for info in jobs:
+            summary = await self.store.job(info.job_id)
+            if summary is None:
+                continue
+            pending = by_job.get(info.job_id, [])
+            await self.apply(
+                JobRestored(
+                    job_id=info.job_id,
+                    options=JobOptions(
+                        name=info.name,
+                        priority=info.priority,
+                        lease_timeout_s=info.lease_timeout,
+                        max_attempts=info.max_attempts,
+                    ),
+                    total=summary.total,
+                    done=summary.done,
+                    failed=summary.failed,
+                    cancelled=summary.cancelled,
+                    tasks=[
+                        RestoredTask(
+                            task_id=t.task_id,
+                            index=t.index,
+                            op=t.op,
+                            args=t.args,
+                            attempts=t.attempts,
+                            reasons=tuple(t.reasons),
+                        )
+                        for t in pending
+                    ],
+                    now=time.monotonic(),
+                    stimulus_id=self.stimulus("restore"),
+                )
+            )
+            restored += len(pending)
+        if jobs:
+            emit(
+                log,
+                "restored",
+                f"restored {len(jobs)} running job(s) with {restored} unfinished task(s)",
+                jobs=len(jobs),
+                tasks=restored,
+            )
 
     def next_id(self) -> int:
         """A fresh connection id (workers and clients share the sequence)."""
@@ -144,6 +286,7 @@ class Coordinator:
         job_key: str | None = None,
         ref: int = 0,
         submitted_by: str = "",
+        client_id: str | None = None,
     ) -> TasksAccepted:
         """Queue ``op`` once per ``args`` item; in ``client``'s job ``job_key`` when given,
         and ``client`` is told ``accepted`` (with ``ref``) before any of their results.
@@ -163,6 +306,9 @@ class Coordinator:
             except ValueError as exc:
                 raise SubmitError("bad_args", str(exc)) from None
         job_id = client.job_keys.get(job_key) if client and job_key else None
+        client_key = f"{client_id}/{job_key}" if client_id and job_key else None
+        if job_id is None and client_key is not None:  # a client back after a reconnect
+            job_id = await self._job_for(client_key)
         if job_id is not None and self.scheduler.jobs[job_id].cancelled:
             raise SubmitError("job_cancelled", f"job {job_id} was cancelled")
         event = TasksSubmitted(
@@ -177,20 +323,60 @@ class Coordinator:
             now=time.monotonic(),
             stimulus_id=self.stimulus("submit"),
         )
-        accepted: list[TasksAccepted] = []
-        await self.apply(event, accepted=accepted, origin=(client, job_key, ref))
-        ack = accepted[0]
+        if not self.healthy:
+            raise SubmitError("store_unavailable", f"not accepting work: {self.store_problem}")
+        commands = self.scheduler.handle(event)
+        ack = next(c for c in commands if isinstance(c, TasksAccepted))
+        records = [
+            TaskRecord(
+                task_id=ack.first_task_id + offset,
+                job_id=ack.job_id,
+                index=ack.first_index + offset,
+                op=op,
+                args=item,
+            )
+            for offset, item in enumerate(args)
+        ]
         if job_id is None:
-            await self.store.add_job(
-                JobInfo(
-                    job_id=ack.job_id,
-                    name=options.name,
-                    op=op,
-                    priority=options.priority,
-                    created_at=time.time(),
-                    submitted_by=submitted_by,
+            info = JobInfo(
+                job_id=ack.job_id,
+                name=options.name,
+                op=op,
+                priority=options.priority,
+                created_at=time.time(),
+                submitted_by=submitted_by,
+                lease_timeout=options.lease_timeout,
+                max_attempts=options.max_attempts,
+                client_key=client_key,
+            )
+            stored = asyncio.ensure_future(self.store.add_job(info, records))
+        else:
+            stored = asyncio.ensure_future(self.store.add_tasks(records))
+        # The write is queued before any result of these tasks can be, so the tasks may go
+        # out to workers now. The client follows the job at once, but what it is sent stops
+        # at ``hold`` until the tasks are stored and "accepted" can go first.
+        hold = self._hold(ack, client, job_key)
+        await self._execute(commands)
+        try:
+            await stored
+        except (StoreError, ValueError) as exc:
+            if hold is not None and client is not None:
+                client.outbox.remove(hold)
+            if isinstance(exc, StoreError):
+                self._store_failed(exc)
+            await self.apply(
+                JobCancelRequested(
+                    job_id=ack.job_id, now=time.monotonic(), stimulus_id=self.stimulus("unstored")
                 )
             )
+            code = "store_unavailable" if isinstance(exc, StoreError) else "conflict"
+            raise SubmitError(code, f"the tasks could not be stored: {exc}") from None
+        if hold is not None:
+            hold.message = Accepted(
+                ref=ref, job_id=ack.job_id, first_task_id=ack.first_task_id, count=ack.count
+            )
+            self._schedule_flush()
+        if job_id is None:
             emit(
                 events,
                 "job_submitted",
@@ -202,6 +388,55 @@ class Coordinator:
                 name=options.name,
             )
         return ack
+
+    async def _job_for(self, client_key: str) -> int | None:
+        """The job a client created under ``client_key`` before it reconnected; one that
+        finished before a restart is taken up again, so that tasks can be added to it."""
+        try:
+            job_id = await self.store.job_for(client_key)
+            summary = await self.store.job(job_id) if job_id is not None else None
+        except StoreError as exc:
+            self._store_failed(exc)
+            raise SubmitError("store_unavailable", str(exc)) from None
+        if job_id is None or summary is None or job_id in self.scheduler.jobs:
+            return job_id
+        if summary.state is JobState.CANCELLED:
+            raise SubmitError("job_cancelled", f"job {job_id} was cancelled")
+        info = summary.info
+        await self.apply(
+            JobRestored(
+                job_id=job_id,
+                options=JobOptions(
+                    name=info.name,
+                    priority=info.priority,
+                    lease_timeout_s=info.lease_timeout,
+                    max_attempts=info.max_attempts,
+                ),
+                total=summary.total,
+                done=summary.done,
+                failed=summary.failed,
+                cancelled=summary.cancelled,
+                tasks=[],
+                now=time.monotonic(),
+                stimulus_id=self.stimulus("reopen"),
+            )
+        )
+        return job_id
+
+    async def watch(self, client: ClientPeer, job_ids: list[int], task_ids: list[int]) -> None:
+        """A client back after a reconnect: push what it missed, then follow its jobs."""
+        for job_id in job_ids:
+            job = self.scheduler.jobs.get(job_id)
+            if job is not None and not job.cancelled:
+                self.subscribers[job_id].add(client)
+        for start in range(0, len(task_ids), 1000):
+            try:
+                missed = await self.store.outcomes_of(task_ids[start : start + 1000])
+            except StoreError as exc:
+                self._store_failed(exc)
+                return
+            for outcome in missed:
+                self._push(client, outcome)
 
     async def cancel(self, job_id: int, requested_by: ClientPeer | None = None) -> None:
         """Cancel the unfinished tasks of ``job_id``; KeyError if there is no such job."""
@@ -224,64 +459,60 @@ class Coordinator:
 
     # --- the core ----------------------------------------------------------------------
 
-    async def apply(
-        self,
-        *evs: Event,
-        accepted: list[TasksAccepted] | None = None,
-        origin: tuple[ClientPeer | None, str | None, int] = (None, None, 0),
-    ) -> None:
-        """Feed events to the scheduler and carry out what it asks, in order.
-
-        Tasks for one worker go out in one frame; what clients are told is pushed in
-        batches once the event loop is free. A ``TasksAccepted`` is appended to
-        ``accepted``, and the ``origin`` client (with its job key and ref) is told.
-        """
+    async def apply(self, *evs: Event) -> None:
+        """Feed events to the scheduler and carry out what it asks, in order."""
         commands: list[Command] = []
         for event in evs:
             commands.extend(self.scheduler.handle(event))
+        await self._execute(commands)
+
+    async def _execute(self, commands: list[Command]) -> None:
+        """Carry out commands: tasks for one worker go out in one frame; outcomes are stored
+        before anyone hears of them, then pushed to clients in batches."""
         outcomes: list[ResultRecord | FailureRecord] = []
         batches: dict[int, list[SendTask]] = {}
         for command in commands:
             match command:
                 case SendTask():
                     batches.setdefault(command.worker_id, []).append(command)
+                    peer = self.workers.get(command.worker_id)
+                    if peer is not None:
+                        peer.leases[command.task_id] = time.monotonic()
                 case TaskDone():
                     self._report_done(command, outcomes)
                 case TaskFailed():
                     self._report_failed(command, outcomes)
                 case TasksAccepted():
-                    self._accepted(command, *origin)
-                    if accepted is not None:
-                        accepted.append(command)
+                    pass  # submit() acknowledges once the tasks are stored
                 case CancelTask():
                     await self._send_cancel(command)
                 case JobCancelled():
                     await self._job_cancelled(command)
                 case RejectReport():
                     await self._reject(command)
-        if outcomes:
-            await self.store.add_outcomes(outcomes)
-            self._route(outcomes)
         for worker_id, batch in batches.items():
             await self._send_tasks(worker_id, batch)
+        if outcomes:
+            try:
+                recorded = await self.store.add_outcomes(outcomes)
+            except StoreError as exc:
+                self._store_failed(exc)
+                return  # not reported: after a restart these tasks run again
+            self._route([o for o, new in zip(outcomes, recorded, strict=True) if new])
 
-    def _accepted(
-        self, command: TasksAccepted, client: ClientPeer | None, job_key: str | None, ref: int
-    ) -> None:
+    def _hold(
+        self, ack: TasksAccepted, client: ClientPeer | None, job_key: str | None
+    ) -> _Hold | None:
+        """Let ``client`` follow the job now; its outbox waits at the returned hold until the
+        tasks are stored (the hold then becomes their "accepted")."""
         if client is None:
-            return
+            return None
         if job_key:
-            client.job_keys[job_key] = command.job_id
-        self.subscribers[command.job_id].add(client)
-        self._push(
-            client,
-            Accepted(
-                ref=ref,
-                job_id=command.job_id,
-                first_task_id=command.first_task_id,
-                count=command.count,
-            ),
-        )
+            client.job_keys[job_key] = ack.job_id
+        self.subscribers[ack.job_id].add(client)
+        hold = _Hold()
+        client.outbox.append(hold)
+        return hold
 
     async def _send_tasks(self, worker_id: int, batch: list[SendTask]) -> None:
         worker = self.workers.get(worker_id)
@@ -309,6 +540,11 @@ class Coordinator:
     def _report_done(self, command: TaskDone, outcomes: list[ResultRecord | FailureRecord]) -> None:
         worker = self.workers.get(command.worker_id)
         agent = worker.agent if worker else None
+        started = worker.leases.pop(command.task_id, None) if worker else None
+        lease_ms = None if started is None else round((time.monotonic() - started) * 1000, 3)
+        if worker is not None:
+            worker.tasks_done += 1
+            worker.compute_ms += command.duration_ms
         emit(
             events,
             "result",
@@ -336,6 +572,9 @@ class Coordinator:
                 worker_id=command.worker_id,
                 attempts=command.attempts,
                 duration_ms=command.duration_ms,
+                worker_key=worker.worker_key if worker else None,
+                lease_ms=lease_ms,
+                finished_at=time.time(),
             )
         )
 
@@ -360,6 +599,7 @@ class Coordinator:
                 job_id=command.job_id,
                 index=command.index,
                 reasons=list(command.reasons),
+                finished_at=time.time(),
             )
         )
 
@@ -376,7 +616,10 @@ class Coordinator:
             job_id=command.job_id,
             cancelled=len(command.task_ids),
         )
-        await self.store.close_job(command.job_id)
+        try:
+            await self.store.cancel_job(command.job_id, time.time())
+        except StoreError as exc:
+            self._store_failed(exc)
         message = Cancelled(job_id=command.job_id, task_ids=list(command.task_ids))
         for client in self.subscribers.pop(command.job_id, ()):
             self._push(client, message)
@@ -409,6 +652,9 @@ class Coordinator:
 
     def _push(self, client: ClientPeer, message: _Pushed) -> None:
         client.outbox.append(message)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._start_flush)
@@ -423,9 +669,6 @@ class Coordinator:
             done=job.counts[TaskState.DONE],
             failed=job.counts[TaskState.FAILED],
         )
-        task = asyncio.get_running_loop().create_task(self.store.close_job(job.job_id))
-        self._flushing.add(task)
-        task.add_done_callback(self._flushing.discard)
 
     def _start_flush(self) -> None:
         self._flush_scheduled = False
@@ -437,7 +680,11 @@ class Coordinator:
         """Send every client what was gathered for it since the last flush, in order:
         consecutive outcomes go out together in ``done`` frames."""
         for client in list(self.clients.values()):
-            outbox, client.outbox = client.outbox, []
+            held = next(
+                (i for i, m in enumerate(client.outbox) if isinstance(m, _Hold) and not m.message),
+                len(client.outbox),
+            )
+            outbox, client.outbox = client.outbox[:held], client.outbox[held:]
             for frame in _frames(outbox):
                 await client.send(frame)
 
@@ -480,7 +727,9 @@ def _frames(outbox: list[_Pushed]) -> list[str]:
             failures.append(message)
         else:
             close_batch()
-            frames.append(encode_client_message(message).decode())
+            sent = message.message if isinstance(message, _Hold) else message
+            assert sent is not None  # _flush stops before an unfilled hold
+            frames.append(encode_client_message(sent).decode())
         if len(results) + len(failures) >= _PUSH_BATCH:
             close_batch()
     close_batch()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import signal
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 import uvicorn
@@ -18,7 +19,7 @@ from browsergrid.errors import ConfigError
 from browsergrid.server._app import create_app
 from browsergrid.server._coordinator import Coordinator
 from browsergrid.server._workers import close_all_workers
-from browsergrid.store import MemoryStore
+from browsergrid.store import MemoryStore, SqliteStore, Store, StoreError
 
 log = logging.getLogger("browsergrid.server")
 
@@ -30,9 +31,43 @@ def serve(config: ServeConfig) -> None:
     """
     setup_console(config.log_format, quiet=config.quiet)
     sock = bind(config.host, config.port)
-    coordinator = Coordinator(config, MemoryStore())
+    coordinator = Coordinator(config, open_store(config))
     server = _Server(_uvicorn_config(config, coordinator), coordinator)
-    server.run(sockets=[sock])
+
+    async def run() -> None:
+        try:
+            await coordinator.start()
+        except StoreError as exc:
+            raise ConfigError(str(exc)) from None
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            await coordinator.stop()
+
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(run())
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (uvicorn[standard] brings it)."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def open_store(config: ServeConfig) -> Store:
+    """The store ``config`` asks for (not opened yet: the coordinator opens it on start)."""
+    if config.memory:
+        return MemoryStore()
+    try:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create the data directory {config.data_dir}: {exc.strerror}"
+        ) from None
+    return SqliteStore(config.data_dir / "browsergrid.db", synchronous=config.sync)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -62,7 +97,7 @@ def _uvicorn_config(config: ServeConfig, coordinator: Coordinator) -> uvicorn.Co
         ws_ping_interval=config.heartbeat_interval_s,
         ws_ping_timeout=config.heartbeat_timeout_s,
         ws_max_size=config.max_frame_bytes,
-        loop="auto",  # uvloop when installed (uvicorn[standard] installs it)
+        loop="none",  # serve() runs uvicorn on its own (uvloop) runner
         lifespan="on",
         log_config=None,
         access_log=False,
@@ -97,6 +132,7 @@ class _Server(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         emit(log, "shutting_down", "shutting down: closing worker connections (1001)")
         self.coordinator.closing = True
+        await self.coordinator.remember_workers()
         await close_all_workers(self.coordinator)
         await super().shutdown(sockets)
         emit(log, "stopped", "coordinator stopped")

@@ -32,6 +32,7 @@ from browsergrid.protocol import (
 )
 from browsergrid.server._coordinator import Coordinator, WorkerPeer
 from browsergrid.server._peers import WebSocketSender, address_of
+from browsergrid.store import StoreError
 
 events = logging.getLogger("browsergrid.server.events")
 
@@ -105,6 +106,7 @@ async def serve_worker(coordinator: Coordinator, ws: WebSocket) -> None:
             reason=reason,
         )
         _list_workers(coordinator)
+        await coordinator.remember_workers([peer])
         await coordinator.apply(
             WorkerLeft(
                 worker_id=peer.worker_id,
@@ -167,6 +169,7 @@ async def _on_frame(
                 )
             )
         case TaskError():
+            peer.failures += 1
             await coordinator.apply(
                 TaskErrorReported(
                     worker_id=peer.worker_id,
@@ -198,6 +201,8 @@ async def _on_hello(
         return True
     peer.introduced = True
     peer.agent = hello.agent
+    if hello.worker_key is not None:
+        await _recall(coordinator, peer, hello.worker_key)
     welcome = encode_welcome(peer.worker_id, f"browsergrid {__version__}", coordinator.limits)
     await peer.send(welcome)
     emit(
@@ -222,6 +227,33 @@ async def _on_hello(
         )
     )
     return True
+
+
+async def _recall(coordinator: Coordinator, peer: WorkerPeer, worker_key: str) -> None:
+    """A worker with a lasting identity: carry on its history (tasks, failures, speed)."""
+    peer.worker_key = worker_key
+    try:
+        known = await coordinator.store.worker(worker_key)
+    except StoreError:
+        known = None
+    if known is not None:
+        peer.first_seen = known.first_seen
+        peer.tasks_done = known.tasks_done
+        peer.failures = known.failures
+        peer.compute_ms = known.compute_ms
+    emit(
+        events,
+        "worker_recognised" if known else "worker_new",
+        f"worker #{peer.worker_id} is "
+        + (
+            f"{worker_key}, seen since {time.ctime(known.first_seen)}"
+            if known
+            else f"new: {worker_key}"
+        ),
+        worker_id=peer.worker_id,
+        worker_key=worker_key,
+        tasks_done=peer.tasks_done,
+    )
 
 
 async def _refuse(

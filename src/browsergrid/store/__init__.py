@@ -1,6 +1,29 @@
-"""Persistence behind one interface: ``Store``. ``MemoryStore`` keeps everything in memory."""
+"""Persistence behind one interface, ``Store``: ``SqliteStore`` (the default, one file) and
+``MemoryStore`` (tests and ``serve --memory``). ``tests/store/test_contract.py`` runs the
+same tests against both."""
 
-from browsergrid.store._base import JobInfo, Outcome, Store
+from browsergrid.store._base import (
+    JobInfo,
+    JobState,
+    JobSummary,
+    Outcome,
+    Store,
+    StoreError,
+    TaskRecord,
+    WorkerRecord,
+)
 from browsergrid.store._memory import MemoryStore
+from browsergrid.store._sqlite import SqliteStore
 
-__all__ = ["JobInfo", "MemoryStore", "Outcome", "Store"]
+__all__ = [
+    "JobInfo",
+    "JobState",
+    "JobSummary",
+    "MemoryStore",
+    "Outcome",
+    "SqliteStore",
+    "Store",
+    "StoreError",
+    "TaskRecord",
+    "WorkerRecord",
+]

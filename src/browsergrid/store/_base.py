@@ -1,16 +1,36 @@
-"""The store interface every backend implements, and the records it keeps."""
+"""The store interface every backend implements, and the records it keeps.
+
+A backend passes ``tests/store/test_contract.py`` (run against every backend). Every
+method may wait for the disk: the coordinator acknowledges nothing (a submission to a
+client, a result to a worker) before the write that records it has returned.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Protocol
+from enum import StrEnum
+from typing import Any, Protocol
 
 import msgspec
 
+from browsergrid.errors import BrowsergridError
 from browsergrid.protocol import FailureRecord, ResultRecord
 
 Outcome = ResultRecord | FailureRecord
 """How a task ended: a result, or a failure with one reason per attempt."""
+
+
+class StoreError(BrowsergridError):
+    """The store cannot read or write (disk full, file unreadable, newer schema). The
+    message says what and where; the coordinator refuses new work until it is fixed."""
+
+
+class JobState(StrEnum):
+    """Where a job is in its life, as stored."""
+
+    RUNNING = "running"  # some tasks are not final
+    FINISHED = "finished"  # every task is done or failed
+    CANCELLED = "cancelled"  # cancelled; its unfinished tasks will not run
 
 
 class JobInfo(msgspec.Struct, frozen=True):
@@ -21,28 +41,123 @@ class JobInfo(msgspec.Struct, frozen=True):
     op: str
     priority: int
     created_at: float  # Unix time
-    submitted_by: str  # the client's address
+    submitted_by: str  # the client's address, or "http"
+    lease_timeout: float | None = None
+    max_attempts: int | None = None
+    client_key: str | None = None  # "<client id>/<job key>": a resent submit finds its job
+
+
+class JobSummary(msgspec.Struct, frozen=True):
+    """A job with how far it got, as ``jobs()`` and ``job()`` return it."""
+
+    info: JobInfo
+    state: JobState
+    total: int  # tasks stored
+    done: int
+    failed: int
+    cancelled: int
+    finished_at: float | None  # Unix time, when it became finished or cancelled
+
+
+class TaskRecord(msgspec.Struct, frozen=True):
+    """A task as submitted. ``attempts`` and ``reasons`` grow as leases are lost."""
+
+    task_id: int
+    job_id: int
+    index: int  # position within its job
+    op: str
+    args: dict[str, Any]
+    attempts: int = 0
+    reasons: list[str] = []
+
+
+class WorkerRecord(msgspec.Struct, frozen=True):
+    """A worker's history. ``worker_key`` is the identity it keeps across reconnections
+    (a browser keeps it in localStorage, a Python worker in its data directory)."""
+
+    worker_key: str
+    agent: str | None
+    first_seen: float  # Unix time
+    last_seen: float
+    tasks_done: int
+    failures: int
+    compute_ms: float  # sum of the durations it reported: mean = compute_ms / tasks_done
 
 
 class Store(Protocol):
-    """Where jobs and task outcomes are kept. Every method may wait for the disk: a caller
-    acknowledges nothing (to a client or a worker) before the call has returned."""
+    """Where jobs, tasks, outcomes and worker history are kept.
 
-    async def add_job(self, job: JobInfo) -> None:
-        """Remember a new job."""
+    Writes are applied in the order they were started: a write method queues its work
+    before its first ``await``, so of two writes started by tasks created one after the
+    other, the first is applied first (the coordinator relies on this to store a task
+    before any result for it).
 
-    async def add_outcomes(self, outcomes: Sequence[Outcome]) -> None:
-        """Remember how these tasks ended (each task at most once)."""
+    Breaking a rule of the data (a job, task or client key stored twice, tasks for an
+    unknown or cancelled job) raises ValueError; StoreError means the store itself failed.
+    Smaller rules every backend keeps: an outcome whose job does not match its task is
+    ignored; a job's ``finished_at`` is the latest ``finished_at`` of the outcomes that
+    completed it (else the time it completed); ``add_tasks`` to a finished job makes it
+    running again; ``cancel_job`` of an unknown, finished or cancelled job returns ``[]``;
+    ``record_attempt`` of an unknown or final task is ignored; ``close()`` ends ``follow``
+    iterators with StoreError; ``prune`` removes a job of more than 10,000 tasks over
+    several transactions.
+    """
 
-    async def job(self, job_id: int) -> JobInfo | None:
-        """The job, or None if it is unknown."""
+    async def open(self) -> None:
+        """Open (creating or migrating as needed); raises StoreError if it cannot."""
 
-    async def jobs(self) -> list[JobInfo]:
-        """Every job, oldest first."""
+    async def close(self) -> None:
+        """Flush and close; nothing is lost that a returned call wrote."""
+
+    async def add_job(self, job: JobInfo, tasks: Sequence[TaskRecord]) -> None:
+        """A new job and its first tasks, in one write."""
+
+    async def add_tasks(self, tasks: Sequence[TaskRecord]) -> None:
+        """More tasks of jobs that exist."""
+
+    async def add_outcomes(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        """Record how tasks ended. Each task ends at most once: an outcome for a task
+        already final (done, failed or cancelled) is ignored. Returns, per outcome, whether
+        it was recorded. A job whose every task is final becomes FINISHED."""
+
+    async def record_attempt(self, task_id: int, reason: str) -> None:
+        """A lease of the task was lost; ``reason`` says why (kept for its failure report)."""
+
+    async def cancel_job(self, job_id: int, at: float) -> list[int]:
+        """Cancel the job's tasks that are not final; returns their ids, in order."""
+
+    async def job_for(self, client_key: str) -> int | None:
+        """The job created with this ``client_key``, if any."""
+
+    async def job(self, job_id: int) -> JobSummary | None:
+        """The job, or None if it is unknown (or was removed by ``prune``)."""
+
+    async def jobs(self, *, limit: int = 100, before: int | None = None) -> list[JobSummary]:
+        """Jobs newest first: at most ``limit``, with ids below ``before`` when given."""
 
     def outcomes(self, job_id: int, *, follow: bool = False) -> AsyncIterator[Outcome]:
-        """The job's outcomes in the order they arrived; with ``follow``, keep waiting for
-        more until ``close_job(job_id)`` is called."""
+        """The job's outcomes in the order they were recorded, read in pages (never all
+        at once); with ``follow``, keep waiting for more until the job is finished or
+        cancelled."""
 
-    async def close_job(self, job_id: int) -> None:
-        """No more outcomes will come for this job (it finished or was cancelled)."""
+    async def outcomes_of(self, task_ids: Sequence[int]) -> list[Outcome]:
+        """The outcomes recorded for these tasks (those not final are left out)."""
+
+    async def unfinished(self) -> tuple[list[JobInfo], list[TaskRecord]]:
+        """After a restart: the running jobs, and their tasks that are not final."""
+
+    async def next_ids(self) -> tuple[int, int]:
+        """(next job id, next task id): one more than the largest ever stored."""
+
+    async def record_workers(self, workers: Sequence[WorkerRecord]) -> None:
+        """Insert or replace these workers' history."""
+
+    async def workers(self) -> list[WorkerRecord]:
+        """Every worker ever seen, most recently seen first."""
+
+    async def worker(self, worker_key: str) -> WorkerRecord | None:
+        """One worker's history, or None."""
+
+    async def prune(self, finished_before: float) -> int:
+        """Remove jobs (with their tasks and outcomes) that ended before this Unix time;
+        returns how many jobs were removed. Running jobs are never removed."""

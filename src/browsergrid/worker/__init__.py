@@ -1,6 +1,7 @@
-"""The headless Python worker: ``browsergrid worker URL`` or ``run_worker(url)``."""
+"""The headless Python worker: ``browsergrid worker URL`` or ``PythonWorker(url).run()``."""
 
 from browsergrid.worker._backoff import Backoff
+from browsergrid.worker._identity import Identity, claim_identity
 from browsergrid.worker._runner import PythonWorker
 
-__all__ = ["Backoff", "PythonWorker"]
+__all__ = ["Backoff", "Identity", "PythonWorker", "claim_identity"]

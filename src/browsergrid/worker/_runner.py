@@ -73,6 +73,7 @@ class PythonWorker:
         prefetch: int = 64,
         agent: str = AGENT,
         backoff: Backoff | None = None,
+        worker_key: str | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -82,6 +83,7 @@ class PythonWorker:
         self.concurrency = concurrency
         self.prefetch = prefetch
         self.agent = agent
+        self.worker_key = worker_key
         self.backoff = backoff or Backoff()
         self.worker_id: int | None = None
         self.tasks_done = 0
@@ -114,7 +116,11 @@ class PythonWorker:
                         self.connects += 1
                         emit(log, "connected", f"connected to {self.url}", url=self.url)
                         hello = encode_hello(
-                            self.agent, sorted(OPS), self.concurrency, self.prefetch
+                            self.agent,
+                            sorted(OPS),
+                            self.concurrency,
+                            self.prefetch,
+                            self.worker_key,
                         )
                         await ws.send(hello)
                         await _Session(self, ws, pool).serve()

@@ -1,6 +1,7 @@
 // Worker page main thread: keeps the coordinator connection, feeds tasks to a Web Worker pool, shows status.
 import { ReconnectBackoff } from './backoff.js';
 import { availableOps } from './ops.js';
+import { claimWorkerKey } from './identity.js';
 import { helloMessage, parseServerMessage, resultMessage, taskErrorMessage } from './protocol.js';
 
 const MAX_LOG_LINES = 200;
@@ -35,6 +36,7 @@ const view = Object.fromEntries(
 const status = { state: 'connecting', tasksDone: 0, workerId: null, lastResult: null, lastDuration: null, connects: 0 };
 const queue = []; // jobs {socket, task, cancelled} waiting for a free compute worker
 let socket = null;
+let workerKey; // this tab's lasting identity (identity.js), sent in hello
 
 window.browsergrid = {
   get state() { return status.state; },
@@ -206,7 +208,9 @@ function connect() {
     backoff.connected(Date.now());
     log(`Connected to ${serverUrl}`);
     // prefetch = concurrency: each compute worker has its next task waiting when it finishes
-    ws.send(helloMessage({ agent: navigator.userAgent, ops: availableOps(), concurrency, prefetch: concurrency }));
+    ws.send(helloMessage({
+      agent: navigator.userAgent, ops: availableOps(), concurrency, prefetch: concurrency, worker_key: workerKey,
+    }));
     render();
   };
   ws.onmessage = ({ data }) => receive(ws, data);
@@ -223,4 +227,7 @@ function connect() {
 
 view['server-url'].textContent = serverUrl;
 log(`Starting ${concurrency} compute worker(s)`);
-connect();
+claimWorkerKey().then((key) => {
+  workerKey = key;
+  connect();
+});

@@ -80,15 +80,17 @@ export function parseServerMessage(text) {
 const clipAgent = (agent) => String(agent).slice(0, MAX_AGENT_CHARS);
 
 // `prefetch`: tasks the coordinator may send beyond `concurrency`, to wait here (0..1024).
-export function helloMessage({ agent, ops, concurrency, prefetch = 1 }) {
-  return JSON.stringify({
+export function helloMessage({ agent, ops, concurrency, prefetch = 1, worker_key }) {
+  const message = {
     type: 'hello',
     protocol: PROTOCOL_VERSION,
     agent: clipAgent(agent),
     ops,
     concurrency,
     prefetch,
-  });
+  };
+  if (worker_key !== undefined) message.worker_key = worker_key;
+  return JSON.stringify(message);
 }
 
 export function resultMessage({ task_id, result, duration_ms, agent }) {

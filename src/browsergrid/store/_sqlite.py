@@ -1,0 +1,985 @@
+"""``SqliteStore``: the default store, one SQLite file written by one thread in group commits.
+
+Writes: every write call puts its work on a queue with an asyncio future. One thread owns
+the writing connection; it takes everything queued at that moment, runs each piece inside
+its own savepoint of ONE transaction, commits once, then resolves the futures. A hundred
+concurrent ``add_outcomes`` calls cost one commit. A piece that fails is rolled back to its
+savepoint and its caller gets the error; the others are committed.
+
+Reads: a few reading connections in a small thread pool, each read in one snapshot, never
+on the event loop. ``outcomes()`` reads a page at a time, keyed by ``outcome_seq``.
+
+Schema: ``MIGRATIONS[n]`` takes a database from version n to n + 1; version 0 is an empty
+file, so creating a database is migrating it from 0. ``meta.schema_version`` says where a
+file is; a newer one than this code knows is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, TypeVar
+
+import msgspec
+
+from browsergrid.protocol import FailureRecord, ResultRecord
+from browsergrid.store._base import (
+    JobInfo,
+    JobState,
+    JobSummary,
+    Outcome,
+    StoreError,
+    TaskRecord,
+    WorkerRecord,
+)
+
+log = logging.getLogger("browsergrid.store")
+
+_V1: Final = """
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO meta (key, value) VALUES
+    ('last_job_id', 0),       -- ids are never reused, even after prune
+    ('last_task_id', 0),
+    ('last_outcome_seq', 0);  -- the order outcomes were recorded in
+
+CREATE TABLE jobs (
+    job_id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    op TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    submitted_by TEXT NOT NULL,
+    lease_timeout REAL,
+    max_attempts INTEGER,
+    client_key TEXT UNIQUE,
+    state TEXT NOT NULL DEFAULT 'running'
+        CHECK (state IN ('running', 'finished', 'cancelled')),
+    finished_at REAL,
+    total INTEGER NOT NULL DEFAULT 0,  -- counts of its tasks, kept by every write
+    done INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    cancelled INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX jobs_running ON jobs (job_id) WHERE state = 'running';
+CREATE INDEX jobs_ended ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+
+CREATE TABLE tasks (
+    task_id INTEGER PRIMARY KEY,
+    job_id INTEGER NOT NULL REFERENCES jobs (job_id),
+    idx INTEGER NOT NULL,
+    op TEXT NOT NULL,
+    args TEXT NOT NULL,                   -- JSON object
+    attempts INTEGER NOT NULL DEFAULT 0,
+    reasons TEXT NOT NULL DEFAULT '[]',   -- JSON list of strings
+    state TEXT NOT NULL DEFAULT 'queued'
+        CHECK (state IN ('queued', 'done', 'failed', 'cancelled')),
+    outcome_seq INTEGER,                  -- set when a result or failure is recorded
+    result TEXT,                          -- JSON
+    worker_id INTEGER,
+    worker_key TEXT,
+    duration_ms REAL,
+    lease_ms REAL,
+    finished_at REAL
+);
+-- A job's tasks by state (its unfinished ones, in task id order), and the job's outcomes
+-- in the order recorded. outcome_seq is unique: one writer hands it out.
+CREATE INDEX tasks_job_state ON tasks (job_id, state);
+CREATE UNIQUE INDEX tasks_outcomes ON tasks (job_id, outcome_seq)
+    WHERE outcome_seq IS NOT NULL;
+
+CREATE TABLE workers (
+    worker_key TEXT PRIMARY KEY,
+    agent TEXT,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    tasks_done INTEGER NOT NULL,
+    failures INTEGER NOT NULL,
+    compute_ms REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: list[str] = [_V1]
+"""``MIGRATIONS[n]`` takes the schema from version n to n + 1 (0 is an empty file). Append
+a script to change the schema; never edit one that has shipped."""
+
+_PAGE_SIZE = 1000  # outcomes per query of outcomes()
+_PRUNE_BATCH = 10_000  # tasks deleted per transaction of prune()
+_PRUNE_JOBS = 1000  # jobs looked at per transaction of prune()
+_IN_CHUNK = 500  # ids per "IN (...)" query
+_READERS = 4  # reading connections (and threads)
+_BUSY_TIMEOUT_MS = 5000  # wait this long for a lock another process holds
+
+_T = TypeVar("_T")
+_WriteFn = Callable[[sqlite3.Connection, set[int]], Any]
+"""Work for the writer thread: runs statements, adds the job ids whose followers should be
+woken after the commit, returns what the caller gets."""
+
+_encode = msgspec.json.Encoder().encode
+_decode_args = msgspec.json.Decoder(dict[str, Any]).decode
+_decode_reasons = msgspec.json.Decoder(list[str]).decode
+_decode_result = msgspec.json.Decoder().decode
+
+_JOB_COLUMNS: Final = (
+    "job_id, name, op, priority, created_at, submitted_by, lease_timeout, max_attempts, "
+    "client_key, state, finished_at, total, done, failed, cancelled"
+)
+_OUTCOME_COLUMNS: Final = (
+    "outcome_seq, state, task_id, job_id, idx, result, worker_id, attempts, duration_ms, "
+    "worker_key, lease_ms, finished_at, reasons"
+)
+
+
+_OUTCOME_PAGE: Final = (
+    f"SELECT {_OUTCOME_COLUMNS} FROM tasks WHERE job_id = ? AND outcome_seq > ? "
+    "ORDER BY outcome_seq LIMIT ?"
+)
+_UNFINISHED_TASKS: Final = (  # CROSS JOIN: running jobs first, then their queued tasks
+    "SELECT t.task_id, t.job_id, t.idx, t.op, t.args, t.attempts, t.reasons "
+    "FROM jobs AS j CROSS JOIN tasks AS t ON t.job_id = j.job_id AND t.state = 'queued' "
+    "WHERE j.state = 'running' ORDER BY t.task_id"
+)
+_PRUNE_CANDIDATES: Final = (
+    "SELECT job_id FROM jobs WHERE finished_at < ? AND state != 'running' "
+    "ORDER BY finished_at LIMIT ?"
+)
+_RECORD_RESULT: Final = (
+    "UPDATE tasks SET state = 'done', outcome_seq = ?, result = ?, worker_id = ?, "
+    "worker_key = ?, attempts = ?, duration_ms = ?, lease_ms = ?, finished_at = ? "
+    "WHERE task_id = ? AND job_id = ? AND state = 'queued'"
+)
+_RECORD_FAILURE: Final = (
+    "UPDATE tasks SET state = 'failed', outcome_seq = ?, reasons = ?, finished_at = ? "
+    "WHERE task_id = ? AND job_id = ? AND state = 'queued'"
+)
+
+
+class _Update(NamedTuple):
+    """One outcome to record: its statement and values, encoded by the caller."""
+
+    job_id: int
+    finished_at: float | None
+    sql: str
+    values: tuple[Any, ...]
+
+
+@dataclass(eq=False, slots=True)
+class _Write:
+    fn: _WriteFn
+    future: asyncio.Future[Any]
+    touched: set[int] = field(default_factory=set)
+    value: Any = None
+    error: BaseException | None = None
+
+
+class SqliteStore:
+    """``Store`` in one SQLite file (created with its directory when missing).
+
+    Durability: a call that has returned is committed. With ``synchronous="normal"`` (the
+    default; WAL journal) a commit survives the process being killed (``kill -9``, a crash),
+    because the WAL is written before the commit returns; a power cut or OS crash may lose
+    the last commits (never corrupting the file). With ``"full"`` every commit also waits
+    for the disk (fsync), so it survives a power cut too, at the price of one fsync per
+    group commit.
+
+    Errors: a write the disk refuses (full, read-only, not a database) raises StoreError
+    naming the file, and nothing of that call is stored; the store keeps going, so a later
+    write succeeds once the condition clears. Breaking a rule of the interface (an id used
+    twice, tasks of an unknown or cancelled job) raises ValueError.
+
+    Writes are applied in the order the calls were made (each is queued before the call's
+    first ``await``). Use the store from the event loop that opened it.
+    """
+
+    commits: int
+    """Transactions committed by the writer thread (tests check group commit with it)."""
+
+    def __init__(self, path: Path, *, synchronous: Literal["normal", "full"] = "normal") -> None:
+        if synchronous not in ("normal", "full"):
+            raise ValueError(f"synchronous must be 'normal' or 'full', not {synchronous!r}")
+        self._path = Path(path)
+        self._synchronous = synchronous
+        self._lock = threading.Lock()  # guards _state, _broken and the queue's last item
+        self._state = "new"  # new -> open -> closing -> closed (-> open again)
+        self._broken: str | None = None  # why the writer thread stopped, if it did
+        self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self._idle: list[sqlite3.Connection] = []
+        self._reading: list[sqlite3.Connection] = []  # every reading connection
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._followers: dict[int, set[asyncio.Event]] = {}
+        self._last_seq = 0
+        self._page_size = _PAGE_SIZE
+        self._connection: sqlite3.Connection | None = None  # the writer's; tests reach it
+        self.commits = 0
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._path
+
+    # --- opening and closing -----------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._state == "open":
+            return
+        connection = await asyncio.to_thread(self._connect_writer)
+        self._loop = asyncio.get_running_loop()
+        self._connection = connection
+        self._queue = queue.SimpleQueue()
+        self._broken = None
+        self._readers = ThreadPoolExecutor(_READERS, thread_name_prefix="browsergrid-store-read")
+        self._writer = threading.Thread(
+            target=self._writer_main, args=(connection,), name="browsergrid-store-write"
+        )
+        self._writer.daemon = True  # committed data is safe even if nobody calls close()
+        self._state = "open"
+        self._writer.start()
+        log.debug("opened %s", self._path)
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the directory of {self._path}: {exc}") from exc
+        try:
+            connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open {self._path}: {_describe(exc)}") from exc
+        try:
+            connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
+            connection.execute("PRAGMA foreign_keys = ON")
+            self._migrate(connection)
+            row = connection.execute("SELECT value FROM meta WHERE key = 'last_outcome_seq'")
+            self._last_seq = int(row.fetchone()[0])
+        except sqlite3.Error as exc:
+            connection.close()
+            raise StoreError(f"cannot open {self._path}: {_describe(exc)}") from exc
+        except StoreError:
+            connection.close()
+            raise
+        return connection
+
+    def _migrate(self, connection: sqlite3.Connection) -> None:
+        version = self._schema_version(connection)
+        supported = len(MIGRATIONS)
+        if version > supported:
+            raise StoreError(
+                f"{self._path} has schema version {version}, but this browsergrid supports "
+                f"version {supported} at most: upgrade browsergrid, or use another data "
+                "directory"
+            )
+        for target in range(version + 1, supported + 1):
+            script = (
+                f"BEGIN IMMEDIATE;\n{MIGRATIONS[target - 1]}\n;"
+                f"INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', {target});"
+                "\nCOMMIT;"
+            )
+            try:
+                connection.executescript(script)
+            except sqlite3.Error as exc:
+                _rollback(connection)
+                raise StoreError(
+                    f"cannot migrate {self._path} to schema version {target} "
+                    f"(it stays at {target - 1}): {_describe(exc)}"
+                ) from exc
+            log.info("%s: schema migrated to version %d", self._path, target)
+
+    def _schema_version(self, connection: sqlite3.Connection) -> int:
+        tables = {
+            name
+            for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+        if "meta" not in tables:
+            if tables:
+                raise StoreError(
+                    f"{self._path} is an SQLite database, but not browsergrid's "
+                    f"(it has no meta table; its tables: {', '.join(sorted(tables))})"
+                )
+            return 0  # a new, empty file
+        row = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'")
+        found = row.fetchone()
+        if found is None:
+            raise StoreError(f"{self._path}: the meta table has no schema_version")
+        return int(found[0])
+
+    async def close(self) -> None:
+        with self._lock:
+            if self._state != "open":
+                return
+            self._state = "closing"
+            self._queue.put(None)  # after everything queued: the writer drains, then stops
+        assert self._writer is not None and self._readers is not None
+        await asyncio.to_thread(self._readers.shutdown)  # reads in progress end first
+        for connection in self._reading:
+            connection.close()
+        self._idle.clear()
+        self._reading.clear()
+        await asyncio.to_thread(self._writer.join)  # closing the last connection checkpoints
+        self._state = "closed"
+        for events in self._followers.values():
+            for event in events:
+                event.set()  # they find the store closed and raise StoreError
+        log.debug("closed %s", self._path)
+
+    def _unusable(self) -> StoreError | None:
+        if self._state != "open":
+            return StoreError(f"the store {self._path} is not open")
+        if self._broken is not None:
+            return StoreError(f"the store {self._path} cannot write: {self._broken}")
+        return None
+
+    # --- the writer thread ---------------------------------------------------------------
+
+    async def _write(self, fn: Callable[[sqlite3.Connection, set[int]], _T]) -> _T:
+        """Run ``fn`` on the writer connection, in the next group commit.
+
+        Also the test hook for the writer connection (``PRAGMA max_page_count`` etc.).
+        """
+        future = asyncio.get_running_loop().create_future()
+        with self._lock:
+            if (error := self._unusable()) is not None:
+                raise error
+            self._queue.put(_Write(fn, future))
+        result: _T = await future
+        return result
+
+    def _writer_main(self, connection: sqlite3.Connection) -> None:
+        batch: list[_Write] = []
+        try:
+            while True:
+                batch, stop = self._take_batch()
+                self._commit_batch(connection, batch)
+                self._deliver(batch)
+                batch = []
+                if stop:
+                    return
+        except BaseException as exc:  # a bug: say so, and refuse every write from now on
+            log.critical("the writer thread of %s stopped", self._path, exc_info=True)
+            with self._lock:
+                self._broken = f"the writer thread stopped ({exc!r}); restart the coordinator"
+                batch += self._drain()
+            for item in batch:
+                item.error = StoreError(f"the store {self._path} cannot write: {self._broken}")
+            self._deliver(batch)
+        finally:
+            connection.close()
+
+    def _drain(self) -> list[_Write]:
+        """Everything left in the queue (nothing more can come: the store is broken)."""
+        items: list[_Write | None] = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                items.append(self._queue.get_nowait())
+        return [item for item in items if item is not None]
+
+    def _take_batch(self) -> tuple[list[_Write], bool]:
+        """Everything queued now (waiting for the first); True when close() asked to stop."""
+        first = self._queue.get()
+        if first is None:
+            return [], True
+        batch = [first]
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return batch, False
+            if item is None:
+                return batch, True
+            batch.append(item)
+
+    def _commit_batch(self, connection: sqlite3.Connection, batch: list[_Write]) -> None:
+        """Run the batch in one transaction; each item ends with a value or an error."""
+        todo = batch
+        while todo:
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                self._fail(todo, exc)
+                return
+            lost = False
+            for item in todo:
+                item.touched = set()
+                try:
+                    connection.execute("SAVEPOINT item")
+                    item.value = item.fn(connection, item.touched)
+                    connection.execute("RELEASE item")
+                except Exception as exc:
+                    item.error = self._translate(exc)
+                    if isinstance(item.error, StoreError):
+                        log.error("%s", item.error)
+                    if not self._undo_item(connection):
+                        lost = True  # the whole transaction is gone
+                        break
+            todo = [item for item in todo if item.error is None]
+            if lost:
+                continue  # run the others again, in a new transaction
+            try:
+                connection.execute("COMMIT")
+            except sqlite3.Error as exc:
+                _rollback(connection)
+                self._fail(todo, exc)
+                return
+            self.commits += 1
+            return
+
+    def _undo_item(self, connection: sqlite3.Connection) -> bool:
+        """Roll back the failed item's savepoint; False if the transaction is gone (SQLite
+        rolls back a whole transaction on some errors, e.g. SQLITE_FULL mid-statement)."""
+        if not connection.in_transaction:
+            return False
+        try:
+            connection.execute("ROLLBACK TO item")
+            connection.execute("RELEASE item")
+        except sqlite3.Error:
+            log.warning("%s: cannot roll back to a savepoint; redoing the batch", self._path)
+            _rollback(connection)
+            return False
+        return True
+
+    def _fail(self, items: Iterable[_Write], exc: sqlite3.Error) -> None:
+        log.error("cannot write to %s: %s", self._path, _describe(exc))
+        for item in items:
+            item.error = StoreError(f"cannot write to {self._path}: {_describe(exc)}")
+            item.error.__cause__ = exc
+
+    def _translate(self, exc: Exception) -> BaseException:
+        if isinstance(exc, sqlite3.IntegrityError):
+            error: Exception = ValueError(f"{self._path}: {exc}")  # the caller broke a rule
+        elif isinstance(exc, sqlite3.Error):
+            error = StoreError(f"cannot write to {self._path}: {_describe(exc)}")
+        else:
+            return exc
+        error.__cause__ = exc
+        return error
+
+    def _deliver(self, batch: list[_Write]) -> None:
+        """Hand the outcomes of ``batch`` to the event loop (from the writer thread)."""
+        if not batch:
+            return
+        touched: set[int] = set()
+        for item in batch:
+            if item.error is None:
+                touched |= item.touched
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+            self._loop.call_soon_threadsafe(self._settle, batch, touched)
+
+    def _settle(self, batch: list[_Write], touched: set[int]) -> None:
+        for job_id in touched:
+            for event in self._followers.get(job_id, ()):
+                event.set()
+        for item in batch:
+            if item.future.done():  # the caller was cancelled
+                continue
+            if item.error is not None:
+                item.future.set_exception(item.error)
+            else:
+                item.future.set_result(item.value)
+
+    # --- reading -----------------------------------------------------------------------
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``fn`` in one snapshot on a reading connection, in a reading thread."""
+        with self._lock:
+            if self._state != "open":
+                raise StoreError(f"the store {self._path} is not open")
+            loop = asyncio.get_running_loop()
+            pending = loop.run_in_executor(self._readers, self._read_sync, fn)
+        return await pending
+
+    def _read_sync(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        connection: sqlite3.Connection | None = None
+        try:
+            with self._lock:
+                connection = self._idle.pop() if self._idle else None
+            if connection is None:
+                connection = sqlite3.connect(
+                    self._path, isolation_level=None, check_same_thread=False
+                )
+                with self._lock:
+                    self._reading.append(connection)
+                connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+                connection.execute("PRAGMA query_only = ON")
+            connection.execute("BEGIN")
+            try:
+                return fn(connection)
+            finally:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")  # a read: nothing to keep
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read {self._path}: {_describe(exc)}") from exc
+        finally:
+            if connection is not None:
+                with self._lock:
+                    self._idle.append(connection)
+
+    # --- writes ------------------------------------------------------------------------
+
+    async def add_job(self, job: JobInfo, tasks: Sequence[TaskRecord]) -> None:
+        for task in tasks:
+            if task.job_id != job.job_id:
+                raise ValueError(f"task {task.task_id} belongs to job {task.job_id}, not this one")
+        row = (
+            job.job_id,
+            job.name,
+            job.op,
+            job.priority,
+            job.created_at,
+            job.submitted_by,
+            job.lease_timeout,
+            job.max_attempts,
+            job.client_key,
+        )
+        rows = _task_rows(tasks)
+
+        def write(connection: sqlite3.Connection, touched: set[int]) -> None:
+            connection.execute(
+                "INSERT INTO jobs (job_id, name, op, priority, created_at, submitted_by, "
+                "lease_timeout, max_attempts, client_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+            connection.execute(
+                "UPDATE meta SET value = max(value, ?) WHERE key = 'last_job_id'", (job.job_id,)
+            )
+            _insert_tasks(connection, rows)
+
+        await self._write(write)
+
+    async def add_tasks(self, tasks: Sequence[TaskRecord]) -> None:
+        if not tasks:
+            return
+        rows = _task_rows(tasks)
+
+        def write(connection: sqlite3.Connection, touched: set[int]) -> None:
+            for job_id in sorted({row[1] for row in rows}):
+                found = connection.execute("SELECT state FROM jobs WHERE job_id = ?", (job_id,))
+                state = found.fetchone()
+                if state is None:
+                    raise ValueError(f"job {job_id} does not exist")
+                if state[0] == JobState.CANCELLED:
+                    raise ValueError(f"job {job_id} is cancelled")
+                connection.execute(
+                    "UPDATE jobs SET state = 'running', finished_at = NULL WHERE job_id = ?",
+                    (job_id,),
+                )  # a finished job that gets more tasks runs again
+            _insert_tasks(connection, rows)
+
+        await self._write(write)
+
+    async def add_outcomes(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        if not outcomes:
+            return []
+        updates: list[_Update] = []
+        for o in outcomes:  # encoded here: a result that is not JSON fails in the caller
+            values: tuple[Any, ...]
+            if isinstance(o, ResultRecord):
+                result = _encode(o.result).decode()
+                values = (result, o.worker_id, o.worker_key, o.attempts, o.duration_ms)
+                values += (o.lease_ms, o.finished_at, o.task_id, o.job_id)
+                updates.append(_Update(o.job_id, o.finished_at, _RECORD_RESULT, values))
+            else:
+                values = (_encode(o.reasons).decode(), o.finished_at, o.task_id, o.job_id)
+                updates.append(_Update(o.job_id, o.finished_at, _RECORD_FAILURE, values))
+        return await self._write(functools.partial(self._record_outcomes, updates))
+
+    def _record_outcomes(
+        self,
+        updates: list[_Update],
+        connection: sqlite3.Connection,
+        touched: set[int],
+    ) -> list[bool]:
+        recorded: list[bool] = []
+        counts: dict[int, list[int]] = {}  # job -> [done, failed]
+        latest: dict[int, float | None] = {}  # job -> latest finished_at of its outcomes
+        seq = self._last_seq
+        for update in updates:
+            seq += 1
+            cursor = connection.execute(update.sql, (seq, *update.values))
+            recorded.append(cursor.rowcount == 1)
+            if cursor.rowcount == 1:
+                job_id, finished_at = update.job_id, update.finished_at
+                counts.setdefault(job_id, [0, 0])[update.sql is _RECORD_FAILURE] += 1
+                when = latest.get(job_id)
+                if finished_at is not None and (when is None or finished_at > when):
+                    when = finished_at
+                latest[job_id] = when
+        if not counts:
+            return recorded
+        self._last_seq = seq  # seqs of a rolled-back call are skipped, never reused
+        connection.execute("UPDATE meta SET value = ? WHERE key = 'last_outcome_seq'", (seq,))
+        for job_id, (n_done, n_failed) in counts.items():
+            connection.execute(
+                "UPDATE jobs SET done = done + ?, failed = failed + ? WHERE job_id = ?",
+                (n_done, n_failed, job_id),
+            )
+            when = latest[job_id]
+            connection.execute(
+                "UPDATE jobs SET state = 'finished', finished_at = ? WHERE job_id = ? "
+                "AND state = 'running' AND done + failed + cancelled >= total",
+                (time.time() if when is None else when, job_id),
+            )
+            touched.add(job_id)
+        return recorded
+
+    async def record_attempt(self, task_id: int, reason: str) -> None:
+        def write(connection: sqlite3.Connection, touched: set[int]) -> None:
+            row = connection.execute(
+                "SELECT reasons FROM tasks WHERE task_id = ? AND state = 'queued'", (task_id,)
+            ).fetchone()
+            if row is None:
+                return  # unknown or final: nothing to keep
+            reasons = _encode([*_decode_reasons(row[0]), reason]).decode()
+            connection.execute(
+                "UPDATE tasks SET attempts = attempts + 1, reasons = ? WHERE task_id = ?",
+                (reasons, task_id),
+            )
+
+        await self._write(write)
+
+    async def cancel_job(self, job_id: int, at: float) -> list[int]:
+        def write(connection: sqlite3.Connection, touched: set[int]) -> list[int]:
+            row = connection.execute("SELECT state FROM jobs WHERE job_id = ?", (job_id,))
+            found = row.fetchone()
+            if found is None or found[0] != JobState.RUNNING:
+                return []
+            ids = [
+                task_id
+                for (task_id,) in connection.execute(
+                    "SELECT task_id FROM tasks WHERE job_id = ? AND state = 'queued' "
+                    "ORDER BY task_id",
+                    (job_id,),
+                )
+            ]
+            connection.execute(
+                "UPDATE tasks SET state = 'cancelled', finished_at = ? "
+                "WHERE job_id = ? AND state = 'queued'",
+                (at, job_id),
+            )
+            connection.execute(
+                "UPDATE jobs SET state = 'cancelled', finished_at = ?, "
+                "cancelled = cancelled + ? WHERE job_id = ?",
+                (at, len(ids), job_id),
+            )
+            touched.add(job_id)
+            return ids
+
+        return await self._write(write)
+
+    async def record_workers(self, workers: Sequence[WorkerRecord]) -> None:
+        if not workers:
+            return
+        rows = [
+            (
+                w.worker_key,
+                w.agent,
+                w.first_seen,
+                w.last_seen,
+                w.tasks_done,
+                w.failures,
+                w.compute_ms,
+            )
+            for w in workers
+        ]
+
+        def write(connection: sqlite3.Connection, touched: set[int]) -> None:
+            connection.executemany(
+                "INSERT OR REPLACE INTO workers (worker_key, agent, first_seen, last_seen, "
+                "tasks_done, failures, compute_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+        await self._write(write)
+
+    async def prune(self, finished_before: float) -> int:
+        removed = 0
+        while True:
+            step = functools.partial(_prune_step, finished_before, _PRUNE_BATCH)
+            count, more = await self._write(step)
+            removed += count
+            if not more:
+                return removed
+
+    # --- reads -------------------------------------------------------------------------
+
+    async def job_for(self, client_key: str) -> int | None:
+        def read(connection: sqlite3.Connection) -> int | None:
+            row = connection.execute("SELECT job_id FROM jobs WHERE client_key = ?", (client_key,))
+            found = row.fetchone()
+            return None if found is None else int(found[0])
+
+        return await self._read(read)
+
+    async def job(self, job_id: int) -> JobSummary | None:
+        def read(connection: sqlite3.Connection) -> JobSummary | None:
+            row = connection.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)
+            ).fetchone()
+            return None if row is None else _summary(row)
+
+        return await self._read(read)
+
+    async def jobs(self, *, limit: int = 100, before: int | None = None) -> list[JobSummary]:
+        def read(connection: sqlite3.Connection) -> list[JobSummary]:
+            if before is None:
+                sql = f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY job_id DESC LIMIT ?"
+                rows = connection.execute(sql, (max(limit, 0),))
+            else:
+                sql = (
+                    f"SELECT {_JOB_COLUMNS} FROM jobs WHERE job_id < ? ORDER BY job_id DESC LIMIT ?"
+                )
+                rows = connection.execute(sql, (before, max(limit, 0)))
+            return [_summary(row) for row in rows]
+
+        return await self._read(read)
+
+    async def outcomes(self, job_id: int, *, follow: bool = False) -> AsyncIterator[Outcome]:
+        arrived = asyncio.Event()
+        if follow:
+            self._followers.setdefault(job_id, set()).add(arrived)
+        try:
+            after = 0
+            while True:
+                arrived.clear()  # before reading: a commit from now on sets it again
+                page_size = self._page_size
+                read = functools.partial(_outcome_page, job_id, after, page_size)
+                page, after, final = await self._read(read)
+                for outcome in page:
+                    yield outcome
+                if len(page) == page_size:
+                    continue
+                if final or not follow:
+                    return
+                await arrived.wait()
+        finally:
+            followers = self._followers.get(job_id, set())
+            followers.discard(arrived)
+            if not followers:
+                self._followers.pop(job_id, None)
+
+    async def outcomes_of(self, task_ids: Sequence[int]) -> list[Outcome]:
+        if not task_ids:
+            return []
+        wanted = list(task_ids)
+
+        def read(connection: sqlite3.Connection) -> list[Outcome]:
+            found: dict[int, Outcome] = {}
+            unique = sorted(set(wanted))
+            for start in range(0, len(unique), _IN_CHUNK):
+                chunk = unique[start : start + _IN_CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                rows = connection.execute(
+                    f"SELECT {_OUTCOME_COLUMNS} FROM tasks "
+                    f"WHERE task_id IN ({marks}) AND outcome_seq IS NOT NULL",
+                    chunk,
+                )
+                for row in rows:
+                    found[row[2]] = _outcome(row)
+            return [found[task_id] for task_id in wanted if task_id in found]
+
+        return await self._read(read)
+
+    async def unfinished(self) -> tuple[list[JobInfo], list[TaskRecord]]:
+        def read(connection: sqlite3.Connection) -> tuple[list[JobInfo], list[TaskRecord]]:
+            jobs = [
+                _summary(row).info
+                for row in connection.execute(
+                    f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state = 'running' ORDER BY job_id"
+                )
+            ]
+            tasks = [
+                TaskRecord(
+                    task_id=row[0],
+                    job_id=row[1],
+                    index=row[2],
+                    op=row[3],
+                    args=_decode_args(row[4]),
+                    attempts=row[5],
+                    reasons=_decode_reasons(row[6]),
+                )
+                for row in connection.execute(_UNFINISHED_TASKS)
+            ]
+            return jobs, tasks
+
+        return await self._read(read)
+
+    async def next_ids(self) -> tuple[int, int]:
+        def read(connection: sqlite3.Connection) -> tuple[int, int]:
+            rows = dict(
+                connection.execute(
+                    "SELECT key, value FROM meta WHERE key IN ('last_job_id', 'last_task_id')"
+                ).fetchall()
+            )
+            return int(rows["last_job_id"]) + 1, int(rows["last_task_id"]) + 1
+
+        return await self._read(read)
+
+    async def workers(self) -> list[WorkerRecord]:
+        def read(connection: sqlite3.Connection) -> list[WorkerRecord]:
+            rows = connection.execute(
+                "SELECT worker_key, agent, first_seen, last_seen, tasks_done, failures, "
+                "compute_ms FROM workers ORDER BY last_seen DESC, worker_key"
+            )
+            return [WorkerRecord(*row) for row in rows]
+
+        return await self._read(read)
+
+    async def worker(self, worker_key: str) -> WorkerRecord | None:
+        def read(connection: sqlite3.Connection) -> WorkerRecord | None:
+            row = connection.execute(
+                "SELECT worker_key, agent, first_seen, last_seen, tasks_done, failures, "
+                "compute_ms FROM workers WHERE worker_key = ?",
+                (worker_key,),
+            ).fetchone()
+            return None if row is None else WorkerRecord(*row)
+
+        return await self._read(read)
+
+
+# --- helpers run in the writer and reader threads ------------------------------------------
+
+
+def _describe(exc: sqlite3.Error) -> str:
+    name = getattr(exc, "sqlite_errorname", None)
+    return f"{exc} ({name})" if name else str(exc)
+
+
+def _rollback(connection: sqlite3.Connection) -> None:
+    """End the transaction, if one is active (a failed ROLLBACK shows up at the next BEGIN)."""
+    with contextlib.suppress(sqlite3.Error):
+        connection.execute("ROLLBACK")
+
+
+def _task_rows(tasks: Sequence[TaskRecord]) -> list[tuple[Any, ...]]:
+    return [
+        (
+            task.task_id,
+            task.job_id,
+            task.index,
+            task.op,
+            _encode(task.args).decode(),
+            task.attempts,
+            _encode(task.reasons).decode(),
+        )
+        for task in tasks
+    ]
+
+
+def _insert_tasks(connection: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    if not rows:
+        return
+    connection.executemany(
+        "INSERT INTO tasks (task_id, job_id, idx, op, args, attempts, reasons) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+    for job_id, count in Counter(row[1] for row in rows).items():
+        connection.execute("UPDATE jobs SET total = total + ? WHERE job_id = ?", (count, job_id))
+    connection.execute(
+        "UPDATE meta SET value = max(value, ?) WHERE key = 'last_task_id'",
+        (max(row[0] for row in rows),),
+    )
+
+
+def _prune_step(
+    finished_before: float, budget: int, connection: sqlite3.Connection, touched: set[int]
+) -> tuple[int, bool]:
+    """Remove ended jobs, deleting at most ``budget`` tasks; (jobs removed, more to do)."""
+    candidates = connection.execute(_PRUNE_CANDIDATES, (finished_before, _PRUNE_JOBS)).fetchall()
+    removed = 0
+    for (job_id,) in candidates:
+        deleted = connection.execute(
+            "DELETE FROM tasks WHERE task_id IN "
+            "(SELECT task_id FROM tasks WHERE job_id = ? LIMIT ?)",
+            (job_id, budget),
+        ).rowcount
+        budget -= deleted
+        if budget <= 0:
+            return removed, True  # this job may have more tasks: the next step goes on
+        connection.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,))
+        touched.add(job_id)  # its followers end
+        removed += 1
+    return removed, len(candidates) == _PRUNE_JOBS
+
+
+def _summary(row: tuple[Any, ...]) -> JobSummary:
+    info = JobInfo(
+        job_id=row[0],
+        name=row[1],
+        op=row[2],
+        priority=row[3],
+        created_at=row[4],
+        submitted_by=row[5],
+        lease_timeout=row[6],
+        max_attempts=row[7],
+        client_key=row[8],
+    )
+    return JobSummary(
+        info=info,
+        state=JobState(row[9]),
+        total=row[11],
+        done=row[12],
+        failed=row[13],
+        cancelled=row[14],
+        finished_at=row[10],
+    )
+
+
+def _outcome(row: tuple[Any, ...]) -> Outcome:
+    # outcome_seq, state, task_id, job_id, idx, result, worker_id, attempts, duration_ms,
+    # worker_key, lease_ms, finished_at, reasons
+    if row[1] == "done":
+        return ResultRecord(
+            task_id=row[2],
+            job_id=row[3],
+            index=row[4],
+            result=_decode_result(row[5]),
+            worker_id=row[6],
+            attempts=row[7],
+            duration_ms=row[8],
+            worker_key=row[9],
+            lease_ms=row[10],
+            finished_at=row[11],
+        )
+    return FailureRecord(
+        task_id=row[2],
+        job_id=row[3],
+        index=row[4],
+        reasons=_decode_reasons(row[12]),
+        finished_at=row[11],
+    )
+
+
+def _outcome_page(
+    job_id: int, after: int, size: int, connection: sqlite3.Connection
+) -> tuple[list[Outcome], int, bool]:
+    """Up to ``size`` outcomes recorded after ``after``; (them, last seq, job ended).
+
+    Both come from one snapshot, so when the job has ended no outcome can come after."""
+    state = connection.execute("SELECT state FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+    rows = connection.execute(_OUTCOME_PAGE, (job_id, after, size)).fetchall()
+    last = rows[-1][0] if rows else after
+    return [_outcome(row) for row in rows], last, state is None or state[0] != "running"
+
+
+if TYPE_CHECKING:
+    from browsergrid.store._base import Store
+
+    def _implements(store: SqliteStore) -> Store:
+        return store

@@ -1,0 +1,158 @@
+"""Nothing lost: a real coordinator on a real SQLite file, killed with SIGKILL mid-job."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from browsergrid import Client
+from browsergrid.ops import run_op
+from tests._support import Coordinator, Process, free_port
+
+CHUNK = 20_000  # prime_count over 20,000 numbers: a millisecond or two in Python
+SLOW = 400_000  # exact repeat_multiply loop: about 10 ms in Python
+
+
+def job_results(port: int, job_id: int) -> list[dict[str, Any]]:
+    url = f"http://127.0.0.1:{port}/api/jobs/{job_id}/results"
+    with httpx.stream("GET", url, timeout=60) as response:
+        return [json.loads(line) for line in response.iter_lines() if line]
+
+
+def job_state(port: int, job_id: int) -> dict[str, Any]:
+    status: dict[str, Any] = httpx.get(
+        f"http://127.0.0.1:{port}/api/jobs/{job_id}", timeout=10
+    ).json()
+    return status
+
+
+@pytest.mark.timeout(240)
+def test_kill_9_ten_times_during_a_5000_task_job_loses_and_repeats_nothing(
+    tmp_path: Path,
+    start_coordinator: Callable[..., Coordinator],
+    start_worker: Callable[..., Process],
+) -> None:
+    data = ["--data-dir", str(tmp_path / "grid"), "--quiet"]
+    port = free_port()
+    coordinator = start_coordinator(*data, port=port)
+    for _ in range(2):
+        start_worker(
+            coordinator.ws_url,
+            "--quiet",
+            "--max-backoff",
+            "1",
+            "--data-dir",
+            str(tmp_path / "workers"),
+        )
+    # exact repeat_multiply: about 10 ms of Python each, and the answer is ``initial``
+    args = [{"initial": float(k), "factor": 1.0, "times": SLOW, "exact": True} for k in range(5000)]
+    accepted = httpx.post(
+        f"http://127.0.0.1:{port}/api/jobs",
+        json={"op": "repeat_multiply", "args": args},
+        timeout=30,
+    ).json()
+    job_id = accepted["job_id"]
+    rng = random.Random(20261125)
+    for _ in range(10):
+        time.sleep(rng.uniform(0.3, 0.9))
+        assert job_state(port, job_id)["state"] == "running"  # the kill lands mid-job
+        coordinator.signal(signal.SIGKILL)
+        assert coordinator.wait() == -signal.SIGKILL
+        coordinator = start_coordinator(*data, port=port)
+        coordinator.event("restored")
+    deadline = time.monotonic() + 120
+    while job_state(port, job_id)["state"] != "finished":
+        assert time.monotonic() < deadline, job_state(port, job_id)
+        time.sleep(0.2)
+    results = job_results(port, job_id)
+    assert len(results) == 5000
+    assert sorted(r["index"] for r in results) == list(range(5000))  # each exactly once
+    assert all(r["status"] == "done" for r in results)
+    assert all(r["result"] == float(r["index"]) for r in results)
+    assert len({r["task_id"] for r in results}) == 5000
+
+
+def test_client_futures_resolve_across_a_coordinator_crash(
+    tmp_path: Path,
+    start_coordinator: Callable[..., Coordinator],
+    start_worker: Callable[..., Process],
+) -> None:
+    data = ["--data-dir", str(tmp_path / "grid"), "--quiet"]
+    port = free_port()
+    coordinator = start_coordinator(*data, port=port)
+    start_worker(coordinator.ws_url, "--quiet", "--max-backoff", "1")
+    args = [{"lo": k * CHUNK, "hi": (k + 1) * CHUNK} for k in range(1500)]
+    with Client(f"http://127.0.0.1:{port}") as client:
+        job = client.submit_job("prime_count", args)
+        single = client.submit("prime_count", lo=0, hi=100)
+        next(iter(client.as_completed(job.futures, timeout=30)))
+        coordinator.signal(signal.SIGKILL)
+        coordinator.wait()
+        start_coordinator(*data, port=port)
+        results = client.gather(job.futures, timeout=120)
+        assert single.result(timeout=60) == 25
+        late = client.submit("prime_count", lo=0, hi=1000)  # the same session job, after it
+        assert late.result(timeout=60) == 168
+    assert results == [run_op("prime_count", a) for a in args]
+
+
+def test_history_survives_a_restart(
+    tmp_path: Path,
+    start_coordinator: Callable[..., Coordinator],
+    start_worker: Callable[..., Process],
+) -> None:
+    data = ["--data-dir", str(tmp_path / "grid")]
+    port = free_port()
+    first = start_coordinator(*data, port=port)
+    worker = start_worker(first.ws_url, "--data-dir", str(tmp_path / "w"))
+    job = httpx.post(
+        f"http://127.0.0.1:{port}/api/jobs",
+        json={
+            "op": "repeat_multiply",
+            "name": "before the restart",
+            "args": [{"initial": float(i), "factor": 2.0, "times": 1} for i in range(50)],
+        },
+        timeout=30,
+    ).json()
+    first.events_named("job_finished", 1)
+    worker.end()
+    first.signal(signal.SIGTERM)
+    assert first.wait() == 0
+    second = start_coordinator(*data, port=port)
+    base = f"http://127.0.0.1:{second.port}"
+    (listed,) = [j for j in httpx.get(f"{base}/api/jobs").json() if j["job_id"] == job["job_id"]]
+    assert listed["name"] == "before the restart" and listed["state"] == "finished"
+    assert listed["done"] == 50 and listed["finished_at"] is not None
+    results = job_results(second.port, job["job_id"])
+    assert sorted(r["result"] for r in results) == [2.0 * i for i in range(50)]
+    assert all(r["worker_key"] and r["lease_ms"] is not None for r in results)  # provenance
+    (history,) = httpx.get(f"{base}/api/workers/history").json()
+    assert history["tasks_done"] >= 51 and history["connected"] is False  # 50 + welcome
+    # the same worker, restarted, is recognised
+    start_worker(second.ws_url, "--data-dir", str(tmp_path / "w"))
+    recognised = second.event("worker_recognised")
+    assert recognised["worker_key"] == history["worker_key"]
+
+
+def test_a_file_that_is_not_a_database_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "browsergrid.db").write_text("this is not SQLite")
+    done = subprocess.run(
+        [sys.executable, "-m", "browsergrid", "serve", "--port", "0", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 2
+    assert "browsergrid.db" in done.stderr and "Traceback" not in done.stderr + done.stdout
+    assert done.stderr.strip().count("\n") == 0

@@ -1,0 +1,538 @@
+"""What only ``SqliteStore`` promises: durability, group commit, errors of the disk, schema
+versions. The shared promises are in ``test_contract.py``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from browsergrid.store import JobState, SqliteStore, StoreError, _sqlite
+from tests.store._support import job, result, tasks, worker
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    opened = SqliteStore(tmp_path / "grid.db")
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+async def pragma(store: SqliteStore, name: str) -> Any:
+    """A PRAGMA's value on the writer connection (through the test hook)."""
+    return await store._write(lambda c, _: c.execute(f"PRAGMA {name}").fetchone()[0])
+
+
+async def reopened(path: Path) -> SqliteStore:
+    again = SqliteStore(path)
+    await again.open()
+    return again
+
+
+class Gate:
+    """Holds the writer thread until released, so that the writes queued meanwhile run in
+    the next batch, together (``gate = await Gate.shut(store)``)."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.entered = threading.Event()
+        self.released = threading.Event()
+        self.blocker = asyncio.ensure_future(store._write(self._hold))
+
+    def _hold(self, connection: sqlite3.Connection, touched: set[int]) -> None:
+        self.entered.set()
+        self.released.wait(10)
+
+    @classmethod
+    async def shut(cls, store: SqliteStore) -> Gate:
+        gate = cls(store)
+        assert await asyncio.to_thread(gate.entered.wait, 5)
+        return gate
+
+    async def release(self) -> None:
+        await asyncio.sleep(0.01)  # the writes queued before are all in the queue
+        self.released.set()
+        await self.blocker
+
+
+def read_schema_version(path: Path) -> int:
+    with sqlite3.connect(path) as connection:
+        row = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'")
+        version = int(row.fetchone()[0])
+    connection.close()
+    return version
+
+
+# --- durability --------------------------------------------------------------------------
+
+
+async def test_everything_survives_close_and_reopen(store: SqliteStore) -> None:
+    first = tasks(1, 1, 3)
+    await store.add_job(job(1, client_key="c/1", lease_timeout=9.5, max_attempts=4), first)
+    await store.add_outcomes([result(first[0])])
+    await store.record_attempt(2, "lost")
+    await store.record_workers([worker("w", 5.0)])
+    before = (await store.job(1), await store.unfinished(), await store.workers())
+    await store.close()
+    again = await reopened(store.path)
+    try:
+        assert (await again.job(1), await again.unfinished(), await again.workers()) == before
+        assert [o async for o in again.outcomes(1)] == [result(first[0])]
+        assert await again.add_outcomes([result(first[1])]) == [True]
+    finally:
+        await again.close()
+
+
+async def test_pragmas(tmp_path: Path, store: SqliteStore) -> None:
+    assert await pragma(store, "journal_mode") == "wal"
+    assert await pragma(store, "synchronous") == 1  # NORMAL
+    assert await pragma(store, "foreign_keys") == 1
+    full = SqliteStore(tmp_path / "full.db", synchronous="full")
+    await full.open()
+    try:
+        assert await pragma(full, "synchronous") == 2  # FULL
+    finally:
+        await full.close()
+    assert read_schema_version(store.path) == len(_sqlite.MIGRATIONS) == 1
+
+
+def test_synchronous_must_be_known(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="synchronous"):
+        SqliteStore(tmp_path / "x.db", synchronous="off")  # type: ignore[arg-type]
+
+
+_KILLED_WRITER = textwrap.dedent(
+    """
+    import asyncio, sys, time
+    from pathlib import Path
+    from browsergrid.protocol import ResultRecord
+    from browsergrid.store import JobInfo, SqliteStore, TaskRecord
+
+    async def main():
+        store = SqliteStore(Path(sys.argv[1]))
+        await store.open()
+        tasks = [TaskRecord(i, 1, i - 1, "op", {"i": i}) for i in range(1, 501)]
+        await store.add_job(JobInfo(1, "killed", "op", 0, 1.0, "test"), tasks)
+        await asyncio.gather(*(
+            store.add_outcomes([ResultRecord(i, 1, i - 1, i * i, 1, 1, 1.0)])
+            for i in range(1, 251)
+        ))
+        print("stored", flush=True)
+        time.sleep(600)
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
+    path = tmp_path / "grid.db"
+    command = [sys.executable, "-c", _KILLED_WRITER, str(path)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stdout is not None
+            assert process.stdout.readline().strip() == "stored"
+        finally:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert (tmp_path / "grid.db-wal").stat().st_size > 0  # the commits are in the WAL
+
+    async def check() -> None:
+        store = await reopened(path)
+        try:
+            summary = await store.job(1)
+            assert summary is not None
+            assert (summary.total, summary.done, summary.state) == (500, 250, JobState.RUNNING)
+            outcomes = [o async for o in store.outcomes(1)]
+            assert sorted(o.task_id for o in outcomes) == list(range(1, 251))
+        finally:
+            await store.close()
+
+    asyncio.run(check())
+
+
+async def test_close_drains_queued_writes(store: SqliteStore) -> None:
+    all_tasks = tasks(1, 1, 300)
+    await store.add_job(job(1), all_tasks)
+    writes = [asyncio.ensure_future(store.add_outcomes([result(t)])) for t in all_tasks]
+    await asyncio.sleep(0)  # every write is queued
+    await store.close()
+    assert [await w for w in writes] == [[True]] * 300
+    again = await reopened(store.path)
+    try:
+        summary = await again.job(1)
+        assert summary is not None and summary.state is JobState.FINISHED
+    finally:
+        await again.close()
+
+
+# --- group commit ------------------------------------------------------------------------
+
+
+async def test_concurrent_writes_share_commits(store: SqliteStore) -> None:
+    all_tasks = tasks(1, 1, 1000)
+    await store.add_job(job(1), all_tasks)
+    before = store.commits
+    recorded = await asyncio.gather(*(store.add_outcomes([result(t)]) for t in all_tasks))
+    assert recorded == [[True]] * 1000
+    commits = store.commits - before
+    assert 1 <= commits <= 50, commits
+    summary = await store.job(1)
+    assert summary is not None and summary.done == 1000
+
+
+async def test_a_failing_write_leaves_its_batch_alone(store: SqliteStore) -> None:
+    await store.add_job(job(1), tasks(1, 1, 2))
+    before = store.commits
+    gate = await Gate.shut(store)
+    ok = asyncio.ensure_future(store.add_job(job(2), tasks(2, 3, 1)))
+    duplicate = asyncio.ensure_future(store.add_job(job(1), []))
+    unknown = asyncio.ensure_future(store.add_tasks(tasks(9, 10, 1)))
+    recorded = asyncio.ensure_future(store.add_outcomes([result(tasks(1, 1, 1)[0])]))
+    await gate.release()
+    await ok
+    with pytest.raises(ValueError, match="UNIQUE"):
+        await duplicate
+    with pytest.raises(ValueError, match="job 9 does not exist"):
+        await unknown
+    assert await recorded == [True]
+    assert store.commits - before == 2  # the gate's batch, then all four together
+    assert [s.info.job_id for s in await store.jobs()] == [2, 1]
+
+
+async def test_cancelled_caller_does_not_break_the_writer(store: SqliteStore) -> None:
+    gate = await Gate.shut(store)
+    write = asyncio.ensure_future(store.add_job(job(1), []))
+    await asyncio.sleep(0)
+    write.cancel()
+    await gate.release()
+    await store.add_job(job(2), [])
+    assert [s.info.job_id for s in await store.jobs()] == [2, 1]  # a cancelled call may land
+
+
+# --- errors of the disk ------------------------------------------------------------------
+
+
+async def test_disk_full_refuses_the_write_then_recovers(store: SqliteStore) -> None:
+    await store.add_job(job(1), tasks(1, 1, 1))
+    pages = await pragma(store, "page_count")
+    await pragma(store, f"max_page_count = {pages}")
+    big = tasks(2, 100, 2000)
+    gate = await Gate.shut(store)
+    refused = asyncio.ensure_future(store.add_job(job(2, name="x" * 5000), big))
+    small = asyncio.ensure_future(store.record_attempt(1, "lost"))
+    await gate.release()
+    with pytest.raises(StoreError) as caught:
+        await refused
+    assert str(store.path) in str(caught.value)
+    assert "full" in str(caught.value)
+    await small
+    assert await store.job(2) is None
+    assert (await store.unfinished())[1][0].reasons == ["lost"]
+    await pragma(store, "max_page_count = 1000000")
+    await store.add_job(job(2, name="x" * 5000), big)
+    summary = await store.job(2)
+    assert summary is not None and summary.total == 2000
+
+
+async def test_read_only_refuses_writes_then_recovers(store: SqliteStore) -> None:
+    await store._write(lambda c, _: c.execute("PRAGMA query_only = ON"))
+    with pytest.raises(StoreError, match="readonly"):
+        await store.add_job(job(1), [])
+    assert store._connection is not None
+    store._connection.execute("PRAGMA query_only = OFF")  # the writer thread is idle
+    await store.add_job(job(1), [])
+    assert await store.job(1) is not None
+
+
+async def test_locked_by_another_process_then_recovers(store: SqliteStore) -> None:
+    await pragma(store, "busy_timeout = 0")
+    other = sqlite3.connect(store.path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreError, match="locked"):
+            await store.add_job(job(1), [])
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+    await store.add_job(job(1), [])
+    assert await store.job(1) is not None
+
+
+async def test_transaction_lost_midway_redoes_the_others(store: SqliteStore) -> None:
+    def lose_the_transaction(connection: sqlite3.Connection, _: set[int]) -> None:
+        connection.execute("ROLLBACK")  # as SQLite does on some errors
+        raise sqlite3.OperationalError("disk I/O error")
+
+    gate = await Gate.shut(store)
+    first = asyncio.ensure_future(store.add_job(job(1), tasks(1, 1, 1)))
+    lost = asyncio.ensure_future(store._write(lose_the_transaction))
+    last = asyncio.ensure_future(store.add_job(job(2), []))
+    await gate.release()
+    await first
+    with pytest.raises(StoreError, match="disk I/O error"):
+        await lost
+    await last
+    assert [s.info.job_id for s in await store.jobs()] == [2, 1]
+
+
+async def test_savepoint_that_cannot_be_undone_redoes_the_others(store: SqliteStore) -> None:
+    def break_the_savepoint(connection: sqlite3.Connection, _: set[int]) -> None:
+        connection.execute("INSERT INTO workers VALUES ('half', NULL, 1, 1, 0, 0, 0)")
+        connection.execute("RELEASE item")
+        raise sqlite3.OperationalError("something went wrong")
+
+    gate = await Gate.shut(store)
+    first = asyncio.ensure_future(store.add_job(job(1), []))
+    broken = asyncio.ensure_future(store._write(break_the_savepoint))
+    await gate.release()
+    await first
+    with pytest.raises(StoreError, match="something went wrong"):
+        await broken
+    assert await store.job(1) is not None
+    assert await store.worker("half") is None  # the broken write left nothing
+
+
+async def test_failed_commit_fails_the_whole_batch(store: SqliteStore) -> None:
+    def orphan(connection: sqlite3.Connection, _: set[int]) -> None:
+        connection.execute("PRAGMA defer_foreign_keys = ON")
+        connection.execute(
+            "INSERT INTO tasks (task_id, job_id, idx, op, args) VALUES (99, 12345, 0, 'x', '{}')"
+        )  # the foreign key is checked at COMMIT, which fails
+
+    gate = await Gate.shut(store)
+    bad = asyncio.ensure_future(store._write(orphan))
+    innocent = asyncio.ensure_future(store.add_job(job(1), []))
+    await gate.release()
+    for write in (bad, innocent):
+        with pytest.raises(StoreError, match="FOREIGN KEY"):
+            await write
+    assert await store.job(1) is None
+    await store.add_job(job(1), [])
+    assert await store.job(1) is not None
+
+
+async def test_a_result_that_is_not_json_fails_in_the_caller(store: SqliteStore) -> None:
+    [task] = tasks(1, 1, 1)
+    await store.add_job(job(1), [task])
+    with pytest.raises(TypeError):
+        await store.add_outcomes([result(task, object())])
+    assert await store.add_outcomes([result(task)]) == [True]
+
+
+async def test_writer_thread_failure_is_loud_and_final(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    await store.add_job(job(1), [])
+    entered, go = threading.Event(), threading.Event()
+
+    def bug(connection: sqlite3.Connection, batch: list[Any]) -> None:
+        entered.set()
+        go.wait(5)
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(store, "_commit_batch", bug)
+    running = asyncio.ensure_future(store.add_job(job(2), []))
+    assert await asyncio.to_thread(entered.wait, 5)
+    queued = asyncio.ensure_future(store.add_job(job(3), []))
+    await asyncio.sleep(0.01)  # in the queue behind the batch that hits the bug
+    go.set()
+    for write in (running, queued):
+        with pytest.raises(StoreError, match="writer thread stopped"):
+            await write
+    with pytest.raises(StoreError, match="restart the coordinator"):
+        await store.add_job(job(4), [])
+    assert [s.info.job_id for s in await store.jobs()] == [1]  # reads go on
+    assert "writer thread" in caplog.text
+
+
+async def test_read_errors_are_store_errors(store: SqliteStore) -> None:
+    with pytest.raises(StoreError, match="cannot read"):
+        await store._read(lambda c: c.execute("SELECT * FROM nope"))
+    assert await store.jobs() == []  # the reading connection goes on
+
+
+async def test_delivery_to_a_closed_loop_is_dropped(store: SqliteStore) -> None:
+    closed = asyncio.new_event_loop()
+    closed.close()
+    future = asyncio.get_running_loop().create_future()
+    loop, store._loop = store._loop, closed
+    try:
+        store._deliver([_sqlite._Write(lambda c, t: None, future)])
+    finally:
+        store._loop = loop
+    assert not future.done()
+
+
+# --- opening -----------------------------------------------------------------------------
+
+
+async def test_file_that_is_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "grid.db"
+    path.write_bytes(b"these are not the pages you are looking for" * 100)
+    with pytest.raises(StoreError, match="not a database") as caught:
+        await SqliteStore(path).open()
+    assert str(path) in str(caught.value)
+    assert path.read_bytes().startswith(b"these are not")
+
+
+async def test_another_programs_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "grid.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE invoices (id INTEGER)")
+    connection.close()
+    with pytest.raises(StoreError, match=r"not browsergrid's.*invoices"):
+        await SqliteStore(path).open()
+
+
+async def test_meta_without_a_schema_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "grid.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER)")
+    connection.close()
+    with pytest.raises(StoreError, match="no schema_version"):
+        await SqliteStore(path).open()
+
+
+async def test_newer_schema_is_refused(store: SqliteStore) -> None:
+    await store._write(
+        lambda c, _: c.execute("UPDATE meta SET value = 7 WHERE key = 'schema_version'")
+    )
+    await store.close()
+    with pytest.raises(StoreError) as caught:
+        await SqliteStore(store.path).open()
+    message = str(caught.value)
+    assert "schema version 7" in message and "version 1 at most" in message
+    assert str(store.path) in message
+
+
+async def test_empty_file_is_version_0_and_gets_the_schema(tmp_path: Path) -> None:
+    path = tmp_path / "grid.db"
+    path.touch()
+    store = await reopened(path)
+    await store.close()
+    assert read_schema_version(path) == 1
+
+
+_V2 = """
+ALTER TABLE workers ADD COLUMN region TEXT;
+UPDATE workers SET region = 'eu';
+CREATE INDEX jobs_by_name ON jobs (name);
+"""
+
+
+async def test_older_schema_is_migrated_with_its_data(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = tasks(1, 1, 2)
+    await store.add_job(job(1), first)
+    await store.add_outcomes([result(first[0])])
+    await store.record_workers([worker("w", 3.0)])
+    await store.close()
+    monkeypatch.setattr(_sqlite, "MIGRATIONS", [*_sqlite.MIGRATIONS, _V2])
+    again = await reopened(store.path)
+    try:
+        region = await again._read(lambda c: c.execute("SELECT region FROM workers").fetchone())
+        assert region == ("eu",)
+        assert await again.worker("w") == worker("w", 3.0)
+        assert [o async for o in again.outcomes(1)] == [result(first[0])]
+        assert [t.task_id for t in (await again.unfinished())[1]] == [2]
+    finally:
+        await again.close()
+    assert read_schema_version(store.path) == 2
+
+
+async def test_failed_migration_leaves_the_version(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await store.add_job(job(1), [])
+    await store.close()
+    monkeypatch.setattr(_sqlite, "MIGRATIONS", [*_sqlite.MIGRATIONS, "CREATE TABLE jobs (x);"])
+    with pytest.raises(StoreError, match=r"cannot migrate .* to schema version 2 .*stays at 1"):
+        await SqliteStore(store.path).open()
+    assert read_schema_version(store.path) == 1
+    monkeypatch.undo()
+    again = await reopened(store.path)
+    try:
+        assert await again.job(1) is not None
+    finally:
+        await again.close()
+
+
+async def test_missing_directories_are_created(tmp_path: Path) -> None:
+    store = await reopened(tmp_path / "a" / "b" / "grid.db")
+    await store.close()
+    assert store.path.exists()
+
+
+async def test_path_that_is_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match=r"cannot open .*unable to open"):
+        await SqliteStore(tmp_path).open()
+
+
+async def test_unusable_directory(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(StoreError, match="cannot create the directory"):
+        await SqliteStore(tmp_path / "file" / "grid.db").open()
+
+
+# --- paging and pruning ------------------------------------------------------------------
+
+
+async def test_outcomes_are_read_a_page_at_a_time(store: SqliteStore) -> None:
+    store._page_size = 10
+    all_tasks = tasks(1, 1, 40)
+    await store.add_job(job(1), all_tasks)
+    await store.add_outcomes([result(t) for t in all_tasks[:25]])
+    seen = []
+    async for outcome in store.outcomes(1):
+        if not seen:  # recorded after the first page was read: later pages have them
+            await store.add_outcomes([result(t) for t in all_tasks[25:30]])
+        seen.append(outcome.task_id)
+    assert seen == list(range(1, 31))
+
+
+async def test_prune_works_in_batches(store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_sqlite, "_PRUNE_BATCH", 4)
+    monkeypatch.setattr(_sqlite, "_PRUNE_JOBS", 2)
+    for job_id in range(1, 6):
+        job_tasks = tasks(job_id, job_id * 100, 4 if job_id == 1 else job_id)
+        await store.add_job(job(job_id), job_tasks)
+        await store.add_outcomes([result(t, at=10.0) for t in job_tasks])
+    await store.add_job(job(6), tasks(6, 600, 1))
+    before = store.commits
+    assert await store.prune(11.0) == 5
+    assert store.commits - before >= 5
+    assert [s.info.job_id for s in await store.jobs()] == [6]
+    remaining = await store._read(lambda c: c.execute("SELECT count(*) FROM tasks").fetchone())
+    assert remaining == (1,)
+
+
+@pytest.mark.parametrize(
+    ("sql", "parameters", "index"),
+    [
+        (_sqlite._UNFINISHED_TASKS, (), "tasks_job_state"),
+        (_sqlite._OUTCOME_PAGE, (1, 0, 10), "tasks_outcomes"),
+        (_sqlite._PRUNE_CANDIDATES, (5.0, 10), "jobs_ended"),
+    ],
+)
+async def test_queries_use_indexes(
+    store: SqliteStore, sql: str, parameters: tuple[Any, ...], index: str
+) -> None:
+    rows = await store._read(
+        lambda c: c.execute(f"EXPLAIN QUERY PLAN {sql}", parameters).fetchall()
+    )
+    details = " / ".join(row[3] for row in rows)
+    assert "SCAN" not in details.replace("SCAN j USING INDEX jobs_running", "")
+    assert index in details
