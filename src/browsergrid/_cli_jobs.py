@@ -61,6 +61,9 @@ def add_job_commands(commands: Any, add_server: Any) -> None:
 
     status = commands.add_parser("status", help="show workers and jobs")
     status.add_argument("--format", choices=("table", "json"), default="table")
+    status.add_argument(
+        "--history", action="store_true", help="every worker ever seen, not only connected ones"
+    )
     add_server(status)
 
     results = commands.add_parser(
@@ -218,10 +221,16 @@ def _status(args: argparse.Namespace) -> int:
     with _http(args) as http:
         workers = _checked(http.get("/api/workers"))
         jobs = _checked(http.get("/api/jobs"))
+        history = _checked(http.get("/api/workers/history")) if args.history else None
     if args.format == "json":
-        print(json.dumps({"workers": workers, "jobs": jobs}, indent=2))
+        document = {"workers": workers, "jobs": jobs}
+        if history is not None:
+            document["history"] = history
+        print(json.dumps(document, indent=2))
         return 0
-    out = Console()
+    out = Console(width=None if sys.stdout.isatty() else 160)  # pipes get whole ids
+    if history is not None:
+        _print_history(out, history)
     table = Table(title=f"workers ({len(workers)})")
     for column in ("id", "kind", "agent", "ops", "in flight", "done", "failures", "speed ms"):
         table.add_column(column, justify="right" if column in {"in flight", "done"} else "left")
@@ -268,6 +277,26 @@ def _status(args: argparse.Namespace) -> int:
         )
     out.print(table)
     return 0
+
+
+def _print_history(out: Console, history: list[dict[str, Any]]) -> None:
+    table = Table(title=f"worker history ({len(history)})")
+    table.add_column("key", no_wrap=True)
+    for column in ("agent", "first seen", "last seen", "done", "failures", "mean ms", ""):
+        table.add_column(column)
+    for w in history:
+        mean = "" if w["mean_ms"] is None else f"{w['mean_ms']:.1f}"
+        table.add_row(
+            w["worker_key"],
+            (w["agent"] or "")[:30],
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(w["first_seen"])),
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(w["last_seen"])),
+            str(w["tasks_done"]),
+            str(w["failures"]),
+            mean,
+            "connected" if w["connected"] else "",
+        )
+    out.print(table)
 
 
 def _results(args: argparse.Namespace, out: TextIO) -> int:

@@ -83,3 +83,17 @@ def test_worker_page_works_with_the_exercise_server(
     assert close_to(float(line.split("result=")[1]), WELCOME_RESULT)
     page.wait_for_function("window.browsergrid.tasksDone === 1")
     assert page.text_content("#worker-id") == "—"  # that server never sends welcome
+
+
+def test_a_tab_keeps_its_identity_across_reloads(coordinator: Coordinator, page: Any) -> None:
+    page.goto(coordinator.page_url)
+    first = coordinator.event("worker_new")
+    coordinator.event("result", worker_id=first["worker_id"])
+    page.reload()
+    again = coordinator.event("worker_recognised")
+    assert again["worker_key"] == first["worker_key"] and again["worker_key"].startswith("tab-")
+    other = page.context.new_page()  # a second tab of the same browser: a slot of its own
+    other.goto(coordinator.page_url)
+    second = coordinator.events_named("worker_new", 2)[1]
+    assert second["worker_key"] != first["worker_key"]
+    other.close()

@@ -138,6 +138,18 @@ def test_history_survives_a_restart(
     assert all(r["worker_key"] and r["lease_ms"] is not None for r in results)  # provenance
     (history,) = httpx.get(f"{base}/api/workers/history").json()
     assert history["tasks_done"] >= 51 and history["connected"] is False  # 50 + welcome
+    with Client(base) as client:  # the same history through the Python client...
+        assert client.job(job["job_id"])["state"] == "finished"
+        assert job["job_id"] in [j["job_id"] for j in client.jobs()]
+        assert client.workers(history=True)[0]["worker_key"] == history["worker_key"]
+    shown = subprocess.run(  # ... and the CLI
+        [sys.executable, "-m", "browsergrid", "status", "--history", "--server", base],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
+    assert shown.returncode == 0 and history["worker_key"] in shown.stdout
     # the same worker, restarted, is recognised
     start_worker(second.ws_url, "--data-dir", str(tmp_path / "w"))
     recognised = second.event("worker_recognised")
@@ -156,3 +168,22 @@ def test_a_file_that_is_not_a_database_is_a_one_line_error(tmp_path: Path) -> No
     assert done.returncode == 2
     assert "browsergrid.db" in done.stderr and "Traceback" not in done.stderr + done.stdout
     assert done.stderr.strip().count("\n") == 0
+
+
+def test_finished_jobs_past_retention_are_removed(
+    tmp_path: Path, start_coordinator: Callable[..., Coordinator]
+) -> None:
+    data = ["--data-dir", str(tmp_path / "grid"), "--retain", "1s"]
+    port = free_port()
+    first = start_coordinator(*data, port=port)
+    with Client(f"http://127.0.0.1:{port}") as client:
+        job = client.submit_job("repeat_multiply", [{"initial": 1.0, "factor": 1.0, "times": 1}])
+        job_id = job.job_id
+        client.cancel(job)  # no worker: cancelling ends it
+        assert client.job(job_id)["state"] == "cancelled"
+    first.signal(signal.SIGTERM)
+    first.wait()
+    time.sleep(1.5)
+    second = start_coordinator(*data, port=port)  # prunes at start
+    second.event("pruned")
+    assert httpx.get(f"http://127.0.0.1:{port}/api/jobs/{job_id}").status_code == 404

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from types import TracebackType
 from typing import Any, cast
 
-from browsergrid.client._engine import Engine, server_urls
+from browsergrid.client._engine import Engine, http_get, server_urls
 from browsergrid.protocol import SubmitOptions
 
 
@@ -120,6 +120,21 @@ class AsyncClient(_AsyncSubmitter):
     ) -> Iterator[asyncio.Future[Any]]:
         """Awaitables in the order they finish."""
         return asyncio.as_completed(futures, timeout=timeout)
+
+    async def jobs(self, *, limit: int = 100) -> list[dict[str, Any]]:
+        """Recent jobs, newest first (see ``Client.jobs``)."""
+        result = await asyncio.to_thread(http_get, self.http_url, "/api/jobs", {"limit": limit})
+        return cast(list[dict[str, Any]], result)
+
+    async def job(self, job_id: int) -> dict[str, Any]:
+        """One job's status (see ``Client.job``)."""
+        result = await asyncio.to_thread(http_get, self.http_url, f"/api/jobs/{job_id}")
+        return cast(dict[str, Any], result)
+
+    async def workers(self, *, history: bool = False) -> list[dict[str, Any]]:
+        """Connected workers, or with ``history`` every worker ever seen."""
+        path = "/api/workers/history" if history else "/api/workers"
+        return cast(list[dict[str, Any]], await asyncio.to_thread(http_get, self.http_url, path))
 
     async def cancel(self, job: AsyncJob | int) -> None:
         """Cancel a job's unfinished tasks (their futures end cancelled)."""

@@ -19,7 +19,13 @@ import msgspec
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from browsergrid.errors import ConfigError, ConnectionLost, SubmitError, TaskError
+from browsergrid.errors import (
+    BrowsergridError,
+    ConfigError,
+    ConnectionLost,
+    SubmitError,
+    TaskError,
+)
 from browsergrid.protocol import (
     Accepted,
     CancelJob,
@@ -54,6 +60,23 @@ def server_urls(url: str | None = None) -> tuple[str, str]:
     http = urlunsplit(("https" if secure else "http", parts.netloc, "", "", ""))
     ws = urlunsplit(("wss" if secure else "ws", parts.netloc, "/client", "", ""))
     return http, ws
+
+
+def http_get(base: str, path: str, params: dict[str, Any] | None = None) -> Any:
+    """GET a JSON document of the coordinator's HTTP API; BrowsergridError says what failed."""
+    import httpx
+
+    try:
+        response = httpx.get(base + path, params=params, timeout=30)
+    except httpx.HTTPError as exc:
+        raise ConnectionLost(f"cannot reach the coordinator at {base}: {exc}") from None
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        raise BrowsergridError(f"{detail} (HTTP {response.status_code})")
+    return response.json()
 
 
 class FutureLike(Protocol):

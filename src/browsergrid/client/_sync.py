@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Any, cast
 
-from browsergrid.client._engine import Engine, server_urls
+from browsergrid.client._engine import Engine, http_get, server_urls
 from browsergrid.protocol import SubmitOptions
 
 Future = concurrent.futures.Future
@@ -132,6 +132,24 @@ class Client(_Submitter):
     def gather(futures: Iterable[Future[Any]], timeout: float | None = None) -> list[Any]:
         """Every result, in the order of ``futures``; raises the first TaskError met."""
         return [future.result(timeout) for future in futures]
+
+    def jobs(self, *, limit: int = 100) -> list[dict[str, Any]]:
+        """Recent jobs, newest first, with their counts (kept across coordinator restarts)."""
+        return cast(list[dict[str, Any]], self._get("/api/jobs", {"limit": limit}))
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        """One job's status: state, counts by state, rate and ETA."""
+        return cast(dict[str, Any], self._get(f"/api/jobs/{job_id}"))
+
+    def workers(self, *, history: bool = False) -> list[dict[str, Any]]:
+        """Connected workers; with ``history``, every worker ever seen (tasks, failures,
+        mean compute time), kept across coordinator restarts."""
+        return cast(
+            list[dict[str, Any]], self._get("/api/workers/history" if history else "/api/workers")
+        )
+
+    def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        return http_get(self.http_url, path, params)
 
     def cancel(self, job: Job | int) -> None:
         """Cancel a job's unfinished tasks (their futures end cancelled)."""

@@ -67,14 +67,17 @@ def create_app(coordinator: Coordinator) -> FastAPI:
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> JSONResponse:
-        """Liveness: 200 with the version and how many workers and clients are connected."""
+        """200 with the version and how many workers and clients are connected; 503 while
+        the store fails (work that cannot be stored is refused)."""
         return JSONResponse(
             {
-                "status": "ok",
+                "status": "ok" if coordinator.healthy else "store_failing",
+                "store": coordinator.store_problem or "ok",
                 "version": __version__,
                 "workers": len(coordinator.workers),
                 "clients": len(coordinator.clients),
-            }
+            },
+            status_code=200 if coordinator.healthy else 503,
         )
 
     vendor = node_modules()

@@ -186,7 +186,8 @@ class Coordinator:
 
     @property
     def healthy(self) -> bool:
-        """False after a store failure: new work is refused until a write succeeds."""
+        """False after a store write failed, until one succeeds again. Work that cannot be
+        stored is refused, never acknowledged."""
         return self.store_problem is None
 
     def _store_failed(self, exc: StoreError) -> None:
@@ -194,7 +195,7 @@ class Coordinator:
             emit(
                 log,
                 "store_failed",
-                f"the store failed, refusing new work: {exc}",
+                f"the store failed: work that cannot be stored is refused: {exc}",
                 level=logging.ERROR,
                 error=str(exc),
             )
@@ -323,8 +324,6 @@ class Coordinator:
             now=time.monotonic(),
             stimulus_id=self.stimulus("submit"),
         )
-        if not self.healthy:
-            raise SubmitError("store_unavailable", f"not accepting work: {self.store_problem}")
         commands = self.scheduler.handle(event)
         ack = next(c for c in commands if isinstance(c, TasksAccepted))
         records = [
@@ -371,6 +370,7 @@ class Coordinator:
             )
             code = "store_unavailable" if isinstance(exc, StoreError) else "conflict"
             raise SubmitError(code, f"the tasks could not be stored: {exc}") from None
+        self._store_recovered()
         if hold is not None:
             hold.message = Accepted(
                 ref=ref, job_id=ack.job_id, first_task_id=ack.first_task_id, count=ack.count
@@ -498,6 +498,7 @@ class Coordinator:
             except StoreError as exc:
                 self._store_failed(exc)
                 return  # not reported: after a restart these tasks run again
+            self._store_recovered()
             self._route([o for o, new in zip(outcomes, recorded, strict=True) if new])
 
     def _hold(
