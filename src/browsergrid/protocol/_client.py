@@ -7,6 +7,7 @@ from typing import Annotated, Any, Final
 import msgspec
 
 from browsergrid.errors import ProtocolError
+from browsergrid.protocol._messages import classify_frame as _classify
 
 _Name = Annotated[str, msgspec.Meta(max_length=200)]
 _OpName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -65,22 +66,6 @@ def decode_client_message(frame: str | bytes) -> ClientMessage:
         raise _classify(frame, str(exc), _CLIENT_TYPES) from None
     except (msgspec.DecodeError, RecursionError) as exc:
         raise ProtocolError("bad_json", f"frame is not valid JSON: {exc}") from None
-
-
-def _classify(frame: str | bytes, detail: str, known: frozenset[str]) -> ProtocolError:
-    """Name what is wrong with a frame that failed typed decoding (error path only)."""
-    try:
-        value = msgspec.json.decode(frame)
-    except (msgspec.DecodeError, RecursionError) as exc:
-        return ProtocolError("bad_json", f"frame is not valid JSON: {exc}")
-    if not isinstance(value, dict):
-        return ProtocolError("bad_json", "a frame must hold one JSON object")
-    kind = value.get("type")
-    if not isinstance(kind, str):
-        return ProtocolError("bad_message", "member 'type' (a string) is missing")
-    if kind not in known:
-        return ProtocolError("unknown_type", f"unknown message type {kind!r}")
-    return ProtocolError("bad_message", f"bad {kind!r} message: {detail}")
 
 
 # --- coordinator to client -------------------------------------------------------------

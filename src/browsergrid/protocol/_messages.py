@@ -88,7 +88,7 @@ def decode_worker_message(frame: str | bytes) -> WorkerMessage:
         message: WorkerMessage = _worker_decoder.decode(frame)
         return message
     except msgspec.ValidationError as exc:
-        raise _classify(frame, str(exc), _WORKER_TYPES) from None
+        raise classify_frame(frame, str(exc), _WORKER_TYPES) from None
     except msgspec.DecodeError as exc:
         raise ProtocolError("bad_json", f"frame is not valid JSON: {exc}") from None
     except RecursionError:
@@ -99,7 +99,7 @@ def _too_deep() -> ProtocolError:
     return ProtocolError("bad_json", "frame is nested too deeply")
 
 
-def _classify(frame: str | bytes, detail: str, known: frozenset[str]) -> ProtocolError:
+def classify_frame(frame: str | bytes, detail: str, known: frozenset[str]) -> ProtocolError:
     """Name what is wrong with a JSON frame that failed typed decoding (error path only)."""
     try:
         value = msgspec.json.decode(frame)

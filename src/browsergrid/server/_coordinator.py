@@ -54,7 +54,15 @@ from browsergrid.protocol import (
     encode_task,
     encode_tasks,
 )
-from browsergrid.store import JobInfo, JobState, Store, StoreError, TaskRecord, WorkerRecord
+from browsergrid.store import (
+    JobInfo,
+    JobState,
+    JobSummary,
+    Store,
+    StoreError,
+    TaskRecord,
+    WorkerRecord,
+)
 
 log = logging.getLogger("browsergrid.server")
 events = logging.getLogger("browsergrid.server.events")
@@ -230,34 +238,7 @@ class Coordinator:
             if summary is None:
                 continue
             pending = by_job.get(info.job_id, [])
-            await self.apply(
-                JobRestored(
-                    job_id=info.job_id,
-                    options=JobOptions(
-                        name=info.name,
-                        priority=info.priority,
-                        lease_timeout_s=info.lease_timeout,
-                        max_attempts=info.max_attempts,
-                    ),
-                    total=summary.total,
-                    done=summary.done,
-                    failed=summary.failed,
-                    cancelled=summary.cancelled,
-                    tasks=[
-                        RestoredTask(
-                            task_id=t.task_id,
-                            index=t.index,
-                            op=t.op,
-                            args=t.args,
-                            attempts=t.attempts,
-                            reasons=tuple(t.reasons),
-                        )
-                        for t in pending
-                    ],
-                    now=time.monotonic(),
-                    stimulus_id=self.stimulus("restore"),
-                )
-            )
+            await self.apply(self._restored(summary, pending))
             restored += len(pending)
         if jobs:
             emit(
@@ -267,6 +248,36 @@ class Coordinator:
                 jobs=len(jobs),
                 tasks=restored,
             )
+
+    def _restored(self, summary: JobSummary, pending: list[TaskRecord]) -> JobRestored:
+        """The event that takes up a stored job again, with its unfinished tasks."""
+        info = summary.info
+        return JobRestored(
+            job_id=info.job_id,
+            options=JobOptions(
+                name=info.name,
+                priority=info.priority,
+                lease_timeout_s=info.lease_timeout,
+                max_attempts=info.max_attempts,
+            ),
+            total=summary.total,
+            done=summary.done,
+            failed=summary.failed,
+            cancelled=summary.cancelled,
+            tasks=[
+                RestoredTask(
+                    task_id=t.task_id,
+                    index=t.index,
+                    op=t.op,
+                    args=t.args,
+                    attempts=t.attempts,
+                    reasons=tuple(t.reasons),
+                )
+                for t in pending
+            ],
+            now=time.monotonic(),
+            stimulus_id=self.stimulus("restore"),
+        )
 
     def next_id(self) -> int:
         """A fresh connection id (workers and clients share the sequence)."""
@@ -402,25 +413,7 @@ class Coordinator:
             return job_id
         if summary.state is JobState.CANCELLED:
             raise SubmitError("job_cancelled", f"job {job_id} was cancelled")
-        info = summary.info
-        await self.apply(
-            JobRestored(
-                job_id=job_id,
-                options=JobOptions(
-                    name=info.name,
-                    priority=info.priority,
-                    lease_timeout_s=info.lease_timeout,
-                    max_attempts=info.max_attempts,
-                ),
-                total=summary.total,
-                done=summary.done,
-                failed=summary.failed,
-                cancelled=summary.cancelled,
-                tasks=[],
-                now=time.monotonic(),
-                stimulus_id=self.stimulus("reopen"),
-            )
-        )
+        await self.apply(self._restored(summary, []))
         return job_id
 
     async def watch(self, client: ClientPeer, job_ids: list[int], task_ids: list[int]) -> None:
