@@ -15,6 +15,7 @@ from browsergrid.errors import ProtocolError
 from browsergrid.protocol import (
     MAX_FRAME_BYTES,
     PROTOCOL_VERSION,
+    Ack,
     Cancel,
     Hello,
     Limits,
@@ -28,6 +29,7 @@ from browsergrid.protocol import (
     Welcome,
     decode_server_message,
     decode_worker_message,
+    encode_ack,
     encode_cancel,
     encode_hello,
     encode_result,
@@ -66,6 +68,8 @@ def as_fixture(message: Any) -> dict[str, Any]:
             return {"type": "tasks", "tasks": [as_fixture(task) for task in message.tasks]}
         case Cancel():
             return {"type": "cancel", "task_id": message.task_id}
+        case Ack():
+            return {"type": "ack", "task_ids": message.task_ids}
     fixture: dict[str, Any] = msgspec.to_builtins(message)  # tagged: "type" comes first
     return fixture
 
@@ -486,3 +490,17 @@ def test_deep_nesting_after_a_type_error_is_refused_too() -> None:
     with pytest.raises(ProtocolError) as caught:
         decode_worker_message(frame)
     assert caught.value.code == "bad_json"
+
+
+def test_ack_lists_the_stored_task_ids() -> None:
+    frame = encode_ack([3, 4])
+    assert decode_server_message(frame) == Ack([3, 4])
+    with pytest.raises(ProtocolError) as caught:
+        decode_server_message('{"type":"ack","task_ids":[true]}')
+    assert caught.value.code == "bad_message"
+
+
+def test_hello_carries_a_worker_key_only_when_there_is_one() -> None:
+    message = decode_worker_message(encode_hello("x", ["repeat_multiply"], 1, 1, "py-abc"))
+    assert isinstance(message, Hello) and message.worker_key == "py-abc"
+    assert "worker_key" not in encode_hello("x", ["repeat_multiply"], 1)

@@ -284,3 +284,44 @@ def test_no_welcome_task_and_quiet(start_coordinator: Callable[..., Coordinator]
     time.sleep(0.2)
     names = {entry["event"] for entry in coordinator.events()}
     assert "worker_connected" not in names and "ready" in names
+
+
+def test_a_result_is_acknowledged_once_it_is_stored(coordinator: Coordinator) -> None:
+    with connect(coordinator.ws_url) as ws:
+        welcome = welcome_task(ws)  # answered first: it holds the one slot
+        ws.send(
+            json.dumps(
+                {
+                    "type": "result",
+                    "task_id": welcome["task_id"],
+                    "result": WELCOME_RESULT,
+                    "duration_ms": 1,
+                }
+            )
+        )
+        hello = {
+            "type": "hello",
+            "protocol": 1,
+            "agent": "t",
+            "ops": ["prime_count"],
+            "concurrency": 1,
+            "prefetch": 0,
+        }
+        ws.send(json.dumps(hello))
+        assert recv_json(ws)["type"] == "welcome"
+        body = json.dumps({"op": "prime_count", "args": [{"lo": 0, "hi": 100}]}).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{coordinator.port}/api/jobs",
+            data=body,
+            headers={"content-type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            first_task_id = json.load(response)["first_task_id"]
+        task = recv_json(ws)
+        assert task["type"] == "task" and task["task_id"] == first_task_id
+        ws.send(
+            json.dumps(
+                {"type": "result", "task_id": task["task_id"], "result": 25, "duration_ms": 1}
+            )
+        )
+        assert recv_json(ws) == {"type": "ack", "task_ids": [first_task_id]}

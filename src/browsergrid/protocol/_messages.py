@@ -134,6 +134,12 @@ class Tasks(msgspec.Struct, frozen=True):
     tasks: list[Task]
 
 
+class Ack(msgspec.Struct, frozen=True):
+    """The coordinator stored the results of ``task_ids``."""
+
+    task_ids: list[TaskId]
+
+
 class Cancel(msgspec.Struct, frozen=True):
     """Drop ``task_id``: it was taken back; a result for it would be ignored."""
 
@@ -165,7 +171,7 @@ class ServerError(msgspec.Struct, tag_field="type", tag="error", frozen=True):
     task_id: TaskId | None = None
 
 
-ServerMessage = Task | Tasks | Cancel | Welcome | ServerError
+ServerMessage = Task | Tasks | Cancel | Ack | Welcome | ServerError
 _welcome_decoder: Final = msgspec.json.Decoder(Welcome)
 _server_error_decoder: Final = msgspec.json.Decoder(ServerError)
 
@@ -198,6 +204,13 @@ def decode_server_message(frame: str | bytes) -> ServerMessage | None:
                     "bad_message", "bad 'tasks' message: 'tasks' must be a list of task objects"
                 )
             return Tasks([_task_from_dict(item) for item in items])
+        if kind == "ack":
+            ids = value.get("task_ids")
+            if not isinstance(ids, list) or not all(
+                isinstance(i, int | str) and not isinstance(i, bool) for i in ids
+            ):
+                raise ProtocolError("bad_message", "bad 'ack' message: 'task_ids' must be a list")
+            return Ack(ids)
         if kind == "cancel":
             task_id = value.get("task_id")
             if isinstance(task_id, bool) or not isinstance(task_id, int | str):
@@ -253,6 +266,11 @@ def encode_tasks(tasks: list[tuple[TaskId, str, dict[str, Any]]]) -> str:
     """Several tasks for one browsergrid worker in one ``tasks`` frame."""
     items = [_task_object(task_id, op, args) for task_id, op, args in tasks]
     return _encoder.encode({"type": "tasks", "tasks": items}).decode()
+
+
+def encode_ack(task_ids: list[int]) -> str:
+    """Tell a worker that its results for these tasks are stored: it may forget them."""
+    return _encoder.encode({"type": "ack", "task_ids": task_ids}).decode()
 
 
 def encode_cancel(task_id: TaskId) -> str:

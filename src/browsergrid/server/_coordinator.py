@@ -48,6 +48,7 @@ from browsergrid.protocol import (
     ResultRecord,
     SubmitOptions,
     check_arg_names,
+    encode_ack,
     encode_cancel,
     encode_client_message,
     encode_server_error,
@@ -492,7 +493,19 @@ class Coordinator:
                 self._store_failed(exc)
                 return  # not reported: after a restart these tasks run again
             self._store_recovered()
+            await self._acknowledge(outcomes)
             self._route([o for o, new in zip(outcomes, recorded, strict=True) if new])
+
+    async def _acknowledge(self, outcomes: list[ResultRecord | FailureRecord]) -> None:
+        """Tell each browsergrid worker that its results are stored (``ack``)."""
+        by_worker: dict[int, list[int]] = {}
+        for outcome in outcomes:
+            if isinstance(outcome, ResultRecord):
+                by_worker.setdefault(outcome.worker_id, []).append(outcome.task_id)
+        for worker_id, task_ids in by_worker.items():
+            peer = self.workers.get(worker_id)
+            if peer is not None and peer.introduced:  # the exercise's page knows no ack
+                await peer.send(encode_ack(task_ids))
 
     def _hold(
         self, ack: TasksAccepted, client: ClientPeer | None, job_key: str | None

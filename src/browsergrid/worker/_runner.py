@@ -19,6 +19,7 @@ from browsergrid.errors import ProtocolError
 from browsergrid.ops import OPS, run_op
 from browsergrid.protocol import (
     MAX_FRAME_BYTES,
+    Ack,
     Cancel,
     ServerError,
     Task,
@@ -87,6 +88,7 @@ class PythonWorker:
         self.backoff = backoff or Backoff()
         self.worker_id: int | None = None
         self.tasks_done = 0
+        self.tasks_acknowledged = 0  # results the coordinator confirmed it stored
         self.connects = 0
         self._stop = asyncio.Event()
         self._ws: ClientConnection | None = None
@@ -188,6 +190,8 @@ class _Session:
                 self._add(message.tasks)
             case Cancel():
                 self.queue = deque(t for t in self.queue if t.task_id != message.task_id)
+            case Ack():
+                self.worker.tasks_acknowledged += len(message.task_ids)
             case Welcome():
                 self.welcomed = True
                 self.worker.worker_id = message.worker_id

@@ -152,6 +152,9 @@ function cancel(ws, taskId) {
 }
 
 const HANDLERS = {
+  ack() {
+    // the coordinator stored these results; the page keeps nothing to forget
+  },
   task(ws, task) {
     enqueue(ws, task);
     dispatch();

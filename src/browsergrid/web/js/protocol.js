@@ -38,6 +38,13 @@ function decodeCancel({ type, task_id }) {
   return { ok: true, message: { type, task_id } };
 }
 
+function decodeAck({ type, task_ids }) {
+  if (!Array.isArray(task_ids) || !task_ids.every(isTaskId)) {
+    return invalid('bad_message', 'ack: task_ids must be a list of task ids');
+  }
+  return { ok: true, message: { type, task_ids } };
+}
+
 function decodeWelcome({ type, protocol, worker_id, server, limits }) {
   if (!Number.isInteger(protocol)) return invalid('bad_message', 'welcome: protocol must be an integer');
   if (!Number.isInteger(worker_id)) return invalid('bad_message', 'welcome: worker_id must be an integer');
@@ -59,6 +66,7 @@ const DECODERS = {
   task: decodeTask,
   tasks: decodeTasks,
   cancel: decodeCancel,
+  ack: decodeAck,
   welcome: decodeWelcome,
   error: decodeError,
 };
