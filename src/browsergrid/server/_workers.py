@@ -138,23 +138,11 @@ async def _on_frame(
         return True
     now = time.monotonic()
     match message:
-        case Result():
+        case Result() | Results():
             if message.agent:
                 peer.agent = message.agent
-            await coordinator.apply(
-                ResultReported(
-                    worker_id=peer.worker_id,
-                    task_id=message.task_id,
-                    result=message.result,
-                    duration_ms=message.duration_ms,
-                    now=now,
-                    stimulus_id=coordinator.stimulus("result"),
-                )
-            )
-        case Results():
-            if message.agent:
-                peer.agent = message.agent
-            stimulus_id = coordinator.stimulus("results")
+            items = message.results if isinstance(message, Results) else [message]
+            stimulus_id = coordinator.stimulus("result")
             await coordinator.apply(
                 *(
                     ResultReported(
@@ -165,7 +153,7 @@ async def _on_frame(
                         now=now,
                         stimulus_id=stimulus_id,
                     )
-                    for item in message.results
+                    for item in items
                 )
             )
         case TaskError():
