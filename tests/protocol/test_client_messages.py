@@ -26,6 +26,7 @@ from browsergrid.protocol import (
     decode_coordinator_message,
     encode_client_message,
 )
+from tests.protocol._strategies import json_values, raw_frames
 
 FIXTURES = json.loads(
     (Path(__file__).parents[1] / "fixtures" / "messages.json").read_text(encoding="utf-8")
@@ -257,17 +258,6 @@ def test_deep_nesting_after_a_type_error_is_refused_by_the_client_too() -> None:
 
 # --- arbitrary input ---------------------------------------------------------------------
 
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=8),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
-    max_leaves=12,
-)
 MEMBERS = [
     "ref",
     "job_key",
@@ -288,9 +278,7 @@ typed_objects = st.fixed_dictionaries(
     {"type": st.sampled_from(TYPES)},
     optional={name: json_values for name in MEMBERS},
 )
-frames = (
-    st.text() | json_values.map(json.dumps) | typed_objects.map(json.dumps) | st.binary().map(bytes)
-)
+frames = raw_frames(typed_objects)
 
 
 @settings(max_examples=300, deadline=None)

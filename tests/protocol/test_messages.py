@@ -40,6 +40,7 @@ from browsergrid.protocol import (
     encode_tasks,
     encode_welcome,
 )
+from tests.protocol._strategies import json_values, raw_frames
 
 FIXTURES = json.loads(
     (Path(__file__).parents[1] / "fixtures" / "messages.json").read_text(encoding="utf-8")
@@ -418,17 +419,6 @@ def test_server_error_without_task_id_encodes_null() -> None:
 
 # --- arbitrary input ---------------------------------------------------------------------
 
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=8),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
-    max_leaves=12,
-)
 MEMBERS = [
     "task_id",
     "op",
@@ -459,9 +449,7 @@ typed_objects = st.fixed_dictionaries(
         "tasks": st.lists(items, max_size=3) | json_values,
     },
 )
-frames = (
-    st.text() | json_values.map(json.dumps) | typed_objects.map(json.dumps) | st.binary().map(bytes)
-)
+frames = raw_frames(typed_objects)
 
 
 @settings(max_examples=300, deadline=None)

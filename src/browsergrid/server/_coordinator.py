@@ -698,12 +698,10 @@ class Coordinator:
     def forget_client(self, client: ClientPeer) -> None:
         """The client disconnected: stop pushing to it (its jobs run on)."""
         self.clients.pop(client.client_id, None)
-        for job_id in list(client.job_keys.values()) + list(self.subscribers):
-            subscribers = self.subscribers.get(job_id)
-            if subscribers is not None:
-                subscribers.discard(client)
-                if not subscribers:
-                    del self.subscribers[job_id]
+        for job_id, subscribers in list(self.subscribers.items()):
+            subscribers.discard(client)
+            if not subscribers:
+                del self.subscribers[job_id]
 
     async def drain(self) -> None:
         """Wait for pushes in progress (used at shutdown)."""
