@@ -1567,3 +1567,46 @@ def test_an_idle_worker_gets_queued_work_rather_than_a_copy() -> None:
 def test_something_that_is_not_an_event_raises() -> None:
     with pytest.raises(TypeError, match="not a scheduler event"):
         plain().handle("tick")  # type: ignore[arg-type]
+
+
+# --- what readers of the scheduler's state are told (dashboard, metrics) -----------------
+
+
+def test_changed_jobs_names_jobs_whose_counts_moved() -> None:
+    s = plain()
+    assert s.changed_jobs == set()
+    s.handle(submit())  # job 1, queued
+    s.handle(submit())  # job 2, queued
+    assert s.changed_jobs == {1, 2}
+    s.changed_jobs.clear()
+    s.handle(join(1))  # job 1's task is leased
+    assert s.changed_jobs == {1}
+    s.changed_jobs.clear()
+    s.handle(result(1, 1))  # job 1 done, job 2's task leased
+    assert s.changed_jobs == {1, 2}
+    s.changed_jobs.clear()
+    s.handle(cancel(2))
+    assert s.changed_jobs == {2}
+    s.changed_jobs.clear()
+    s.handle(tick(1.0))
+    assert s.changed_jobs == set()
+
+
+def test_welcome_tasks_change_no_job() -> None:
+    s = Scheduler()
+    s.handle(join(1))
+    s.handle(result(1, 1, WELCOME_RESULT))
+    assert s.changed_jobs == set()
+
+
+def test_lost_leases_are_counted_by_kind() -> None:
+    s = plain(lease_timeout_s=10, max_attempts=5)
+    s.handle(join(1))
+    s.handle(join(2))
+    s.handle(submit(RM, RM))  # task 1 -> worker 1, task 2 -> worker 2
+    s.handle(error(1, 1))  # task 1 waits: it avoids worker 1, worker 2 is full
+    assert s.lost_leases == {"error": 1}
+    assert s.handle(leave(2)) == [send(1, 1, "leave-2")]  # the only worker left runs it
+    assert s.lost_leases == {"error": 1, "disconnected": 1}
+    s.handle(tick(100.0))  # task 1 passes its deadline on worker 1
+    assert s.lost_leases == {"error": 1, "disconnected": 1, "expired": 1}

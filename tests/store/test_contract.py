@@ -24,6 +24,7 @@ from browsergrid.store import (
     Store,
     StoreError,
     TaskRecord,
+    ThroughputSample,
 )
 from tests.store._support import failure, job, result, tasks, worker
 
@@ -489,6 +490,65 @@ async def test_workers(store: Store) -> None:
     assert [w.worker_key for w in await store.workers()] == ["a", "b", "d", "c"]
 
 
+async def test_workers_with_a_limit(store: Store) -> None:
+    assert await store.workers(limit=2) == []
+    await store.record_workers([worker("a", 10.0), worker("b", 30.0), worker("c", 20.0)])
+    assert await store.workers(limit=2) == [worker("b", 30.0), worker("c", 20.0)]
+    assert [w.worker_key for w in await store.workers(limit=1)] == ["b"]
+    assert [w.worker_key for w in await store.workers(limit=10)] == ["b", "c", "a"]
+    assert await store.workers(limit=0) == []
+    assert await store.workers(limit=-1) == []
+
+
+# --- throughput --------------------------------------------------------------------------
+
+
+def sample(at: int, done: int, failed: int = 0) -> ThroughputSample:
+    return ThroughputSample(at=at, done=done, failed=failed)
+
+
+async def test_throughput_reads_back_oldest_first(store: Store) -> None:
+    assert await store.throughput(0.0) == []
+    await store.record_throughput([sample(102, 4, 1), sample(100, 7), sample(101, 0, 2)])
+    await store.record_throughput([])
+    assert await store.throughput(0.0) == [sample(100, 7), sample(101, 0, 2), sample(102, 4, 1)]
+
+
+async def test_throughput_of_one_second_adds_up(store: Store) -> None:
+    await store.record_throughput([sample(100, 3, 1)])
+    await store.record_throughput([sample(100, 2, 0), sample(101, 1, 1)])
+    await store.record_throughput([sample(101, 5, 0), sample(101, 1, 2)])  # twice in one call
+    assert await store.throughput(0.0) == [sample(100, 5, 1), sample(101, 7, 3)]
+
+
+async def test_throughput_since(store: Store) -> None:
+    await store.record_throughput([sample(at, at - 99) for at in range(100, 105)])
+    assert [s.at for s in await store.throughput(102.0)] == [102, 103, 104]  # at or after
+    assert [s.at for s in await store.throughput(102.5)] == [103, 104]
+    assert [s.at for s in await store.throughput(99.0)] == [100, 101, 102, 103, 104]
+    assert await store.throughput(105.0) == []
+
+
+async def test_prune_removes_old_throughput(store: Store) -> None:
+    await store.record_throughput([sample(at, 1) for at in range(100, 105)])
+    await store.add_job(job(1), tasks(1, 1, 1))  # running: stays
+    assert await store.prune(102.0) == 0
+    assert [s.at for s in await store.throughput(0.0)] == [102, 103, 104]  # at < 102 gone
+    assert await store.prune(102.0) == 0
+    assert [s.at for s in await store.throughput(0.0)] == [102, 103, 104]
+    assert await store.prune(1e12) == 0
+    assert await store.throughput(0.0) == []
+    assert await store.job(1) is not None
+
+
+async def test_throughput_after_reopening(store: Store, reopen: Reopen) -> None:
+    await store.record_throughput([sample(100, 3, 1), sample(101, 2)])
+    again = await reopen()
+    assert await again.throughput(0.0) == [sample(100, 3, 1), sample(101, 2)]
+    await again.record_throughput([sample(101, 1, 1)])
+    assert await again.throughput(101.0) == [sample(101, 3, 1)]
+
+
 # --- prune -------------------------------------------------------------------------------
 
 
@@ -536,6 +596,10 @@ async def test_closed_store_refuses_calls(store: Store) -> None:
         await store.job(1)
     with pytest.raises(StoreError):
         await collect(store, 1)
+    with pytest.raises(StoreError):
+        await store.record_throughput([ThroughputSample(1, 1, 0)])
+    with pytest.raises(StoreError):
+        await store.throughput(0.0)
     await store.open()
     await store.open()  # twice is fine
     summary = await store.job(1)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from browsergrid.store import JobState, SqliteStore, StoreError, _sqlite
+from browsergrid.store import JobState, SqliteStore, StoreError, ThroughputSample, _sqlite
 from tests.store._support import job, result, tasks, worker
 
 
@@ -82,11 +82,23 @@ async def test_everything_survives_close_and_reopen(store: SqliteStore) -> None:
     await store.add_outcomes([result(first[0])])
     await store.record_attempt(2, "lost")
     await store.record_workers([worker("w", 5.0)])
-    before = (await store.job(1), await store.unfinished(), await store.workers())
+    await store.record_throughput([ThroughputSample(100, 1, 0), ThroughputSample(101, 0, 1)])
+    before = (
+        await store.job(1),
+        await store.unfinished(),
+        await store.workers(),
+        await store.throughput(0.0),
+    )
     await store.close()
     again = await reopened(store.path)
     try:
-        assert (await again.job(1), await again.unfinished(), await again.workers()) == before
+        after = (
+            await again.job(1),
+            await again.unfinished(),
+            await again.workers(),
+            await again.throughput(0.0),
+        )
+        assert after == before
         assert [o async for o in again.outcomes(1)] == [result(first[0])]
         assert await again.add_outcomes([result(first[1])]) == [True]
     finally:
@@ -103,7 +115,7 @@ async def test_pragmas(tmp_path: Path, store: SqliteStore) -> None:
         assert await pragma(full, "synchronous") == 2  # FULL
     finally:
         await full.close()
-    assert read_schema_version(store.path) == len(_sqlite.MIGRATIONS) == 1
+    assert read_schema_version(store.path) == len(_sqlite.MIGRATIONS) == 2
 
 
 def test_synchronous_must_be_known(tmp_path: Path) -> None:
@@ -413,7 +425,7 @@ async def test_newer_schema_is_refused(store: SqliteStore) -> None:
     with pytest.raises(StoreError) as caught:
         await SqliteStore(store.path).open()
     message = str(caught.value)
-    assert "schema version 7" in message and "version 1 at most" in message
+    assert "schema version 7" in message and "version 2 at most" in message
     assert str(store.path) in message
 
 
@@ -422,10 +434,37 @@ async def test_empty_file_is_version_0_and_gets_the_schema(tmp_path: Path) -> No
     path.touch()
     store = await reopened(path)
     await store.close()
+    assert read_schema_version(path) == 2
+
+
+async def test_version_1_database_gets_the_throughput_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "grid.db"
+    monkeypatch.setattr(_sqlite, "MIGRATIONS", _sqlite.MIGRATIONS[:1])  # as version 1 made it
+    old = await reopened(path)
+    first = tasks(1, 1, 2)
+    await old.add_job(job(1, client_key="c/1"), first)
+    await old.add_outcomes([result(first[0])])
+    await old.record_workers([worker("w", 3.0)])
+    await old.close()
     assert read_schema_version(path) == 1
+    monkeypatch.undo()
+    again = await reopened(path)
+    try:
+        assert read_schema_version(path) == 2
+        assert await again.throughput(0.0) == []
+        await again.record_throughput([ThroughputSample(100, 2, 1)])
+        assert await again.throughput(0.0) == [ThroughputSample(100, 2, 1)]
+        assert await again.job_for("c/1") == 1
+        assert await again.worker("w") == worker("w", 3.0)
+        assert [o async for o in again.outcomes(1)] == [result(first[0])]
+        assert [t.task_id for t in (await again.unfinished())[1]] == [2]
+    finally:
+        await again.close()
 
 
-_V2 = """
+_V3 = """
 ALTER TABLE workers ADD COLUMN region TEXT;
 UPDATE workers SET region = 'eu';
 CREATE INDEX jobs_by_name ON jobs (name);
@@ -440,7 +479,7 @@ async def test_older_schema_is_migrated_with_its_data(
     await store.add_outcomes([result(first[0])])
     await store.record_workers([worker("w", 3.0)])
     await store.close()
-    monkeypatch.setattr(_sqlite, "MIGRATIONS", [*_sqlite.MIGRATIONS, _V2])
+    monkeypatch.setattr(_sqlite, "MIGRATIONS", [*_sqlite.MIGRATIONS, _V3])
     again = await reopened(store.path)
     try:
         region = await again._read(lambda c: c.execute("SELECT region FROM workers").fetchone())
@@ -450,7 +489,7 @@ async def test_older_schema_is_migrated_with_its_data(
         assert [t.task_id for t in (await again.unfinished())[1]] == [2]
     finally:
         await again.close()
-    assert read_schema_version(store.path) == 2
+    assert read_schema_version(store.path) == 3
 
 
 async def test_failed_migration_leaves_the_version(
@@ -459,9 +498,9 @@ async def test_failed_migration_leaves_the_version(
     await store.add_job(job(1), [])
     await store.close()
     monkeypatch.setattr(_sqlite, "MIGRATIONS", [*_sqlite.MIGRATIONS, "CREATE TABLE jobs (x);"])
-    with pytest.raises(StoreError, match=r"cannot migrate .* to schema version 2 .*stays at 1"):
+    with pytest.raises(StoreError, match=r"cannot migrate .* to schema version 3 .*stays at 2"):
         await SqliteStore(store.path).open()
-    assert read_schema_version(store.path) == 1
+    assert read_schema_version(store.path) == 2
     monkeypatch.undo()
     again = await reopened(store.path)
     try:
@@ -511,12 +550,14 @@ async def test_prune_works_in_batches(store: SqliteStore, monkeypatch: pytest.Mo
         await store.add_job(job(job_id), job_tasks)
         await store.add_outcomes([result(t, at=10.0) for t in job_tasks])
     await store.add_job(job(6), tasks(6, 600, 1))
+    await store.record_throughput([ThroughputSample(at, 1, 0) for at in [*range(1, 10), 20]])
     before = store.commits
     assert await store.prune(11.0) == 5
-    assert store.commits - before >= 5
+    assert store.commits - before >= 5 + 3  # 9 old samples, 4 at a time
     assert [s.info.job_id for s in await store.jobs()] == [6]
     remaining = await store._read(lambda c: c.execute("SELECT count(*) FROM tasks").fetchone())
     assert remaining == (1,)
+    assert await store.throughput(0.0) == [ThroughputSample(20, 1, 0)]
 
 
 @pytest.mark.parametrize(
@@ -525,6 +566,8 @@ async def test_prune_works_in_batches(store: SqliteStore, monkeypatch: pytest.Mo
         (_sqlite._UNFINISHED_TASKS, (), "tasks_job_state"),
         (_sqlite._OUTCOME_PAGE, (1, 0, 10), "tasks_outcomes"),
         (_sqlite._PRUNE_CANDIDATES, (5.0, 10), "jobs_ended"),
+        (_sqlite._THROUGHPUT_SINCE, (5.0,), "INTEGER PRIMARY KEY"),
+        (_sqlite._PRUNE_THROUGHPUT, (5.0, 10), "INTEGER PRIMARY KEY"),
     ],
 )
 async def test_queries_use_indexes(

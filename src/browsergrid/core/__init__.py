@@ -30,7 +30,7 @@ from browsergrid.core._events import (
     WorkerLeft,
 )
 from browsergrid.core._model import FINAL_STATES, Job, Lease, Task, TaskState, Worker, WorkerState
-from browsergrid.core._scheduler import EXERCISE_OPS, Scheduler, WelcomeTask
+from browsergrid.core._scheduler import EXERCISE_OPS, LossKind, Scheduler, WelcomeTask
 
 __all__ = [
     "EXERCISE_OPS",
@@ -45,6 +45,7 @@ __all__ = [
     "JobOptions",
     "JobRestored",
     "Lease",
+    "LossKind",
     "RejectReport",
     "RestoredTask",
     "ResultReported",

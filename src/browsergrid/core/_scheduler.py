@@ -7,7 +7,7 @@ import itertools
 from collections import Counter, deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from browsergrid.core._commands import (
     CancelTask,
@@ -33,6 +33,9 @@ from browsergrid.core._events import (
     WorkerLeft,
 )
 from browsergrid.core._model import FINAL_STATES, Job, Lease, Task, TaskState, Worker, WorkerState
+
+LossKind = Literal["disconnected", "error", "expired"]
+"""Why a lease ended without a result: its worker left, reported an error, or ran late."""
 
 EXERCISE_OPS: Final = frozenset({"repeat_multiply"})
 """What a worker that never says hello can run (the exercise's page), one task at a time."""
@@ -106,6 +109,8 @@ class Scheduler:
         self._rings: dict[int, deque[int]] = {}  # priority -> jobs with queued tasks
         self._ringed: set[int] = set()
         self._deadlines: list[tuple[float, int, int]] = []  # (deadline, task id, worker id)
+        self.changed_jobs: set[int] = set()  # jobs whose counts changed: a reader empties it
+        self.lost_leases: Counter[LossKind] = Counter()  # leases that ended without a result
         self._task_ids = itertools.count(next_task_id)
         self._job_ids = itertools.count(next_job_id)
 
@@ -152,6 +157,7 @@ class Scheduler:
         job.counts[TaskState.FAILED] = ev.failed
         job.counts[TaskState.CANCELLED] = ev.cancelled
         self.jobs[job.job_id] = job
+        self.changed_jobs.add(job.job_id)
         for restored in ev.tasks:
             task = Task(
                 task_id=restored.task_id,
@@ -214,7 +220,8 @@ class Scheduler:
         self._hungry.pop(worker.worker_id, None)
         for task_id in sorted(worker.in_flight):
             task = self.tasks[task_id]
-            yield from self._lose(task, worker, f"worker {worker.worker_id} disconnected", ev)
+            reason = f"worker {worker.worker_id} disconnected"
+            yield from self._lose(task, worker, reason, "disconnected", ev)
 
     def _submitted(self, ev: TasksSubmitted) -> Iterator[Command]:
         if ev.job_id is None:
@@ -241,6 +248,7 @@ class Scheduler:
             job.counts[TaskState.QUEUED] += 1
             job.live.add(task.task_id)
             self._enqueue(task, job)
+        self.changed_jobs.add(job.job_id)
         yield TasksAccepted(
             job_id=job.job_id,
             first_task_id=first_task_id,
@@ -252,6 +260,7 @@ class Scheduler:
     def _cancel(self, ev: JobCancelRequested) -> Iterator[Command]:
         job = self.jobs[ev.job_id]
         job.cancelled = True
+        self.changed_jobs.add(job.job_id)
         cancelled = sorted(job.live)
         for task_id in cancelled:
             task = self.tasks[task_id]
@@ -304,7 +313,8 @@ class Scheduler:
             yield from self._unheld(worker, ev.task_id, ev.stimulus_id)
             return
         worker.failures += 1
-        yield from self._lose(task, worker, f"worker {ev.worker_id} reported: {ev.message}", ev)
+        reason = f"worker {ev.worker_id} reported: {ev.message}"
+        yield from self._lose(task, worker, reason, "error", ev)
 
     def _tick(self, ev: ClockTicked) -> Iterator[Command]:
         while self._deadlines and self._deadlines[0][0] <= ev.now:
@@ -316,7 +326,7 @@ class Scheduler:
             worker = self.workers[worker_id]
             reason = f"worker {worker_id} passed the {task.lease_timeout_s:g} s deadline"
             yield self._take_back(task, worker, reason, ev)
-            yield from self._lose(task, worker, reason, ev, released=True)
+            yield from self._lose(task, worker, reason, "expired", ev, released=True)
 
     # --- task life -------------------------------------------------------------------
 
@@ -394,11 +404,19 @@ class Scheduler:
         )
 
     def _lose(
-        self, task: Task, worker: Worker, reason: str, ev: Event, *, released: bool = False
+        self,
+        task: Task,
+        worker: Worker,
+        reason: str,
+        kind: LossKind,
+        ev: Event,
+        *,
+        released: bool = False,
     ) -> Iterator[Command]:
         """``worker``'s lease ended without a result: queue again, cancel or fail the task."""
         if not released:
             self._release(task, worker)
+        self.lost_leases[kind] += 1
         task.reasons.append(reason)
         task.failed_on.add(worker.worker_id)
         if task.leases:
@@ -427,6 +445,7 @@ class Scheduler:
             counts = self.jobs[task.job_id].counts
             counts[old] -= 1
             counts[new] += 1
+            self.changed_jobs.add(task.job_id)
 
     def _finish(self, task: Task, final: TaskState) -> None:
         self._set_state(task, final)

@@ -10,6 +10,7 @@ from browsergrid.store._base import (
     Store,
     StoreError,
     TaskRecord,
+    ThroughputSample,
     WorkerRecord,
 )
 from browsergrid.store._memory import MemoryStore
@@ -25,5 +26,6 @@ __all__ = [
     "Store",
     "StoreError",
     "TaskRecord",
+    "ThroughputSample",
     "WorkerRecord",
 ]

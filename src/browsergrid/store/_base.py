@@ -84,8 +84,16 @@ class WorkerRecord(msgspec.Struct, frozen=True):
     compute_ms: float  # sum of the durations it reported: mean = compute_ms / tasks_done
 
 
+class ThroughputSample(msgspec.Struct, frozen=True):
+    """Tasks that finished in one second (as counted by the coordinator)."""
+
+    at: int  # Unix second
+    done: int
+    failed: int
+
+
 class Store(Protocol):
-    """Where jobs, tasks, outcomes and worker history are kept.
+    """Where jobs, tasks, outcomes, worker history and throughput are kept.
 
     Writes are applied in the order they were started: a write method queues its work
     before its first ``await``, so of two writes started by tasks created one after the
@@ -100,7 +108,8 @@ class Store(Protocol):
     running again; ``cancel_job`` of an unknown, finished or cancelled job returns ``[]``;
     ``record_attempt`` of an unknown or final task is ignored; ``close()`` ends ``follow``
     iterators with StoreError; ``prune`` removes a job of more than 10,000 tasks over
-    several transactions.
+    several transactions, and also removes the throughput samples of seconds before
+    ``finished_before`` (``at < finished_before``).
     """
 
     async def open(self) -> None:
@@ -152,12 +161,23 @@ class Store(Protocol):
     async def record_workers(self, workers: Sequence[WorkerRecord]) -> None:
         """Insert or replace these workers' history."""
 
-    async def workers(self) -> list[WorkerRecord]:
-        """Every worker ever seen, most recently seen first."""
+    async def workers(self, *, limit: int | None = None) -> list[WorkerRecord]:
+        """Workers most recently seen first (ties by ``worker_key``): every worker ever
+        seen, or at most ``limit`` when given."""
 
     async def worker(self, worker_key: str) -> WorkerRecord | None:
         """One worker's history, or None."""
 
+    async def record_throughput(self, samples: Sequence[ThroughputSample]) -> None:
+        """Add these counts to their seconds (a second already stored gets the sum, and so
+        does a second given twice). Record each second's counts once, e.g. when it is over:
+        recording them again counts them twice."""
+
+    async def throughput(self, since: float) -> list[ThroughputSample]:
+        """The stored seconds at or after ``since`` (Unix time), oldest first. Seconds with
+        nothing recorded are absent: a caller that plots them counts them as zero."""
+
     async def prune(self, finished_before: float) -> int:
-        """Remove jobs (with their tasks and outcomes) that ended before this Unix time;
-        returns how many jobs were removed. Running jobs are never removed."""
+        """Remove jobs (with their tasks and outcomes) that ended before this Unix time,
+        and throughput samples of seconds before it; returns how many jobs were removed.
+        Running jobs are never removed."""

@@ -23,6 +23,7 @@ from browsergrid.store._base import (
     Outcome,
     StoreError,
     TaskRecord,
+    ThroughputSample,
     WorkerRecord,
 )
 
@@ -72,6 +73,7 @@ class MemoryStore:
         self._tasks: dict[int, _Task] = {}
         self._client_keys: dict[str, int] = {}
         self._workers: dict[str, WorkerRecord] = {}
+        self._throughput: dict[int, tuple[int, int]] = {}  # second -> (done, failed)
         self._last_job_id = 0
         self._last_task_id = 0
         self._followers: dict[int, set[asyncio.Event]] = {}
@@ -254,16 +256,30 @@ class MemoryStore:
         for worker in workers:
             self._workers[worker.worker_key] = worker
 
-    async def workers(self) -> list[WorkerRecord]:
+    async def workers(self, *, limit: int | None = None) -> list[WorkerRecord]:
         self._check()
-        return sorted(self._workers.values(), key=lambda w: (-w.last_seen, w.worker_key))
+        ordered = sorted(self._workers.values(), key=lambda w: (-w.last_seen, w.worker_key))
+        return ordered if limit is None else ordered[: max(limit, 0)]
 
     async def worker(self, worker_key: str) -> WorkerRecord | None:
         self._check()
         return self._workers.get(worker_key)
 
+    async def record_throughput(self, samples: Sequence[ThroughputSample]) -> None:
+        self._check()
+        for sample in samples:
+            done, failed = self._throughput.get(sample.at, (0, 0))
+            self._throughput[sample.at] = (done + sample.done, failed + sample.failed)
+
+    async def throughput(self, since: float) -> list[ThroughputSample]:
+        self._check()
+        seconds = sorted(at for at in self._throughput if at >= since)
+        return [ThroughputSample(at, *self._throughput[at]) for at in seconds]
+
     async def prune(self, finished_before: float) -> int:
         self._check()
+        for at in [at for at in self._throughput if at < finished_before]:
+            del self._throughput[at]
         old = [
             job
             for job in self._jobs.values()

@@ -41,6 +41,7 @@ from browsergrid.store._base import (
     Outcome,
     StoreError,
     TaskRecord,
+    ThroughputSample,
     WorkerRecord,
 )
 
@@ -112,7 +113,15 @@ CREATE TABLE workers (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: list[str] = [_V1]
+_V2: Final = """
+CREATE TABLE throughput (
+    at INTEGER PRIMARY KEY,  -- Unix second
+    done INTEGER NOT NULL,   -- tasks that finished in it
+    failed INTEGER NOT NULL
+);
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2]
 """``MIGRATIONS[n]`` takes the schema from version n to n + 1 (0 is an empty file). Append
 a script to change the schema; never edit one that has shipped."""
 
@@ -155,6 +164,15 @@ _UNFINISHED_TASKS: Final = (  # CROSS JOIN: running jobs first, then their queue
 _PRUNE_CANDIDATES: Final = (
     "SELECT job_id FROM jobs WHERE finished_at < ? AND state != 'running' "
     "ORDER BY finished_at LIMIT ?"
+)
+_PRUNE_THROUGHPUT: Final = (
+    "DELETE FROM throughput WHERE at IN "
+    "(SELECT at FROM throughput WHERE at < ? ORDER BY at LIMIT ?)"
+)
+_THROUGHPUT_SINCE: Final = "SELECT at, done, failed FROM throughput WHERE at >= ? ORDER BY at"
+_ADD_THROUGHPUT: Final = (
+    "INSERT INTO throughput (at, done, failed) VALUES (?, ?, ?) ON CONFLICT (at) "
+    "DO UPDATE SET done = done + excluded.done, failed = failed + excluded.failed"
 )
 _RECORD_RESULT: Final = (
     "UPDATE tasks SET state = 'done', outcome_seq = ?, result = ?, worker_id = ?, "
@@ -707,6 +725,16 @@ class SqliteStore:
 
         await self._write(write)
 
+    async def record_throughput(self, samples: Sequence[ThroughputSample]) -> None:
+        if not samples:
+            return
+        rows = [(s.at, s.done, s.failed) for s in samples]
+
+        def write(connection: sqlite3.Connection, touched: set[int]) -> None:
+            connection.executemany(_ADD_THROUGHPUT, rows)
+
+        await self._write(write)
+
     async def prune(self, finished_before: float) -> int:
         removed = 0
         while True:
@@ -714,7 +742,11 @@ class SqliteStore:
             count, more = await self._write(step)
             removed += count
             if not more:
-                return removed
+                break
+        samples = functools.partial(_prune_throughput, finished_before, _PRUNE_BATCH)
+        while await self._write(samples):
+            pass
+        return removed
 
     # --- reads -------------------------------------------------------------------------
 
@@ -830,11 +862,14 @@ class SqliteStore:
 
         return await self._read(read)
 
-    async def workers(self) -> list[WorkerRecord]:
+    async def workers(self, *, limit: int | None = None) -> list[WorkerRecord]:
+        count = -1 if limit is None else max(limit, 0)  # LIMIT -1: no limit
+
         def read(connection: sqlite3.Connection) -> list[WorkerRecord]:
             rows = connection.execute(
                 "SELECT worker_key, agent, first_seen, last_seen, tasks_done, failures, "
-                "compute_ms FROM workers ORDER BY last_seen DESC, worker_key"
+                "compute_ms FROM workers ORDER BY last_seen DESC, worker_key LIMIT ?",
+                (count,),
             )
             return [WorkerRecord(*row) for row in rows]
 
@@ -848,6 +883,13 @@ class SqliteStore:
                 (worker_key,),
             ).fetchone()
             return None if row is None else WorkerRecord(*row)
+
+        return await self._read(read)
+
+    async def throughput(self, since: float) -> list[ThroughputSample]:
+        def read(connection: sqlite3.Connection) -> list[ThroughputSample]:
+            rows = connection.execute(_THROUGHPUT_SINCE, (since,))
+            return [ThroughputSample(*row) for row in rows]
 
         return await self._read(read)
 
@@ -916,6 +958,14 @@ def _prune_step(
         touched.add(job_id)  # its followers end
         removed += 1
     return removed, len(candidates) == _PRUNE_JOBS
+
+
+def _prune_throughput(
+    finished_before: float, budget: int, connection: sqlite3.Connection, touched: set[int]
+) -> bool:
+    """Remove at most ``budget`` throughput samples of seconds before ``finished_before``;
+    True when there may be more."""
+    return connection.execute(_PRUNE_THROUGHPUT, (finished_before, budget)).rowcount == budget
 
 
 def _summary(row: tuple[Any, ...]) -> JobSummary:
