@@ -98,6 +98,23 @@ def test_cancel(grid: Grid) -> None:
     assert done.returncode == 0 and "cancelled" in done.stdout
 
 
+def test_demo_shows_progress_and_where_to_watch(grid: Grid) -> None:
+    run = cli(grid, "demo")
+    assert run.returncode == 0, run.stderr
+    job_id = int(run.stdout.strip())
+    assert f"demo job {job_id}: 80 tiles" in run.stderr
+    assert f"{grid.url}/dashboard" in run.stderr
+    assert f"demo job {job_id}: 80 tiles painted, 0 failed" in run.stderr
+    lines = cli(grid, "results", str(job_id)).stdout.splitlines()
+    assert len(lines) == 80
+
+
+def test_demo_without_wait_prints_the_job_id(grid: Grid) -> None:
+    run = cli(grid, "demo", "--no-wait")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().isdigit()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -78,6 +78,15 @@ def add_job_commands(commands: Any, add_server: Any) -> None:
     cancel.add_argument("job_id", type=int, metavar="JOB")
     add_server(cancel)
 
+    demo = commands.add_parser(
+        "demo",
+        help="run the demo: a Mandelbrot image the dashboard paints tile by tile",
+        description="Submit the demo job (80 mandelbrot_tile tasks) and show its progress; "
+        "open the coordinator's /dashboard to watch the image appear.",
+    )
+    demo.add_argument("--no-wait", action="store_true", help="print the job id and return")
+    add_server(demo)
+
 
 def run_job_command(args: argparse.Namespace) -> int:
     """Run one of the submitter's subcommands; returns the exit code."""
@@ -89,6 +98,8 @@ def run_job_command(args: argparse.Namespace) -> int:
                 return _status(args)
             case "results":
                 return _results(args, sys.stdout)
+            case "demo":
+                return _demo(args)
             case _:
                 return _cancel(args)
     except httpx.HTTPError as exc:
@@ -331,6 +342,39 @@ def _write_csv(lines: Iterator[str], out: TextIO) -> None:
                 row["result"] = json.dumps(result)
             row["reasons"] = "; ".join(row.get("reasons", []))
             writer.writerow([row.get(column, "") for column in _CSV_COLUMNS])
+
+
+def _demo(args: argparse.Namespace) -> int:
+    err = Console(stderr=True)
+    with _http(args) as http:
+        accepted = _checked(http.post("/api/demo"))
+        job_id, count = accepted["job_id"], accepted["count"]
+        err.print(
+            f"demo job {job_id}: {count} tiles of a Mandelbrot image; "
+            f"watch it paint at {http.base_url.join('/dashboard')}",
+            highlight=False,
+        )
+        if args.no_wait:
+            print(job_id)
+            return 0
+        failed = 0
+        with Progress(
+            TextColumn(f"job {job_id} demo"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+        ) as progress:
+            bar = progress.add_task("tiles", total=count)
+            url = f"/api/jobs/{job_id}/results"
+            with http.stream("GET", url, params={"follow": "true"}) as stream:
+                for line in stream.iter_lines():
+                    if line:
+                        failed += json.loads(line)["status"] != "done"
+                        progress.advance(bar)
+    err.print(f"demo job {job_id}: {count - failed} tiles painted, {failed} failed")
+    print(job_id)
+    return 1 if failed else 0
 
 
 def _cancel(args: argparse.Namespace) -> int:

@@ -18,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from browsergrid.core import TaskState, WorkerState
 from browsergrid.errors import SubmitError
 from browsergrid.protocol import ResultRecord, SubmitOptions
+from browsergrid.server._agents import WorkerKind, describe
 from browsergrid.server._coordinator import Coordinator
+from browsergrid.server._demo import DEMO
 from browsergrid.store import StoreError
 
 _json = msgspec.json.Encoder()
@@ -74,14 +76,13 @@ class JobStatus(BaseModel):
     eta_s: float | None = Field(description="seconds until the last task, at that rate")
 
 
-WorkerKind = Literal["browser", "python", "exercise", "other"]
-
-
 class WorkerStatus(BaseModel):
     """A connected worker."""
 
     worker_id: int
     kind: WorkerKind
+    browser: str | None = Field(description='read from the agent, e.g. "Chrome 131"')
+    os: str | None = Field(description='read from the agent, e.g. "Linux"')
     agent: str | None
     address: str
     connected_at: float = Field(description="Unix time")
@@ -137,6 +138,22 @@ def create_api(coordinator: Coordinator) -> APIRouter:
             ack = await coordinator.submit(request.op, request.args, options, submitted_by="http")
         except SubmitError as exc:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
+        return JobAccepted(job_id=ack.job_id, first_task_id=ack.first_task_id, count=ack.count)
+
+    @api.post("/demo", status_code=status.HTTP_201_CREATED, responses=_ERRORS)
+    async def run_demo() -> JobAccepted:
+        """Queue the demo: a Mandelbrot image in tiles (``mandelbrot_tile``), which the
+        dashboard (``/dashboard``) paints tile by tile as results arrive."""
+        options = SubmitOptions(name=DEMO.name)
+        try:
+            ack = await coordinator.submit(
+                "mandelbrot_tile", DEMO.tasks(), options, submitted_by="http"
+            )
+        except SubmitError as exc:
+            code = status.HTTP_503_SERVICE_UNAVAILABLE
+            if exc.code not in ("store_unavailable",):
+                code = status.HTTP_400_BAD_REQUEST
+            raise HTTPException(code, str(exc)) from None
         return JobAccepted(job_id=ack.job_id, first_task_id=ack.first_task_id, count=ack.count)
 
     @api.get("/jobs")
@@ -227,10 +244,13 @@ def create_api(coordinator: Coordinator) -> APIRouter:
             peer = coordinator.workers.get(worker.worker_id)
             if peer is None:
                 continue
+            agent = describe(peer.agent, introduced=worker.state is WorkerState.INTRODUCED)
             listed.append(
                 WorkerStatus(
                     worker_id=worker.worker_id,
-                    kind=_kind(peer.agent, worker.state),
+                    kind=agent.kind,
+                    browser=agent.browser,
+                    os=agent.os,
                     agent=peer.agent,
                     address=peer.address,
                     connected_at=peer.connected_at,
@@ -294,15 +314,3 @@ async def _status(coordinator: Coordinator, job_id: int) -> JobStatus:
         rate=round(rate, 3),
         eta_s=round(remaining / rate, 1) if rate > 0 and remaining and state == "running" else None,
     )
-
-
-def _kind(
-    agent: str | None, state: WorkerState
-) -> Literal["browser", "python", "exercise", "other"]:
-    if state is WorkerState.ANONYMOUS:
-        return "exercise"
-    if agent and agent.startswith("browsergrid-python/"):
-        return "python"
-    if agent and agent.startswith("Mozilla/"):
-        return "browser"
-    return "other"

@@ -12,21 +12,33 @@ from pathlib import Path
 
 from fastapi import FastAPI, WebSocket
 from fastapi.openapi.docs import get_swagger_ui_html
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+)
 from starlette.staticfiles import StaticFiles
 
 from browsergrid._version import __version__
 from browsergrid.core import ClockTicked
+from browsergrid.server._agents import describe
 from browsergrid.server._api import create_api
 from browsergrid.server._clients import serve_client
 from browsergrid.server._coordinator import Coordinator
+from browsergrid.server._dashboard import run_feed, serve_dashboard
+from browsergrid.server._metrics import metrics_registry, render
 from browsergrid.server._workers import serve_worker
 
 log = logging.getLogger("browsergrid.server")
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 _SWAGGER = "swagger-ui-dist"
+_UPLOT = "uplot"
+_A_BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0.0.0 Safari/537.36"
 
 
 def node_modules() -> Path | None:
@@ -43,13 +55,16 @@ def create_app(coordinator: Coordinator) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(describe, _A_BROWSER)  # load the parser's rules off the loop
         ticker = asyncio.create_task(_tick_forever(coordinator), name="browsergrid-ticker")
+        feed = asyncio.create_task(run_feed(coordinator.feed), name="browsergrid-dashboard")
         try:
             yield
         finally:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
+            for task in (ticker, feed):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     app = FastAPI(
         title="browsergrid",
@@ -80,9 +95,30 @@ def create_app(coordinator: Coordinator) -> FastAPI:
             status_code=200 if coordinator.healthy else 503,
         )
 
+    @app.get("/dashboard", include_in_schema=False)
+    async def dashboard_page() -> Response:
+        return FileResponse(WEB_DIR / "dashboard.html", headers={"Cache-Control": "no-cache"})
+
+    registry = metrics_registry(coordinator)
+
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        response_class=PlainTextResponse,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+    )
+    async def metrics() -> Response:
+        """Prometheus metrics: workers, tasks by state, results, errors by kind, task
+        latency, and the process's CPU and memory (docs/dashboard.md lists them)."""
+        return Response(render(registry), media_type=CONTENT_TYPE_LATEST)
+
     vendor = node_modules()
     if vendor is not None:
         app.mount("/vendor/swagger-ui", StaticFiles(directory=vendor / _SWAGGER), name="swagger")
+        if (vendor / _UPLOT / "dist").is_dir():
+            app.mount(
+                "/vendor/uplot", StaticFiles(directory=vendor / _UPLOT / "dist"), name="uplot"
+            )
 
     @app.get("/docs", include_in_schema=False)
     async def docs(request: Request) -> HTMLResponse:
@@ -108,9 +144,13 @@ def create_app(coordinator: Coordinator) -> FastAPI:
     async def client_endpoint(websocket: WebSocket) -> None:
         await serve_client(coordinator, websocket)
 
+    async def dashboard_endpoint(websocket: WebSocket) -> None:
+        await serve_dashboard(coordinator.feed, websocket)
+
     app.add_api_websocket_route("/", worker_endpoint)
     app.add_api_websocket_route("/ws", worker_endpoint)
     app.add_api_websocket_route("/client", client_endpoint)
+    app.add_api_websocket_route("/dashboard/live", dashboard_endpoint)
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
     return app
 

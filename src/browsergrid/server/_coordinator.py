@@ -55,6 +55,8 @@ from browsergrid.protocol import (
     encode_task,
     encode_tasks,
 )
+from browsergrid.server._dashboard import Feed
+from browsergrid.server._stats import RecentResult, Stats
 from browsergrid.store import (
     JobInfo,
     JobState,
@@ -154,6 +156,10 @@ class Coordinator:
         self.subscribers: defaultdict[int, set[ClientPeer]] = defaultdict(set)
         self.closing = False
         self.store_problem: str | None = None  # why the store failed, until it works again
+        self.stats = Stats()
+        self.started_at = time.time()
+        self.job_infos: dict[int, JobInfo] = {}  # every job the scheduler knows
+        self.feed = Feed(self)
         self._ids = itertools.count(1)
         self._stimuli = itertools.count(1)
         self._flush_scheduled = False
@@ -200,6 +206,7 @@ class Coordinator:
         return self.store_problem is None
 
     def _store_failed(self, exc: StoreError) -> None:
+        self.stats.errors["store"] += 1
         if self.store_problem is None:
             emit(
                 log,
@@ -253,6 +260,7 @@ class Coordinator:
     def _restored(self, summary: JobSummary, pending: list[TaskRecord]) -> JobRestored:
         """The event that takes up a stored job again, with its unfinished tasks."""
         info = summary.info
+        self.job_infos[info.job_id] = info
         return JobRestored(
             job_id=info.job_id,
             options=JobOptions(
@@ -360,6 +368,7 @@ class Coordinator:
                 max_attempts=options.max_attempts,
                 client_key=client_key,
             )
+            self.job_infos[ack.job_id] = info
             stored = asyncio.ensure_future(self.store.add_job(info, records))
         else:
             stored = asyncio.ensure_future(self.store.add_tasks(records))
@@ -548,7 +557,25 @@ class Coordinator:
         worker = self.workers.get(command.worker_id)
         agent = worker.agent if worker else None
         started = worker.leases.pop(command.task_id, None) if worker else None
-        lease_ms = None if started is None else round((time.monotonic() - started) * 1000, 3)
+        lease_ms = None
+        if started is not None:
+            lease_s = time.monotonic() - started
+            self.stats.latency.observe(lease_s)
+            lease_ms = round(lease_s * 1000, 3)
+        now = time.time()
+        stats = self.stats
+        stats.results += 1
+        stats.recent.append(
+            RecentResult(
+                now,
+                command.task_id,
+                command.job_id,
+                command.worker_id,
+                command.op,
+                command.result,
+                command.duration_ms,
+            )
+        )
         if worker is not None:
             worker.tasks_done += 1
             worker.compute_ms += command.duration_ms
@@ -581,13 +608,14 @@ class Coordinator:
                 duration_ms=command.duration_ms,
                 worker_key=worker.worker_key if worker else None,
                 lease_ms=lease_ms,
-                finished_at=time.time(),
+                finished_at=now,
             )
         )
 
     def _report_failed(
         self, command: TaskFailed, outcomes: list[ResultRecord | FailureRecord]
     ) -> None:
+        self.stats.failed += 1
         emit(
             log,
             "task_failed",
@@ -632,6 +660,7 @@ class Coordinator:
             self._push(client, message)
 
     async def _reject(self, command: RejectReport) -> None:
+        self.stats.errors["report_rejected"] += 1
         emit(
             events,
             "report_ignored",

@@ -18,6 +18,7 @@ from browsergrid.config import ServeConfig
 from browsergrid.errors import ConfigError
 from browsergrid.server._app import create_app
 from browsergrid.server._coordinator import Coordinator
+from browsergrid.server._dashboard import close_all_viewers
 from browsergrid.server._workers import close_all_workers
 from browsergrid.store import MemoryStore, SqliteStore, Store, StoreError
 
@@ -134,6 +135,7 @@ class _Server(uvicorn.Server):
         self.coordinator.closing = True
         await self.coordinator.remember_workers()
         await close_all_workers(self.coordinator)
+        await close_all_viewers(self.coordinator.feed)
         await super().shutdown(sockets)
         emit(log, "stopped", "coordinator stopped")
 

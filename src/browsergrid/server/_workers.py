@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Literal
 
 from starlette.websockets import WebSocket
 
@@ -32,6 +33,7 @@ from browsergrid.protocol import (
 )
 from browsergrid.server._coordinator import Coordinator, WorkerPeer
 from browsergrid.server._peers import WebSocketSender, address_of
+from browsergrid.server._stats import WorkerEvent
 from browsergrid.store import StoreError
 
 events = logging.getLogger("browsergrid.server.events")
@@ -55,6 +57,7 @@ async def serve_worker(coordinator: Coordinator, ws: WebSocket) -> None:
         sender=sender,
     )
     coordinator.workers[peer.worker_id] = peer
+    _tell_viewers(coordinator, peer, "connected")
     emit(
         events,
         "worker_connected",
@@ -94,6 +97,7 @@ async def serve_worker(coordinator: Coordinator, ws: WebSocket) -> None:
                 break
     finally:
         del coordinator.workers[peer.worker_id]
+        _tell_viewers(coordinator, peer, "disconnected")
         if sender.close_code is not None:
             code, reason = sender.close_code, sender.close_reason
         emit(
@@ -123,6 +127,7 @@ async def _on_frame(
     try:
         message = decode_worker_message(text)
     except ProtocolError as exc:
+        coordinator.stats.errors["frame_rejected"] += 1
         emit(
             events,
             "frame_ignored",
@@ -158,6 +163,7 @@ async def _on_frame(
             )
         case TaskError():
             peer.failures += 1
+            coordinator.stats.errors["task_error"] += 1
             await coordinator.apply(
                 TaskErrorReported(
                     worker_id=peer.worker_id,
@@ -266,6 +272,21 @@ async def close_all_workers(coordinator: Coordinator, reason: str = "server shut
     for peer in list(coordinator.workers.values()):
         if isinstance(peer.sender, WebSocketSender):
             await peer.sender.close(CLOSE_GOING_AWAY, reason)
+
+
+def _tell_viewers(
+    coordinator: Coordinator, peer: WorkerPeer, kind: Literal["connected", "disconnected"]
+) -> None:
+    coordinator.stats.worker_event(
+        WorkerEvent(
+            at=time.time(),
+            kind=kind,
+            worker_id=peer.worker_id,
+            address=peer.address,
+            agent=peer.agent,
+            introduced=peer.introduced,
+        )
+    )
 
 
 def _list_workers(coordinator: Coordinator) -> None:

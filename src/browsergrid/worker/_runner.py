@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import platform
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +37,10 @@ from browsergrid.worker._backoff import Backoff
 log = logging.getLogger("browsergrid.worker")
 events = logging.getLogger("browsergrid.worker.events")
 
-AGENT = f"browsergrid-python/{__version__}"
+AGENT = (
+    f"browsergrid-python/{__version__} "
+    f"(Python {platform.python_version()}; {platform.system() or 'unknown OS'})"
+)
 _BATCH = 64  # tasks one thread runs before reporting (when that many are waiting)
 
 _Outcome = tuple[int | str, bool, Any, float]  # task id, succeeded, result or message, ms
