@@ -1,0 +1,249 @@
+// The dashboard page: applies the live feed's frames to the model and keeps the DOM in step (docs/dashboard.md).
+import { createThroughputChart } from './chart.js';
+import { DemoPanel } from './demo-panel.js';
+import { endpoints, LiveFeed } from './feed.js';
+import { formatCount, formatDuration, formatRate } from './format.js';
+import {
+  applyFrame, demoJob, filterWorkers, initialState, page, summary, summaryText, throughputSeries, workerLabel,
+} from './model.js';
+import { strings } from './strings.js';
+import { Pager, RowTable } from './table.js';
+import { eventItems, historyTable, jobsTable, resultItems, workersTable } from './views.js';
+
+const PAGE_SIZE = 25; // connected workers per page
+const HISTORY_PAGE_SIZE = 10;
+const TOTALS = { workers: formatCount, busy: formatCount, rate: formatRate, queued: formatCount, leased: formatCount,
+  done: formatCount, failed: formatCount, clients: formatCount, viewers: formatCount };
+
+const $ = (id) => document.getElementById(id);
+
+// Fixed texts of dashboard.html from strings.js (data-s: text, data-s-label: aria-label, data-s-placeholder).
+function applyStrings(root) {
+  document.documentElement.lang = strings.locale;
+  for (const el of root.querySelectorAll('[data-s]')) el.textContent = strings[el.dataset.s];
+  for (const el of root.querySelectorAll('[data-s-label]')) el.setAttribute('aria-label', strings[el.dataset.sLabel]);
+  for (const el of root.querySelectorAll('[data-s-placeholder]')) el.placeholder = strings[el.dataset.sPlaceholder];
+}
+
+applyStrings(document);
+
+const { live: liveUrl, http: httpBase } = endpoints(location);
+let state = initialState();
+let frames = 0;
+let snapshots = 0;
+let skewS = 0; // the coordinator's clock minus ours, from the last frame
+let connection = 'connecting'; // connecting | live | reconnecting
+let failedOnce = false; // a connection closed or failed: later attempts are reconnecting
+const ui = { filter: '', workersPage: 1, historyPage: 1 };
+const last = {}; // what each section was last drawn from
+
+window.dashboard = {
+  get state() { return state; },
+  get frames() { return frames; },
+  get snapshots() { return snapshots; },
+  get connection() { return connection; },
+};
+
+// The coordinator's clock now (it stands still while the feed is down).
+function serverNow() {
+  if (connection !== 'live' && state.now !== null) return state.now;
+  return Date.now() / 1000 + skewS;
+}
+
+const view = {
+  main: $('dashboard'),
+  conn: $('conn-state'),
+  version: $('server-version'),
+  uptime: $('server-uptime'),
+  store: $('store-banner'),
+  summary: $('workers-summary'),
+  filter: $('workers-filter'),
+  results: $('results-list'),
+  events: $('events-list'),
+  dropped: $('events-dropped'),
+  demoButton: $('demo-button'),
+  demoMessage: $('demo-message'),
+};
+const jobsView = new RowTable($('jobs-table').tBodies[0], jobsTable, $('jobs-empty'));
+const workersView = new RowTable($('workers-table').tBodies[0], workersTable, $('workers-empty'));
+const historyView = new RowTable($('history-table').tBodies[0], historyTable, $('history-empty'));
+view.results.dataset.emptyText = strings.resultsNone;
+view.events.dataset.emptyText = strings.eventsNone;
+const workersPager = new Pager({ prev: $('workers-prev'), next: $('workers-next'), range: $('workers-range') }, (n) => {
+  ui.workersPage = n;
+  render();
+});
+const historyPager = new Pager({ prev: $('history-prev'), next: $('history-next'), range: $('history-range') }, (n) => {
+  ui.historyPage = n;
+  render();
+});
+const demo = new DemoPanel({
+  elements: { canvas: $('demo-canvas'), empty: $('demo-empty'), status: $('demo-status'), legend: $('demo-legend') },
+  httpBase,
+  labelOf: (id) => {
+    const row = state.workers.find((worker) => worker.id === id);
+    return row ? workerLabel(row) : null;
+  },
+});
+let chart = null;
+createThroughputChart($('throughput-chart')).then((created) => {
+  chart = created;
+  render();
+});
+
+const setText = (el, text) => {
+  if (el.textContent !== text) el.textContent = text;
+};
+
+function renderHeader(now) {
+  const { server, totals } = state;
+  setText(view.version, server ? strings.version(server.version) : '');
+  setText(view.uptime, server?.started_at ? strings.uptime(formatDuration(now - server.started_at)) : '');
+  const problem = totals?.store && totals.store !== 'ok' ? totals.store : null;
+  view.store.hidden = problem === null;
+  setText(view.store, problem === null ? '' : strings.storeProblem(problem));
+  view.store.title = view.store.textContent;
+  const connText = { connecting: strings.connConnecting, live: strings.connLive, reconnecting: strings.connReconnecting };
+  setText(view.conn, connText[connection]);
+  view.conn.dataset.state = connection;
+  view.main.dataset.live = String(connection === 'live');
+}
+
+function renderTotals() {
+  if (state.totals === last.totals) return;
+  last.totals = state.totals;
+  for (const [field, format] of Object.entries(TOTALS)) setText($(`total-${field}`), format(state.totals?.[field]));
+  $('total-failed').dataset.nonzero = String((state.totals?.failed ?? 0) > 0);
+}
+
+function renderChart(now) {
+  const second = Math.floor(now);
+  if (!chart || (state.throughput === last.throughput && second === last.second)) return;
+  last.throughput = state.throughput;
+  last.second = second;
+  chart.update(throughputSeries(state.throughput, now));
+}
+
+function renderWorkers(now) {
+  if (state.workers !== last.workers || ui.filter !== last.filter) {
+    if (state.workers !== last.workers) {
+      const groups = summary(state.workers);
+      setText(view.summary, summaryText(groups));
+      view.summary.title = summaryText(groups, Infinity);
+    }
+    last.workers = state.workers;
+    last.filter = ui.filter;
+    last.filtered = filterWorkers(state.workers, ui.filter);
+  }
+  const shown = page(last.filtered, ui.workersPage, PAGE_SIZE);
+  ui.workersPage = shown.page;
+  workersView.render(shown.rows, { now, filtered: ui.filter.trim() !== '' });
+  workersPager.render(shown);
+}
+
+function renderLists() {
+  if (state.results !== last.results) {
+    last.results = state.results;
+    view.results.replaceChildren(...resultItems(state.results));
+  }
+  if (state.events !== last.events) {
+    last.events = state.events;
+    view.events.replaceChildren(...eventItems(state.events));
+  }
+  setText(view.dropped, state.eventsDropped > 0 ? strings.eventsDropped(formatCount(state.eventsDropped)) : '');
+}
+
+function renderHistory(now) {
+  const shown = page(state.history, ui.historyPage, HISTORY_PAGE_SIZE);
+  ui.historyPage = shown.page;
+  historyView.render(shown.rows, { now });
+  historyPager.render(shown);
+}
+
+function render() {
+  const now = serverNow();
+  renderHeader(now);
+  renderTotals();
+  renderChart(now);
+  if (state.server) {
+    demo.setDemo(state.server.demo ?? null);
+    demo.show(demoJob(state));
+  }
+  if (state.jobs !== last.jobs) {
+    last.jobs = state.jobs;
+    jobsView.render(state.jobs);
+  }
+  renderWorkers(now);
+  renderLists();
+  renderHistory(now);
+}
+
+let renderPending = false;
+function scheduleRender() {
+  if (renderPending) return;
+  renderPending = true;
+  requestAnimationFrame(() => {
+    renderPending = false;
+    render();
+  });
+}
+
+function onFrame(frame) {
+  frames += 1;
+  state = applyFrame(state, frame);
+  if (typeof frame.now === 'number') skewS = frame.now - Date.now() / 1000;
+  if (frame.type === 'snapshot') {
+    snapshots += 1;
+    if (connection !== 'live') {
+      connection = 'live';
+      demo.reconnected();
+    }
+  }
+  scheduleRender();
+}
+
+function onStatus(status, { retryMs }) {
+  if (status === 'closed') {
+    failedOnce = true;
+    connection = 'reconnecting';
+    view.conn.title = strings.connRetryIn((retryMs / 1000).toFixed(1));
+  } else if (status === 'connecting') {
+    connection = failedOnce ? 'reconnecting' : 'connecting';
+    view.conn.title = '';
+  } // 'open': live once the snapshot is in
+  scheduleRender();
+}
+
+async function runDemo() {
+  view.demoButton.disabled = true;
+  view.demoMessage.dataset.state = 'pending';
+  setText(view.demoMessage, strings.demoSubmitting);
+  try {
+    const response = await fetch(`${httpBase}/api/demo`, { method: 'POST' });
+    const body = await response.json().catch(() => null);
+    if (response.ok) {
+      view.demoMessage.dataset.state = 'ok';
+      setText(view.demoMessage, strings.demoSubmitted(body?.job_id, body?.count));
+    } else {
+      const detail = body?.detail ?? strings.demoHttp(response.status);
+      view.demoMessage.dataset.state = 'error';
+      setText(view.demoMessage, strings.demoFailed(typeof detail === 'string' ? detail : JSON.stringify(detail)));
+    }
+  } catch {
+    view.demoMessage.dataset.state = 'error';
+    setText(view.demoMessage, strings.demoUnreachable);
+  } finally {
+    view.demoButton.disabled = false;
+  }
+}
+
+view.demoButton.addEventListener('click', runDemo);
+view.filter.addEventListener('input', () => {
+  ui.filter = view.filter.value;
+  ui.workersPage = 1;
+  render();
+});
+
+render();
+setInterval(render, 1000); // relative times and the chart's time axis move on between frames
+new LiveFeed(liveUrl, { onFrame, onStatus }).start();
