@@ -230,3 +230,16 @@ test('the throughput series has one point per second, missing seconds as 0', () 
   assert.deepEqual(small, { x: [98, 99, 100, 101, 102], done: [0, 0, 5, 0, 0], failed: [0, 0, 1, 0, 0] });
   assert.deepEqual(throughputSeries([], 10.2, 3), { x: [7, 8, 9], done: [0, 0, 0], failed: [0, 0, 0] });
 });
+
+test('a partial worker row is merged into the row with its id', () => {
+  const state = replay([snapshot, update1]);
+  const before = snapshot.workers.find((row) => row.id === 1);
+  const after = state.workers.find((row) => row.id === 1);
+  assert.deepEqual(after, { ...before, done: 121, lifetime_done: 481, mean_ms: 35.1 });
+});
+
+test('a partial row for a worker the page does not hold is ignored', () => {
+  const state = applyFrame(replay([snapshot]), { type: 'update', now: snapshot.now + 1, totals: snapshot.totals,
+    workers: [{ id: 999, done: 5 }] });
+  assert.ok(!state.workers.some((row) => row.id === 999));
+});

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from browsergrid.server._dashboard import Viewer
+from browsergrid.server._dashboard import Feed, Viewer
 from browsergrid.server._stats import Histogram, Stats, WorkerEvent
+from browsergrid.store import ThroughputSample
 
 
 def test_histogram_buckets_are_upper_bounds_and_cumulative() -> None:
@@ -56,3 +57,27 @@ def test_a_viewer_that_falls_behind_gets_a_snapshot_instead_of_a_queue() -> None
     v.sending = True  # still sending the previous frame
     v.offer(b"one")
     assert (v.waiting, v.needs_snapshot) == (None, True)
+
+
+class _Counted:
+    """Just what ``Feed.count`` reads from a coordinator."""
+
+    def __init__(self) -> None:
+        self.stats = Stats()
+
+
+def test_throughput_is_shared_between_seconds_in_proportion_to_time() -> None:
+    coordinator = _Counted()
+    feed = Feed(cast(Any, coordinator))
+    feed.count(100.2)
+    coordinator.stats.results = 100
+    feed.count(101.2)  # 0.8 s of the interval in second 100, 0.2 s in 101
+    coordinator.stats.results, coordinator.stats.failed = 200, 14
+    feed.count(102.6)  # 101.2 .. 102.6: 0.8/1.4 in second 101, the rest in 102
+    assert list(feed.throughput) == [
+        ThroughputSample(at=100, done=80, failed=0),
+        ThroughputSample(at=101, done=20 + 57, failed=8),
+    ]
+    feed.count(104.0)  # nothing new: second 102 closes with what it had
+    assert feed.throughput[-1] == ThroughputSample(at=102, done=43, failed=6)
+    assert feed.rate() == round(214 / (104.0 - 100.2), 1)

@@ -80,9 +80,11 @@ class Feed:
         self._second_done = 0
         self._second_failed = 0
         self._counted = (0, 0)  # (results, failed) already put into seconds
+        self._counted_at: float | None = None
         self._finished: deque[tuple[float, int]] = deque()  # (time, results + failed)
-        self._sent_workers: dict[int, tuple[Any, ...]] = {}
+        self._sent_workers: dict[int, Row] = {}  # what viewers hold, by worker id
         self._sent_peers: dict[int, WorkerPeer] = {}
+        self._stale = True  # nobody watched at the last tick: the next snapshot is the base
         self._throughput_sent = 0  # the last second sent
         self._sent_jobs: dict[int, tuple[Any, ...]] = {}
         self._running: dict[int, deque[tuple[float, int]]] = {}  # job -> (time, finished)
@@ -101,20 +103,36 @@ class Feed:
             log.warning("dashboard: throughput history unavailable: %s", exc)
 
     def count(self, now: float) -> None:
-        """Put the results and failures since the last call into their second."""
+        """Put the results and failures since the last call into their seconds (shared in
+        proportion to time when the interval spans several: ticks can come late)."""
         stats = self.coordinator.stats
         results, failed = stats.results, stats.failed
         done, lost = results - self._counted[0], failed - self._counted[1]
         self._counted = (results, failed)
-        second = int(now)
+        start = now if self._counted_at is None else min(self._counted_at, now)
+        self._counted_at = now
+        left_done, left_lost = done, lost
+        t = start
+        while int(t) < int(now):
+            share = (int(t) + 1 - t) / (now - start)
+            part_done, part_lost = (
+                min(left_done, round(done * share)),
+                min(left_lost, round(lost * share)),
+            )
+            self._add(int(t), part_done, part_lost)
+            left_done, left_lost = left_done - part_done, left_lost - part_lost
+            t = int(t) + 1
+        self._add(int(now), left_done, left_lost)
+        self._finished.append((now, results + failed))
+        while len(self._finished) > 2 and self._finished[1][0] <= now - _RATE_WINDOW_S:
+            self._finished.popleft()
+
+    def _add(self, second: int, done: int, failed: int) -> None:
         if second != self._second:
             self._close_second()
             self._second = second
         self._second_done += done
-        self._second_failed += lost
-        self._finished.append((now, results + failed))
-        while len(self._finished) > 2 and self._finished[1][0] <= now - _RATE_WINDOW_S:
-            self._finished.popleft()
+        self._second_failed += failed
 
     def _close_second(self) -> None:
         if self._second_done or self._second_failed:
@@ -156,9 +174,11 @@ class Feed:
         changed_ids = set(jobs_changed)
         jobs_changed.clear()
         if not self.viewers:
+            self._stale = True
             self._sent_jobs.clear()
             self._sent_workers.clear()
             self._sent_peers.clear()
+            self._mark_sent()
             return None
         frame: Row = {"type": "update", "now": now, "totals": self.totals()}
         workers, gone, history = self._worker_changes()
@@ -185,8 +205,16 @@ class Feed:
             frame["events_dropped"] = dropped
         return _encode(frame)
 
+    def _mark_sent(self) -> None:
+        """Results, events and seconds so far need not go out in the next update."""
+        stats = self.coordinator.stats
+        self._results_sent, self._events_sent = stats.results, stats.connections
+        if self.throughput:
+            self._throughput_sent = self.throughput[-1].at
+
     async def snapshot(self, now: float | None = None) -> bytes:
-        """Everything a new viewer needs, read partly from the store."""
+        """Everything a new viewer needs, read partly from the store. The first snapshot
+        after nobody watched becomes what the next update is compared with."""
         now = time.time() if now is None else now
         store = self.coordinator.store
         try:
@@ -202,6 +230,16 @@ class Feed:
                 if row is not None:
                     jobs[job_id] = row
         online = {p.worker_key for p in self.coordinator.workers.values() if p.worker_key}
+        peers = [
+            (p, row)
+            for p in list(self.coordinator.workers.values())
+            if (row := self._worker_row(p))
+        ]
+        if self._stale:  # no viewer holds anything older: compare the next update with this
+            self._stale = False
+            self._sent_workers = {p.worker_id: row for p, row in peers}
+            self._sent_peers = {p.worker_id: p for p, _ in peers}
+            self._mark_sent()
         frame = {
             "type": "snapshot",
             "now": now,
@@ -211,9 +249,7 @@ class Feed:
                 "demo": DEMO.describe(),
             },
             "totals": self.totals(),
-            "workers": [
-                row for p in list(self.coordinator.workers.values()) if (row := self._worker_row(p))
-            ],
+            "workers": [row for _, row in peers],
             "jobs": sorted(jobs.values(), key=lambda row: row["id"], reverse=True),
             "throughput": [[s.at, s.done, s.failed] for s in self.throughput],
             "results": [_result_row(r) for r in self.coordinator.stats.recent],
@@ -288,25 +324,30 @@ class Feed:
         }
 
     def _worker_changes(self) -> tuple[list[Row], list[int], list[Row]]:
-        """Rows of workers that joined or changed, ids of those gone, and history rows of
-        workers whose lasting identity appeared or left."""
+        """Rows of workers that joined (whole) or changed (``id`` and the fields that
+        changed), ids of those gone, and history rows of workers whose lasting identity
+        appeared or left."""
         changed: list[Row] = []
         history: list[Row] = []
         sent = self._sent_workers
-        now_sent: dict[int, tuple[Any, ...]] = {}
+        now_sent: dict[int, Row] = {}
         peers: dict[int, WorkerPeer] = {}
         for peer in list(self.coordinator.workers.values()):
             row = self._worker_row(peer)
             if row is None:
                 continue
-            key = tuple(row.values())
-            now_sent[peer.worker_id] = key
+            now_sent[peer.worker_id] = row
             peers[peer.worker_id] = peer
             before = sent.get(peer.worker_id)
-            if before != key:
+            if before is None:
                 changed.append(row)
-                if peer.worker_key and (before is None or before[1] != peer.worker_key):
-                    history.append(_history_row(peer, connected=True))
+            elif before != row:
+                changed.append(
+                    {"id": peer.worker_id}
+                    | {field: value for field, value in row.items() if before[field] != value}
+                )
+            if peer.worker_key and (before is None or before["key"] != peer.worker_key):
+                history.append(_history_row(peer, connected=True))
         gone = [worker_id for worker_id in sent if worker_id not in now_sent]
         for worker_id in gone:
             left = self._sent_peers.get(worker_id)

@@ -6,6 +6,12 @@ import { strings } from './strings.js';
 const UPLOT_URL = '/vendor/uplot/uPlot.esm.js';
 const UPLOT_CSS = '/vendor/uplot/uPlot.min.css';
 
+// Room for the longest tick label of the y axis ("20,000"), so big rates are not cut off.
+function labelWidth(u, values) {
+  const longest = Math.max(0, ...(values ?? []).map((value) => String(value).length));
+  return Math.max(40, Math.ceil(longest * 7.5) + 16);
+}
+
 // Resolves to {update(series)} where series is model.throughputSeries(); never rejects.
 export async function createThroughputChart(container, { url = UPLOT_URL, cssUrl = UPLOT_CSS } = {}) {
   let uPlot;
@@ -37,7 +43,7 @@ export async function createThroughputChart(container, { url = UPLOT_URL, cssUrl
     },
     axes: [
       { ...axis, size: 28, space: 70, values: (u, splits) => splits.map(formatClockShort) },
-      { ...axis, size: 52, values: (u, splits) => splits.map(formatDecimal) },
+      { ...axis, size: labelWidth, values: (u, splits) => splits.map(formatDecimal) },
     ],
     series: [
       {},

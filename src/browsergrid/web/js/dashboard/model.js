@@ -62,10 +62,16 @@ function applyUpdate(state, frame) {
   return next;
 }
 
-// Rows replace the rows with the same id; ids in `gone` leave. Result ordered by id.
+// A whole row (a worker that joined) replaces the row with its id; a partial row (`id` and
+// the fields that changed) is merged into it, and ignored if the page holds no such row.
+// Ids in `gone` leave. Result ordered by id.
 function upsertWorkers(current, rows, gone) {
   const byId = new Map(current.map((row) => [row.id, row]));
-  for (const row of rows) byId.set(row.id, row);
+  for (const row of rows) {
+    const held = byId.get(row.id);
+    if (held) byId.set(row.id, { ...held, ...row });
+    else if ('kind' in row) byId.set(row.id, row);
+  }
   for (const id of gone) byId.delete(id);
   return [...byId.values()].sort((a, b) => a.id - b.id);
 }

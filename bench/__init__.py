@@ -1,0 +1,1 @@
+"""Benchmarks (see README.md); ``_swarm`` is shared with the tests."""
