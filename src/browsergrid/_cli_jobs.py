@@ -357,7 +357,7 @@ def _demo(args: argparse.Namespace) -> int:
         if args.no_wait:
             print(job_id)
             return 0
-        failed = 0
+        done = 0
         with Progress(
             TextColumn(f"job {job_id} demo"),
             BarColumn(),
@@ -370,11 +370,15 @@ def _demo(args: argparse.Namespace) -> int:
             with http.stream("GET", url, params={"follow": "true"}) as stream:
                 for line in stream.iter_lines():
                     if line:
-                        failed += json.loads(line)["status"] != "done"
+                        done += json.loads(line)["status"] == "done"
                         progress.advance(bar)
-    err.print(f"demo job {job_id}: {count - failed} tiles painted, {failed} failed")
+    missing = count - done  # failed, or cancelled before they ran
+    err.print(
+        f"demo job {job_id}: {done} tiles painted"
+        + (f", {missing} not painted (failed or cancelled)" if missing else "")
+    )
     print(job_id)
-    return 1 if failed else 0
+    return 1 if missing else 0
 
 
 def _cancel(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import signal
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,7 @@ def test_workers_jobs_and_the_demo_appear_live(
     dashboard.wait_for_function("document.querySelector('#total-workers').textContent === '1'")
 
     # a job's progress bar advances to done
-    args = [{"samples": 3_000_000, "seed": seed} for seed in range(60)]
+    args = [{"samples": 3_000_000, "seed": seed} for seed in range(150)]
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
         job_id = http.post("/api/jobs", json={"op": "monte_carlo_pi", "args": args}).json()[
             "job_id"
@@ -78,7 +79,9 @@ def test_workers_jobs_and_the_demo_appear_live(
     job_row = dashboard.locator(f"#jobs-table tr[data-job-id='{job_id}']")
     job_row.wait_for()
     progress: list[int] = []
+    deadline = time.monotonic() + 60
     while not progress or progress[-1] < len(args):
+        assert time.monotonic() < deadline, f"the job did not finish: {progress[-5:]}"
         progress.append(int(job_row.get_attribute("data-done") or 0))
         dashboard.wait_for_timeout(100)
     assert job_row.get_attribute("data-total") == str(len(args))

@@ -104,7 +104,9 @@ def test_a_thousand_workers_at_work_keep_the_page_responsive(
     long_tasks: list[float] = page.evaluate("window.__longTasks")
 
     assert 2 <= frames <= 8  # coalesced: about two frames a second whatever the load
-    assert max(round_trips) < 0.5, round_trips  # the page answers while the grid works
+    # measured here: round trips of about 10 ms and no long task at all; the bounds leave
+    # room for a loaded CI machine, where the coordinator and the swarm use both cores
+    assert max(round_trips) < 1.0, round_trips  # the page answers while the grid works
     assert sum(long_tasks) < 1500, long_tasks  # the main thread is mostly free
     assert page.locator("#workers-table tbody tr").count() == 25
 

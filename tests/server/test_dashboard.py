@@ -25,10 +25,17 @@ class Viewer:
     def __init__(self, ws: websockets.ClientConnection) -> None:
         self.ws = ws
         self.frames: list[dict[str, Any]] = []
+        self.workers: dict[int, dict[str, Any]] = {}  # as the page holds them
 
     async def next_frame(self, wait_s: float = 10) -> dict[str, Any]:
         frame: dict[str, Any] = json.loads(await asyncio.wait_for(self.ws.recv(), wait_s))
         self.frames.append(frame)
+        if frame["type"] == "snapshot":
+            self.workers = {row["id"]: row for row in frame["workers"]}
+        for row in frame.get("workers", []) if frame["type"] == "update" else []:
+            self.workers[row["id"]] = self.workers.get(row["id"], {}) | row
+        for worker_id in frame.get("gone", []):
+            self.workers.pop(worker_id, None)
         return frame
 
     async def until(
@@ -42,6 +49,9 @@ class Viewer:
                 return frame
             if time.monotonic() > deadline:
                 raise AssertionError(f"no such frame; last: {frame}")
+
+    def holds_python_worker(self, _: dict[str, Any]) -> bool:
+        return any(row["kind"] == "python" for row in self.workers.values())
 
     def seen(self, key: str) -> list[dict[str, Any]]:
         """Every row under ``key`` in the frames received so far, in order."""
@@ -109,10 +119,10 @@ async def test_workers_jobs_results_and_throughput_arrive_live(
         python = worker(coordinator, "--concurrency", "2")
         try:
             joined = await viewer.until(lambda f: bool(f.get("workers")))
-            assert joined["type"] == "update"
-            row = joined["workers"][0]
-            assert row["kind"] == "python"
+            assert joined["type"] == "update"  # a worker that joined comes whole
             assert keys_of(joined["workers"]) == keys_of(fixture_frame("snapshot")["workers"])
+            await viewer.until(viewer.holds_python_worker)
+            (row,) = viewer.workers.values()  # introduced itself: its row says what it is
             if not viewer.seen("events"):
                 await viewer.until(lambda f: bool(f.get("events")))
             connected = viewer.seen("events")[-1]

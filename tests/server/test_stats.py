@@ -33,30 +33,41 @@ def viewer() -> Viewer:
 
 def test_a_new_viewer_wants_a_snapshot_first() -> None:
     v = viewer()
-    assert v.needs_snapshot and v.wake.is_set()
+    assert v.needs_snapshot and v.ready_for_snapshot
     v.offer(b"update")
     assert v.waiting is None  # the snapshot it will get covers it
+    v.give_snapshot(b"snapshot")
+    assert (v.waiting, v.needs_snapshot, v.wake.is_set()) == (b"snapshot", False, True)
 
 
 def test_a_viewer_that_keeps_up_gets_each_frame() -> None:
     v = viewer()
-    v.needs_snapshot = False
+    v.give_snapshot(b"snapshot")
+    v.waiting = None
     v.wake.clear()
     v.offer(b"one")
     assert (v.waiting, v.needs_snapshot, v.wake.is_set()) == (b"one", False, True)
 
 
+def test_one_frame_may_wait_behind_the_one_being_sent() -> None:
+    v = viewer()
+    v.give_snapshot(b"snapshot")
+    v.waiting, v.sending = None, True
+    v.offer(b"one")
+    assert (v.waiting, v.needs_snapshot) == (b"one", False)
+
+
 def test_a_viewer_that_falls_behind_gets_a_snapshot_instead_of_a_queue() -> None:
     v = viewer()
-    v.needs_snapshot = False
+    v.give_snapshot(b"snapshot")
+    v.waiting = None
     v.offer(b"one")
     v.offer(b"two")  # "one" was not taken yet
     assert (v.waiting, v.needs_snapshot) == (None, True)
-    v = viewer()
-    v.needs_snapshot = False
-    v.sending = True  # still sending the previous frame
-    v.offer(b"one")
-    assert (v.waiting, v.needs_snapshot) == (None, True)
+    v.sending = True
+    assert not v.ready_for_snapshot  # not while it is still sending
+    v.sending = False
+    assert v.ready_for_snapshot
 
 
 class _Counted:

@@ -137,7 +137,7 @@ def create_api(coordinator: Coordinator) -> APIRouter:
         try:
             ack = await coordinator.submit(request.op, request.args, options, submitted_by="http")
         except SubmitError as exc:
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
+            raise HTTPException(_submit_status(exc), str(exc)) from None
         return JobAccepted(job_id=ack.job_id, first_task_id=ack.first_task_id, count=ack.count)
 
     @api.post("/demo", status_code=status.HTTP_201_CREATED, responses=_ERRORS)
@@ -150,10 +150,7 @@ def create_api(coordinator: Coordinator) -> APIRouter:
                 "mandelbrot_tile", DEMO.tasks(), options, submitted_by="http"
             )
         except SubmitError as exc:
-            code = status.HTTP_503_SERVICE_UNAVAILABLE
-            if exc.code not in ("store_unavailable",):
-                code = status.HTTP_400_BAD_REQUEST
-            raise HTTPException(code, str(exc)) from None
+            raise HTTPException(_submit_status(exc), str(exc)) from None
         return JobAccepted(job_id=ack.job_id, first_task_id=ack.first_task_id, count=ack.count)
 
     @api.get("/jobs")
@@ -266,6 +263,13 @@ def create_api(coordinator: Coordinator) -> APIRouter:
         return listed
 
     return api
+
+
+def _submit_status(exc: SubmitError) -> int:
+    """503 when the store fails (try again later), else 400 (the request is wrong)."""
+    if exc.code == "store_unavailable":
+        return status.HTTP_503_SERVICE_UNAVAILABLE
+    return status.HTTP_400_BAD_REQUEST
 
 
 async def _status(coordinator: Coordinator, job_id: int) -> JobStatus:

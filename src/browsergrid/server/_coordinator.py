@@ -94,6 +94,7 @@ class WorkerPeer:
     failures: int = 0
     compute_ms: float = 0.0
     leases: dict[int, float] = field(default_factory=dict)  # task id -> lease start
+    left_at: float | None = None  # Unix time it disconnected
 
     async def send(self, frame: str) -> None:
         await self.sender.send(frame)
@@ -106,7 +107,7 @@ class WorkerPeer:
             worker_key=self.worker_key,
             agent=self.agent,
             first_seen=self.first_seen or self.connected_at,
-            last_seen=time.time(),
+            last_seen=self.left_at or time.time(),
             tasks_done=self.tasks_done,
             failures=self.failures,
             compute_ms=self.compute_ms,

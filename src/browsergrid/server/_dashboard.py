@@ -21,10 +21,17 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from browsergrid._version import __version__
 from browsergrid.core import Job, TaskState, WorkerState
 from browsergrid.protocol import CLOSE_GOING_AWAY
-from browsergrid.server._agents import describe
+from browsergrid.server._agents import Agent, describe
 from browsergrid.server._demo import DEMO
 from browsergrid.server._stats import WorkerEvent
-from browsergrid.store import JobInfo, JobState, JobSummary, StoreError, ThroughputSample
+from browsergrid.store import (
+    JobInfo,
+    JobState,
+    JobSummary,
+    StoreError,
+    ThroughputSample,
+    WorkerRecord,
+)
 
 if TYPE_CHECKING:
     from browsergrid.server._coordinator import Coordinator, WorkerPeer
@@ -46,8 +53,9 @@ _encode = msgspec.json.Encoder().encode
 
 
 class Viewer:
-    """One open dashboard. It holds at most one frame waiting to be sent; a viewer that
-    has not taken it by the next tick is sent a fresh snapshot once it catches up."""
+    """One open dashboard. Besides the frame being sent it holds at most one frame waiting;
+    a viewer that has not taken it by the next tick has fallen behind, and is given a
+    snapshot once it has sent what it was sending: nothing queues up for a slow viewer."""
 
     def __init__(self, ws: WebSocket) -> None:
         self.ws = ws
@@ -55,16 +63,25 @@ class Viewer:
         self.waiting: bytes | None = None
         self.sending = False
         self.needs_snapshot = True
-        self.wake.set()
 
     def offer(self, frame: bytes) -> None:
+        """The next ``update`` frame."""
         if self.needs_snapshot:
             return
-        if self.waiting is not None or self.sending:
+        if self.waiting is not None:  # it did not take the last one
             self.waiting = None
             self.needs_snapshot = True
-        else:
-            self.waiting = frame
+            return
+        self.waiting = frame
+        self.wake.set()
+
+    @property
+    def ready_for_snapshot(self) -> bool:
+        return self.needs_snapshot and not self.sending and self.waiting is None
+
+    def give_snapshot(self, frame: bytes) -> None:
+        self.needs_snapshot = False
+        self.waiting = frame
         self.wake.set()
 
 
@@ -84,7 +101,9 @@ class Feed:
         self._finished: deque[tuple[float, int]] = deque()  # (time, results + failed)
         self._sent_workers: dict[int, Row] = {}  # what viewers hold, by worker id
         self._sent_peers: dict[int, WorkerPeer] = {}
-        self._stale = True  # nobody watched at the last tick: the next snapshot is the base
+        self._stored_jobs: list[JobSummary] = []  # read for snapshots
+        self._stored_history: list[WorkerRecord] = []
+        self._agents: dict[int, tuple[tuple[str | None, bool], Agent]] = {}
         self._throughput_sent = 0  # the last second sent
         self._sent_jobs: dict[int, tuple[Any, ...]] = {}
         self._running: dict[int, deque[tuple[float, int]]] = {}  # job -> (time, finished)
@@ -167,14 +186,38 @@ class Feed:
 
     # --- frames ----------------------------------------------------------------------
 
-    def update(self, now: float) -> bytes | None:
-        """Count, then the ``update`` frame for this tick (None when no one watches)."""
+    async def tick(self, now: float) -> None:
+        """One beat of the feed: count; offer every viewer that keeps up the ``update``
+        frame; give viewers that need one a ``snapshot`` of the same moment, so that the
+        next update applies to it exactly."""
+        if any(viewer.needs_snapshot for viewer in self.viewers):
+            await self._read_store()  # before the diff: nothing may run between it and a snapshot
+        diff = self.advance(now)
+        takers = [viewer for viewer in self.viewers if not viewer.needs_snapshot]
+        if diff is not None and takers:
+            frame = _encode(diff)
+            for viewer in takers:
+                viewer.offer(frame)
+        ready = [viewer for viewer in self.viewers if viewer.ready_for_snapshot]
+        if ready:
+            snapshot = _encode(self.snapshot(now))
+            for viewer in ready:
+                viewer.give_snapshot(snapshot)
+
+    def advance(self, now: float) -> Row | None:
+        """Count, and compare the state with what viewers hold: returns the ``update``
+        frame's content (None when nobody watches) and takes it as what they hold."""
         self.count(now)
-        jobs_changed = self.coordinator.scheduler.changed_jobs
-        changed_ids = set(jobs_changed)
-        jobs_changed.clear()
+        scheduler = self.coordinator.scheduler
+        changed_ids = set(scheduler.changed_jobs)
+        scheduler.changed_jobs.clear()
+        for job_id in changed_ids:  # which jobs run, watched or not (totals need them)
+            job = scheduler.jobs.get(job_id)
+            if job is not None and not job.finished and not job.cancelled:
+                self._running.setdefault(job_id, deque())
+            elif not self.viewers:
+                self._running.pop(job_id, None)
         if not self.viewers:
-            self._stale = True
             self._sent_jobs.clear()
             self._sent_workers.clear()
             self._sent_peers.clear()
@@ -194,7 +237,6 @@ class Feed:
         closed = [s for s in self.throughput if s.at > self._throughput_sent]
         if closed:
             frame["throughput"] = [[s.at, s.done, s.failed] for s in closed]
-            self._throughput_sent = closed[-1].at
         results = self._new_results()
         if results:
             frame["results"] = results
@@ -203,44 +245,58 @@ class Feed:
             frame["events"] = events
         if dropped:
             frame["events_dropped"] = dropped
-        return _encode(frame)
+        self._mark_sent()
+        return frame
 
     def _mark_sent(self) -> None:
-        """Results, events and seconds so far need not go out in the next update."""
+        """Results, events and seconds so far are held by viewers (or by nobody)."""
         stats = self.coordinator.stats
         self._results_sent, self._events_sent = stats.results, stats.connections
         if self.throughput:
             self._throughput_sent = self.throughput[-1].at
 
-    async def snapshot(self, now: float | None = None) -> bytes:
-        """Everything a new viewer needs, read partly from the store. The first snapshot
-        after nobody watched becomes what the next update is compared with."""
-        now = time.time() if now is None else now
+    async def _read_store(self) -> None:
+        """Recent jobs and worker history for snapshots (the last good read is kept)."""
         store = self.coordinator.store
         try:
-            summaries = await store.jobs(limit=RECENT_JOBS)
-            history = await store.workers(limit=HISTORY_ROWS)
+            self._stored_jobs = await store.jobs(limit=RECENT_JOBS)
+            self._stored_history = await store.workers(limit=HISTORY_ROWS)
         except StoreError as exc:
             log.warning("dashboard: history unavailable: %s", exc)
-            summaries, history = [], []
-        jobs: dict[int, Row] = {s.info.job_id: self._stored_job_row(s, now) for s in summaries}
-        for job_id, job in self.coordinator.scheduler.jobs.items():
-            if job_id in jobs or (not job.finished and not job.cancelled):
-                row = self._live_job_row(job_id, job, now)
-                if row is not None:
-                    jobs[job_id] = row
-        online = {p.worker_key for p in self.coordinator.workers.values() if p.worker_key}
-        peers = [
-            (p, row)
-            for p in list(self.coordinator.workers.values())
-            if (row := self._worker_row(p))
-        ]
-        if self._stale:  # no viewer holds anything older: compare the next update with this
-            self._stale = False
-            self._sent_workers = {p.worker_id: row for p, row in peers}
-            self._sent_peers = {p.worker_id: p for p, _ in peers}
-            self._mark_sent()
-        frame = {
+
+    def snapshot(self, now: float) -> Row:
+        """What viewers hold after ``advance(now)``, whole; call it right after, with no
+        ``await`` in between."""
+        scheduler = self.coordinator.scheduler
+        jobs: dict[int, Row] = {}
+        for summary in self._stored_jobs:
+            job_id = summary.info.job_id
+            live = scheduler.jobs.get(job_id)
+            # the scheduler's counts are ahead of the store's (outcomes are written after)
+            row = self._live_job_row(job_id, live, now, summary.finished_at) if live else None
+            jobs[job_id] = row or self._stored_job_row(summary, now)
+        for job_id in self._running:
+            job = scheduler.jobs.get(job_id)
+            row = self._live_job_row(job_id, job, now) if job else None
+            if row is not None:
+                jobs[job_id] = row
+        history: dict[str, Row] = {
+            r.worker_key: {
+                "key": r.worker_key,
+                "label": describe(r.agent).label,
+                "first_seen": r.first_seen,
+                "last_seen": r.last_seen,
+                "done": r.tasks_done,
+                "failures": r.failures,
+                "mean_ms": round(r.compute_ms / r.tasks_done, 3) if r.tasks_done else None,
+                "connected": False,
+            }
+            for r in self._stored_history
+        }
+        for peer in self._sent_peers.values():
+            if peer.worker_key:
+                history[peer.worker_key] = _history_row(peer, connected=True)
+        return {
             "type": "snapshot",
             "now": now,
             "server": {
@@ -249,26 +305,15 @@ class Feed:
                 "demo": DEMO.describe(),
             },
             "totals": self.totals(),
-            "workers": [row for _, row in peers],
+            "workers": list(self._sent_workers.values()),
             "jobs": sorted(jobs.values(), key=lambda row: row["id"], reverse=True),
             "throughput": [[s.at, s.done, s.failed] for s in self.throughput],
             "results": [_result_row(r) for r in self.coordinator.stats.recent],
             "events": [_event_row(e) for e in self.coordinator.stats.worker_events],
-            "history": [
-                {
-                    "key": r.worker_key,
-                    "label": describe(r.agent).label,
-                    "first_seen": r.first_seen,
-                    "last_seen": r.last_seen,
-                    "done": r.tasks_done,
-                    "failures": r.failures,
-                    "mean_ms": round(r.compute_ms / r.tasks_done, 3) if r.tasks_done else None,
-                    "connected": r.worker_key in online,
-                }
-                for r in history
+            "history": sorted(history.values(), key=lambda row: row["last_seen"], reverse=True)[
+                :HISTORY_ROWS
             ],
         }
-        return _encode(frame)
 
     def totals(self) -> Row:
         coordinator = self.coordinator
@@ -299,7 +344,11 @@ class Feed:
         if worker is None:
             return None  # joining or leaving right now
         introduced = worker.state is WorkerState.INTRODUCED
-        agent = describe(peer.agent, introduced=introduced)
+        seen = self._agents.get(peer.worker_id)
+        if seen is None or seen[0] != (peer.agent, introduced):  # read each agent once
+            seen = (peer.agent, introduced), describe(peer.agent, introduced=introduced)
+            self._agents[peer.worker_id] = seen
+        agent = seen[1]
         if not introduced:
             state = "busy" if worker.in_flight and worker.tasks_done else "new"
         else:
@@ -349,12 +398,15 @@ class Feed:
             if peer.worker_key and (before is None or before["key"] != peer.worker_key):
                 history.append(_history_row(peer, connected=True))
         gone = [worker_id for worker_id in sent if worker_id not in now_sent]
+        online = {p.worker_key for p in peers.values() if p.worker_key}
+        left_rows = []
         for worker_id in gone:
+            self._agents.pop(worker_id, None)
             left = self._sent_peers.get(worker_id)
-            if left is not None and left.worker_key:
-                history.append(_history_row(left, connected=False))
+            if left is not None and left.worker_key:  # back already on another connection?
+                left_rows.append(_history_row(left, connected=left.worker_key in online))
         self._sent_workers, self._sent_peers = now_sent, peers
-        return changed, gone, history
+        return changed, gone, left_rows + history
 
     # --- jobs ------------------------------------------------------------------------
 
@@ -372,9 +424,15 @@ class Feed:
             if self._sent_jobs.get(job_id) != key:
                 self._sent_jobs[job_id] = key
                 rows.append(row)
+            if row["state"] != "running":  # it changes no more (unless tasks are added)
+                self._sent_jobs.pop(job_id, None)
+                self._ended_at.pop(job_id, None)
         return rows
 
-    def _live_job_row(self, job_id: int, job: Job, now: float) -> Row | None:
+    def _live_job_row(
+        self, job_id: int, job: Job, now: float, ended_at: float | None = None
+    ) -> Row | None:
+        """The job as the scheduler has it now; ``ended_at``: when the store says it ended."""
         info = self.coordinator.job_infos.get(job_id)
         if info is None:
             return None
@@ -383,7 +441,9 @@ class Feed:
         ended = job.cancelled or job.finished
         if ended:
             self._running.pop(job_id, None)
-            end = self._ended_at.setdefault(job_id, now)
+            end = self._ended_at.get(job_id) or ended_at
+            if end is None:
+                end = self._ended_at[job_id] = now
             elapsed = end - info.created_at
             rate = finished / elapsed if elapsed > 0 else 0.0
         else:
@@ -406,7 +466,7 @@ class Feed:
             done=counts[TaskState.DONE],
             failed=counts[TaskState.FAILED],
             cancelled=counts[TaskState.CANCELLED],
-            finished_at=self._ended_at.get(job_id) if ended else None,
+            finished_at=end if ended else None,
             rate=rate,
             eta_s=remaining / rate if rate > 0 and remaining and not ended else None,
         )
@@ -472,7 +532,7 @@ def _history_row(peer: WorkerPeer, *, connected: bool) -> Row:
         "key": peer.worker_key,
         "label": describe(peer.agent).label,
         "first_seen": peer.first_seen or peer.connected_at,
-        "last_seen": time.time(),
+        "last_seen": peer.left_at or time.time(),
         "done": done,
         "failures": peer.failures,
         "mean_ms": round(peer.compute_ms / done, 3) if done else None,
@@ -516,7 +576,7 @@ async def serve_dashboard(feed: Feed, ws: WebSocket) -> None:
     await ws.accept()
     viewer = Viewer(ws)
     feed.viewers.add(viewer)
-    sender = asyncio.ensure_future(_send_forever(feed, viewer, ws))
+    sender = asyncio.ensure_future(_send_forever(viewer, ws))
     try:
         while True:  # viewers send nothing; this notices when they leave
             message = await ws.receive()
@@ -531,17 +591,11 @@ async def serve_dashboard(feed: Feed, ws: WebSocket) -> None:
             await sender
 
 
-async def _send_forever(feed: Feed, viewer: Viewer, ws: WebSocket) -> None:
+async def _send_forever(viewer: Viewer, ws: WebSocket) -> None:
     while True:
         await viewer.wake.wait()
         viewer.wake.clear()
-        frame: bytes | None
-        if viewer.needs_snapshot:
-            frame = await feed.snapshot()
-            viewer.needs_snapshot = False
-            viewer.waiting = None
-        else:
-            frame, viewer.waiting = viewer.waiting, None
+        frame, viewer.waiting = viewer.waiting, None
         if frame is None:
             continue
         viewer.sending = True
@@ -568,10 +622,10 @@ async def run_feed(feed: Feed, save_every_s: float = 5.0) -> None:
     try:
         while True:
             await asyncio.sleep(TICK_S)
-            frame = feed.update(time.time())
-            if frame is not None:
-                for viewer in list(feed.viewers):
-                    viewer.offer(frame)
+            try:
+                await feed.tick(time.time())
+            except Exception:  # a bug here must not freeze the dashboard for good
+                log.exception("dashboard: a tick failed; carrying on")
             if time.monotonic() - last_save >= save_every_s:
                 last_save = time.monotonic()
                 await feed.save()

@@ -88,7 +88,7 @@ class CoordinatorCollector(Collector):
 
         errors = CounterMetricFamily("browsergrid_errors", "Errors seen, by kind.", labels=["kind"])
         lost = coordinator.scheduler.lost_leases
-        errors.add_metric(["task_error"], stats.errors["task_error"])
+        errors.add_metric(["task_error"], lost["error"])
         errors.add_metric(["lease_expired"], lost["expired"])
         errors.add_metric(["worker_lost"], lost["disconnected"])
         errors.add_metric(["report_rejected"], stats.errors["report_rejected"])

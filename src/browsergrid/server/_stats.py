@@ -1,7 +1,7 @@
 """Counters the coordinator keeps as work flows, read by ``/metrics`` and the dashboard.
 
-Updating them costs well under a microsecond per result: no locks, no labels, no objects
-allocated beyond what the result already made.
+Updating them costs about a microsecond per result (a histogram bucket, two counters, one
+small record in a ring of 20): no locks, no labels, no per-viewer work.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ LATENCY_BOUNDS_S: Final = (
 )
 """Upper bounds (seconds) of the task latency histogram's buckets; the last is +Inf."""
 
-ErrorKind = Literal["task_error", "report_rejected", "frame_rejected", "store"]
-"""Errors the coordinator counts (lost leases are counted by the scheduler)."""
+ErrorKind = Literal["report_rejected", "frame_rejected", "store"]
+"""Errors the coordinator counts (lost leases, error reports among them, are counted by the
+scheduler: ``Scheduler.lost_leases``)."""
 
 
 class Histogram:

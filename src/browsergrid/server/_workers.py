@@ -96,6 +96,7 @@ async def serve_worker(coordinator: Coordinator, ws: WebSocket) -> None:
             if not await _on_frame(coordinator, peer, sender, text):
                 break
     finally:
+        peer.left_at = time.time()
         del coordinator.workers[peer.worker_id]
         _tell_viewers(coordinator, peer, "disconnected")
         if sender.close_code is not None:
@@ -163,7 +164,6 @@ async def _on_frame(
             )
         case TaskError():
             peer.failures += 1
-            coordinator.stats.errors["task_error"] += 1
             await coordinator.apply(
                 TaskErrorReported(
                     worker_id=peer.worker_id,
@@ -225,11 +225,11 @@ async def _on_hello(
 
 async def _recall(coordinator: Coordinator, peer: WorkerPeer, worker_key: str) -> None:
     """A worker with a lasting identity: carry on its history (tasks, failures, speed)."""
-    peer.worker_key = worker_key
     try:
         known = await coordinator.store.worker(worker_key)
     except StoreError:
         known = None
+    peer.worker_key = worker_key  # only now: its history is complete
     if known is not None:
         peer.first_seen = known.first_seen
         peer.tasks_done = known.tasks_done
