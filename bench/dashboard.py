@@ -40,6 +40,7 @@ from websockets.asyncio.client import ClientConnection, connect
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+from bench._report import write_results  # noqa: E402
 from bench._swarm import Swarm  # noqa: E402
 
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
@@ -378,21 +379,14 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print("\n" + text)
 
-    results = HERE / "results"
-    results.mkdir(exist_ok=True)
-    stem = results / ("dashboard-quick" if args.quick else "dashboard")
-    stem.with_suffix(".md").write_text(text)
-    stem.with_suffix(".json").write_text(
-        json.dumps(
-            {
-                "args": vars(args),
-                "when": time.strftime("%Y-%m-%d %H:%M"),
-                "rows": table,
-                "stores": measured,
-            },
-            indent=2,
-        )
-        + "\n"
+    stem = write_results(
+        "dashboard-quick" if args.quick else "dashboard",
+        text,
+        {
+            "args": vars(args),
+            "rows": table,
+            "stores": measured,
+        },
     )
     print(f"written to {stem.relative_to(ROOT)}.json and .md")
 

@@ -32,6 +32,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+from bench._report import write_results  # noqa: E402
 
 SQLITE = "browsergrid, SQLite (default)"
 MEMORY = "browsergrid, memory"
@@ -316,24 +318,17 @@ def main() -> None:
     text = "\n".join(lines).rstrip() + "\n"
     print("\n" + text)
 
-    results = HERE / "results"
-    results.mkdir(exist_ok=True)
-    stem = results / ("throughput-quick" if args.quick else "throughput")
-    stem.with_suffix(".md").write_text(text)
-    stem.with_suffix(".json").write_text(
-        json.dumps(
-            {
-                "args": vars(args),
-                "when": time.strftime("%Y-%m-%d %H:%M"),
-                "rows": rows,
-                "skipped": [name for name, row in measured.items() if row is None],
-                "ratios": ratios,
-                "notes": notes,
-                "runs": ALL_RUNS,
-            },
-            indent=2,
-        )
-        + "\n"
+    stem = write_results(
+        "throughput-quick" if args.quick else "throughput",
+        text,
+        {
+            "args": vars(args),
+            "rows": rows,
+            "skipped": [name for name, row in measured.items() if row is None],
+            "ratios": ratios,
+            "notes": notes,
+            "runs": ALL_RUNS,
+        },
     )
     print(f"written to {stem.relative_to(ROOT)}.json and .md")
 
