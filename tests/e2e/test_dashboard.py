@@ -66,8 +66,12 @@ def test_workers_jobs_and_the_demo_appear_live(
     tab = browser.new_context().new_page()
     tab.goto(f"{coordinator.page_url}?workers=2")
     row = dashboard.locator("#workers-table tbody tr[data-worker-id]")
-    row.first.wait_for()
-    assert "Chrome" in row.first.inner_text() and "Linux" in row.first.inner_text()
+    row.first.wait_for()  # first as a page that has not said hello yet, then by its agent
+    dashboard.wait_for_function(
+        "document.querySelector('#workers-table tbody tr[data-worker-id]')"
+        "?.textContent.includes('Chrome')"
+    )
+    assert "Linux" in row.first.inner_text()
     dashboard.wait_for_function("document.querySelector('#total-workers').textContent === '1'")
 
     # a job's progress bar advances to done
