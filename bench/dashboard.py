@@ -177,6 +177,7 @@ def coordinator(memory: bool) -> Iterator[tuple[int, int]]:
     """``browsergrid serve`` on 127.0.0.1, any free port; yields (port, pid), then stops it."""
     with tempfile.TemporaryDirectory(prefix="browsergrid-bench-") as data_dir:
         store = ["--memory"] if memory else ["--data-dir", data_dir]
+        store += ["--max-connections-per-address", "0"]  # the swarm is one address
         serve = subprocess.Popen(
             [sys.executable, "-m", "browsergrid", "serve", "--port", "0", "--quiet", *LOG, *store],
             stdout=subprocess.PIPE,

@@ -25,6 +25,7 @@ from rich.progress import (
 from rich.table import Table
 
 from browsergrid.client import Client, server_urls
+from browsergrid.client._engine import tls_context
 from browsergrid.errors import BrowsergridError, ConfigError, TaskError
 
 _CSV_COLUMNS = (
@@ -215,7 +216,7 @@ def _follow(futures: list[Any], job_id: int, op: str, err: Console) -> int:
 
 def _http(args: argparse.Namespace) -> httpx.Client:
     base, _ = server_urls(args.server)
-    return httpx.Client(base_url=base, timeout=httpx.Timeout(10, read=None))
+    return httpx.Client(base_url=base, timeout=httpx.Timeout(10, read=None), verify=tls_context())
 
 
 def _checked(response: httpx.Response) -> Any:

@@ -42,6 +42,16 @@ class _TextFormatter(logging.Formatter):
         return f"{stamp} {prefix}{record.getMessage()}"
 
 
+class _PeerMistakes(logging.Filter):
+    """uvicorn logs a peer's bad frame (text that is not UTF-8) as an error; it is the
+    peer's mistake, closed with 1007, so it is a warning here: no peer writes errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and record.getMessage().startswith("Invalid UTF-8"):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def setup_console(fmt: LogFormat, *, quiet: bool, stream: TextIO | None = None) -> None:
     """Route browsergrid's and uvicorn's log records to ``stream`` (stdout) in ``fmt``."""
     handler = logging.StreamHandler(stream or sys.stdout)
@@ -51,7 +61,10 @@ def setup_console(fmt: LogFormat, *, quiet: bool, stream: TextIO | None = None) 
         logger.handlers[:] = [handler]
         logger.propagate = False
     logging.getLogger("browsergrid").setLevel(logging.INFO)
-    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.setLevel(logging.WARNING)
+    if not any(isinstance(f, _PeerMistakes) for f in uvicorn_log.filters):
+        uvicorn_log.addFilter(_PeerMistakes())
     for name in _EVENT_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.INFO)
 

@@ -111,13 +111,63 @@ def _parser() -> argparse.ArgumentParser:
         default=defaults.heartbeat_timeout_s,
         help="seconds to wait for a pong before dropping the worker",
     )
+    serve.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a web origin (https://host:port) whose pages may open WebSockets here, besides "
+        "the coordinator's own; repeat for more; * allows any",
+    )
+    serve.add_argument(
+        "--max-connections-per-address",
+        type=int,
+        default=defaults.max_connections_per_address,
+        help="WebSocket connections open at once from one IP address (0: no limit)",
+    )
+    serve.add_argument(
+        "--max-tasks-per-job",
+        type=int,
+        default=defaults.max_tasks_per_job,
+        help="tasks one job may hold",
+    )
+    serve.add_argument(
+        "--max-args-bytes",
+        type=int,
+        default=defaults.max_args_bytes,
+        help="size of one task's arguments as JSON",
+    )
+    serve.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=defaults.max_body_bytes,
+        help="largest HTTP request body (larger ones get 413)",
+    )
+    serve.add_argument(
+        "--max-messages-per-s",
+        type=float,
+        default=defaults.max_messages_per_s,
+        help="frames per second one connection may send (bursts of twice that); above it "
+        "the connection is closed with 1008",
+    )
+    serve.add_argument(
+        "--certfile",
+        type=Path,
+        metavar="PATH",
+        help="a PEM certificate (chain): serve https:// and wss:// (with --keyfile)",
+    )
+    serve.add_argument(
+        "--keyfile", type=Path, metavar="PATH", help="the certificate's unencrypted PEM key"
+    )
     _add_output_options(serve)
 
     worker = commands.add_parser(
         "worker",
         help="run a headless Python worker",
         description="Run a headless Python worker that connects to URL (ws://HOST:PORT or "
-        "ws://HOST:PORT/ws) and reconnects when the connection drops. Ctrl-C stops it.",
+        "ws://HOST:PORT/ws; wss:// for a coordinator with --certfile, trusting the system's CA "
+        "certificates or $SSL_CERT_FILE) and reconnects when the connection drops. Ctrl-C "
+        "stops it.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     worker.add_argument("url", help="the coordinator's WebSocket URL")
@@ -149,8 +199,8 @@ def _parser() -> argparse.ArgumentParser:
 def _add_server_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--server",
-        help=f"the coordinator, http://HOST:PORT (default: ${SERVER_ENV}, else "
-        "http://127.0.0.1:8765)",
+        help=f"the coordinator, http(s)://HOST:PORT (default: ${SERVER_ENV}, else "
+        "http://127.0.0.1:8765); https trusts the system's CA certificates or $SSL_CERT_FILE",
     )
 
 
@@ -216,6 +266,14 @@ def _serve(args: argparse.Namespace) -> int:
         work_buffer_s=args.work_buffer,
         heartbeat_interval_s=args.heartbeat_interval,
         heartbeat_timeout_s=args.heartbeat_timeout,
+        allow_origins=tuple(args.allow_origin),
+        max_connections_per_address=args.max_connections_per_address,
+        max_messages_per_s=args.max_messages_per_s,
+        max_tasks_per_job=args.max_tasks_per_job,
+        max_args_bytes=args.max_args_bytes,
+        max_body_bytes=args.max_body_bytes,
+        certfile=args.certfile,
+        keyfile=args.keyfile,
         log_format=args.log_format,
         quiet=args.quiet,
     )

@@ -76,6 +76,27 @@ class ServeConfig:
     """Leave out the per-worker and per-task lines (large grids)."""
     shutdown_timeout_s: int = 5
     """How long a graceful shutdown waits for connections to close."""
+    allow_origins: tuple[str, ...] = ()
+    """Web origins (``https://host:port``) whose pages may open WebSockets here, besides the
+    coordinator's own; ``*`` allows any. Pages opened from a file (origin ``null``) may
+    connect from this machine only."""
+    max_connections_per_address: int = 256
+    """WebSocket connections open at once from one IP address (0: no limit); one more is
+    refused with HTTP 429. A classroom behind one NAT address shares it."""
+    max_tasks_per_job: int = 1_000_000
+    """Tasks one job may hold; a submit that would pass it is refused (``too_many_tasks``)."""
+    max_args_bytes: int = 64 * 1024
+    """Size of one task's arguments as JSON; a larger one is refused (``args_too_large``)."""
+    max_body_bytes: int = 64 * 1024 * 1024
+    """Largest HTTP request body; a larger one gets 413 before it is read."""
+    max_messages_per_s: float = 5000.0
+    """Frames per second one connection may send on average (bursts of twice that); above
+    it the connection gets an ``error`` frame and is closed with 1008."""
+    certfile: Path | None = None
+    """A PEM certificate (chain): with ``keyfile``, serve https:// and wss:// instead of
+    http:// and ws://. Both files are read at start."""
+    keyfile: Path | None = None
+    """The certificate's PEM private key, unencrypted; give both files or neither."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -86,5 +107,13 @@ class ServeConfig:
             raise ConfigError("--work-buffer must be >= 0")
         if self.max_attempts < 1:
             raise ConfigError("--max-attempts must be at least 1")
+        if self.max_connections_per_address < 0:
+            raise ConfigError("--max-connections-per-address must be >= 0")
+        if min(self.max_tasks_per_job, self.max_args_bytes, self.max_body_bytes) < 1:
+            raise ConfigError("--max-tasks-per-job, --max-args-bytes, --max-body-bytes: >= 1")
+        if self.max_messages_per_s <= 0:
+            raise ConfigError("--max-messages-per-s must be positive")
         if self.heartbeat_interval_s <= 0 or self.heartbeat_timeout_s <= 0:
             raise ConfigError("--heartbeat-interval and --heartbeat-timeout must be positive")
+        if (self.certfile is None) != (self.keyfile is None):
+            raise ConfigError("--certfile and --keyfile go together: give both, or neither")

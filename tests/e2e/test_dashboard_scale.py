@@ -62,7 +62,9 @@ class SwarmThread(threading.Thread):
 
 @pytest.fixture
 def swarm_grid(start_coordinator: Callable[..., Coordinator]) -> Iterator[Coordinator]:
-    coordinator = start_coordinator("--memory", "--quiet")
+    coordinator = start_coordinator(  # the swarm connects from one address
+        "--memory", "--quiet", "--max-connections-per-address", "0"
+    )
     swarm = SwarmThread(coordinator.ws_url)
     swarm.start()
     try:

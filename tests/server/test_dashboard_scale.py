@@ -78,7 +78,7 @@ class HealthProbe(threading.Thread):
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Coordinator]:
-    coordinator = Coordinator(0, ("--memory", "--quiet"))
+    coordinator = Coordinator(0, ("--memory", "--quiet", "--max-connections-per-address", "0"))
     try:
         yield coordinator
     finally:

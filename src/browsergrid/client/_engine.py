@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import logging
 import os
+import ssl
 import threading
 import uuid
 from collections import deque
@@ -62,12 +63,20 @@ def server_urls(url: str | None = None) -> tuple[str, str]:
     return http, ws
 
 
+def tls_context() -> ssl.SSLContext:
+    """The certificates trusted for https:// (httpx) as for wss:// (the websockets library's
+    default context): the system's CA certificates, or those named by $SSL_CERT_FILE and
+    $SSL_CERT_DIR (OpenSSL reads both), e.g. a coordinator's self-signed certificate. (httpx
+    alone would trust certifi's bundle instead of the system's.)"""
+    return ssl.create_default_context()
+
+
 def http_get(base: str, path: str, params: dict[str, Any] | None = None) -> Any:
     """GET a JSON document of the coordinator's HTTP API; BrowsergridError says what failed."""
     import httpx
 
     try:
-        response = httpx.get(base + path, params=params, timeout=30)
+        response = httpx.get(base + path, params=params, timeout=30, verify=tls_context())
     except httpx.HTTPError as exc:
         raise ConnectionLost(f"cannot reach the coordinator at {base}: {exc}") from None
     if response.status_code >= 400:

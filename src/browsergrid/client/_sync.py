@@ -85,7 +85,8 @@ class _Submitter:
 class Client(_Submitter):
     """Submit tasks to a coordinator and get ``concurrent.futures.Future`` back.
 
-    ``url`` is the coordinator (``http://HOST:PORT``; default $BROWSERGRID_SERVER, else
+    ``url`` is the coordinator (``http://HOST:PORT``, or ``https://HOST:PORT`` trusting the
+    system's CAs or $SSL_CERT_FILE; default $BROWSERGRID_SERVER, else
     http://127.0.0.1:8765). Use it as a context manager, or call ``close()``. Results are
     pushed by the coordinator over one WebSocket; many submissions share one frame. If the
     connection drops (a coordinator restart), the client reconnects for up to

@@ -24,6 +24,7 @@ from browsergrid.protocol._client import (
 from browsergrid.protocol._messages import (
     CLOSE_GOING_AWAY,
     CLOSE_HEARTBEAT_TIMEOUT,
+    CLOSE_POLICY_VIOLATION,
     CLOSE_PROTOCOL_ERROR,
     CLOSE_TOO_BIG,
     CLOSE_UNSUPPORTED_DATA,
@@ -60,6 +61,7 @@ from browsergrid.protocol._messages import (
 __all__ = [
     "CLOSE_GOING_AWAY",
     "CLOSE_HEARTBEAT_TIMEOUT",
+    "CLOSE_POLICY_VIOLATION",
     "CLOSE_PROTOCOL_ERROR",
     "CLOSE_TOO_BIG",
     "CLOSE_UNSUPPORTED_DATA",

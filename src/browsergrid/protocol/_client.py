@@ -66,6 +66,8 @@ def decode_client_message(frame: str | bytes) -> ClientMessage:
         raise _classify(frame, str(exc), _CLIENT_TYPES) from None
     except (msgspec.DecodeError, RecursionError) as exc:
         raise ProtocolError("bad_json", f"frame is not valid JSON: {exc}") from None
+    except UnicodeError:  # a str with a lone surrogate: no WebSocket text frame holds one
+        raise ProtocolError("bad_json", "frame is not valid UTF-8 text") from None
 
 
 # --- coordinator to client -------------------------------------------------------------
@@ -151,6 +153,8 @@ def decode_coordinator_message(frame: str | bytes) -> CoordinatorMessage | None:
         error = _classify(frame, str(exc), _COORDINATOR_TYPES)
     except (msgspec.DecodeError, RecursionError) as exc:
         raise ProtocolError("bad_json", f"frame is not valid JSON: {exc}") from None
+    except UnicodeError:  # a str with a lone surrogate: no WebSocket text frame holds one
+        raise ProtocolError("bad_json", "frame is not valid UTF-8 text") from None
     if error.code == "unknown_type":
         return None  # a newer coordinator's message: ignore it
     raise error

@@ -14,6 +14,7 @@ MAX_FRAME_BYTES: Final = 1024 * 1024
 CLOSE_GOING_AWAY: Final = 1001
 CLOSE_PROTOCOL_ERROR: Final = 1002
 CLOSE_UNSUPPORTED_DATA: Final = 1003
+CLOSE_POLICY_VIOLATION: Final = 1008
 CLOSE_TOO_BIG: Final = 1009
 CLOSE_HEARTBEAT_TIMEOUT: Final = 1011
 
@@ -93,6 +94,12 @@ def decode_worker_message(frame: str | bytes) -> WorkerMessage:
         raise ProtocolError("bad_json", f"frame is not valid JSON: {exc}") from None
     except RecursionError:
         raise _too_deep() from None
+    except UnicodeError:  # a str with a lone surrogate: no WebSocket text frame holds one
+        raise _not_text() from None
+
+
+def _not_text() -> ProtocolError:
+    return ProtocolError("bad_json", "frame is not valid UTF-8 text")
 
 
 def _too_deep() -> ProtocolError:
@@ -187,6 +194,8 @@ def decode_server_message(frame: str | bytes) -> ServerMessage | None:
         raise ProtocolError("bad_json", f"frame is not valid JSON: {exc}") from None
     except RecursionError:
         raise _too_deep() from None
+    except UnicodeError:  # a str with a lone surrogate: no WebSocket text frame holds one
+        raise _not_text() from None
     if not isinstance(value, dict):
         raise ProtocolError("bad_json", "a frame must hold one JSON object")
     kind = value.get("type")

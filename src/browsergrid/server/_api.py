@@ -117,6 +117,7 @@ class Problem(BaseModel):
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "a bad request: the detail says what is wrong"},
     404: {"model": Problem, "description": "no such job"},
+    413: {"model": Problem, "description": "too many tasks, arguments or bytes: see the detail"},
     503: {"model": Problem, "description": "the store cannot be used: the detail says why"},
 }
 
@@ -266,9 +267,12 @@ def create_api(coordinator: Coordinator) -> APIRouter:
 
 
 def _submit_status(exc: SubmitError) -> int:
-    """503 when the store fails (try again later), else 400 (the request is wrong)."""
+    """503 when the store fails (try again later), 413 past a size limit, else 400 (the
+    request is wrong)."""
     if exc.code == "store_unavailable":
         return status.HTTP_503_SERVICE_UNAVAILABLE
+    if exc.code in ("too_many_tasks", "args_too_large"):
+        return status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     return status.HTTP_400_BAD_REQUEST
 
 

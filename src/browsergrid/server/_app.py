@@ -27,6 +27,7 @@ from browsergrid._version import __version__
 from browsergrid.core import ClockTicked
 from browsergrid.server._agents import describe
 from browsergrid.server._api import create_api
+from browsergrid.server._body_limit import BodyLimit
 from browsergrid.server._clients import serve_client
 from browsergrid.server._coordinator import Coordinator
 from browsergrid.server._dashboard import run_feed, serve_dashboard
@@ -75,6 +76,7 @@ def create_app(coordinator: Coordinator) -> FastAPI:
         redoc_url=None,
     )
     app.include_router(create_api(coordinator))
+    app.add_middleware(BodyLimit, max_bytes=coordinator.config.max_body_bytes)
 
     @app.get("/", include_in_schema=False)
     async def worker_page() -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import msgspec
 from starlette.websockets import WebSocket
@@ -11,6 +12,7 @@ from browsergrid._console import emit
 from browsergrid.errors import ProtocolError, SubmitError
 from browsergrid.protocol import (
     CLOSE_GOING_AWAY,
+    CLOSE_POLICY_VIOLATION,
     CancelJob,
     ClientError,
     Submit,
@@ -19,7 +21,8 @@ from browsergrid.protocol import (
     encode_client_message,
 )
 from browsergrid.server._coordinator import ClientPeer, Coordinator
-from browsergrid.server._peers import WebSocketSender, address_of
+from browsergrid.server._guard import admit
+from browsergrid.server._peers import WebSocketSender, address_of, host_of
 
 events = logging.getLogger("browsergrid.server.events")
 
@@ -29,8 +32,18 @@ async def serve_client(coordinator: Coordinator, ws: WebSocket) -> None:
     if coordinator.closing:
         await ws.close(CLOSE_GOING_AWAY)
         return
+    if not await admit(ws, coordinator.allowed_origins, coordinator.connections):
+        return
+    try:
+        await _serve_client(coordinator, ws)
+    finally:
+        coordinator.connections.give_back(host_of(ws))
+
+
+async def _serve_client(coordinator: Coordinator, ws: WebSocket) -> None:
     await ws.accept()
     sender = WebSocketSender(ws)
+    budget = coordinator.rate_limit()
     client = ClientPeer(client_id=coordinator.next_id(), address=address_of(ws), sender=sender)
     coordinator.clients[client.client_id] = client
     emit(
@@ -44,6 +57,12 @@ async def serve_client(coordinator: Coordinator, ws: WebSocket) -> None:
         while True:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
+                break
+            if not budget.allow(time.monotonic()):
+                coordinator.stats.errors["rate_limited"] += 1
+                limit = coordinator.config.max_messages_per_s
+                await _error(client, "rate_limited", f"more than {limit:g} messages per second")
+                await sender.close(CLOSE_POLICY_VIOLATION, "rate_limited")
                 break
             text = message.get("text")
             if text is None:

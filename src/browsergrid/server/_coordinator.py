@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import msgspec
+
 from browsergrid._console import emit
 from browsergrid.config import ServeConfig
 from browsergrid.core import (
@@ -56,6 +58,7 @@ from browsergrid.protocol import (
     encode_tasks,
 )
 from browsergrid.server._dashboard import Feed
+from browsergrid.server._guard import Connections, RateLimit
 from browsergrid.server._stats import RecentResult, Stats
 from browsergrid.store import (
     JobInfo,
@@ -69,6 +72,7 @@ from browsergrid.store import (
 
 log = logging.getLogger("browsergrid.server")
 events = logging.getLogger("browsergrid.server.events")
+_json_encode = msgspec.json.Encoder().encode
 
 
 class Peer(Protocol):
@@ -161,6 +165,8 @@ class Coordinator:
         self.started_at = time.time()
         self.job_infos: dict[int, JobInfo] = {}  # every job the scheduler knows
         self.feed = Feed(self)
+        self.allowed_origins = frozenset(config.allow_origins)
+        self.connections = Connections(config.max_connections_per_address)
         self._ids = itertools.count(1)
         self._stimuli = itertools.count(1)
         self._flush_scheduled = False
@@ -293,6 +299,12 @@ class Coordinator:
         """A fresh connection id (workers and clients share the sequence)."""
         return next(self._ids)
 
+    def rate_limit(self) -> RateLimit:
+        """A fresh per-connection message budget (``--max-messages-per-s``, bursts of twice
+        that)."""
+        rate = self.config.max_messages_per_s
+        return RateLimit(rate, 2 * rate, time.monotonic())
+
     def stimulus(self, kind: str) -> str:
         return f"{kind}-{next(self._stimuli)}"
 
@@ -322,17 +334,31 @@ class Coordinator:
             raise SubmitError(
                 "unknown_op", f"no worker runs op {op!r}; known ops: {sorted(self.known_ops())}"
             )
-        for item in args:
+        limit = self.config.max_args_bytes
+        for index, item in enumerate(args):
             try:
                 check_arg_names(item)
             except ValueError as exc:
                 raise SubmitError("bad_args", str(exc)) from None
+            if len(_json_encode(item)) > limit:
+                raise SubmitError(
+                    "args_too_large",
+                    f"the arguments of task {index} of this submit are over {limit} bytes "
+                    "as JSON (--max-args-bytes)",
+                )
         job_id = client.job_keys.get(job_key) if client and job_key else None
         client_key = f"{client_id}/{job_key}" if client_id and job_key else None
         if job_id is None and client_key is not None:  # a client back after a reconnect
             job_id = await self._job_for(client_key)
         if job_id is not None and self.scheduler.jobs[job_id].cancelled:
             raise SubmitError("job_cancelled", f"job {job_id} was cancelled")
+        held = self.scheduler.jobs[job_id].total if job_id is not None else 0
+        if held + len(args) > self.config.max_tasks_per_job:
+            raise SubmitError(
+                "too_many_tasks",
+                f"a job holds at most {self.config.max_tasks_per_job} tasks "
+                f"(--max-tasks-per-job); this one would hold {held + len(args)}",
+            )
         event = TasksSubmitted(
             job_id=job_id,
             tasks=[TaskSpec(op=op, args=item) for item in args],

@@ -20,9 +20,11 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from browsergrid._version import __version__
 from browsergrid.core import Job, TaskState, WorkerState
-from browsergrid.protocol import CLOSE_GOING_AWAY
+from browsergrid.protocol import CLOSE_GOING_AWAY, CLOSE_POLICY_VIOLATION
 from browsergrid.server._agents import Agent, describe
 from browsergrid.server._demo import DEMO
+from browsergrid.server._guard import admit
+from browsergrid.server._peers import host_of
 from browsergrid.server._stats import WorkerEvent
 from browsergrid.store import (
     JobInfo,
@@ -570,10 +572,21 @@ def _event_row(event: WorkerEvent) -> Row:
 
 async def serve_dashboard(feed: Feed, ws: WebSocket) -> None:
     """One open dashboard: a snapshot, then the frames the clock offers, until it leaves."""
-    if feed.coordinator.closing:
+    coordinator = feed.coordinator
+    if coordinator.closing:
         await ws.close(CLOSE_GOING_AWAY)
         return
+    if not await admit(ws, coordinator.allowed_origins, coordinator.connections):
+        return
+    try:
+        await _serve_viewer(feed, ws)
+    finally:
+        coordinator.connections.give_back(host_of(ws))
+
+
+async def _serve_viewer(feed: Feed, ws: WebSocket) -> None:
     await ws.accept()
+    budget = feed.coordinator.rate_limit()
     viewer = Viewer(ws)
     feed.viewers.add(viewer)
     sender = asyncio.ensure_future(_send_forever(viewer, ws))
@@ -581,6 +594,9 @@ async def serve_dashboard(feed: Feed, ws: WebSocket) -> None:
         while True:  # viewers send nothing; this notices when they leave
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
+                break
+            if not budget.allow(time.monotonic()):
+                await ws.close(CLOSE_POLICY_VIOLATION, "rate_limited")
                 break
     except WebSocketDisconnect:
         pass

@@ -93,6 +93,7 @@ class CoordinatorCollector(Collector):
         errors.add_metric(["worker_lost"], lost["disconnected"])
         errors.add_metric(["report_rejected"], stats.errors["report_rejected"])
         errors.add_metric(["frame_rejected"], stats.errors["frame_rejected"])
+        errors.add_metric(["rate_limited"], stats.errors["rate_limited"])
         errors.add_metric(["store"], stats.errors["store"])
         yield errors
 

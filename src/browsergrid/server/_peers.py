@@ -32,6 +32,11 @@ class WebSocketSender:
             log.debug("close failed; the peer was already closed")
 
 
+def host_of(ws: WebSocket) -> str:
+    """The peer's IP address (what per-address limits count)."""
+    return ws.client.host if ws.client else "unknown"
+
+
 def address_of(ws: WebSocket) -> str:
     client = ws.client
     return f"{client.host}:{client.port}" if client else "unknown"

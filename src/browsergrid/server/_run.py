@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
@@ -19,6 +20,7 @@ from browsergrid.errors import ConfigError
 from browsergrid.server._app import create_app
 from browsergrid.server._coordinator import Coordinator
 from browsergrid.server._dashboard import close_all_viewers
+from browsergrid.server._guard import is_loopback
 from browsergrid.server._workers import close_all_workers
 from browsergrid.store import MemoryStore, SqliteStore, Store, StoreError
 
@@ -28,10 +30,15 @@ log = logging.getLogger("browsergrid.server")
 def serve(config: ServeConfig) -> None:
     """Run a coordinator until Ctrl-C or SIGTERM, then close every worker with 1001.
 
-    Raises ConfigError when the address cannot be bound (for example, the port is in use).
+    Raises ConfigError when the address cannot be bound (for example, the port is in use)
+    or the TLS certificate and key cannot be used.
     """
     setup_console(config.log_format, quiet=config.quiet)
+    check_tls(config)
     sock = bind(config.host, config.port)
+    warning = network_warning(config)
+    if warning:
+        emit(log, "open_to_the_network", warning, level=logging.WARNING, host=config.host)
     coordinator = Coordinator(config, open_store(config))
     server = _Server(_uvicorn_config(config, coordinator), coordinator)
 
@@ -47,6 +54,17 @@ def serve(config: ServeConfig) -> None:
 
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(run())
+
+
+def network_warning(config: ServeConfig) -> str | None:
+    """What to tell someone who listens on more than this machine, or None on loopback."""
+    if is_loopback(config.host):
+        return None
+    return (
+        f"listening on {config.host}: anyone who can reach this port can submit work, cancel "
+        "jobs and join as a worker (there are no access tokens yet); see docs/security.md"
+        + ("" if config.certfile else "; without --certfile/--keyfile traffic is in clear")
+    )
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -69,6 +87,37 @@ def open_store(config: ServeConfig) -> Store:
             f"cannot create the data directory {config.data_dir}: {exc.strerror}"
         ) from None
     return SqliteStore(config.data_dir / "browsergrid.db", synchronous=config.sync)
+
+
+def check_tls(config: ServeConfig) -> None:
+    """Try ``--certfile``/``--keyfile`` the way uvicorn loads them when it starts serving: a
+    file that cannot be read or used raises ConfigError with a one-line reason, before
+    anything is bound or opened."""
+    if config.certfile is None or config.keyfile is None:
+        return
+    certfile, keyfile = config.certfile, config.keyfile
+    for option, path in (("--certfile", certfile), ("--keyfile", keyfile)):
+        try:
+            path.open("rb").close()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {option} {path}: {exc.strerror}") from None
+
+    def no_password() -> str:  # else OpenSSL would prompt for it on the terminal
+        raise ConfigError(f"the key in --keyfile {keyfile} is encrypted; give an unencrypted one")
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(certfile, keyfile, no_password)
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise ConfigError(
+                f"--keyfile {keyfile} is not the key of the certificate in --certfile {certfile}"
+            ) from None
+        try:  # which file is it? OpenSSL says only "PEM lib"
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(certfile)
+        except ssl.SSLError:
+            raise ConfigError(f"--certfile {certfile} holds no PEM certificate") from None
+        raise ConfigError(f"--keyfile {keyfile} holds no PEM private key") from None
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -104,6 +153,8 @@ def _uvicorn_config(config: ServeConfig, coordinator: Coordinator) -> uvicorn.Co
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=config.shutdown_timeout_s,
+        ssl_certfile=config.certfile,
+        ssl_keyfile=config.keyfile,
     )
 
 
@@ -119,13 +170,14 @@ class _Server(uvicorn.Server):
         if self.started and sockets:
             host, port = sockets[0].getsockname()[:2]
             shown = f"[{host}]" if ":" in host else host
+            ws, http = ("wss", "https") if self.config.is_ssl else ("ws", "http")
             emit(
                 log,
                 "ready",
-                f"browsergrid coordinator ready: workers connect to ws://{shown}:{port}/ws\n"
-                f"open http://{shown}:{port}/ in a browser to make it a worker",
-                ws_url=f"ws://{shown}:{port}/ws",
-                page_url=f"http://{shown}:{port}/",
+                f"browsergrid coordinator ready: workers connect to {ws}://{shown}:{port}/ws\n"
+                f"open {http}://{shown}:{port}/ in a browser to make it a worker",
+                ws_url=f"{ws}://{shown}:{port}/ws",
+                page_url=f"{http}://{shown}:{port}/",
                 host=host,
                 port=port,
             )

@@ -32,7 +32,7 @@ LATENCY_BOUNDS_S: Final = (
 )
 """Upper bounds (seconds) of the task latency histogram's buckets; the last is +Inf."""
 
-ErrorKind = Literal["report_rejected", "frame_rejected", "store"]
+ErrorKind = Literal["report_rejected", "frame_rejected", "rate_limited", "store"]
 """Errors the coordinator counts (lost leases, error reports among them, are counted by the
 scheduler: ``Scheduler.lost_leases``)."""
 

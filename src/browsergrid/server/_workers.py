@@ -20,6 +20,7 @@ from browsergrid.core import (
 from browsergrid.errors import ProtocolError
 from browsergrid.protocol import (
     CLOSE_GOING_AWAY,
+    CLOSE_POLICY_VIOLATION,
     CLOSE_PROTOCOL_ERROR,
     CLOSE_UNSUPPORTED_DATA,
     PROTOCOL_VERSION,
@@ -32,7 +33,8 @@ from browsergrid.protocol import (
     encode_welcome,
 )
 from browsergrid.server._coordinator import Coordinator, WorkerPeer
-from browsergrid.server._peers import WebSocketSender, address_of
+from browsergrid.server._guard import admit
+from browsergrid.server._peers import WebSocketSender, address_of, host_of
 from browsergrid.server._stats import WorkerEvent
 from browsergrid.store import StoreError
 
@@ -46,8 +48,18 @@ async def serve_worker(coordinator: Coordinator, ws: WebSocket) -> None:
     if coordinator.closing:
         await ws.close(CLOSE_GOING_AWAY)
         return
+    if not await admit(ws, coordinator.allowed_origins, coordinator.connections):
+        return
+    try:
+        await _serve_worker(coordinator, ws)
+    finally:
+        coordinator.connections.give_back(host_of(ws))
+
+
+async def _serve_worker(coordinator: Coordinator, ws: WebSocket) -> None:
     await ws.accept()
     sender = WebSocketSender(ws)
+    budget = coordinator.rate_limit()
     peer = WorkerPeer(
         worker_id=coordinator.next_id(),
         address=address_of(ws),
@@ -82,6 +94,16 @@ async def serve_worker(coordinator: Coordinator, ws: WebSocket) -> None:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 code, reason = message.get("code", 1005), message.get("reason") or ""
+                break
+            if not budget.allow(time.monotonic()):
+                coordinator.stats.errors["rate_limited"] += 1
+                await _refuse(
+                    peer,
+                    sender,
+                    "rate_limited",
+                    f"more than {coordinator.config.max_messages_per_s:g} messages per second",
+                    CLOSE_POLICY_VIOLATION,
+                )
                 break
             text = message.get("text")
             if text is None:

@@ -1,0 +1,129 @@
+"""What keeps one connection from hurting the others: origin checks on WebSocket upgrades,
+connections per address, and messages per second per connection.
+
+The checks are plain functions and small classes with time passed in; ``admit`` applies the
+upgrade checks to a Starlette WebSocket before it is accepted.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from starlette.responses import JSONResponse
+from starlette.websockets import WebSocket
+
+from browsergrid._console import emit
+from browsergrid.server._peers import host_of
+
+events = logging.getLogger("browsergrid.server.events")
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and "localhost"."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def origin_allowed(
+    origin: str | None, host: str | None, allowed: frozenset[str], *, peer_loopback: bool
+) -> bool:
+    """May a WebSocket upgrade with this ``Origin`` header go on?
+
+    - no Origin: not a browser (the Python worker and client), so no page can be behind it;
+    - the coordinator's own origin (the Origin's host:port is the request's Host);
+    - ``null`` (a page opened from a file, such as the classroom exercise's) only from a
+      loopback address;
+    - an origin in ``allowed`` (``--allow-origin``; ``*`` allows any).
+    """
+    if origin is None:
+        return True
+    if "*" in allowed or origin.rstrip("/") in allowed:
+        return True
+    if origin == "null":
+        return peer_loopback
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and host is not None and parts.netloc == host
+
+
+class RateLimit:
+    """A token bucket: ``rate`` messages per second on average, bursts up to ``burst``."""
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.at = now
+
+    def allow(self, now: float) -> bool:
+        """Take one token; False when none is left (the caller refuses the message)."""
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+@dataclass
+class Connections:
+    """Open WebSocket connections per address (``limit`` 0: no limit)."""
+
+    limit: int
+    open: Counter[str]
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = Counter()
+
+    def take(self, host: str) -> bool:
+        if self.limit and self.open[host] >= self.limit:
+            return False
+        self.open[host] += 1
+        return True
+
+    def give_back(self, host: str) -> None:
+        self.open[host] -= 1
+        if self.open[host] <= 0:
+            del self.open[host]
+
+
+async def admit(ws: WebSocket, allowed: frozenset[str], connections: Connections) -> bool:
+    """Check an upgrade before accepting it: refuse a foreign origin (HTTP 403) or one
+    connection too many from an address (HTTP 429). On True the caller must call
+    ``connections.give_back(host)`` when the connection ends."""
+    host = host_of(ws)
+    origin = ws.headers.get("origin")
+    if not origin_allowed(origin, ws.headers.get("host"), allowed, peer_loopback=is_loopback(host)):
+        await _deny(ws, 403, "origin_refused", f"origin {origin} may not connect here", host)
+        return False
+    if not connections.take(host):
+        await _deny(
+            ws,
+            429,
+            "too_many_connections",
+            f"{host} already has {connections.limit} connections open",
+            host,
+        )
+        return False
+    return True
+
+
+async def _deny(ws: WebSocket, status: int, code: str, detail: str, host: str) -> None:
+    emit(
+        events,
+        code,
+        f"refused a connection from {host} to {ws.url.path}: {detail}",
+        level=logging.WARNING,
+        address=host,
+        path=ws.url.path,
+        detail=detail,
+    )
+    await ws.send_denial_response(JSONResponse({"detail": detail}, status_code=status))
