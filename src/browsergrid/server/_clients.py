@@ -11,7 +11,6 @@ from starlette.websockets import WebSocket
 from browsergrid._console import emit
 from browsergrid.errors import ProtocolError, SubmitError
 from browsergrid.protocol import (
-    CLOSE_GOING_AWAY,
     CLOSE_POLICY_VIOLATION,
     CancelJob,
     ClientError,
@@ -21,23 +20,15 @@ from browsergrid.protocol import (
     encode_client_message,
 )
 from browsergrid.server._coordinator import ClientPeer, Coordinator
-from browsergrid.server._guard import admit
-from browsergrid.server._peers import WebSocketSender, address_of, host_of
+from browsergrid.server._guard import guarded
+from browsergrid.server._peers import WebSocketSender, address_of
 
 events = logging.getLogger("browsergrid.server.events")
 
 
 async def serve_client(coordinator: Coordinator, ws: WebSocket) -> None:
     """Run one client connection until it closes; its jobs run on after it leaves."""
-    if coordinator.closing:
-        await ws.close(CLOSE_GOING_AWAY)
-        return
-    if not await admit(ws, coordinator.allowed_origins, coordinator.connections):
-        return
-    try:
-        await _serve_client(coordinator, ws)
-    finally:
-        coordinator.connections.give_back(host_of(ws))
+    await guarded(coordinator, ws, lambda: _serve_client(coordinator, ws))
 
 
 async def _serve_client(coordinator: Coordinator, ws: WebSocket) -> None:

@@ -23,8 +23,7 @@ from browsergrid.core import Job, TaskState, WorkerState
 from browsergrid.protocol import CLOSE_GOING_AWAY, CLOSE_POLICY_VIOLATION
 from browsergrid.server._agents import Agent, describe
 from browsergrid.server._demo import DEMO
-from browsergrid.server._guard import admit
-from browsergrid.server._peers import host_of
+from browsergrid.server._guard import guarded
 from browsergrid.server._stats import WorkerEvent
 from browsergrid.store import (
     JobInfo,
@@ -572,16 +571,7 @@ def _event_row(event: WorkerEvent) -> Row:
 
 async def serve_dashboard(feed: Feed, ws: WebSocket) -> None:
     """One open dashboard: a snapshot, then the frames the clock offers, until it leaves."""
-    coordinator = feed.coordinator
-    if coordinator.closing:
-        await ws.close(CLOSE_GOING_AWAY)
-        return
-    if not await admit(ws, coordinator.allowed_origins, coordinator.connections):
-        return
-    try:
-        await _serve_viewer(feed, ws)
-    finally:
-        coordinator.connections.give_back(host_of(ws))
+    await guarded(feed.coordinator, ws, lambda: _serve_viewer(feed, ws))
 
 
 async def _serve_viewer(feed: Feed, ws: WebSocket) -> None:

@@ -10,14 +10,20 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
 from browsergrid._console import emit
+from browsergrid.protocol import CLOSE_GOING_AWAY
 from browsergrid.server._peers import host_of
+
+if TYPE_CHECKING:
+    from browsergrid.server._coordinator import Coordinator
 
 events = logging.getLogger("browsergrid.server.events")
 
@@ -93,6 +99,23 @@ class Connections:
         self.open[host] -= 1
         if self.open[host] <= 0:
             del self.open[host]
+
+
+async def guarded(
+    coordinator: Coordinator, ws: WebSocket, serve: Callable[[], Awaitable[None]]
+) -> None:
+    """Run ``serve`` (which accepts ``ws``) if the upgrade passes the checks: not while the
+    coordinator shuts down (1001), not from a foreign origin (403) nor past the connections
+    of an address (429)."""
+    if coordinator.closing:
+        await ws.close(CLOSE_GOING_AWAY)
+        return
+    if not await admit(ws, coordinator.allowed_origins, coordinator.connections):
+        return
+    try:
+        await serve()
+    finally:
+        coordinator.connections.give_back(host_of(ws))
 
 
 async def admit(ws: WebSocket, allowed: frozenset[str], connections: Connections) -> bool:

@@ -33,8 +33,8 @@ from browsergrid.protocol import (
     encode_welcome,
 )
 from browsergrid.server._coordinator import Coordinator, WorkerPeer
-from browsergrid.server._guard import admit
-from browsergrid.server._peers import WebSocketSender, address_of, host_of
+from browsergrid.server._guard import guarded
+from browsergrid.server._peers import WebSocketSender, address_of
 from browsergrid.server._stats import WorkerEvent
 from browsergrid.store import StoreError
 
@@ -45,15 +45,7 @@ _LISTED_WORKERS = 20  # longer worker lists are cut, so a big grid's log stays r
 
 async def serve_worker(coordinator: Coordinator, ws: WebSocket) -> None:
     """Run one worker connection: welcome task, hello/welcome, results, disconnect."""
-    if coordinator.closing:
-        await ws.close(CLOSE_GOING_AWAY)
-        return
-    if not await admit(ws, coordinator.allowed_origins, coordinator.connections):
-        return
-    try:
-        await _serve_worker(coordinator, ws)
-    finally:
-        coordinator.connections.give_back(host_of(ws))
+    await guarded(coordinator, ws, lambda: _serve_worker(coordinator, ws))
 
 
 async def _serve_worker(coordinator: Coordinator, ws: WebSocket) -> None:
