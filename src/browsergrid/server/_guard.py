@@ -11,7 +11,6 @@ import ipaddress
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -78,16 +77,12 @@ class RateLimit:
         return True
 
 
-@dataclass
 class Connections:
     """Open WebSocket connections per address (``limit`` 0: no limit)."""
 
-    limit: int
-    open: Counter[str]
-
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.open = Counter()
+        self.open: Counter[str] = Counter()
 
     def take(self, host: str) -> bool:
         if self.limit and self.open[host] >= self.limit:
