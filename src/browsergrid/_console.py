@@ -43,11 +43,15 @@ class _TextFormatter(logging.Formatter):
 
 
 class _PeerMistakes(logging.Filter):
-    """uvicorn logs a peer's bad frame (text that is not UTF-8) as an error; it is the
-    peer's mistake, closed with 1007, so it is a warning here: no peer writes errors."""
+    """uvicorn logs some of a peer's doings as errors: a text frame that is not UTF-8 (the
+    peer's mistake, closed with 1007), and an upgrade refused with an HTTP answer (403, 429;
+    websockets-sansio does not count it as a finished handshake). They are warnings here:
+    no peer can write error lines."""
+
+    _PREFIXES = ("Invalid UTF-8", "ASGI callable returned without completing handshake")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.ERROR and record.getMessage().startswith("Invalid UTF-8"):
+        if record.levelno >= logging.ERROR and record.getMessage().startswith(self._PREFIXES):
             record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
 

@@ -87,8 +87,9 @@ class ServeConfig:
     """Tasks one job may hold; a submit that would pass it is refused (``too_many_tasks``)."""
     max_args_bytes: int = 64 * 1024
     """Size of one task's arguments as JSON; a larger one is refused (``args_too_large``)."""
-    max_body_bytes: int = 64 * 1024 * 1024
-    """Largest HTTP request body; a larger one gets 413 before it is read."""
+    max_body_bytes: int = 8 * 1024 * 1024
+    """Largest HTTP request body (a job of about 100,000 small tasks); a larger one gets 413.
+    The body is parsed whole, so this bounds the memory one request can take."""
     max_messages_per_s: float = 5000.0
     """Frames per second one connection may send on average (bursts of twice that); above
     it the connection gets an ``error`` frame and is closed with 1008."""
@@ -111,8 +112,8 @@ class ServeConfig:
             raise ConfigError("--max-connections-per-address must be >= 0")
         if min(self.max_tasks_per_job, self.max_args_bytes, self.max_body_bytes) < 1:
             raise ConfigError("--max-tasks-per-job, --max-args-bytes, --max-body-bytes: >= 1")
-        if self.max_messages_per_s <= 0:
-            raise ConfigError("--max-messages-per-s must be positive")
+        if self.max_messages_per_s < 1:
+            raise ConfigError("--max-messages-per-s must be at least 1")
         if self.heartbeat_interval_s <= 0 or self.heartbeat_timeout_s <= 0:
             raise ConfigError("--heartbeat-interval and --heartbeat-timeout must be positive")
         if (self.certfile is None) != (self.keyfile is None):

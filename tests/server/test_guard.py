@@ -223,3 +223,42 @@ def test_listening_beyond_this_machine_is_warned_about(
     else:
         assert warning is not None and warning.startswith(expected)
         assert ("in clear" in warning) is not tls
+
+
+def test_a_foreign_page_cannot_change_anything_over_http(
+    start_coordinator: Callable[..., Coordinator],
+) -> None:
+    coordinator = start_coordinator("--memory")
+    own = f"http://127.0.0.1:{coordinator.port}"
+    small = {"op": "repeat_multiply", "args": [{"initial": 1, "factor": 2, "times": 3}]}
+    with httpx.Client(base_url=own) as http:
+        job_id = http.post("/api/jobs", json=small).json()["job_id"]  # a tool: no Origin
+        evil = {"origin": "http://evil.example"}
+        for path in (f"/api/jobs/{job_id}/cancel", "/api/demo"):  # no body: a form could post
+            refused = http.post(path, headers=evil)
+            assert refused.status_code == 403
+            assert "may not change anything" in refused.json()["detail"]
+        assert http.get(f"/api/jobs/{job_id}", headers=evil).status_code == 200  # reading is fine
+        assert http.post("/api/demo", headers={"origin": own}).status_code == 201  # the dashboard
+    errors = [e for e in coordinator.events() if e.get("level") == "error"]
+    assert errors == []
+
+
+async def test_a_name_that_is_not_this_machine_is_refused_on_loopback(
+    start_coordinator: Callable[..., Coordinator],
+) -> None:
+    """DNS rebinding: a page at evil.example whose name now points at 127.0.0.1."""
+    coordinator = start_coordinator("--memory")
+    rebound = {"host": f"evil.example:{coordinator.port}"}
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{coordinator.port}") as http:
+        assert (await http.get("/api/jobs", headers=rebound)).status_code == 403
+        assert (await http.get("/api/jobs", headers={"host": "localhost"})).status_code == 200
+    with pytest.raises(InvalidStatus) as refused:
+        async with websockets.connect(
+            f"ws://127.0.0.1:{coordinator.port}/ws",
+            additional_headers=rebound,
+            origin=f"http://evil.example:{coordinator.port}",  # type: ignore[arg-type]
+        ):
+            pass
+    assert refused.value.response.status_code == 403
+    assert not [e for e in coordinator.events() if e.get("level") == "error"]

@@ -31,6 +31,7 @@ from browsergrid.server._body_limit import BodyLimit
 from browsergrid.server._clients import serve_client
 from browsergrid.server._coordinator import Coordinator
 from browsergrid.server._dashboard import run_feed, serve_dashboard
+from browsergrid.server._guard import BrowserChecks, is_loopback
 from browsergrid.server._metrics import metrics_registry, render
 from browsergrid.server._workers import serve_worker
 
@@ -77,6 +78,11 @@ def create_app(coordinator: Coordinator) -> FastAPI:
     )
     app.include_router(create_api(coordinator))
     app.add_middleware(BodyLimit, max_bytes=coordinator.config.max_body_bytes)
+    app.add_middleware(
+        BrowserChecks,
+        allowed=coordinator.allowed_origins,
+        loopback_only=is_loopback(coordinator.config.host),
+    )
 
     @app.get("/", include_in_schema=False)
     async def worker_page() -> Response:

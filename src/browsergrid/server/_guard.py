@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from browsergrid._console import emit
@@ -56,6 +57,46 @@ def origin_allowed(
         return peer_loopback
     parts = urlsplit(origin)
     return parts.scheme in ("http", "https") and host is not None and parts.netloc == host
+
+
+def host_allowed(host: str | None, *, loopback_only: bool) -> bool:
+    """A coordinator that listens on loopback answers only to loopback names in the Host
+    header: a web page whose own name was made to point at 127.0.0.1 (DNS rebinding) is
+    refused. One that listens on the network answers to any name."""
+    if not loopback_only:
+        return True
+    if not host:
+        return False
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return is_loopback(name)
+
+
+class BrowserChecks:
+    """ASGI middleware for HTTP requests: the Host check above, and a request that changes
+    something (not GET, HEAD or OPTIONS) from a web page of a foreign origin gets 403 (a
+    form or a no-cors fetch needs no CORS preflight)."""
+
+    def __init__(self, app: ASGIApp, allowed: frozenset[str], *, loopback_only: bool) -> None:
+        self.app = app
+        self.allowed = allowed
+        self.loopback_only = loopback_only
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        host, origin = headers.get("host"), headers.get("origin")
+        if not host_allowed(host, loopback_only=self.loopback_only):
+            detail = f"this coordinator answers to loopback names only, not {host!r}"
+        elif scope["method"] not in ("GET", "HEAD", "OPTIONS") and not origin_allowed(
+            origin, host, self.allowed, peer_loopback=False
+        ):
+            detail = f"origin {origin} may not change anything here"
+        else:
+            await self.app(scope, receive, send)
+            return
+        await JSONResponse({"detail": detail}, status_code=403)(scope, receive, send)
 
 
 class RateLimit:
@@ -105,7 +146,10 @@ async def guarded(
     if coordinator.closing:
         await ws.close(CLOSE_GOING_AWAY)
         return
-    if not await admit(ws, coordinator.allowed_origins, coordinator.connections):
+    loopback_only = is_loopback(coordinator.config.host)
+    if not await admit(
+        ws, coordinator.allowed_origins, coordinator.connections, loopback_only=loopback_only
+    ):
         return
     try:
         await serve()
@@ -113,12 +157,19 @@ async def guarded(
         coordinator.connections.give_back(host_of(ws))
 
 
-async def admit(ws: WebSocket, allowed: frozenset[str], connections: Connections) -> bool:
+async def admit(
+    ws: WebSocket, allowed: frozenset[str], connections: Connections, *, loopback_only: bool
+) -> bool:
     """Check an upgrade before accepting it: refuse a foreign origin (HTTP 403) or one
     connection too many from an address (HTTP 429). On True the caller must call
     ``connections.give_back(host)`` when the connection ends."""
     host = host_of(ws)
     origin = ws.headers.get("origin")
+    if not host_allowed(ws.headers.get("host"), loopback_only=loopback_only):
+        await _deny(
+            ws, 403, "host_refused", "this coordinator answers to loopback names only", host
+        )
+        return False
     if not origin_allowed(origin, ws.headers.get("host"), allowed, peer_loopback=is_loopback(host)):
         await _deny(ws, 403, "origin_refused", f"origin {origin} may not connect here", host)
         return False

@@ -113,6 +113,10 @@ def check_tls(config: ServeConfig) -> None:
             raise ConfigError(
                 f"--keyfile {keyfile} is not the key of the certificate in --certfile {certfile}"
             ) from None
+        if exc.reason not in (None, "PEM_LIB"):  # e.g. EE_KEY_TOO_SMALL, CA_MD_TOO_WEAK
+            raise ConfigError(
+                f"--certfile {certfile} / --keyfile {keyfile} cannot be used: {exc.reason}"
+            ) from None
         try:  # which file is it? OpenSSL says only "PEM lib"
             ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(certfile)
         except ssl.SSLError:
