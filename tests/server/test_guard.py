@@ -262,3 +262,12 @@ async def test_a_name_that_is_not_this_machine_is_refused_on_loopback(
             pass
     assert refused.value.response.status_code == 403
     assert not [e for e in coordinator.events() if e.get("level") == "error"]
+
+
+def test_tasks_sent_to_a_worker_are_owed_frames_beyond_the_rate() -> None:
+    limit = RateLimit(rate=10, burst=20, now=0.0)
+    assert sum(limit.allow(0.0) for _ in range(20)) == 20
+    limit.grant(100)  # it was sent 100 tasks: each result may come in a frame of its own
+    assert sum(limit.allow(0.0) for _ in range(150)) == 100
+    limit.grant(5)
+    assert sum(limit.allow(100.0) for _ in range(50)) == 5 + 20  # time refills to the burst

@@ -99,6 +99,7 @@ class WorkerPeer:
     compute_ms: float = 0.0
     leases: dict[int, float] = field(default_factory=dict)  # task id -> lease start
     left_at: float | None = None  # Unix time it disconnected
+    budget: RateLimit | None = None  # the frames it may send (its endpoint checks it)
 
     async def send(self, frame: str) -> None:
         await self.sender.send(frame)
@@ -561,6 +562,8 @@ class Coordinator:
         worker = self.workers.get(worker_id)
         if worker is None:
             return  # it left; its WorkerLeft event takes the leases back
+        if worker.budget is not None:
+            worker.budget.grant(len(batch))  # each task may come back in a frame of its own
         if worker.introduced and len(batch) > 1:
             await worker.send(encode_tasks([(c.task_id, c.op, c.args) for c in batch]))
         else:

@@ -107,15 +107,24 @@ class RateLimit:
         self.burst = burst
         self.tokens = burst
         self.at = now
+        self.owed = 0  # messages granted beyond the rate (see ``grant``)
 
     def allow(self, now: float) -> bool:
         """Take one token; False when none is left (the caller refuses the message)."""
+        if self.owed:
+            self.owed -= 1
+            return True
         self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
         self.at = now
         if self.tokens < 1:
             return False
         self.tokens -= 1
         return True
+
+    def grant(self, count: int) -> None:
+        """``count`` more messages are owed (a worker was sent that many tasks, and may
+        answer each in a frame of its own): they never count against the rate."""
+        self.owed += count
 
 
 class Connections:

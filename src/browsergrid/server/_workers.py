@@ -59,6 +59,7 @@ async def _serve_worker(coordinator: Coordinator, ws: WebSocket) -> None:
         agent=ws.headers.get("user-agent"),
         connected_at=time.time(),
         sender=sender,
+        budget=budget,
     )
     coordinator.workers[peer.worker_id] = peer
     _tell_viewers(coordinator, peer, "connected")
