@@ -79,7 +79,7 @@ class ServeConfig:
     allow_origins: tuple[str, ...] = ()
     """Web origins (``https://host:port``) whose pages may open WebSockets here, besides the
     coordinator's own; ``*`` allows any. Pages opened from a file (origin ``null``) may
-    connect from this machine only."""
+    connect from this machine only, unless ``null`` is listed here."""
     max_connections_per_address: int = 256
     """WebSocket connections open at once from one IP address (0: no limit); one more is
     refused with HTTP 429. A classroom behind one NAT address shares it."""

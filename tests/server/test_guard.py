@@ -37,6 +37,18 @@ NONE: frozenset[str] = frozenset()
         ("https://any.example", "10.0.0.5:8765", frozenset({"*"}), False, True),
         ("ftp://127.0.0.1:8765", "127.0.0.1:8765", NONE, True, False),
         ("http://127.0.0.1:8765", None, NONE, True, False),  # no Host header
+        ("http://GRID.lan", "grid.lan:80", NONE, False, True),  # case, default port
+        ("https://grid.lan:443", "Grid.Lan", NONE, False, True),
+        ("http://[::1]:8765", "[::1]:8765", NONE, True, True),
+        (
+            "https://lab.example",
+            "10.0.0.5:8765",
+            frozenset({"HTTPS://Lab.Example:443/"}),
+            False,
+            True,
+        ),
+        ("null", "10.0.0.5:8765", frozenset({"null"}), False, True),  # opted in
+        ("http://[bad", "127.0.0.1:8765", NONE, True, False),
     ],
 )
 def test_origin_allowed(
@@ -53,6 +65,9 @@ def test_origin_allowed(
         ("::1", True),
         ("[::1]", True),
         ("localhost", True),
+        ("LocalHost", True),
+        ("::ffff:127.0.0.1", True),
+        ("::ffff:10.0.0.1", False),
         ("10.0.0.1", False),
         ("example.org", False),
         ("", False),

@@ -29,13 +29,42 @@ events = logging.getLogger("browsergrid.server.events")
 
 
 def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and "localhost"."""
-    if host == "localhost":
+    """True for 127.0.0.0/8, ::1 (also as ::ffff:127.x.y.z) and "localhost"."""
+    if host.lower() == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin_key(origin: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an http(s) origin: lower case, default port filled in."""
+    try:
+        parts = urlsplit(origin.strip().rstrip("/"))
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    return parts.scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[parts.scheme]
+
+
+def _host_key(host: str, scheme: str) -> tuple[str, int] | None:
+    """(host, port) of a Host header, as ``_origin_key`` has them."""
+    try:
+        parts = urlsplit(f"//{host}")
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    return parts.hostname.lower(), port or _DEFAULT_PORTS[scheme]
 
 
 def origin_allowed(
@@ -47,16 +76,22 @@ def origin_allowed(
     - the coordinator's own origin (the Origin's host:port is the request's Host);
     - ``null`` (a page opened from a file, such as the classroom exercise's) only from a
       loopback address;
-    - an origin in ``allowed`` (``--allow-origin``; ``*`` allows any).
+    - an origin in ``allowed`` (``--allow-origin``; ``*`` allows any, ``null`` any page
+      opened from a file).
+
+    Origins compare without regard to case or a default port (``https://Grid.lan`` is
+    ``https://grid.lan:443``).
     """
-    if origin is None:
-        return True
-    if "*" in allowed or origin.rstrip("/") in allowed:
+    if origin is None or "*" in allowed:
         return True
     if origin == "null":
-        return peer_loopback
-    parts = urlsplit(origin)
-    return parts.scheme in ("http", "https") and host is not None and parts.netloc == host
+        return peer_loopback or "null" in allowed
+    key = _origin_key(origin)
+    if key is None:
+        return False
+    if key in {_origin_key(entry) for entry in allowed}:
+        return True
+    return host is not None and _host_key(host, key[0]) == key[1:]
 
 
 def host_allowed(host: str | None, *, loopback_only: bool) -> bool:
