@@ -378,9 +378,7 @@ def main() -> None:
             f"| {table[name][0]['submit_s']:.2f} |"
         )
     text = "\n".join(lines) + "\n"
-    print("\n" + text)
-
-    stem = write_results(
+    write_results(
         "dashboard-quick" if args.quick else "dashboard",
         text,
         {
@@ -389,7 +387,6 @@ def main() -> None:
             "stores": measured,
         },
     )
-    print(f"written to {stem.relative_to(ROOT)}.json and .md")
 
 
 if __name__ == "__main__":

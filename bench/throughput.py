@@ -316,9 +316,7 @@ def main() -> None:
             )
     lines += [f"note: {note}" for note in notes]
     text = "\n".join(lines).rstrip() + "\n"
-    print("\n" + text)
-
-    stem = write_results(
+    write_results(
         "throughput-quick" if args.quick else "throughput",
         text,
         {
@@ -330,7 +328,6 @@ def main() -> None:
             "runs": ALL_RUNS,
         },
     )
-    print(f"written to {stem.relative_to(ROOT)}.json and .md")
 
 
 if __name__ == "__main__":

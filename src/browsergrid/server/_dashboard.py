@@ -24,7 +24,7 @@ from browsergrid.protocol import CLOSE_GOING_AWAY, CLOSE_POLICY_VIOLATION
 from browsergrid.server._agents import Agent, describe
 from browsergrid.server._demo import DEMO
 from browsergrid.server._guard import guarded
-from browsergrid.server._stats import WorkerEvent
+from browsergrid.server._stats import RecentResult, WorkerEvent
 from browsergrid.store import (
     JobInfo,
     JobState,
@@ -281,22 +281,10 @@ class Feed:
             row = self._live_job_row(job_id, job, now) if job else None
             if row is not None:
                 jobs[job_id] = row
-        history: dict[str, Row] = {
-            r.worker_key: {
-                "key": r.worker_key,
-                "label": describe(r.agent).label,
-                "first_seen": r.first_seen,
-                "last_seen": r.last_seen,
-                "done": r.tasks_done,
-                "failures": r.failures,
-                "mean_ms": round(r.compute_ms / r.tasks_done, 3) if r.tasks_done else None,
-                "connected": False,
-            }
-            for r in self._stored_history
-        }
+        history = {r.worker_key: _history_row(r, connected=False) for r in self._stored_history}
         for peer in self._sent_peers.values():
-            if peer.worker_key:
-                history[peer.worker_key] = _history_row(peer, connected=True)
+            if (record := peer.record()) is not None:
+                history[record.worker_key] = _history_row(record, connected=True)
         return {
             "type": "snapshot",
             "now": now,
@@ -396,16 +384,18 @@ class Feed:
                     {"id": peer.worker_id}
                     | {field: value for field, value in row.items() if before[field] != value}
                 )
-            if peer.worker_key and (before is None or before["key"] != peer.worker_key):
-                history.append(_history_row(peer, connected=True))
+            record = peer.record()
+            if record is not None and (before is None or before["key"] != record.worker_key):
+                history.append(_history_row(record, connected=True))
         gone = [worker_id for worker_id in sent if worker_id not in now_sent]
         online = {p.worker_key for p in peers.values() if p.worker_key}
         left_rows = []
         for worker_id in gone:
             self._agents.pop(worker_id, None)
             left = self._sent_peers.get(worker_id)
-            if left is not None and left.worker_key:  # back already on another connection?
-                left_rows.append(_history_row(left, connected=left.worker_key in online))
+            record = left.record() if left is not None else None
+            if record is not None:  # back already on another connection?
+                left_rows.append(_history_row(record, connected=record.worker_key in online))
         self._sent_workers, self._sent_peers = now_sent, peers
         return changed, gone, left_rows + history
 
@@ -527,21 +517,22 @@ def _job_row(info: JobInfo, *, rate: float, eta_s: float | None, **counts: Any) 
     }
 
 
-def _history_row(peer: WorkerPeer, *, connected: bool) -> Row:
-    done = peer.tasks_done
+def _history_row(record: WorkerRecord, *, connected: bool) -> Row:
+    """A HistoryRow, from the store's record or a connected peer's ``record()``."""
+    done = record.tasks_done
     return {
-        "key": peer.worker_key,
-        "label": describe(peer.agent).label,
-        "first_seen": peer.first_seen or peer.connected_at,
-        "last_seen": peer.left_at or time.time(),
+        "key": record.worker_key,
+        "label": describe(record.agent).label,
+        "first_seen": record.first_seen,
+        "last_seen": record.last_seen,
         "done": done,
-        "failures": peer.failures,
-        "mean_ms": round(peer.compute_ms / done, 3) if done else None,
+        "failures": record.failures,
+        "mean_ms": round(record.compute_ms / done, 3) if done else None,
         "connected": connected,
     }
 
 
-def _result_row(result: Any) -> Row:
+def _result_row(result: RecentResult) -> Row:
     text = _encode(result.result).decode()
     if len(text) > _RESULT_CHARS:
         text = text[: _RESULT_CHARS - 1] + "…"
