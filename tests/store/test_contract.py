@@ -11,11 +11,13 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import pytest
 
 import browsergrid.store
-from browsergrid.protocol import FailureRecord, ResultRecord
+from browsergrid.protocol import FailureRecord, Replica, ResultRecord
 from browsergrid.store import (
     JobState,
     MemoryStore,
@@ -61,6 +63,12 @@ async def reopen(store: Store, tmp_path: Path) -> AsyncIterator[Reopen]:
 
 async def collect(store: Store, job_id: int, *, follow: bool = False) -> list[Outcome]:
     return [outcome async for outcome in store.outcomes(job_id, follow=follow)]
+
+
+def same(got: Any, want: Any) -> None:
+    """Equal, and of the same types too: ``True == 1`` and ``0.0 == 0``, but their JSON differs."""
+    assert got == want
+    assert msgspec.json.encode(got) == msgspec.json.encode(want)
 
 
 def test_all_is_sorted_and_complete() -> None:
@@ -259,6 +267,56 @@ async def test_outcome_values_round_trip(store: Store) -> None:
     await store.add_outcomes(sent)
     assert await collect(store, 1) == sent
     assert await store.outcomes_of([4, 3, 2, 1]) == sent[::-1]
+
+
+async def test_verdicts_and_replicas_round_trip(store: Store, reopen: Reopen) -> None:
+    first = tasks(1, 1, 4)
+    await store.add_job(job(1, redundancy=2), first)
+    quorum = msgspec.structs.replace(
+        result(first[0]),
+        verdict="quorum",
+        replicas=[
+            Replica(worker_id=7, worker_key="wk-1", agreed=True, duration_ms=12.5),
+            Replica(worker_id=9, worker_key=None, agreed=False, duration_ms=40.0, result=[-1, "x"]),
+            Replica(worker_id=8, worker_key="wk-3", agreed=True, duration_ms=3.0),
+        ],
+    )
+    sent: list[Outcome] = [
+        quorum,
+        msgspec.structs.replace(result(first[1]), verdict="trusted"),
+        msgspec.structs.replace(result(first[2]), verdict="unchecked"),
+        result(first[3]),  # no verdict: as stored before validation existed
+    ]
+    assert await store.add_outcomes(sent) == [True] * 4
+    same(await collect(store, 1), sent)
+    same(await store.outcomes_of([4, 3, 2, 1]), sent[::-1])
+    again = await reopen()
+    same(await collect(again, 1), sent)
+    same(await again.outcomes_of([1]), [quorum])
+    got = await again.outcomes_of([1, 4])
+    assert isinstance(got[0], ResultRecord) and isinstance(got[1], ResultRecord)
+    assert (got[0].verdict, got[0].replicas[1].result) == ("quorum", [-1, "x"])
+    assert (got[1].verdict, got[1].replicas) == (None, [])
+
+
+async def test_job_options_round_trip(store: Store, reopen: Reopen) -> None:
+    checked = job(1, redundancy=3, max_replicas=5, adaptive=True, client_key="c/1")
+    plain = job(2)
+    await store.add_job(checked, tasks(1, 1, 2))
+    await store.add_job(plain, tasks(2, 3, 1))
+    summary = await store.job(1)
+    assert summary is not None
+    same(summary.info, checked)
+    same([s.info for s in await store.jobs()], [plain, checked])
+    again = await reopen()
+    jobs, unfinished = await again.unfinished()
+    same(jobs, [checked, plain])
+    assert (jobs[0].redundancy, jobs[0].max_replicas, jobs[0].adaptive) == (3, 5, True)
+    assert (jobs[1].redundancy, jobs[1].max_replicas, jobs[1].adaptive) == (1, None, False)
+    assert [t.task_id for t in unfinished] == [1, 2, 3]
+    summary = await again.job(1)
+    assert summary is not None
+    same(summary.info, checked)
 
 
 async def test_outcomes_in_recorded_order_across_pages(store: Store) -> None:
@@ -488,6 +546,26 @@ async def test_workers(store: Store) -> None:
     assert await store.worker("zz") is None
     await store.record_workers([worker("d", 30.0)])  # same last_seen as b: by key
     assert [w.worker_key for w in await store.workers()] == ["a", "b", "d", "c"]
+
+
+async def test_worker_standing_round_trips(store: Store, reopen: Reopen) -> None:
+    trusted = worker("a", 10.0, valid=40, invalid=1, consecutive_valid=25, error_rate=0.0125)
+    shunned = worker("b", 20.0, valid=2, invalid=9, error_rate=0.8, quarantined=True)
+    await store.record_workers([trusted, shunned, worker("c", 5.0)])
+    same(await store.workers(), [shunned, trusted, worker("c", 5.0)])
+    same(await store.worker("b"), shunned)
+    fresh = await store.worker("c")
+    assert fresh is not None
+    same(
+        (fresh.valid, fresh.invalid, fresh.consecutive_valid, fresh.error_rate, fresh.quarantined),
+        (0, 0, 0, 0.1, False),
+    )
+    forgiven = worker("b", 30.0, valid=3, invalid=9, error_rate=0.75)  # replaces every field
+    await store.record_workers([forgiven])
+    same(await store.worker("b"), forgiven)
+    again = await reopen()
+    same(await again.workers(), [forgiven, trusted, worker("c", 5.0)])
+    same(await again.worker("a"), trusted)
 
 
 async def test_workers_with_a_limit(store: Store) -> None:

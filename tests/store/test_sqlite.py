@@ -13,11 +13,22 @@ import textwrap
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import msgspec
 import pytest
 
-from browsergrid.store import JobState, SqliteStore, StoreError, ThroughputSample, _sqlite
+from browsergrid.protocol import Replica, ResultRecord
+from browsergrid.store import (
+    JobInfo,
+    JobState,
+    SqliteStore,
+    StoreError,
+    TaskRecord,
+    ThroughputSample,
+    WorkerRecord,
+    _sqlite,
+)
 from tests.store._support import job, result, tasks, worker
 
 
@@ -115,7 +126,7 @@ async def test_pragmas(tmp_path: Path, store: SqliteStore) -> None:
         assert await pragma(full, "synchronous") == 2  # FULL
     finally:
         await full.close()
-    assert read_schema_version(store.path) == len(_sqlite.MIGRATIONS) == 2
+    assert read_schema_version(store.path) == len(_sqlite.MIGRATIONS) == 3
 
 
 def test_synchronous_must_be_known(tmp_path: Path) -> None:
@@ -301,7 +312,10 @@ async def test_transaction_lost_midway_redoes_the_others(store: SqliteStore) -> 
 
 async def test_savepoint_that_cannot_be_undone_redoes_the_others(store: SqliteStore) -> None:
     def break_the_savepoint(connection: sqlite3.Connection, _: set[int]) -> None:
-        connection.execute("INSERT INTO workers VALUES ('half', NULL, 1, 1, 0, 0, 0)")
+        connection.execute(
+            "INSERT INTO workers (worker_key, agent, first_seen, last_seen, tasks_done, "
+            "failures, compute_ms) VALUES ('half', NULL, 1, 1, 0, 0, 0)"
+        )
         connection.execute("RELEASE item")
         raise sqlite3.OperationalError("something went wrong")
 
@@ -425,7 +439,7 @@ async def test_newer_schema_is_refused(store: SqliteStore) -> None:
     with pytest.raises(StoreError) as caught:
         await SqliteStore(store.path).open()
     message = str(caught.value)
-    assert "schema version 7" in message and "version 2 at most" in message
+    assert "schema version 7" in message and "version 3 at most" in message
     assert str(store.path) in message
 
 
@@ -434,37 +448,159 @@ async def test_empty_file_is_version_0_and_gets_the_schema(tmp_path: Path) -> No
     path.touch()
     store = await reopened(path)
     await store.close()
-    assert read_schema_version(path) == 2
+    assert read_schema_version(path) == 3
 
 
-async def test_version_1_database_gets_the_throughput_table(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+class OldData(NamedTuple):
+    """What ``old_database`` stored."""
+
+    job: JobInfo
+    tasks: list[TaskRecord]
+    result: ResultRecord
+    worker: WorkerRecord
+
+
+def old_database(path: Path, version: int) -> OldData:
+    """A database at schema ``version`` as that browsergrid left it (the code of today cannot
+    write one: its statements name the columns of today): job 1 with client key "c/1" and
+    tasks 1 and 2, a result for task 1, and worker "w"."""
+    data = OldData(
+        job(1, client_key="c/1", lease_timeout=9.5, max_attempts=4),
+        tasks(1, 1, 2),
+        result(tasks(1, 1, 1)[0]),
+        worker("w", 3.0),
+    )
+    info, (first, second), done, seen = data
+    scripts = "\n;".join(_sqlite.MIGRATIONS[:version])
+    with sqlite3.connect(path) as connection:
+        connection.executescript(
+            f"{scripts}\n;INSERT INTO meta (key, value) VALUES ('schema_version', {version});"
+        )
+        connection.execute(
+            "INSERT INTO jobs (job_id, name, op, priority, created_at, submitted_by, "
+            "lease_timeout, max_attempts, client_key, total, done) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 2, 1)",
+            (
+                info.job_id,
+                info.name,
+                info.op,
+                info.priority,
+                info.created_at,
+                info.submitted_by,
+                info.lease_timeout,
+                info.max_attempts,
+                info.client_key,
+            ),
+        )
+        connection.executemany(
+            "INSERT INTO tasks (task_id, job_id, idx, op, args) VALUES (?, ?, ?, ?, ?)",
+            [(t.task_id, t.job_id, t.index, t.op, msgspec.json.encode(t.args)) for t in data.tasks],
+        )
+        connection.execute(
+            "UPDATE tasks SET state = 'done', outcome_seq = 1, result = ?, worker_id = ?, "
+            "worker_key = ?, attempts = ?, duration_ms = ?, lease_ms = ?, finished_at = ? "
+            "WHERE task_id = ?",
+            (
+                msgspec.json.encode(done.result).decode(),
+                done.worker_id,
+                done.worker_key,
+                done.attempts,
+                done.duration_ms,
+                done.lease_ms,
+                done.finished_at,
+                first.task_id,
+            ),
+        )
+        connection.execute(
+            "UPDATE meta SET value = CASE key WHEN 'last_task_id' THEN ? ELSE 1 END "
+            "WHERE key IN ('last_job_id', 'last_task_id', 'last_outcome_seq')",
+            (second.task_id,),
+        )
+        connection.execute(
+            "INSERT INTO workers (worker_key, agent, first_seen, last_seen, tasks_done, "
+            "failures, compute_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                seen.worker_key,
+                seen.agent,
+                seen.first_seen,
+                seen.last_seen,
+                seen.tasks_done,
+                seen.failures,
+                seen.compute_ms,
+            ),
+        )
+    connection.close()
+    assert read_schema_version(path) == version
+    return data
+
+
+async def test_version_1_database_gets_the_throughput_table(tmp_path: Path) -> None:
     path = tmp_path / "grid.db"
-    monkeypatch.setattr(_sqlite, "MIGRATIONS", _sqlite.MIGRATIONS[:1])  # as version 1 made it
-    old = await reopened(path)
-    first = tasks(1, 1, 2)
-    await old.add_job(job(1, client_key="c/1"), first)
-    await old.add_outcomes([result(first[0])])
-    await old.record_workers([worker("w", 3.0)])
-    await old.close()
-    assert read_schema_version(path) == 1
-    monkeypatch.undo()
+    old = old_database(path, 1)
     again = await reopened(path)
     try:
-        assert read_schema_version(path) == 2
+        assert read_schema_version(path) == 3
         assert await again.throughput(0.0) == []
         await again.record_throughput([ThroughputSample(100, 2, 1)])
         assert await again.throughput(0.0) == [ThroughputSample(100, 2, 1)]
         assert await again.job_for("c/1") == 1
-        assert await again.worker("w") == worker("w", 3.0)
-        assert [o async for o in again.outcomes(1)] == [result(first[0])]
+        assert await again.worker("w") == old.worker
+        assert [o async for o in again.outcomes(1)] == [old.result]
         assert [t.task_id for t in (await again.unfinished())[1]] == [2]
     finally:
         await again.close()
 
 
-_V3 = """
+async def test_version_2_database_gets_the_validation_columns(tmp_path: Path) -> None:
+    path = tmp_path / "grid.db"
+    old = old_database(path, 2)
+    again = await reopened(path)
+    try:
+        assert read_schema_version(path) == 3
+        summary = await again.job(1)
+        assert summary is not None
+        info = summary.info
+        assert info == old.job and (await again.jobs())[0] == summary
+        assert (info.redundancy, info.max_replicas, info.adaptive) == (1, None, False)
+        assert info.adaptive is False
+        jobs, unfinished = await again.unfinished()
+        assert (jobs, unfinished) == ([old.job], old.tasks[1:])
+        assert (summary.total, summary.done, summary.state) == (2, 1, JobState.RUNNING)
+        outcomes = [o async for o in again.outcomes(1)]
+        assert outcomes == await again.outcomes_of([1]) == [old.result]
+        assert isinstance(outcomes[0], ResultRecord)
+        assert (outcomes[0].verdict, outcomes[0].replicas) == (None, [])
+        seen = await again.worker("w")
+        assert seen == old.worker and await again.workers() == [old.worker]
+        assert seen is not None
+        standing = (seen.valid, seen.invalid, seen.consecutive_valid, seen.error_rate)
+        assert standing == (0, 0, 0, 0.1) and seen.quarantined is False
+        assert await again.next_ids() == (2, 3)
+
+        # the new columns take new values next to the old rows
+        checked = msgspec.structs.replace(
+            result(old.tasks[1], at=1_700_000_200.0),
+            verdict="quorum",
+            replicas=[
+                Replica(worker_id=7, worker_key="wk-1", agreed=True, duration_ms=12.5),
+                Replica(worker_id=9, worker_key=None, agreed=False, duration_ms=9.0, result=0),
+            ],
+        )
+        assert await again.add_outcomes([checked]) == [True]
+        assert [o async for o in again.outcomes(1)] == [old.result, checked]
+        judged = msgspec.structs.replace(old.worker, valid=1, error_rate=0.09, quarantined=True)
+        await again.record_workers([judged])
+        assert await again.worker("w") == judged
+        await again.add_job(job(2, redundancy=3, max_replicas=5, adaptive=True), [])
+        assert [s.info for s in await again.jobs()] == [
+            job(2, redundancy=3, max_replicas=5, adaptive=True),
+            old.job,
+        ]
+    finally:
+        await again.close()
+
+
+_V4 = """
 ALTER TABLE workers ADD COLUMN region TEXT;
 UPDATE workers SET region = 'eu';
 CREATE INDEX jobs_by_name ON jobs (name);
@@ -479,7 +615,7 @@ async def test_older_schema_is_migrated_with_its_data(
     await store.add_outcomes([result(first[0])])
     await store.record_workers([worker("w", 3.0)])
     await store.close()
-    monkeypatch.setattr(_sqlite, "MIGRATIONS", [*_sqlite.MIGRATIONS, _V3])
+    monkeypatch.setattr(_sqlite, "MIGRATIONS", [*_sqlite.MIGRATIONS, _V4])
     again = await reopened(store.path)
     try:
         region = await again._read(lambda c: c.execute("SELECT region FROM workers").fetchone())
@@ -489,7 +625,7 @@ async def test_older_schema_is_migrated_with_its_data(
         assert [t.task_id for t in (await again.unfinished())[1]] == [2]
     finally:
         await again.close()
-    assert read_schema_version(store.path) == 3
+    assert read_schema_version(store.path) == 4
 
 
 async def test_failed_migration_leaves_the_version(
@@ -498,9 +634,9 @@ async def test_failed_migration_leaves_the_version(
     await store.add_job(job(1), [])
     await store.close()
     monkeypatch.setattr(_sqlite, "MIGRATIONS", [*_sqlite.MIGRATIONS, "CREATE TABLE jobs (x);"])
-    with pytest.raises(StoreError, match=r"cannot migrate .* to schema version 3 .*stays at 2"):
+    with pytest.raises(StoreError, match=r"cannot migrate .* to schema version 4 .*stays at 3"):
         await SqliteStore(store.path).open()
-    assert read_schema_version(store.path) == 2
+    assert read_schema_version(store.path) == 3
     monkeypatch.undo()
     again = await reopened(store.path)
     try:

@@ -5,6 +5,7 @@ client all use it.
 """
 
 from browsergrid.protocol._client import (
+    MAX_REDUNDANCY,
     Accepted,
     CancelJob,
     Cancelled,
@@ -13,13 +14,16 @@ from browsergrid.protocol._client import (
     CoordinatorMessage,
     Done,
     FailureRecord,
+    Replica,
     ResultRecord,
     Submit,
     SubmitOptions,
+    Verdict,
     Watch,
     decode_client_message,
     decode_coordinator_message,
     encode_client_message,
+    submit_options,
 )
 from browsergrid.protocol._messages import (
     CLOSE_GOING_AWAY,
@@ -66,6 +70,7 @@ __all__ = [
     "CLOSE_TOO_BIG",
     "CLOSE_UNSUPPORTED_DATA",
     "MAX_FRAME_BYTES",
+    "MAX_REDUNDANCY",
     "PROTOCOL_VERSION",
     "Accepted",
     "Ack",
@@ -79,6 +84,7 @@ __all__ = [
     "FailureRecord",
     "Hello",
     "Limits",
+    "Replica",
     "Result",
     "ResultItem",
     "ResultRecord",
@@ -89,6 +95,7 @@ __all__ = [
     "Task",
     "TaskError",
     "Tasks",
+    "Verdict",
     "Watch",
     "Welcome",
     "WorkerMessage",
@@ -108,4 +115,5 @@ __all__ = [
     "encode_task_error",
     "encode_tasks",
     "encode_welcome",
+    "submit_options",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
@@ -11,6 +11,8 @@ from browsergrid.protocol._messages import classify_frame as _classify
 
 _Name = Annotated[str, msgspec.Meta(max_length=200)]
 _OpName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+MAX_REDUNDANCY: Final = 10
+"""The largest ``redundancy`` a job may ask for."""
 _ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
 
 
@@ -21,6 +23,26 @@ class SubmitOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     priority: Annotated[int, msgspec.Meta(ge=-1000, le=1000)] = 0
     lease_timeout: Annotated[float, msgspec.Meta(gt=0, le=86400)] | None = None
     max_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] | None = None
+    redundancy: Annotated[int, msgspec.Meta(ge=1, le=MAX_REDUNDANCY)] = 1
+    """Agreeing results from distinct workers each task needs (1: the first result)."""
+    max_replicas: Annotated[int, msgspec.Meta(ge=1, le=4 * MAX_REDUNDANCY)] | None = None
+    """Results gathered at most before a task without a quorum fails (2 * redundancy + 1)."""
+    adaptive: bool = False
+    """With redundancy >= 2: accept one result from an established worker, with spot checks."""
+
+
+def submit_options(**fields: Any) -> SubmitOptions:
+    """SubmitOptions checked now, as the coordinator will check them; raises ValueError
+    naming the option that is wrong (e.g. ``redundancy=0`` or ``adaptive`` alone)."""
+    try:
+        options = msgspec.convert(fields, SubmitOptions)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"bad job option: {exc}") from None
+    if options.max_replicas is not None and options.max_replicas < options.redundancy:
+        raise ValueError("bad job option: max_replicas must be at least redundancy")
+    if options.adaptive and options.redundancy < 2:
+        raise ValueError("bad job option: adaptive replication needs redundancy of at least 2")
+    return options
 
 
 # --- client to coordinator -------------------------------------------------------------
@@ -83,6 +105,22 @@ class Accepted(msgspec.Struct, tag_field="type", tag="accepted", frozen=True):
     count: int
 
 
+Verdict = Literal["unchecked", "quorum", "trusted"]
+"""How a result was accepted: ``unchecked`` (the job asked for no validation: the first
+result), ``quorum`` (``redundancy`` workers agreed on it), ``trusted`` (adaptive
+replication: one result from an established worker, not picked for a spot check)."""
+
+
+class Replica(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One worker's result for a replicated task: did it agree with the accepted result?"""
+
+    worker_id: int
+    worker_key: str | None
+    agreed: bool
+    duration_ms: float
+    result: Any = None  # what a dissenting worker reported (left out when it agreed)
+
+
 class ResultRecord(msgspec.Struct, frozen=True):
     """One finished task, as clients and the HTTP API see it, with its provenance."""
 
@@ -96,6 +134,8 @@ class ResultRecord(msgspec.Struct, frozen=True):
     worker_key: str | None = None  # the worker's lasting identity, when it has one
     lease_ms: float | None = None  # from the lease to the result, measured by the coordinator
     finished_at: float | None = None  # Unix time
+    verdict: Verdict | None = None  # how it was accepted (None: stored by an older version)
+    replicas: list[Replica] = []  # every result gathered for it, when it was replicated
 
 
 class FailureRecord(msgspec.Struct, frozen=True):

@@ -45,6 +45,9 @@ class JobInfo(msgspec.Struct, frozen=True):
     lease_timeout: float | None = None
     max_attempts: int | None = None
     client_key: str | None = None  # "<client id>/<job key>": a resent submit finds its job
+    redundancy: int = 1  # agreeing results each task needs
+    max_replicas: int | None = None  # results gathered at most per task (None: the default)
+    adaptive: bool = False  # established workers' results accepted alone, with spot checks
 
 
 class JobSummary(msgspec.Struct, frozen=True):
@@ -82,6 +85,11 @@ class WorkerRecord(msgspec.Struct, frozen=True):
     tasks_done: int
     failures: int
     compute_ms: float  # sum of the durations it reported: mean = compute_ms / tasks_done
+    valid: int = 0  # its results a quorum agreed with
+    invalid: int = 0  # its results a quorum disagreed with
+    consecutive_valid: int = 0  # valid results since its last invalid one
+    error_rate: float = 0.1  # estimate, as BOINC keeps it (core/_reputation.py)
+    quarantined: bool = False  # it kept disagreeing: it gets no more work
 
 
 class ThroughputSample(msgspec.Struct, frozen=True):

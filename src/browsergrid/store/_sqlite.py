@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, TypeVar
 
 import msgspec
 
-from browsergrid.protocol import FailureRecord, ResultRecord
+from browsergrid.protocol import FailureRecord, Replica, ResultRecord
 from browsergrid.store._base import (
     JobInfo,
     JobState,
@@ -121,7 +121,25 @@ CREATE TABLE throughput (
 );
 """
 
-MIGRATIONS: list[str] = [_V1, _V2]
+_V3: Final = """
+-- Result validation: a job's replication options, how each result was accepted (and the
+-- replicas gathered for it), and each worker's standing. Rows from before read back with
+-- the defaults: redundancy 1, no verdict, no replicas, a new worker's standing.
+ALTER TABLE jobs ADD COLUMN redundancy INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE jobs ADD COLUMN max_replicas INTEGER;
+ALTER TABLE jobs ADD COLUMN adaptive INTEGER NOT NULL DEFAULT 0;
+
+ALTER TABLE tasks ADD COLUMN verdict TEXT;   -- 'unchecked', 'quorum' or 'trusted'; NULL: none
+ALTER TABLE tasks ADD COLUMN replicas TEXT;  -- JSON list of replicas; NULL when there are none
+
+ALTER TABLE workers ADD COLUMN valid INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE workers ADD COLUMN invalid INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE workers ADD COLUMN consecutive_valid INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE workers ADD COLUMN error_rate REAL NOT NULL DEFAULT 0.1;
+ALTER TABLE workers ADD COLUMN quarantined INTEGER NOT NULL DEFAULT 0;
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3]
 """``MIGRATIONS[n]`` takes the schema from version n to n + 1 (0 is an empty file). Append
 a script to change the schema; never edit one that has shipped."""
 
@@ -141,14 +159,21 @@ _encode = msgspec.json.Encoder().encode
 _decode_args = msgspec.json.Decoder(dict[str, Any]).decode
 _decode_reasons = msgspec.json.Decoder(list[str]).decode
 _decode_result = msgspec.json.Decoder().decode
+_decode_replicas = msgspec.json.Decoder(list[Replica]).decode
 
 _JOB_COLUMNS: Final = (
     "job_id, name, op, priority, created_at, submitted_by, lease_timeout, max_attempts, "
-    "client_key, state, finished_at, total, done, failed, cancelled"
+    "client_key, state, finished_at, total, done, failed, cancelled, redundancy, max_replicas, "
+    "adaptive"
 )
-_OUTCOME_COLUMNS: Final = (
+_OUTCOME_COLUMNS: Final = (  # the last: a failure's reasons, or a result's replicas
     "outcome_seq, state, task_id, job_id, idx, result, worker_id, attempts, duration_ms, "
-    "worker_key, lease_ms, finished_at, reasons"
+    "worker_key, lease_ms, finished_at, verdict, "
+    "CASE state WHEN 'failed' THEN reasons ELSE replicas END"
+)
+_WORKER_COLUMNS: Final = (
+    "worker_key, agent, first_seen, last_seen, tasks_done, failures, compute_ms, valid, "
+    "invalid, consecutive_valid, error_rate, quarantined"
 )
 
 
@@ -176,12 +201,21 @@ _ADD_THROUGHPUT: Final = (
 )
 _RECORD_RESULT: Final = (
     "UPDATE tasks SET state = 'done', outcome_seq = ?, result = ?, worker_id = ?, "
-    "worker_key = ?, attempts = ?, duration_ms = ?, lease_ms = ?, finished_at = ? "
-    "WHERE task_id = ? AND job_id = ? AND state = 'queued'"
+    "worker_key = ?, attempts = ?, duration_ms = ?, lease_ms = ?, finished_at = ?, "
+    "verdict = ? WHERE task_id = ? AND job_id = ? AND state = 'queued'"
+)
+_RECORD_REPLICATED_RESULT: Final = (  # a replicated task's result: with its replicas
+    "UPDATE tasks SET state = 'done', outcome_seq = ?, result = ?, worker_id = ?, "
+    "worker_key = ?, attempts = ?, duration_ms = ?, lease_ms = ?, finished_at = ?, "
+    "verdict = ?, replicas = ? WHERE task_id = ? AND job_id = ? AND state = 'queued'"
 )
 _RECORD_FAILURE: Final = (
     "UPDATE tasks SET state = 'failed', outcome_seq = ?, reasons = ?, finished_at = ? "
     "WHERE task_id = ? AND job_id = ? AND state = 'queued'"
+)
+_RECORD_WORKERS: Final = (
+    f"INSERT OR REPLACE INTO workers ({_WORKER_COLUMNS}) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -564,13 +598,17 @@ class SqliteStore:
             job.lease_timeout,
             job.max_attempts,
             job.client_key,
+            job.redundancy,
+            job.max_replicas,
+            job.adaptive,
         )
         rows = _task_rows(tasks)
 
         def write(connection: sqlite3.Connection, touched: set[int]) -> None:
             connection.execute(
                 "INSERT INTO jobs (job_id, name, op, priority, created_at, submitted_by, "
-                "lease_timeout, max_attempts, client_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "lease_timeout, max_attempts, client_key, redundancy, max_replicas, adaptive) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
             connection.execute(
@@ -610,8 +648,13 @@ class SqliteStore:
             if isinstance(o, ResultRecord):
                 result = _encode(o.result).decode()
                 values = (result, o.worker_id, o.worker_key, o.attempts, o.duration_ms)
-                values += (o.lease_ms, o.finished_at, o.task_id, o.job_id)
-                updates.append(_Update(o.job_id, o.finished_at, _RECORD_RESULT, values))
+                values += (o.lease_ms, o.finished_at, o.verdict)
+                sql = _RECORD_RESULT  # replicas stays NULL (binding a None is not free)
+                if o.replicas:
+                    values += (_encode(o.replicas).decode(),)
+                    sql = _RECORD_REPLICATED_RESULT
+                values += (o.task_id, o.job_id)
+                updates.append(_Update(o.job_id, o.finished_at, sql, values))
             else:
                 values = (_encode(o.reasons).decode(), o.finished_at, o.task_id, o.job_id)
                 updates.append(_Update(o.job_id, o.finished_at, _RECORD_FAILURE, values))
@@ -712,16 +755,17 @@ class SqliteStore:
                 w.tasks_done,
                 w.failures,
                 w.compute_ms,
+                w.valid,
+                w.invalid,
+                w.consecutive_valid,
+                w.error_rate,
+                w.quarantined,
             )
             for w in workers
         ]
 
         def write(connection: sqlite3.Connection, touched: set[int]) -> None:
-            connection.executemany(
-                "INSERT OR REPLACE INTO workers (worker_key, agent, first_seen, last_seen, "
-                "tasks_done, failures, compute_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            connection.executemany(_RECORD_WORKERS, rows)
 
         await self._write(write)
 
@@ -867,22 +911,20 @@ class SqliteStore:
 
         def read(connection: sqlite3.Connection) -> list[WorkerRecord]:
             rows = connection.execute(
-                "SELECT worker_key, agent, first_seen, last_seen, tasks_done, failures, "
-                "compute_ms FROM workers ORDER BY last_seen DESC, worker_key LIMIT ?",
+                f"SELECT {_WORKER_COLUMNS} FROM workers "
+                "ORDER BY last_seen DESC, worker_key LIMIT ?",
                 (count,),
             )
-            return [WorkerRecord(*row) for row in rows]
+            return [_worker(row) for row in rows]
 
         return await self._read(read)
 
     async def worker(self, worker_key: str) -> WorkerRecord | None:
         def read(connection: sqlite3.Connection) -> WorkerRecord | None:
             row = connection.execute(
-                "SELECT worker_key, agent, first_seen, last_seen, tasks_done, failures, "
-                "compute_ms FROM workers WHERE worker_key = ?",
-                (worker_key,),
+                f"SELECT {_WORKER_COLUMNS} FROM workers WHERE worker_key = ?", (worker_key,)
             ).fetchone()
-            return None if row is None else WorkerRecord(*row)
+            return None if row is None else _worker(row)
 
         return await self._read(read)
 
@@ -979,6 +1021,9 @@ def _summary(row: tuple[Any, ...]) -> JobSummary:
         lease_timeout=row[6],
         max_attempts=row[7],
         client_key=row[8],
+        redundancy=row[15],
+        max_replicas=row[16],
+        adaptive=bool(row[17]),
     )
     return JobSummary(
         info=info,
@@ -993,7 +1038,8 @@ def _summary(row: tuple[Any, ...]) -> JobSummary:
 
 def _outcome(row: tuple[Any, ...]) -> Outcome:
     # outcome_seq, state, task_id, job_id, idx, result, worker_id, attempts, duration_ms,
-    # worker_key, lease_ms, finished_at, reasons
+    # worker_key, lease_ms, finished_at, verdict, reasons (a failure) or replicas (a result).
+    # A result's reasons are never read: not fetching them pays for fetching its replicas.
     if row[1] == "done":
         return ResultRecord(
             task_id=row[2],
@@ -1006,13 +1052,34 @@ def _outcome(row: tuple[Any, ...]) -> Outcome:
             worker_key=row[9],
             lease_ms=row[10],
             finished_at=row[11],
+            verdict=row[12],
+            replicas=[] if row[13] is None else _decode_replicas(row[13]),
         )
     return FailureRecord(
         task_id=row[2],
         job_id=row[3],
         index=row[4],
-        reasons=_decode_reasons(row[12]),
+        reasons=_decode_reasons(row[13]),
         finished_at=row[11],
+    )
+
+
+def _worker(row: tuple[Any, ...]) -> WorkerRecord:
+    # worker_key, agent, first_seen, last_seen, tasks_done, failures, compute_ms, valid,
+    # invalid, consecutive_valid, error_rate, quarantined
+    return WorkerRecord(
+        worker_key=row[0],
+        agent=row[1],
+        first_seen=row[2],
+        last_seen=row[3],
+        tasks_done=row[4],
+        failures=row[5],
+        compute_ms=row[6],
+        valid=row[7],
+        invalid=row[8],
+        consecutive_valid=row[9],
+        error_rate=row[10],
+        quarantined=bool(row[11]),
     )
 
 
