@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from browsergrid.ops import OPS, Op, run_op, verify_op
+from browsergrid.ops import OPS, Op, agree_op, run_op, verify_op
 
 NAMES = ["hash_search", "mandelbrot_tile", "monte_carlo_pi", "prime_count", "repeat_multiply"]
 
@@ -53,3 +53,27 @@ def test_missing_arguments_raise_value_error_naming_op_and_argument(name: str) -
 
 def test_extra_arguments_are_ignored() -> None:
     assert run_op("prime_count", {"lo": 0, "hi": 10, "note": "x"}) == 4
+
+
+@pytest.mark.parametrize(
+    ("op", "args", "a", "b", "agreed"),
+    [
+        ("repeat_multiply", {}, 1.0, 1.0 + 1e-13, True),  # within 1e-12
+        ("repeat_multiply", {}, 1.0, 1.0 + 1e-9, False),
+        ("repeat_multiply", {"exact": True}, 1.0, 1.0 + 1e-13, False),
+        ("repeat_multiply", {}, None, None, True),  # both overflowed
+        ("repeat_multiply", {}, None, 1.0, False),
+        ("repeat_multiply", {}, True, 1.0, False),
+        ("repeat_multiply", {}, "1.0", 1.0, False),
+        ("prime_count", {}, 25, 25, True),
+        ("prime_count", {}, 25, 25.0, False),  # another JSON type is another answer
+        ("mandelbrot_tile", {}, [1, 2, 3], [1, 2, 4], False),
+        ("a_custom_op", {}, {"x": [1, 2]}, {"x": [1, 2]}, True),
+        ("a_custom_op", {}, {"x": 1}, {"x": 1, "y": 2}, False),
+    ],
+)
+def test_agree_op_compares_two_workers_results(
+    op: str, args: dict[str, Any], a: Any, b: Any, agreed: bool
+) -> None:
+    assert agree_op(op, args, a, b) is agreed
+    assert agree_op(op, args, b, a) is agreed

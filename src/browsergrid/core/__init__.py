@@ -9,10 +9,14 @@ from browsergrid.core._commands import (
     Command,
     JobCancelled,
     RejectReport,
+    ReplicaReported,
+    ReplicaVerdict,
     SendTask,
     TaskDone,
     TaskFailed,
     TasksAccepted,
+    Verdict,
+    WorkerQuarantined,
 )
 from browsergrid.core._events import (
     ClockTicked,
@@ -30,6 +34,7 @@ from browsergrid.core._events import (
     WorkerLeft,
 )
 from browsergrid.core._model import FINAL_STATES, Job, Lease, Task, TaskState, Worker, WorkerState
+from browsergrid.core._reputation import Standing
 from browsergrid.core._scheduler import EXERCISE_OPS, LossKind, Scheduler, WelcomeTask
 
 __all__ = [
@@ -47,10 +52,13 @@ __all__ = [
     "Lease",
     "LossKind",
     "RejectReport",
+    "ReplicaReported",
+    "ReplicaVerdict",
     "RestoredTask",
     "ResultReported",
     "Scheduler",
     "SendTask",
+    "Standing",
     "Task",
     "TaskDone",
     "TaskErrorReported",
@@ -59,10 +67,12 @@ __all__ = [
     "TaskState",
     "TasksAccepted",
     "TasksSubmitted",
+    "Verdict",
     "WelcomeTask",
     "Worker",
     "WorkerIntroduced",
     "WorkerJoined",
     "WorkerLeft",
+    "WorkerQuarantined",
     "WorkerState",
 ]

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from browsergrid.core._events import TaskId
 
@@ -44,9 +44,51 @@ class TasksAccepted:
     stimulus_id: str
 
 
+Verdict = Literal["unchecked", "quorum", "trusted"]
+"""How a result was accepted (see ``browsergrid.protocol.Verdict``)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplicaVerdict:
+    """One worker's result for a replicated task, and whether it agreed with the quorum."""
+
+    worker_id: int
+    worker_key: str | None  # None for a worker with no lasting identity
+    agreed: bool
+    duration_ms: float
+    result: Any  # what it reported
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplicaReported:
+    """``worker_id`` sent a result for a replicated task: count its work (the task itself
+    is reported by ``TaskDone`` or ``TaskFailed`` once the replicas are settled)."""
+
+    worker_id: int
+    task_id: int
+    job_id: int | None
+    duration_ms: float
+    stimulus_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerQuarantined:
+    """The results of identity ``worker_key`` kept disagreeing with the quorum: its
+    connected workers ``worker_ids`` get no more tasks (their leases were taken back)."""
+
+    worker_key: str | None
+    worker_ids: tuple[int, ...]
+    valid: int
+    invalid: int
+    error_rate: float
+    stimulus_id: str
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskDone:
-    """``task_id`` finished with ``result``; record and report it."""
+    """``task_id`` finished with ``result``; record and report it. For a replicated task
+    ``worker_id`` is the first worker of the quorum, and ``replicas`` lists every result
+    gathered (their work was counted by ``ReplicaReported``)."""
 
     worker_id: int
     task_id: int
@@ -58,6 +100,8 @@ class TaskDone:
     attempts: int
     welcome: bool
     stimulus_id: str
+    verdict: Verdict = "unchecked"
+    replicas: tuple[ReplicaVerdict, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,5 +136,13 @@ class RejectReport:
 
 
 Command = (
-    SendTask | CancelTask | TasksAccepted | TaskDone | TaskFailed | JobCancelled | RejectReport
+    SendTask
+    | CancelTask
+    | TasksAccepted
+    | TaskDone
+    | TaskFailed
+    | JobCancelled
+    | RejectReport
+    | ReplicaReported
+    | WorkerQuarantined
 )

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from browsergrid.core._reputation import Standing
+
 TaskId = int | str
 """Task ids are integers the scheduler hands out; workers may echo anything back."""
 
@@ -29,6 +31,22 @@ class JobOptions:
     priority: int = 0  # higher runs first; equal priorities share workers round robin
     lease_timeout_s: float | None = None  # default for its tasks (else the op's, else global)
     max_attempts: int | None = None  # default for its tasks (else global)
+    redundancy: int = 1  # agreeing results from distinct workers each task needs
+    max_replicas: int | None = None  # results gathered at most per task (2 * redundancy + 1)
+    adaptive: bool = False  # a trusted worker's result is enough, but for spot checks
+
+    def __post_init__(self) -> None:
+        if self.redundancy < 1:
+            raise ValueError("redundancy must be at least 1")
+        if self.max_replicas is not None and self.max_replicas < self.redundancy:
+            raise ValueError("max_replicas must be at least redundancy")
+        if self.adaptive and self.redundancy < 2:
+            raise ValueError("adaptive replication needs redundancy of at least 2")
+
+    @property
+    def replica_limit(self) -> int:
+        """Results gathered at most for one task before it fails for want of a quorum."""
+        return self.max_replicas or 2 * self.redundancy + 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,13 +89,16 @@ class WorkerJoined:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerIntroduced:
     """The worker sent ``hello``: it runs ``ops``, ``concurrency`` at a time, and buffers
-    ``prefetch`` more."""
+    ``prefetch`` more. ``key`` is its lasting identity (reputation follows it across
+    reconnections), with the ``standing`` the store remembers for it, if any."""
 
     worker_id: int
     ops: frozenset[str]
     concurrency: int
     now: float
     prefetch: int = 1
+    key: str | None = None
+    standing: Standing | None = None
     stimulus_id: str = ""
 
 

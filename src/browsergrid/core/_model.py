@@ -57,6 +57,16 @@ class Lease:
     speculative: bool = False  # a copy of a straggler, sent while the first lease runs on
 
 
+@dataclass(frozen=True, slots=True)
+class Replica:
+    """One worker's result for a replicated task, waiting for the quorum to be settled."""
+
+    worker_id: int
+    key: str
+    result: Any
+    duration_ms: float
+
+
 @dataclass(slots=True, kw_only=True)
 class Task:
     """One unit of work. Change ``state`` only through ``move_to``."""
@@ -74,6 +84,17 @@ class Task:
     attempts: int = 0  # leases granted so far
     reasons: list[str] = field(default_factory=list)  # why each failed lease failed
     failed_on: set[int] = field(default_factory=set)  # workers to avoid when re-issuing
+    quorum: int = 1  # agreeing results from distinct worker identities it needs (redundancy)
+    needed: int = 1  # agreeing results it needs now (1 for a trusted worker, adaptive jobs)
+    max_replicas: int = 1  # results gathered at most before it fails for want of a quorum
+    adaptive: bool = False
+    replicas: list[Replica] = field(default_factory=list)  # results waiting for a quorum
+    queued: bool = False  # in its job's queue now (a replicated task may be leased too)
+
+    @property
+    def replicated(self) -> bool:
+        """True when its result is checked by a quorum of workers (redundancy >= 2)."""
+        return self.quorum > 1
 
     def move_to(self, new: TaskState) -> None:
         """Change state; raises IllegalTransition where the diagram has no such arrow."""
@@ -124,10 +145,14 @@ class Worker:
     tasks_done: int = 0
     failures: int = 0
     speed_ms: float | None = None  # duration of its welcome task: its first speed sample
+    key: str = ""  # lasting identity (its reputation's); "#<worker_id>" when it has none
+    quarantined: bool = False  # its results kept disagreeing: it is sent nothing more
 
     @property
     def credit(self) -> int:
         """How many more tasks it may be sent now (``concurrency + prefetch`` in all)."""
+        if self.quarantined:
+            return 0
         return max(0, self.concurrency + self.prefetch - len(self.in_flight))
 
     @property

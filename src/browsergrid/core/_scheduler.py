@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import random
 from collections import Counter, deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -14,10 +15,13 @@ from browsergrid.core._commands import (
     Command,
     JobCancelled,
     RejectReport,
+    ReplicaReported,
+    ReplicaVerdict,
     SendTask,
     TaskDone,
     TaskFailed,
     TasksAccepted,
+    WorkerQuarantined,
 )
 from browsergrid.core._events import (
     ClockTicked,
@@ -32,7 +36,17 @@ from browsergrid.core._events import (
     WorkerJoined,
     WorkerLeft,
 )
-from browsergrid.core._model import FINAL_STATES, Job, Lease, Task, TaskState, Worker, WorkerState
+from browsergrid.core._model import (
+    FINAL_STATES,
+    Job,
+    Lease,
+    Replica,
+    Task,
+    TaskState,
+    Worker,
+    WorkerState,
+)
+from browsergrid.core._reputation import Standing
 
 LossKind = Literal["disconnected", "error", "expired"]
 """Why a lease ended without a result: its worker left, reported an error, or ran late."""
@@ -42,6 +56,15 @@ EXERCISE_OPS: Final = frozenset({"repeat_multiply"})
 
 _EWMA: Final = 0.2  # weight of the newest duration in an op's running mean
 _MAX_IGNORED: Final = 4096  # late reports remembered per worker, to drop them quietly
+_MAX_SKIPS: Final = 64  # queued replicas a worker may not take, looked past per dispatch
+
+Agree = Callable[[str, Mapping[str, Any], Any, Any], bool]
+"""``agree(op, args, a, b)``: whether two workers' results for a task are the same (exactly,
+or within the op's tolerance); must never raise."""
+
+
+def _equal(op: str, args: Mapping[str, Any], a: Any, b: Any) -> bool:
+    return bool(a == b)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +93,13 @@ class Scheduler:
     - When a worker sits idle with nothing queued for it, a task running longer than
       ``speculate_factor`` times its op's mean (and at least ``speculate_min_s``) is copied
       to it; the first result wins and the other copy is cancelled.
+    - A job with ``redundancy`` k >= 2 sends each task to workers of distinct identities
+      until k results ``agree`` (``verdict`` "quorum"); disagreement brings more replicas,
+      up to the job's ``replica_limit``, then the task fails. Each settled quorum judges
+      the workers (``core/_reputation.py``): those that keep disagreeing are quarantined
+      and sent nothing more. With ``adaptive``, a task leased first to an established
+      worker needs only its result ("trusted"), unless a spot check (probability
+      ``spot_check``, drawn from ``rng``) asks for the full quorum.
     """
 
     def __init__(
@@ -85,6 +115,9 @@ class Scheduler:
         buffer_s: float | None = None,
         next_job_id: int = 1,
         next_task_id: int = 1,
+        agree: Agree = _equal,
+        spot_check: float = 0.1,
+        rng: Callable[[], float] | None = None,
     ) -> None:
         if lease_timeout_s <= 0:
             raise ValueError("lease_timeout_s must be positive")
@@ -92,6 +125,12 @@ class Scheduler:
             raise ValueError("max_attempts must be at least 1")
         if speculate_factor is not None and speculate_factor <= 1:
             raise ValueError("speculate_factor must be above 1 (or None to turn it off)")
+        if not 0 <= spot_check <= 1:
+            raise ValueError("spot_check must be a probability, from 0 to 1")
+        self.agree = agree
+        self.spot_check = spot_check
+        self._random = rng or random.Random().random
+        self.standings: dict[str, Standing] = {}  # worker identity -> reputation
         self.welcome = welcome
         self.lease_timeout_s = lease_timeout_s
         self.op_lease_timeouts = dict(op_lease_timeouts or {})
@@ -170,6 +209,7 @@ class Scheduler:
                 attempts=restored.attempts,
                 reasons=list(restored.reasons),
             )
+            self._replicate_as(task, job)
             self.tasks[task.task_id] = task
             job.counts[TaskState.QUEUED] += 1
             job.live.add(task.task_id)
@@ -189,7 +229,12 @@ class Scheduler:
         if ev.worker_id in self.workers:
             raise ValueError(f"worker {ev.worker_id} joined twice")
         worker = Worker(
-            worker_id=ev.worker_id, ops=EXERCISE_OPS, concurrency=1, prefetch=0, joined_at=ev.now
+            worker_id=ev.worker_id,
+            ops=EXERCISE_OPS,
+            concurrency=1,
+            prefetch=0,
+            joined_at=ev.now,
+            key=f"#{ev.worker_id}",
         )
         self.workers[ev.worker_id] = worker
         self._op_workers.update(worker.ops)
@@ -210,8 +255,26 @@ class Scheduler:
         worker.prefetch_cap = min(ev.prefetch, self.max_prefetch)
         worker.prefetch = worker.prefetch_cap
         self._fit_prefetch(worker)
+        if ev.key is not None:
+            self.standings.pop(worker.key, None)
+            worker.key = ev.key
+            if ev.key not in self.standings and ev.standing is not None:
+                self.standings[ev.key] = ev.standing
+        if self.standing(worker.key).quarantined:
+            worker.quarantined = True
+            for task_id in sorted(worker.in_flight):
+                task = self.tasks[task_id]
+                if task.pinned_to is None:
+                    yield self._take_back(task, worker, "its identity is quarantined", ev)
+                    yield from self._reconsider(task, ev)
         self._credit_changed(worker)
-        yield from ()
+
+    def standing(self, key: str) -> Standing:
+        """The reputation of worker identity ``key`` (a fresh one for a newcomer)."""
+        found = self.standings.get(key)
+        if found is None:
+            found = self.standings[key] = Standing()
+        return found
 
     def _left(self, ev: WorkerLeft) -> Iterator[Command]:
         worker = self.workers.pop(ev.worker_id)
@@ -222,6 +285,8 @@ class Scheduler:
             task = self.tasks[task_id]
             reason = f"worker {worker.worker_id} disconnected"
             yield from self._lose(task, worker, reason, "disconnected", ev)
+        if worker.key.startswith("#"):  # no lasting identity: its reputation ends with it
+            self.standings.pop(worker.key, None)
 
     def _submitted(self, ev: TasksSubmitted) -> Iterator[Command]:
         if ev.job_id is None:
@@ -243,6 +308,7 @@ class Scheduler:
                 lease_timeout_s=spec.lease_timeout_s or job.options.lease_timeout_s,
                 max_attempts=spec.max_attempts or job.options.max_attempts,
             )
+            self._replicate_as(task, job)
             first_task_id = first_task_id or task.task_id
             job.total += 1
             job.counts[TaskState.QUEUED] += 1
@@ -280,19 +346,14 @@ class Scheduler:
         lease = self._release(task, worker)
         if task.pinned_to is None:  # a welcome task says how fast a worker is, not an op
             self._learn_duration(task.op, ev.now - lease.start)
+        if task.replicated:
+            yield from self._replica(task, worker, ev)
+            return
         for other_id in list(task.leases):
             yield self._take_back(task, self.workers[other_id], "another copy finished first", ev)
         self._finish(task, TaskState.DONE)
-        worker.tasks_done += 1
         welcome = task.pinned_to is not None
-        if welcome:
-            worker.speed_ms = ev.duration_ms
-        else:
-            mean = worker.mean_ms
-            worker.mean_ms = (
-                ev.duration_ms if mean is None else mean + _EWMA * (ev.duration_ms - mean)
-            )
-            self._fit_prefetch(worker)
+        self._count_work(worker, ev.duration_ms, welcome=welcome)
         yield TaskDone(
             worker_id=ev.worker_id,
             task_id=task.task_id,
@@ -303,6 +364,156 @@ class Scheduler:
             duration_ms=ev.duration_ms,
             attempts=task.attempts,
             welcome=welcome,
+            stimulus_id=ev.stimulus_id,
+        )
+
+    def _count_work(self, worker: Worker, duration_ms: float, *, welcome: bool) -> None:
+        worker.tasks_done += 1
+        if welcome:
+            worker.speed_ms = duration_ms
+        else:
+            mean = worker.mean_ms
+            worker.mean_ms = duration_ms if mean is None else mean + _EWMA * (duration_ms - mean)
+            self._fit_prefetch(worker)
+
+    # --- replicated tasks ----------------------------------------------------------------
+
+    def _replicate_as(self, task: Task, job: Job) -> None:
+        """Give a new task its job's validation options."""
+        task.quorum = task.needed = job.options.redundancy
+        task.max_replicas = job.options.replica_limit
+        task.adaptive = job.options.adaptive
+
+    def _replica(self, task: Task, worker: Worker, ev: ResultReported) -> Iterator[Command]:
+        """A replicated task's result came in: accept it with its quorum, ask for more
+        replicas, or fail the task when the replicas it may have are used up."""
+        self._count_work(worker, ev.duration_ms, welcome=False)
+        task.replicas.append(Replica(worker.worker_id, worker.key, ev.result, ev.duration_ms))
+        yield ReplicaReported(
+            worker_id=worker.worker_id,
+            task_id=task.task_id,
+            job_id=task.job_id,
+            duration_ms=ev.duration_ms,
+            stimulus_id=ev.stimulus_id,
+        )
+        best = self._best_group(task)
+        if len(best) < task.needed:
+            yield from self._reconsider(task, ev)
+            return
+        for other_id in list(task.leases):
+            yield self._take_back(task, self.workers[other_id], "a quorum agreed without it", ev)
+        self._finish(task, TaskState.DONE)
+        agreeing = {id(replica) for replica in best}
+        verdicts = tuple(
+            ReplicaVerdict(
+                worker_id=replica.worker_id,
+                worker_key=None if replica.key.startswith("#") else replica.key,
+                agreed=id(replica) in agreeing,
+                duration_ms=replica.duration_ms,
+                result=replica.result,
+            )
+            for replica in task.replicas
+        )
+        first = best[0]
+        yield TaskDone(
+            worker_id=first.worker_id,
+            task_id=task.task_id,
+            job_id=task.job_id,
+            index=task.index,
+            op=task.op,
+            result=first.result,
+            duration_ms=first.duration_ms,
+            attempts=task.attempts,
+            welcome=False,
+            stimulus_id=ev.stimulus_id,
+            verdict="quorum" if task.needed > 1 else "trusted",
+            replicas=verdicts,
+        )
+        if len(task.replicas) > 1:  # a quorum of one (a trusted worker) judges nobody
+            for replica in task.replicas:
+                standing = self.standing(replica.key)
+                if standing.judge(id(replica) in agreeing):
+                    yield from self._quarantine(replica.key, standing, ev)
+
+    def _best_group(self, task: Task) -> list[Replica]:
+        """The largest set of the task's replicas that agree (the earliest such set)."""
+        groups = self._groups_of(task)
+        return groups[0] if groups else []
+
+    def _wants_more(self, task: Task) -> bool:
+        """True if a replicated task needs another worker on it now: the leases running
+        cannot make a quorum even if they all agree, and it may have more replicas."""
+        running = len(task.leases)
+        return (
+            running + len(self._best_group(task)) < task.needed
+            and running + len(task.replicas) < task.max_replicas
+        )
+
+    def _reconsider(self, task: Task, ev: Event) -> Iterator[Command]:
+        """After a replica came, went or was thrown away: queue the task for another worker,
+        wait for the leases running, or fail it when no quorum can be reached."""
+        assert task.job_id is not None  # welcome tasks are never replicated nor re-queued
+        if task.replicated and not task.leases and not self._wants_more(task):
+            counts = ", ".join(str(len(group)) for group in self._groups_of(task))
+            task.reasons.append(
+                f"no {task.needed} of its {len(task.replicas)} results agreed "
+                f"(groups of agreeing results: {counts}; max_replicas {task.max_replicas})"
+            )
+            self._finish(task, TaskState.FAILED)
+            yield TaskFailed(
+                task_id=task.task_id,
+                job_id=task.job_id,
+                index=task.index,
+                op=task.op,
+                reasons=tuple(task.reasons),
+                stimulus_id=ev.stimulus_id,
+            )
+            return
+        if task.leases:
+            if task.state is TaskState.QUEUED:
+                self._set_state(task, TaskState.LEASED)
+        elif task.state is TaskState.LEASED:
+            self._set_state(task, TaskState.QUEUED)
+        if (task.replicated and self._wants_more(task)) or not task.leases:
+            self._enqueue(task, self.jobs[task.job_id])
+
+    def _groups_of(self, task: Task) -> list[list[Replica]]:
+        """The task's replicas in sets that agree with their first member, largest first."""
+        groups: list[list[Replica]] = []
+        for replica in task.replicas:
+            for group in groups:
+                if self.agree(task.op, task.args, group[0].result, replica.result):
+                    group.append(replica)
+                    break
+            else:
+                groups.append([replica])
+        return sorted(groups, key=len, reverse=True)
+
+    def _quarantine(self, key: str, standing: Standing, ev: Event) -> Iterator[Command]:
+        """Identity ``key`` kept disagreeing: its workers get nothing more, their leases go
+        to others, and its replicas still waiting for a quorum no longer count."""
+        quarantined: list[int] = []
+        for worker in self.workers.values():
+            if worker.key != key:
+                continue
+            worker.quarantined = True
+            self._credit_changed(worker)
+            quarantined.append(worker.worker_id)
+            for task_id in sorted(worker.in_flight):
+                task = self.tasks[task_id]
+                if task.pinned_to is None:
+                    yield self._take_back(task, worker, "its worker was quarantined", ev)
+                    yield from self._reconsider(task, ev)
+        tainted = [t for t in self.tasks.values() if any(r.key == key for r in t.replicas)]
+        for task in tainted:
+            task.replicas = [replica for replica in task.replicas if replica.key != key]
+            yield from self._reconsider(task, ev)
+        yield WorkerQuarantined(
+            worker_key=None if key.startswith("#") else key,
+            worker_ids=tuple(quarantined),
+            valid=standing.valid,
+            invalid=standing.invalid,
+            error_rate=standing.error_rate,
             stimulus_id=ev.stimulus_id,
         )
 
@@ -357,6 +568,9 @@ class Scheduler:
         return task
 
     def _enqueue(self, task: Task, job: Job) -> None:
+        if task.queued:
+            return
+        task.queued = True
         job.push(task)
         if job.job_id not in self._ringed:
             self._ringed.add(job.job_id)
@@ -373,6 +587,14 @@ class Scheduler:
         heapq.heappush(self._deadlines, (lease.deadline, task.task_id, worker.worker_id))
         worker.in_flight.add(task.task_id)
         self._credit_changed(worker)
+        if task.replicated and not speculative:
+            if not task.replicas and len(task.leases) == 1:  # a first replica: how many?
+                trusted = task.adaptive and self.standing(worker.key).trusted
+                spared = trusted and self._random() >= self.spot_check
+                task.needed = 1 if spared else task.quorum
+            if self._wants_more(task):
+                assert task.job_id is not None
+                self._enqueue(task, self.jobs[task.job_id])
         return SendTask(
             worker_id=worker.worker_id,
             task_id=task.task_id,
@@ -420,13 +642,13 @@ class Scheduler:
         task.reasons.append(reason)
         task.failed_on.add(worker.worker_id)
         if task.leases:
+            if task.replicated and self._wants_more(task):
+                self._enqueue(task, self.jobs[task.job_id])  # type: ignore[index]
             return  # another copy is still running
         if task.pinned_to is not None:
             self._finish(task, TaskState.CANCELLED)  # a welcome task measures one worker only
         elif len(task.reasons) < task.max_attempts:
-            self._set_state(task, TaskState.QUEUED)
-            assert task.job_id is not None
-            self._enqueue(task, self.jobs[task.job_id])
+            yield from self._reconsider(task, ev)
         else:
             self._finish(task, TaskState.FAILED)
             yield TaskFailed(
@@ -449,6 +671,7 @@ class Scheduler:
 
     def _finish(self, task: Task, final: TaskState) -> None:
         self._set_state(task, final)
+        task.queued = False
         del self.tasks[task.task_id]
         if task.job_id is not None:
             self.jobs[task.job_id].live.discard(task.task_id)
@@ -544,20 +767,34 @@ class Scheduler:
         heads.sort()
         skipped: list[tuple[int, list[int]]] = []
         found = None
-        while heads and found is None:
+        while heads and found is None and len(skipped) < _MAX_SKIPS:
             task_id, heap = heads.pop(0)
             heapq.heappop(heap)
-            task = self.tasks[task_id]
-            if worker.worker_id in task.failed_on and self._others_can_run(task):
-                skipped.append((task_id, heap))  # leave it for a worker it has not failed on
-                if heap:
-                    heads.append((heap[0], heap))
-                    heads.sort()
-                continue
-            found = task
+            task = self.tasks.get(task_id)
+            if task is not None and task.queued:
+                if self._may_take(task, worker):
+                    found = task
+                    task.queued = False
+                else:
+                    skipped.append((task_id, heap))  # leave it for another worker
+            # else: a replicated task that ended while it waited here: drop it
+            if found is None and heap:
+                heads.append((heap[0], heap))
+                heads.sort()
         for task_id, heap in skipped:
             heapq.heappush(heap, task_id)
         return found
+
+    def _may_take(self, task: Task, worker: Worker) -> bool:
+        """Whether ``worker`` may have ``task``: not one it failed while others can run
+        it, and never a second replica for the same worker identity."""
+        if worker.worker_id in task.failed_on and self._others_can_run(task):
+            return False
+        if not task.replicated:
+            return True
+        if any(replica.key == worker.key for replica in task.replicas):
+            return False
+        return all(self.workers[held].key != worker.key for held in task.leases)
 
     def _others_can_run(self, task: Task) -> bool:
         """True if a connected worker that runs the op has not failed this task yet."""
@@ -577,7 +814,10 @@ class Scheduler:
         stragglers = sorted(
             (lease.start, task.task_id)
             for task in self.tasks.values()
-            if task.state is TaskState.LEASED and len(task.leases) == 1 and task.pinned_to is None
+            if task.state is TaskState.LEASED
+            and len(task.leases) == 1
+            and task.pinned_to is None
+            and not task.replicated
             for lease in task.leases.values()
             if not lease.speculative
             and now - lease.start

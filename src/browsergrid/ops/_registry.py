@@ -13,6 +13,7 @@ from browsergrid.ops import (
     _prime_count,
     _repeat_multiply,
 )
+from browsergrid.ops._args import agree_exactly
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,14 +22,17 @@ class Op:
 
     ``run(args)`` computes the result (a JSON value) and raises ValueError naming the bad
     argument; ``verify(args, result)`` says whether a result reported by an untrusted worker
-    is right (it may cost as much as ``run``); ``lease_timeout_s`` is how long a worker may
-    hold a task of this op by default before it is given to another.
+    is right (it may cost as much as ``run``); ``agree(args, a, b)`` whether two workers'
+    results are the same, exactly or within the op's tolerance (what a quorum compares;
+    it never raises); ``lease_timeout_s`` is how long a worker may hold a task of this op
+    by default before it is given to another.
     """
 
     name: str
     run: Callable[[Mapping[str, Any]], Any]
     verify: Callable[[Mapping[str, Any], Any], bool]
     lease_timeout_s: float = 60.0
+    agree: Callable[[Mapping[str, Any], Any, Any], bool] = agree_exactly
 
 
 # Leases longer than 60 s are for the ops whose largest tasks take tens of seconds in a
@@ -37,7 +41,12 @@ class Op:
 OPS: Final[Mapping[str, Op]] = {
     op.name: op
     for op in (
-        Op("repeat_multiply", _repeat_multiply.run, _repeat_multiply.verify),
+        Op(
+            "repeat_multiply",
+            _repeat_multiply.run,
+            _repeat_multiply.verify,
+            agree=_repeat_multiply.agree,
+        ),
         Op("monte_carlo_pi", _monte_carlo_pi.run, _monte_carlo_pi.verify, 120.0),
         Op("mandelbrot_tile", _mandelbrot_tile.run, _mandelbrot_tile.verify, 120.0),
         Op("prime_count", _prime_count.run, _prime_count.verify),
@@ -65,3 +74,13 @@ def verify_op(name: str, args: Mapping[str, Any], result: Any) -> bool:
     ``args``. A malformed result is simply wrong (False); an unknown op or bad arguments
     raise ValueError as in ``run_op`` (check arguments when the task is submitted)."""
     return _lookup(name, args).verify(args, result)
+
+
+def agree_op(name: str, args: Mapping[str, Any], a: Any, b: Any) -> bool:
+    """Whether two workers' results for a task of op ``name`` are the same: the op's own
+    comparison, or exact JSON equality for an op browsergrid does not know. Never raises."""
+    op = OPS.get(name)
+    try:
+        return op.agree(args, a, b) if op is not None else agree_exactly(args, a, b)
+    except (ValueError, TypeError, OverflowError):
+        return False

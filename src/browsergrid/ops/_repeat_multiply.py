@@ -49,6 +49,23 @@ def verify(args: Mapping[str, Any], result: Any) -> bool:
     return not exact and abs(value - expected) <= REL_TOLERANCE * abs(expected)
 
 
+def agree(args: Mapping[str, Any], a: Any, b: Any) -> bool:
+    """Two workers' results are the same: equal (both ``null`` for a result that is not
+    finite), or within a relative error of 1e-12 of each other unless ``exact``."""
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, bool) or isinstance(b, bool):
+        return False
+    if not isinstance(a, int | float) or not isinstance(b, int | float):
+        return False
+    x, y = float(a), float(b)
+    if x == y:
+        return True
+    if args.get("exact", False) is not False or not (math.isfinite(x) and math.isfinite(y)):
+        return False
+    return abs(x - y) <= REL_TOLERANCE * max(abs(x), abs(y))
+
+
 def _parse(args: Mapping[str, Any]) -> tuple[float, float, int, bool]:
     initial = number(args, NAME, "initial")
     factor = number(args, NAME, "factor")
