@@ -21,6 +21,7 @@ import asyncio
 import json
 import os
 import platform
+import secrets
 import signal
 import statistics
 import subprocess
@@ -45,6 +46,7 @@ from bench._swarm import Swarm  # noqa: E402
 
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 LOG = ("--log-format", "json")
+TOKEN = secrets.token_urlsafe(16)  # the admin token of the coordinators started here
 
 
 def log(message: str) -> None:
@@ -182,7 +184,7 @@ def coordinator(memory: bool) -> Iterator[tuple[int, int]]:
             [sys.executable, "-m", "browsergrid", "serve", "--port", "0", "--quiet", *LOG, *store],
             stdout=subprocess.PIPE,
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "BROWSERGRID_TOKEN": TOKEN},
         )
         try:
             assert serve.stdout is not None
@@ -263,6 +265,7 @@ async def bench_store(memory: bool, args: argparse.Namespace) -> dict[str, Any]:
             Swarm(f"ws://127.0.0.1:{port}/ws", args.workers) as swarm,
             httpx.AsyncClient(
                 base_url=base,
+                headers={"Authorization": f"Bearer {TOKEN}"},
                 timeout=args.timeout,
                 trust_env=False,
                 # a fresh connection per request: uvicorn closes idle ones after 5 s, and a

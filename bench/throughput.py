@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import secrets
 import signal
 import statistics
 import subprocess
@@ -39,6 +40,7 @@ SQLITE = "browsergrid, SQLite (default)"
 MEMORY = "browsergrid, memory"
 DASK = "Dask distributed, LocalCluster 2 procs, defaults"
 DASK_INF = "Dask, worker-saturation: inf"
+TOKEN = secrets.token_urlsafe(16)  # the admin token of the coordinators started here
 ALL_RUNS: dict[str, list[dict[str, float]]] = {}
 
 
@@ -62,7 +64,7 @@ def stop(procs: list[subprocess.Popen[Any]]) -> None:
 
 @contextmanager
 def browsergrid_grid(workers: int, prefetch: int, memory: bool) -> Iterator[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "BROWSERGRID_TOKEN": TOKEN}
     with tempfile.TemporaryDirectory(prefix="browsergrid-bench-") as data_dir:
         store = ["--memory"] if memory else []
         serve = subprocess.Popen(
@@ -128,7 +130,7 @@ def bench_browsergrid(
 ) -> dict[str, float]:
     from browsergrid import Client
 
-    with browsergrid_grid(2, prefetch, memory) as url, Client(url) as client:
+    with browsergrid_grid(2, prefetch, memory) as url, Client(url, token=TOKEN) as client:
         deadline = time.monotonic() + 30
         while len(client_workers(url)) < 2:
             if time.monotonic() > deadline:

@@ -21,6 +21,11 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
 ARTIFACTS = ROOT / "test-artifacts"
 WELCOME_RESULT = 1.5372656826974733
+TEST_TOKEN = "browsergrid-test-admin-token"
+"""The admin token of every coordinator the tests start: tests/conftest.py puts it in
+$BROWSERGRID_TOKEN for the whole session, so coordinators and clients both find it."""
+AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
+"""Headers that present the admin token, for raw HTTP requests and WebSocket upgrades."""
 
 # As root, Chromium needs these; Playwright adds --headless and a fresh --user-data-dir.
 CHROMIUM_ARGS = [

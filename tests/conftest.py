@@ -13,7 +13,15 @@ from typing import Any
 
 import pytest
 
-from tests._support import ARTIFACTS, CHROMIUM_ARGS, FIXTURES, Coordinator, Process, free_port
+from tests._support import (
+    ARTIFACTS,
+    CHROMIUM_ARGS,
+    FIXTURES,
+    TEST_TOKEN,
+    Coordinator,
+    Process,
+    free_port,
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -27,6 +35,23 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         del os.environ["BROWSERGRID_DATA_DIR"]
     else:
         os.environ["BROWSERGRID_DATA_DIR"] = before
+
+
+@pytest.fixture(scope="session", autouse=True)
+def admin_token() -> Iterator[str]:
+    """Every coordinator the tests start takes its admin token from $BROWSERGRID_TOKEN (no
+    token file is made), and every client and CLI command sends it. Tests of the token file
+    remove the variable with ``monkeypatch.delenv``."""
+    saved = {name: os.environ.pop(name, None) for name in _TOKEN_VARIABLES}
+    os.environ["BROWSERGRID_TOKEN"] = TEST_TOKEN
+    yield TEST_TOKEN
+    for name, value in saved.items():
+        os.environ.pop(name, None)
+        if value is not None:
+            os.environ[name] = value
+
+
+_TOKEN_VARIABLES = ("BROWSERGRID_TOKEN", "BROWSERGRID_WORKER_TOKEN", "BROWSERGRID_DASHBOARD_TOKEN")
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ with ``Client`` (futures) or ``AsyncClient`` (asyncio), the HTTP API, or the CLI
 from browsergrid._version import __version__
 from browsergrid.client import AsyncClient, Client
 from browsergrid.errors import (
+    AuthError,
     BrowsergridError,
     ConfigError,
     ConnectionLost,
@@ -18,6 +19,7 @@ from browsergrid.errors import (
 
 __all__ = [
     "AsyncClient",
+    "AuthError",
     "BrowsergridError",
     "Client",
     "ConfigError",

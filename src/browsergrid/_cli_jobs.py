@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
+import msgspec
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -24,9 +25,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from browsergrid._tokens import auth_headers, client_token
 from browsergrid.client import Client, server_urls
-from browsergrid.client._engine import tls_context
+from browsergrid.client._engine import auth_error, tls_context
 from browsergrid.errors import BrowsergridError, ConfigError, TaskError
+from browsergrid.protocol import submit_options
 
 _CSV_COLUMNS = (
     "task_id",
@@ -58,6 +61,20 @@ def add_job_commands(commands: Any, add_server: Any) -> None:
     submit.add_argument("--priority", type=int, default=0, help="higher runs first")
     submit.add_argument("--lease-timeout", type=float, help="seconds a worker has per task")
     submit.add_argument("--max-attempts", type=int, help="leases a task gets before it fails")
+    submit.add_argument(
+        "--redundancy",
+        type=int,
+        default=1,
+        help="workers that must agree on each result (2 or more checks untrusted workers)",
+    )
+    submit.add_argument(
+        "--max-replicas", type=int, help="results gathered per task at most (default 2k+1)"
+    )
+    submit.add_argument(
+        "--adaptive",
+        action="store_true",
+        help="with --redundancy: one result is enough from an established worker, spot-checked",
+    )
     add_server(submit)
 
     status = commands.add_parser("status", help="show workers and jobs")
@@ -155,13 +172,20 @@ def _submit(args: argparse.Namespace) -> int:
             raise ConfigError("--count must be at least 1")
         items = [parse_assignments(args.args)] * args.count
     err = Console(stderr=True)
-    with Client(args.server) as client:
-        submitter = client.options(
+    try:
+        options = submit_options(
             name=args.name,
             priority=args.priority,
             lease_timeout=args.lease_timeout,
             max_attempts=args.max_attempts,
+            redundancy=args.redundancy,
+            max_replicas=args.max_replicas,
+            adaptive=args.adaptive,
         )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    with Client(args.server, token=args.token) as client:
+        submitter = client.options(**msgspec.structs.asdict(options))
         job = submitter.submit_job(args.op, items)
         job_id = job.job_id
         if not args.wait:
@@ -215,11 +239,22 @@ def _follow(futures: list[Any], job_id: int, op: str, err: Console) -> int:
 
 
 def _http(args: argparse.Namespace) -> httpx.Client:
+    """An HTTP client for the coordinator, sending the admin token (``--token``, else as
+    ``Client`` finds it)."""
     base, _ = server_urls(args.server)
-    return httpx.Client(base_url=base, timeout=httpx.Timeout(10, read=None), verify=tls_context())
+    token = client_token(args.token, base)
+    return httpx.Client(
+        base_url=base,
+        headers=auth_headers(token),
+        timeout=httpx.Timeout(10, read=None),
+        verify=tls_context(),
+    )
 
 
 def _checked(response: httpx.Response) -> Any:
+    if response.status_code == 401:
+        sent = "authorization" in response.request.headers
+        raise auth_error(str(response.request.url), response.content, sent=sent)
     if response.status_code >= 400:
         try:
             detail = response.json().get("detail", response.text)

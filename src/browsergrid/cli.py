@@ -1,5 +1,6 @@
-"""The ``browsergrid`` command: ``serve`` a coordinator, run a Python ``worker``, and
-``submit``, follow (``status``), export (``results``) and ``cancel`` jobs."""
+"""The ``browsergrid`` command: ``serve`` a coordinator, run a Python ``worker``,
+``submit``, follow (``status``), export (``results``) and ``cancel`` jobs, and print the
+admin ``token``."""
 
 from __future__ import annotations
 
@@ -16,7 +17,16 @@ from browsergrid._cli_jobs import add_job_commands, run_job_command
 from browsergrid._console import setup_console
 from browsergrid._version import __version__
 from browsergrid.client import SERVER_ENV
-from browsergrid.config import DATA_DIR_ENV, ServeConfig, default_data_dir, parse_duration
+from browsergrid.config import (
+    DASHBOARD_TOKEN_ENV,
+    DATA_DIR_ENV,
+    TOKEN_ENV,
+    WORKER_TOKEN_ENV,
+    ServeConfig,
+    default_data_dir,
+    env_token,
+    parse_duration,
+)
 from browsergrid.core import WelcomeTask
 from browsergrid.errors import BrowsergridError, ConfigError
 
@@ -159,6 +169,30 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--keyfile", type=Path, metavar="PATH", help="the certificate's unencrypted PEM key"
     )
+    admin = serve.add_mutually_exclusive_group()
+    admin.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help=f"the admin token, needed to submit, cancel and change anything (default: "
+        f"${TOKEN_ENV}, else the file 'token' in the data directory, created at first start)",
+    )
+    admin.add_argument(
+        "--no-token",
+        action="store_true",
+        help="no admin token: anyone who can reach the port may submit and cancel",
+    )
+    serve.add_argument(
+        "--worker-token",
+        metavar="TOKEN",
+        help=f"workers must present this join token (or the admin token) to connect "
+        f"(default: ${WORKER_TOKEN_ENV}, else none: anyone may join)",
+    )
+    serve.add_argument(
+        "--dashboard-token",
+        metavar="TOKEN",
+        help=f"the dashboard, GET /api/... and /metrics need this token (or the admin token) "
+        f"(default: ${DASHBOARD_TOKEN_ENV}, else none: anyone may read)",
+    )
     _add_output_options(serve)
 
     worker = commands.add_parser(
@@ -186,6 +220,12 @@ def _parser() -> argparse.ArgumentParser:
         help="where the worker keeps its identity across restarts (default: as for serve)",
     )
     worker.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help=f"the coordinator's join token, if it asks for one (default: ${WORKER_TOKEN_ENV}; "
+        "a ?token= in URL works too)",
+    )
+    worker.add_argument(
         "--max-backoff",
         type=float,
         default=30.0,
@@ -193,10 +233,34 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_output_options(worker)
     add_job_commands(commands, _add_server_option)
+
+    token = commands.add_parser(
+        "token",
+        help="print the admin token of a coordinator on this machine",
+        description="Print the admin token a coordinator created in its data directory (on "
+        "stdout), and the dashboard link that carries it (on stderr).",
+    )
+    token.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="the coordinator's data directory (default: as for serve)",
+    )
+    _add_server_url(token)
     return parser
 
 
 def _add_server_option(parser: argparse.ArgumentParser) -> None:
+    _add_server_url(parser)
+    parser.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help=f"the coordinator's admin token (default: ${TOKEN_ENV}, else, for a coordinator "
+        "on this machine, the file 'token' in its default data directory)",
+    )
+
+
+def _add_server_url(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--server",
         help=f"the coordinator, http(s)://HOST:PORT (default: ${SERVER_ENV}, else "
@@ -224,6 +288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "worker":
             return _worker(args)
+        if args.command == "token":
+            return _token(args)
         return run_job_command(args)
     except ConfigError as exc:
         print(f"browsergrid {args.command}: error: {exc}", file=sys.stderr)
@@ -274,6 +340,10 @@ def _serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_bytes,
         certfile=args.certfile,
         keyfile=args.keyfile,
+        token=args.token or env_token(TOKEN_ENV),
+        no_token=args.no_token,
+        worker_token=args.worker_token or env_token(WORKER_TOKEN_ENV),
+        dashboard_token=args.dashboard_token or env_token(DASHBOARD_TOKEN_ENV),
         log_format=args.log_format,
         quiet=args.quiet,
     )
@@ -303,6 +373,7 @@ def _worker(args: argparse.Namespace) -> int:
             prefetch=args.prefetch,
             worker_key=identity.key,
             backoff=Backoff(cap_s=args.max_backoff),
+            token=args.token or env_token(WORKER_TOKEN_ENV),
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -310,4 +381,22 @@ def _worker(args: argparse.Namespace) -> int:
         await worker.run()
 
     asyncio.run(run())
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from browsergrid._tokens import read_token, token_path, with_token
+    from browsergrid.client import server_urls
+
+    path = token_path(args.data_dir or default_data_dir())
+    token = read_token(path)
+    if token is None:
+        raise BrowsergridError(
+            f"no token file at {path}: a coordinator creates it at its first start with this "
+            "data directory (give --data-dir if it has another); one started with --token or "
+            f"${TOKEN_ENV} keeps none"
+        )
+    print(token)
+    base, _ = server_urls(args.server)
+    print(f"dashboard: {with_token(base + '/dashboard', token)}", file=sys.stderr)
     return 0

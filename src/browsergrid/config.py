@@ -13,6 +13,15 @@ from browsergrid.protocol import MAX_FRAME_BYTES
 
 LogFormat = Literal["text", "json"]
 DATA_DIR_ENV = "BROWSERGRID_DATA_DIR"
+TOKEN_ENV = "BROWSERGRID_TOKEN"
+"""The admin token, for ``serve`` (instead of the token file) and for every submitter."""
+WORKER_TOKEN_ENV = "BROWSERGRID_WORKER_TOKEN"
+"""The join token, for ``serve`` (``--worker-token``) and ``browsergrid worker`` (``--token``)."""
+DASHBOARD_TOKEN_ENV = "BROWSERGRID_DASHBOARD_TOKEN"
+"""The read token, for ``serve`` (``--dashboard-token``)."""
+TOKEN_FILE = "token"
+"""The admin token's file in the data directory, created at first start with mode 0600."""
+_MAX_TOKEN_CHARS = 1024
 
 
 def default_data_dir() -> Path:
@@ -22,6 +31,22 @@ def default_data_dir() -> Path:
         return Path(configured)
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "browsergrid"
+
+
+def env_token(name: str) -> str | None:
+    """The token in environment variable ``name``; None when unset or empty."""
+    return os.environ.get(name) or None
+
+
+def check_token(option: str, token: str | None) -> None:
+    """A token travels in an HTTP header and a URL: printable ASCII without spaces. Raises
+    ConfigError naming ``option`` otherwise."""
+    if token is None:
+        return
+    if not token or len(token) > _MAX_TOKEN_CHARS:
+        raise ConfigError(f"{option} must be 1 to {_MAX_TOKEN_CHARS} characters long")
+    if not all("!" <= char <= "~" for char in token):
+        raise ConfigError(f"{option} may hold printable ASCII characters only, without spaces")
 
 
 def parse_duration(text: str) -> float:
@@ -98,6 +123,20 @@ class ServeConfig:
     http:// and ws://. Both files are read at start."""
     keyfile: Path | None = None
     """The certificate's PEM private key, unencrypted; give both files or neither."""
+    token: str | None = field(default_factory=lambda: env_token(TOKEN_ENV))
+    """The admin token (``--token``, else $BROWSERGRID_TOKEN): submitting, cancelling and
+    every other change need it, and it grants every read. None: the file ``token`` in
+    ``data_dir``, created at first start (mode 0600) and printed once."""
+    no_token: bool = False
+    """No admin token at all (``--no-token``): anyone who reaches the port may submit and
+    cancel. Overrides ``token``."""
+    worker_token: str | None = field(default_factory=lambda: env_token(WORKER_TOKEN_ENV))
+    """The join token (``--worker-token``, else $BROWSERGRID_WORKER_TOKEN): workers must
+    present it (or the admin token) to connect. None: any worker may join."""
+    dashboard_token: str | None = field(default_factory=lambda: env_token(DASHBOARD_TOKEN_ENV))
+    """The read token (``--dashboard-token``, else $BROWSERGRID_DASHBOARD_TOKEN): the live
+    dashboard feed, ``GET /api/...`` and ``/metrics`` need it (or the admin token). None:
+    anyone may read."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -118,3 +157,6 @@ class ServeConfig:
             raise ConfigError("--heartbeat-interval and --heartbeat-timeout must be positive")
         if (self.certfile is None) != (self.keyfile is None):
             raise ConfigError("--certfile and --keyfile go together: give both, or neither")
+        check_token("--token", self.token)
+        check_token("--worker-token", self.worker_token)
+        check_token("--dashboard-token", self.dashboard_token)

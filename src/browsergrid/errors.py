@@ -2,7 +2,11 @@
 
 BrowsergridError            catch this to catch them all
 ├── ConfigError             a bad option or setting; the message says which and why
+├── AuthError               the coordinator wants a token that was not given (HTTP 401)
 ├── ProtocolError           a frame that breaks docs/protocol.md; ``code`` names the rule
+├── SubmitError             the coordinator refused a submission; ``code`` says why
+├── TaskError               a task failed on every attempt; one reason per attempt
+├── ConnectionLost          the connection to the coordinator closed; jobs go on there
 └── IllegalTransition       a bug: the scheduler was asked to move a task or worker
                             between states where no such move exists
 """
@@ -19,6 +23,13 @@ class BrowsergridError(Exception):
 
 class ConfigError(BrowsergridError):
     """An option or setting is invalid; fix the value the message names and start again."""
+
+
+class AuthError(BrowsergridError):
+    """The coordinator refused for want of a token (HTTP 401): none was sent, or not the
+    right one. The message says which token it wants and where to find it; pass it (for
+    submitters ``token=``, ``--token`` or $BROWSERGRID_TOKEN) and try again. Nothing was
+    submitted."""
 
 
 class ProtocolError(BrowsergridError):

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests._support import Coordinator, Process, free_port
+from tests._support import AUTH, TEST_TOKEN, Coordinator, Process, free_port
 
 pytestmark = pytest.mark.browser
 
@@ -28,7 +28,7 @@ def data_dir_path() -> Iterator[str]:
 def open_dashboard(browser: Any, coordinator: Coordinator) -> Any:
     context = browser.new_context(viewport={"width": 1366, "height": 900})
     page = context.new_page()
-    page.goto(f"http://127.0.0.1:{coordinator.port}/dashboard")
+    page.goto(f"http://127.0.0.1:{coordinator.port}/dashboard?token={TEST_TOKEN}")  # Run demo
     page.wait_for_function("document.querySelector('#conn-state').dataset.state === 'live'")
     return page
 
@@ -76,7 +76,7 @@ def test_workers_jobs_and_the_demo_appear_live(
 
     # a job's progress bar advances to done
     args = [{"samples": 3_000_000, "seed": seed} for seed in range(150)]
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+    with httpx.Client(headers=AUTH, base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
         job_id = http.post("/api/jobs", json={"op": "monte_carlo_pi", "args": args}).json()[
             "job_id"
         ]

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from bench._swarm import Swarm
-from tests._support import Coordinator
+from tests._support import AUTH, Coordinator
 
 pytestmark = pytest.mark.browser
 
@@ -88,7 +88,9 @@ def test_a_thousand_workers_at_work_keep_the_page_responsive(
     assert page.locator("#workers-range").inner_text().replace(",", "") == "1\u201325 of 1000"
     assert "\u00d7 Chrome 131 on Windows 10" in page.locator("#workers-summary").inner_text()
 
-    with httpx.Client(base_url=f"http://127.0.0.1:{swarm_grid.port}", timeout=60) as http:
+    with httpx.Client(
+        headers=AUTH, base_url=f"http://127.0.0.1:{swarm_grid.port}", timeout=60
+    ) as http:
         args = [{"initial": 1, "factor": 1, "times": 1}] * 40_000
         job_id = http.post("/api/jobs", json={"op": "repeat_multiply", "args": args}).json()[
             "job_id"

@@ -30,8 +30,8 @@ const tick = (ms = 5) => new Promise((resolve) => setTimeout(resolve, ms));
 // A fetch whose responses stay open until the test closes them; aborting errors the body as a browser does.
 function fakeServer() {
   const streams = [];
-  const fetchImpl = (url, { signal }) => {
-    const stream = { url, aborted: false, status: 200 };
+  const fetchImpl = (url, { signal, headers }) => {
+    const stream = { url, headers, aborted: false, status: 200 };
     streams.push(stream);
     const body = new ReadableStream({
       start(controller) {
@@ -50,7 +50,7 @@ function fakeServer() {
   return { streams, fetchImpl };
 }
 
-function panel(server) {
+function panel(server, headers = undefined) {
   const painted = [];
   const canvas = new FakeElement();
   canvas.getContext = () => ({
@@ -60,7 +60,7 @@ function panel(server) {
   });
   const elements = { canvas, empty: new FakeElement(), status: new FakeElement(), legend: new FakeElement() };
   const demo = new DemoPanel({
-    elements, httpBase: 'http://grid.test', fetchImpl: server.fetchImpl, labelOf: (id) => (id === 1 ? 'Chrome 131 on Linux' : null),
+    elements, httpBase: 'http://grid.test', headers, fetchImpl: server.fetchImpl, labelOf: (id) => (id === 1 ? 'Chrome 131 on Linux' : null),
     backoff: new ReconnectBackoff({ initialMs: 5, random: () => 0.5 }),
   });
   return { demo, elements, painted };
@@ -176,4 +176,14 @@ test('a job that is gone (404) is not asked for again; no demo on the server say
   demo.setDemo(null);
   assert.equal(elements.empty.textContent, 'This coordinator offers no demo.');
   assert.equal(elements.canvas.dataset.jobId, '');
+});
+
+test('the results are fetched with the page token as a Bearer header', async () => {
+  const server = fakeServer();
+  const { demo } = panel(server, { Authorization: 'Bearer dash' });
+  demo.setDemo(DEMO);
+  demo.show(job(9));
+  await tick();
+  assert.deepEqual(server.streams[0].headers, { Authorization: 'Bearer dash', Accept: 'application/x-ndjson' });
+  demo.stop();
 });

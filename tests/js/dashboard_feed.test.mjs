@@ -99,3 +99,22 @@ test('a socket that cannot even be created is retried too', () => {
   assert.deepEqual(statuses, ['connecting', 'closed']);
   assert.deepEqual(timers, [1000]);
 });
+
+test('a close says whether the connection had opened (a refused one, say for want of a token, had not)', () => {
+  const sockets = [];
+  const closes = [];
+  const feed = new LiveFeed('ws://grid.test/dashboard/live?token=t', {
+    onFrame() {},
+    onStatus: (status, detail) => { if (status === 'closed') closes.push(detail.opened); },
+    WebSocketImpl: class { constructor(url) { this.url = url; sockets.push(this); } },
+    backoff: new ReconnectBackoff({ random: () => 0.5 }),
+    setTimer: (fn) => fn,
+  });
+  feed.start();
+  assert.equal(sockets[0].url, 'ws://grid.test/dashboard/live?token=t');
+  sockets[0].onclose({ code: 1006, reason: '' });
+  feed.connect();
+  sockets[1].onopen();
+  sockets[1].onclose({ code: 1001, reason: '' });
+  assert.deepEqual(closes, [false, true]);
+});

@@ -63,13 +63,13 @@ let loaded = 0;
 console.log = (line) => page.logs.push(String(line)); // the page logs every line to the console too
 
 // A fresh page.js (a new module instance) with `workers` compute workers, connected.
-async function openPage(workers) {
+async function openPage(workers, extra = '', { open = true } = {}) {
   page.sockets = [];
   page.workers = [];
   page.logs = [];
   const elements = new Map();
   globalThis.window = globalThis;
-  globalThis.location = { search: `?workers=${workers}&server=ws://grid.test/ws`, protocol: 'http:', host: 'grid.test' };
+  globalThis.location = { search: `?workers=${workers}&server=ws://grid.test/ws${extra}`, protocol: 'http:', host: 'grid.test' };
   Object.defineProperty(globalThis, 'navigator', {
     value: { userAgent: 'FakeBrowser/1.0', hardwareConcurrency: 8 }, configurable: true, writable: true,
   });
@@ -85,7 +85,7 @@ async function openPage(workers) {
   loaded += 1;
   await import(`../../src/browsergrid/web/js/page.js?instance=${loaded}`);
   const ws = page.sockets[0];
-  ws.open();
+  if (open) ws.open();
   return { ws, workers: page.workers, status: globalThis.browsergrid, elements };
 }
 
@@ -182,4 +182,34 @@ test('a tasks frame with one bad element queues none of it', async () => {
   assert.deepEqual(workers.map((w) => w.posted), [[], []]);
   assert.equal(status.state, 'connected');
   assert.ok(page.logs.some((line) => line.startsWith('Invalid frame (bad_message)')));
+});
+
+test('a ?token= in the page address goes into the WebSocket URL, and is hidden where shown', async () => {
+  const { ws, elements } = await openPage(1, '&token=join%2B1');
+  assert.equal(ws.url, 'ws://grid.test/ws?token=join%2B1');
+  assert.equal(elements.get('server-url').textContent, 'ws://grid.test/ws?token=***');
+  assert.ok(page.logs.every((line) => !line.includes('join')));
+});
+
+// Closes `ws` with `code`; the reconnect it schedules is kept from running (it would open a socket in a later test).
+function closeWithoutReconnect(ws, code) {
+  const { setTimeout: saved } = globalThis;
+  globalThis.setTimeout = () => 0;
+  try {
+    ws.onclose({ code, reason: '' });
+  } finally {
+    globalThis.setTimeout = saved;
+  }
+}
+
+test('a connection refused before it opened hints at the join token; a dropped one does not', async () => {
+  await openPage(1, '', { open: false });
+  closeWithoutReconnect(page.sockets[0], 1006);
+  assert.ok(page.logs.some((line) => line.includes('asks for a join token (open this page as /?token=TOKEN)')));
+  await openPage(1, '&token=wrong', { open: false });
+  closeWithoutReconnect(page.sockets[0], 1006);
+  assert.ok(page.logs.some((line) => line.includes('the ?token= of this page is not its join token')));
+  const { ws } = await openPage(1);
+  closeWithoutReconnect(ws, 1001);
+  assert.ok(!page.logs.some((line) => line.includes('join token')));
 });

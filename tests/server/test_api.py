@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests._support import Coordinator, Process
+from tests._support import AUTH, Coordinator, Process
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,9 @@ def api() -> Iterator[httpx.Client]:
     worker = Process([sys.executable, "-m", "browsergrid", "worker", coordinator.ws_url])
     try:
         worker.wait_for_line(lambda line: "welcomed" in line)
-        with httpx.Client(base_url=f"http://127.0.0.1:{coordinator.port}", timeout=30) as http:
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{coordinator.port}", headers=AUTH, timeout=30
+        ) as http:
             yield http
     finally:
         worker.end()
@@ -64,6 +66,8 @@ def test_submit_follow_results_and_status(api: httpx.Client) -> None:
         "rate": 0,
         "eta_s": None,
         "finished_at": 0,
+        "redundancy": 1,
+        "adaptive": False,
     }
     assert status["finished_at"] >= status["created_at"]
     assert job_id in [job["job_id"] for job in api.get("/api/jobs").json()]
@@ -103,6 +107,22 @@ def test_workers_are_listed(api: httpx.Client) -> None:
         ("post", "/api/jobs", {"op": "prime_count", "args": [{}], "x": 1}, 422, "Extra inputs"),
         ("post", "/api/jobs", {"op": "prime_count", "args": [{}], "priority": 5000}, 422, "1000"),
         ("post", "/api/jobs", "not json", 422, "JSON"),
+        ("post", "/api/jobs", {"op": "prime_count", "args": [{}], "redundancy": 0}, 422, "1"),
+        ("post", "/api/jobs", {"op": "prime_count", "args": [{}], "redundancy": 11}, 422, "10"),
+        (
+            "post",
+            "/api/jobs",
+            {"op": "prime_count", "args": [{}], "adaptive": True},
+            400,
+            "adaptive replication needs redundancy of at least 2",
+        ),
+        (
+            "post",
+            "/api/jobs",
+            {"op": "prime_count", "args": [{}], "redundancy": 3, "max_replicas": 2},
+            400,
+            "max_replicas must be at least redundancy",
+        ),
         ("get", "/api/jobs/999999", None, 404, "there is no job 999999"),
         ("get", "/api/jobs/abc", None, 422, "integer"),
         ("post", "/api/jobs/999999/cancel", None, 404, "there is no job"),
@@ -135,3 +155,34 @@ def test_openapi_schema_and_docs(api: httpx.Client) -> None:
     assert docs.status_code == 200 and "/vendor/swagger-ui/swagger-ui-bundle.js" in docs.text
     bundle = api.get("/vendor/swagger-ui/swagger-ui-bundle.js")
     assert bundle.status_code == 200 and len(bundle.content) > 100_000
+
+
+def test_a_job_with_redundancy_reports_how_each_result_was_checked(api: httpx.Client) -> None:
+    """One worker cannot make a quorum of two: the job waits for a second identity, then
+    each result says which workers agreed."""
+    accepted = submit(api, op="prime_count", args=[{"lo": 0, "hi": 100}], redundancy=2)
+    job_id = accepted["job_id"]
+    status = api.get(f"/api/jobs/{job_id}").json()
+    assert (status["redundancy"], status["adaptive"]) == (2, False)
+    second = Process([sys.executable, "-m", "browsergrid", "worker", _ws_url(api)])
+    try:
+        lines = api.get(f"/api/jobs/{job_id}/results", params={"follow": "true"}).text
+    finally:
+        second.end()
+    [record] = [json.loads(line) for line in lines.splitlines()]
+    assert record["result"] == 25 and record["verdict"] == "quorum"
+    replicas = record["replicas"]
+    assert [r["agreed"] for r in replicas] == [True, True]
+    assert len({r["worker_key"] for r in replicas}) == 2
+    assert all("result" not in r for r in replicas)  # only a dissent carries its result
+
+
+def test_an_unchecked_result_says_so(api: httpx.Client) -> None:
+    job_id = submit(api, op="prime_count", args=[{"lo": 0, "hi": 10}])["job_id"]
+    lines = api.get(f"/api/jobs/{job_id}/results", params={"follow": "true"}).text
+    [record] = [json.loads(line) for line in lines.splitlines()]
+    assert (record["verdict"], record["replicas"]) == ("unchecked", [])
+
+
+def _ws_url(api: httpx.Client) -> str:
+    return str(api.base_url).replace("http://", "ws://").rstrip("/") + "/ws"

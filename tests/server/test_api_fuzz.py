@@ -40,7 +40,7 @@ from browsergrid.protocol import (
     decode_server_message,
     decode_worker_message,
 )
-from tests._support import ROOT, Coordinator, Process
+from tests._support import AUTH, ROOT, TEST_TOKEN, Coordinator, Process
 from tests.protocol.test_fuzz import any_frames, fixture_frames, frames_around_the_limit
 
 ANSWER_TIMEOUT_S = 10  # the coordinator answers a frame on loopback in milliseconds
@@ -113,8 +113,8 @@ def start_worker(coordinator: Coordinator) -> Process:
     return worker
 
 
-def running_grid() -> Iterator[Grid]:
-    coordinator = Coordinator(0, ("--memory", "--quiet"))
+def running_grid(*extra: str) -> Iterator[Grid]:
+    coordinator = Coordinator(0, ("--memory", "--quiet", *extra))
     try:
         grid = Grid(coordinator, start_worker(coordinator))
         try:
@@ -129,7 +129,7 @@ def still_works(grid: Grid) -> None:
     """Nothing lost: the coordinator is up and healthy, every accepted job holds all its
     tasks, the worker is still connected, and a new worker runs a new job right."""
     assert grid.coordinator.proc.poll() is None, grid.coordinator.output()
-    with httpx.Client(base_url=grid.url, timeout=30) as http:
+    with httpx.Client(headers=AUTH, base_url=grid.url, timeout=30) as http:
         assert http.get("/healthz").status_code == 200
         jobs = {job["job_id"]: job for job in http.get("/api/jobs", params={"limit": 1000}).json()}
         for job_id, count in grid.accepted.items():
@@ -178,6 +178,10 @@ def assert_no_errors_logged(coordinator: Coordinator) -> None:
 RESULTS = "GET /api/jobs/{job_id}/results"
 CONFIG = schemathesis.Config.from_dict(
     {
+        # With the admin token, which opens every operation. The grid also has a dashboard
+        # token, so every operation requires one: schemathesis' ignored_auth check then sends
+        # each again without a token and with a wrong one, and wants a 401.
+        "auth": {"openapi": {"bearer": {"bearer": TEST_TOKEN}}},
         "operations": [
             {
                 # The schema cannot say which ops exist: an unknown op (or a reserved argument
@@ -191,7 +195,7 @@ CONFIG = schemathesis.Config.from_dict(
                 "include-name": RESULTS,
                 "request-timeout": 3,
             },
-        ]
+        ],
     }
 )
 
@@ -199,13 +203,13 @@ CONFIG = schemathesis.Config.from_dict(
 @pytest.fixture(scope="module")
 def api_grid() -> Iterator[Grid]:
     """A grid with a cancelled job and a finished one, for fuzzed job ids to find."""
-    for grid in running_grid():
+    for grid in running_grid("--dashboard-token", "fuzz-dashboard-token"):
         seed_jobs(grid)
         yield grid
 
 
 def seed_jobs(grid: Grid) -> None:
-    with httpx.Client(base_url=grid.url, timeout=30) as http:
+    with httpx.Client(headers=AUTH, base_url=grid.url, timeout=30) as http:
         long, short = (
             http.post("/api/jobs", json=body).json()
             for body in (
@@ -269,7 +273,7 @@ def fuzz_operation(
 
 def still_following(grid: Grid, job_id: Any, started: float) -> None:
     """A results stream went quiet: right only while its job runs (``follow=true``)."""
-    job = httpx.get(f"{grid.url}/api/jobs/{job_id}", timeout=30).json()
+    job = httpx.get(f"{grid.url}/api/jobs/{job_id}", headers=AUTH, timeout=30).json()
     assert job["state"] == "running" or job["finished_at"] >= started, job
 
 
@@ -319,7 +323,13 @@ class Storm:
         if self.ws is None:
             self.opened.close()
             self.ws = self.opened.enter_context(
-                connect(self.url, max_size=None, compression=None, open_timeout=10)
+                connect(
+                    self.url,
+                    max_size=None,
+                    compression=None,
+                    open_timeout=10,
+                    additional_headers=AUTH,
+                )
             )
             self.introduced = False
         return self.ws
@@ -496,7 +506,7 @@ NOT_UTF8 = [b"\xff", b'{"type":"hello","agent":"\xed\xa0\x80"}']  # a byte, a UT
 def send_text_bytes(coordinator: Coordinator, endpoint: str, payload: bytes) -> int:
     """Send ``payload`` as a text frame as it is (no UTF-8 check); the close code."""
     url = f"ws://127.0.0.1:{coordinator.port}{endpoint}"
-    with connect(url, compression=None, open_timeout=10) as ws:
+    with connect(url, compression=None, open_timeout=10, additional_headers=AUTH) as ws:
         ws.send(payload, text=True)
         try:
             while True:

@@ -16,7 +16,7 @@ import httpx
 import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests._support import FIXTURES, Coordinator, Process
+from tests._support import AUTH, FIXTURES, Coordinator, Process
 
 
 class Viewer:
@@ -129,7 +129,7 @@ async def test_workers_jobs_results_and_throughput_arrive_live(
             assert connected["kind"] == "connected"
             assert connected["worker_id"] == row["id"]
             assert connected["label"].startswith("Python 3.")
-            async with httpx.AsyncClient(base_url=base) as http:
+            async with httpx.AsyncClient(headers=AUTH, base_url=base) as http:
                 response = await http.post(
                     "/api/jobs",
                     json={
@@ -185,7 +185,9 @@ async def test_a_busy_grid_sends_at_most_two_frames_a_second(
     try:
         async for viewer in open_viewer(coordinator):
             await viewer.next_frame()  # snapshot
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{coordinator.port}") as h:
+            async with httpx.AsyncClient(
+                headers=AUTH, base_url=f"http://127.0.0.1:{coordinator.port}"
+            ) as h:
                 args = [{"initial": 1, "factor": 1, "times": 1}] * 20_000
                 response = await h.post("/api/jobs", json={"op": "repeat_multiply", "args": args})
                 assert response.status_code == 201
@@ -207,7 +209,7 @@ async def test_history_survives_a_restart(start_coordinator: Callable[..., Coord
     data = tempfile.mkdtemp(prefix="browsergrid-dash-")
     first = start_coordinator("--data-dir", data)
     python = worker(first)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{first.port}") as http:
+    async with httpx.AsyncClient(headers=AUTH, base_url=f"http://127.0.0.1:{first.port}") as http:
         response = await http.post(
             "/api/jobs",
             json={"op": "prime_count", "name": "before", "args": [{"lo": 0, "hi": 1000}] * 50},
@@ -236,7 +238,9 @@ def test_metrics_in_prometheus_format(start_coordinator: Callable[..., Coordinat
     coordinator = start_coordinator()
     python = worker(coordinator)
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{coordinator.port}", timeout=30) as http:
+        with httpx.Client(
+            headers=AUTH, base_url=f"http://127.0.0.1:{coordinator.port}", timeout=30
+        ) as http:
             accepted = http.post(
                 "/api/jobs",
                 json={
@@ -271,7 +275,9 @@ def test_demo_job_paints_80_tiles(start_coordinator: Callable[..., Coordinator])
     coordinator = start_coordinator()
     python = worker(coordinator, "--concurrency", "2")
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{coordinator.port}", timeout=60) as http:
+        with httpx.Client(
+            headers=AUTH, base_url=f"http://127.0.0.1:{coordinator.port}", timeout=60
+        ) as http:
             accepted = http.post("/api/demo")
             assert accepted.status_code == 201, accepted.text
             job_id = accepted.json()["job_id"]

@@ -25,7 +25,7 @@ import pytest_asyncio
 import websockets
 
 from bench._swarm import Swarm
-from tests._support import Coordinator
+from tests._support import AUTH, Coordinator
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -68,7 +68,7 @@ class HealthProbe(threading.Thread):
         self.halt = threading.Event()
 
     def run(self) -> None:
-        with httpx.Client(base_url=self.base, timeout=10, trust_env=False) as http:
+        with httpx.Client(headers=AUTH, base_url=self.base, timeout=10, trust_env=False) as http:
             while not self.halt.is_set():
                 started = time.perf_counter()
                 status = http.get("/healthz").status_code
@@ -92,7 +92,7 @@ async def watched(server: Coordinator) -> AsyncIterator[Watched]:
     async with (
         Swarm(server.ws_url, WORKERS) as swarm,
         websockets.connect(url, max_size=None, compression=None, proxy=None) as viewer,
-        httpx.AsyncClient(base_url=base, timeout=60, trust_env=False) as http,
+        httpx.AsyncClient(headers=AUTH, base_url=base, timeout=60, trust_env=False) as http,
     ):
         first = await asyncio.wait_for(viewer.recv(), 10)
         snapshot = Frame(time.monotonic(), len(first), json.loads(first))

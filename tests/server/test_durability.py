@@ -17,7 +17,7 @@ import pytest
 
 from browsergrid import Client
 from browsergrid.ops import run_op
-from tests._support import Coordinator, Process, free_port
+from tests._support import AUTH, Coordinator, Process, free_port
 
 CHUNK = 20_000  # prime_count over 20,000 numbers: a millisecond or two in Python
 SLOW = 400_000  # exact repeat_multiply loop: about 10 ms in Python
@@ -59,6 +59,7 @@ def test_kill_9_ten_times_during_a_5000_task_job_loses_and_repeats_nothing(
     accepted = httpx.post(
         f"http://127.0.0.1:{port}/api/jobs",
         json={"op": "repeat_multiply", "args": args},
+        headers=AUTH,
         timeout=30,
     ).json()
     job_id = accepted["job_id"]
@@ -122,6 +123,7 @@ def test_history_survives_a_restart(
             "name": "before the restart",
             "args": [{"initial": float(i), "factor": 2.0, "times": 1} for i in range(50)],
         },
+        headers=AUTH,
         timeout=30,
     ).json()
     first.events_named("job_finished", 1)
@@ -187,3 +189,49 @@ def test_finished_jobs_past_retention_are_removed(
     second = start_coordinator(*data, port=port)  # prunes at start
     second.event("pruned")
     assert httpx.get(f"http://127.0.0.1:{port}/api/jobs/{job_id}").status_code == 404
+
+
+def test_a_replicated_job_still_needs_its_quorum_after_a_restart(
+    tmp_path: Path, start_coordinator: Callable[..., Coordinator]
+) -> None:
+    """After a SIGKILL, a job of redundancy 2 is taken up with its redundancy: one worker
+    alone cannot finish it."""
+    data = ["--data-dir", str(tmp_path / "grid"), "--no-welcome-task"]
+    port = free_port()
+    first = start_coordinator(*data, port=port)
+    accepted = httpx.post(
+        f"http://127.0.0.1:{port}/api/jobs",
+        json={"op": "prime_count", "args": [{"lo": 0, "hi": 100}], "redundancy": 2},
+        headers=AUTH,
+    ).json()
+    first.signal(signal.SIGKILL)
+    first.wait()
+    second = start_coordinator(*data, port=port)
+    assert job_state(port, accepted["job_id"])["redundancy"] == 2
+    workers = tmp_path / "workers"
+    lone = Process(
+        [sys.executable, "-m", "browsergrid", "worker", second.ws_url, "--data-dir", str(workers)]
+    )
+    try:
+        second.event("replica")
+        time.sleep(0.5)
+        assert job_state(port, accepted["job_id"])["state"] == "running"  # one vote is not two
+        other = Process(
+            [
+                sys.executable,
+                "-m",
+                "browsergrid",
+                "worker",
+                second.ws_url,
+                "--data-dir",
+                str(workers),
+            ]
+        )
+        try:
+            url = f"http://127.0.0.1:{port}/api/jobs/{accepted['job_id']}/results?follow=true"
+            [record] = [json.loads(line) for line in httpx.get(url, timeout=60).text.splitlines()]
+        finally:
+            other.end()
+    finally:
+        lone.end()
+    assert record["verdict"] == "quorum" and record["result"] == 25

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -14,10 +13,8 @@ import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from browsergrid import AsyncClient, SubmitError
-from browsergrid.config import ServeConfig
 from browsergrid.server._guard import Connections, RateLimit, is_loopback, origin_allowed
-from browsergrid.server._run import network_warning
-from tests._support import Coordinator, Process
+from tests._support import AUTH, Coordinator, Process
 
 NONE: frozenset[str] = frozenset()
 
@@ -114,7 +111,11 @@ async def test_a_foreign_page_is_refused_its_own_page_and_tools_are_not(
         assert refused.value.response.status_code == 403
         assert b"may not connect" in refused.value.response.body
         for origin in (None, f"http://127.0.0.1:{coordinator.port}", "https://lab.example"):
-            async with websockets.connect(base + path, origin=origin):  # type: ignore[arg-type]
+            async with websockets.connect(
+                base + path,
+                origin=origin,  # type: ignore[arg-type]
+                additional_headers=AUTH,
+            ):
                 pass
     assert coordinator.event("origin_refused", path="/ws")["detail"].startswith(
         "origin http://evil.example"
@@ -176,7 +177,7 @@ def test_size_limits_give_413_and_queue_nothing(
         "5000",
     )
     small = {"initial": 1, "factor": 2, "times": 3}
-    with httpx.Client(base_url=f"http://127.0.0.1:{coordinator.port}") as http:
+    with httpx.Client(headers=AUTH, base_url=f"http://127.0.0.1:{coordinator.port}") as http:
         many = http.post("/api/jobs", json={"op": "repeat_multiply", "args": [small] * 11})
         assert many.status_code == 413
         assert "at most 10 tasks" in many.json()["detail"]
@@ -219,34 +220,13 @@ async def test_a_client_past_the_job_limit_gets_an_error_and_keeps_its_connectio
         assert await client.submit_job("repeat_multiply", [task] * 3).job_id() >= 1
 
 
-@pytest.mark.parametrize(
-    ("host", "tls", "expected"),
-    [
-        ("127.0.0.1", False, None),
-        ("::1", False, None),
-        ("0.0.0.0", False, "listening on 0.0.0.0: anyone who can reach this port"),
-        ("0.0.0.0", True, "listening on 0.0.0.0"),
-    ],
-)
-def test_listening_beyond_this_machine_is_warned_about(
-    host: str, tls: bool, expected: str | None, tmp_path: Path
-) -> None:
-    files = {"certfile": tmp_path / "c.pem", "keyfile": tmp_path / "k.pem"} if tls else {}
-    warning = network_warning(ServeConfig(host=host, **files))
-    if expected is None:
-        assert warning is None
-    else:
-        assert warning is not None and warning.startswith(expected)
-        assert ("in clear" in warning) is not tls
-
-
 def test_a_foreign_page_cannot_change_anything_over_http(
     start_coordinator: Callable[..., Coordinator],
 ) -> None:
     coordinator = start_coordinator("--memory")
     own = f"http://127.0.0.1:{coordinator.port}"
     small = {"op": "repeat_multiply", "args": [{"initial": 1, "factor": 2, "times": 3}]}
-    with httpx.Client(base_url=own) as http:
+    with httpx.Client(headers=AUTH, base_url=own) as http:
         job_id = http.post("/api/jobs", json=small).json()["job_id"]  # a tool: no Origin
         evil = {"origin": "http://evil.example"}
         for path in (f"/api/jobs/{job_id}/cancel", "/api/demo"):  # no body: a form could post
@@ -265,7 +245,9 @@ async def test_a_name_that_is_not_this_machine_is_refused_on_loopback(
     """DNS rebinding: a page at evil.example whose name now points at 127.0.0.1."""
     coordinator = start_coordinator("--memory")
     rebound = {"host": f"evil.example:{coordinator.port}"}
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{coordinator.port}") as http:
+    async with httpx.AsyncClient(
+        headers=AUTH, base_url=f"http://127.0.0.1:{coordinator.port}"
+    ) as http:
         assert (await http.get("/api/jobs", headers=rebound)).status_code == 403
         assert (await http.get("/api/jobs", headers={"host": "localhost"})).status_code == 200
     with pytest.raises(InvalidStatus) as refused:

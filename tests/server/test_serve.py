@@ -17,7 +17,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from tests._support import WELCOME_RESULT, Coordinator, close_to
+from tests._support import AUTH, WELCOME_RESULT, Coordinator, close_to
 
 
 def recv_json(ws: ClientConnection, timeout: float = 5) -> dict[str, object]:
@@ -313,7 +313,7 @@ def test_a_result_is_acknowledged_once_it_is_stored(coordinator: Coordinator) ->
         request = urllib.request.Request(
             f"http://127.0.0.1:{coordinator.port}/api/jobs",
             data=body,
-            headers={"content-type": "application/json"},
+            headers={"content-type": "application/json", **AUTH},
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             first_task_id = json.load(response)["first_task_id"]

@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from types import TracebackType
 from typing import Any, cast
 
+from browsergrid._tokens import client_token
 from browsergrid.client._engine import Engine, http_get, server_urls
-from browsergrid.protocol import SubmitOptions
+from browsergrid.protocol import SubmitOptions, submit_options
 
 
 class AsyncJob:
@@ -80,20 +81,26 @@ class AsyncClient(_AsyncSubmitter):
     """Submit tasks to a coordinator from asyncio code.
 
     ``async with AsyncClient(url) as client: result = await client.submit(op, **args)``.
-    ``url`` and ``reconnect_timeout`` as for ``Client``. Results are pushed over one
-    WebSocket, never polled.
+    ``url``, ``reconnect_timeout`` and ``token`` as for ``Client``. Results are pushed over
+    one WebSocket, never polled.
     """
 
-    def __init__(self, url: str | None = None, *, reconnect_timeout: float = 120) -> None:
+    def __init__(
+        self, url: str | None = None, *, reconnect_timeout: float = 120, token: str | None = None
+    ) -> None:
         self.http_url, self.ws_url = server_urls(url)
         self.reconnect_timeout = reconnect_timeout
+        self.token = client_token(token, self.http_url)
         self.engine: Engine
         super().__init__(self, SubmitOptions())
 
     async def connect(self) -> AsyncClient:
         """Open the connection (``async with`` does it for you)."""
         self.engine = Engine(
-            self.ws_url, asyncio.get_running_loop(), reconnect_timeout=self.reconnect_timeout
+            self.ws_url,
+            asyncio.get_running_loop(),
+            reconnect_timeout=self.reconnect_timeout,
+            token=self.token,
         )
         await self.engine.connect()
         return self
@@ -105,9 +112,22 @@ class AsyncClient(_AsyncSubmitter):
         priority: int = 0,
         lease_timeout: float | None = None,
         max_attempts: int | None = None,
+        redundancy: int = 1,
+        max_replicas: int | None = None,
+        adaptive: bool = False,
     ) -> _AsyncSubmitter:
-        """The same API, submitting with these job options."""
-        return _AsyncSubmitter(self, SubmitOptions(name, priority, lease_timeout, max_attempts))
+        """The same API, submitting with these job options (see ``Client.options``; raises
+        ValueError for an option out of range)."""
+        options = submit_options(
+            name=name,
+            priority=priority,
+            lease_timeout=lease_timeout,
+            max_attempts=max_attempts,
+            redundancy=redundancy,
+            max_replicas=max_replicas,
+            adaptive=adaptive,
+        )
+        return _AsyncSubmitter(self, options)
 
     @staticmethod
     async def gather(futures: Iterable[asyncio.Future[Any]]) -> list[Any]:
@@ -123,18 +143,23 @@ class AsyncClient(_AsyncSubmitter):
 
     async def jobs(self, *, limit: int = 100) -> list[dict[str, Any]]:
         """Recent jobs, newest first (see ``Client.jobs``)."""
-        result = await asyncio.to_thread(http_get, self.http_url, "/api/jobs", {"limit": limit})
+        result = await asyncio.to_thread(
+            http_get, self.http_url, "/api/jobs", {"limit": limit}, self.token
+        )
         return cast(list[dict[str, Any]], result)
 
     async def job(self, job_id: int) -> dict[str, Any]:
         """One job's status (see ``Client.job``)."""
-        result = await asyncio.to_thread(http_get, self.http_url, f"/api/jobs/{job_id}")
+        result = await asyncio.to_thread(
+            http_get, self.http_url, f"/api/jobs/{job_id}", None, self.token
+        )
         return cast(dict[str, Any], result)
 
     async def workers(self, *, history: bool = False) -> list[dict[str, Any]]:
         """Connected workers, or with ``history`` every worker ever seen."""
         path = "/api/workers/history" if history else "/api/workers"
-        return cast(list[dict[str, Any]], await asyncio.to_thread(http_get, self.http_url, path))
+        listed = await asyncio.to_thread(http_get, self.http_url, path, None, self.token)
+        return cast(list[dict[str, Any]], listed)
 
     async def cancel(self, job: AsyncJob | int) -> None:
         """Cancel a job's unfinished tasks (their futures end cancelled)."""

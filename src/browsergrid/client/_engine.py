@@ -21,7 +21,10 @@ import msgspec
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from browsergrid._tokens import auth_headers, refusal_detail
+from browsergrid.config import TOKEN_ENV
 from browsergrid.errors import (
+    AuthError,
     BrowsergridError,
     ConfigError,
     ConnectionLost,
@@ -77,14 +80,35 @@ def _tls_context(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
     return ssl.create_default_context()  # OpenSSL reads both variables itself
 
 
-def http_get(base: str, path: str, params: dict[str, Any] | None = None) -> Any:
-    """GET a JSON document of the coordinator's HTTP API; BrowsergridError says what failed."""
+def auth_error(url: str, body: bytes | bytearray | str, *, sent: bool) -> AuthError:
+    """The error for a 401 from ``url``: the coordinator's reason and what to do."""
+    detail = refusal_detail(body)
+    fix = "pass the right admin token" if sent else "pass the admin token (none was found to send)"
+    return AuthError(
+        f"the coordinator at {url} wants a token: {detail or 'HTTP 401'}. To fix it, {fix}: "
+        f"Client(url, token=...), --token TOKEN or {TOKEN_ENV}=TOKEN"
+    )
+
+
+def http_get(
+    base: str, path: str, params: dict[str, Any] | None = None, token: str | None = None
+) -> Any:
+    """GET a JSON document of the coordinator's HTTP API; BrowsergridError says what failed
+    (AuthError for a 401)."""
     import httpx
 
     try:
-        response = httpx.get(base + path, params=params, timeout=30, verify=tls_context())
+        response = httpx.get(
+            base + path,
+            params=params,
+            headers=auth_headers(token),
+            timeout=30,
+            verify=tls_context(),
+        )
     except httpx.HTTPError as exc:
         raise ConnectionLost(f"cannot reach the coordinator at {base}: {exc}") from None
+    if response.status_code == 401:
+        raise auth_error(base, response.content, sent=token is not None)
     if response.status_code >= 400:
         try:
             detail = response.json().get("detail", response.text)
@@ -138,10 +162,16 @@ class Engine:
     """
 
     def __init__(
-        self, ws_url: str, loop: asyncio.AbstractEventLoop, *, reconnect_timeout: float = 120
+        self,
+        ws_url: str,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        reconnect_timeout: float = 120,
+        token: str | None = None,
     ) -> None:
         self.ws_url = ws_url
         self.loop = loop
+        self.token = token  # the admin token, sent on every (re)connect
         self.reconnect_timeout = reconnect_timeout
         self.client_id = f"c-{uuid.uuid4().hex}"  # finds its jobs again after a reconnect
         self._connection = 0  # counts connections: a frame is sent once on each
@@ -174,7 +204,8 @@ class Engine:
         return key
 
     async def connect(self) -> None:
-        """Open the connection; raises ConnectionLost if the coordinator cannot be reached."""
+        """Open the connection; raises ConnectionLost if the coordinator cannot be reached,
+        AuthError if it refuses the token (or its absence)."""
         await self._open()
         self._receiver = self.loop.create_task(self._receive())
         self._sender = self.loop.create_task(self._send())
@@ -182,8 +213,16 @@ class Engine:
     async def _open(self) -> None:
         try:
             self._ws = await websockets.connect(
-                self.ws_url, compression=None, max_size=None, open_timeout=10
+                self.ws_url,
+                compression=None,
+                max_size=None,
+                open_timeout=10,
+                additional_headers=auth_headers(self.token),
             )
+        except websockets.InvalidStatus as exc:
+            if exc.response.status_code == 401:
+                raise auth_error(self.ws_url, exc.response.body, sent=bool(self.token)) from None
+            raise ConnectionLost(f"cannot reach the coordinator at {self.ws_url}: {exc}") from None
         except (OSError, TimeoutError, websockets.WebSocketException) as exc:
             raise ConnectionLost(f"cannot reach the coordinator at {self.ws_url}: {exc}") from None
         self._connection += 1
@@ -322,7 +361,12 @@ class Engine:
                 pass
             if self._closing:
                 return
-            if not await self._reconnect():
+            try:
+                reconnected = await self._reconnect()
+            except AuthError as exc:  # the coordinator came back with another token
+                self._fail_all(exc)
+                return
+            if not reconnected:
                 self._fail_all(ConnectionLost(f"gave up after {self.reconnect_timeout:g} s"))
                 return
 
@@ -428,7 +472,13 @@ class Engine:
         if self._lost is not None:
             return
         self._lost = cause
-        error = ConnectionLost(f"lost the coordinator at {self.ws_url} ({cause}); jobs go on there")
+        error: BrowsergridError
+        if isinstance(cause, AuthError):
+            error = cause
+        else:
+            error = ConnectionLost(
+                f"lost the coordinator at {self.ws_url} ({cause}); jobs go on there"
+            )
         waiting = [item for p in self._pending.values() for item in p.items]
         waiting += list(self._tasks.values())
         for item in waiting:

@@ -9,8 +9,9 @@ from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Any, cast
 
+from browsergrid._tokens import client_token
 from browsergrid.client._engine import Engine, http_get, server_urls
-from browsergrid.protocol import SubmitOptions
+from browsergrid.protocol import SubmitOptions, submit_options
 
 Future = concurrent.futures.Future
 
@@ -92,18 +93,30 @@ class Client(_Submitter):
     connection drops (a coordinator restart), the client reconnects for up to
     ``reconnect_timeout`` seconds and its pending futures resolve as if nothing happened;
     after that they fail with ConnectionLost.
+
+    ``token`` is the coordinator's admin token; default $BROWSERGRID_TOKEN, else, for a
+    coordinator on this machine only, the one it saved in its data directory. A coordinator
+    that refuses it raises AuthError, which says how to fix it.
     """
 
     def __init__(
-        self, url: str | None = None, *, timeout: float = 10, reconnect_timeout: float = 120
+        self,
+        url: str | None = None,
+        *,
+        timeout: float = 10,
+        reconnect_timeout: float = 120,
+        token: str | None = None,
     ) -> None:
         self.http_url, self.ws_url = server_urls(url)
+        self.token = client_token(token, self.http_url)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="browsergrid-client", daemon=True
         )
         self._thread.start()
-        self.engine = Engine(self.ws_url, self._loop, reconnect_timeout=reconnect_timeout)
+        self.engine = Engine(
+            self.ws_url, self._loop, reconnect_timeout=reconnect_timeout, token=self.token
+        )
         try:
             asyncio.run_coroutine_threadsafe(self.engine.connect(), self._loop).result(timeout)
         except BaseException:
@@ -118,9 +131,29 @@ class Client(_Submitter):
         priority: int = 0,
         lease_timeout: float | None = None,
         max_attempts: int | None = None,
+        redundancy: int = 1,
+        max_replicas: int | None = None,
+        adaptive: bool = False,
     ) -> _Submitter:
-        """The same API, submitting with these job options (like Ray's ``.options()``)."""
-        return _Submitter(self, SubmitOptions(name, priority, lease_timeout, max_attempts))
+        """The same API, submitting with these job options (like Ray's ``.options()``).
+
+        ``redundancy=k`` has each task computed by k workers of distinct identities and
+        accepts a result only when k agree (more replicas on disagreement, up to
+        ``max_replicas``, default ``2k + 1``); ``adaptive=True`` spares established
+        workers the replicas but for random spot checks. Each result's ``verdict`` and
+        ``replicas`` say how it was checked (``job.results()``). Raises ValueError for an
+        option out of range.
+        """
+        options = submit_options(
+            name=name,
+            priority=priority,
+            lease_timeout=lease_timeout,
+            max_attempts=max_attempts,
+            redundancy=redundancy,
+            max_replicas=max_replicas,
+            adaptive=adaptive,
+        )
+        return _Submitter(self, options)
 
     @staticmethod
     def as_completed(
@@ -150,7 +183,7 @@ class Client(_Submitter):
         )
 
     def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
-        return http_get(self.http_url, path, params)
+        return http_get(self.http_url, path, params, self.token)
 
     def cancel(self, job: Job | int) -> None:
         """Cancel a job's unfinished tasks (their futures end cancelled)."""

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from browsergrid.core import TaskState, WorkerState
 from browsergrid.errors import SubmitError
-from browsergrid.protocol import ResultRecord, SubmitOptions
+from browsergrid.protocol import MAX_REDUNDANCY, ResultRecord, SubmitOptions
 from browsergrid.server._agents import WorkerKind, describe
 from browsergrid.server._coordinator import Coordinator
 from browsergrid.server._demo import DEMO
@@ -42,6 +42,23 @@ class JobRequest(BaseModel):
     )
     max_attempts: int | None = Field(
         None, ge=1, le=100, description="leases a task gets before it fails (default 3)"
+    )
+    redundancy: int = Field(
+        1,
+        ge=1,
+        le=MAX_REDUNDANCY,
+        description="workers of distinct identities that must agree on each result",
+    )
+    max_replicas: int | None = Field(
+        None,
+        ge=1,
+        le=4 * MAX_REDUNDANCY,
+        description="results gathered per task at most before it fails (default 2k+1)",
+    )
+    adaptive: bool = Field(
+        False,
+        description="with redundancy >= 2: one result from an established worker is enough, "
+        "but for random spot checks",
     )
 
 
@@ -74,6 +91,8 @@ class JobStatus(BaseModel):
     finished_at: float | None = Field(description="Unix time, once finished or cancelled")
     rate: float = Field(description="tasks finished per second since the job was created")
     eta_s: float | None = Field(description="seconds until the last task, at that rate")
+    redundancy: int = Field(1, description="workers that must agree on each result")
+    adaptive: bool = Field(False, description="established workers' results accepted alone")
 
 
 class WorkerStatus(BaseModel):
@@ -93,6 +112,8 @@ class WorkerStatus(BaseModel):
     tasks_done: int
     failures: int
     speed_ms: float | None = Field(description="duration of its welcome task")
+    trusted: bool = Field(description="established: checked results agreed 10 times in a row")
+    quarantined: bool = Field(description="its results kept disagreeing: it gets no tasks")
 
 
 class WorkerHistory(BaseModel):
@@ -106,6 +127,10 @@ class WorkerHistory(BaseModel):
     failures: int
     mean_ms: float | None = Field(description="mean compute time per task it reported")
     connected: bool
+    valid: int = Field(description="its results a quorum agreed with")
+    invalid: int = Field(description="its results a quorum disagreed with")
+    error_rate: float = Field(description="estimated share of wrong results (new: 0.1)")
+    quarantined: bool = Field(description="its results kept disagreeing: it gets no tasks")
 
 
 class Problem(BaseModel):
@@ -134,6 +159,9 @@ def create_api(coordinator: Coordinator) -> APIRouter:
             priority=request.priority,
             lease_timeout=request.lease_timeout,
             max_attempts=request.max_attempts,
+            redundancy=request.redundancy,
+            max_replicas=request.max_replicas,
+            adaptive=request.adaptive,
         )
         try:
             ack = await coordinator.submit(request.op, request.args, options, submitted_by="http")
@@ -230,6 +258,10 @@ def create_api(coordinator: Coordinator) -> APIRouter:
                 failures=r.failures,
                 mean_ms=round(r.compute_ms / r.tasks_done, 3) if r.tasks_done else None,
                 connected=r.worker_key in online,
+                valid=r.valid,
+                invalid=r.invalid,
+                error_rate=round(r.error_rate, 4),
+                quarantined=r.quarantined,
             )
             for r in records
         ]
@@ -259,11 +291,18 @@ def create_api(coordinator: Coordinator) -> APIRouter:
                     tasks_done=worker.tasks_done,
                     failures=worker.failures,
                     speed_ms=worker.speed_ms,
+                    trusted=_trusted(coordinator, worker.key),
+                    quarantined=worker.quarantined,
                 )
             )
         return listed
 
     return api
+
+
+def _trusted(coordinator: Coordinator, key: str) -> bool:
+    standing = coordinator.scheduler.standings.get(key)
+    return standing is not None and standing.trusted
 
 
 def _submit_status(exc: SubmitError) -> int:
@@ -318,6 +357,8 @@ async def _status(coordinator: Coordinator, job_id: int) -> JobStatus:
         failed=failed,
         cancelled=cancelled,
         created_at=info.created_at,
+        redundancy=info.redundancy,
+        adaptive=info.adaptive,
         finished_at=summary.finished_at if state != "running" else None,
         rate=round(rate, 3),
         eta_s=round(remaining / rate, 1) if rate > 0 and remaining and state == "running" else None,

@@ -9,6 +9,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, WebSocket
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -23,15 +24,17 @@ from starlette.responses import (
 )
 from starlette.staticfiles import StaticFiles
 
+from browsergrid._tokens import is_loopback
 from browsergrid._version import __version__
 from browsergrid.core import ClockTicked
+from browsergrid.server._access import Access, AccessChecks, document_access, load_admin_token
 from browsergrid.server._agents import describe
 from browsergrid.server._api import create_api
 from browsergrid.server._body_limit import BodyLimit
 from browsergrid.server._clients import serve_client
 from browsergrid.server._coordinator import Coordinator
 from browsergrid.server._dashboard import run_feed, serve_dashboard
-from browsergrid.server._guard import BrowserChecks, is_loopback
+from browsergrid.server._guard import BrowserChecks
 from browsergrid.server._metrics import metrics_registry, render
 from browsergrid.server._workers import serve_worker
 
@@ -52,8 +55,14 @@ def node_modules() -> Path | None:
     return next((path for path in candidates if (path / _SWAGGER).is_dir()), None)
 
 
-def create_app(coordinator: Coordinator) -> FastAPI:
-    """Build the application around ``coordinator``; serve it with uvicorn (see ``serve``)."""
+def create_app(coordinator: Coordinator, access: Access | None = None) -> FastAPI:
+    """Build the application around ``coordinator``; serve it with uvicorn (see ``serve``).
+
+    ``access`` holds the tokens asked for; None: as ``coordinator.config`` says, the admin
+    token read from (or created in) the data directory as ``serve`` does.
+    """
+    config = coordinator.config
+    tokens = access if access is not None else Access.of(config, load_admin_token(config).value)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -78,6 +87,11 @@ def create_app(coordinator: Coordinator) -> FastAPI:
     )
     app.include_router(create_api(coordinator))
     app.add_middleware(BodyLimit, max_bytes=coordinator.config.max_body_bytes)
+
+    def refused() -> None:
+        coordinator.stats.errors["unauthorized"] += 1
+
+    app.add_middleware(AccessChecks, access=tokens, refused=refused)  # before the body is read
     app.add_middleware(
         BrowserChecks,
         allowed=coordinator.allowed_origins,
@@ -146,14 +160,24 @@ def create_app(coordinator: Coordinator) -> FastAPI:
             swagger_favicon_url="/vendor/swagger-ui/favicon-32x32.png",
         )
 
+    plain_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """The schema with the bearer scheme declared (made once, then cached by FastAPI)."""
+        made = app.openapi_schema is not None
+        schema = plain_openapi()
+        return schema if made else document_access(schema, tokens)
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
     async def worker_endpoint(websocket: WebSocket) -> None:
-        await serve_worker(coordinator, websocket)
+        await serve_worker(coordinator, websocket, tokens)
 
     async def client_endpoint(websocket: WebSocket) -> None:
-        await serve_client(coordinator, websocket)
+        await serve_client(coordinator, websocket, tokens)
 
     async def dashboard_endpoint(websocket: WebSocket) -> None:
-        await serve_dashboard(coordinator.feed, websocket)
+        await serve_dashboard(coordinator.feed, websocket, tokens)
 
     app.add_api_websocket_route("/", worker_endpoint)
     app.add_api_websocket_route("/ws", worker_endpoint)

@@ -19,6 +19,7 @@ from browsergrid.protocol import (
     decode_client_message,
     encode_client_message,
 )
+from browsergrid.server._access import Access, Role
 from browsergrid.server._coordinator import ClientPeer, Coordinator
 from browsergrid.server._guard import guarded
 from browsergrid.server._peers import WebSocketSender, address_of
@@ -26,9 +27,12 @@ from browsergrid.server._peers import WebSocketSender, address_of
 events = logging.getLogger("browsergrid.server.events")
 
 
-async def serve_client(coordinator: Coordinator, ws: WebSocket) -> None:
-    """Run one client connection until it closes; its jobs run on after it leaves."""
-    await guarded(coordinator, ws, lambda: _serve_client(coordinator, ws))
+async def serve_client(coordinator: Coordinator, ws: WebSocket, access: Access) -> None:
+    """Run one client connection until it closes; its jobs run on after it leaves. A client
+    must present the admin token."""
+    await guarded(
+        coordinator, ws, lambda: _serve_client(coordinator, ws), access=access, role=Role.ADMIN
+    )
 
 
 async def _serve_client(coordinator: Coordinator, ws: WebSocket) -> None:

@@ -29,24 +29,28 @@ from browsergrid.core import (
     JobOptions,
     JobRestored,
     RejectReport,
+    ReplicaReported,
     RestoredTask,
     Scheduler,
     SendTask,
+    Standing,
     TaskDone,
     TaskFailed,
     TasksAccepted,
     TaskSpec,
     TasksSubmitted,
     TaskState,
+    WorkerQuarantined,
 )
 from browsergrid.errors import SubmitError
-from browsergrid.ops import OPS
+from browsergrid.ops import OPS, agree_op
 from browsergrid.protocol import (
     Accepted,
     Cancelled,
     Done,
     FailureRecord,
     Limits,
+    Replica,
     ResultRecord,
     SubmitOptions,
     check_arg_names,
@@ -98,6 +102,7 @@ class WorkerPeer:
     failures: int = 0
     compute_ms: float = 0.0
     leases: dict[int, float] = field(default_factory=dict)  # task id -> lease start
+    standing: Standing | None = None  # its reputation (the scheduler's, kept up to date)
     left_at: float | None = None  # Unix time it disconnected
     budget: RateLimit | None = None  # the frames it may send (its endpoint checks it)
 
@@ -108,6 +113,7 @@ class WorkerPeer:
         """Its history as the store keeps it (None for a worker with no lasting identity)."""
         if self.worker_key is None:
             return None
+        standing = self.standing or Standing()
         return WorkerRecord(
             worker_key=self.worker_key,
             agent=self.agent,
@@ -116,6 +122,11 @@ class WorkerPeer:
             tasks_done=self.tasks_done,
             failures=self.failures,
             compute_ms=self.compute_ms,
+            valid=standing.valid,
+            invalid=standing.invalid,
+            consecutive_valid=standing.consecutive_valid,
+            error_rate=standing.error_rate,
+            quarantined=standing.quarantined,
         )
 
 
@@ -182,6 +193,7 @@ class Coordinator:
             buffer_s=self.config.work_buffer_s,
             next_job_id=next_job_id,
             next_task_id=next_task_id,
+            agree=agree_op,
         )
 
     async def start(self) -> None:
@@ -276,6 +288,9 @@ class Coordinator:
                 priority=info.priority,
                 lease_timeout_s=info.lease_timeout,
                 max_attempts=info.max_attempts,
+                redundancy=info.redundancy,
+                max_replicas=info.max_replicas,
+                adaptive=info.adaptive,
             ),
             total=summary.total,
             done=summary.done,
@@ -353,6 +368,18 @@ class Coordinator:
             job_id = await self._job_for(client_key)
         if job_id is not None and self.scheduler.jobs[job_id].cancelled:
             raise SubmitError("job_cancelled", f"job {job_id} was cancelled")
+        try:
+            job_options = JobOptions(
+                name=options.name,
+                priority=options.priority,
+                lease_timeout_s=options.lease_timeout,
+                max_attempts=options.max_attempts,
+                redundancy=options.redundancy,
+                max_replicas=options.max_replicas,
+                adaptive=options.adaptive,
+            )
+        except ValueError as exc:
+            raise SubmitError("bad_options", str(exc)) from None
         held = self.scheduler.jobs[job_id].total if job_id is not None else 0
         if held + len(args) > self.config.max_tasks_per_job:
             raise SubmitError(
@@ -363,12 +390,7 @@ class Coordinator:
         event = TasksSubmitted(
             job_id=job_id,
             tasks=[TaskSpec(op=op, args=item) for item in args],
-            options=JobOptions(
-                name=options.name,
-                priority=options.priority,
-                lease_timeout_s=options.lease_timeout,
-                max_attempts=options.max_attempts,
-            ),
+            options=job_options,
             now=time.monotonic(),
             stimulus_id=self.stimulus("submit"),
         )
@@ -395,6 +417,9 @@ class Coordinator:
                 lease_timeout=options.lease_timeout,
                 max_attempts=options.max_attempts,
                 client_key=client_key,
+                redundancy=options.redundancy,
+                max_replicas=options.max_replicas,
+                adaptive=options.adaptive,
             )
             self.job_infos[ack.job_id] = info
             stored = asyncio.ensure_future(self.store.add_job(info, records))
@@ -521,6 +546,10 @@ class Coordinator:
                     await self._job_cancelled(command)
                 case RejectReport():
                     await self._reject(command)
+                case ReplicaReported():
+                    self._report_replica(command)
+                case WorkerQuarantined():
+                    await self._quarantined(command)
         for worker_id, batch in batches.items():
             await self._send_tasks(worker_id, batch)
         if outcomes:
@@ -583,15 +612,67 @@ class Coordinator:
                 speculative=command.speculative,
             )
 
+    def _credit(self, worker: WorkerPeer | None, task_id: int, duration_ms: float) -> float | None:
+        """Count a result's work for ``worker``; returns its lease time in ms, if known."""
+        if worker is None:
+            return None
+        worker.tasks_done += 1
+        worker.compute_ms += duration_ms
+        started = worker.leases.pop(task_id, None)
+        if started is None:
+            return None
+        lease_s = time.monotonic() - started
+        self.stats.latency.observe(lease_s)
+        return round(lease_s * 1000, 3)
+
+    def _report_replica(self, command: ReplicaReported) -> None:
+        worker = self.workers.get(command.worker_id)
+        self._credit(worker, command.task_id, command.duration_ms)
+        emit(
+            events,
+            "replica",
+            f"[#{command.worker_id}] replica of task_id={command.task_id} "
+            f"duration_ms={command.duration_ms:g}",
+            worker_id=command.worker_id,
+            task_id=command.task_id,
+            job_id=command.job_id,
+            duration_ms=command.duration_ms,
+        )
+
+    async def _quarantined(self, command: WorkerQuarantined) -> None:
+        self.stats.errors["quarantined"] += 1
+        who = command.worker_key or f"worker #{command.worker_ids[0]}"
+        emit(
+            log,
+            "worker_quarantined",
+            f"{who} quarantined: {command.invalid} of its {command.valid + command.invalid} "
+            f"checked results disagreed with the quorum (error rate {command.error_rate:.2f}); "
+            "it gets no more tasks",
+            level=logging.WARNING,
+            worker_key=command.worker_key,
+            worker_ids=list(command.worker_ids),
+            valid=command.valid,
+            invalid=command.invalid,
+            error_rate=round(command.error_rate, 4),
+        )
+        peers = [self.workers[i] for i in command.worker_ids if i in self.workers]
+        for peer in peers:
+            if peer.introduced:
+                await peer.send(
+                    encode_server_error(
+                        "quarantined",
+                        "this worker's results kept disagreeing with other workers' results "
+                        "for the same tasks; it will be sent no more tasks",
+                    )
+                )
+        await self.remember_workers(peers)
+
     def _report_done(self, command: TaskDone, outcomes: list[ResultRecord | FailureRecord]) -> None:
         worker = self.workers.get(command.worker_id)
         agent = worker.agent if worker else None
-        started = worker.leases.pop(command.task_id, None) if worker else None
-        lease_ms = None
-        if started is not None:
-            lease_s = time.monotonic() - started
-            self.stats.latency.observe(lease_s)
-            lease_ms = round(lease_s * 1000, 3)
+        lease_ms = None  # a replicated task's lease times were counted as its replicas came
+        if not command.replicas:
+            lease_ms = self._credit(worker, command.task_id, command.duration_ms)
         now = time.time()
         stats = self.stats
         stats.results += 1
@@ -606,9 +687,6 @@ class Coordinator:
                 command.duration_ms,
             )
         )
-        if worker is not None:
-            worker.tasks_done += 1
-            worker.compute_ms += command.duration_ms
         emit(
             events,
             "result",
@@ -624,6 +702,7 @@ class Coordinator:
             duration_ms=command.duration_ms,
             agent=agent,
             welcome=command.welcome,
+            verdict=command.verdict,
         )
         if command.job_id is None:
             return
@@ -639,6 +718,17 @@ class Coordinator:
                 worker_key=worker.worker_key if worker else None,
                 lease_ms=lease_ms,
                 finished_at=now,
+                verdict=command.verdict,
+                replicas=[
+                    Replica(
+                        worker_id=r.worker_id,
+                        worker_key=r.worker_key,
+                        agreed=r.agreed,
+                        duration_ms=r.duration_ms,
+                        result=None if r.agreed else r.result,
+                    )
+                    for r in command.replicas
+                ],
             )
         )
 

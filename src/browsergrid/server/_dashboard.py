@@ -21,6 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from browsergrid._version import __version__
 from browsergrid.core import Job, TaskState, WorkerState
 from browsergrid.protocol import CLOSE_GOING_AWAY, CLOSE_POLICY_VIOLATION
+from browsergrid.server._access import Access, Role
 from browsergrid.server._agents import Agent, describe
 from browsergrid.server._demo import DEMO
 from browsergrid.server._guard import guarded
@@ -338,7 +339,9 @@ class Feed:
             seen = (peer.agent, introduced), describe(peer.agent, introduced=introduced)
             self._agents[peer.worker_id] = seen
         agent = seen[1]
-        if not introduced:
+        if worker.quarantined:
+            state = "quarantined"
+        elif not introduced:
             state = "busy" if worker.in_flight and worker.tasks_done else "new"
         else:
             state = "busy" if worker.in_flight else "idle"
@@ -560,9 +563,12 @@ def _event_row(event: WorkerEvent) -> Row:
 # --- the WebSocket endpoint and the clock ----------------------------------------------
 
 
-async def serve_dashboard(feed: Feed, ws: WebSocket) -> None:
-    """One open dashboard: a snapshot, then the frames the clock offers, until it leaves."""
-    await guarded(feed.coordinator, ws, lambda: _serve_viewer(feed, ws))
+async def serve_dashboard(feed: Feed, ws: WebSocket, access: Access) -> None:
+    """One open dashboard: a snapshot, then the frames the clock offers, until it leaves. A
+    coordinator with a dashboard token asks for it (or the admin token)."""
+    await guarded(
+        feed.coordinator, ws, lambda: _serve_viewer(feed, ws), access=access, role=Role.READ
+    )
 
 
 async def _serve_viewer(feed: Feed, ws: WebSocket) -> None:

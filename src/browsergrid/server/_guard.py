@@ -1,5 +1,5 @@
-"""What keeps one connection from hurting the others: origin checks on WebSocket upgrades,
-connections per address, and messages per second per connection.
+"""What keeps one connection from hurting the others: origin and token checks on WebSocket
+upgrades, connections per address, and messages per second per connection.
 
 The checks are plain functions and small classes with time passed in; ``admit`` applies the
 upgrade checks to a Starlette WebSocket before it is accepted.
@@ -7,7 +7,6 @@ upgrade checks to a Starlette WebSocket before it is accepted.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -19,26 +18,22 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from browsergrid._console import emit
+from browsergrid._tokens import is_loopback
 from browsergrid.protocol import CLOSE_GOING_AWAY
+from browsergrid.server._access import (
+    UNAUTHORIZED,
+    Access,
+    Role,
+    challenge,
+    presented_token,
+    query_token,
+)
 from browsergrid.server._peers import host_of
 
 if TYPE_CHECKING:
     from browsergrid.server._coordinator import Coordinator
 
 events = logging.getLogger("browsergrid.server.events")
-
-
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 (also as ::ffff:127.x.y.z) and "localhost"."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    mapped = getattr(address, "ipv4_mapped", None)
-    return address.is_loopback or (mapped is not None and mapped.is_loopback)
-
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -182,18 +177,32 @@ class Connections:
 
 
 async def guarded(
-    coordinator: Coordinator, ws: WebSocket, serve: Callable[[], Awaitable[None]]
+    coordinator: Coordinator,
+    ws: WebSocket,
+    serve: Callable[[], Awaitable[None]],
+    *,
+    access: Access,
+    role: Role,
 ) -> None:
     """Run ``serve`` (which accepts ``ws``) if the upgrade passes the checks: not while the
-    coordinator shuts down (1001), not from a foreign origin (403) nor past the connections
-    of an address (429)."""
+    coordinator shuts down (1001), not from a foreign origin (403), not without the token
+    ``role`` needs (401, counted as ``unauthorized``) nor past the connections of an address
+    (429)."""
     if coordinator.closing:
         await ws.close(CLOSE_GOING_AWAY)
         return
     loopback_only = is_loopback(coordinator.config.host)
-    if not await admit(
-        ws, coordinator.allowed_origins, coordinator.connections, loopback_only=loopback_only
-    ):
+    refused = await admit(
+        ws,
+        coordinator.allowed_origins,
+        coordinator.connections,
+        loopback_only=loopback_only,
+        access=access,
+        role=role,
+    )
+    if refused is not None:
+        if refused == UNAUTHORIZED:
+            coordinator.stats.errors["unauthorized"] += 1
         return
     try:
         await serve()
@@ -202,34 +211,52 @@ async def guarded(
 
 
 async def admit(
-    ws: WebSocket, allowed: frozenset[str], connections: Connections, *, loopback_only: bool
-) -> bool:
-    """Check an upgrade before accepting it: refuse a foreign origin (HTTP 403) or one
-    connection too many from an address (HTTP 429). On True the caller must call
-    ``connections.give_back(host)`` when the connection ends."""
+    ws: WebSocket,
+    allowed: frozenset[str],
+    connections: Connections,
+    *,
+    loopback_only: bool,
+    access: Access,
+    role: Role,
+) -> str | None:
+    """Check an upgrade before accepting it: refuse a foreign origin (HTTP 403), a peer
+    without the token ``role`` needs (401; ``Authorization: Bearer`` or ``?token=``) or one
+    connection too many from an address (429). None when admitted: the caller must then
+    call ``connections.give_back(host)`` when the connection ends; else the refusal's code
+    (``host_refused``, ``origin_refused``, ``unauthorized``, ``too_many_connections``)."""
     host = host_of(ws)
     origin = ws.headers.get("origin")
     if not host_allowed(ws.headers.get("host"), loopback_only=loopback_only):
-        await _deny(
+        return await _deny(
             ws, 403, "host_refused", "this coordinator answers to loopback names only", host
         )
-        return False
     if not origin_allowed(origin, ws.headers.get("host"), allowed, peer_loopback=is_loopback(host)):
-        await _deny(ws, 403, "origin_refused", f"origin {origin} may not connect here", host)
-        return False
+        return await _deny(ws, 403, "origin_refused", f"origin {origin} may not connect here", host)
+    presented = presented_token(
+        ws.headers.get("authorization"), query_token(ws.scope.get("query_string", b""))
+    )
+    if not access.allows(role, presented):
+        detail = access.refusal(role, presented)
+        return await _deny(ws, 401, UNAUTHORIZED, detail, host, challenge(presented))
     if not connections.take(host):
-        await _deny(
+        return await _deny(
             ws,
             429,
             "too_many_connections",
             f"{host} already has {connections.limit} connections open",
             host,
         )
-        return False
-    return True
+    return None
 
 
-async def _deny(ws: WebSocket, status: int, code: str, detail: str, host: str) -> None:
+async def _deny(
+    ws: WebSocket,
+    status: int,
+    code: str,
+    detail: str,
+    host: str,
+    headers: dict[str, str] | None = None,
+) -> str:
     emit(
         events,
         code,
@@ -239,4 +266,6 @@ async def _deny(ws: WebSocket, status: int, code: str, detail: str, host: str) -
         path=ws.url.path,
         detail=detail,
     )
-    await ws.send_denial_response(JSONResponse({"detail": detail}, status_code=status))
+    response = JSONResponse({"detail": detail, "code": code}, status_code=status, headers=headers)
+    await ws.send_denial_response(response)
+    return code

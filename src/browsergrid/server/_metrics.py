@@ -95,6 +95,8 @@ class CoordinatorCollector(Collector):
         errors.add_metric(["frame_rejected"], stats.errors["frame_rejected"])
         errors.add_metric(["rate_limited"], stats.errors["rate_limited"])
         errors.add_metric(["store"], stats.errors["store"])
+        errors.add_metric(["unauthorized"], stats.errors["unauthorized"])
+        errors.add_metric(["quarantined"], stats.errors["quarantined"])
         yield errors
 
         latency = stats.latency

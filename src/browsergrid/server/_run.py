@@ -15,12 +15,13 @@ from types import FrameType
 import uvicorn
 
 from browsergrid._console import emit, setup_console
+from browsergrid._tokens import is_loopback, with_token
 from browsergrid.config import ServeConfig
 from browsergrid.errors import ConfigError
+from browsergrid.server._access import Access, AdminToken, load_admin_token
 from browsergrid.server._app import create_app
 from browsergrid.server._coordinator import Coordinator
 from browsergrid.server._dashboard import close_all_viewers
-from browsergrid.server._guard import is_loopback
 from browsergrid.server._workers import close_all_workers
 from browsergrid.store import MemoryStore, SqliteStore, Store, StoreError
 
@@ -30,17 +31,33 @@ log = logging.getLogger("browsergrid.server")
 def serve(config: ServeConfig) -> None:
     """Run a coordinator until Ctrl-C or SIGTERM, then close every worker with 1001.
 
-    Raises ConfigError when the address cannot be bound (for example, the port is in use)
-    or the TLS certificate and key cannot be used.
+    The admin token comes from ``config`` or the data directory's token file, created (and
+    printed once) when missing. Raises ConfigError when the address cannot be bound (for
+    example, the port is in use), the TLS certificate and key cannot be used, or the token
+    file cannot be read or created.
     """
     setup_console(config.log_format, quiet=config.quiet)
     check_tls(config)
     sock = bind(config.host, config.port)
+    try:
+        admin = load_admin_token(config)
+    except ConfigError:
+        sock.close()
+        raise
+    tell_about_token(admin, base_urls(sock, tls=config.certfile is not None)[0])
     warning = network_warning(config)
     if warning:
-        emit(log, "open_to_the_network", warning, level=logging.WARNING, host=config.host)
+        emit(
+            log,
+            "open_to_the_network",
+            warning,
+            level=logging.WARNING,
+            host=config.host,
+            open=open_doors(config),
+        )
     coordinator = Coordinator(config, open_store(config))
-    server = _Server(_uvicorn_config(config, coordinator), coordinator)
+    access = Access.of(config, admin.value)
+    server = _Server(_uvicorn_config(config, coordinator, access), coordinator, admin, access)
 
     async def run() -> None:
         try:
@@ -56,15 +73,67 @@ def serve(config: ServeConfig) -> None:
         runner.run(run())
 
 
+def base_urls(sock: socket.socket, *, tls: bool) -> tuple[str, str]:
+    """(``http(s)://HOST:PORT``, ``ws(s)://HOST:PORT``) of a listening socket."""
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    ws, http = ("wss", "https") if tls else ("ws", "http")
+    return f"{http}://{shown}:{port}", f"{ws}://{shown}:{port}"
+
+
+def tell_about_token(admin: AdminToken, base: str) -> None:
+    """Print a token file's token once, when it was just created, with the dashboard link
+    that carries it (``base``: the coordinator's http(s)://HOST:PORT); warn about a token
+    file others may read."""
+    if admin.source == "created":
+        emit(
+            log,
+            "token_created",
+            f"created the admin token and saved it in {admin.path} (readable by you only):\n"
+            f"  {admin.value}\n"
+            "  submitting, cancelling and the demo need it: clients on this machine read that "
+            "file by themselves; elsewhere pass --token or set BROWSERGRID_TOKEN. "
+            "'browsergrid token' prints it again.\n"
+            f"  dashboard with the demo: {with_token(base + '/dashboard', admin.value)}",
+            token=admin.value,
+            path=str(admin.path),
+        )
+    if admin.readable_by_others:
+        emit(
+            log,
+            "token_file_readable",
+            f"the token file {admin.path} can be read by other users of this machine: "
+            f"chmod 600 {admin.path}",
+            level=logging.WARNING,
+            path=str(admin.path),
+        )
+
+
+def open_doors(config: ServeConfig) -> list[str]:
+    """What anyone who reaches the port may do, or see, for want of a token or of TLS."""
+    doors = []
+    if config.no_token:
+        doors.append("anyone who can reach this port can submit work and cancel jobs (--no-token)")
+    if config.worker_token is None:
+        doors.append("anyone who can reach this port can join as a worker (no --worker-token)")
+    if config.dashboard_token is None:
+        doors.append(
+            "anyone who can reach this port can watch the dashboard and read every job's "
+            "results (no --dashboard-token)"
+        )
+    if config.certfile is None:
+        doors.append("traffic travels in clear, tokens included (no --certfile/--keyfile)")
+    return doors
+
+
 def network_warning(config: ServeConfig) -> str | None:
-    """What to tell someone who listens on more than this machine, or None on loopback."""
-    if is_loopback(config.host):
+    """What to tell someone who listens beyond this machine: one line per door left open
+    (``open_doors``); None on loopback, or with every door closed."""
+    doors = [] if is_loopback(config.host) else open_doors(config)
+    if not doors:
         return None
-    return (
-        f"listening on {config.host}: anyone who can reach this port can submit work, cancel "
-        "jobs and join as a worker (there are no access tokens yet); see docs/security.md"
-        + ("" if config.certfile else "; without --certfile/--keyfile traffic is in clear")
-    )
+    lines = "".join(f"\n  - {door}" for door in doors)
+    return f"listening on {config.host}, beyond this machine:{lines}\nsee docs/security.md"
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -143,9 +212,11 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _uvicorn_config(config: ServeConfig, coordinator: Coordinator) -> uvicorn.Config:
+def _uvicorn_config(
+    config: ServeConfig, coordinator: Coordinator, access: Access
+) -> uvicorn.Config:
     return uvicorn.Config(
-        create_app(coordinator),
+        create_app(coordinator, access),
         ws="websockets-sansio",
         ws_per_message_deflate=False,  # triples memory per connection (bench-anchors.md)
         ws_ping_interval=config.heartbeat_interval_s,
@@ -162,26 +233,48 @@ def _uvicorn_config(config: ServeConfig, coordinator: Coordinator) -> uvicorn.Co
     )
 
 
+def _admin_line(admin: AdminToken) -> str:
+    """Where the admin token is, for the ready message."""
+    if admin.source == "none":
+        return "no admin token (--no-token): anyone who reaches this port may submit and cancel"
+    if admin.source == "option":
+        return (
+            "submitting, cancelling and Run demo need the admin token (--token/BROWSERGRID_TOKEN)"
+        )
+    return (
+        f"submitting, cancelling and Run demo need the admin token in {admin.path} "
+        "('browsergrid token' prints it, and the dashboard link with it)"
+    )
+
+
 class _Server(uvicorn.Server):
     """uvicorn's server, plus: say where to connect, close workers with 1001, exit 0 on signals."""
 
-    def __init__(self, config: uvicorn.Config, coordinator: Coordinator) -> None:
+    def __init__(
+        self, config: uvicorn.Config, coordinator: Coordinator, admin: AdminToken, access: Access
+    ) -> None:
         super().__init__(config)
         self.coordinator = coordinator
+        self.admin = admin
+        self.access = access
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started and sockets:
             host, port = sockets[0].getsockname()[:2]
-            shown = f"[{host}]" if ":" in host else host
-            ws, http = ("wss", "https") if self.config.is_ssl else ("ws", "http")
+            base, ws_base = base_urls(sockets[0], tls=self.config.is_ssl)
+            ws_url = with_token(f"{ws_base}/ws", self.access.worker)
+            page_url = with_token(f"{base}/", self.access.worker)
+            dashboard_url = with_token(f"{base}/dashboard", self.access.dashboard)
             emit(
                 log,
                 "ready",
-                f"browsergrid coordinator ready: workers connect to {ws}://{shown}:{port}/ws\n"
-                f"open {http}://{shown}:{port}/ in a browser to make it a worker",
-                ws_url=f"{ws}://{shown}:{port}/ws",
-                page_url=f"{http}://{shown}:{port}/",
+                f"browsergrid coordinator ready: workers connect to {ws_url}\n"
+                f"open {page_url} in a browser to make it a worker\n"
+                f"dashboard: {dashboard_url}\n{_admin_line(self.admin)}",
+                ws_url=ws_url,
+                page_url=page_url,
+                dashboard_url=dashboard_url,
                 host=host,
                 port=port,
             )

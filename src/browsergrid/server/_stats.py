@@ -32,9 +32,12 @@ LATENCY_BOUNDS_S: Final = (
 )
 """Upper bounds (seconds) of the task latency histogram's buckets; the last is +Inf."""
 
-ErrorKind = Literal["report_rejected", "frame_rejected", "rate_limited", "store"]
-"""Errors the coordinator counts (lost leases, error reports among them, are counted by the
-scheduler: ``Scheduler.lost_leases``)."""
+ErrorKind = Literal[
+    "report_rejected", "frame_rejected", "rate_limited", "store", "unauthorized", "quarantined"
+]
+"""Errors the coordinator counts; ``unauthorized`` is a request or upgrade refused for want of
+a token, ``quarantined`` a worker identity put in quarantine. (Lost leases, error reports
+among them, are counted by the scheduler: ``Scheduler.lost_leases``.)"""
 
 
 class Histogram:

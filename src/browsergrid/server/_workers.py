@@ -12,6 +12,7 @@ from browsergrid._console import emit
 from browsergrid._version import __version__
 from browsergrid.core import (
     ResultReported,
+    Standing,
     TaskErrorReported,
     WorkerIntroduced,
     WorkerJoined,
@@ -32,6 +33,7 @@ from browsergrid.protocol import (
     encode_server_error,
     encode_welcome,
 )
+from browsergrid.server._access import Access, Role
 from browsergrid.server._coordinator import Coordinator, WorkerPeer
 from browsergrid.server._guard import guarded
 from browsergrid.server._peers import WebSocketSender, address_of
@@ -43,9 +45,11 @@ events = logging.getLogger("browsergrid.server.events")
 _LISTED_WORKERS = 20  # longer worker lists are cut, so a big grid's log stays readable
 
 
-async def serve_worker(coordinator: Coordinator, ws: WebSocket) -> None:
+async def serve_worker(coordinator: Coordinator, ws: WebSocket, access: Access) -> None:
     """Run one worker connection: welcome task, hello/welcome, results, disconnect."""
-    await guarded(coordinator, ws, lambda: _serve_worker(coordinator, ws))
+    await guarded(
+        coordinator, ws, lambda: _serve_worker(coordinator, ws), access=access, role=Role.WORKER
+    )
 
 
 async def _serve_worker(coordinator: Coordinator, ws: WebSocket) -> None:
@@ -210,8 +214,9 @@ async def _on_hello(
         return True
     peer.introduced = True
     peer.agent = hello.agent
+    standing = None
     if hello.worker_key is not None:
-        await _recall(coordinator, peer, hello.worker_key)
+        standing = await _recall(coordinator, peer, hello.worker_key)
     welcome = encode_welcome(peer.worker_id, f"browsergrid {__version__}", coordinator.limits)
     await peer.send(welcome)
     emit(
@@ -231,15 +236,20 @@ async def _on_hello(
             ops=frozenset(hello.ops),
             concurrency=hello.concurrency,
             prefetch=hello.prefetch,
+            key=hello.worker_key,
+            standing=standing,
             now=now,
             stimulus_id=coordinator.stimulus("hello"),
         )
     )
+    if hello.worker_key is not None:
+        peer.standing = coordinator.scheduler.standing(hello.worker_key)
     return True
 
 
-async def _recall(coordinator: Coordinator, peer: WorkerPeer, worker_key: str) -> None:
-    """A worker with a lasting identity: carry on its history (tasks, failures, speed)."""
+async def _recall(coordinator: Coordinator, peer: WorkerPeer, worker_key: str) -> Standing | None:
+    """A worker with a lasting identity: carry on its history (tasks, failures, speed);
+    returns the reputation the store remembers for it, if any."""
     try:
         known = await coordinator.store.worker(worker_key)
     except StoreError:
@@ -262,6 +272,15 @@ async def _recall(coordinator: Coordinator, peer: WorkerPeer, worker_key: str) -
         worker_id=peer.worker_id,
         worker_key=worker_key,
         tasks_done=peer.tasks_done,
+    )
+    if known is None:
+        return None
+    return Standing(
+        valid=known.valid,
+        invalid=known.invalid,
+        consecutive_valid=known.consecutive_valid,
+        error_rate=known.error_rate,
+        quarantined=known.quarantined,
     )
 
 

@@ -15,8 +15,10 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from browsergrid._console import emit
+from browsergrid._tokens import auth_headers, hide_token, refusal_detail
 from browsergrid._version import __version__
-from browsergrid.errors import ProtocolError
+from browsergrid.config import WORKER_TOKEN_ENV
+from browsergrid.errors import AuthError, ProtocolError
 from browsergrid.ops import OPS, run_op
 from browsergrid.protocol import (
     MAX_FRAME_BYTES,
@@ -68,6 +70,11 @@ class PythonWorker:
     It works with a browsergrid coordinator (hello/welcome, batches, cancel) and with a
     server that speaks only the exercise's protocol (a task on connect, no welcome). On any
     disconnect it waits per ``Backoff`` and connects again, until ``stop()`` is called.
+
+    ``token`` is the coordinator's join token (``serve --worker-token``), sent as
+    ``Authorization: Bearer``; a ``?token=`` in ``url`` works too. A coordinator that
+    refuses it (HTTP 401) makes ``run()`` raise AuthError: a wrong token does not get right
+    by trying again.
     """
 
     def __init__(
@@ -79,12 +86,15 @@ class PythonWorker:
         agent: str = AGENT,
         backoff: Backoff | None = None,
         worker_key: str | None = None,
+        token: str | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if prefetch < 0:
             raise ValueError("prefetch must be at least 0")
         self.url = url
+        self.shown_url = hide_token(url)  # for the log
+        self.token = token
         self.concurrency = concurrency
         self.prefetch = prefetch
         self.agent = agent
@@ -105,7 +115,8 @@ class PythonWorker:
             self._closing = asyncio.ensure_future(self._ws.close(1000, "worker stopping"))
 
     async def run(self) -> None:
-        """Connect, work and reconnect until ``stop()``."""
+        """Connect, work and reconnect until ``stop()``; raises AuthError if the coordinator
+        refuses the join token (or its absence)."""
         loop = asyncio.get_running_loop()
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="browsergrid-op") as pool:
             while not self._stop.is_set():
@@ -116,11 +127,12 @@ class PythonWorker:
                         max_size=MAX_FRAME_BYTES,
                         user_agent_header=self.agent,
                         open_timeout=10,
+                        additional_headers=auth_headers(self.token),
                     ) as ws:
                         self._ws = ws
                         self.backoff.connected(loop.time())
                         self.connects += 1
-                        emit(log, "connected", f"connected to {self.url}", url=self.url)
+                        emit(log, "connected", f"connected to {self.shown_url}", url=self.shown_url)
                         hello = encode_hello(
                             self.agent,
                             sorted(OPS),
@@ -138,15 +150,12 @@ class PythonWorker:
                             code=code,
                             reason=ws.close_reason,
                         )
+                except websockets.InvalidStatus as exc:
+                    if exc.response.status_code == 401:
+                        raise self._refused(exc.response.body) from None
+                    self._connect_failed(exc)
                 except (OSError, TimeoutError, websockets.WebSocketException) as exc:
-                    emit(
-                        log,
-                        "connect_failed",
-                        f"cannot reach {self.url}: {exc}",
-                        level=logging.WARNING,
-                        url=self.url,
-                        error=str(exc),
-                    )
+                    self._connect_failed(exc)
                 finally:
                     self._ws = None
                 if self._stop.is_set():
@@ -156,6 +165,28 @@ class PythonWorker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), delay)
         emit(log, "stopped", "worker stopped")
+
+    def _connect_failed(self, exc: Exception) -> None:
+        emit(
+            log,
+            "connect_failed",
+            f"cannot reach {self.shown_url}: {exc}",
+            level=logging.WARNING,
+            url=self.shown_url,
+            error=str(exc),
+        )
+
+    def _refused(self, body: bytes | bytearray) -> AuthError:
+        """The error for a 401: the coordinator wants a join token."""
+        detail = refusal_detail(body)
+        sent = self.token is not None or "token=" in self.url
+        fix = "pass the right one" if sent else "pass it with --token TOKEN"
+        message = (
+            f"{self.shown_url} refused this worker: {detail or 'HTTP 401'}. "
+            f"The coordinator wants a join token: {fix} (or {WORKER_TOKEN_ENV}=TOKEN)"
+        )
+        emit(log, "unauthorized", message, level=logging.ERROR, url=self.shown_url)
+        return AuthError(message)
 
 
 class _Session:

@@ -3,13 +3,18 @@ import { ReconnectBackoff } from './backoff.js';
 import { availableOps } from './ops.js';
 import { claimWorkerKey } from './identity.js';
 import { helloMessage, parseServerMessage, resultMessage, taskErrorMessage } from './protocol.js';
+import { hideToken, tokenFrom, withToken } from './token.js';
 
 const MAX_LOG_LINES = 200;
 const MAX_LOGGED_CHARS = 200;
 const MAX_CONCURRENCY = 1024; // protocol.md bound for hello.concurrency
 const FILE_PAGE_SERVER = 'ws://127.0.0.1:8765/ws';
+const REFUSED_WITHOUT_TOKEN = 'Could not connect: the coordinator is down, or it asks for a join token '
+  + '(open this page as /?token=TOKEN)';
+const REFUSED_WITH_TOKEN = 'Could not connect: the coordinator is down, or the ?token= of this page is not its join token';
 
 const params = new URLSearchParams(location.search);
+const token = tokenFrom(location.search); // a coordinator with --worker-token asks for it: /?token=TOKEN
 
 function pickServerUrl() {
   if (params.get('server')) return params.get('server');
@@ -26,7 +31,8 @@ function pickConcurrency() {
 
 const clip = (text) => (text.length > MAX_LOGGED_CHARS ? `${text.slice(0, MAX_LOGGED_CHARS)}…` : text);
 
-const serverUrl = pickServerUrl();
+const serverUrl = withToken(pickServerUrl(), token);
+const shownUrl = hideToken(serverUrl); // what the page shows and logs
 const concurrency = pickConcurrency();
 const backoff = new ReconnectBackoff();
 const view = Object.fromEntries(
@@ -200,16 +206,18 @@ function connect() {
   try {
     ws = new WebSocket(serverUrl);
   } catch (err) {
-    log(`Cannot connect to ${serverUrl}: ${err.message}`);
+    log(`Cannot connect to ${shownUrl}: ${err.message}`);
     scheduleReconnect();
     return;
   }
   socket = ws;
-  log(`Connecting to ${serverUrl}`);
+  let opened = false;
+  log(`Connecting to ${shownUrl}`);
   ws.onopen = () => {
+    opened = true;
     status.connects += 1;
     backoff.connected(Date.now());
-    log(`Connected to ${serverUrl}`);
+    log(`Connected to ${shownUrl}`);
     // prefetch = concurrency: each compute worker has its next task waiting when it finishes
     ws.send(helloMessage({
       agent: navigator.userAgent, ops: availableOps(), concurrency, prefetch: concurrency, worker_key: workerKey,
@@ -223,12 +231,14 @@ function connect() {
     queue.length = 0; // only this connection's tasks can be queued; the coordinator re-issues them
     status.workerId = null;
     log(`Closed: ${code} ${reason}`.trimEnd());
+    // A refused upgrade (a missing or wrong join token: HTTP 401) looks like any failure to a page.
+    if (!opened) log(token ? REFUSED_WITH_TOKEN : REFUSED_WITHOUT_TOKEN);
     scheduleReconnect();
   };
   render();
 }
 
-view['server-url'].textContent = serverUrl;
+view['server-url'].textContent = shownUrl;
 log(`Starting ${concurrency} compute worker(s)`);
 claimWorkerKey().then((key) => {
   workerKey = key;

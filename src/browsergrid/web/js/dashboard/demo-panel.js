@@ -7,11 +7,13 @@ import { strings } from './strings.js';
 const LEGEND_MAX = 12;
 
 export class DemoPanel {
-  // elements: {canvas, empty, status, legend}; httpBase: '' or 'http://host:port'; labelOf(workerId) -> text or null.
-  constructor({ elements, httpBase = '', labelOf = () => null, fetchImpl = (...args) => fetch(...args),
+  // elements: {canvas, empty, status, legend}; httpBase: '' or 'http://host:port'; headers: sent with every fetch
+  // (the token: token.js authHeaders); labelOf(workerId) -> text or null.
+  constructor({ elements, httpBase = '', headers = {}, labelOf = () => null, fetchImpl = (...args) => fetch(...args),
     backoff = new ReconnectBackoff({ initialMs: 2000 }) }) {
     this.el = elements;
     this.httpBase = httpBase;
+    this.headers = headers;
     this.labelOf = labelOf;
     this.fetch = fetchImpl;
     this.ctx = elements.canvas.getContext('2d');
@@ -98,7 +100,7 @@ export class DemoPanel {
     const jobId = this.job.id;
     try {
       const response = await this.fetch(`${this.httpBase}/api/jobs/${jobId}/results?follow=true`, {
-        signal: controller.signal, headers: { Accept: 'application/x-ndjson' },
+        signal: controller.signal, headers: { ...this.headers, Accept: 'application/x-ndjson' },
       });
       if (!response.ok) throw Object.assign(new Error(`HTTP ${response.status}`), { status: response.status });
       this.backoff.connected(Date.now());

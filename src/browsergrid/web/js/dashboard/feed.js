@@ -21,7 +21,8 @@ export function endpoints(loc, fallbackHost = '127.0.0.1:8765') {
 }
 
 // onFrame(frame) for every JSON text frame; onStatus(status, detail) with status 'connecting', 'open'
-// or 'closed' (detail {retryMs, code, reason}).
+// or 'closed' (detail {retryMs, code, reason, opened}: opened is false for a connection that never opened,
+// such as one refused for want of a token).
 export class LiveFeed {
   constructor(url, { onFrame, onStatus = () => {}, WebSocketImpl = globalThis.WebSocket, backoff = new ReconnectBackoff(),
     now = () => Date.now(), setTimer = (fn, ms) => setTimeout(fn, ms) }) {
@@ -44,7 +45,9 @@ export class LiveFeed {
       return;
     }
     this.socket = ws;
+    let opened = false;
     ws.onopen = () => {
+      opened = true;
       this.connects += 1;
       this.backoff.connected(this.now());
       this.onStatus('open', {});
@@ -61,14 +64,14 @@ export class LiveFeed {
       this.onFrame(frame);
     };
     ws.onclose = ({ code, reason }) => {
-      if (this.socket === ws) this.closed({ code, reason });
+      if (this.socket === ws) this.closed({ code, reason, opened });
     };
   }
 
-  closed({ code, reason }) {
+  closed({ code, reason, opened = false }) {
     this.socket = null;
     const retryMs = this.backoff.disconnected(this.now());
-    this.onStatus('closed', { retryMs, code, reason });
+    this.onStatus('closed', { retryMs, code, reason, opened });
     this.setTimer(() => this.connect(), retryMs);
   }
 }

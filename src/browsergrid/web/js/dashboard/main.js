@@ -8,6 +8,7 @@ import {
 } from './model.js';
 import { strings } from './strings.js';
 import { Pager, RowTable } from './table.js';
+import { authHeaders, tokenFrom, withToken } from '../token.js';
 import { eventItems, historyTable, jobsTable, resultItems, workersTable } from './views.js';
 
 const PAGE_SIZE = 25; // connected workers per page
@@ -28,12 +29,15 @@ function applyStrings(root) {
 applyStrings(document);
 
 const { live: liveUrl, http: httpBase } = endpoints(location);
+// /dashboard?token=TOKEN: the dashboard token (or the admin token, which also runs the demo).
+const token = tokenFrom(location.search);
 let state = initialState();
 let frames = 0;
 let snapshots = 0;
 let skewS = 0; // the coordinator's clock minus ours, from the last frame
 let connection = 'connecting'; // connecting | live | reconnecting
 let failedOnce = false; // a connection closed or failed: later attempts are reconnecting
+let accessProblem = null; // the feed is refused for want of a token: what to tell the viewer
 const ui = { filter: '', workersPage: 1, historyPage: 1 };
 const last = {}; // what each section was last drawn from
 
@@ -80,6 +84,7 @@ const historyPager = new Pager({ prev: $('history-prev'), next: $('history-next'
 const demo = new DemoPanel({
   elements: { canvas: $('demo-canvas'), empty: $('demo-empty'), status: $('demo-status'), legend: $('demo-legend') },
   httpBase,
+  headers: authHeaders(token),
   labelOf: (id) => {
     const row = state.workers.find((worker) => worker.id === id);
     return row ? workerLabel(row) : null;
@@ -99,9 +104,9 @@ function renderHeader(now) {
   const { server, totals } = state;
   setText(view.version, server ? strings.version(server.version) : '');
   setText(view.uptime, server?.started_at ? strings.uptime(formatDuration(now - server.started_at)) : '');
-  const problem = totals?.store && totals.store !== 'ok' ? totals.store : null;
+  const problem = totals?.store && totals.store !== 'ok' ? strings.storeProblem(totals.store) : accessProblem;
   view.store.hidden = problem === null;
-  setText(view.store, problem === null ? '' : strings.storeProblem(problem));
+  setText(view.store, problem ?? '');
   view.store.title = view.store.textContent;
   const connText = { connecting: strings.connConnecting, live: strings.connLive, reconnecting: strings.connReconnecting };
   setText(view.conn, connText[connection]);
@@ -194,6 +199,7 @@ function onFrame(frame) {
   if (typeof frame.now === 'number') skewS = frame.now - Date.now() / 1000;
   if (frame.type === 'snapshot') {
     snapshots += 1;
+    accessProblem = null;
     if (connection !== 'live') {
       connection = 'live';
       demo.reconnected();
@@ -202,8 +208,20 @@ function onFrame(frame) {
   scheduleRender();
 }
 
-function onStatus(status, { retryMs }) {
+// The feed closed before it opened: a browser cannot tell a refusal (HTTP 401) from anything else, the API can.
+async function checkAccess() {
+  try {
+    const response = await fetch(`${httpBase}/api/workers`, { headers: authHeaders(token) });
+    accessProblem = response.status === 401 ? strings.feedNeedsToken(token !== null) : null;
+  } catch {
+    accessProblem = null; // the coordinator is down: the connection state says so
+  }
+  scheduleRender();
+}
+
+function onStatus(status, { retryMs, opened }) {
   if (status === 'closed') {
+    if (!opened) checkAccess();
     failedOnce = true;
     connection = 'reconnecting';
     view.conn.title = strings.connRetryIn((retryMs / 1000).toFixed(1));
@@ -219,9 +237,12 @@ async function runDemo() {
   view.demoMessage.dataset.state = 'pending';
   setText(view.demoMessage, strings.demoSubmitting);
   try {
-    const response = await fetch(`${httpBase}/api/demo`, { method: 'POST' });
+    const response = await fetch(`${httpBase}/api/demo`, { method: 'POST', headers: authHeaders(token) });
     const body = await response.json().catch(() => null);
-    if (response.ok) {
+    if (response.status === 401) {
+      view.demoMessage.dataset.state = 'error';
+      setText(view.demoMessage, strings.demoNeedsToken(token !== null));
+    } else if (response.ok) {
       view.demoMessage.dataset.state = 'ok';
       setText(view.demoMessage, strings.demoSubmitted(body?.job_id, body?.count));
     } else {
@@ -246,4 +267,4 @@ view.filter.addEventListener('input', () => {
 
 render();
 setInterval(render, 1000); // relative times and the chart's time axis move on between frames
-new LiveFeed(liveUrl, { onFrame, onStatus }).start();
+new LiveFeed(withToken(liveUrl, token), { onFrame, onStatus }).start();

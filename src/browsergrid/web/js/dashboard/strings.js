@@ -14,6 +14,9 @@ export const en = {
   connReconnecting: 'reconnecting…',
   connRetryIn: (seconds) => `next attempt in ${seconds} s`,
   storeProblem: (why) => `Store problem: ${why}. New work is refused until it recovers.`,
+  feedNeedsToken: (hasToken) => (hasToken
+    ? 'The ?token= in this address is not this coordinator\'s dashboard or admin token.'
+    : 'This coordinator asks for a token: open this page as /dashboard?token=TOKEN (the dashboard or admin token).'),
 
   // totals
   totalsHeading: 'Totals',
@@ -41,6 +44,8 @@ export const en = {
   demoFailed: (detail) => `Run demo failed: ${detail}`,
   demoUnreachable: 'Run demo failed: the coordinator cannot be reached.',
   demoHttp: (status) => `HTTP ${status}`,
+  demoNeedsToken: (hasToken) => `Running the demo needs the admin token${hasToken ? ', and the ?token= of this page is not it' : ''}: `
+    + 'open this page as /dashboard?token=ADMIN_TOKEN (on the coordinator\'s machine, browsergrid token prints the link).',
   demoNone: 'No demo yet: press Run demo.',
   demoUnavailable: 'This coordinator offers no demo.',
   demoJob: (job, tiles, total) => `Job ${job}: ${tiles} of ${total} tiles`,
@@ -79,7 +84,7 @@ export const en = {
   workerFailures: 'Failures',
   workerMean: 'Mean ms',
   workerSpeed: 'Welcome ms',
-  workerStates: { idle: 'idle', busy: 'busy', new: 'new' },
+  workerStates: { idle: 'idle', busy: 'busy', new: 'new', quarantined: 'quarantined' },
   workersNone: 'No workers connected.',
   workersNoMatch: 'No worker matches the filter.',
   summaryEntry: (count, label) => `${count} × ${label}`,
