@@ -62,6 +62,16 @@ def test_args_file_and_csv_export(grid: Grid, tmp_path: Path) -> None:
     exported = cli(grid, "results", job_id, "--format", "csv", "--follow").stdout
     rows = list(csv.DictReader(io.StringIO(exported)))
     assert sorted((int(r["index"]), int(r["result"])) for r in rows) == [(0, 4), (1, 25), (2, 168)]
+    assert {r["verdict"] for r in rows} == {"unchecked"}
+
+
+def test_submit_with_redundancy_has_each_result_checked(grid: Grid) -> None:
+    done = cli(grid, "submit", "prime_count", "lo=0", "hi=1000", "--redundancy", "2", "--wait")
+    assert done.returncode == 0, done.stderr
+    [line] = cli(grid, "results", done.stdout.strip()).stdout.splitlines()
+    record = json.loads(line)
+    assert (record["result"], record["verdict"]) == (168, "quorum")
+    assert [replica["agreed"] for replica in record["replicas"]] == [True, True]
 
 
 def test_a_failed_task_makes_submit_wait_exit_1_with_its_reasons(grid: Grid) -> None:
@@ -103,7 +113,7 @@ def test_demo_shows_progress_and_where_to_watch(grid: Grid) -> None:
     assert run.returncode == 0, run.stderr
     job_id = int(run.stdout.strip())
     assert f"demo job {job_id}: 80 tiles" in run.stderr
-    assert f"{grid.url}/dashboard" in run.stderr
+    assert f"{grid.url}/dashboard?token=" in run.stderr  # its Run demo button works too
     assert f"demo job {job_id}: 80 tiles painted\n" in run.stderr
     lines = cli(grid, "results", str(job_id)).stdout.splitlines()
     assert len(lines) == 80
@@ -123,6 +133,8 @@ def test_demo_without_wait_prints_the_job_id(grid: Grid) -> None:
         (("results", "99999"), "there is no job 99999"),
         (("cancel", "99999"), "there is no job 99999"),
         (("submit", "prime_count", "--args-file", "/nonexistent/a.jsonl"), "cannot read"),
+        (("submit", "prime_count", "hi=9", "--redundancy", "0"), "redundancy"),
+        (("submit", "prime_count", "hi=9", "--adaptive"), "needs redundancy of at least 2"),
     ],
 )
 def test_mistakes_are_one_line_errors(grid: Grid, args: tuple[str, ...], message: str) -> None:

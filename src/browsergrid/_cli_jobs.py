@@ -25,7 +25,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from browsergrid._tokens import auth_headers, client_token
+from browsergrid._tokens import auth_headers, bearer_token, client_token, with_token
 from browsergrid.client import Client, server_urls
 from browsergrid.client._engine import auth_error, tls_context
 from browsergrid.errors import BrowsergridError, ConfigError, TaskError
@@ -40,6 +40,7 @@ _CSV_COLUMNS = (
     "attempts",
     "duration_ms",
     "reasons",
+    "verdict",
 )
 
 
@@ -251,6 +252,13 @@ def _http(args: argparse.Namespace) -> httpx.Client:
     )
 
 
+def _dashboard_link(http: httpx.Client) -> str:
+    """The coordinator's dashboard, with the token this command sends (so that its Run demo
+    button works too)."""
+    token = bearer_token(http.headers.get("authorization"))
+    return with_token(str(http.base_url.join("/dashboard")), token)
+
+
 def _checked(response: httpx.Response) -> Any:
     if response.status_code == 401:
         sent = "authorization" in response.request.headers
@@ -387,7 +395,7 @@ def _demo(args: argparse.Namespace) -> int:
         job_id, count = accepted["job_id"], accepted["count"]
         err.print(
             f"demo job {job_id}: {count} tiles of a Mandelbrot image; "
-            f"watch it paint at {http.base_url.join('/dashboard')}",
+            f"watch it paint at {_dashboard_link(http)}",
             highlight=False,
         )
         if args.no_wait:

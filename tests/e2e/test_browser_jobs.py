@@ -10,7 +10,7 @@ import pytest
 
 from browsergrid import Client
 from browsergrid.ops import run_op
-from tests._support import Coordinator, Process
+from tests._support import Coordinator, Process, close_to
 
 pytestmark = pytest.mark.browser
 
@@ -57,3 +57,30 @@ def test_tabs_and_a_python_worker_share_one_job(
     )
     assert len(by_worker) == 3, by_worker  # every tab and the Python worker took a share
     second.context.close()
+
+
+def test_a_browser_and_a_python_worker_agree_on_every_op(
+    coordinator: Coordinator, page: Any, start_worker: Callable[..., Process]
+) -> None:
+    """At redundancy 2 with one tab and one Python worker, each task is computed in both
+    languages: the op's comparison must find them the same (repeat_multiply without
+    ``exact`` within its 1e-12, every other op exactly)."""
+    page.goto(f"{coordinator.page_url}?workers=2")
+    start_worker(coordinator.ws_url, "--quiet")
+    coordinator.events_named("worker_introduced", 2)
+    jobs = [
+        *JOBS,
+        ("repeat_multiply", [{"initial": 1.0000054, "factor": 1.00000043, "times": 10**6}]),
+    ]
+    with Client(f"http://127.0.0.1:{coordinator.port}") as client:
+        checked = client.options(redundancy=2, max_replicas=2)  # a dissent fails the task
+        for op, args in jobs:
+            results = list(checked.map(op, args, timeout=120))
+            expected = [run_op(op, a) for a in args]
+            if op == "repeat_multiply":  # either language's value may be the one accepted
+                assert all(map(close_to, results, expected)), results
+            else:
+                assert results == expected, op
+    replicas = [e for e in coordinator.events() if e["event"] == "replica"]
+    assert len({e["worker_id"] for e in replicas}) == 2  # both languages voted
+    assert sum(len(args) for _, args in jobs) * 2 == len(replicas)
