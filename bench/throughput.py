@@ -126,11 +126,12 @@ def browsergrid_grid(workers: int, prefetch: int, memory: bool) -> Iterator[str]
 
 
 def bench_browsergrid(
-    tasks: int, latency_n: int, prefetch: int, memory: bool, timeout: float
+    tasks: int, latency_n: int, prefetch: int, memory: bool, timeout: float, redundancy: int = 1
 ) -> dict[str, float]:
     from browsergrid import Client
 
-    with browsergrid_grid(2, prefetch, memory) as url, Client(url, token=TOKEN) as client:
+    with browsergrid_grid(2, prefetch, memory) as url, Client(url, token=TOKEN) as connected:
+        client = connected.options(redundancy=redundancy)  # 2: both workers compute each task
         deadline = time.monotonic() + 30
         while len(client_workers(url)) < 2:
             if time.monotonic() > deadline:
@@ -238,6 +239,12 @@ def main() -> None:
     parser.add_argument("--prefetch", type=int, default=64, help="browsergrid worker --prefetch")
     parser.add_argument("--no-dask", action="store_true")
     parser.add_argument(
+        "--redundancy",
+        type=int,
+        default=1,
+        help="also measure SQLite mode with jobs of this redundancy (2: each result checked)",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=180,
@@ -258,12 +265,21 @@ def main() -> None:
 
     notes: list[str] = []
     measured: dict[str, dict[str, float] | None] = {}
-    for name, memory in ((SQLITE, False), (MEMORY, True)):
+    runs = [(SQLITE, False, 1), (MEMORY, True, 1)]
+    if args.redundancy > 1:
+        runs.append((f"{SQLITE}, redundancy {args.redundancy}", False, args.redundancy))
+    for name, memory, redundancy in runs:
         measured[name] = median_of(
             name,
             args.repeat,
             partial(
-                bench_browsergrid, args.tasks, args.latency, args.prefetch, memory, args.timeout
+                bench_browsergrid,
+                args.tasks,
+                args.latency,
+                args.prefetch,
+                memory,
+                args.timeout,
+                redundancy,
             ),
             notes,
         )

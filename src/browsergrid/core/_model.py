@@ -115,6 +115,10 @@ class Job:
     live: set[int] = field(default_factory=set)  # ids of its tasks not yet final
     counts: dict[TaskState, int] = field(default_factory=lambda: dict.fromkeys(TaskState, 0))
     queues: dict[str, list[int]] = field(default_factory=dict)  # op -> heap of queued task ids
+    wanting: dict[int, None] = field(default_factory=dict)
+    """Replicated tasks under way that want one more worker (not one that already has a
+    replica of them), oldest first: kept apart so that fresh tasks are not stuck behind
+    them."""
 
     @property
     def finished(self) -> bool:
@@ -122,10 +126,13 @@ class Job:
         return sum(self.counts[state] for state in FINAL_STATES) == self.total
 
     def queued(self) -> bool:
-        return any(self.queues.values())
+        return bool(self.wanting) or any(self.queues.values())
 
     def push(self, task: Task) -> None:
-        heapq.heappush(self.queues.setdefault(task.op, []), task.task_id)
+        if task.replicated and (task.leases or task.replicas):
+            self.wanting[task.task_id] = None
+        else:
+            heapq.heappush(self.queues.setdefault(task.op, []), task.task_id)
 
 
 @dataclass(slots=True, kw_only=True)

@@ -56,7 +56,8 @@ EXERCISE_OPS: Final = frozenset({"repeat_multiply"})
 
 _EWMA: Final = 0.2  # weight of the newest duration in an op's running mean
 _MAX_IGNORED: Final = 4096  # late reports remembered per worker, to drop them quietly
-_MAX_SKIPS: Final = 64  # queued replicas a worker may not take, looked past per dispatch
+_MAX_SKIPS: Final = 64  # queued tasks a worker failed, looked past per dispatch
+_MAX_WANTING_LOOKS: Final = 8  # replicated tasks under way a worker looks at before fresh ones
 
 Agree = Callable[[str, Mapping[str, Any], Any, Any], bool]
 """``agree(op, args, a, b)``: whether two workers' results for a task are the same (exactly,
@@ -334,6 +335,7 @@ class Scheduler:
                 yield self._take_back(task, self.workers[worker_id], "job cancelled", ev)
             self._finish(task, TaskState.CANCELLED)
         job.queues.clear()
+        job.wanting.clear()
         self._unring(job)
         yield JobCancelled(job_id=job.job_id, task_ids=tuple(cancelled), stimulus_id=ev.stimulus_id)
 
@@ -674,7 +676,9 @@ class Scheduler:
         task.queued = False
         del self.tasks[task.task_id]
         if task.job_id is not None:
-            self.jobs[task.job_id].live.discard(task.task_id)
+            job = self.jobs[task.job_id]
+            job.live.discard(task.task_id)
+            job.wanting.pop(task.task_id, None)
 
     def _held(self, worker_id: int, task_id: TaskId) -> Task | None:
         """The task if ``worker_id`` holds a lease on it now, else None."""
@@ -759,7 +763,16 @@ class Scheduler:
             del self._rings[job.options.priority]
 
     def _take(self, job: Job, worker: Worker) -> Task | None:
-        """Pop ``job``'s oldest queued task that ``worker`` runs and has not failed."""
+        """Pop ``job``'s oldest queued task that ``worker`` runs and has not failed: first a
+        replicated task under way that wants another worker (among the oldest few), else
+        a fresh one."""
+        if job.wanting:
+            for task_id in itertools.islice(job.wanting, _MAX_WANTING_LOOKS):
+                wanting = self.tasks[task_id]
+                if wanting.op in worker.ops and self._may_take(wanting, worker):
+                    del job.wanting[task_id]
+                    wanting.queued = False
+                    return wanting
         heads: list[tuple[int, list[int]]] = []
         for op, heap in job.queues.items():
             if op in worker.ops and heap:
