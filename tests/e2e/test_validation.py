@@ -14,9 +14,11 @@ import httpx
 from browsergrid import Client
 from browsergrid._tokens import auth_headers, client_token
 from browsergrid.ops import run_op
-from tests._saboteur import KEY
+from browsergrid.protocol import public_worker_key
+from tests._saboteur import KEY as SECRET_KEY
 from tests._support import Coordinator, Process, free_port
 
+KEY = public_worker_key(SECRET_KEY)  # what the coordinator shows: never the key itself
 TASKS = [{"lo": i * 500, "hi": (i + 1) * 500} for i in range(300)]
 
 
@@ -66,7 +68,10 @@ def test_no_wrong_result_is_accepted_and_the_saboteur_ends_in_quarantine(
         assert not [
             e for e in after if e.get("event") == "task_sent" and e["worker_id"] == saboteur_id
         ]
-        history = httpx.get(f"{base}/api/workers/history", headers=headers).json()
+        history_text = httpx.get(f"{base}/api/workers/history", headers=headers).text
+        for shown in (history_text, lines, coordinator.output()):
+            assert SECRET_KEY not in shown  # nobody can read the key and claim its identity
+        history = json.loads(history_text)
         standing = {w["worker_key"]: w for w in history}
         assert standing[KEY]["quarantined"] and standing[KEY]["invalid"] >= 3
         assert all(not w["quarantined"] for key, w in standing.items() if key != KEY)

@@ -492,3 +492,15 @@ def test_hello_carries_a_worker_key_only_when_there_is_one() -> None:
     message = decode_worker_message(encode_hello("x", ["repeat_multiply"], 1, 1, "py-abc"))
     assert isinstance(message, Hello) and message.worker_key == "py-abc"
     assert "worker_key" not in encode_hello("x", ["repeat_multiply"], 1)
+
+
+def test_a_worker_key_is_shown_by_a_digest_that_keeps_its_prefix() -> None:
+    from browsergrid.protocol import public_worker_key
+
+    shown = public_worker_key("tab-6f1e2d3c4b5a69788796a5b4c3d2e1f0")
+    assert shown.startswith("tab-") and len(shown) == len("tab-") + 16
+    assert "6f1e2d3c" not in shown
+    assert shown == public_worker_key("tab-6f1e2d3c4b5a69788796a5b4c3d2e1f0")  # stable
+    assert public_worker_key("tab-other") != shown
+    assert len(public_worker_key("nodash")) == 16  # no prefix to keep
+    assert public_worker_key("averylongprefix-x").count("-") == 0

@@ -60,6 +60,7 @@ from browsergrid.protocol._messages import (
     encode_task_error,
     encode_tasks,
     encode_welcome,
+    public_worker_key,
 )
 
 __all__ = [
@@ -115,5 +116,6 @@ __all__ = [
     "encode_task_error",
     "encode_tasks",
     "encode_welcome",
+    "public_worker_key",
     "submit_options",
 ]

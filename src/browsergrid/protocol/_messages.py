@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -252,6 +253,17 @@ def _task_from_dict(value: dict[str, Any]) -> Task:
 # --- encoders --------------------------------------------------------------------------
 
 _encoder: Final = msgspec.json.Encoder()
+
+
+def public_worker_key(worker_key: str) -> str:
+    """The name under which the coordinator shows and keeps a worker's identity: the key's
+    prefix (up to its first ``-``, at most 8 characters) and the first 16 hex digits of its
+    SHA-256, e.g. ``tab-3f1c9a0e5b7d2468``. The key itself stays a secret between the
+    worker and the coordinator, so nobody who reads the dashboard or the API can claim a
+    worker's identity (and its reputation)."""
+    prefix, dash, _ = worker_key.partition("-")
+    shown = f"{prefix}-" if dash and 0 < len(prefix) <= 8 else ""
+    return shown + hashlib.sha256(worker_key.encode("utf-8")).hexdigest()[:16]
 
 
 def check_arg_names(args: dict[str, Any]) -> None:

@@ -32,6 +32,7 @@ from browsergrid.protocol import (
     decode_worker_message,
     encode_server_error,
     encode_welcome,
+    public_worker_key,
 )
 from browsergrid.server._access import Access, Role
 from browsergrid.server._coordinator import Coordinator, WorkerPeer
@@ -215,8 +216,9 @@ async def _on_hello(
     peer.introduced = True
     peer.agent = hello.agent
     standing = None
-    if hello.worker_key is not None:
-        standing = await _recall(coordinator, peer, hello.worker_key)
+    key = public_worker_key(hello.worker_key) if hello.worker_key is not None else None
+    if key is not None:
+        standing = await _recall(coordinator, peer, key)
     welcome = encode_welcome(peer.worker_id, f"browsergrid {__version__}", coordinator.limits)
     await peer.send(welcome)
     emit(
@@ -236,14 +238,14 @@ async def _on_hello(
             ops=frozenset(hello.ops),
             concurrency=hello.concurrency,
             prefetch=hello.prefetch,
-            key=hello.worker_key,
+            key=key,
             standing=standing,
             now=now,
             stimulus_id=coordinator.stimulus("hello"),
         )
     )
-    if hello.worker_key is not None:
-        peer.standing = coordinator.scheduler.standing(hello.worker_key)
+    if key is not None:
+        peer.standing = coordinator.scheduler.standing(key)
     return True
 
 
