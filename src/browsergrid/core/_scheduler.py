@@ -433,6 +433,8 @@ class Scheduler:
         )
         if len(task.replicas) > 1:  # a quorum of one (a trusted worker) judges nobody
             for replica in task.replicas:
+                if replica.key.startswith("#") and replica.worker_id not in self.workers:
+                    continue  # no lasting identity, and gone: nobody is left to judge
                 standing = self.standing(replica.key)
                 if standing.judge(id(replica) in agreeing):
                     yield from self._quarantine(replica.key, standing, ev)
