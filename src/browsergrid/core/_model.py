@@ -154,6 +154,7 @@ class Worker:
     speed_ms: float | None = None  # duration of its welcome task: its first speed sample
     key: str = ""  # lasting identity (its reputation's); "#<worker_id>" when it has none
     quarantined: bool = False  # its results kept disagreeing: it is sent nothing more
+    voted: set[int] = field(default_factory=set)  # tasks with its replica awaiting a quorum
 
     @property
     def credit(self) -> int:

@@ -57,6 +57,7 @@ EXERCISE_OPS: Final = frozenset({"repeat_multiply"})
 _EWMA: Final = 0.2  # weight of the newest duration in an op's running mean
 _MAX_IGNORED: Final = 4096  # late reports remembered per worker, to drop them quietly
 _MAX_SKIPS: Final = 64  # queued tasks a worker failed, looked past per dispatch
+_MAX_OTHERS_LOOKED: Final = 256  # workers looked at to tell whether another can take a task
 _MAX_WANTING_LOOKS: Final = 8  # replicated tasks under way a worker looks at before fresh ones
 
 Agree = Callable[[str, Mapping[str, Any], Any, Any], bool]
@@ -256,7 +257,8 @@ class Scheduler:
         worker.prefetch_cap = min(ev.prefetch, self.max_prefetch)
         worker.prefetch = worker.prefetch_cap
         self._fit_prefetch(worker)
-        if ev.key is not None:
+        if ev.key is not None and ev.key != worker.key:
+            yield from self._forget_votes(worker, ev)  # cast under its connection's name
             self.standings.pop(worker.key, None)
             worker.key = ev.key
             if ev.key not in self.standings and ev.standing is not None:
@@ -269,6 +271,22 @@ class Scheduler:
                     yield self._take_back(task, worker, "its identity is quarantined", ev)
                     yield from self._reconsider(task, ev)
         self._credit_changed(worker)
+
+    def _forget_votes(self, worker: Worker, ev: Event) -> Iterator[Command]:
+        """A worker changes identity (a hello after it ran tasks): its replicas so far, and
+        its leases of replicated tasks, were under the old name; drop them, so that one
+        identity never counts twice in a quorum."""
+        for task_id in sorted(worker.voted):
+            task = self.tasks.get(task_id)
+            if task is not None:
+                task.replicas = [r for r in task.replicas if r.worker_id != worker.worker_id]
+                yield from self._reconsider(task, ev)
+        worker.voted.clear()
+        for task_id in sorted(worker.in_flight):
+            task = self.tasks[task_id]
+            if task.replicated:
+                yield self._take_back(task, worker, "its worker changed identity", ev)
+                yield from self._reconsider(task, ev)
 
     def standing(self, key: str) -> Standing:
         """The reputation of worker identity ``key`` (a fresh one for a newcomer)."""
@@ -390,6 +408,8 @@ class Scheduler:
         """A replicated task's result came in: accept it with its quorum, ask for more
         replicas, or fail the task when the replicas it may have are used up."""
         self._count_work(worker, ev.duration_ms, welcome=False)
+        if task.needed < task.quorum and not self.standing(worker.key).trusted:
+            task.needed = task.quorum  # trusted when leased, caught lying since: check it
         task.replicas.append(Replica(worker.worker_id, worker.key, ev.result, ev.duration_ms))
         yield ReplicaReported(
             worker_id=worker.worker_id,
@@ -400,8 +420,13 @@ class Scheduler:
         )
         best = self._best_group(task)
         if len(best) < task.needed:
+            worker.voted.add(task.task_id)
             yield from self._reconsider(task, ev)
             return
+        for replica in task.replicas:
+            voter = self.workers.get(replica.worker_id)
+            if voter is not None:
+                voter.voted.discard(task.task_id)
         for other_id in list(task.leases):
             yield self._take_back(task, self.workers[other_id], "a quorum agreed without it", ev)
         self._finish(task, TaskState.DONE)
@@ -801,9 +826,17 @@ class Scheduler:
         return found
 
     def _may_take(self, task: Task, worker: Worker) -> bool:
-        """Whether ``worker`` may have ``task``: not one it failed while others can run
-        it, and never a second replica for the same worker identity."""
-        if worker.worker_id in task.failed_on and self._others_can_run(task):
+        """Whether ``worker`` may have ``task``: never a second replica for one worker
+        identity, and not one it failed while another worker could take it."""
+        if not self._eligible(task, worker):
+            return False
+        return worker.worker_id not in task.failed_on or not self._others_can_run(task, worker)
+
+    def _eligible(self, task: Task, worker: Worker) -> bool:
+        """Whether ``worker`` could hold ``task`` besides the leases it has: it runs the op,
+        is not quarantined, holds no lease on it, and (replicated) its identity has no
+        replica or lease of it yet."""
+        if task.op not in worker.ops or worker.quarantined or worker.worker_id in task.leases:
             return False
         if not task.replicated:
             return True
@@ -811,14 +844,25 @@ class Scheduler:
             return False
         return all(self.workers[held].key != worker.key for held in task.leases)
 
-    def _others_can_run(self, task: Task) -> bool:
-        """True if a connected worker that runs the op has not failed this task yet."""
+    def _others_can_run(self, task: Task, worker: Worker) -> bool:
+        """True if a connected worker other than ``worker`` that has not failed this task
+        could take it (looking at a few hundred at most: in a large grid one can)."""
         failed = sum(
             1
             for worker_id in task.failed_on
             if worker_id in self.workers and task.op in self.workers[worker_id].ops
         )
-        return self._op_workers[task.op] > failed
+        if self._op_workers[task.op] <= failed:
+            return False
+        candidates = (
+            other
+            for other in self.workers.values()
+            if other is not worker and other.worker_id not in task.failed_on
+        )
+        looked = itertools.islice(candidates, _MAX_OTHERS_LOOKED)
+        if any(self._eligible(task, other) for other in looked):
+            return True
+        return len(self.workers) > _MAX_OTHERS_LOOKED
 
     def _speculate(self, now: float, stimulus_id: str) -> Iterator[SendTask]:
         """Copy stragglers to workers still idle after dispatch: nothing queued suits them."""

@@ -13,7 +13,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import msgspec
 
@@ -156,6 +156,13 @@ class ClientPeer:
         await self.sender.send(frame)
 
 
+QUARANTINED: Final = (
+    "this worker's results kept disagreeing with other workers' results for the same tasks; "
+    "it will be sent no more tasks"
+)
+"""The message of the ``quarantined`` error frame a quarantined worker is sent."""
+
+
 class Coordinator:
     """One per ``browsergrid serve`` process: the scheduler, the store and who is connected."""
 
@@ -239,7 +246,8 @@ class Coordinator:
 
     async def remember_workers(self, peers: list[WorkerPeer] | None = None) -> None:
         """Write the history of ``peers`` (default: every connected worker) to the store."""
-        records = [r for p in (peers or list(self.workers.values())) if (r := p.record())]
+        chosen = list(self.workers.values()) if peers is None else peers
+        records = [r for p in chosen if (r := p.record())]
         if not records:
             return
         try:
@@ -566,8 +574,9 @@ class Coordinator:
         """Tell each browsergrid worker that its results are stored (``ack``)."""
         by_worker: dict[int, list[int]] = {}
         for outcome in outcomes:
-            if isinstance(outcome, ResultRecord):
-                by_worker.setdefault(outcome.worker_id, []).append(outcome.task_id)
+            if isinstance(outcome, ResultRecord):  # a replicated task: every replica's worker
+                for worker_id in [r.worker_id for r in outcome.replicas] or [outcome.worker_id]:
+                    by_worker.setdefault(worker_id, []).append(outcome.task_id)
         for worker_id, task_ids in by_worker.items():
             peer = self.workers.get(worker_id)
             if peer is not None and peer.introduced:  # the exercise's page knows no ack
@@ -641,7 +650,7 @@ class Coordinator:
 
     async def _quarantined(self, command: WorkerQuarantined) -> None:
         self.stats.errors["quarantined"] += 1
-        who = command.worker_key or f"worker #{command.worker_ids[0]}"
+        who = command.worker_key or "a worker without a lasting identity"
         emit(
             log,
             "worker_quarantined",
@@ -658,14 +667,34 @@ class Coordinator:
         peers = [self.workers[i] for i in command.worker_ids if i in self.workers]
         for peer in peers:
             if peer.introduced:
-                await peer.send(
-                    encode_server_error(
-                        "quarantined",
-                        "this worker's results kept disagreeing with other workers' results "
-                        "for the same tasks; it will be sent no more tasks",
-                    )
+                await peer.send(encode_server_error("quarantined", QUARANTINED))
+        if command.worker_key is not None:
+            await self._save_standing(command.worker_key, peers)
+
+    async def _save_standing(self, key: str, peers: list[WorkerPeer]) -> None:
+        """Store identity ``key``'s reputation now: with a connected worker's history, or
+        into the history the store has (its workers may all have left)."""
+        if any(peer.worker_key == key for peer in peers):
+            await self.remember_workers(peers)
+            return
+        standing = self.scheduler.standings.get(key)
+        try:
+            known = await self.store.worker(key)
+            if known is not None and standing is not None:
+                await self.store.record_workers(
+                    [
+                        msgspec.structs.replace(
+                            known,
+                            valid=standing.valid,
+                            invalid=standing.invalid,
+                            consecutive_valid=standing.consecutive_valid,
+                            error_rate=standing.error_rate,
+                            quarantined=standing.quarantined,
+                        )
+                    ]
                 )
-        await self.remember_workers(peers)
+        except StoreError as exc:
+            self._store_failed(exc)
 
     def _report_done(self, command: TaskDone, outcomes: list[ResultRecord | FailureRecord]) -> None:
         worker = self.workers.get(command.worker_id)
@@ -715,7 +744,7 @@ class Coordinator:
                 worker_id=command.worker_id,
                 attempts=command.attempts,
                 duration_ms=command.duration_ms,
-                worker_key=worker.worker_key if worker else None,
+                worker_key=_key_of(command, worker),
                 lease_ms=lease_ms,
                 finished_at=now,
                 verdict=command.verdict,
@@ -760,6 +789,8 @@ class Coordinator:
 
     async def _send_cancel(self, command: CancelTask) -> None:
         worker = self.workers.get(command.worker_id)
+        if worker is not None:
+            worker.leases.pop(command.task_id, None)
         if worker is not None and worker.introduced:  # exercise-style pages know no cancel
             await worker.send(encode_cancel(command.task_id))
 
@@ -893,3 +924,12 @@ def _frames(outbox: list[_Pushed]) -> list[str]:
 def _short(value: Any, limit: int = 200) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _key_of(command: TaskDone, worker: WorkerPeer | None) -> str | None:
+    """The lasting identity of the worker whose result was taken (for a replicated task,
+    as its replica recorded it: the worker may have left since)."""
+    for replica in command.replicas:
+        if replica.worker_id == command.worker_id:
+            return replica.worker_key
+    return worker.worker_key if worker else None

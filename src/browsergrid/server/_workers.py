@@ -35,7 +35,7 @@ from browsergrid.protocol import (
     public_worker_key,
 )
 from browsergrid.server._access import Access, Role
-from browsergrid.server._coordinator import Coordinator, WorkerPeer
+from browsergrid.server._coordinator import QUARANTINED, Coordinator, WorkerPeer
 from browsergrid.server._guard import guarded
 from browsergrid.server._peers import WebSocketSender, address_of
 from browsergrid.server._stats import WorkerEvent
@@ -184,6 +184,8 @@ async def _on_frame(
             )
         case TaskError():
             peer.failures += 1
+            if isinstance(message.task_id, int):
+                peer.leases.pop(message.task_id, None)
             await coordinator.apply(
                 TaskErrorReported(
                     worker_id=peer.worker_id,
@@ -218,7 +220,18 @@ async def _on_hello(
     standing = None
     key = public_worker_key(hello.worker_key) if hello.worker_key is not None else None
     if key is not None:
-        standing = await _recall(coordinator, peer, key)
+        try:
+            standing = await _recall(coordinator, peer, key)
+        except StoreError as exc:  # its reputation is unknown: no identity this time
+            emit(
+                events,
+                "worker_unrecognised",
+                f"worker #{peer.worker_id}: its history cannot be read ({exc}); it works "
+                "without a lasting identity on this connection",
+                level=logging.WARNING,
+                worker_id=peer.worker_id,
+            )
+            key = None
     welcome = encode_welcome(peer.worker_id, f"browsergrid {__version__}", coordinator.limits)
     await peer.send(welcome)
     emit(
@@ -244,19 +257,18 @@ async def _on_hello(
             stimulus_id=coordinator.stimulus("hello"),
         )
     )
-    if key is not None:
-        peer.standing = coordinator.scheduler.standing(key)
+    if key is not None:  # both at once: a history write never sees one without the other
+        peer.worker_key, peer.standing = key, coordinator.scheduler.standing(key)
+    if coordinator.scheduler.workers[peer.worker_id].quarantined:
+        await peer.send(encode_server_error("quarantined", QUARANTINED))
     return True
 
 
 async def _recall(coordinator: Coordinator, peer: WorkerPeer, worker_key: str) -> Standing | None:
     """A worker with a lasting identity: carry on its history (tasks, failures, speed);
-    returns the reputation the store remembers for it, if any."""
-    try:
-        known = await coordinator.store.worker(worker_key)
-    except StoreError:
-        known = None
-    peer.worker_key = worker_key  # only now: its history is complete
+    returns the reputation the store remembers for it, if any. Raises StoreError when the
+    history cannot be read (the caller must not write over it)."""
+    known = await coordinator.store.worker(worker_key)
     if known is not None:
         peer.first_seen = known.first_seen
         peer.tasks_done = known.tasks_done
