@@ -21,6 +21,7 @@ from browsergrid.core._commands import (
     TaskDone,
     TaskFailed,
     TasksAccepted,
+    Verdict,
     WorkerQuarantined,
 )
 from browsergrid.core._events import (
@@ -374,18 +375,7 @@ class Scheduler:
         self._finish(task, TaskState.DONE)
         welcome = task.pinned_to is not None
         self._count_work(worker, ev.duration_ms, welcome=welcome)
-        yield TaskDone(
-            worker_id=ev.worker_id,
-            task_id=task.task_id,
-            job_id=task.job_id,
-            index=task.index,
-            op=task.op,
-            result=ev.result,
-            duration_ms=ev.duration_ms,
-            attempts=task.attempts,
-            welcome=welcome,
-            stimulus_id=ev.stimulus_id,
-        )
+        yield _done(task, ev.worker_id, ev.result, ev.duration_ms, ev.stimulus_id)
 
     def _count_work(self, worker: Worker, duration_ms: float, *, welcome: bool) -> None:
         worker.tasks_done += 1
@@ -442,19 +432,15 @@ class Scheduler:
             for replica in task.replicas
         )
         first = best[0]
-        yield TaskDone(
-            worker_id=first.worker_id,
-            task_id=task.task_id,
-            job_id=task.job_id,
-            index=task.index,
-            op=task.op,
-            result=first.result,
-            duration_ms=first.duration_ms,
-            attempts=task.attempts,
-            welcome=False,
-            stimulus_id=ev.stimulus_id,
-            verdict="quorum" if task.needed > 1 else "trusted",
-            replicas=verdicts,
+        verdict: Verdict = "quorum" if task.needed > 1 else "trusted"
+        yield _done(
+            task,
+            first.worker_id,
+            first.result,
+            first.duration_ms,
+            ev.stimulus_id,
+            verdict,
+            verdicts,
         )
         if len(task.replicas) > 1:  # a quorum of one (a trusted worker) judges nobody
             for replica in task.replicas:
@@ -894,6 +880,32 @@ class Scheduler:
                 ):
                     yield self._lease(task, worker, now, stimulus_id, speculative=True)
                     break
+
+
+def _done(
+    task: Task,
+    worker_id: int,
+    result: Any,
+    duration_ms: float,
+    stimulus_id: str,
+    verdict: Verdict = "unchecked",
+    replicas: tuple[ReplicaVerdict, ...] = (),
+) -> TaskDone:
+    """The command reporting ``task`` done with ``worker_id``'s ``result``."""
+    return TaskDone(
+        worker_id=worker_id,
+        task_id=task.task_id,
+        job_id=task.job_id,
+        index=task.index,
+        op=task.op,
+        result=result,
+        duration_ms=duration_ms,
+        attempts=task.attempts,
+        welcome=task.pinned_to is not None,
+        stimulus_id=stimulus_id,
+        verdict=verdict,
+        replicas=replicas,
+    )
 
 
 __all__ = ["EXERCISE_OPS", "FINAL_STATES", "Scheduler", "WelcomeTask"]

@@ -7,6 +7,7 @@ call ``Coordinator.apply`` with the events they see.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import time
@@ -113,7 +114,6 @@ class WorkerPeer:
         """Its history as the store keeps it (None for a worker with no lasting identity)."""
         if self.worker_key is None:
             return None
-        standing = self.standing or Standing()
         return WorkerRecord(
             worker_key=self.worker_key,
             agent=self.agent,
@@ -122,11 +122,7 @@ class WorkerPeer:
             tasks_done=self.tasks_done,
             failures=self.failures,
             compute_ms=self.compute_ms,
-            valid=standing.valid,
-            invalid=standing.invalid,
-            consecutive_valid=standing.consecutive_valid,
-            error_rate=standing.error_rate,
-            quarantined=standing.quarantined,
+            **dataclasses.asdict(self.standing or Standing()),
         )
 
 
@@ -681,18 +677,8 @@ class Coordinator:
         try:
             known = await self.store.worker(key)
             if known is not None and standing is not None:
-                await self.store.record_workers(
-                    [
-                        msgspec.structs.replace(
-                            known,
-                            valid=standing.valid,
-                            invalid=standing.invalid,
-                            consecutive_valid=standing.consecutive_valid,
-                            error_rate=standing.error_rate,
-                            quarantined=standing.quarantined,
-                        )
-                    ]
-                )
+                updated = msgspec.structs.replace(known, **dataclasses.asdict(standing))
+                await self.store.record_workers([updated])
         except StoreError as exc:
             self._store_failed(exc)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Literal
@@ -289,13 +290,7 @@ async def _recall(coordinator: Coordinator, peer: WorkerPeer, worker_key: str) -
     )
     if known is None:
         return None
-    return Standing(
-        valid=known.valid,
-        invalid=known.invalid,
-        consecutive_valid=known.consecutive_valid,
-        error_rate=known.error_rate,
-        quarantined=known.quarantined,
-    )
+    return Standing(**{f.name: getattr(known, f.name) for f in dataclasses.fields(Standing)})
 
 
 async def _refuse(
