@@ -1,9 +1,11 @@
 """Trivial-task throughput and single-task latency: browsergrid beside Dask distributed.
 
     python bench/throughput.py [--tasks 20000] [--latency 1000] [--repeat 3] [--no-dask] [--quick]
+                               [--redis redis://127.0.0.1:6379/0]
 
 Runs on this machine only (127.0.0.1): a coordinator and 2 Python worker processes, once with
-the default SQLite store (in a fresh temporary --data-dir) and once with --memory; then Dask's
+the default SQLite store (in a fresh temporary --data-dir) and once with --memory (and once
+with --redis URL when given, under a fresh key prefix each run, left behind); then Dask's
 LocalCluster with 2 worker processes (defaults, and worker-saturation: inf), doing the same
 trivial work. Prints a markdown table and writes bench/results/throughput.json and .md
 (throughput-quick.json and .md with --quick, so a regression run keeps the recorded figures).
@@ -38,6 +40,7 @@ from bench._report import write_results  # noqa: E402
 
 SQLITE = "browsergrid, SQLite (default)"
 MEMORY = "browsergrid, memory"
+REDIS = "browsergrid, Redis"
 DASK = "Dask distributed, LocalCluster 2 procs, defaults"
 DASK_INF = "Dask, worker-saturation: inf"
 TOKEN = secrets.token_urlsafe(16)  # the admin token of the coordinators started here
@@ -63,10 +66,13 @@ def stop(procs: list[subprocess.Popen[Any]]) -> None:
 
 
 @contextmanager
-def browsergrid_grid(workers: int, prefetch: int, memory: bool) -> Iterator[str]:
+def browsergrid_grid(workers: int, prefetch: int, store: list[str]) -> Iterator[str]:
+    """A coordinator (``store``: its store options, e.g. ``["--memory"]``) and its workers."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "BROWSERGRID_TOKEN": TOKEN}
     with tempfile.TemporaryDirectory(prefix="browsergrid-bench-") as data_dir:
-        store = ["--memory"] if memory else []
+        if store[:1] == ["--redis"]:  # a fresh key prefix: no jobs of an earlier run
+            joiner = "&" if "?" in store[1] else "?"
+            store = ["--redis", f"{store[1]}{joiner}prefix=bench-{secrets.token_hex(4)}:"]
         serve = subprocess.Popen(
             [
                 sys.executable,
@@ -126,11 +132,16 @@ def browsergrid_grid(workers: int, prefetch: int, memory: bool) -> Iterator[str]
 
 
 def bench_browsergrid(
-    tasks: int, latency_n: int, prefetch: int, memory: bool, timeout: float, redundancy: int = 1
+    tasks: int,
+    latency_n: int,
+    prefetch: int,
+    store: list[str],
+    timeout: float,
+    redundancy: int = 1,
 ) -> dict[str, float]:
     from browsergrid import Client
 
-    with browsergrid_grid(2, prefetch, memory) as url, Client(url, token=TOKEN) as connected:
+    with browsergrid_grid(2, prefetch, store) as url, Client(url, token=TOKEN) as connected:
         client = connected.options(redundancy=redundancy)  # 2: both workers compute each task
         deadline = time.monotonic() + 30
         while len(client_workers(url)) < 2:
@@ -251,6 +262,11 @@ def main() -> None:
         help="seconds to wait for one batch of tasks before skipping the run",
     )
     parser.add_argument(
+        "--redis",
+        metavar="URL",
+        help="also measure a coordinator keeping its store in this Redis (serve --redis)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="regression run: 5,000 tasks, 300 single tasks, 1 repeat, no Dask",
@@ -265,10 +281,12 @@ def main() -> None:
 
     notes: list[str] = []
     measured: dict[str, dict[str, float] | None] = {}
-    runs = [(SQLITE, False, 1), (MEMORY, True, 1)]
+    runs: list[tuple[str, list[str], int]] = [(SQLITE, [], 1), (MEMORY, ["--memory"], 1)]
+    if args.redis:
+        runs.append((REDIS, ["--redis", args.redis], 1))
     if args.redundancy > 1:
-        runs.append((f"{SQLITE}, redundancy {args.redundancy}", False, args.redundancy))
-    for name, memory, redundancy in runs:
+        runs.append((f"{SQLITE}, redundancy {args.redundancy}", [], args.redundancy))
+    for name, store, redundancy in runs:
         measured[name] = median_of(
             name,
             args.repeat,
@@ -277,7 +295,7 @@ def main() -> None:
                 args.tasks,
                 args.latency,
                 args.prefetch,
-                memory,
+                store,
                 args.timeout,
                 redundancy,
             ),
@@ -318,6 +336,8 @@ def main() -> None:
     ratios: dict[str, float] = {}
     if SQLITE in rows and MEMORY in rows:
         ratios["durable/memory"] = rows[SQLITE]["tasks_per_s"] / rows[MEMORY]["tasks_per_s"]
+    if SQLITE in rows and REDIS in rows:
+        ratios["Redis/SQLite"] = rows[REDIS]["tasks_per_s"] / rows[SQLITE]["tasks_per_s"]
     for name in (DASK, DASK_INF):
         if SQLITE in rows and name in rows:
             ratios[f"SQLite/{name}"] = rows[SQLITE]["tasks_per_s"] / rows[name]["tasks_per_s"]
@@ -326,6 +346,8 @@ def main() -> None:
         lines.append(
             f"durable/memory throughput: {ratios['durable/memory']:.2f} (target: at least 0.5)"
         )
+    if "Redis/SQLite" in ratios:
+        lines.append(f"Redis/SQLite throughput: {ratios['Redis/SQLite']:.2f}")
     for name in (DASK, DASK_INF):
         if f"SQLite/{name}" in ratios:
             lines.append(

@@ -190,6 +190,68 @@ class Coordinator(Process):
             time.sleep(0.05)
 
 
+class RedisServer:
+    """Debian's ``redis-server`` on 127.0.0.1, keeping its files in ``directory``; ended by
+    its PID. ``appendonly``: every write goes to an append-only file, so data survives a
+    restart of the server (``stop()`` then ``start()``)."""
+
+    def __init__(self, directory: Path, *, port: int | None = None, appendonly: bool = False):
+        executable = shutil.which("redis-server")
+        if executable is None:
+            raise FileNotFoundError(
+                "redis-server not found: install Debian's 'redis-server' package "
+                "(apt-get install redis-server; scripts/test does it)"
+            )
+        self.executable = executable
+        self.directory = directory
+        self.port = port or free_port()
+        self.appendonly = appendonly
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 15) -> None:
+        """Start it and wait until it answers PING."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        args = [self.executable, "--port", str(self.port), "--bind", "127.0.0.1"]
+        args += ["--save", "", "--dir", str(self.directory), "--daemonize", "no"]
+        args += ["--appendonly", "yes" if self.appendonly else "no"]
+        with (self.directory / "redis.log").open("ab") as output:
+            self.proc = subprocess.Popen(
+                args, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        deadline = time.monotonic() + timeout
+        while not self._answers():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                log = (self.directory / "redis.log").read_text(errors="replace")
+                self.stop()
+                raise RuntimeError(f"redis-server did not start on port {self.port}:\n{log}")
+            time.sleep(0.05)
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        """SIGTERM (Redis saves its append-only file and exits), SIGKILL after 10 s."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+
 def exercise_page(tmp_path: Path, port: int) -> str:
     """A ``file://`` URL of the exercise's ``cliente.html``, unchanged but for its port."""
     source = (FIXTURES / "exercise" / "cliente.html").read_text(encoding="utf-8")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from tests._support import (
     TEST_TOKEN,
     Coordinator,
     Process,
+    RedisServer,
     free_port,
 )
 
@@ -51,7 +53,36 @@ def admin_token() -> Iterator[str]:
             os.environ[name] = value
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_redis_from_the_environment() -> Iterator[None]:
+    """Coordinators the tests start use SQLite unless a test gives --redis, even when the
+    shell running the tests has BROWSERGRID_REDIS set."""
+    saved = os.environ.pop("BROWSERGRID_REDIS", None)
+    yield
+    if saved is not None:
+        os.environ["BROWSERGRID_REDIS"] = saved
+
+
 _TOKEN_VARIABLES = ("BROWSERGRID_TOKEN", "BROWSERGRID_WORKER_TOKEN", "BROWSERGRID_DASHBOARD_TOKEN")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``redis-server`` on a free port of 127.0.0.1 for the whole session (no
+    persistence); its URL. Tests keep apart by key prefix: use ``redis_url``."""
+    try:
+        server = RedisServer(tmp_path_factory.mktemp("redis"))
+    except FileNotFoundError as exc:
+        pytest.fail(str(exc))
+    server.start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """The session's Redis with a key prefix of this test's own: it sees no other's data."""
+    return f"{redis_server}?prefix=test-{uuid.uuid4().hex[:12]}:"
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from browsergrid.client import SERVER_ENV
 from browsergrid.config import (
     DASHBOARD_TOKEN_ENV,
     DATA_DIR_ENV,
+    REDIS_ENV,
     TOKEN_ENV,
     WORKER_TOKEN_ENV,
     ServeConfig,
@@ -91,6 +92,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--memory", action="store_true", help="keep everything in memory (lost on restart)"
+    )
+    serve.add_argument(
+        "--redis",
+        metavar="URL",
+        help="keep jobs, results and worker history in Redis instead of SQLite: "
+        "redis://HOST:PORT/DB[?prefix=NAME:] (one coordinator for now; "
+        f"default: ${REDIS_ENV}, unless --memory)",
     )
     serve.add_argument(
         "--sync",
@@ -322,6 +330,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = ServeConfig(
         data_dir=args.data_dir or default_data_dir(),
         memory=args.memory,
+        redis_url=args.redis or (None if args.memory else os.environ.get(REDIS_ENV) or None),
         sync=args.sync,
         retain_s=parse_duration(args.retain),
         host=args.host,

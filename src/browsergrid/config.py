@@ -19,6 +19,9 @@ WORKER_TOKEN_ENV = "BROWSERGRID_WORKER_TOKEN"
 """The join token, for ``serve`` (``--worker-token``) and ``browsergrid worker`` (``--token``)."""
 DASHBOARD_TOKEN_ENV = "BROWSERGRID_DASHBOARD_TOKEN"
 """The read token, for ``serve`` (``--dashboard-token``)."""
+REDIS_ENV = "BROWSERGRID_REDIS"
+"""The Redis URL for ``serve`` (``--redis``), unless ``--memory`` is given."""
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 TOKEN_FILE = "token"
 """The admin token's file in the data directory, created at first start with mode 0600."""
 _MAX_TOKEN_CHARS = 1024
@@ -90,6 +93,11 @@ class ServeConfig:
     """Where the SQLite database (``browsergrid.db``) lives; created when missing."""
     memory: bool = False
     """Keep everything in memory instead (nothing survives a restart; for tests and benches)."""
+    redis_url: str | None = None
+    """Keep jobs, results and worker history in Redis instead of SQLite; one coordinator for
+    now. The CLI takes it from ``--redis redis://HOST:PORT/DB``, else $BROWSERGRID_REDIS
+    (unless ``--memory``). ``?prefix=NAME:`` sets the prefix of every key (default
+    ``browsergrid:``). ``data_dir`` still holds the token file."""
     sync: Literal["normal", "full"] = "normal"
     """SQLite's synchronous mode: ``normal`` survives a crash of the coordinator process,
     ``full`` also a power cut (slower: every commit waits for the disk)."""
@@ -155,6 +163,12 @@ class ServeConfig:
             raise ConfigError("--max-messages-per-s must be at least 1")
         if self.heartbeat_interval_s <= 0 or self.heartbeat_timeout_s <= 0:
             raise ConfigError("--heartbeat-interval and --heartbeat-timeout must be positive")
+        if self.memory and self.redis_url is not None:
+            raise ConfigError("--memory and --redis do not go together: give one or the other")
+        if self.redis_url is not None and not self.redis_url.startswith(REDIS_SCHEMES):
+            raise ConfigError(
+                f"--redis takes a URL like redis://HOST:PORT/DB, not {self.redis_url!r}"
+            )
         if (self.certfile is None) != (self.keyfile is None):
             raise ConfigError("--certfile and --keyfile go together: give both, or neither")
         check_token("--token", self.token)

@@ -1,7 +1,8 @@
 """The storage contract: every backend of ``Store`` passes these same tests.
 
 A new backend joins by adding itself to the ``store`` fixture's parameters (and to
-``reopen``, which must bring back what a restart of the coordinator would find).
+``fresh_store``, which ``reopen`` calls to bring back what a restart of the coordinator
+would find).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from browsergrid.store import (
     JobState,
     MemoryStore,
     Outcome,
+    RedisStore,
     SqliteStore,
     Store,
     StoreError,
@@ -33,25 +35,37 @@ from tests.store._support import failure, job, result, tasks, worker
 Reopen = Callable[[], Awaitable[Store]]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    opened: Store = (
-        MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "grid.db")
-    )
+    opened = fresh_store(request.param, request, tmp_path)
     await opened.open()
     yield opened
     await opened.close()
 
 
+def fresh_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    """A store of this kind; called again in the same test, one on the same data (a Redis
+    test gets a key prefix of its own, the same each time)."""
+    if kind == "memory":
+        return MemoryStore()
+    if kind == "sqlite":
+        return SqliteStore(tmp_path / "grid.db")
+    return RedisStore(request.getfixturevalue("redis_url"))
+
+
 @pytest.fixture
-async def reopen(store: Store, tmp_path: Path) -> AsyncIterator[Reopen]:
+async def reopen(
+    store: Store, request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Reopen]:
     """Close the store and open it again as a restarted coordinator would: the same
-    MemoryStore instance, or a new SqliteStore on the same file."""
+    MemoryStore instance, or a new SqliteStore on the same file, or a new RedisStore on the
+    same Redis and prefix."""
     again: list[Store] = []
 
     async def reopen() -> Store:
         await store.close()
-        fresh = store if isinstance(store, MemoryStore) else SqliteStore(tmp_path / "grid.db")
+        kind = "sqlite" if isinstance(store, SqliteStore) else "redis"
+        fresh = store if isinstance(store, MemoryStore) else fresh_store(kind, request, tmp_path)
         again.append(fresh)
         await fresh.open()
         return fresh

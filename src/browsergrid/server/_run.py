@@ -23,7 +23,7 @@ from browsergrid.server._app import create_app
 from browsergrid.server._coordinator import Coordinator
 from browsergrid.server._dashboard import close_all_viewers
 from browsergrid.server._workers import close_all_workers
-from browsergrid.store import MemoryStore, SqliteStore, Store, StoreError
+from browsergrid.store import MemoryStore, RedisStore, SqliteStore, Store, StoreError
 
 log = logging.getLogger("browsergrid.server")
 
@@ -149,6 +149,11 @@ def open_store(config: ServeConfig) -> Store:
     """The store ``config`` asks for (not opened yet: the coordinator opens it on start)."""
     if config.memory:
         return MemoryStore()
+    if config.redis_url is not None:
+        try:
+            return RedisStore(config.redis_url)
+        except ValueError as exc:
+            raise ConfigError(f"--redis: {exc}") from None
     try:
         config.data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -1,6 +1,6 @@
-"""Persistence behind one interface, ``Store``: ``SqliteStore`` (the default, one file) and
-``MemoryStore`` (tests and ``serve --memory``). ``tests/store/test_contract.py`` runs the
-same tests against both."""
+"""Persistence behind one interface, ``Store``: ``SqliteStore`` (the default, one file),
+``RedisStore`` (``serve --redis URL``) and ``MemoryStore`` (tests and ``serve --memory``).
+``tests/store/test_contract.py`` runs the same tests against all three."""
 
 from browsergrid.store._base import (
     JobInfo,
@@ -14,6 +14,7 @@ from browsergrid.store._base import (
     WorkerRecord,
 )
 from browsergrid.store._memory import MemoryStore
+from browsergrid.store._redis import RedisStore
 from browsergrid.store._sqlite import SqliteStore
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "JobSummary",
     "MemoryStore",
     "Outcome",
+    "RedisStore",
     "SqliteStore",
     "Store",
     "StoreError",
