@@ -396,6 +396,17 @@ class ReplicationMachine(RuleBasedStateMachine):
             assert not [r for r in task.replicas if r.key in bad]
 
     @invariant()
+    def votes_are_live_replicas(self) -> None:
+        """A worker's ``voted`` names only live tasks that hold a replica of its own."""
+        if not hasattr(self, "s"):
+            return
+        for worker in self.s.workers.values():
+            for task_id in worker.voted:
+                task = self.s.tasks.get(task_id)
+                assert task is not None, f"worker {worker.worker_id} voted on ended {task_id}"
+                assert any(r.worker_id == worker.worker_id for r in task.replicas)
+
+    @invariant()
     def counts_and_states_agree(self) -> None:
         if not hasattr(self, "s"):
             return

@@ -413,10 +413,6 @@ class Scheduler:
             worker.voted.add(task.task_id)
             yield from self._reconsider(task, ev)
             return
-        for replica in task.replicas:
-            voter = self.workers.get(replica.worker_id)
-            if voter is not None:
-                voter.voted.discard(task.task_id)
         for other_id in list(task.leases):
             yield self._take_back(task, self.workers[other_id], "a quorum agreed without it", ev)
         self._finish(task, TaskState.DONE)
@@ -512,6 +508,7 @@ class Scheduler:
             if worker.key != key:
                 continue
             worker.quarantined = True
+            worker.voted.clear()  # its replicas are thrown away below
             self._credit_changed(worker)
             quarantined.append(worker.worker_id)
             for task_id in sorted(worker.in_flight):
@@ -688,6 +685,10 @@ class Scheduler:
         self._set_state(task, final)
         task.queued = False
         del self.tasks[task.task_id]
+        for replica in task.replicas:  # replicas no longer wait for this task's quorum
+            voter = self.workers.get(replica.worker_id)
+            if voter is not None:
+                voter.voted.discard(task.task_id)
         if task.job_id is not None:
             job = self.jobs[task.job_id]
             job.live.discard(task.task_id)
