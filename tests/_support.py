@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import random
 import shutil
 import signal
 import socket
@@ -268,3 +269,84 @@ def wait_until(page: Any, condition: Callable[[], bool], timeout: float = 10) ->
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         page.wait_for_timeout(50)
+
+
+# --- a coordinator's jobs over HTTP, and SIGKILL in the middle of one --------------------
+
+SLOW_TASK = 400_000
+"""``times`` of an exact repeat_multiply that takes about 10 ms of Python (its answer is
+``initial``): jobs of these run long enough to be killed in the middle."""
+
+
+def slow_tasks(count: int) -> list[dict[str, Any]]:
+    """``count`` exact repeat_multiply tasks of about 10 ms each; task k answers ``k``."""
+    return [
+        {"initial": float(k), "factor": 1.0, "times": SLOW_TASK, "exact": True}
+        for k in range(count)
+    ]
+
+
+def submit_job(port: int, body: dict[str, Any]) -> int:
+    """POST a job (with the admin token); returns its id."""
+    import httpx
+
+    response = httpx.post(f"http://127.0.0.1:{port}/api/jobs", json=body, headers=AUTH, timeout=30)
+    assert response.status_code == 201, response.text
+    job_id: int = response.json()["job_id"]
+    return job_id
+
+
+def job_results(port: int, job_id: int) -> list[dict[str, Any]]:
+    """The job's outcomes as the HTTP API streams them."""
+    import httpx
+
+    url = f"http://127.0.0.1:{port}/api/jobs/{job_id}/results"
+    with httpx.stream("GET", url, timeout=60) as response:
+        return [json.loads(line) for line in response.iter_lines() if line]
+
+
+def job_state(port: int, job_id: int) -> dict[str, Any]:
+    """The job's status as the HTTP API gives it."""
+    import httpx
+
+    status: dict[str, Any] = httpx.get(
+        f"http://127.0.0.1:{port}/api/jobs/{job_id}", timeout=10
+    ).json()
+    return status
+
+
+def kill_9_during(
+    start: Callable[..., Coordinator],
+    coordinator: Coordinator,
+    options: tuple[str, ...],
+    job_id: int,
+    *,
+    kills: int,
+    seed: int,
+) -> Coordinator:
+    """SIGKILL ``coordinator`` ``kills`` times at random moments while job ``job_id`` runs,
+    each time starting another with ``options`` on the same port; returns the one running
+    once the job has finished (within 120 s)."""
+    port = coordinator.port
+    rng = random.Random(seed)
+    for _ in range(kills):
+        time.sleep(rng.uniform(0.3, 0.9))
+        assert job_state(port, job_id)["state"] == "running"  # the kill lands mid-job
+        coordinator.signal(signal.SIGKILL)
+        assert coordinator.wait() == -signal.SIGKILL
+        coordinator = start(*options, port=port)
+        coordinator.event("restored")
+    deadline = time.monotonic() + 120
+    while job_state(port, job_id)["state"] != "finished":
+        assert time.monotonic() < deadline, job_state(port, job_id)
+        time.sleep(0.2)
+    return coordinator
+
+
+def assert_each_task_done_once(port: int, job_id: int, count: int) -> None:
+    """Every task of a job of ``slow_tasks(count)`` has exactly one right result."""
+    results = job_results(port, job_id)
+    assert len(results) == count
+    assert sorted(r["index"] for r in results) == list(range(count))  # each exactly once
+    assert all(r["status"] == "done" and r["result"] == float(r["index"]) for r in results)
+    assert len({r["task_id"] for r in results}) == count

@@ -3,37 +3,32 @@
 from __future__ import annotations
 
 import json
-import random
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from browsergrid import Client
 from browsergrid.ops import run_op
-from tests._support import AUTH, Coordinator, Process, free_port
+from tests._support import (
+    AUTH,
+    Coordinator,
+    Process,
+    assert_each_task_done_once,
+    free_port,
+    job_results,
+    job_state,
+    kill_9_during,
+    slow_tasks,
+    submit_job,
+)
 
 CHUNK = 20_000  # prime_count over 20,000 numbers: a millisecond or two in Python
-SLOW = 400_000  # exact repeat_multiply loop: about 10 ms in Python
-
-
-def job_results(port: int, job_id: int) -> list[dict[str, Any]]:
-    url = f"http://127.0.0.1:{port}/api/jobs/{job_id}/results"
-    with httpx.stream("GET", url, timeout=60) as response:
-        return [json.loads(line) for line in response.iter_lines() if line]
-
-
-def job_state(port: int, job_id: int) -> dict[str, Any]:
-    status: dict[str, Any] = httpx.get(
-        f"http://127.0.0.1:{port}/api/jobs/{job_id}", timeout=10
-    ).json()
-    return status
 
 
 @pytest.mark.timeout(240)
@@ -42,7 +37,7 @@ def test_kill_9_ten_times_during_a_5000_task_job_loses_and_repeats_nothing(
     start_coordinator: Callable[..., Coordinator],
     start_worker: Callable[..., Process],
 ) -> None:
-    data = ["--data-dir", str(tmp_path / "grid"), "--quiet"]
+    data = ("--data-dir", str(tmp_path / "grid"), "--quiet")
     port = free_port()
     coordinator = start_coordinator(*data, port=port)
     for _ in range(2):
@@ -54,33 +49,9 @@ def test_kill_9_ten_times_during_a_5000_task_job_loses_and_repeats_nothing(
             "--data-dir",
             str(tmp_path / "workers"),
         )
-    # exact repeat_multiply: about 10 ms of Python each, and the answer is ``initial``
-    args = [{"initial": float(k), "factor": 1.0, "times": SLOW, "exact": True} for k in range(5000)]
-    accepted = httpx.post(
-        f"http://127.0.0.1:{port}/api/jobs",
-        json={"op": "repeat_multiply", "args": args},
-        headers=AUTH,
-        timeout=30,
-    ).json()
-    job_id = accepted["job_id"]
-    rng = random.Random(20261125)
-    for _ in range(10):
-        time.sleep(rng.uniform(0.3, 0.9))
-        assert job_state(port, job_id)["state"] == "running"  # the kill lands mid-job
-        coordinator.signal(signal.SIGKILL)
-        assert coordinator.wait() == -signal.SIGKILL
-        coordinator = start_coordinator(*data, port=port)
-        coordinator.event("restored")
-    deadline = time.monotonic() + 120
-    while job_state(port, job_id)["state"] != "finished":
-        assert time.monotonic() < deadline, job_state(port, job_id)
-        time.sleep(0.2)
-    results = job_results(port, job_id)
-    assert len(results) == 5000
-    assert sorted(r["index"] for r in results) == list(range(5000))  # each exactly once
-    assert all(r["status"] == "done" for r in results)
-    assert all(r["result"] == float(r["index"]) for r in results)
-    assert len({r["task_id"] for r in results}) == 5000
+    job_id = submit_job(port, {"op": "repeat_multiply", "args": slow_tasks(5000)})
+    kill_9_during(start_coordinator, coordinator, data, job_id, kills=10, seed=20261125)
+    assert_each_task_done_once(port, job_id, 5000)
 
 
 def test_client_futures_resolve_across_a_coordinator_crash(

@@ -3,16 +3,12 @@ restarted gracefully and killed with SIGKILL mid-job."""
 
 from __future__ import annotations
 
-import json
 import os
-import random
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -21,30 +17,17 @@ from browsergrid.config import ServeConfig
 from browsergrid.errors import ConfigError
 from browsergrid.server._run import open_store
 from browsergrid.store import RedisStore
-from tests._support import AUTH, Coordinator, Process, free_port
-
-SLOW = 400_000  # exact repeat_multiply loop: about 10 ms in Python
-
-
-def job_results(port: int, job_id: int) -> list[dict[str, Any]]:
-    url = f"http://127.0.0.1:{port}/api/jobs/{job_id}/results"
-    with httpx.stream("GET", url, timeout=60) as response:
-        return [json.loads(line) for line in response.iter_lines() if line]
-
-
-def job_state(port: int, job_id: int) -> dict[str, Any]:
-    status: dict[str, Any] = httpx.get(
-        f"http://127.0.0.1:{port}/api/jobs/{job_id}", timeout=10
-    ).json()
-    return status
-
-
-def submit(port: int, body: dict[str, Any]) -> int:
-    accepted = httpx.post(
-        f"http://127.0.0.1:{port}/api/jobs", json=body, headers=AUTH, timeout=30
-    ).json()
-    job_id: int = accepted["job_id"]
-    return job_id
+from tests._support import (
+    Coordinator,
+    Process,
+    assert_each_task_done_once,
+    free_port,
+    job_results,
+    job_state,
+    kill_9_during,
+    slow_tasks,
+    submit_job,
+)
 
 
 def test_jobs_results_and_history_survive_a_restart(
@@ -56,7 +39,7 @@ def test_jobs_results_and_history_survive_a_restart(
     port = free_port()
     first = start_coordinator("--redis", redis_url, port=port)
     worker = start_worker(first.ws_url, "--data-dir", str(tmp_path / "w"))
-    job_id = submit(
+    job_id = submit_job(
         port,
         {
             "op": "repeat_multiply",
@@ -77,7 +60,7 @@ def test_jobs_results_and_history_survive_a_restart(
     assert all(r["worker_key"] and r["lease_ms"] is not None for r in results)
     (history,) = httpx.get(f"http://127.0.0.1:{port}/api/workers/history").json()
     assert history["tasks_done"] >= 51 and history["connected"] is False  # 50 + welcome
-    next_job = submit(port, {"op": "prime_count", "args": [{"lo": 0, "hi": 100}]})
+    next_job = submit_job(port, {"op": "prime_count", "args": [{"lo": 0, "hi": 100}]})
     assert next_job > job_id  # ids go on from the stored ones
     second.signal(signal.SIGTERM)
     assert second.wait() == 0
@@ -102,26 +85,9 @@ def test_kill_9_during_a_job_loses_and_repeats_nothing(
             "--data-dir",
             str(tmp_path / "workers"),
         )
-    # exact repeat_multiply: about 10 ms of Python each, and the answer is ``initial``
-    args = [{"initial": float(k), "factor": 1.0, "times": SLOW, "exact": True} for k in range(1000)]
-    job_id = submit(port, {"op": "repeat_multiply", "args": args})
-    rng = random.Random(20270107)
-    for _ in range(3):
-        time.sleep(rng.uniform(0.3, 0.9))
-        assert job_state(port, job_id)["state"] == "running"  # the kill lands mid-job
-        coordinator.signal(signal.SIGKILL)
-        assert coordinator.wait() == -signal.SIGKILL
-        coordinator = start_coordinator(*options, port=port)
-        coordinator.event("restored")
-    deadline = time.monotonic() + 120
-    while job_state(port, job_id)["state"] != "finished":
-        assert time.monotonic() < deadline, job_state(port, job_id)
-        time.sleep(0.2)
-    results = job_results(port, job_id)
-    assert len(results) == 1000
-    assert sorted(r["index"] for r in results) == list(range(1000))  # each exactly once
-    assert all(r["status"] == "done" and r["result"] == float(r["index"]) for r in results)
-    assert len({r["task_id"] for r in results}) == 1000
+    job_id = submit_job(port, {"op": "repeat_multiply", "args": slow_tasks(1000)})
+    kill_9_during(start_coordinator, coordinator, tuple(options), job_id, kills=3, seed=20270107)
+    assert_each_task_done_once(port, job_id, 1000)
 
 
 @pytest.mark.parametrize(
