@@ -204,3 +204,17 @@ async def test_cancel_and_take_backs_leave_lease_start_times_behind() -> None:
     ack = await coordinator.submit(OP, [ARGS], SubmitOptions(redundancy=2))
     await coordinator.cancel(ack.job_id)
     assert not one.leases and not two.leases, (one.leases, two.leases)
+
+
+async def test_a_worker_judged_after_it_left_has_its_standing_stored() -> None:
+    store = MemoryStore()
+    coordinator = await started(store)
+    first = await connect(coordinator, "first")
+    second = await connect(coordinator, "second")
+    ack = await coordinator.submit(OP, [ARGS], SubmitOptions(redundancy=2))
+    task_id = ack.first_task_id
+    await answer(coordinator, first, task_id, RIGHT)
+    await leave(coordinator, first)  # stored with valid 0: its replica is not judged yet
+    await answer(coordinator, second, task_id, RIGHT)
+    record = await store.worker(public_worker_key("first"))
+    assert record is not None and (record.valid, record.consecutive_valid) == (1, 1)

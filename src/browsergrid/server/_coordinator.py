@@ -565,6 +565,22 @@ class Coordinator:
             self._store_recovered()
             await self._acknowledge(outcomes)
             self._route([o for o, new in zip(outcomes, recorded, strict=True) if new])
+            await self._save_judged_absentees(outcomes)
+
+    async def _save_judged_absentees(self, outcomes: list[ResultRecord | FailureRecord]) -> None:
+        """A quorum judged workers that have left since they sent their replica: store
+        their new standing now (a connected worker's is stored with its history)."""
+        judged = {
+            r.worker_key
+            for o in outcomes
+            if isinstance(o, ResultRecord) and len(o.replicas) > 1
+            for r in o.replicas
+            if r.worker_key is not None
+        }
+        if judged:
+            judged -= {peer.worker_key for peer in self.workers.values()}
+            for key in sorted(judged):
+                await self._save_standing(key, [])
 
     async def _acknowledge(self, outcomes: list[ResultRecord | FailureRecord]) -> None:
         """Tell each browsergrid worker that its results are stored (``ack``)."""
