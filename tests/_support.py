@@ -315,6 +315,15 @@ def job_state(port: int, job_id: int) -> dict[str, Any]:
     return status
 
 
+def steady_workers(
+    start_worker: Callable[..., Process], url: str, data_dir: Path, count: int = 2
+) -> None:
+    """``count`` quiet Python workers that reconnect within a second of a coordinator's
+    restart, their identities kept in ``data_dir``."""
+    for _ in range(count):
+        start_worker(url, "--quiet", "--max-backoff", "1", "--data-dir", str(data_dir))
+
+
 def kill_9_during(
     start: Callable[..., Coordinator],
     coordinator: Coordinator,

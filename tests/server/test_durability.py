@@ -25,6 +25,7 @@ from tests._support import (
     job_state,
     kill_9_during,
     slow_tasks,
+    steady_workers,
     submit_job,
 )
 
@@ -40,15 +41,7 @@ def test_kill_9_ten_times_during_a_5000_task_job_loses_and_repeats_nothing(
     data = ("--data-dir", str(tmp_path / "grid"), "--quiet")
     port = free_port()
     coordinator = start_coordinator(*data, port=port)
-    for _ in range(2):
-        start_worker(
-            coordinator.ws_url,
-            "--quiet",
-            "--max-backoff",
-            "1",
-            "--data-dir",
-            str(tmp_path / "workers"),
-        )
+    steady_workers(start_worker, coordinator.ws_url, tmp_path / "workers")
     job_id = submit_job(port, {"op": "repeat_multiply", "args": slow_tasks(5000)})
     kill_9_during(start_coordinator, coordinator, data, job_id, kills=10, seed=20261125)
     assert_each_task_done_once(port, job_id, 5000)

@@ -26,6 +26,7 @@ from tests._support import (
     job_state,
     kill_9_during,
     slow_tasks,
+    steady_workers,
     submit_job,
 )
 
@@ -76,15 +77,7 @@ def test_kill_9_during_a_job_loses_and_repeats_nothing(
     options = ["--redis", redis_url, "--quiet"]
     port = free_port()
     coordinator = start_coordinator(*options, port=port)
-    for _ in range(2):
-        start_worker(
-            coordinator.ws_url,
-            "--quiet",
-            "--max-backoff",
-            "1",
-            "--data-dir",
-            str(tmp_path / "workers"),
-        )
+    steady_workers(start_worker, coordinator.ws_url, tmp_path / "workers")
     job_id = submit_job(port, {"op": "repeat_multiply", "args": slow_tasks(1000)})
     kill_9_during(start_coordinator, coordinator, tuple(options), job_id, kills=3, seed=20270107)
     assert_each_task_done_once(port, job_id, 1000)

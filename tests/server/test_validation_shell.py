@@ -81,6 +81,18 @@ async def answer(coordinator: Coordinator, peer: WorkerPeer, task_id: int, value
     )
 
 
+async def one_task_for_two(
+    store: MemoryStore,
+) -> tuple[Coordinator, WorkerPeer, WorkerPeer, int]:
+    """A coordinator on ``store`` with workers "first" and "second", each holding a replica
+    of the one task of a job of redundancy 2 (its id last)."""
+    coordinator = await started(store)
+    first = await connect(coordinator, "first")
+    second = await connect(coordinator, "second")
+    ack = await coordinator.submit(OP, [ARGS], SubmitOptions(redundancy=2))
+    return coordinator, first, second, ack.first_task_id
+
+
 def held(coordinator: Coordinator, peer: WorkerPeer) -> set[int]:
     return set(coordinator.scheduler.workers[peer.worker_id].in_flight)
 
@@ -113,11 +125,7 @@ async def test_quarantine_of_a_worker_that_already_left_is_not_stored() -> None:
 
 async def test_a_replicated_result_keeps_its_worker_key_when_that_worker_left() -> None:
     store = MemoryStore()
-    coordinator = await started(store)
-    first = await connect(coordinator, "first")
-    second = await connect(coordinator, "second")
-    ack = await coordinator.submit(OP, [ARGS], SubmitOptions(redundancy=2))
-    task_id = ack.first_task_id
+    coordinator, first, second, task_id = await one_task_for_two(store)
     await answer(coordinator, first, task_id, RIGHT)
     await leave(coordinator, first)
     await answer(coordinator, second, task_id, RIGHT)
@@ -180,11 +188,7 @@ async def test_a_quarantined_identity_is_told_so_when_it_says_hello() -> None:
 
 async def test_every_replica_is_acknowledged_once_the_result_is_stored() -> None:
     store = MemoryStore()
-    coordinator = await started(store)
-    first = await connect(coordinator, "first")
-    second = await connect(coordinator, "second")
-    ack = await coordinator.submit(OP, [ARGS], SubmitOptions(redundancy=2))
-    task_id = ack.first_task_id
+    coordinator, first, second, task_id = await one_task_for_two(store)
     await answer(coordinator, first, task_id, RIGHT)
     await answer(coordinator, second, task_id, RIGHT)
     for peer in (first, second):
@@ -208,11 +212,7 @@ async def test_cancel_and_take_backs_leave_lease_start_times_behind() -> None:
 
 async def test_a_worker_judged_after_it_left_has_its_standing_stored() -> None:
     store = MemoryStore()
-    coordinator = await started(store)
-    first = await connect(coordinator, "first")
-    second = await connect(coordinator, "second")
-    ack = await coordinator.submit(OP, [ARGS], SubmitOptions(redundancy=2))
-    task_id = ack.first_task_id
+    coordinator, first, second, task_id = await one_task_for_two(store)
     await answer(coordinator, first, task_id, RIGHT)
     await leave(coordinator, first)  # stored with valid 0: its replica is not judged yet
     await answer(coordinator, second, task_id, RIGHT)
