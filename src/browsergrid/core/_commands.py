@@ -33,6 +33,15 @@ class CancelTask:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TasksReleased:
+    """These queued tasks were dropped here, untouched (no lease, no replica): hand them back
+    to the shared queue for another coordinator's workers."""
+
+    task_ids: tuple[int, ...]
+    stimulus_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TasksAccepted:
     """Tasks were queued in job ``job_id`` with ids ``first_task_id`` .. + ``count`` - 1,
     in submission order; ``first_index`` is the position of the first within its job."""
@@ -139,6 +148,7 @@ Command = (
     SendTask
     | CancelTask
     | TasksAccepted
+    | TasksReleased
     | TaskDone
     | TaskFailed
     | JobCancelled

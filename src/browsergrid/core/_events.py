@@ -162,8 +162,32 @@ class ClockTicked:
     stimulus_id: str = ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TasksTaken:
+    """Tasks this coordinator took from the queue it shares with others (``serve --redis``):
+    queue them in job ``job_id``, which is created from ``options`` if it is new here.
+    ``total`` of a job created this way counts only the tasks taken here."""
+
+    job_id: int
+    options: JobOptions
+    tasks: Sequence[RestoredTask]
+    now: float
+    stimulus_id: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StrandedReleased:
+    """Give up the queued tasks no connected worker can run (their workers left), so that
+    the coordinator can hand them back to the shared queue (answered by ``TasksReleased``)."""
+
+    now: float
+    stimulus_id: str = ""
+
+
 Event = (
     JobRestored
+    | TasksTaken
+    | StrandedReleased
     | WorkerJoined
     | WorkerIntroduced
     | WorkerLeft

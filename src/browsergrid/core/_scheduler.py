@@ -6,7 +6,7 @@ import heapq
 import itertools
 import random
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -21,6 +21,7 @@ from browsergrid.core._commands import (
     TaskDone,
     TaskFailed,
     TasksAccepted,
+    TasksReleased,
     Verdict,
     WorkerQuarantined,
 )
@@ -29,10 +30,13 @@ from browsergrid.core._events import (
     Event,
     JobCancelRequested,
     JobRestored,
+    RestoredTask,
     ResultReported,
+    StrandedReleased,
     TaskErrorReported,
     TaskId,
     TasksSubmitted,
+    TasksTaken,
     WorkerIntroduced,
     WorkerJoined,
     WorkerLeft,
@@ -163,6 +167,10 @@ class Scheduler:
         match event:
             case JobRestored():
                 commands = list(self._restored(event))
+            case TasksTaken():
+                commands = list(self._taken(event))
+            case StrandedReleased():
+                commands = list(self._release_stranded(event))
             case WorkerJoined():
                 commands = list(self._joined(event))
             case WorkerIntroduced():
@@ -191,9 +199,7 @@ class Scheduler:
     def _restored(self, ev: JobRestored) -> Iterator[Command]:
         if ev.job_id in self.jobs:
             raise ValueError(f"job {ev.job_id} restored twice")
-        ids = [restored.task_id for restored in ev.tasks]
-        if len(set(ids)) != len(ids) or any(task_id in self.tasks for task_id in ids):
-            raise ValueError(f"job {ev.job_id}: a task was restored twice")
+        self._check_new_ids(ev.job_id, ev.tasks)
         job = Job(job_id=ev.job_id, options=ev.options, created_at=ev.now, total=ev.total)
         job.counts[TaskState.DONE] = ev.done
         job.counts[TaskState.FAILED] = ev.failed
@@ -201,23 +207,84 @@ class Scheduler:
         self.jobs[job.job_id] = job
         self.changed_jobs.add(job.job_id)
         for restored in ev.tasks:
-            task = Task(
-                task_id=restored.task_id,
-                job_id=job.job_id,
-                index=restored.index,
-                op=restored.op,
-                args=restored.args,
-                lease_timeout_s=self._lease_timeout(restored.op, None, job),
-                max_attempts=job.options.max_attempts or self.max_attempts,
-                attempts=restored.attempts,
-                reasons=list(restored.reasons),
-            )
-            self._replicate_as(task, job)
-            self.tasks[task.task_id] = task
-            job.counts[TaskState.QUEUED] += 1
-            job.live.add(task.task_id)
-            self._enqueue(task, job)
+            self._queue_restored(restored, job)
         yield from ()
+
+    def _taken(self, ev: TasksTaken) -> Iterator[Command]:
+        self._check_new_ids(ev.job_id, ev.tasks)
+        job = self.jobs.get(ev.job_id)
+        if job is None:
+            job = self.jobs[ev.job_id] = Job(
+                job_id=ev.job_id, options=ev.options, created_at=ev.now
+            )
+        if job.cancelled:
+            raise ValueError(f"job {ev.job_id} was cancelled")
+        self.changed_jobs.add(job.job_id)
+        for restored in ev.tasks:
+            job.total += 1
+            self._queue_restored(restored, job)
+        yield from ()
+
+    def _check_new_ids(self, job_id: int, tasks: Sequence[RestoredTask]) -> None:
+        ids = [restored.task_id for restored in tasks]
+        if len(set(ids)) != len(ids) or any(task_id in self.tasks for task_id in ids):
+            raise ValueError(f"job {job_id}: a task was restored twice")
+
+    def _queue_restored(self, restored: RestoredTask, job: Job) -> None:
+        task = Task(
+            task_id=restored.task_id,
+            job_id=job.job_id,
+            index=restored.index,
+            op=restored.op,
+            args=restored.args,
+            lease_timeout_s=self._lease_timeout(restored.op, None, job),
+            max_attempts=job.options.max_attempts or self.max_attempts,
+            attempts=restored.attempts,
+            reasons=list(restored.reasons),
+        )
+        self._replicate_as(task, job)
+        self.tasks[task.task_id] = task
+        job.counts[TaskState.QUEUED] += 1
+        job.live.add(task.task_id)
+        self._enqueue(task, job)
+
+    def _release_stranded(self, ev: StrandedReleased) -> Iterator[Command]:
+        """Drop queued job tasks whose op no connected worker runs (untouched ones only: a
+        task with a lease or a replica stays, its quorum is under way here)."""
+        stranded = sorted(
+            task.task_id
+            for task in self.tasks.values()
+            if task.state is TaskState.QUEUED
+            and task.job_id is not None
+            and not task.leases
+            and not task.replicas
+            and self._op_workers[task.op] <= 0
+        )
+        for task_id in stranded:
+            task = self.tasks.pop(task_id)
+            task.queued = False  # its id stays in its job's heap: _take skips it
+            assert task.job_id is not None
+            job = self.jobs[task.job_id]
+            job.live.discard(task_id)
+            job.wanting.pop(task_id, None)
+            job.counts[TaskState.QUEUED] -= 1
+            job.total -= 1
+            self.changed_jobs.add(job.job_id)
+            if not job.queued() or not job.live:
+                self._unring(job)
+        if stranded:
+            yield TasksReleased(task_ids=tuple(stranded), stimulus_id=ev.stimulus_id)
+
+    def appetite(self) -> tuple[int, frozenset[str]]:
+        """What the workers here could take now that nothing queued here suits them (call it
+        after ``handle``): how many tasks, and of which ops (for a shared queue)."""
+        count = 0
+        ops: set[str] = set()
+        for worker_id in self._hungry:
+            worker = self.workers[worker_id]
+            count += worker.credit
+            ops.update(worker.ops)
+        return count, frozenset(ops)
 
     def _lease_timeout(self, op: str, spec_timeout: float | None, job: Job) -> float:
         """The task's own, else its job's, else its op's, else the default lease timeout."""

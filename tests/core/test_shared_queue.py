@@ -1,0 +1,144 @@
+"""The events a coordinator sharing its queue with others feeds (``serve --redis``): tasks
+taken from the shared queue, queued tasks given up when their workers left, and how much
+work the workers here could take."""
+
+from __future__ import annotations
+
+from browsergrid.core import (
+    JobOptions,
+    RestoredTask,
+    Scheduler,
+    StrandedReleased,
+    TasksReleased,
+    TasksTaken,
+    TaskState,
+)
+from tests.core.test_scheduler import (
+    ARGS,
+    RM,
+    counts,
+    done,
+    hello,
+    join,
+    leave,
+    plain,
+    result,
+    send,
+)
+
+MC = "monte_carlo_pi"
+
+
+def taken(
+    job_id: int, *task_ids: int, op: str = RM, options: JobOptions | None = None, sid: str = "take"
+) -> TasksTaken:
+    return TasksTaken(
+        job_id=job_id,
+        options=options or JobOptions(),
+        tasks=[RestoredTask(task_id=t, index=t - 100, op=op, args=ARGS) for t in task_ids],
+        now=0.0,
+        stimulus_id=sid,
+    )
+
+
+def release(sid: str = "release") -> StrandedReleased:
+    return StrandedReleased(now=0.0, stimulus_id=sid)
+
+
+def test_taken_tasks_create_the_job_and_go_to_a_hungry_worker() -> None:
+    s = plain()
+    s.handle(join(1))
+    s.handle(hello(1, {RM}, concurrency=1))
+    assert s.handle(taken(7, 101, 102)) == [send(1, 101, "take")]
+    job = s.jobs[7]
+    assert job.total == 2
+    assert job.counts == counts(queued=1, leased=1)
+    assert s.handle(result(1, 101, 8.0, sid="r")) == [
+        done(1, 101, "r", job=7, index=1),
+        send(1, 102, "r"),
+    ]
+
+
+def test_more_tasks_taken_for_a_known_job_add_to_it() -> None:
+    s = plain()
+    s.handle(taken(7, 101))
+    s.handle(taken(7, 102, 103))
+    assert s.jobs[7].total == 3
+    assert s.jobs[7].counts == counts(queued=3)
+
+
+def test_a_task_taken_twice_is_refused() -> None:
+    s = plain()
+    s.handle(taken(7, 101))
+    try:
+        s.handle(taken(7, 101))
+    except ValueError as exc:
+        assert "twice" in str(exc)
+    else:
+        raise AssertionError("a task taken twice was accepted")
+
+
+def test_appetite_is_the_credit_and_ops_of_workers_nothing_here_suits() -> None:
+    s = plain()
+    assert s.appetite() == (0, frozenset())
+    s.handle(join(1))
+    s.handle(hello(1, {RM, MC}, concurrency=2, prefetch=1))
+    assert s.appetite() == (3, frozenset({RM, MC}))
+    s.handle(taken(7, 101, 102))
+    assert s.appetite() == (1, frozenset({RM, MC}))
+    s.handle(taken(7, 103, 104))  # one goes out, one waits: nobody is hungry
+    assert s.appetite() == (0, frozenset())
+
+
+def test_stranded_tasks_are_released_when_their_workers_leave() -> None:
+    s = plain()
+    s.handle(join(1))
+    s.handle(hello(1, {RM}, concurrency=1))
+    s.handle(taken(7, 101, 102, 103))
+    assert s.handle(release()) == []  # a worker here runs them
+    assert s.handle(leave(1, now=1.0)) == []  # its lease is queued again here
+    assert s.handle(release()) == [TasksReleased(task_ids=(101, 102, 103), stimulus_id="release")]
+    job = s.jobs[7]
+    assert (job.total, job.live, job.counts) == (0, set(), counts())
+    assert not s.tasks
+    # taken again later (from the shared queue), they run as new
+    s.handle(join(2))
+    s.handle(hello(2, {RM}, concurrency=1))
+    assert s.handle(taken(7, 101, sid="again")) == [send(2, 101, "again")]
+
+
+def test_release_keeps_tasks_of_ops_a_worker_here_runs() -> None:
+    s = plain()
+    s.handle(join(1))
+    s.handle(hello(1, {RM}, concurrency=1))
+    s.handle(taken(7, 101, 102))
+    s.handle(taken(8, 201, op=MC))
+    assert s.handle(release()) == [TasksReleased(task_ids=(201,), stimulus_id="release")]
+    assert s.jobs[7].counts == counts(queued=1, leased=1)
+
+
+def test_release_keeps_a_replicated_task_with_its_quorum_under_way() -> None:
+    s = plain()
+    s.handle(join(1))
+    s.handle(join(2))
+    for w in (1, 2):
+        s.handle(hello(w, {RM}, concurrency=1))
+    s.handle(taken(7, 101, options=JobOptions(redundancy=2)))
+    s.handle(result(1, 101, 8.0, sid="r1"))  # one replica in, the other still leased
+    s.handle(leave(2))
+    s.handle(leave(1))
+    assert s.handle(release()) == []
+    assert s.jobs[7].counts[TaskState.QUEUED] == 1
+
+
+def test_released_ids_left_in_the_heap_are_skipped() -> None:
+    s = plain()
+    s.handle(taken(7, 101, 102))
+    s.handle(release())
+    s.handle(taken(7, 103))
+    assert s.handle(join(1)) == [send(1, 103, "join-1")]
+
+
+def test_a_scheduler_without_shared_queue_events_is_unchanged() -> None:
+    s = Scheduler(welcome=None)
+    assert s.appetite() == (0, frozenset())
