@@ -213,13 +213,36 @@ async def test_scripts_redis_forgot_are_loaded_again(
 
 async def test_a_newer_key_layout_is_refused(redis_url: str, raw: aioredis.Redis) -> None:
     prefix = redis_url.split("prefix=")[1]
-    await raw.set(prefix + "schema", 2)
+    await raw.set(prefix + "schema", 3)
     store = RedisStore(redis_url)
-    with pytest.raises(StoreError, match="layout version 2"):
+    with pytest.raises(StoreError, match="layout version 3"):
         await store.open()
     await raw.set(prefix + "schema", "not a number")
     with pytest.raises(StoreError, match="give another"):
         await store.open()
+
+
+async def test_layout_1_is_moved_to_2_with_its_queued_tasks_in_the_shared_queue(
+    redis_url: str, raw: aioredis.Redis
+) -> None:
+    prefix = redis_url.split("prefix=")[1]
+    store = RedisStore(redis_url)
+    await store.open()
+    await store.add_job(job(1), tasks(1, 1, 3))
+    await store.add_outcomes([result(t) for t in tasks(1, 1, 1)])
+    await store.close()
+    # what layout 1 had: no queue streams, no priority field
+    await raw.delete(prefix + "q:1:prime_count", prefix + "queue", prefix + "job:1:ops")
+    await raw.hdel(prefix + "job:1", "priority")
+    await raw.set(prefix + "schema", 1)
+    await store.open()
+    try:
+        assert await raw.get(prefix + "schema") == b"2"
+        entries = await raw.xrange(prefix + "q:1:prime_count")
+        assert [fields[b"t"] for _, fields in entries] == [b"2", b"3"]
+        assert await raw.zrange(prefix + "queue", 0, -1) == [b"1:prime_count"]
+    finally:
+        await store.close()
 
 
 async def test_a_follower_sees_what_another_store_writes(redis_url: str) -> None:

@@ -27,6 +27,14 @@ Keys (P is the prefix, J a job id, T a task id)::
     P job:J:cancelled hash    what job:J:queued held when the job was cancelled
     P job:J:log       stream  one entry per outcome recorded (t=T), in the order recorded;
                               cancel_job adds one more (end=cancelled)
+    P job:J:ops       set     the ops of the job's tasks (one queue stream each)
+    P q:J:OP          stream  the shared queue of job J's tasks of op OP: one entry (t=T) per
+                              task to run, read by the coordinators through the consumer
+                              group "grid" (store/_redis_grid.py); deleted when J ends
+    P queue           zset    "J:OP" for each queue stream, scored by minus J's priority
+    P grid            channel "work" when tasks are queued, "cancel:J" when J is cancelled
+    P coord:ID        string  a live coordinator's snapshot (JSON), expiring unless renewed
+    P coords          zset    coordinator ids, scored by their last renewal (Unix time)
     P workers         hash    worker key -> the WorkerRecord as JSON
     P workers:seen    zset    worker keys scored by last_seen
     P throughput      zset    Unix seconds with counts, scored by themselves
@@ -82,7 +90,7 @@ from browsergrid.store._base import (
 log = logging.getLogger("browsergrid.store")
 
 DEFAULT_PREFIX: Final = "browsergrid:"
-_SCHEMA: Final = 1  # the key layout above; raise it (and migrate) when the layout changes
+_SCHEMA: Final = 2  # the key layout above; raise it (and migrate) when the layout changes
 _MIN_VERSION: Final = (6, 2)  # XRANGE "(", ZRANGE BYSCORE REV, HRANDFIELD
 _PAGE_SIZE: Final = 1000  # outcomes per read of outcomes()
 _PRUNE_BATCH: Final = 10_000  # tasks removed per script of prune()
@@ -132,23 +140,41 @@ end
 local function raise_to(key, n)
   if n > tonumber(redis.call('GET', key) or '0') then redis.call('SET', key, n) end
 end
--- tasks are triples from ARGV[first]: task id, job id, "<index>:<TaskRecord JSON>"
+-- tasks are quadruples from ARGV[first]: task id, job id, op, "<index>:<TaskRecord JSON>"
 local function used_task_id(first)
-  for i = first, #ARGV, 3 do
+  for i = first, #ARGV, 4 do
     if redis.call('HEXISTS', p .. 'task:job', ARGV[i]) == 1 then return ARGV[i] end
   end
   return nil
 end
+-- the shared queue of job j's tasks of op (created with its consumer group when missing)
+local function queue_key(j, op, priority)
+  local qk = p .. 'q:' .. j .. ':' .. op
+  if redis.call('EXISTS', qk) == 0 then
+    redis.call('XGROUP', 'CREATE', qk, 'grid', '0', 'MKSTREAM')
+    redis.call('SADD', p .. 'job:' .. j .. ':ops', op)
+    redis.call('ZADD', p .. 'queue', -priority, j .. ':' .. op)
+  end
+  return qk
+end
+local function unqueue_job(j)
+  local ops = p .. 'job:' .. j .. ':ops'
+  for _, op in ipairs(redis.call('SMEMBERS', ops)) do
+    redis.call('DEL', p .. 'q:' .. j .. ':' .. op)
+    redis.call('ZREM', p .. 'queue', j .. ':' .. op)
+  end
+  redis.call('DEL', ops)
+end
 local function insert_tasks(first)
-  local owners, queued, totals, top = {}, {}, {}, 0
-  for i = first, #ARGV, 3 do
+  local owners, queued, totals, top, priorities = {}, {}, {}, 0, {}
+  for i = first, #ARGV, 4 do
     local t, j = ARGV[i], ARGV[i + 1]
     owners[#owners + 1] = t
     owners[#owners + 1] = j
     local q = queued[j]
     if not q then q = {}; queued[j] = q end
     q[#q + 1] = t
-    q[#q + 1] = ARGV[i + 2]
+    q[#q + 1] = ARGV[i + 3]
     totals[j] = (totals[j] or 0) + 1
     if tonumber(t) > top then top = tonumber(t) end
   end
@@ -156,25 +182,31 @@ local function insert_tasks(first)
   for j, q in pairs(queued) do
     call_chunked('HSET', p .. 'job:' .. j .. ':queued', q, 2)
     redis.call('HINCRBY', p .. 'job:' .. j, 'total', totals[j])
+    priorities[j] = tonumber(redis.call('HGET', p .. 'job:' .. j, 'priority') or '0')
+  end
+  for i = first, #ARGV, 4 do
+    local j = ARGV[i + 1]
+    redis.call('XADD', queue_key(j, ARGV[i + 2], priorities[j]), '*', 't', ARGV[i])
   end
   raise_to(p .. 'ids:task', top)
+  redis.call('PUBLISH', p .. 'grid', 'work')
 end
 """
 
 _ADD_JOB: Final = (
     _LIB
     + """
--- ARGV: prefix, job id, "1" and a client key or "0" and "", JobInfo JSON, tasks
+-- ARGV: prefix, job id, "1" and a client key or "0" and "", JobInfo JSON, priority, tasks
 local j, ck = ARGV[2], ARGV[4]
 local jk = p .. 'job:' .. j
 if redis.call('EXISTS', jk) == 1 then return rule('job ' .. j .. ' exists already') end
 if ARGV[3] == '1' and redis.call('HEXISTS', p .. 'clients', ck) == 1 then
   return rule('a job with client key ' .. ck .. ' exists already')
 end
-local used = used_task_id(6)
+local used = used_task_id(7)
 if used then return rule('task id ' .. used .. ' is used already') end
 redis.call('HSET', jk, 'info', ARGV[5], 'state', 'running', 'total', 0, 'done', 0,
-  'failed', 0, 'cancelled', 0)
+  'failed', 0, 'cancelled', 0, 'priority', ARGV[6])
 if ARGV[3] == '1' then
   redis.call('HSET', jk, 'client_key', ck)
   redis.call('HSET', p .. 'clients', ck, j)
@@ -182,7 +214,7 @@ end
 redis.call('ZADD', p .. 'jobs', j, j)
 redis.call('ZADD', p .. 'jobs:running', j, j)
 raise_to(p .. 'ids:job', tonumber(j))
-insert_tasks(6)
+insert_tasks(7)
 return 1
 """
 )
@@ -192,7 +224,7 @@ _ADD_TASKS: Final = (
     + """
 -- ARGV: prefix, tasks
 local seen, jobs = {}, {}
-for i = 2, #ARGV, 3 do
+for i = 2, #ARGV, 4 do
   local j = ARGV[i + 1]
   if not seen[j] then seen[j] = true; jobs[#jobs + 1] = j end
 end
@@ -253,6 +285,7 @@ for _, j in ipairs(touched) do
     redis.call('HSET', jk, 'state', 'finished', 'finished_at', at)
     redis.call('ZREM', p .. 'jobs:running', j)
     redis.call('ZADD', p .. 'jobs:ended', at, j)
+    unqueue_job(j)
   end
 end
 return recorded
@@ -270,9 +303,11 @@ redis.call('HSET', lost, t, before and (before .. ',' .. ARGV[3]) or ARGV[3])
 return 1
 """
 
-_CANCEL_JOB: Final = """
+_CANCEL_JOB: Final = (
+    _LIB
+    + """
 -- ARGV: prefix, job id, at
-local p, j, at = ARGV[1], ARGV[2], ARGV[3]
+local j, at = ARGV[2], ARGV[3]
 local jk = p .. 'job:' .. j
 if redis.call('HGET', jk, 'state') ~= 'running' then return {} end
 local ids = redis.call('HKEYS', jk .. ':queued')
@@ -283,8 +318,11 @@ redis.call('HSET', jk, 'state', 'cancelled', 'finished_at', at)
 redis.call('ZREM', p .. 'jobs:running', j)
 redis.call('ZADD', p .. 'jobs:ended', at, j)
 redis.call('XADD', jk .. ':log', '*', 'end', 'cancelled')  -- wakes its followers
+unqueue_job(j)
+redis.call('PUBLISH', p .. 'grid', 'cancel:' .. j)
 return ids
 """
+)
 
 _RESERVE_IDS: Final = """
 -- ARGV: prefix, job ids wanted, task ids wanted; returns the last id of each range
@@ -350,6 +388,7 @@ for _, j in ipairs(ids) do
   local ck = redis.call('HGET', jk, 'client_key')
   if ck then redis.call('HDEL', p .. 'clients', ck) end
   redis.call('DEL', jk, jk .. ':log', jk .. ':cancelled', jk .. ':queued', jk .. ':lost')
+  unqueue_job(j)
   redis.call('ZREM', p .. 'jobs', j)
   redis.call('ZREM', p .. 'jobs:ended', j)
   removed = removed + 1
@@ -439,6 +478,29 @@ end
 return out
 """
 
+_MIGRATE_1_TO_2: Final = (
+    _LIB
+    + """
+-- ARGV: prefix. Layout 1 had no shared queue: queue the tasks of running jobs.
+for _, j in ipairs(redis.call('ZRANGE', p .. 'jobs:running', 0, -1)) do
+  local jk = p .. 'job:' .. j
+  local priority = cjson.decode(redis.call('HGET', jk, 'info')).priority or 0
+  redis.call('HSET', jk, 'priority', priority)
+  local queued, todo = redis.call('HGETALL', jk .. ':queued'), {}
+  for i = 1, #queued, 2 do
+    local op = cjson.decode(string.match(queued[i + 1], '^[^:]*:(.*)$')).op
+    todo[#todo + 1] = {tonumber(queued[i]), op}
+  end
+  table.sort(todo, function(a, b) return a[1] < b[1] end)  -- oldest task first
+  for _, task in ipairs(todo) do
+    redis.call('XADD', queue_key(j, task[2], priority), '*', 't', task[1])
+  end
+end
+redis.call('SET', p .. 'schema', 2)
+return 1
+"""
+)
+
 _SCRIPTS: Final = {
     "add_job": _ADD_JOB,
     "add_tasks": _ADD_TASKS,
@@ -455,6 +517,7 @@ _SCRIPTS: Final = {
     "outcome_page": _OUTCOME_PAGE,
     "workers": _WORKERS,
     "throughput": _THROUGHPUT,
+    "migrate_1_to_2": _MIGRATE_1_TO_2,
 }
 _SHAS: Final = {name: hashlib.sha1(text.encode()).hexdigest() for name, text in _SCRIPTS.items()}
 
@@ -573,6 +636,9 @@ class RedisStore:
                 f"but this browsergrid supports version {_SCHEMA} at most: upgrade "
                 "browsergrid, or give another ?prefix="
             )
+        if schema == 1:
+            await client.eval(_MIGRATE_1_TO_2, 0, self._prefix)
+            log.info("Redis at %s: moved layout 1 to 2 (the shared queue)", self._shown)
 
     async def _load_scripts(self, client: aioredis.Redis) -> None:
         pipe = client.pipeline(transaction=False)
@@ -595,6 +661,21 @@ class RedisStore:
         await client.aclose()
         self._state = "closed"
         log.debug("closed %s", self._shown)
+
+    def client(self) -> aioredis.Redis:
+        """The open store's Redis client (for ``RedisGrid``); StoreError if not open."""
+        return self._open_client()
+
+    def errors(self) -> contextlib.AbstractContextManager[None]:
+        """A context that turns the Redis client's errors into StoreError naming the server."""
+        return self._errors()
+
+    async def cancelled_tasks(self, job_id: int) -> list[int]:
+        """The ids of the tasks ``cancel_job`` cancelled in this job, in order."""
+        client = self._open_client()
+        with self._errors():
+            ids = await client.hkeys(f"{self._prefix}job:{job_id}:cancelled")
+        return sorted(int(task_id) for task_id in ids)
 
     def _open_client(self) -> aioredis.Redis:
         if self._state != "open" or self._client is None:
@@ -701,7 +782,7 @@ class RedisStore:
                 raise ValueError(f"task {task.task_id} belongs to job {task.job_id}, not this one")
         args: list[Any] = [job.job_id]
         args += ["0", ""] if job.client_key is None else ["1", job.client_key]
-        args.append(_encode(job))
+        args += [_encode(job), job.priority]
         args += _task_args(tasks)
         await self._write("add_job", args)
 
@@ -854,14 +935,7 @@ class RedisStore:
             jobs.append(_decode_job(info))
             reasons = dict(zip(lost[::2], lost[1::2], strict=True))
             for task_id, stored in zip(queued[::2], queued[1::2], strict=True):
-                task = _decode_task(stored.partition(b":")[2])
-                added = reasons.get(task_id)
-                if added is not None:
-                    more = _decode_reasons(b"[" + added + b"]")
-                    task = msgspec.structs.replace(
-                        task, attempts=task.attempts + len(more), reasons=[*task.reasons, *more]
-                    )
-                tasks.append(task)
+                tasks.append(task_record(stored, reasons.get(task_id)))
         tasks.sort(key=lambda task: task.task_id)
         return jobs, tasks
 
@@ -943,8 +1017,19 @@ def _task_args(tasks: Sequence[TaskRecord]) -> list[Any]:
         raise ValueError("a task id is used twice")
     args: list[Any] = []
     for task in tasks:
-        args += [task.task_id, task.job_id, b"%d:" % task.index + _encode(task)]
+        args += [task.task_id, task.job_id, task.op, b"%d:" % task.index + _encode(task)]
     return args
+
+
+def task_record(stored: bytes, lost: bytes | None) -> TaskRecord:
+    """A task from its ``job:J:queued`` value and its ``job:J:lost`` reasons, if any."""
+    task = _decode_task(stored.partition(b":")[2])
+    if lost:
+        more = _decode_reasons(b"[" + lost + b"]")
+        task = msgspec.structs.replace(
+            task, attempts=task.attempts + len(more), reasons=[*task.reasons, *more]
+        )
+    return task
 
 
 def _summary(fields: Sequence[bytes | None]) -> JobSummary | None:
