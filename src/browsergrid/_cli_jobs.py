@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import logging
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from itertools import islice
 from pathlib import Path
 from typing import Any, TextIO
@@ -25,11 +27,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from browsergrid._tokens import auth_headers, bearer_token, client_token, with_token
-from browsergrid.client import Client, server_urls
-from browsergrid.client._engine import auth_error, tls_context
-from browsergrid.errors import BrowsergridError, ConfigError, TaskError
+from browsergrid._tokens import auth_headers, with_token
+from browsergrid.client import Client
+from browsergrid.client._engine import auth_error, endpoints, tls_context
+from browsergrid.errors import BrowsergridError, ConfigError, ConnectionLost, TaskError
 from browsergrid.protocol import submit_options
+
+log = logging.getLogger("browsergrid.client")
 
 _CSV_COLUMNS = (
     "task_id",
@@ -239,24 +243,75 @@ def _follow(futures: list[Any], job_id: int, op: str, err: Console) -> int:
 # --- status, results, cancel -------------------------------------------------------------
 
 
-def _http(args: argparse.Namespace) -> httpx.Client:
-    """An HTTP client for the coordinator, sending the admin token (``--token``, else as
-    ``Client`` finds it)."""
-    base, _ = server_urls(args.server)
-    token = client_token(args.token, base)
-    return httpx.Client(
-        base_url=base,
-        headers=auth_headers(token),
-        timeout=httpx.Timeout(10, read=None),
-        verify=tls_context(),
-    )
+_UNREACHABLE = (httpx.ConnectError, httpx.ConnectTimeout)
+"""What ``httpx`` raises when a request could not be sent at all: then it goes to the next
+coordinator (a request that was sent is never sent again: it may have done its work)."""
 
 
-def _dashboard_link(http: httpx.Client) -> str:
-    """The coordinator's dashboard, with the token this command sends (so that its Run demo
-    button works too)."""
-    token = bearer_token(http.headers.get("authorization"))
-    return with_token(str(http.base_url.join("/dashboard")), token)
+class _Coordinators:
+    """The HTTP API of the coordinators of ``--server`` (one, or several separated by commas),
+    sending each its admin token (``--token``, else as ``Client`` finds it). A request goes
+    to the coordinator that answered last; when it cannot be reached, to the next in turn."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.coordinators = endpoints(args.server, args.token)
+        self.current = 0
+        self._http = httpx.Client(timeout=httpx.Timeout(10, read=None), verify=tls_context())
+
+    def __enter__(self) -> _Coordinators:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._http.close()
+
+    @contextmanager
+    def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
+        """``httpx.Client.stream`` on the first coordinator that can be reached."""
+        count = len(self.coordinators)
+        errors: list[str] = []
+        for step in range(count):
+            index = (self.current + step) % count
+            endpoint = self.coordinators[index]
+            url = endpoint.http + path
+            with ExitStack() as stack:
+                try:
+                    response = stack.enter_context(
+                        self._http.stream(
+                            method, url, headers=auth_headers(endpoint.token), **kwargs
+                        )
+                    )
+                except _UNREACHABLE as exc:
+                    if count == 1:
+                        raise
+                    log.warning("cannot reach the coordinator at %s: %s", endpoint.http, exc)
+                    errors.append(f"{endpoint.http} ({exc})")
+                    continue
+                self.current = index
+                yield response
+                return
+        raise ConnectionLost("cannot reach the coordinator at any of " + "; ".join(errors))
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """``method path`` on the first coordinator that can be reached, read whole."""
+        with self.stream(method, path, **kwargs) as response:
+            response.read()
+            return response
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", path, **kwargs)
+
+    def dashboard_link(self) -> str:
+        """The dashboard of the coordinator that answered last, with the token this command
+        sends it (so that its Run demo button works too)."""
+        endpoint = self.coordinators[self.current]
+        return with_token(endpoint.http + "/dashboard", endpoint.token)
+
+
+def _http(args: argparse.Namespace) -> _Coordinators:
+    return _Coordinators(args)
 
 
 def _checked(response: httpx.Response) -> Any:
@@ -395,7 +450,7 @@ def _demo(args: argparse.Namespace) -> int:
         job_id, count = accepted["job_id"], accepted["count"]
         err.print(
             f"demo job {job_id}: {count} tiles of a Mandelbrot image; "
-            f"watch it paint at {_dashboard_link(http)}",
+            f"watch it paint at {http.dashboard_link()}",
             highlight=False,
         )
         if args.no_wait:

@@ -1,7 +1,7 @@
 """Submitting work from Python: ``Client`` (futures for threads) and ``AsyncClient``."""
 
 from browsergrid.client._async import AsyncClient, AsyncJob
-from browsergrid.client._engine import DEFAULT_SERVER, SERVER_ENV, server_urls
+from browsergrid.client._engine import DEFAULT_SERVER, SERVER_ENV, coordinator_urls, server_urls
 from browsergrid.client._sync import Client, Job
 
 __all__ = [
@@ -11,5 +11,6 @@ __all__ = [
     "AsyncJob",
     "Client",
     "Job",
+    "coordinator_urls",
     "server_urls",
 ]

@@ -7,8 +7,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from types import TracebackType
 from typing import Any, cast
 
-from browsergrid._tokens import client_token
-from browsergrid.client._engine import Engine, http_get, server_urls
+from browsergrid.client._engine import Endpoint, Engine, Servers, endpoints, http_get_any
 from browsergrid.protocol import SubmitOptions, submit_options
 
 
@@ -81,29 +80,57 @@ class AsyncClient(_AsyncSubmitter):
     """Submit tasks to a coordinator from asyncio code.
 
     ``async with AsyncClient(url) as client: result = await client.submit(op, **args)``.
-    ``url``, ``reconnect_timeout`` and ``token`` as for ``Client``. Results are pushed over
+    ``url`` (one coordinator, or several: a list or URLs separated by commas, tried in
+    turn), ``reconnect_timeout`` and ``token`` as for ``Client``. Results are pushed over
     one WebSocket, never polled.
     """
 
     def __init__(
-        self, url: str | None = None, *, reconnect_timeout: float = 120, token: str | None = None
+        self,
+        url: Servers | None = None,
+        *,
+        reconnect_timeout: float = 120,
+        token: str | None = None,
     ) -> None:
-        self.http_url, self.ws_url = server_urls(url)
+        self.coordinators: list[Endpoint] = endpoints(url, token)
         self.reconnect_timeout = reconnect_timeout
-        self.token = client_token(token, self.http_url)
         self.engine: Engine
         super().__init__(self, SubmitOptions())
 
     async def connect(self) -> AsyncClient:
         """Open the connection (``async with`` does it for you)."""
         self.engine = Engine(
-            self.ws_url,
+            self.coordinators,
             asyncio.get_running_loop(),
             reconnect_timeout=self.reconnect_timeout,
-            token=self.token,
         )
         await self.engine.connect()
         return self
+
+    @property
+    def _endpoint(self) -> Endpoint:
+        engine: Engine | None = getattr(self, "engine", None)  # None before connect()
+        return self.coordinators[0] if engine is None else engine.endpoint
+
+    @property
+    def http_url(self) -> str:
+        """The HTTP base URL of the coordinator connected to (or last connected to)."""
+        return self._endpoint.http
+
+    @property
+    def ws_url(self) -> str:
+        """The ``/client`` WebSocket URL of the coordinator connected to."""
+        return self._endpoint.ws
+
+    @property
+    def token(self) -> str | None:
+        """The admin token sent to the coordinator connected to."""
+        return self._endpoint.token
+
+    async def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        engine: Engine | None = getattr(self, "engine", None)
+        first = 0 if engine is None else engine.current
+        return await asyncio.to_thread(http_get_any, self.coordinators, path, params, first)
 
     def options(
         self,
@@ -143,23 +170,16 @@ class AsyncClient(_AsyncSubmitter):
 
     async def jobs(self, *, limit: int = 100) -> list[dict[str, Any]]:
         """Recent jobs, newest first (see ``Client.jobs``)."""
-        result = await asyncio.to_thread(
-            http_get, self.http_url, "/api/jobs", {"limit": limit}, self.token
-        )
-        return cast(list[dict[str, Any]], result)
+        return cast(list[dict[str, Any]], await self._get("/api/jobs", {"limit": limit}))
 
     async def job(self, job_id: int) -> dict[str, Any]:
         """One job's status (see ``Client.job``)."""
-        result = await asyncio.to_thread(
-            http_get, self.http_url, f"/api/jobs/{job_id}", None, self.token
-        )
-        return cast(dict[str, Any], result)
+        return cast(dict[str, Any], await self._get(f"/api/jobs/{job_id}"))
 
     async def workers(self, *, history: bool = False) -> list[dict[str, Any]]:
         """Connected workers, or with ``history`` every worker ever seen."""
         path = "/api/workers/history" if history else "/api/workers"
-        listed = await asyncio.to_thread(http_get, self.http_url, path, None, self.token)
-        return cast(list[dict[str, Any]], listed)
+        return cast(list[dict[str, Any]], await self._get(path))
 
     async def cancel(self, job: AsyncJob | int) -> None:
         """Cancel a job's unfinished tasks (their futures end cancelled)."""

@@ -12,7 +12,7 @@ import ssl
 import threading
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -21,7 +21,7 @@ import msgspec
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from browsergrid._tokens import auth_headers, refusal_detail
+from browsergrid._tokens import auth_headers, client_token, refusal_detail
 from browsergrid.config import TOKEN_ENV
 from browsergrid.errors import (
     AuthError,
@@ -52,19 +52,79 @@ _FRAME_BUDGET = 900_000  # bytes of arguments per submit frame (the limit is 1 M
 _encoder = msgspec.json.Encoder()
 
 
-def server_urls(url: str | None = None) -> tuple[str, str]:
-    """(http base URL, client WebSocket URL) for ``url`` or $BROWSERGRID_SERVER or the
-    default; accepts ``http://``, ``https://``, ``ws://``, ``wss://`` or ``HOST:PORT``."""
-    raw = url or os.environ.get(SERVER_ENV) or DEFAULT_SERVER
+Servers = str | Sequence[str]
+"""One coordinator URL, several separated by commas, or a sequence of them."""
+
+
+def coordinator_urls(url: Servers | None = None) -> list[tuple[str, str]]:
+    """(http base URL, client WebSocket URL) of each coordinator named by ``url`` (one URL,
+    several separated by commas, or a sequence of URLs), else by $BROWSERGRID_SERVER (which
+    may hold several separated by commas), else the default; in order, without repeats.
+    Each may be ``http://``, ``https://``, ``ws://``, ``wss://`` or ``HOST:PORT``; a URL
+    that is none of these raises ConfigError."""
+    if url is None or url == "":
+        url = os.environ.get(SERVER_ENV) or DEFAULT_SERVER
+    given = [url] if isinstance(url, str) else list(url)
+    for item in given:
+        if not isinstance(item, str):
+            raise TypeError(f"a coordinator URL must be a str, not {type(item).__name__}")
+    entries = [part.strip() for item in given for part in item.split(",")]
+    entries = [entry for entry in entries if entry]
+    whole = ",".join(given)
+    if not entries:
+        raise ConfigError(
+            f"no coordinator URL in {whole!r} (use http://HOST:PORT, several separated by commas)"
+        )
+    found: list[tuple[str, str]] = []
+    for entry in entries:
+        pair = _coordinator_url(entry, whole if len(entries) > 1 else None)
+        if pair not in found:
+            found.append(pair)
+    return found
+
+
+def _coordinator_url(raw: str, among: str | None) -> tuple[str, str]:
     if "://" not in raw:
         raw = f"http://{raw}"
-    parts = urlsplit(raw)
-    if parts.scheme not in {"http", "https", "ws", "wss"} or not parts.netloc:
-        raise ConfigError(f"not a coordinator URL: {raw!r} (use http://HOST:PORT)")
+    try:
+        parts = urlsplit(raw)
+        valid = parts.scheme in {"http", "https", "ws", "wss"} and bool(parts.hostname)
+        parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
+    except ValueError:
+        valid = False
+    if not valid:
+        hint = "; use http://HOST:PORT"
+        if among is not None:
+            hint = f" in {among!r}{hint}, several separated by commas"
+        raise ConfigError(f"not a coordinator URL: {raw!r}{hint}")
     secure = parts.scheme in {"https", "wss"}
     http = urlunsplit(("https" if secure else "http", parts.netloc, "", "", ""))
     ws = urlunsplit(("wss" if secure else "ws", parts.netloc, "/client", "", ""))
     return http, ws
+
+
+def server_urls(url: Servers | None = None) -> tuple[str, str]:
+    """(http base URL, client WebSocket URL) of the first coordinator of
+    ``coordinator_urls(url)``: for ``url`` or $BROWSERGRID_SERVER or the default; accepts
+    ``http://``, ``https://``, ``ws://``, ``wss://`` or ``HOST:PORT``."""
+    return coordinator_urls(url)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One coordinator a client may use: its HTTP base URL, its ``/client`` WebSocket URL,
+    and the admin token sent to it (None: none)."""
+
+    http: str
+    ws: str
+    token: str | None
+
+
+def endpoints(url: Servers | None, token: str | None) -> list[Endpoint]:
+    """The coordinators named by ``url`` (see ``coordinator_urls``), each with the token a
+    client sends it (``client_token``, URL by URL: ``token``, else $BROWSERGRID_TOKEN, else
+    this machine's token file, which only a loopback coordinator is sent)."""
+    return [Endpoint(http, ws, client_token(token, http)) for http, ws in coordinator_urls(url)]
 
 
 def tls_context() -> ssl.SSLContext:
@@ -118,6 +178,28 @@ def http_get(
     return response.json()
 
 
+def http_get_any(
+    coordinators: Sequence[Endpoint],
+    path: str,
+    params: dict[str, Any] | None = None,
+    first: int = 0,
+) -> Any:
+    """``http_get`` from the coordinators in turn, starting at index ``first``: when one
+    cannot be reached (ConnectionLost), the next; an HTTP error status is raised at once."""
+    errors: list[ConnectionLost] = []
+    for step in range(len(coordinators)):
+        endpoint = coordinators[(first + step) % len(coordinators)]
+        try:
+            return http_get(endpoint.http, path, params, endpoint.token)
+        except ConnectionLost as exc:
+            if step + 1 < len(coordinators):
+                log.warning("%s; trying the next coordinator", exc)
+            errors.append(exc)
+    if len(errors) == 1:
+        raise errors[0]
+    raise ConnectionLost("cannot reach any coordinator: " + "; ".join(map(str, errors)))
+
+
 class FutureLike(Protocol):
     """What the engine needs of a future: asyncio's and concurrent.futures' both fit."""
 
@@ -133,6 +215,7 @@ class _Item:
     args: dict[str, Any]
     encoded: bytes
     future: FutureLike
+    job_id: int = -1  # set when accepted
 
 
 @dataclass(slots=True)
@@ -156,22 +239,24 @@ class _Pending:
 
 
 class Engine:
-    """One connection to a coordinator's ``/client`` endpoint, living on ``loop``.
+    """One connection to the ``/client`` endpoint of one of ``coordinators``, living on
+    ``loop``: the first that answers; when it is lost, the next that answers, in turn.
 
     ``request`` may be called from any thread; everything else runs on the loop.
     """
 
     def __init__(
         self,
-        ws_url: str,
+        coordinators: Sequence[Endpoint],
         loop: asyncio.AbstractEventLoop,
         *,
         reconnect_timeout: float = 120,
-        token: str | None = None,
     ) -> None:
-        self.ws_url = ws_url
+        if not coordinators:
+            raise ValueError("no coordinator to connect to")
+        self.coordinators = list(coordinators)
+        self.current = 0  # index in coordinators of the one connected (or last connected)
         self.loop = loop
-        self.token = token  # the admin token, sent on every (re)connect
         self.reconnect_timeout = reconnect_timeout
         self.client_id = f"c-{uuid.uuid4().hex}"  # finds its jobs again after a reconnect
         self._connection = 0  # counts connections: a frame is sent once on each
@@ -192,6 +277,20 @@ class Engine:
         self._receiver: asyncio.Task[None] | None = None
         self._lost: BaseException | None = None
 
+    @property
+    def endpoint(self) -> Endpoint:
+        """The coordinator connected to (or last connected to)."""
+        return self.coordinators[self.current]
+
+    @property
+    def ws_url(self) -> str:
+        return self.endpoint.ws
+
+    @property
+    def token(self) -> str | None:
+        """The admin token sent to the current coordinator."""
+        return self.endpoint.token
+
     def new_job_key(self) -> str:
         """A key for a new job of its own (``submit_job``, ``map``)."""
         return f"job-{next(self._keys)}"
@@ -204,27 +303,54 @@ class Engine:
         return key
 
     async def connect(self) -> None:
-        """Open the connection; raises ConnectionLost if the coordinator cannot be reached,
-        AuthError if it refuses the token (or its absence)."""
-        await self._open()
+        """Open the connection to the first coordinator that answers and accepts the token;
+        raises ConnectionLost if none can be reached, AuthError if one refused the token (or
+        its absence) and none accepted it."""
+        refused: AuthError | None = None
+        unreachable: list[ConnectionLost] = []
+        for index in range(len(self.coordinators)):
+            try:
+                await self._open(index)
+            except AuthError as exc:
+                refused = refused or exc
+            except ConnectionLost as exc:
+                unreachable.append(exc)
+            else:
+                break
+        else:
+            if refused is not None:
+                raise refused
+            if len(unreachable) == 1:
+                raise unreachable[0]
+            raise ConnectionLost(
+                "cannot reach any coordinator: " + "; ".join(map(str, unreachable))
+            )
+        if self.current > 0:
+            log.warning("connected to the coordinator at %s", self.ws_url)
         self._receiver = self.loop.create_task(self._receive())
         self._sender = self.loop.create_task(self._send())
 
-    async def _open(self) -> None:
+    async def _open(self, index: int) -> None:
+        """Connect to ``coordinators[index]``, which becomes the current one."""
+        endpoint = self.coordinators[index]
         try:
-            self._ws = await websockets.connect(
-                self.ws_url,
+            ws = await websockets.connect(
+                endpoint.ws,
                 compression=None,
                 max_size=None,
                 open_timeout=10,
-                additional_headers=auth_headers(self.token),
+                additional_headers=auth_headers(endpoint.token),
             )
         except websockets.InvalidStatus as exc:
             if exc.response.status_code == 401:
-                raise auth_error(self.ws_url, exc.response.body, sent=bool(self.token)) from None
-            raise ConnectionLost(f"cannot reach the coordinator at {self.ws_url}: {exc}") from None
+                raise auth_error(
+                    endpoint.ws, exc.response.body, sent=bool(endpoint.token)
+                ) from None
+            raise ConnectionLost(f"cannot reach the coordinator at {endpoint.ws}: {exc}") from None
         except (OSError, TimeoutError, websockets.WebSocketException) as exc:
-            raise ConnectionLost(f"cannot reach the coordinator at {self.ws_url}: {exc}") from None
+            raise ConnectionLost(f"cannot reach the coordinator at {endpoint.ws}: {exc}") from None
+        self._ws = ws
+        self.current = index
         self._connection += 1
 
     async def close(self) -> None:
@@ -383,29 +509,56 @@ class Engine:
                 self._refused(message)
 
     async def _reconnect(self) -> bool:
-        """Connect again (the coordinator may be restarting), then ask for what was missed
-        and send again what was not accepted. False if the time ran out."""
-        log.warning("lost the coordinator at %s; reconnecting", self.ws_url)
+        """Connect again: to the next coordinator of the list, in turn, ending each round with
+        the one lost (it may be restarting); then ask for what was missed and send again what
+        was not accepted. False if the time ran out; AuthError if, in one round, every
+        coordinator refused the token."""
+        lost = self.current
+        count = len(self.coordinators)
+        others = f" or to another of {count}" if count > 1 else ""
+        log.warning("lost the coordinator at %s; reconnecting%s", self.ws_url, others)
         deadline = self.loop.time() + self.reconnect_timeout
         delay = 0.25
         while self.loop.time() < deadline:
             await asyncio.sleep(min(delay, max(0.0, deadline - self.loop.time())))
             delay = min(delay * 2, 5.0)
-            try:
-                await self._open()
-            except ConnectionLost:
-                continue
-            assert self._ws is not None
-            watch = Watch(job_ids=sorted(set(self.jobs.values())), task_ids=sorted(self._tasks))
-            try:
-                await self._ws.send(encode_client_message(watch).decode())
-            except websockets.ConnectionClosed:
-                continue
-            for ref in sorted(self._pending):
-                self._outgoing.put_nowait(ref)
-            log.warning("reconnected to %s", self.ws_url)
-            return True
+            refused: list[AuthError] = []
+            start = self.current
+            for step in range(1, count + 1):
+                if self.loop.time() >= deadline:
+                    break
+                try:
+                    await self._open((start + step) % count)
+                except AuthError as exc:
+                    refused.append(exc)
+                    continue
+                except ConnectionLost:
+                    continue
+                if not await self._resume():
+                    continue
+                if self.current == lost:
+                    log.warning("reconnected to %s", self.ws_url)
+                else:
+                    moved_from = self.coordinators[lost].ws
+                    log.warning("moved from %s to the coordinator at %s", moved_from, self.ws_url)
+                return True
+            if len(refused) == count:
+                raise refused[-1]
         return False
+
+    async def _resume(self) -> bool:
+        """On a new connection: ``watch`` the jobs and unfinished tasks (the coordinator
+        pushes what was missed), then queue again every submit not yet accepted. False if
+        the connection closed meanwhile."""
+        assert self._ws is not None
+        watch = Watch(job_ids=sorted(set(self.jobs.values())), task_ids=sorted(self._tasks))
+        try:
+            await self._ws.send(encode_client_message(watch).decode())
+        except websockets.ConnectionClosed:
+            return False
+        for ref in sorted(self._pending):
+            self._outgoing.put_nowait(ref)
+        return True
 
     def _accepted(self, message: Accepted) -> None:
         pending = self._pending.pop(message.ref, None)
@@ -415,6 +568,7 @@ class Engine:
         ids = self._job_tasks.setdefault(message.job_id, set())
         for offset, item in enumerate(pending.items):
             task_id = message.first_task_id + offset
+            item.job_id = message.job_id
             self._tasks[task_id] = item
             ids.add(task_id)
         if pending.job_id is not None and not pending.job_id.done():
@@ -434,13 +588,20 @@ class Engine:
                 item.future.set_exception(error)
 
     def _finished(self, job_id: int, task_id: int) -> _Item | None:
+        """The item of a task that ended, now forgotten; None for a task not waited for
+        (its outcome came already: a coordinator may push it again after a reconnect) or
+        one of another job."""
+        item = self._tasks.get(task_id)
+        if item is None or item.job_id != job_id:
+            return None
+        del self._tasks[task_id]
         self._job_tasks.get(job_id, set()).discard(task_id)
-        return self._tasks.pop(task_id, None)
+        return item
 
     def _cancelled(self, message: Cancelled) -> None:
         for task_id in message.task_ids:
             item = self._finished(message.job_id, task_id)
-            if item is not None:
+            if item is not None and not item.future.done():
                 item.future.cancel()
 
     def _refused(self, message: ClientError) -> None:
@@ -476,8 +637,10 @@ class Engine:
         if isinstance(cause, AuthError):
             error = cause
         else:
+            where = ", ".join(endpoint.ws for endpoint in self.coordinators)
+            plural = "s" if len(self.coordinators) > 1 else ""
             error = ConnectionLost(
-                f"lost the coordinator at {self.ws_url} ({cause}); jobs go on there"
+                f"lost the coordinator{plural} at {where} ({cause}); jobs go on there"
             )
         waiting = [item for p in self._pending.values() for item in p.items]
         waiting += list(self._tasks.values())

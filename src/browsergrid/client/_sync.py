@@ -9,8 +9,7 @@ from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Any, cast
 
-from browsergrid._tokens import client_token
-from browsergrid.client._engine import Engine, http_get, server_urls
+from browsergrid.client._engine import Endpoint, Engine, Servers, endpoints, http_get_any
 from browsergrid.protocol import SubmitOptions, submit_options
 
 Future = concurrent.futures.Future
@@ -88,11 +87,16 @@ class Client(_Submitter):
 
     ``url`` is the coordinator (``http://HOST:PORT``, or ``https://HOST:PORT`` trusting the
     system's CAs or $SSL_CERT_FILE; default $BROWSERGRID_SERVER, else
-    http://127.0.0.1:8765). Use it as a context manager, or call ``close()``. Results are
-    pushed by the coordinator over one WebSocket; many submissions share one frame. If the
-    connection drops (a coordinator restart), the client reconnects for up to
-    ``reconnect_timeout`` seconds and its pending futures resolve as if nothing happened;
-    after that they fail with ConnectionLost.
+    http://127.0.0.1:8765), or several coordinators of one grid: a list of URLs, or URLs
+    separated by commas (so may $BROWSERGRID_SERVER be). Use it as a context manager, or
+    call ``close()``. Results are pushed by the coordinator over one WebSocket; many
+    submissions share one frame. The client connects to the first coordinator that answers.
+    If the connection drops (a coordinator restart), the client reconnects, to the next
+    coordinator of the list in turn (or the same one when there is one), for up to
+    ``reconnect_timeout`` seconds, and its pending futures resolve as if nothing happened;
+    after that they fail with ConnectionLost. HTTP calls (``jobs()``...) go to the next
+    coordinator when one cannot be reached. ``timeout`` bounds the first connection, in
+    seconds per coordinator tried.
 
     ``token`` is the coordinator's admin token; default $BROWSERGRID_TOKEN, else, for a
     coordinator on this machine only, the one it saved in its data directory. A coordinator
@@ -101,28 +105,46 @@ class Client(_Submitter):
 
     def __init__(
         self,
-        url: str | None = None,
+        url: Servers | None = None,
         *,
         timeout: float = 10,
         reconnect_timeout: float = 120,
         token: str | None = None,
     ) -> None:
-        self.http_url, self.ws_url = server_urls(url)
-        self.token = client_token(token, self.http_url)
+        coordinators = endpoints(url, token)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="browsergrid-client", daemon=True
         )
         self._thread.start()
-        self.engine = Engine(
-            self.ws_url, self._loop, reconnect_timeout=reconnect_timeout, token=self.token
-        )
+        self.engine = Engine(coordinators, self._loop, reconnect_timeout=reconnect_timeout)
         try:
-            asyncio.run_coroutine_threadsafe(self.engine.connect(), self._loop).result(timeout)
+            connecting = asyncio.run_coroutine_threadsafe(self.engine.connect(), self._loop)
+            connecting.result(timeout * len(coordinators))  # ``timeout`` for each one tried
         except BaseException:
             self._stop_loop()
             raise
         super().__init__(self, SubmitOptions())
+
+    @property
+    def coordinators(self) -> list[Endpoint]:
+        """The coordinators this client may use, in order."""
+        return self.engine.coordinators
+
+    @property
+    def http_url(self) -> str:
+        """The HTTP base URL of the coordinator connected to (or last connected to)."""
+        return self.engine.endpoint.http
+
+    @property
+    def ws_url(self) -> str:
+        """The ``/client`` WebSocket URL of the coordinator connected to."""
+        return self.engine.endpoint.ws
+
+    @property
+    def token(self) -> str | None:
+        """The admin token sent to the coordinator connected to."""
+        return self.engine.endpoint.token
 
     def options(
         self,
@@ -183,7 +205,7 @@ class Client(_Submitter):
         )
 
     def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
-        return http_get(self.http_url, path, params, self.token)
+        return http_get_any(self.engine.coordinators, path, params, self.engine.current)
 
     def cancel(self, job: Job | int) -> None:
         """Cancel a job's unfinished tasks (their futures end cancelled)."""
