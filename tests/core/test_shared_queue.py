@@ -12,6 +12,7 @@ from browsergrid.core import (
     TasksReleased,
     TasksTaken,
     TaskState,
+    WorkerIntroduced,
 )
 from tests.core.test_scheduler import (
     ARGS,
@@ -142,3 +143,18 @@ def test_released_ids_left_in_the_heap_are_skipped() -> None:
 def test_a_scheduler_without_shared_queue_events_is_unchanged() -> None:
     s = Scheduler(welcome=None)
     assert s.appetite() == (0, frozenset())
+
+
+def test_identities_counts_distinct_keys_that_may_get_tasks() -> None:
+    s = plain()
+    assert s.identities() == 0
+    s.handle(join(1))
+    s.handle(join(2))
+    assert s.identities() == 2  # anonymous workers are one identity each
+    for worker_id in (1, 2):
+        s.handle(
+            WorkerIntroduced(
+                worker_id=worker_id, ops=frozenset({RM}), concurrency=1, now=0.0, key="k"
+            )
+        )
+    assert s.identities() == 1

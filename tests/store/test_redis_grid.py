@@ -163,3 +163,12 @@ async def test_lost_attempts_travel_with_a_taken_task(store: RedisStore) -> None
     await store.record_attempt(1, "worker 3 disconnected")
     (taken,) = await grid.take({OP}, 1)
     assert (taken.task.attempts, taken.task.reasons) == (1, ["worker 3 disconnected"])
+
+
+async def test_a_replicated_job_is_left_to_coordinators_with_enough_identities(
+    store: RedisStore,
+) -> None:
+    grid = RedisGrid(store, "a")
+    await store.add_job(job(1, redundancy=3), tasks(1, 1, 2))
+    assert await grid.take({OP}, 10, identities=2) == []
+    assert len(await grid.take({OP}, 10, identities=3)) == 2

@@ -286,6 +286,11 @@ class Scheduler:
             ops.update(worker.ops)
         return count, frozenset(ops)
 
+    def identities(self) -> int:
+        """How many distinct worker identities here may get tasks (not quarantined): a task
+        of redundancy k can settle here only if k <= this."""
+        return len({w.key for w in self.workers.values() if not w.quarantined})
+
     def _lease_timeout(self, op: str, spec_timeout: float | None, job: Job) -> float:
         """The task's own, else its job's, else its op's, else the default lease timeout."""
         return (

@@ -19,7 +19,7 @@ Keys (P is the prefix, J a job id, T a task id)::
     P outcome         hash    T -> "<index of T>:" + "r" or "f" + the ResultRecord or
                               FailureRecord as JSON, once T has ended with one
     P job:J           hash    info (the JobInfo as JSON), client_key, state, finished_at,
-                              total, done, failed, cancelled
+                              total, done, failed, cancelled, priority, redundancy
     P job:J:queued    hash    T -> "<index>:" + the TaskRecord as submitted, as JSON, while T
                               is not final
     P job:J:lost      hash    T -> the reasons record_attempt added, as JSON strings joined by
@@ -196,17 +196,18 @@ end
 _ADD_JOB: Final = (
     _LIB
     + """
--- ARGV: prefix, job id, "1" and a client key or "0" and "", JobInfo JSON, priority, tasks
+-- ARGV: prefix, job id, "1" and a client key or "0" and "", JobInfo JSON, priority,
+-- redundancy, tasks
 local j, ck = ARGV[2], ARGV[4]
 local jk = p .. 'job:' .. j
 if redis.call('EXISTS', jk) == 1 then return rule('job ' .. j .. ' exists already') end
 if ARGV[3] == '1' and redis.call('HEXISTS', p .. 'clients', ck) == 1 then
   return rule('a job with client key ' .. ck .. ' exists already')
 end
-local used = used_task_id(7)
+local used = used_task_id(8)
 if used then return rule('task id ' .. used .. ' is used already') end
 redis.call('HSET', jk, 'info', ARGV[5], 'state', 'running', 'total', 0, 'done', 0,
-  'failed', 0, 'cancelled', 0, 'priority', ARGV[6])
+  'failed', 0, 'cancelled', 0, 'priority', ARGV[6], 'redundancy', ARGV[7])
 if ARGV[3] == '1' then
   redis.call('HSET', jk, 'client_key', ck)
   redis.call('HSET', p .. 'clients', ck, j)
@@ -214,7 +215,7 @@ end
 redis.call('ZADD', p .. 'jobs', j, j)
 redis.call('ZADD', p .. 'jobs:running', j, j)
 raise_to(p .. 'ids:job', tonumber(j))
-insert_tasks(7)
+insert_tasks(8)
 return 1
 """
 )
@@ -254,7 +255,7 @@ _ADD_OUTCOMES: Final = (
     _LIB
     + """
 -- ARGV: prefix, now, then per outcome: task id, job id, "r" or "f" + JSON, finished_at or ""
-local recorded, counts, latest, touched = {}, {}, {}, {}
+local recorded, counts, latest, touched, finished = {}, {}, {}, {}, {}
 for i = 3, #ARGV, 4 do
   local t, j, blob, at = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local jk = p .. 'job:' .. j
@@ -286,9 +287,10 @@ for _, j in ipairs(touched) do
     redis.call('ZREM', p .. 'jobs:running', j)
     redis.call('ZADD', p .. 'jobs:ended', at, j)
     unqueue_job(j)
+    finished[#finished + 1] = {j, done, failed}
   end
 end
-return recorded
+return {recorded, finished}
 """
 )
 
@@ -484,8 +486,9 @@ _MIGRATE_1_TO_2: Final = (
 -- ARGV: prefix. Layout 1 had no shared queue: queue the tasks of running jobs.
 for _, j in ipairs(redis.call('ZRANGE', p .. 'jobs:running', 0, -1)) do
   local jk = p .. 'job:' .. j
-  local priority = cjson.decode(redis.call('HGET', jk, 'info')).priority or 0
-  redis.call('HSET', jk, 'priority', priority)
+  local info = cjson.decode(redis.call('HGET', jk, 'info'))
+  local priority = info.priority or 0
+  redis.call('HSET', jk, 'priority', priority, 'redundancy', info.redundancy or 1)
   local queued, todo = redis.call('HGETALL', jk .. ':queued'), {}
   for i = 1, #queued, 2 do
     local op = cjson.decode(string.match(queued[i + 1], '^[^:]*:(.*)$')).op
@@ -782,7 +785,7 @@ class RedisStore:
                 raise ValueError(f"task {task.task_id} belongs to job {task.job_id}, not this one")
         args: list[Any] = [job.job_id]
         args += ["0", ""] if job.client_key is None else ["1", job.client_key]
-        args += [_encode(job), job.priority]
+        args += [_encode(job), job.priority, job.redundancy]
         args += _task_args(tasks)
         await self._write("add_job", args)
 
@@ -793,16 +796,27 @@ class RedisStore:
         await self._write("add_tasks", _task_args(tasks))
 
     async def add_outcomes(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        recorded, _ = await self.add_outcomes_finishing(outcomes)
+        return recorded
+
+    async def add_outcomes_finishing(
+        self, outcomes: Sequence[Outcome]
+    ) -> tuple[list[bool], list[tuple[int, int, int]]]:
+        """``add_outcomes``, and the jobs these outcomes finished: (job id, done, failed)
+        each (in a grid, the coordinator that stores a job's last outcome reports it)."""
         if not outcomes:
             self._open_client()
-            return []
+            return [], []
         args: list[Any] = [repr(time.time())]
         for o in outcomes:  # encoded here: a result that is not JSON fails in the caller
             kind = b"r" if isinstance(o, ResultRecord) else b"f"
             at = "" if o.finished_at is None else repr(float(o.finished_at))
             args += [o.task_id, o.job_id, kind + _encode(o), at]
-        recorded = await self._write("add_outcomes", args)
-        return [bool(flag) for flag in recorded]
+        recorded, finished = await self._write("add_outcomes", args)
+        return (
+            [bool(flag) for flag in recorded],
+            [(int(j), int(done), int(failed)) for j, done, failed in finished],
+        )
 
     async def record_attempt(self, task_id: int, reason: str) -> None:
         await self._write("record_attempt", [task_id, _encode(reason)])

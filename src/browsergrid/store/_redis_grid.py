@@ -51,16 +51,19 @@ BEAT_S: Final = 1.0
 """How often a coordinator renews its presence (``beat``)."""
 
 _TAKE: Final = """
--- ARGV: prefix, consumer, count, then the ops the caller's workers run.
--- Returns, per task taken: job id, queue ("J:OP"), entry id, stored task, lost reasons.
-local p, me, want = ARGV[1], ARGV[2], tonumber(ARGV[3])
+-- ARGV: prefix, consumer, count, distinct worker identities, then the ops the caller's
+-- workers run. Jobs whose redundancy needs more identities than the caller has are left
+-- to others. Returns, per task taken: job id, queue ("J:OP"), entry id, stored task, lost
+-- reasons.
+local p, me, want, identities = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local ops = {}
-for i = 4, #ARGV do ops[ARGV[i]] = true end
+for i = 5, #ARGV do ops[ARGV[i]] = true end
 local members = redis.call('ZRANGE', p .. 'queue', 0, 999, 'WITHSCORES')
 local queues = {}
 for i = 1, #members, 2 do
   local j, op = string.match(members[i], '^(%d+):(.*)$')
-  if j and ops[op] then
+  if j and ops[op] and
+      tonumber(redis.call('HGET', p .. 'job:' .. j, 'redundancy') or '1') <= identities then
     queues[#queues + 1] = {m = members[i], j = j, s = tonumber(members[i + 1])}
   end
 end
@@ -261,11 +264,13 @@ class RedisGrid:
         with self.store.errors():
             return await script(args=[self.store.prefix, *args])
 
-    async def take(self, ops: Collection[str], count: int) -> list[Taken]:
-        """At most ``count`` queued tasks of ``ops``, now this coordinator's to run."""
+    async def take(self, ops: Collection[str], count: int, identities: int = 1) -> list[Taken]:
+        """At most ``count`` queued tasks of ``ops``, now this coordinator's to run; none of
+        a job whose redundancy is above ``identities`` (distinct worker identities here:
+        all the replicas of a task run on the coordinator that took it)."""
         if count <= 0 or not ops:
             return []
-        reply = await self._run("take", _TAKE, self.coordinator_id, count, *sorted(ops))
+        reply = await self._run("take", _TAKE, self.coordinator_id, count, identities, *sorted(ops))
         return _taken(reply)
 
     async def claim(self, limit: int = 10_000) -> list[Taken]:
