@@ -152,7 +152,11 @@ class Coordinator(Process):
                 *extra,
             ]
         )
-        ready = self.event("ready")
+        try:
+            ready = self.event("ready")
+        except BaseException:
+            self.end()  # never reported ready: no fixture knows of it yet
+            raise
         self.port: int = ready["port"]
         self.ws_url: str = ready["ws_url"]
         self.page_url: str = ready["page_url"]
@@ -332,10 +336,11 @@ def kill_9_during(
     *,
     kills: int,
     seed: int,
+    ready: str = "restored",
 ) -> Coordinator:
     """SIGKILL ``coordinator`` ``kills`` times at random moments while job ``job_id`` runs,
-    each time starting another with ``options`` on the same port; returns the one running
-    once the job has finished (within 120 s)."""
+    each time starting another with ``options`` on the same port, and waiting for its log
+    event ``ready``; returns the one running once the job has finished (within 120 s)."""
     port = coordinator.port
     rng = random.Random(seed)
     for _ in range(kills):
@@ -344,7 +349,7 @@ def kill_9_during(
         coordinator.signal(signal.SIGKILL)
         assert coordinator.wait() == -signal.SIGKILL
         coordinator = start(*options, port=port)
-        coordinator.event("restored")
+        coordinator.event(ready)
     deadline = time.monotonic() + 120
     while job_state(port, job_id)["state"] != "finished":
         assert time.monotonic() < deadline, job_state(port, job_id)

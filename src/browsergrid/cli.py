@@ -208,11 +208,14 @@ def _parser() -> argparse.ArgumentParser:
         help="run a headless Python worker",
         description="Run a headless Python worker that connects to URL (ws://HOST:PORT or "
         "ws://HOST:PORT/ws; wss:// for a coordinator with --certfile, trusting the system's CA "
-        "certificates or $SSL_CERT_FILE) and reconnects when the connection drops. Ctrl-C "
-        "stops it.",
+        "certificates or $SSL_CERT_FILE) and reconnects when the connection drops. Given "
+        "several URLs (coordinators of one grid), it starts with the first and moves to the "
+        "next, round robin, whenever a connection fails or drops. Ctrl-C stops it.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    worker.add_argument("url", help="the coordinator's WebSocket URL")
+    worker.add_argument(
+        "url", nargs="+", help="the coordinator's WebSocket URL; several for failover"
+    )
     worker.add_argument("--concurrency", type=int, default=1, help="tasks run at once")
     worker.add_argument(
         "--prefetch",
@@ -271,8 +274,9 @@ def _add_server_option(parser: argparse.ArgumentParser) -> None:
 def _add_server_url(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--server",
-        help=f"the coordinator, http(s)://HOST:PORT (default: ${SERVER_ENV}, else "
-        "http://127.0.0.1:8765); https trusts the system's CA certificates or $SSL_CERT_FILE",
+        help=f"the coordinator, http(s)://HOST:PORT, or several of one grid separated by commas "
+        f"(tried in turn) (default: ${SERVER_ENV}, else http://127.0.0.1:8765); https trusts "
+        "the system's CA certificates or $SSL_CERT_FILE",
     )
 
 
@@ -361,10 +365,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from browsergrid._tokens import hide_token
     from browsergrid.worker import Backoff, PythonWorker, claim_identity
 
-    if not args.url.startswith(("ws://", "wss://")):
-        raise ConfigError(f"URL must start with ws:// or wss://, not {args.url!r}")
+    for url in args.url:
+        if not url.startswith(("ws://", "wss://")):
+            raise ConfigError(f"URL must start with ws:// or wss://, not {hide_token(url)!r}")
     if args.concurrency < 1:
         raise ConfigError("--concurrency must be at least 1")
     if args.prefetch < 0:
@@ -395,7 +401,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _token(args: argparse.Namespace) -> int:
     from browsergrid._tokens import read_token, token_path, with_token
-    from browsergrid.client import server_urls
+    from browsergrid.client import coordinator_urls
 
     path = token_path(args.data_dir or default_data_dir())
     token = read_token(path)
@@ -406,6 +412,6 @@ def _token(args: argparse.Namespace) -> int:
             f"${TOKEN_ENV} keeps none"
         )
     print(token)
-    base, _ = server_urls(args.server)
-    print(f"dashboard: {with_token(base + '/dashboard', token)}", file=sys.stderr)
+    for base, _ in coordinator_urls(args.server):
+        print(f"dashboard: {with_token(base + '/dashboard', token)}", file=sys.stderr)
     return 0

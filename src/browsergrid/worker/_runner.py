@@ -1,4 +1,5 @@
-"""The headless Python worker: connects, introduces itself, runs tasks, reconnects."""
+"""The headless Python worker: connects, introduces itself, runs tasks, reconnects (to the
+next coordinator of its list, when it has several)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 import platform
 import time
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -71,15 +73,21 @@ class PythonWorker:
     server that speaks only the exercise's protocol (a task on connect, no welcome). On any
     disconnect it waits per ``Backoff`` and connects again, until ``stop()`` is called.
 
+    ``url`` is one coordinator's WebSocket URL or a list of them (coordinators of one grid).
+    It connects to the first; each time a connection fails or drops, the next attempt goes
+    to the next URL of the list, round robin, with the same ``worker_key``. After losing a
+    connection that had been open at least ``backoff.first_s`` it tries the next coordinator
+    at once; other attempts wait per ``Backoff`` (docs/protocol.md, "Failover").
+
     ``token`` is the coordinator's join token (``serve --worker-token``), sent as
     ``Authorization: Bearer``; a ``?token=`` in ``url`` works too. A coordinator that
     refuses it (HTTP 401) makes ``run()`` raise AuthError: a wrong token does not get right
-    by trying again.
+    by trying again (nor by moving to another coordinator).
     """
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         concurrency: int = 1,
         prefetch: int = 64,
@@ -92,8 +100,10 @@ class PythonWorker:
             raise ValueError("concurrency must be at least 1")
         if prefetch < 0:
             raise ValueError("prefetch must be at least 0")
-        self.url = url
-        self.shown_url = hide_token(url)  # for the log
+        self.urls = [url] if isinstance(url, str) else list(url)
+        if not self.urls:
+            raise ValueError("at least one coordinator URL is needed")
+        self._at = 0  # index in urls of the coordinator to connect to next
         self.token = token
         self.concurrency = concurrency
         self.prefetch = prefetch
@@ -108,6 +118,16 @@ class PythonWorker:
         self._ws: ClientConnection | None = None
         self._closing: asyncio.Future[None] | None = None
 
+    @property
+    def url(self) -> str:
+        """The coordinator it is connected to, or will try next."""
+        return self.urls[self._at]
+
+    @property
+    def shown_url(self) -> str:
+        """``url`` with its token hidden, for the log."""
+        return hide_token(self.url)
+
     def stop(self) -> None:
         """Finish soon: close the connection and do not reconnect."""
         self._stop.set()
@@ -120,6 +140,7 @@ class PythonWorker:
         loop = asyncio.get_running_loop()
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="browsergrid-op") as pool:
             while not self._stop.is_set():
+                opened_at: float | None = None
                 try:
                     async with websockets.connect(
                         self.url,
@@ -130,7 +151,8 @@ class PythonWorker:
                         additional_headers=auth_headers(self.token),
                     ) as ws:
                         self._ws = ws
-                        self.backoff.connected(loop.time())
+                        opened_at = loop.time()
+                        self.backoff.connected(opened_at)
                         self.connects += 1
                         emit(log, "connected", f"connected to {self.shown_url}", url=self.shown_url)
                         hello = encode_hello(
@@ -160,11 +182,29 @@ class PythonWorker:
                     self._ws = None
                 if self._stop.is_set():
                     break
-                delay = self.backoff.disconnected(loop.time())
-                emit(log, "reconnecting", f"reconnecting in {delay:.1f} s", delay_s=delay)
+                delay = self._next_attempt(loop.time(), opened_at)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), delay)
         emit(log, "stopped", "worker stopped")
+
+    def _next_attempt(self, now: float, opened_at: float | None) -> float:
+        """After a connection to ``url`` failed or dropped at ``now`` (``opened_at``: when it
+        opened; None if it never did): move to the next URL; seconds to wait."""
+        delay = self.backoff.disconnected(now)
+        if len(self.urls) == 1:
+            emit(log, "reconnecting", f"reconnecting in {delay:.1f} s", delay_s=delay)
+            return delay
+        self._at = (self._at + 1) % len(self.urls)
+        if opened_at is not None and now - opened_at >= self.backoff.first_s:
+            delay = 0.0  # it was up, so it died or left: the next one may be up, try it now
+        emit(
+            log,
+            "reconnecting",
+            f"reconnecting to {self.shown_url} in {delay:.1f} s",
+            delay_s=delay,
+            url=self.shown_url,
+        )
+        return delay
 
     def _connect_failed(self, exc: Exception) -> None:
         emit(

@@ -1,9 +1,10 @@
 // Worker page main thread: keeps the coordinator connection, feeds tasks to a Web Worker pool, shows status.
 import { ReconnectBackoff } from './backoff.js';
+import { CoordinatorRing, coordinatorsFrom, failoverDelay } from './coordinators.js';
 import { availableOps } from './ops.js';
 import { claimWorkerKey } from './identity.js';
 import { helloMessage, parseServerMessage, resultMessage, taskErrorMessage } from './protocol.js';
-import { hideToken, tokenFrom, withToken } from './token.js';
+import { hideToken, tokenFrom } from './token.js';
 
 const MAX_LOG_LINES = 200;
 const MAX_LOGGED_CHARS = 200;
@@ -31,8 +32,8 @@ function pickConcurrency() {
 
 const clip = (text) => (text.length > MAX_LOGGED_CHARS ? `${text.slice(0, MAX_LOGGED_CHARS)}…` : text);
 
-const serverUrl = withToken(pickServerUrl(), token);
-const shownUrl = hideToken(serverUrl); // what the page shows and logs
+// ?coordinators=A,B,...: several coordinators of one grid, tried round robin (coordinators.js); else one, as above.
+const coordinators = new CoordinatorRing(coordinatorsFrom(location.search, pickServerUrl()));
 const concurrency = pickConcurrency();
 const backoff = new ReconnectBackoff();
 const view = Object.fromEntries(
@@ -50,6 +51,7 @@ window.browsergrid = {
   get workerId() { return status.workerId; },
   get lastResult() { return status.lastResult; },
   get connects() { return status.connects; },
+  get coordinator() { return hideToken(coordinators.current); },
 };
 
 function log(line) {
@@ -194,29 +196,40 @@ function receive(ws, data) {
   else HANDLERS[parsed.message.type](ws, parsed.message);
 }
 
-function scheduleReconnect() {
-  const delay = backoff.disconnected(Date.now());
-  log(`Reconnecting in ${(delay / 1000).toFixed(1)} s`);
-  setTimeout(connect, delay);
+// After a disconnect (`openedAt`: when the connection opened, null if it never did), the next coordinator of the list.
+function scheduleReconnect(openedAt) {
+  const now = Date.now();
+  const waitMs = backoff.disconnected(now);
+  if (coordinators.size === 1) {
+    log(`Reconnecting in ${(waitMs / 1000).toFixed(1)} s`);
+    setTimeout(connect, waitMs);
+  } else {
+    const delay = failoverDelay({ waitMs, coordinators: coordinators.size, openedAtMs: openedAt, nowMs: now });
+    log(`Reconnecting to ${hideToken(coordinators.next())} in ${(delay / 1000).toFixed(1)} s`);
+    setTimeout(connect, delay);
+  }
   render();
 }
 
 function connect() {
+  const serverUrl = coordinators.current;
+  const shownUrl = hideToken(serverUrl); // what the page shows and logs
+  view['server-url'].textContent = shownUrl;
   let ws;
   try {
     ws = new WebSocket(serverUrl);
   } catch (err) {
     log(`Cannot connect to ${shownUrl}: ${err.message}`);
-    scheduleReconnect();
+    scheduleReconnect(null);
     return;
   }
   socket = ws;
-  let opened = false;
+  let openedAt = null; // when it opened; null while it has not
   log(`Connecting to ${shownUrl}`);
   ws.onopen = () => {
-    opened = true;
+    openedAt = Date.now();
     status.connects += 1;
-    backoff.connected(Date.now());
+    backoff.connected(openedAt);
     log(`Connected to ${shownUrl}`);
     // prefetch = concurrency: each compute worker has its next task waiting when it finishes
     ws.send(helloMessage({
@@ -232,13 +245,18 @@ function connect() {
     status.workerId = null;
     log(`Closed: ${code} ${reason}`.trimEnd());
     // A refused upgrade (a missing or wrong join token: HTTP 401) looks like any failure to a page.
-    if (!opened) log(token ? REFUSED_WITH_TOKEN : REFUSED_WITHOUT_TOKEN);
-    scheduleReconnect();
+    if (openedAt === null) log(token ? REFUSED_WITH_TOKEN : REFUSED_WITHOUT_TOKEN);
+    // So does a refused Origin (HTTP 403): another coordinator than this page's own needs --allow-origin.
+    if (openedAt === null && coordinators.size > 1 && new URL(serverUrl).host !== location.host) {
+      log(`(or it refuses this page's origin: start it with --allow-origin ${location.origin})`);
+    }
+    scheduleReconnect(openedAt);
   };
   render();
 }
 
-view['server-url'].textContent = shownUrl;
+view['server-url'].textContent = hideToken(coordinators.current);
+if (coordinators.size > 1) log(`Coordinators: ${coordinators.urls.map(hideToken).join(', ')}`);
 log(`Starting ${concurrency} compute worker(s)`);
 claimWorkerKey().then((key) => {
   workerKey = key;
