@@ -79,7 +79,15 @@ def test_kill_9_during_a_job_loses_and_repeats_nothing(
     coordinator = start_coordinator(*options, port=port)
     steady_workers(start_worker, coordinator.ws_url, tmp_path / "workers")
     job_id = submit_job(port, {"op": "repeat_multiply", "args": slow_tasks(1000)})
-    kill_9_during(start_coordinator, coordinator, tuple(options), job_id, kills=3, seed=20270107)
+    kill_9_during(
+        start_coordinator,
+        coordinator,
+        tuple(options),
+        job_id,
+        kills=3,
+        seed=20270107,
+        ready="grid_joined",
+    )
     assert_each_task_done_once(port, job_id, 1000)
 
 

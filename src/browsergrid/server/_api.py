@@ -202,10 +202,14 @@ def create_api(coordinator: Coordinator) -> APIRouter:
     @api.post("/jobs/{job_id}/cancel", responses=_ERRORS)
     async def cancel_job(job_id: int) -> JobStatus:
         """Cancel the job's unfinished tasks; finished ones keep their results."""
-        await _status(coordinator, job_id)  # 404 for an unknown job
-        job = coordinator.scheduler.jobs.get(job_id)
-        if job is not None and not job.finished and not job.cancelled:
-            await coordinator.cancel(job_id)
+        before = await _status(coordinator, job_id)  # 404 for an unknown job
+        if before.state == "running":
+            try:
+                await coordinator.cancel(job_id)
+            except StoreError as exc:
+                raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+            except KeyError:
+                pass  # it ended meanwhile
         return await _status(coordinator, job_id)
 
     @api.get(
@@ -324,7 +328,7 @@ async def _status(coordinator: Coordinator, job_id: int) -> JobStatus:
     if summary is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"there is no job {job_id}")
     info = summary.info
-    live = coordinator.scheduler.jobs.get(job_id)
+    live = coordinator.local_job(job_id)
     if live is not None:
         counts = live.counts
         done, failed = counts[TaskState.DONE], counts[TaskState.FAILED]
@@ -340,6 +344,13 @@ async def _status(coordinator: Coordinator, job_id: int) -> JobStatus:
         )
         leased, queued = 0, total - done - failed - cancelled
         state = summary.state.value
+        if coordinator.grid is not None and state == "running":
+            try:  # held by some coordinator of the grid: under way
+                leased = (await coordinator.grid.grid.pending([job_id]))[job_id]
+            except StoreError as exc:
+                raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+            leased = min(leased, queued)
+            queued -= leased
     end = summary.finished_at if summary.finished_at and state != "running" else time.time()
     elapsed = end - info.created_at
     rate = (done + failed) / elapsed if elapsed > 0 else 0.0

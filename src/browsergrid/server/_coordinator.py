@@ -39,6 +39,7 @@ from browsergrid.core import (
     TaskFailed,
     TasksAccepted,
     TaskSpec,
+    TasksReleased,
     TasksSubmitted,
     TaskState,
     WorkerQuarantined,
@@ -63,12 +64,15 @@ from browsergrid.protocol import (
     encode_tasks,
 )
 from browsergrid.server._dashboard import Feed
+from browsergrid.server._grid import GridLink
+from browsergrid.server._grid_view import grid_ops, snapshot
 from browsergrid.server._guard import Connections, RateLimit
 from browsergrid.server._stats import RecentResult, Stats
 from browsergrid.store import (
     JobInfo,
     JobState,
     JobSummary,
+    RedisStore,
     Store,
     StoreError,
     TaskRecord,
@@ -159,12 +163,22 @@ QUARANTINED: Final = (
 """The message of the ``quarantined`` error frame a quarantined worker is sent."""
 
 
+GRID_WELCOME_IDS: Final = 2**52
+"""In a grid, the first id of this coordinator's welcome tasks: they are its own and never
+stored, and the ids the grid hands out (from 1, in Redis) never reach this far, while
+JavaScript still counts exactly up to 2**53."""
+
+
 class Coordinator:
     """One per ``browsergrid serve`` process: the scheduler, the store and who is connected."""
 
     def __init__(self, config: ServeConfig, store: Store) -> None:
         self.config = config
         self.store = store
+        self.public_url: str | None = None  # where it listens, once it does (http(s)://...)
+        self.grid: GridLink | None = None  # with a RedisStore: shared with other coordinators
+        if isinstance(store, RedisStore):
+            self.grid = GridLink(self, store, snapshot)
         self.scheduler = self._scheduler()
         self.limits = Limits(
             max_frame_bytes=config.max_frame_bytes,
@@ -203,21 +217,32 @@ class Coordinator:
         """Open the store and take up the jobs a previous run left unfinished; raises
         StoreError when the store cannot be used."""
         await self.store.open()
+        if self.grid is not None:  # the shared queue holds what is unfinished
+            self.scheduler = self._scheduler(next_task_id=GRID_WELCOME_IDS)
+            await self.grid.start()
+            return
         job_id, task_id = await self.store.next_ids()
         self.scheduler = self._scheduler(job_id, task_id)
         await self.restore()
 
     async def stop(self) -> None:
-        """Finish pushes in progress, then close the store."""
+        """Finish pushes in progress, leave the grid, then close the store."""
         await self.drain()
+        if self.grid is not None:
+            await self.grid.stop()
         await self.store.close()
+
+    def local_job(self, job_id: int) -> Job | None:
+        """The job as this coordinator's scheduler runs it, with live counts; None when it
+        does not, or when it runs only a share of it (in a grid: ask the store)."""
+        return None if self.grid is not None else self.scheduler.jobs.get(job_id)
 
     async def prune(self) -> None:
         """Remove finished jobs older than the retention period (--retain)."""
         try:
             removed = await self.store.prune(time.time() - self.config.retain_s)
         except StoreError as exc:
-            self._store_failed(exc)
+            self.store_failed(exc)
             return
         if removed:
             emit(log, "pruned", f"removed {removed} job(s) past retention", jobs=removed)
@@ -228,7 +253,7 @@ class Coordinator:
         stored is refused, never acknowledged."""
         return self.store_problem is None
 
-    def _store_failed(self, exc: StoreError) -> None:
+    def store_failed(self, exc: StoreError) -> None:
         self.stats.errors["store"] += 1
         if self.store_problem is None:
             emit(
@@ -249,7 +274,7 @@ class Coordinator:
         try:
             await self.store.record_workers(records)
         except StoreError as exc:
-            self._store_failed(exc)
+            self.store_failed(exc)
         else:
             self._store_recovered()
 
@@ -281,21 +306,25 @@ class Coordinator:
                 tasks=restored,
             )
 
+    def job_options(self, info: JobInfo) -> JobOptions:
+        """The scheduler's options for a stored job."""
+        return JobOptions(
+            name=info.name,
+            priority=info.priority,
+            lease_timeout_s=info.lease_timeout,
+            max_attempts=info.max_attempts,
+            redundancy=info.redundancy,
+            max_replicas=info.max_replicas,
+            adaptive=info.adaptive,
+        )
+
     def _restored(self, summary: JobSummary, pending: list[TaskRecord]) -> JobRestored:
         """The event that takes up a stored job again, with its unfinished tasks."""
         info = summary.info
         self.job_infos[info.job_id] = info
         return JobRestored(
             job_id=info.job_id,
-            options=JobOptions(
-                name=info.name,
-                priority=info.priority,
-                lease_timeout_s=info.lease_timeout,
-                max_attempts=info.max_attempts,
-                redundancy=info.redundancy,
-                max_replicas=info.max_replicas,
-                adaptive=info.adaptive,
-            ),
+            options=self.job_options(info),
             total=summary.total,
             done=summary.done,
             failed=summary.failed,
@@ -370,8 +399,7 @@ class Coordinator:
         client_key = f"{client_id}/{job_key}" if client_id and job_key else None
         if job_id is None and client_key is not None:  # a client back after a reconnect
             job_id = await self._job_for(client_key)
-        if job_id is not None and self.scheduler.jobs[job_id].cancelled:
-            raise SubmitError("job_cancelled", f"job {job_id} was cancelled")
+        held = await self._held(job_id)
         try:
             job_options = JobOptions(
                 name=options.name,
@@ -384,12 +412,24 @@ class Coordinator:
             )
         except ValueError as exc:
             raise SubmitError("bad_options", str(exc)) from None
-        held = self.scheduler.jobs[job_id].total if job_id is not None else 0
         if held + len(args) > self.config.max_tasks_per_job:
             raise SubmitError(
                 "too_many_tasks",
                 f"a job holds at most {self.config.max_tasks_per_job} tasks "
                 f"(--max-tasks-per-job); this one would hold {held + len(args)}",
+            )
+        if self.grid is not None:
+            return await self._submit_shared(
+                op,
+                args,
+                options,
+                job_id=job_id,
+                first_index=held,
+                client=client,
+                job_key=job_key,
+                ref=ref,
+                submitted_by=submitted_by,
+                client_key=client_key,
             )
         event = TasksSubmitted(
             job_id=job_id,
@@ -411,20 +451,7 @@ class Coordinator:
             for offset, item in enumerate(args)
         ]
         if job_id is None:
-            info = JobInfo(
-                job_id=ack.job_id,
-                name=options.name,
-                op=op,
-                priority=options.priority,
-                created_at=time.time(),
-                submitted_by=submitted_by,
-                lease_timeout=options.lease_timeout,
-                max_attempts=options.max_attempts,
-                client_key=client_key,
-                redundancy=options.redundancy,
-                max_replicas=options.max_replicas,
-                adaptive=options.adaptive,
-            )
+            info = self._job_info(ack.job_id, op, options, submitted_by, client_key)
             self.job_infos[ack.job_id] = info
             stored = asyncio.ensure_future(self.store.add_job(info, records))
         else:
@@ -440,7 +467,7 @@ class Coordinator:
             if hold is not None and client is not None:
                 client.outbox.remove(hold)
             if isinstance(exc, StoreError):
-                self._store_failed(exc)
+                self.store_failed(exc)
             await self.apply(
                 JobCancelRequested(
                     job_id=ack.job_id, now=time.monotonic(), stimulus_id=self.stimulus("unstored")
@@ -449,22 +476,7 @@ class Coordinator:
             code = "store_unavailable" if isinstance(exc, StoreError) else "conflict"
             raise SubmitError(code, f"the tasks could not be stored: {exc}") from None
         self._store_recovered()
-        if hold is not None:
-            hold.message = Accepted(
-                ref=ref, job_id=ack.job_id, first_task_id=ack.first_task_id, count=ack.count
-            )
-            self._schedule_flush()
-        if job_id is None:
-            emit(
-                events,
-                "job_submitted",
-                f"job {ack.job_id} submitted: {ack.count} x {op}"
-                + (f" ({options.name})" if options.name else ""),
-                job_id=ack.job_id,
-                op=op,
-                count=ack.count,
-                name=options.name,
-            )
+        self._accepted(ack, hold, ref, op, options, new=job_id is None)
         return ack
 
     async def _job_for(self, client_key: str) -> int | None:
@@ -474,9 +486,11 @@ class Coordinator:
             job_id = await self.store.job_for(client_key)
             summary = await self.store.job(job_id) if job_id is not None else None
         except StoreError as exc:
-            self._store_failed(exc)
+            self.store_failed(exc)
             raise SubmitError("store_unavailable", str(exc)) from None
         if job_id is None or summary is None or job_id in self.scheduler.jobs:
+            return job_id
+        if self.grid is not None:  # the job is in the shared queue, not taken up here
             return job_id
         if summary.state is JobState.CANCELLED:
             raise SubmitError("job_cancelled", f"job {job_id} was cancelled")
@@ -486,6 +500,10 @@ class Coordinator:
     async def watch(self, client: ClientPeer, job_ids: list[int], task_ids: list[int]) -> None:
         """A client back after a reconnect: push what it missed, then follow its jobs."""
         for job_id in job_ids:
+            if self.grid is not None:
+                self.subscribers[job_id].add(client)
+                self.grid.follow(job_id)  # pushes a cancel that happened meanwhile too
+                continue
             job = self.scheduler.jobs.get(job_id)
             if job is not None and not job.cancelled:
                 self.subscribers[job_id].add(client)
@@ -493,13 +511,16 @@ class Coordinator:
             try:
                 missed = await self.store.outcomes_of(task_ids[start : start + 1000])
             except StoreError as exc:
-                self._store_failed(exc)
+                self.store_failed(exc)
                 return
             for outcome in missed:
-                self._push(client, outcome)
+                self.push(client, outcome)
 
     async def cancel(self, job_id: int, requested_by: ClientPeer | None = None) -> None:
         """Cancel the unfinished tasks of ``job_id``; KeyError if there is no such job."""
+        if self.grid is not None:
+            await self._cancel_shared(job_id, requested_by, self.grid)
+            return
         if job_id not in self.scheduler.jobs:
             raise KeyError(job_id)
         if requested_by is not None:
@@ -511,11 +532,167 @@ class Coordinator:
         )
 
     def known_ops(self) -> set[str]:
-        """Built-in ops and every op a connected worker announced."""
+        """Built-in ops and every op a connected worker announced (in a grid: to any
+        coordinator)."""
         ops = set(OPS)
         for worker in self.scheduler.workers.values():
             ops.update(worker.ops)
+        if self.grid is not None:
+            ops.update(grid_ops(self.grid.members.values()))
         return ops
+
+    async def _held(self, job_id: int | None) -> int:
+        """How many tasks job ``job_id`` holds (0 for a new job); SubmitError if it was
+        cancelled."""
+        if job_id is None:
+            return 0
+        if self.grid is None:
+            job = self.scheduler.jobs[job_id]
+            cancelled, total = job.cancelled, job.total
+        else:
+            try:
+                summary = await self.store.job(job_id)
+            except StoreError as exc:
+                self.store_failed(exc)
+                raise SubmitError("store_unavailable", str(exc)) from None
+            if summary is None:
+                raise SubmitError("bad_args", f"job {job_id} no longer exists")
+            cancelled, total = summary.state is JobState.CANCELLED, summary.total
+        if cancelled:
+            raise SubmitError("job_cancelled", f"job {job_id} was cancelled")
+        return total
+
+    async def _submit_shared(
+        self,
+        op: str,
+        args: Sequence[dict[str, Any]],
+        options: SubmitOptions,
+        *,
+        job_id: int | None,
+        first_index: int,
+        client: ClientPeer | None,
+        job_key: str | None,
+        ref: int,
+        submitted_by: str,
+        client_key: str | None,
+    ) -> TasksAccepted:
+        """``submit`` in a grid: store the tasks, which queues them for every coordinator."""
+        assert self.grid is not None
+        store = self.grid.store
+        new = job_id is None
+        try:
+            new_job, first_task_id = await store.reserve_ids(int(new), len(args))
+        except StoreError as exc:
+            self.store_failed(exc)
+            raise SubmitError(
+                "store_unavailable", f"the tasks could not be stored: {exc}"
+            ) from None
+        job_id = new_job if job_id is None else job_id
+        ack = TasksAccepted(
+            job_id=job_id,
+            first_task_id=first_task_id,
+            first_index=first_index,
+            count=len(args),
+            stimulus_id=self.stimulus("submit"),
+        )
+        records = [
+            TaskRecord(
+                task_id=first_task_id + offset,
+                job_id=job_id,
+                index=first_index + offset,
+                op=op,
+                args=item,
+            )
+            for offset, item in enumerate(args)
+        ]
+        hold = self._hold(ack, client, job_key)
+        try:
+            if new:
+                info = self._job_info(job_id, op, options, submitted_by, client_key)
+                self.job_infos[job_id] = info
+                await store.add_job(info, records)
+            else:
+                await store.add_tasks(records)
+        except (StoreError, ValueError) as exc:
+            if hold is not None and client is not None:
+                client.outbox.remove(hold)
+            if isinstance(exc, StoreError):
+                self.store_failed(exc)
+            code = "store_unavailable" if isinstance(exc, StoreError) else "conflict"
+            raise SubmitError(code, f"the tasks could not be stored: {exc}") from None
+        self._store_recovered()
+        self._accepted(ack, hold, ref, op, options, new=new)
+        if client is not None:
+            self.grid.follow(job_id)  # now that the store has the job
+        self.grid.wake()
+        return ack
+
+    def _job_info(
+        self,
+        job_id: int,
+        op: str,
+        options: SubmitOptions,
+        submitted_by: str,
+        client_key: str | None,
+    ) -> JobInfo:
+        return JobInfo(
+            job_id=job_id,
+            name=options.name,
+            op=op,
+            priority=options.priority,
+            created_at=time.time(),
+            submitted_by=submitted_by,
+            lease_timeout=options.lease_timeout,
+            max_attempts=options.max_attempts,
+            client_key=client_key,
+            redundancy=options.redundancy,
+            max_replicas=options.max_replicas,
+            adaptive=options.adaptive,
+        )
+
+    def _accepted(
+        self,
+        ack: TasksAccepted,
+        hold: _Hold | None,
+        ref: int,
+        op: str,
+        options: SubmitOptions,
+        *,
+        new: bool,
+    ) -> None:
+        """The tasks are stored: the client may hear "accepted", then their outcomes."""
+        if hold is not None:
+            hold.message = Accepted(
+                ref=ref, job_id=ack.job_id, first_task_id=ack.first_task_id, count=ack.count
+            )
+            self._schedule_flush()
+        if new:
+            emit(
+                events,
+                "job_submitted",
+                f"job {ack.job_id} submitted: {ack.count} x {op}"
+                + (f" ({options.name})" if options.name else ""),
+                job_id=ack.job_id,
+                op=op,
+                count=ack.count,
+                name=options.name,
+            )
+
+    async def _cancel_shared(
+        self, job_id: int, requested_by: ClientPeer | None, grid: GridLink
+    ) -> None:
+        """``cancel`` in a grid: cancel it in the store, which tells every coordinator."""
+        try:
+            summary = await self.store.job(job_id)
+            if summary is None:
+                raise KeyError(job_id)
+            if requested_by is not None:
+                self.subscribers[job_id].add(requested_by)
+                grid.follow(job_id)  # pushes "cancelled" once the store has it
+            await self.store.cancel_job(job_id, time.time())
+        except StoreError as exc:
+            self.store_failed(exc)
+            raise
 
     # --- the core ----------------------------------------------------------------------
 
@@ -554,18 +731,34 @@ class Coordinator:
                     self._report_replica(command)
                 case WorkerQuarantined():
                     await self._quarantined(command)
+                case TasksReleased():
+                    if self.grid is not None:
+                        self.grid.hand_back(command.task_ids)
         for worker_id, batch in batches.items():
             await self._send_tasks(worker_id, batch)
         if outcomes:
+            finished: list[tuple[int, int, int]] = []
             try:
-                recorded = await self.store.add_outcomes(outcomes)
+                if self.grid is not None:
+                    recorded, finished = await self.grid.store.add_outcomes_finishing(outcomes)
+                else:
+                    recorded = await self.store.add_outcomes(outcomes)
             except StoreError as exc:
-                self._store_failed(exc)
+                self.store_failed(exc)
+                if self.grid is not None:  # another coordinator may store them
+                    self.grid.hand_back(o.task_id for o in outcomes)
                 return  # not reported: after a restart these tasks run again
             self._store_recovered()
             await self._acknowledge(outcomes)
-            self._route([o for o, new in zip(outcomes, recorded, strict=True) if new])
+            if self.grid is not None:  # clients follow the store's log instead
+                self.grid.finished(o.task_id for o in outcomes)
+                for job_id, done, failed in finished:
+                    self._job_finished(job_id, done, failed)
+            else:
+                self._route([o for o, new in zip(outcomes, recorded, strict=True) if new])
             await self._save_judged_absentees(outcomes)
+        if self.grid is not None and self.scheduler.appetite()[0] > 0:
+            self.grid.wake()
 
     async def _save_judged_absentees(self, outcomes: list[ResultRecord | FailureRecord]) -> None:
         """A quorum judged workers that have left since they sent their replica: store
@@ -696,7 +889,7 @@ class Coordinator:
                 updated = msgspec.structs.replace(known, **dataclasses.asdict(standing))
                 await self.store.record_workers([updated])
         except StoreError as exc:
-            self._store_failed(exc)
+            self.store_failed(exc)
 
     def _report_done(self, command: TaskDone, outcomes: list[ResultRecord | FailureRecord]) -> None:
         worker = self.workers.get(command.worker_id)
@@ -804,13 +997,16 @@ class Coordinator:
             job_id=command.job_id,
             cancelled=len(command.task_ids),
         )
+        if self.grid is not None:  # cancelled in the store already; followers tell clients
+            self.grid.finished(command.task_ids)
+            return
         try:
             await self.store.cancel_job(command.job_id, time.time())
         except StoreError as exc:
-            self._store_failed(exc)
+            self.store_failed(exc)
         message = Cancelled(job_id=command.job_id, task_ids=list(command.task_ids))
         for client in self.subscribers.pop(command.job_id, ()):
-            self._push(client, message)
+            self.push(client, message)
 
     async def _reject(self, command: RejectReport) -> None:
         self.stats.errors["report_rejected"] += 1
@@ -833,13 +1029,14 @@ class Coordinator:
         finished: set[int] = set()
         for outcome in outcomes:
             for client in self.subscribers.get(outcome.job_id, ()):
-                self._push(client, outcome)
+                self.push(client, outcome)
             if self.scheduler.jobs[outcome.job_id].finished:
                 finished.add(outcome.job_id)
         for job_id in finished:
-            self._job_finished(self.scheduler.jobs[job_id])
+            counts = self.scheduler.jobs[job_id].counts
+            self._job_finished(job_id, counts[TaskState.DONE], counts[TaskState.FAILED])
 
-    def _push(self, client: ClientPeer, message: _Pushed) -> None:
+    def push(self, client: ClientPeer, message: _Pushed) -> None:
         client.outbox.append(message)
         self._schedule_flush()
 
@@ -848,15 +1045,14 @@ class Coordinator:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._start_flush)
 
-    def _job_finished(self, job: Job) -> None:
+    def _job_finished(self, job_id: int, done: int, failed: int) -> None:
         emit(
             events,
             "job_finished",
-            f"job {job.job_id} finished: {job.counts[TaskState.DONE]} done, "
-            f"{job.counts[TaskState.FAILED]} failed",
-            job_id=job.job_id,
-            done=job.counts[TaskState.DONE],
-            failed=job.counts[TaskState.FAILED],
+            f"job {job_id} finished: {done} done, {failed} failed",
+            job_id=job_id,
+            done=done,
+            failed=failed,
         )
 
     def _start_flush(self) -> None:
@@ -884,6 +1080,8 @@ class Coordinator:
             subscribers.discard(client)
             if not subscribers:
                 del self.subscribers[job_id]
+                if self.grid is not None and job_id not in self.grid.followers:
+                    self.grid.positions.pop(job_id, None)
 
     async def drain(self) -> None:
         """Wait for pushes in progress (used at shutdown)."""

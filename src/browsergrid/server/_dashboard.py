@@ -4,6 +4,11 @@
 viewers were last sent and returns one frame of differences, sent as is to every viewer.
 Nothing here runs per task; the cost of a tick grows with the number of connected workers
 and running jobs only, and only while someone is watching.
+
+In a grid (``serve --redis``) the feed shows the whole grid: the other coordinators and
+their workers from the snapshots they renew every second (``_grid_view.py``), jobs with
+grid-wide counts read from the store (at most once a second, while someone watches), and
+throughput summed per second over the coordinators.
 """
 
 from __future__ import annotations
@@ -24,6 +29,13 @@ from browsergrid.protocol import CLOSE_GOING_AWAY, CLOSE_POLICY_VIOLATION
 from browsergrid.server._access import Access, Role
 from browsergrid.server._agents import Agent, describe
 from browsergrid.server._demo import DEMO
+from browsergrid.server._grid_view import (
+    SHARED_SECONDS,
+    Shared,
+    SharedWorker,
+    read_shared,
+    worker_state,
+)
 from browsergrid.server._guard import guarded
 from browsergrid.server._stats import RecentResult, WorkerEvent
 from browsergrid.store import (
@@ -37,6 +49,7 @@ from browsergrid.store import (
 
 if TYPE_CHECKING:
     from browsergrid.server._coordinator import Coordinator, WorkerPeer
+    from browsergrid.server._grid import GridLink
 
 log = logging.getLogger("browsergrid.server")
 
@@ -49,6 +62,9 @@ HISTORY_ROWS: Final = 100
 _RATE_WINDOW_S: Final = 5.0
 _JOB_RATE_WINDOW_S: Final = 10.0
 _RESULT_CHARS: Final = 120
+GRID_JOBS: Final = 100  # in a grid: the newest jobs read for the jobs panel (running ones shown)
+GRID_READ_S: Final = 1.0  # in a grid: how often jobs are read from the store while watched
+_SECONDS_KEPT: Final = 3 * SHARED_SECONDS  # in a grid: seconds still summed up
 
 Row = dict[str, Any]
 _encode = msgspec.json.Encoder().encode
@@ -112,6 +128,20 @@ class Feed:
         self._ended_at: dict[int, float] = {}
         self._results_sent = 0
         self._events_sent = 0
+        # in a grid (serve --redis): see "the grid" below
+        self._in_grid = getattr(coordinator, "grid", None) is not None  # count() reads stats only
+        self._own: deque[ThroughputSample] = deque()  # own closed seconds, for the snapshot
+        self._views: dict[str, tuple[bytes, Shared, dict[int, Row]]] = {}  # by coordinator
+        self._members_read: dict[str, bytes] | None = None
+        self._views_changed = True
+        self._sent_remote: dict[tuple[str, int], Row] = {}  # other coordinators' workers
+        self._sent_coordinators: list[Row] | None = None
+        self._grid_jobs: dict[int, Row] = {}  # job rows with grid-wide counts, last read
+        self._grid_read_at = float("-inf")
+        self._grid_progress: dict[int, deque[tuple[float, int]]] = {}  # job -> (time, finished)
+        self._grid_seconds: dict[int, dict[str, tuple[int, int]]] = {}  # second -> by coordinator
+        self._grid_sums: dict[int, tuple[int, int]] = {}
+        self._changed_seconds: dict[int, ThroughputSample] = {}
 
     # --- the clock -------------------------------------------------------------------
 
@@ -160,11 +190,19 @@ class Feed:
             sample = ThroughputSample(
                 at=self._second, done=self._second_done, failed=self._second_failed
             )
-            self.throughput.append(sample)
+            if not self._in_grid:  # in a grid: summed with the others' seconds (_merge_seconds)
+                self.throughput.append(sample)
+            self._own.append(sample)
             self._unsaved.append(sample)
         self._second_done = self._second_failed = 0
         while self.throughput and self.throughput[0].at < self._second - WINDOW_S:
             self.throughput.popleft()
+        while self._own and self._own[0].at < self._second - SHARED_SECONDS:
+            self._own.popleft()
+
+    def recent_seconds(self) -> list[ThroughputSample]:
+        """This coordinator's seconds closed in the last ``SHARED_SECONDS`` (with activity)."""
+        return [s for s in self._own if s.at >= self._second - SHARED_SECONDS]
 
     async def save(self, *, final: bool = False) -> None:
         """Write the seconds counted so far to the store: every few seconds, and with
@@ -192,8 +230,16 @@ class Feed:
         """One beat of the feed: count; offer every viewer that keeps up the ``update``
         frame; give viewers that need one a ``snapshot`` of the same moment, so that the
         next update applies to it exactly."""
-        if any(viewer.needs_snapshot for viewer in self.viewers):
+        wanted = any(viewer.needs_snapshot for viewer in self.viewers)
+        if wanted:
             await self._read_store()  # before the diff: nothing may run between it and a snapshot
+        grid = self.coordinator.grid
+        if (
+            grid is not None
+            and self.viewers
+            and (wanted or now - self._grid_read_at >= GRID_READ_S)
+        ):
+            await self._read_grid_jobs(grid, now)
         diff = self.advance(now)
         takers = [viewer for viewer in self.viewers if not viewer.needs_snapshot]
         if diff is not None and takers:
@@ -210,9 +256,14 @@ class Feed:
         """Count, and compare the state with what viewers hold: returns the ``update``
         frame's content (None when nobody watches) and takes it as what they hold."""
         self.count(now)
+        grid = self.coordinator.grid
+        if grid is not None:
+            self._merge_seconds(grid, now)
         scheduler = self.coordinator.scheduler
         changed_ids = set(scheduler.changed_jobs)
         scheduler.changed_jobs.clear()
+        if grid is not None:  # the scheduler holds only this coordinator's share of jobs
+            changed_ids.clear()
         for job_id in changed_ids:  # which jobs run, watched or not (totals need them)
             job = scheduler.jobs.get(job_id)
             if job is not None and not job.finished and not job.cancelled:
@@ -223,6 +274,10 @@ class Feed:
             self._sent_jobs.clear()
             self._sent_workers.clear()
             self._sent_peers.clear()
+            self._sent_remote.clear()
+            self._sent_coordinators = None
+            self._views_changed = True
+            self._grid_progress.clear()
             self._mark_sent()
             return None
         frame: Row = {"type": "update", "now": now, "totals": self.totals()}
@@ -233,10 +288,13 @@ class Feed:
             frame["gone"] = gone
         if history:
             frame["history"] = history
-        jobs = self._job_changes(changed_ids, now)
+        jobs = self._job_changes(changed_ids, now) if grid is None else self._grid_job_changes()
         if jobs:
             frame["jobs"] = jobs
-        closed = [s for s in self.throughput if s.at > self._throughput_sent]
+        if grid is None:
+            closed = [s for s in self.throughput if s.at > self._throughput_sent]
+        else:
+            closed = [self._changed_seconds[at] for at in sorted(self._changed_seconds)]
         if closed:
             frame["throughput"] = [[s.at, s.done, s.failed] for s in closed]
         results = self._new_results()
@@ -247,6 +305,8 @@ class Feed:
             frame["events"] = events
         if dropped:
             frame["events_dropped"] = dropped
+        if grid is not None and (changes := self._grid_changes(grid)):
+            frame["grid"] = changes
         self._mark_sent()
         return frame
 
@@ -256,12 +316,14 @@ class Feed:
         self._results_sent, self._events_sent = stats.results, stats.connections
         if self.throughput:
             self._throughput_sent = self.throughput[-1].at
+        self._changed_seconds.clear()
 
     async def _read_store(self) -> None:
         """Recent jobs and worker history for snapshots (the last good read is kept)."""
         store = self.coordinator.store
         try:
-            self._stored_jobs = await store.jobs(limit=RECENT_JOBS)
+            if self.coordinator.grid is None:  # in a grid: read each second (_read_grid_jobs)
+                self._stored_jobs = await store.jobs(limit=RECENT_JOBS)
             self._stored_history = await store.workers(limit=HISTORY_ROWS)
         except StoreError as exc:
             log.warning("dashboard: history unavailable: %s", exc)
@@ -282,11 +344,14 @@ class Feed:
             row = self._live_job_row(job_id, job, now) if job else None
             if row is not None:
                 jobs[job_id] = row
+        grid = self.coordinator.grid
+        if grid is not None:
+            jobs = dict(self._grid_jobs)
         history = {r.worker_key: _history_row(r, connected=False) for r in self._stored_history}
         for peer in self._sent_peers.values():
             if (record := peer.record()) is not None:
                 history[record.worker_key] = _history_row(record, connected=True)
-        return {
+        frame: Row = {
             "type": "snapshot",
             "now": now,
             "server": {
@@ -304,9 +369,18 @@ class Feed:
                 :HISTORY_ROWS
             ],
         }
+        if grid is not None:
+            frame["grid"] = {
+                "id": grid.coordinator_id,
+                "coordinators": self._coordinator_rows(grid),
+                "workers": list(self._sent_remote.values()),
+            }
+        return frame
 
     def totals(self) -> Row:
         coordinator = self.coordinator
+        if coordinator.grid is not None:
+            return self._grid_totals(coordinator.grid)
         queued = leased = 0
         for job_id in self._running:
             job = coordinator.scheduler.jobs.get(job_id)
@@ -339,12 +413,7 @@ class Feed:
             seen = (peer.agent, introduced), describe(peer.agent, introduced=introduced)
             self._agents[peer.worker_id] = seen
         agent = seen[1]
-        if worker.quarantined:
-            state = "quarantined"
-        elif not introduced:
-            state = "busy" if worker.in_flight and worker.tasks_done else "new"
-        else:
-            state = "busy" if worker.in_flight else "idle"
+        state = worker_state(worker)
         return {
             "id": peer.worker_id,
             "key": peer.worker_key,
@@ -485,6 +554,243 @@ class Feed:
             eta_s=None,
         )
 
+    # --- the grid (serve --redis) ----------------------------------------------------
+
+    def _others(self, grid: GridLink) -> list[tuple[str, Shared]]:
+        """The other live coordinators' snapshots (decoded again only when they changed,
+        that is at most once a second each)."""
+        members = grid.members
+        if members is not self._members_read:  # the beat replaces the dict every second
+            self._members_read = members
+            views: dict[str, tuple[bytes, Shared, dict[int, Row]]] = {}
+            for coordinator_id, raw in members.items():
+                if coordinator_id == grid.coordinator_id:
+                    continue
+                held = self._views.get(coordinator_id)
+                if held is not None and held[0] == raw:
+                    views[coordinator_id] = held
+                    continue
+                shared = read_shared(raw) or Shared()  # another version's: nothing known
+                rows = {w.id: _remote_row(coordinator_id, w) for w in shared.rows}
+                views[coordinator_id] = (raw, shared, rows)
+                self._views_changed = True
+            if views.keys() != self._views.keys():
+                self._views_changed = True
+            self._views = views
+        return [(coordinator_id, view[1]) for coordinator_id, view in self._views.items()]
+
+    def _coordinator_rows(self, grid: GridLink) -> list[Row]:
+        """A CoordinatorRow per live coordinator, oldest first: this one's live figures,
+        the others' as their latest snapshots say."""
+        coordinator = self.coordinator
+        workers = coordinator.scheduler.workers
+        rows: list[Row] = [
+            {
+                "id": grid.coordinator_id,
+                "url": coordinator.public_url,
+                "version": __version__,
+                "started_at": coordinator.started_at,
+                "workers": len(coordinator.workers),
+                "listed": len(coordinator.workers),
+                "busy": sum(1 for w in workers.values() if w.in_flight),
+                "clients": len(coordinator.clients),
+                "results": coordinator.stats.results,
+                "failed": coordinator.stats.failed,
+                "rate": self.rate(),
+                "this": True,
+            }
+        ]
+        for coordinator_id, shared in self._others(grid):
+            rows.append(
+                {
+                    "id": coordinator_id,
+                    "url": shared.url,
+                    "version": shared.version,
+                    "started_at": shared.started_at,
+                    "workers": shared.workers,
+                    "listed": len(shared.rows),
+                    "busy": shared.busy,
+                    "clients": shared.clients,
+                    "results": shared.results,
+                    "failed": shared.failed,
+                    "rate": shared.rate,
+                    "this": False,
+                }
+            )
+        rows.sort(key=lambda row: (row["started_at"], row["id"]))
+        return rows
+
+    def _grid_totals(self, grid: GridLink) -> Row:
+        """Totals over every live coordinator; queued and leased over the running jobs read."""
+        coordinators = self._coordinator_rows(grid)
+        queued = leased = 0
+        for row in self._grid_jobs.values():
+            if row["state"] == "running":
+                queued += row["queued"]
+                leased += row["leased"]
+
+        def total(field: str) -> int:
+            return sum(int(row[field]) for row in coordinators)
+
+        return {
+            "workers": total("workers"),
+            "busy": total("busy"),
+            "queued": queued,
+            "leased": leased,
+            "done": total("results"),
+            "failed": total("failed"),
+            "rate": round(sum(float(row["rate"]) for row in coordinators), 1),
+            "clients": total("clients"),
+            "viewers": len(self.viewers),
+            "store": self.coordinator.store_problem or "ok",
+        }
+
+    def _grid_changes(self, grid: GridLink) -> Row:
+        """The ``grid`` of an update: the coordinators (whole, when any changed), and the
+        other coordinators' workers that joined, changed or left (as ``workers``/``gone``)."""
+        changes: Row = {}
+        coordinators = self._coordinator_rows(grid)
+        if coordinators != self._sent_coordinators:
+            self._sent_coordinators = coordinators
+            changes["coordinators"] = coordinators
+        if not self._views_changed:
+            return changes
+        self._views_changed = False
+        current = {
+            (coordinator_id, worker_id): row
+            for coordinator_id, view in self._views.items()
+            for worker_id, row in view[2].items()
+        }
+        sent = self._sent_remote
+        workers: list[Row] = []
+        for key, row in current.items():
+            before = sent.get(key)
+            if before is None:
+                workers.append(row)
+            elif before != row:
+                workers.append(
+                    {"coordinator": key[0], "id": key[1]}
+                    | {field: value for field, value in row.items() if before.get(field) != value}
+                )
+        gone = [
+            [coordinator_id, worker_id]
+            for coordinator_id, worker_id in sent
+            if (coordinator_id, worker_id) not in current
+        ]
+        self._sent_remote = current
+        if workers:
+            changes["workers"] = workers
+        if gone:
+            changes["gone"] = gone
+        return changes
+
+    async def _read_grid_jobs(self, grid: GridLink, now: float) -> None:
+        """Jobs with grid-wide counts: the ``GRID_JOBS`` newest from the store, of which the
+        running ones and the ``RECENT_JOBS`` newest are shown, with the tasks coordinators
+        hold now as ``leased``. Two reads, whatever the number of tasks; the last good
+        read is kept."""
+        self._grid_read_at = now
+        try:
+            summaries = await self.coordinator.store.jobs(limit=GRID_JOBS)
+            running = [s.info.job_id for s in summaries if s.state is JobState.RUNNING]
+            held = await grid.grid.pending(running)
+        except StoreError as exc:
+            log.warning("dashboard: jobs unavailable: %s", exc)
+            return
+        rows: dict[int, Row] = {}
+        for rank, summary in enumerate(summaries):
+            job_id = summary.info.job_id
+            if summary.state is JobState.RUNNING:
+                rows[job_id] = self._grid_job_row(summary, held.get(job_id, 0), now)
+            elif rank < RECENT_JOBS or job_id in self._grid_progress:  # seen running: its end
+                rows[job_id] = self._stored_job_row(summary, now)
+        for job_id in [j for j in self._grid_progress if j not in rows or j not in running]:
+            del self._grid_progress[job_id]
+        self._grid_jobs = rows
+
+    def _grid_job_row(self, summary: JobSummary, held: int, now: float) -> Row:
+        """A running job: done, failed and cancelled as stored, ``leased`` the tasks the
+        coordinators hold, ``queued`` the rest."""
+        finished = summary.done + summary.failed
+        left = max(0, summary.total - finished - summary.cancelled)
+        leased = min(held, left)  # an outcome stored but not yet acknowledged counts once
+        samples = self._grid_progress.setdefault(summary.info.job_id, deque())
+        if not samples or samples[-1][0] < now:
+            samples.append((now, finished))
+        while len(samples) > 2 and samples[1][0] <= now - _JOB_RATE_WINDOW_S:
+            samples.popleft()
+        (t0, n0), (t1, n1) = samples[0], samples[-1]
+        rate = (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+        return _job_row(
+            summary.info,
+            state="running",
+            total=summary.total,
+            queued=left - leased,
+            leased=leased,
+            done=summary.done,
+            failed=summary.failed,
+            cancelled=summary.cancelled,
+            finished_at=None,
+            rate=rate,
+            eta_s=left / rate if rate > 0 and left else None,
+        )
+
+    def _grid_job_changes(self) -> list[Row]:
+        rows: list[Row] = []
+        for job_id in sorted(self._grid_jobs):
+            row = self._grid_jobs[job_id]
+            key = tuple(row.values())
+            if self._sent_jobs.get(job_id) != key:
+                self._sent_jobs[job_id] = key
+                rows.append(row)
+        for job_id in [j for j in self._sent_jobs if j not in self._grid_jobs]:
+            del self._sent_jobs[job_id]
+        return rows
+
+    def _merge_seconds(self, grid: GridLink, now: float) -> None:
+        """Sum each recent second over the coordinators (this one's own seconds and those
+        the others' snapshots carry); a second whose sum grew is held, and sent, anew."""
+        seen = self._grid_seconds
+        oldest = int(now) - _SECONDS_KEPT
+        for own in self._own:
+            seen.setdefault(own.at, {})[grid.coordinator_id] = (own.done, own.failed)
+        for coordinator_id, shared in self._others(grid):
+            for at, done, failed in shared.seconds:
+                if at >= oldest:
+                    seen.setdefault(at, {})[coordinator_id] = (done, failed)
+        for at in [at for at in seen if at < oldest]:
+            del seen[at]
+            self._grid_sums.pop(at, None)
+        for at, by in seen.items():
+            sums = (sum(d for d, _ in by.values()), sum(f for _, f in by.values()))
+            if self._grid_sums.get(at) != sums:
+                self._grid_sums[at] = sums
+                sample = self._hold_second(at, *sums)
+                if sample is not None:
+                    self._changed_seconds[at] = sample
+        while self.throughput and self.throughput[0].at < int(now) - WINDOW_S:
+            self.throughput.popleft()
+
+    def _hold_second(self, at: int, done: int, failed: int) -> ThroughputSample | None:
+        """Put a second's counts in ``throughput`` (in order; at least what it held, which
+        may be the store's sum of it); returns what changed, if anything."""
+        held = self.throughput
+        i = len(held)
+        while i > 0 and held[i - 1].at > at:
+            i -= 1
+        if i > 0 and held[i - 1].at == at:
+            before = held[i - 1]
+            sample = ThroughputSample(
+                at=at, done=max(done, before.done), failed=max(failed, before.failed)
+            )
+            if sample == before:
+                return None
+            held[i - 1] = sample
+            return sample
+        sample = ThroughputSample(at=at, done=done, failed=failed)
+        held.insert(i, sample)
+        return sample
+
     # --- results and events ----------------------------------------------------------
 
     def _new_results(self) -> list[Row]:
@@ -517,6 +823,29 @@ def _job_row(info: JobInfo, *, rate: float, eta_s: float | None, **counts: Any) 
         "created_at": info.created_at,
         "rate": round(rate, 1),
         "eta_s": None if eta_s is None else round(eta_s),
+    }
+
+
+def _remote_row(coordinator_id: str, worker: SharedWorker) -> Row:
+    """A RemoteWorkerRow: a WorkerRow of another coordinator's worker, from its snapshot."""
+    return {
+        "coordinator": coordinator_id,
+        "id": worker.id,
+        "key": worker.key,
+        "kind": worker.kind,
+        "browser": worker.browser,
+        "os": worker.os,
+        "agent": None,
+        "address": worker.address,
+        "connected_at": worker.connected_at,
+        "state": worker.state,
+        "in_flight": worker.in_flight,
+        "concurrency": worker.concurrency,
+        "done": worker.done,
+        "failures": worker.failures,
+        "lifetime_done": None,
+        "mean_ms": worker.mean_ms,
+        "speed_ms": worker.speed_ms,
     }
 
 

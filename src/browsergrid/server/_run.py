@@ -268,6 +268,7 @@ class _Server(uvicorn.Server):
         if self.started and sockets:
             host, port = sockets[0].getsockname()[:2]
             base, ws_base = base_urls(sockets[0], tls=self.config.is_ssl)
+            self.coordinator.public_url = base  # for the grid's dashboards
             ws_url = with_token(f"{ws_base}/ws", self.access.worker)
             page_url = with_token(f"{base}/", self.access.worker)
             dashboard_url = with_token(f"{base}/dashboard", self.access.dashboard)

@@ -890,14 +890,22 @@ class RedisStore:
         return [summary for row in rows if (summary := _summary(row)) is not None]
 
     async def outcomes(self, job_id: int, *, follow: bool = False) -> AsyncIterator[Outcome]:
+        async for _, outcome in self.outcomes_after(job_id, b"0-0", follow=follow):
+            yield outcome
+
+    async def outcomes_after(
+        self, job_id: int, after: bytes, *, follow: bool = False
+    ) -> AsyncIterator[tuple[bytes, Outcome]]:
+        """``outcomes``, from the job's log entry after ``after`` (b"0-0": from the start),
+        each with the id of the last entry of the page it was read in: once the page is
+        consumed, a follower that stopped resumes after it."""
         self._open_client()
-        after = b"0-0"
         while True:
             page_size = self._page_size
             reply = await self._read("outcome_page", job_id, after, page_size)
             state, after, read = reply[0], reply[1], int(reply[2])
             for stored in reply[3:]:
-                yield _outcome(stored)
+                yield after, _outcome(stored)
             if read == page_size:
                 continue
             if state is None or state != b"running" or not follow:

@@ -4,12 +4,15 @@ import { DemoPanel } from './demo-panel.js';
 import { endpoints, LiveFeed } from './feed.js';
 import { formatCount, formatDuration, formatRate } from './format.js';
 import {
-  applyFrame, demoJob, filterWorkers, initialState, page, summary, summaryText, throughputSeries, workerLabel,
+  applyFrame, demoJob, filterWorkers, gridWorkers, initialState, page, summary, summaryText, throughputSeries,
+  unlistedWorkers, workerLabel,
 } from './model.js';
 import { strings } from './strings.js';
 import { Pager, RowTable } from './table.js';
 import { authHeaders, tokenFrom, withToken } from '../token.js';
-import { eventItems, historyTable, jobsTable, resultItems, workersTable } from './views.js';
+import {
+  coordinatorsTable, eventItems, gridWorkersTable, historyTable, jobsTable, resultItems, workersTable,
+} from './views.js';
 
 const PAGE_SIZE = 25; // connected workers per page
 const HISTORY_PAGE_SIZE = 10;
@@ -67,9 +70,13 @@ const view = {
   dropped: $('events-dropped'),
   demoButton: $('demo-button'),
   demoMessage: $('demo-message'),
+  coordinators: $('coordinators-panel'),
+  coordinatorsCount: $('coordinators-count'),
+  workersTable: $('workers-table'),
 };
 const jobsView = new RowTable($('jobs-table').tBodies[0], jobsTable, $('jobs-empty'));
-const workersView = new RowTable($('workers-table').tBodies[0], workersTable, $('workers-empty'));
+let workersView = new RowTable(view.workersTable.tBodies[0], workersTable, $('workers-empty'));
+const coordinatorsView = new RowTable($('coordinators-table').tBodies[0], coordinatorsTable, $('coordinators-empty'));
 const historyView = new RowTable($('history-table').tBodies[0], historyTable, $('history-empty'));
 view.results.dataset.emptyText = strings.resultsNone;
 view.events.dataset.emptyText = strings.eventsNone;
@@ -129,21 +136,62 @@ function renderChart(now) {
   chart.update(throughputSeries(state.throughput, now));
 }
 
+// In a grid, the workers table gets a Coordinator column after the id (and loses it again outside one).
+function setGridColumn(on) {
+  const table = view.workersTable;
+  if ((table.dataset.grid === 'true') === on) return;
+  table.dataset.grid = String(on);
+  if (on) {
+    const col = document.createElement('col');
+    col.className = 'c-coord';
+    table.querySelector('colgroup').children[0].after(col);
+    const th = document.createElement('th');
+    th.scope = 'col';
+    th.className = 'coord';
+    th.textContent = strings.workerCoordinator;
+    table.tHead.rows[0].cells[0].after(th);
+  } else {
+    table.querySelector('col.c-coord')?.remove();
+    table.querySelector('th.coord')?.remove();
+  }
+  workersView = new RowTable(table.tBodies[0], on ? gridWorkersTable : workersTable, $('workers-empty'));
+}
+
 function renderWorkers(now) {
-  if (state.workers !== last.workers || ui.filter !== last.filter) {
-    if (state.workers !== last.workers) {
-      const groups = summary(state.workers);
-      setText(view.summary, summaryText(groups));
-      view.summary.title = summaryText(groups, Infinity);
-    }
+  const { grid } = state;
+  setGridColumn(grid !== null);
+  const remote = grid?.workers;
+  if (state.workers !== last.workers || remote !== last.remote || ui.filter !== last.filter) {
+    const all = gridWorkers(state.workers, grid);
+    if (state.workers !== last.workers || remote !== last.remote) last.groups = summary(all);
     last.workers = state.workers;
+    last.remote = remote;
     last.filter = ui.filter;
-    last.filtered = filterWorkers(state.workers, ui.filter);
+    last.filtered = filterWorkers(all, ui.filter);
+  }
+  const unlisted = unlistedWorkers(grid);
+  if (last.summarised !== last.groups || last.unlisted !== unlisted) {
+    last.summarised = last.groups;
+    last.unlisted = unlisted;
+    const more = unlisted > 0 ? ` · ${strings.workersUnlisted(formatCount(unlisted))}` : '';
+    setText(view.summary, summaryText(last.groups) + more);
+    view.summary.title = summaryText(last.groups, Infinity) + more;
   }
   const shown = page(last.filtered, ui.workersPage, PAGE_SIZE);
   ui.workersPage = shown.page;
-  workersView.render(shown.rows, { now, filtered: ui.filter.trim() !== '' });
+  workersView.render(shown.rows, { now, filtered: ui.filter.trim() !== '', here: grid?.id ?? null });
   workersPager.render(shown);
+}
+
+function renderCoordinators(now) {
+  const { grid } = state;
+  if (view.main.dataset.grid !== String(grid !== null)) {
+    view.main.dataset.grid = String(grid !== null);
+    view.coordinators.hidden = grid === null;
+  }
+  if (grid === null) return;
+  setText(view.coordinatorsCount, strings.coordinatorsCount(grid.coordinators.length));
+  coordinatorsView.render(grid.coordinators, { now });
 }
 
 function renderLists() {
@@ -169,6 +217,7 @@ function render() {
   const now = serverNow();
   renderHeader(now);
   renderTotals();
+  renderCoordinators(now);
   renderChart(now);
   if (state.server) {
     demo.setDemo(state.server.demo ?? null);

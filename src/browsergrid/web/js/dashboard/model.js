@@ -17,6 +17,7 @@ export function initialState() {
     events: [], // EventRow, oldest first
     eventsDropped: 0, // events the feed left out since the last snapshot
     history: [], // HistoryRow, most recently seen first
+    grid: null, // in a grid of coordinators (serve --redis): {id, coordinators, workers}, see gridOf
   };
 }
 
@@ -40,6 +41,7 @@ function applySnapshot(frame) {
     events: (frame.events ?? []).slice(-LIMITS.events),
     eventsDropped: 0,
     history: upsertHistory([], frame.history ?? []),
+    grid: gridOf(frame.grid),
   };
 }
 
@@ -59,7 +61,49 @@ function applyUpdate(state, frame) {
   if (frame.events?.length) next.events = [...state.events, ...frame.events].slice(-LIMITS.events);
   if (frame.events_dropped > 0) next.eventsDropped = state.eventsDropped + frame.events_dropped;
   if (frame.history?.length) next.history = upsertHistory(state.history, frame.history);
+  if (frame.grid && typeof frame.grid === 'object') next.grid = applyGrid(state.grid, frame.grid);
   return next;
+}
+
+// A snapshot's `grid`: this coordinator's id, every live coordinator (CoordinatorRow) and the other
+// coordinators' workers (RemoteWorkerRow: a WorkerRow with `coordinator`); null outside a grid.
+function gridOf(grid) {
+  if (!grid || typeof grid !== 'object') return null;
+  return {
+    id: grid.id ?? null,
+    coordinators: grid.coordinators ?? [],
+    workers: upsertRemote([], grid.workers ?? [], []),
+  };
+}
+
+// An update's `grid`: `coordinators` replaces the list; `workers` and `gone` change the other
+// coordinators' workers as `workers` and `gone` change this one's.
+function applyGrid(current, changes) {
+  const held = current ?? { id: null, coordinators: [], workers: [] };
+  const next = { ...held };
+  if (Array.isArray(changes.coordinators)) next.coordinators = changes.coordinators;
+  if (changes.workers?.length || changes.gone?.length) {
+    next.workers = upsertRemote(held.workers, changes.workers ?? [], changes.gone ?? []);
+  }
+  return next;
+}
+
+const remoteKey = (coordinator, id) => `${coordinator}/${id}`;
+
+// As upsertWorkers, keyed by coordinator and id (`gone` holds [coordinator, id] pairs); ordered by
+// coordinator, then id.
+function upsertRemote(current, rows, gone) {
+  const byKey = new Map(current.map((row) => [remoteKey(row.coordinator, row.id), row]));
+  for (const row of rows) {
+    const key = remoteKey(row.coordinator, row.id);
+    const held = byKey.get(key);
+    if (held) byKey.set(key, { ...held, ...row });
+    else if ('kind' in row) byKey.set(key, row);
+  }
+  for (const pair of gone) {
+    if (Array.isArray(pair)) byKey.delete(remoteKey(pair[0], pair[1]));
+  }
+  return [...byKey.values()].sort((a, b) => String(a.coordinator).localeCompare(String(b.coordinator)) || a.id - b.id);
 }
 
 // A whole row (a worker that joined) replaces the row with its id; a partial row (`id` and
@@ -112,6 +156,47 @@ function upsertHistory(current, rows) {
 
 // --- views of the state ---
 
+// Every worker the page lists: this coordinator's, then in a grid the other coordinators' (rows with
+// `coordinator`). Returns `workers` itself outside a grid.
+export function gridWorkers(workers, grid) {
+  return grid && grid.workers.length ? [...workers, ...grid.workers] : workers;
+}
+
+// How many workers of other coordinators are connected but not listed (a coordinator shares the rows
+// of its first few hundred workers only).
+export function unlistedWorkers(grid) {
+  if (!grid) return 0;
+  let count = 0;
+  for (const row of grid.coordinators) {
+    if (!row.this) count += Math.max(0, (row.workers ?? 0) - (row.listed ?? 0));
+  }
+  return count;
+}
+
+// What names a worker row in the page: its id, or "coordinator/id" for another coordinator's worker.
+export function workerKey(row) {
+  return row.coordinator === undefined || row.coordinator === null ? row.id : remoteKey(row.coordinator, row.id);
+}
+
+// A coordinator id as the page shows it: its first 8 characters (the whole id is in the tooltip).
+export function shortId(id) {
+  return String(id ?? '').slice(0, 8);
+}
+
+// The dashboard of the coordinator serving at `url` (http(s)://HOST:PORT), or null when that address
+// names no host to go to (unknown, or a wildcard such as 0.0.0.0 or [::]).
+export function dashboardLink(url) {
+  if (typeof url !== 'string' || !/^https?:\/\//i.test(url)) return null;
+  let parsed;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return null;
+  }
+  if (['0.0.0.0', '[::]', ''].includes(parsed.hostname)) return null;
+  return `${parsed.origin}/dashboard`;
+}
+
 // "Chrome 131 on Linux", "Python 3.11", "classroom page", ...
 export function workerLabel(row) {
   if (row.kind === 'exercise') return strings.kindExercise;
@@ -147,7 +232,7 @@ function haystack(row) {
   if (text === undefined) {
     // the raw agent only when nothing was read from it: a Chrome agent string names Safari too
     const agent = row.browser || row.os ? null : row.agent;
-    text = [`#${row.id}`, workerLabel(row), row.kind, row.state, row.address, row.key, agent]
+    text = [`#${row.id}`, workerLabel(row), row.kind, row.state, row.address, row.key, agent, row.coordinator]
       .filter((part) => part !== null && part !== undefined)
       .join(' ')
       .toLowerCase();
@@ -156,8 +241,8 @@ function haystack(row) {
   return text;
 }
 
-// Workers whose id, label, kind, state, address or key (or agent, when no browser or OS was read from it)
-// contain every word of `text`, in any case.
+// Workers whose id, label, kind, state, address, key or coordinator (or agent, when no browser or OS was
+// read from it) contain every word of `text`, in any case.
 export function filterWorkers(rows, text) {
   const words = String(text ?? '').toLowerCase().split(/\s+/).filter(Boolean);
   if (words.length === 0) return rows;

@@ -30,6 +30,24 @@ export const en = {
   totalClients: 'clients',
   totalViewers: 'viewers',
 
+  // coordinators (a grid of coordinators sharing one Redis: serve --redis)
+  coordinatorsHeading: 'Coordinators',
+  coordinatorsCount: (n) => (n === 1 ? '1 live, sharing one Redis' : `${n} live, sharing one Redis`),
+  coordinatorsNone: 'No coordinator is live.',
+  coordinatorId: 'Coordinator',
+  coordinatorUrl: 'Address',
+  coordinatorWorkers: 'Workers',
+  coordinatorBusy: 'Busy',
+  coordinatorRate: 'Tasks/s',
+  coordinatorDone: 'Done',
+  coordinatorFailed: 'Failed',
+  coordinatorUp: 'Up',
+  coordinatorVersion: 'Version',
+  coordinatorThis: (id) => `${id} (this one)`,
+  coordinatorOpen: (url) => `Open the dashboard of ${url}`,
+  workerCoordinator: 'Coordinator',
+  workersUnlisted: (n) => `${n} more on other coordinators, not listed (each shares the rows of its first 250)`,
+
   // throughput chart
   chartHeading: 'Throughput, last 15 minutes (tasks/s)',
   chartDone: 'done',

@@ -1,6 +1,6 @@
 // What each table column and list line shows: the jobs, workers and history tables, results and events.
 import { formatAgo, formatClock, formatCount, formatDateTime, formatDuration, formatMs, formatRate } from './format.js';
-import { workerLabel } from './model.js';
+import { dashboardLink, shortId, workerKey, workerLabel } from './model.js';
 import { strings } from './strings.js';
 
 const withTitle = (cell, row, value, title) => {
@@ -76,6 +76,63 @@ export const workersTable = {
     { className: 'num', value: (row) => formatCount(row.failures) },
     { className: 'num', value: (row) => formatMs(row.mean_ms) },
     { className: 'num', value: (row) => formatMs(row.speed_ms) },
+  ],
+};
+
+// In a grid of coordinators: the workers table with a Coordinator column after the id, and the other
+// coordinators' workers among the rows. context: {now, filtered, here: this coordinator's id}
+const coordinatorColumn = {
+  className: 'clip mono',
+  value: (row, { here }) => (row.coordinator === undefined || row.coordinator === null
+    ? strings.coordinatorThis(shortId(here))
+    : shortId(row.coordinator)),
+  paint: (cell, row, value, { here }) => withTitle(cell, row, value, String(row.coordinator ?? here ?? '')),
+};
+
+export const gridWorkersTable = {
+  ...workersTable,
+  key: workerKey,
+  attrs: (row) => ({ ...workersTable.attrs(row), 'data-coordinator': String(row.coordinator ?? '') }),
+  columns: [workersTable.columns[0], coordinatorColumn, ...workersTable.columns.slice(1)],
+};
+
+function paintLink(cell, row, value) {
+  const href = dashboardLink(row.url);
+  if (href === null) {
+    cell.textContent = value;
+    cell.title = value;
+    return;
+  }
+  const link = document.createElement('a');
+  link.href = href;
+  link.textContent = value;
+  link.title = strings.coordinatorOpen(value);
+  cell.replaceChildren(link);
+}
+
+// Every live coordinator of the grid (CoordinatorRow). context: {now}
+export const coordinatorsTable = {
+  key: (row) => row.id,
+  attrs: (row) => ({ 'data-coordinator': String(row.id), 'data-this': String(Boolean(row.this)) }),
+  empty: () => strings.coordinatorsNone,
+  columns: [
+    {
+      className: 'clip mono',
+      value: (row) => (row.this ? strings.coordinatorThis(shortId(row.id)) : shortId(row.id)),
+      paint: (cell, row, value) => withTitle(cell, row, value, String(row.id)),
+    },
+    { className: 'clip mono', value: (row) => row.url ?? strings.none, paint: paintLink },
+    { className: 'num', value: (row) => formatCount(row.workers) },
+    { className: 'num', value: (row) => formatCount(row.busy) },
+    { className: 'num', value: (row) => formatRate(row.rate) },
+    { className: 'num', value: (row) => formatCount(row.results) },
+    { className: 'num', value: (row) => formatCount(row.failed) },
+    {
+      className: 'num',
+      value: (row, { now }) => (row.started_at ? formatDuration(now - row.started_at) : strings.none),
+      paint: (cell, row, value) => withTitle(cell, row, value, row.started_at ? formatDateTime(row.started_at) : ''),
+    },
+    { className: 'clip', value: (row) => (row.version ? strings.version(row.version) : strings.none) },
   ],
 };
 

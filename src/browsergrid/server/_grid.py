@@ -1,0 +1,300 @@
+"""``GridLink``: a coordinator's part in a grid of coordinators that share one Redis.
+
+With ``serve --redis URL`` every coordinator is equal: a job submitted to any of them is
+stored in Redis and queued in the shared queue (``store/_redis_grid.py``); each
+coordinator takes from it what its own workers can run now (``Scheduler.appetite``), runs
+those tasks with its scheduler as usual, stores their outcomes and acknowledges them.
+Clients hear of outcomes by following the job's log in Redis, whoever produced them.
+
+Around that, once a second: renew this coordinator's presence (with a snapshot for the
+other dashboards), hand back queued tasks no worker here runs any more, and every other
+second claim the tasks of coordinators that died. Signals from Redis wake the taking at
+once when work is queued, and cancel here the jobs cancelled anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Coroutine, Iterable
+from typing import TYPE_CHECKING, Any, Final
+
+from browsergrid._console import emit
+from browsergrid.core import JobCancelRequested, RestoredTask, StrandedReleased, TasksTaken
+from browsergrid.protocol import Cancelled
+from browsergrid.store import JobInfo, JobState, RedisStore, StoreError
+from browsergrid.store._redis_grid import BEAT_S, RedisGrid, Taken
+
+if TYPE_CHECKING:
+    from browsergrid.server._coordinator import Coordinator
+
+log = logging.getLogger("browsergrid.server")
+
+TAKE_AT_MOST: Final = 1000  # tasks per take
+CLAIM_EVERY: Final = 2  # beats between two looks for dead coordinators' tasks
+_RETRY_S: Final = 1.0
+
+
+class GridLink:
+    """Joins ``coordinator`` to the grid on ``store``'s Redis; ``start`` after the store is
+    open, ``stop`` before it closes."""
+
+    def __init__(
+        self,
+        coordinator: Coordinator,
+        store: RedisStore,
+        snapshot: Callable[[Coordinator], bytes],
+    ) -> None:
+        self.coordinator = coordinator
+        self.store = store
+        self.grid = RedisGrid(store)
+        self.snapshot = snapshot
+        self.taken: dict[int, Taken] = {}  # task id -> its queue entry, while it is ours
+        self.members: dict[str, bytes] = {}  # the live coordinators' snapshots, by id
+        self.followers: dict[int, asyncio.Task[None]] = {}
+        self.positions: dict[int, bytes] = {}  # job id -> last log entry pushed from
+        self._wake = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[Any]] = set()
+
+    @property
+    def coordinator_id(self) -> str:
+        return self.grid.coordinator_id
+
+    async def start(self) -> None:
+        """Announce this coordinator, then take, claim and listen in the background."""
+        await self.beat()
+        loop = asyncio.get_running_loop()
+        self._loops = [
+            loop.create_task(self._take_forever(), name="browsergrid-grid-take"),
+            loop.create_task(self._listen_forever(), name="browsergrid-grid-signals"),
+            loop.create_task(self._beat_forever(), name="browsergrid-grid-beat"),
+        ]
+        emit(
+            log,
+            "grid_joined",
+            f"joined the grid on {self.store.url} as coordinator {self.coordinator_id} "
+            f"({len(self.members)} coordinator(s) live)",
+            coordinator_id=self.coordinator_id,
+            coordinators=len(self.members),
+        )
+
+    async def stop(self) -> None:
+        """Stop taking; the others claim what this coordinator still holds at once."""
+        for task in [*self._loops, *self.followers.values()]:
+            task.cancel()
+        for task in [*self._loops, *self.followers.values()]:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        with contextlib.suppress(StoreError):
+            await self.grid.leave()
+
+    def wake(self) -> None:
+        """Workers here may be hungry, or work was queued: look at the queue now."""
+        self._wake.set()
+
+    # --- taking work -------------------------------------------------------------------
+
+    async def _take_forever(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), BEAT_S)
+            self._wake.clear()
+            try:
+                await self.take()
+            except StoreError as exc:
+                self.coordinator.store_failed(exc)
+                await asyncio.sleep(_RETRY_S)
+            except Exception:  # a bug: say so, and go on taking
+                log.exception("taking from the shared queue failed")
+                await asyncio.sleep(_RETRY_S)
+
+    async def take(self) -> None:
+        """Take from the shared queue what the workers here can run now."""
+        coordinator = self.coordinator
+        while not coordinator.closing:
+            count, ops = coordinator.scheduler.appetite()
+            if count <= 0:
+                return
+            identities = coordinator.scheduler.identities()
+            taken = await self.grid.take(ops, min(count, TAKE_AT_MOST), identities)
+            if not taken:
+                return
+            await self.adopt(taken)
+
+    async def adopt(self, taken: Iterable[Taken]) -> None:
+        """Queue here the tasks taken from the shared queue (for the scheduler to lease)."""
+        coordinator = self.coordinator
+        scheduler = coordinator.scheduler
+        by_job: defaultdict[int, list[Taken]] = defaultdict(list)
+        unwanted: list[Taken] = []
+        for item in taken:
+            if item.task.task_id in scheduler.tasks:
+                unwanted.append(item)  # ours already, under its other entry
+            else:
+                by_job[item.task.job_id].append(item)
+        for job_id, items in by_job.items():
+            info = await self._info(job_id)
+            local = scheduler.jobs.get(job_id)
+            if info is None or (local is not None and local.cancelled):
+                unwanted.extend(items)
+                continue
+            for item in items:
+                self.taken[item.task.task_id] = item
+            await coordinator.apply(
+                TasksTaken(
+                    job_id=job_id,
+                    options=coordinator.job_options(info),
+                    tasks=[
+                        RestoredTask(
+                            task_id=t.task.task_id,
+                            index=t.task.index,
+                            op=t.task.op,
+                            args=t.task.args,
+                            attempts=t.task.attempts,
+                            reasons=tuple(t.task.reasons),
+                        )
+                        for t in items
+                    ],
+                    now=time.monotonic(),
+                    stimulus_id=coordinator.stimulus("take"),
+                )
+            )
+        self._later(self.grid.ack(unwanted))
+
+    async def _info(self, job_id: int) -> JobInfo | None:
+        infos = self.coordinator.job_infos
+        if job_id not in infos:
+            summary = await self.store.job(job_id)
+            if summary is None or summary.state is JobState.CANCELLED:
+                return None
+            infos[job_id] = summary.info
+        return infos[job_id]
+
+    def finished(self, task_ids: Iterable[int]) -> None:
+        """These tasks' outcomes are stored (or their job was cancelled): end their entries."""
+        ended = [t for task_id in task_ids if (t := self.taken.pop(task_id, None)) is not None]
+        self._later(self.grid.ack(ended))
+
+    def hand_back(self, task_ids: Iterable[int]) -> None:
+        """The scheduler gave up these queued tasks: back to the queue, for anyone."""
+        back = [t for task_id in task_ids if (t := self.taken.pop(task_id, None)) is not None]
+        if back:
+            emit(
+                log,
+                "tasks_handed_back",
+                f"handed back {len(back)} queued task(s) that no worker here runs now",
+                tasks=len(back),
+            )
+        self._later(self.grid.hand_back(back))
+
+    def _later(self, write: Coroutine[Any, Any, None]) -> None:
+        """Run a write in the background; a failure is the store's (logged, counted)."""
+        task = asyncio.get_running_loop().create_task(write)
+        self._background.add(task)
+        task.add_done_callback(self._written)
+
+    def _written(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and isinstance(task.exception(), StoreError):
+            exc = task.exception()
+            assert isinstance(exc, StoreError)
+            self.coordinator.store_failed(exc)
+
+    # --- presence, failover, signals ---------------------------------------------------
+
+    async def beat(self) -> None:
+        await self.grid.beat(self.snapshot(self.coordinator))
+        self.members = await self.grid.members()
+
+    async def _beat_forever(self) -> None:
+        beats = 0
+        while True:
+            await asyncio.sleep(BEAT_S)
+            beats += 1
+            try:
+                await self.beat()
+                await self.coordinator.apply(
+                    StrandedReleased(
+                        now=time.monotonic(), stimulus_id=self.coordinator.stimulus("stranded")
+                    )
+                )
+                if beats % CLAIM_EVERY == 0:
+                    await self.claim()
+            except StoreError as exc:
+                self.coordinator.store_failed(exc)
+            except Exception:  # a bug: say so, and go on beating
+                log.exception("the grid's periodic work failed")
+
+    async def claim(self) -> None:
+        """Take over the tasks of coordinators that died."""
+        claimed = await self.grid.claim()
+        if claimed:
+            emit(
+                log,
+                "tasks_claimed",
+                f"took over {len(claimed)} task(s) of a coordinator that stopped",
+                tasks=len(claimed),
+            )
+            await self.adopt(claimed)
+            self.wake()
+
+    async def _listen_forever(self) -> None:
+        async for signal in self.grid.signals():
+            if signal.kind == "work":
+                self.wake()
+            elif signal.job_id is not None:
+                await self._cancelled_elsewhere(signal.job_id)
+
+    async def _cancelled_elsewhere(self, job_id: int) -> None:
+        job = self.coordinator.scheduler.jobs.get(job_id)
+        if job is None or job.cancelled:
+            return
+        await self.coordinator.apply(
+            JobCancelRequested(
+                job_id=job_id, now=time.monotonic(), stimulus_id=self.coordinator.stimulus("cancel")
+            )
+        )
+
+    # --- clients follow jobs through the store ------------------------------------------
+
+    def follow(self, job_id: int) -> None:
+        """Push the job's outcomes, whoever stores them, to its subscribers here."""
+        if job_id not in self.followers:
+            task = asyncio.get_running_loop().create_task(self._follow(job_id))
+            self.followers[job_id] = task
+
+    async def _follow(self, job_id: int) -> None:
+        """Until the job ends (finished or cancelled), or nobody here follows it. Where it
+        got to in the job's log is kept while someone follows the job: a job that gets
+        more tasks after it finished is followed again from there, not from the start."""
+        coordinator = self.coordinator
+        try:
+            while coordinator.subscribers.get(job_id):
+                try:
+                    start = self.positions.get(job_id, b"0-0")
+                    async for after, outcome in self.store.outcomes_after(
+                        job_id, start, follow=True
+                    ):
+                        self.positions[job_id] = after
+                        for client in list(coordinator.subscribers.get(job_id, ())):
+                            coordinator.push(client, outcome)
+                    summary = await self.store.job(job_id)
+                    if summary is not None and summary.state is JobState.CANCELLED:
+                        ids = await self.store.cancelled_tasks(job_id)
+                        message = Cancelled(job_id=job_id, task_ids=ids)
+                        for client in coordinator.subscribers.pop(job_id, ()):
+                            coordinator.push(client, message)
+                    return
+                except StoreError as exc:
+                    coordinator.store_failed(exc)
+                    await asyncio.sleep(_RETRY_S)
+        finally:
+            self.followers.pop(job_id, None)
+            if not coordinator.subscribers.get(job_id):
+                self.positions.pop(job_id, None)
