@@ -355,3 +355,12 @@ async def test_a_write_whose_caller_gave_up_is_still_applied(store: RedisStore) 
 
 async def _collect(store: RedisStore, job_id: int) -> list[object]:
     return [outcome async for outcome in store.outcomes(job_id, follow=True)]
+
+
+async def test_unfinished_reads_a_big_job_in_pages(store: RedisStore) -> None:
+    await store.add_job(job(1), tasks(1, 1, 2500))
+    await store.record_attempt(7, "worker 2 disconnected")
+    jobs, unfinished = await store.unfinished()
+    assert [j.job_id for j in jobs] == [1]
+    assert [t.task_id for t in unfinished] == list(range(1, 2501))
+    assert unfinished[6].reasons == ["worker 2 disconnected"]

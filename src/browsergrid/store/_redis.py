@@ -424,18 +424,6 @@ end
 return out
 """
 
-_UNFINISHED: Final = """
--- ARGV: prefix; per running job, by id: {JobInfo JSON, queued (flat), lost (flat)}
-local p = ARGV[1]
-local out = {}
-for _, j in ipairs(redis.call('ZRANGE', p .. 'jobs:running', 0, -1)) do
-  local jk = p .. 'job:' .. j
-  out[#out + 1] = {redis.call('HGET', jk, 'info'), redis.call('HGETALL', jk .. ':queued'),
-    redis.call('HGETALL', jk .. ':lost')}
-end
-return out
-"""
-
 _OUTCOME_PAGE: Final = """
 -- ARGV: prefix, job id, the last log entry read ("0-0" at first), entries at most
 -- Returns {job state (nil: unknown), last entry read, entries read, outcomes...}: the
@@ -516,7 +504,6 @@ _SCRIPTS: Final = {
     "prune_jobs": _PRUNE_JOBS_STEP,
     "prune_throughput": _PRUNE_THROUGHPUT,
     "jobs": _JOBS,
-    "unfinished": _UNFINISHED,
     "outcome_page": _OUTCOME_PAGE,
     "workers": _WORKERS,
     "throughput": _THROUGHPUT,
@@ -950,14 +937,25 @@ class RedisStore:
         return [found[task_id] for task_id in wanted if task_id in found]
 
     async def unfinished(self) -> tuple[list[JobInfo], list[TaskRecord]]:
-        rows = await self._read("unfinished")
+        """Read in pages (HSCAN), so a job of a million tasks never makes one huge reply
+        that holds up Redis; each page is a snapshot, and a task that ends meanwhile may or
+        may not be in the result."""
+        client = self._open_client()
+        prefix = self._prefix
         jobs: list[JobInfo] = []
         tasks: list[TaskRecord] = []
-        for info, queued, lost in rows:
-            jobs.append(_decode_job(info))
-            reasons = dict(zip(lost[::2], lost[1::2], strict=True))
-            for task_id, stored in zip(queued[::2], queued[1::2], strict=True):
-                tasks.append(task_record(stored, reasons.get(task_id)))
+        with self._errors():
+            running = cast(list[bytes], await client.zrange(prefix + "jobs:running", 0, -1))
+            for job_id in running:
+                key = f"{prefix}job:{job_id.decode()}"
+                info = cast(bytes | None, await client.hget(key, "info"))
+                if info is None:
+                    continue
+                jobs.append(_decode_job(info))
+                lost = cast(dict[bytes, bytes], await client.hgetall(key + ":lost"))
+                async for task_id, stored in client.hscan_iter(key + ":queued", count=_CHUNK):
+                    tasks.append(task_record(stored, lost.get(task_id)))
+        jobs.sort(key=lambda job: job.job_id)
         tasks.sort(key=lambda task: task.task_id)
         return jobs, tasks
 
