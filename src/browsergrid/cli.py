@@ -97,8 +97,9 @@ def _parser() -> argparse.ArgumentParser:
         "--redis",
         metavar="URL",
         help="keep jobs, results and worker history in Redis instead of SQLite: "
-        "redis://HOST:PORT/DB[?prefix=NAME:] (one coordinator for now; "
-        f"default: ${REDIS_ENV}, unless --memory)",
+        "redis://HOST:PORT/DB[?prefix=NAME:]; every coordinator started with the same URL "
+        "and prefix shares one grid (docs/deploy.md) "
+        f"(default: ${REDIS_ENV}, unless --memory)",
     )
     serve.add_argument(
         "--sync",

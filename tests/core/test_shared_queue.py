@@ -85,8 +85,10 @@ def test_appetite_is_the_credit_and_ops_of_workers_nothing_here_suits() -> None:
     s.handle(join(1))
     s.handle(hello(1, {RM, MC}, concurrency=2, prefetch=1))
     assert s.appetite() == (3, frozenset({RM, MC}))
-    s.handle(taken(7, 101, 102))
-    assert s.appetite() == (1, frozenset({RM, MC}))
+    s.handle(taken(7, 101))
+    assert s.appetite() == (2, frozenset({RM, MC}))  # 1 of 3 held: half empty, still hungry
+    s.handle(taken(7, 102))
+    assert s.appetite() == (0, frozenset())  # 2 of 3 held: it waits, then takes in a batch
     s.handle(taken(7, 103, 104))  # one goes out, one waits: nobody is hungry
     assert s.appetite() == (0, frozenset())
 

@@ -277,13 +277,19 @@ class Scheduler:
 
     def appetite(self) -> tuple[int, frozenset[str]]:
         """What the workers here could take now that nothing queued here suits them (call it
-        after ``handle``): how many tasks, and of which ops (for a shared queue)."""
+        after ``handle``): how many tasks, and of which ops (for a shared queue).
+
+        Only workers holding half their capacity or less count, and with all their credit:
+        a worker with plenty still to do waits, then takes in a batch. Counting every free
+        slot at once would fetch one task per result, a round trip to the shared queue and a
+        frame to the worker each."""
         count = 0
         ops: set[str] = set()
         for worker_id in self._hungry:
             worker = self.workers[worker_id]
-            count += worker.credit
-            ops.update(worker.ops)
+            if 2 * len(worker.in_flight) <= worker.concurrency + worker.prefetch:
+                count += worker.credit
+                ops.update(worker.ops)
         return count, frozenset(ops)
 
     def identities(self) -> int:
