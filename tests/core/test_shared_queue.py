@@ -100,7 +100,13 @@ def test_stranded_tasks_are_released_when_their_workers_leave() -> None:
     s.handle(taken(7, 101, 102, 103))
     assert s.handle(release()) == []  # a worker here runs them
     assert s.handle(leave(1, now=1.0)) == []  # its lease is queued again here
-    assert s.handle(release()) == [TasksReleased(task_ids=(101, 102, 103), stimulus_id="release")]
+    assert s.handle(release()) == [
+        TasksReleased(
+            task_ids=(101, 102, 103),
+            reasons=(("worker 1 disconnected",), (), ()),
+            stimulus_id="release",
+        )
+    ]
     job = s.jobs[7]
     assert (job.total, job.live, job.counts) == (0, set(), counts())
     assert not s.tasks
@@ -116,7 +122,9 @@ def test_release_keeps_tasks_of_ops_a_worker_here_runs() -> None:
     s.handle(hello(1, {RM}, concurrency=1))
     s.handle(taken(7, 101, 102))
     s.handle(taken(8, 201, op=MC))
-    assert s.handle(release()) == [TasksReleased(task_ids=(201,), stimulus_id="release")]
+    assert s.handle(release()) == [
+        TasksReleased(task_ids=(201,), reasons=((),), stimulus_id="release")
+    ]
     assert s.jobs[7].counts == counts(queued=1, leased=1)
 
 
@@ -149,14 +157,14 @@ def test_a_scheduler_without_shared_queue_events_is_unchanged() -> None:
 
 def test_identities_counts_distinct_keys_that_may_get_tasks() -> None:
     s = plain()
-    assert s.identities() == 0
+    assert s.identities([RM]) == {RM: 0}
     s.handle(join(1))
     s.handle(join(2))
-    assert s.identities() == 2  # anonymous workers are one identity each
+    assert s.identities([RM, MC]) == {RM: 2, MC: 0}  # anonymous: one identity each
     for worker_id in (1, 2):
         s.handle(
             WorkerIntroduced(
                 worker_id=worker_id, ops=frozenset({RM}), concurrency=1, now=0.0, key="k"
             )
         )
-    assert s.identities() == 1
+    assert s.identities([RM]) == {RM: 1}

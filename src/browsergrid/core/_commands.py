@@ -34,10 +34,12 @@ class CancelTask:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TasksReleased:
-    """These queued tasks were dropped here, untouched (no lease, no replica): hand them back
-    to the shared queue for another coordinator's workers."""
+    """These queued tasks were dropped here, untouched (no lease running, no replica): hand
+    them back to the shared queue for another coordinator's workers. ``reasons``: per task,
+    in order, why each of its leases was lost (as taken, plus those lost here)."""
 
     task_ids: tuple[int, ...]
+    reasons: tuple[tuple[str, ...], ...]
     stimulus_id: str
 
 

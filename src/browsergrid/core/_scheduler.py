@@ -6,7 +6,7 @@ import heapq
 import itertools
 import random
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -260,8 +260,10 @@ class Scheduler:
             and not task.replicas
             and self._op_workers[task.op] <= 0
         )
+        reasons = []
         for task_id in stranded:
             task = self.tasks.pop(task_id)
+            reasons.append(tuple(task.reasons))
             task.queued = False  # its id stays in its job's heap: _take skips it
             assert task.job_id is not None
             job = self.jobs[task.job_id]
@@ -273,7 +275,9 @@ class Scheduler:
             if not job.queued() or not job.live:
                 self._unring(job)
         if stranded:
-            yield TasksReleased(task_ids=tuple(stranded), stimulus_id=ev.stimulus_id)
+            yield TasksReleased(
+                task_ids=tuple(stranded), reasons=tuple(reasons), stimulus_id=ev.stimulus_id
+            )
 
     def appetite(self) -> tuple[int, frozenset[str]]:
         """What the workers here could take now that nothing queued here suits them (call it
@@ -292,10 +296,16 @@ class Scheduler:
                 ops.update(worker.ops)
         return count, frozenset(ops)
 
-    def identities(self) -> int:
-        """How many distinct worker identities here may get tasks (not quarantined): a task
-        of redundancy k can settle here only if k <= this."""
-        return len({w.key for w in self.workers.values() if not w.quarantined})
+    def identities(self, ops: Iterable[str]) -> dict[str, int]:
+        """For each of ``ops``, how many distinct worker identities here run it and may get
+        tasks (not quarantined): a task of redundancy k can settle here only if k <= that."""
+        keys: dict[str, set[str]] = {op: set() for op in ops}
+        for worker in self.workers.values():
+            if not worker.quarantined:
+                for op in worker.ops:
+                    if op in keys:
+                        keys[op].add(worker.key)
+        return {op: len(found) for op, found in keys.items()}
 
     def _lease_timeout(self, op: str, spec_timeout: float | None, job: Job) -> float:
         """The task's own, else its job's, else its op's, else the default lease timeout."""

@@ -276,9 +276,9 @@ class Coordinator:
         except StoreError as exc:
             self.store_failed(exc)
         else:
-            self._store_recovered()
+            self.store_recovered()
 
-    def _store_recovered(self) -> None:
+    def store_recovered(self) -> None:
         if self.store_problem is not None:
             emit(log, "store_recovered", "the store works again; accepting work")
             self.store_problem = None
@@ -475,7 +475,7 @@ class Coordinator:
             )
             code = "store_unavailable" if isinstance(exc, StoreError) else "conflict"
             raise SubmitError(code, f"the tasks could not be stored: {exc}") from None
-        self._store_recovered()
+        self.store_recovered()
         self._accepted(ack, hold, ref, op, options, new=job_id is None)
         return ack
 
@@ -620,7 +620,7 @@ class Coordinator:
                 self.store_failed(exc)
             code = "store_unavailable" if isinstance(exc, StoreError) else "conflict"
             raise SubmitError(code, f"the tasks could not be stored: {exc}") from None
-        self._store_recovered()
+        self.store_recovered()
         self._accepted(ack, hold, ref, op, options, new=new)
         if client is not None:
             self.grid.follow(job_id)  # now that the store has the job
@@ -733,7 +733,7 @@ class Coordinator:
                     await self._quarantined(command)
                 case TasksReleased():
                     if self.grid is not None:
-                        self.grid.hand_back(command.task_ids)
+                        self.grid.hand_back(command.task_ids, command.reasons)
         for worker_id, batch in batches.items():
             await self._send_tasks(worker_id, batch)
         if outcomes:
@@ -748,7 +748,7 @@ class Coordinator:
                 if self.grid is not None:  # another coordinator may store them
                     self.grid.hand_back(o.task_id for o in outcomes)
                 return  # not reported: after a restart these tasks run again
-            self._store_recovered()
+            self.store_recovered()
             await self._acknowledge(outcomes)
             if self.grid is not None:  # clients follow the store's log instead
                 self.grid.finished(o.task_id for o in outcomes)
@@ -1080,8 +1080,8 @@ class Coordinator:
             subscribers.discard(client)
             if not subscribers:
                 del self.subscribers[job_id]
-                if self.grid is not None and job_id not in self.grid.followers:
-                    self.grid.positions.pop(job_id, None)
+                if self.grid is not None:
+                    self.grid.unfollow(job_id)
 
     async def drain(self) -> None:
         """Wait for pushes in progress (used at shutdown)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections import defaultdict
@@ -36,6 +37,8 @@ log = logging.getLogger("browsergrid.server")
 TAKE_AT_MOST: Final = 1000  # tasks per take
 CLAIM_EVERY: Final = 2  # beats between two looks for dead coordinators' tasks
 _RETRY_S: Final = 1.0
+_CANCELLED_KEPT: Final = 10_000
+_STOP_WAIT_S: Final = 5.0
 
 
 class GridLink:
@@ -56,7 +59,12 @@ class GridLink:
         self.members: dict[str, bytes] = {}  # the live coordinators' snapshots, by id
         self.followers: dict[int, asyncio.Task[None]] = {}
         self.positions: dict[int, bytes] = {}  # job id -> last log entry pushed from
+        self.cancelled: dict[int, None] = {}  # jobs cancelled lately, oldest first
+        self._again: set[int] = set()  # followed jobs that grew while their follower ended
+        self._unacked: list[Taken] = []  # acknowledgements Redis failed, sent again later
+        self._unreturned: list[tuple[list[Taken], dict[int, list[str]]]] = []
         self._wake = asyncio.Event()
+        self._stopping = False
         self._loops: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -84,13 +92,14 @@ class GridLink:
 
     async def stop(self) -> None:
         """Stop taking; the others claim what this coordinator still holds at once."""
-        for task in [*self._loops, *self.followers.values()]:
+        self._stopping = True  # the loops also end at their next turn: redis-py can swallow
+        tasks = [*self._loops, *self.followers.values()]  # a cancel in some of its awaits
+        for task in tasks:
             task.cancel()
-        for task in [*self._loops, *self.followers.values()]:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if tasks:
+            await asyncio.wait(tasks, timeout=_STOP_WAIT_S)
         if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+            await asyncio.wait(self._background, timeout=_STOP_WAIT_S)
         with contextlib.suppress(StoreError):
             await self.grid.leave()
 
@@ -101,7 +110,7 @@ class GridLink:
     # --- taking work -------------------------------------------------------------------
 
     async def _take_forever(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), BEAT_S)
             self._wake.clear()
@@ -121,51 +130,67 @@ class GridLink:
             count, ops = coordinator.scheduler.appetite()
             if count <= 0:
                 return
-            identities = coordinator.scheduler.identities()
-            taken = await self.grid.take(ops, min(count, TAKE_AT_MOST), identities)
+            identities = coordinator.scheduler.identities(ops)
+            taken = await self.grid.take(identities, min(count, TAKE_AT_MOST))
             if not taken:
                 return
             await self.adopt(taken)
 
     async def adopt(self, taken: Iterable[Taken]) -> None:
-        """Queue here the tasks taken from the shared queue (for the scheduler to lease)."""
+        """Queue here the tasks taken from the shared queue (for the scheduler to lease).
+        Whatever cannot be queued here (its job unreadable for now) is handed back, so no
+        entry stays pending under a live coordinator that does not run it."""
         coordinator = self.coordinator
         scheduler = coordinator.scheduler
         by_job: defaultdict[int, list[Taken]] = defaultdict(list)
         unwanted: list[Taken] = []
+        seen: set[int] = set()
         for item in taken:
-            if item.task.task_id in scheduler.tasks:
-                unwanted.append(item)  # ours already, under its other entry
+            task_id = item.task.task_id
+            if task_id in scheduler.tasks or task_id in seen:
+                unwanted.append(item)  # ours already, under another entry
             else:
+                seen.add(task_id)
                 by_job[item.task.job_id].append(item)
-        for job_id, items in by_job.items():
-            info = await self._info(job_id)
-            local = scheduler.jobs.get(job_id)
-            if info is None or (local is not None and local.cancelled):
-                unwanted.extend(items)
-                continue
-            for item in items:
-                self.taken[item.task.task_id] = item
-            await coordinator.apply(
-                TasksTaken(
-                    job_id=job_id,
-                    options=coordinator.job_options(info),
-                    tasks=[
-                        RestoredTask(
-                            task_id=t.task.task_id,
-                            index=t.task.index,
-                            op=t.task.op,
-                            args=t.task.args,
-                            attempts=t.task.attempts,
-                            reasons=tuple(t.task.reasons),
-                        )
-                        for t in items
-                    ],
-                    now=time.monotonic(),
-                    stimulus_id=coordinator.stimulus("take"),
+        pending = list(by_job)
+        try:
+            while pending:
+                job_id = pending[0]
+                items = by_job[job_id]
+                info = await self._info(job_id)
+                local = scheduler.jobs.get(job_id)
+                cancelled = local is not None and local.cancelled
+                if info is None or cancelled or job_id in self.cancelled:
+                    unwanted.extend(items)
+                    pending.pop(0)
+                    continue
+                for item in items:
+                    self.taken[item.task.task_id] = item
+                pending.pop(0)
+                await coordinator.apply(self._taken_event(job_id, info, items))
+        finally:
+            self._ack(unwanted)
+            if pending:  # not queued here: back to the queue for anyone
+                self._hand_back([t for job_id in pending for t in by_job[job_id]], {})
+
+    def _taken_event(self, job_id: int, info: JobInfo, items: list[Taken]) -> TasksTaken:
+        return TasksTaken(
+            job_id=job_id,
+            options=self.coordinator.job_options(info),
+            tasks=[
+                RestoredTask(
+                    task_id=t.task.task_id,
+                    index=t.task.index,
+                    op=t.task.op,
+                    args=t.task.args,
+                    attempts=t.task.attempts,
+                    reasons=tuple(t.task.reasons),
                 )
-            )
-        self._later(self.grid.ack(unwanted))
+                for t in items
+            ],
+            now=time.monotonic(),
+            stimulus_id=self.coordinator.stimulus("take"),
+        )
 
     async def _info(self, job_id: int) -> JobInfo | None:
         infos = self.coordinator.job_infos
@@ -178,12 +203,20 @@ class GridLink:
 
     def finished(self, task_ids: Iterable[int]) -> None:
         """These tasks' outcomes are stored (or their job was cancelled): end their entries."""
-        ended = [t for task_id in task_ids if (t := self.taken.pop(task_id, None)) is not None]
-        self._later(self.grid.ack(ended))
+        self._ack([t for task_id in task_ids if (t := self.taken.pop(task_id, None)) is not None])
 
-    def hand_back(self, task_ids: Iterable[int]) -> None:
-        """The scheduler gave up these queued tasks: back to the queue, for anyone."""
-        back = [t for task_id in task_ids if (t := self.taken.pop(task_id, None)) is not None]
+    def hand_back(
+        self, task_ids: Iterable[int], reasons: Iterable[tuple[str, ...]] | None = None
+    ) -> None:
+        """The scheduler gave up these queued tasks: back to the queue, for anyone.
+        ``reasons``: per task, why its leases were lost (those lost here count as attempts)."""
+        back: list[Taken] = []
+        lost: dict[int, list[str]] = {}
+        for task_id, why in zip(task_ids, reasons or itertools.repeat(()), strict=False):
+            item = self.taken.pop(task_id, None)
+            if item is not None:
+                back.append(item)
+                lost[task_id] = list(why[len(item.task.reasons) :])  # those not stored yet
         if back:
             emit(
                 log,
@@ -191,30 +224,59 @@ class GridLink:
                 f"handed back {len(back)} queued task(s) that no worker here runs now",
                 tasks=len(back),
             )
-        self._later(self.grid.hand_back(back))
+        self._hand_back(back, lost)
 
-    def _later(self, write: Coroutine[Any, Any, None]) -> None:
-        """Run a write in the background; a failure is the store's (logged, counted)."""
+    def _ack(self, items: list[Taken]) -> None:
+        if items:
+            self._later(self.grid.ack(items), lambda: self._unacked.extend(items))
+
+    def _hand_back(self, items: list[Taken], lost: dict[int, list[str]]) -> None:
+        if items:
+            self._later(
+                self.grid.hand_back(items, lost),
+                lambda: self._unreturned.append((items, lost)),
+            )
+
+    def _later(self, write: Coroutine[Any, Any, None], failed: Callable[[], None]) -> None:
+        """Run a write in the background. If Redis fails it, ``failed`` keeps it for the
+        next beat to try again: an entry never acknowledged nor handed back would stay
+        pending under this live coordinator, and its task would never run again."""
+
+        def written(task: asyncio.Task[None]) -> None:
+            self._background.discard(task)
+            if task.cancelled():
+                failed()
+                return
+            exc = task.exception()
+            if isinstance(exc, StoreError):
+                self.coordinator.store_failed(exc)
+                failed()
+            elif exc is not None:
+                log.error("a write to the shared queue failed", exc_info=exc)
+
         task = asyncio.get_running_loop().create_task(write)
         self._background.add(task)
-        task.add_done_callback(self._written)
+        task.add_done_callback(written)
 
-    def _written(self, task: asyncio.Task[None]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and isinstance(task.exception(), StoreError):
-            exc = task.exception()
-            assert isinstance(exc, StoreError)
-            self.coordinator.store_failed(exc)
+    def _retry_writes(self) -> None:
+        """Send again the acknowledgements and hand-backs Redis failed (at each beat)."""
+        unacked, self._unacked = self._unacked, []
+        unreturned, self._unreturned = self._unreturned, []
+        self._ack(unacked)
+        for items, lost in unreturned:
+            self._hand_back(items, lost)
 
     # --- presence, failover, signals ---------------------------------------------------
 
     async def beat(self) -> None:
         await self.grid.beat(self.snapshot(self.coordinator))
         self.members = await self.grid.members()
+        self.coordinator.store_recovered()  # Redis answers again (an idle member writes little)
+        self._retry_writes()
 
     async def _beat_forever(self) -> None:
         beats = 0
-        while True:
+        while not self._stopping:
             await asyncio.sleep(BEAT_S)
             beats += 1
             try:
@@ -246,12 +308,17 @@ class GridLink:
 
     async def _listen_forever(self) -> None:
         async for signal in self.grid.signals():
+            if self._stopping:
+                return
             if signal.kind == "work":
                 self.wake()
             elif signal.job_id is not None:
                 await self._cancelled_elsewhere(signal.job_id)
 
     async def _cancelled_elsewhere(self, job_id: int) -> None:
+        self.cancelled[job_id] = None  # a take in flight may hold some of its tasks
+        while len(self.cancelled) > _CANCELLED_KEPT:
+            del self.cancelled[next(iter(self.cancelled))]
         job = self.coordinator.scheduler.jobs.get(job_id)
         if job is None or job.cancelled:
             return
@@ -265,9 +332,19 @@ class GridLink:
 
     def follow(self, job_id: int) -> None:
         """Push the job's outcomes, whoever stores them, to its subscribers here."""
-        if job_id not in self.followers:
-            task = asyncio.get_running_loop().create_task(self._follow(job_id))
-            self.followers[job_id] = task
+        if job_id in self.followers:
+            self._again.add(job_id)  # it may be ending: it looks at the job once more
+            return
+        task = asyncio.get_running_loop().create_task(self._follow(job_id))
+        self.followers[job_id] = task
+
+    def unfollow(self, job_id: int) -> None:
+        """Nobody here follows the job any more: stop reading its log."""
+        task = self.followers.pop(job_id, None)
+        if task is not None:
+            task.cancel()
+        self.positions.pop(job_id, None)
+        self._again.discard(job_id)
 
     async def _follow(self, job_id: int) -> None:
         """Until the job ends (finished or cancelled), or nobody here follows it. Where it
@@ -276,6 +353,7 @@ class GridLink:
         coordinator = self.coordinator
         try:
             while coordinator.subscribers.get(job_id):
+                self._again.discard(job_id)
                 try:
                     start = self.positions.get(job_id, b"0-0")
                     async for after, outcome in self.store.outcomes_after(
@@ -285,16 +363,23 @@ class GridLink:
                         for client in list(coordinator.subscribers.get(job_id, ())):
                             coordinator.push(client, outcome)
                     summary = await self.store.job(job_id)
-                    if summary is not None and summary.state is JobState.CANCELLED:
-                        ids = await self.store.cancelled_tasks(job_id)
-                        message = Cancelled(job_id=job_id, task_ids=ids)
-                        for client in coordinator.subscribers.pop(job_id, ()):
-                            coordinator.push(client, message)
-                    return
                 except StoreError as exc:
                     coordinator.store_failed(exc)
                     await asyncio.sleep(_RETRY_S)
+                    continue
+                if summary is not None and summary.state is JobState.CANCELLED:
+                    ids = await self.store.cancelled_tasks(job_id)
+                    message = Cancelled(job_id=job_id, task_ids=ids)
+                    for client in coordinator.subscribers.pop(job_id, ()):
+                        coordinator.push(client, message)
+                    return
+                running = summary is not None and summary.state is JobState.RUNNING
+                if not running and job_id not in self._again:
+                    return  # finished (or gone); follow() starts again if it grows
+        except StoreError as exc:
+            coordinator.store_failed(exc)
         finally:
-            self.followers.pop(job_id, None)
+            if self.followers.get(job_id) is asyncio.current_task():
+                del self.followers[job_id]
             if not coordinator.subscribers.get(job_id):
                 self.positions.pop(job_id, None)

@@ -32,6 +32,7 @@ Keys (P is the prefix, J a job id, T a task id)::
                               task to run, read by the coordinators through the consumer
                               group "grid" (store/_redis_grid.py); deleted when J ends
     P queue           zset    "J:OP" for each queue stream, scored by minus J's priority
+    P take:turn       string  a counter of takes: where a take starts among equal priorities
     P grid            channel "work" when tasks are queued, "cancel:J" when J is cancelled
     P coord:ID        string  a live coordinator's snapshot (JSON), expiring unless renewed
     P coords          zset    coordinator ids, scored by their last renewal (Unix time)

@@ -31,10 +31,11 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+import msgspec
 import redis.asyncio as aioredis
 from redis import exceptions as rx
 
@@ -42,6 +43,7 @@ from browsergrid.store._base import StoreError, TaskRecord
 from browsergrid.store._redis import RedisStore, task_record
 
 log = logging.getLogger("browsergrid.store")
+_encode = msgspec.json.Encoder().encode
 
 DEAD_AFTER_S: Final = 5.0
 """A coordinator that has not renewed its presence for this long is taken for dead, and
@@ -51,61 +53,74 @@ BEAT_S: Final = 1.0
 """How often a coordinator renews its presence (``beat``)."""
 
 _TAKE: Final = """
--- ARGV: prefix, consumer, count, distinct worker identities, then the ops the caller's
--- workers run. Jobs whose redundancy needs more identities than the caller has are left
+-- ARGV: prefix, consumer, count, then pairs: an op the caller's workers run, how many
+-- distinct worker identities run it.
+-- Jobs whose redundancy needs more identities than the caller has for their op are left
 -- to others. Returns, per task taken: job id, queue ("J:OP"), entry id, stored task, lost
 -- reasons.
-local p, me, want, identities = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local p, me, want = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local ops = {}
-for i = 5, #ARGV do ops[ARGV[i]] = true end
-local members = redis.call('ZRANGE', p .. 'queue', 0, 999, 'WITHSCORES')
-local queues = {}
-for i = 1, #members, 2 do
-  local j, op = string.match(members[i], '^(%d+):(.*)$')
-  if j and ops[op] and
-      tonumber(redis.call('HGET', p .. 'job:' .. j, 'redundancy') or '1') <= identities then
-    queues[#queues + 1] = {m = members[i], j = j, s = tonumber(members[i + 1])}
+for i = 4, #ARGV, 2 do ops[ARGV[i]] = tonumber(ARGV[i + 1]) end
+local spin = redis.call('INCR', p .. 'take:turn')  -- each take starts one job further on
+local out = {}
+local function take_from(q, n)
+  local key = p .. 'q:' .. q.m
+  local got = redis.call('XREADGROUP', 'GROUP', 'grid', me, 'COUNT', n, 'STREAMS', key, '>')
+  local entries = (got and got[1] and got[1][2]) or {}
+  if #entries < n then q.empty = true end
+  for _, entry in ipairs(entries) do
+    local t = entry[2][2]
+    local task = redis.call('HGET', p .. 'job:' .. q.j .. ':queued', t)
+    if task then
+      out[#out + 1] = q.j
+      out[#out + 1] = q.m
+      out[#out + 1] = entry[1]
+      out[#out + 1] = task
+      out[#out + 1] = redis.call('HGET', p .. 'job:' .. q.j .. ':lost', t) or ''
+      want = want - 1
+    else  -- final already (another coordinator ran it): nothing to do
+      redis.call('XACK', key, 'grid', entry[1])
+      redis.call('XDEL', key, entry[1])
+    end
   end
 end
-table.sort(queues, function(a, b)
-  if a.s ~= b.s then return a.s < b.s end
-  return tonumber(a.j) < tonumber(b.j)
-end)
-local out = {}
-local first = 1
-while first <= #queues and want > 0 do
-  local last = first  -- queues[first..last]: one priority, oldest job first
-  while last < #queues and queues[last + 1].s == queues[first].s do last = last + 1 end
-  local open = last - first + 1
-  while want > 0 and open > 0 do
-    local share = math.max(1, math.floor(want / open))
-    for i = first, last do
-      local q = queues[i]
-      if want > 0 and not q.empty then
-        local key = p .. 'q:' .. q.m
-        local got = redis.call('XREADGROUP', 'GROUP', 'grid', me, 'COUNT', math.min(share, want),
-          'STREAMS', key, '>')
-        local entries = (got and got[1] and got[1][2]) or {}
-        if #entries < math.min(share, want) then q.empty = true; open = open - 1 end
-        for _, entry in ipairs(entries) do
-          local t = entry[2][2]
-          local task = redis.call('HGET', p .. 'job:' .. q.j .. ':queued', t)
-          if task then
-            out[#out + 1] = q.j
-            out[#out + 1] = q.m
-            out[#out + 1] = entry[1]
-            out[#out + 1] = task
-            out[#out + 1] = redis.call('HGET', p .. 'job:' .. q.j .. ':lost', t) or ''
-            want = want - 1
-          else  -- final already (another coordinator ran it): nothing to do
-            redis.call('XACK', key, 'grid', entry[1])
-            redis.call('XDEL', key, entry[1])
-          end
+local page, size = 0, 500
+while want > 0 do  -- the queues in pages, highest priority first
+  local members = redis.call('ZRANGE', p .. 'queue', page * size, page * size + size - 1,
+    'WITHSCORES')
+  if #members == 0 then break end
+  page = page + 1
+  local queues = {}
+  for i = 1, #members, 2 do
+    local j, op = string.match(members[i], '^(%d+):(.*)$')
+    if j and ops[op] and
+        tonumber(redis.call('HGET', p .. 'job:' .. j, 'redundancy') or '1') <= ops[op] then
+      queues[#queues + 1] = {m = members[i], j = j, s = tonumber(members[i + 1])}
+    end
+  end
+  table.sort(queues, function(a, b)
+    if a.s ~= b.s then return a.s < b.s end
+    return tonumber(a.j) < tonumber(b.j)
+  end)
+  local first = 1
+  while first <= #queues and want > 0 do
+    local last = first  -- queues[first..last]: one priority
+    while last < #queues and queues[last + 1].s == queues[first].s do last = last + 1 end
+    local level = last - first + 1
+    local open = level
+    local start = spin % level  -- so takes of one task do not all go to the oldest job
+    while want > 0 and open > 0 do
+      local share = math.max(1, math.floor(want / open))
+      for k = 0, level - 1 do
+        local q = queues[first + (start + k) % level]
+        if want > 0 and not q.empty then
+          take_from(q, math.min(share, want))
+          if q.empty then open = open - 1 end
         end
       end
     end
+    first = last + 1
   end
-  first = last + 1
 end
 return out
 """
@@ -169,13 +184,22 @@ return 1
 """
 
 _HAND_BACK: Final = """
--- ARGV: prefix, then triples: queue ("J:OP"), entry id, task id. Queues each task again
--- (a new entry, for any coordinator) if its queue still exists, and ends the old entry.
+-- ARGV: prefix, then quadruples: queue ("J:OP"), entry id, task id, the reasons of the
+-- leases it lost here (JSON strings joined by ",", or ""). Queues each task again (a new
+-- entry, for any coordinator) if its queue still exists, adds the reasons to what the task
+-- lost (they count as attempts), and ends the old entry.
 local p = ARGV[1]
-for i = 2, #ARGV, 3 do
+for i = 2, #ARGV, 4 do
   local key = p .. 'q:' .. ARGV[i]
   if redis.call('EXISTS', key) == 1 then
-    redis.call('XADD', key, '*', 't', ARGV[i + 2])
+    local t, reasons = ARGV[i + 2], ARGV[i + 3]
+    local j = string.match(ARGV[i], '^(%d+):')
+    if reasons ~= '' and redis.call('HEXISTS', p .. 'job:' .. j .. ':queued', t) == 1 then
+      local lost = p .. 'job:' .. j .. ':lost'
+      local before = redis.call('HGET', lost, t)
+      redis.call('HSET', lost, t, before and (before .. ',' .. reasons) or reasons)
+    end
+    redis.call('XADD', key, '*', 't', t)
     redis.call('XACK', key, 'grid', ARGV[i + 1])
     redis.call('XDEL', key, ARGV[i + 1])
   end
@@ -264,13 +288,18 @@ class RedisGrid:
         with self.store.errors():
             return await script(args=[self.store.prefix, *args])
 
-    async def take(self, ops: Collection[str], count: int, identities: int = 1) -> list[Taken]:
-        """At most ``count`` queued tasks of ``ops``, now this coordinator's to run; none of
-        a job whose redundancy is above ``identities`` (distinct worker identities here:
-        all the replicas of a task run on the coordinator that took it)."""
+    async def take(
+        self, ops: Collection[str] | Mapping[str, int], count: int, identities: int = 1
+    ) -> list[Taken]:
+        """At most ``count`` queued tasks of ``ops``, now this coordinator's to run. ``ops``
+        maps each op to the distinct worker identities here that run it (a plain collection:
+        ``identities`` each): a job whose redundancy is above that is left to others (all
+        the replicas of a task run on the coordinator that took it)."""
         if count <= 0 or not ops:
             return []
-        reply = await self._run("take", _TAKE, self.coordinator_id, count, identities, *sorted(ops))
+        per_op = ops if isinstance(ops, Mapping) else dict.fromkeys(ops, identities)
+        pairs = [x for op in sorted(per_op) for x in (op, per_op[op])]
+        reply = await self._run("take", _TAKE, self.coordinator_id, count, *pairs)
         return _taken(reply)
 
     async def claim(self, limit: int = 10_000) -> list[Taken]:
@@ -282,10 +311,17 @@ class RedisGrid:
         if taken:
             await self._run("ack", _ACK, *[x for t in taken for x in (t.queue, t.entry)])
 
-    async def hand_back(self, taken: Sequence[Taken]) -> None:
-        """Queue these tasks again for any coordinator (no worker here runs them now)."""
+    async def hand_back(
+        self, taken: Sequence[Taken], lost: Mapping[int, Sequence[str]] | None = None
+    ) -> None:
+        """Queue these tasks again for any coordinator (no worker here runs them now).
+        ``lost``: per task id, why its leases here were lost; they count as attempts."""
         if taken:
-            flat = [x for t in taken for x in (t.queue, t.entry, t.task.task_id)]
+            reasons = lost or {}
+            flat: list[Any] = []
+            for t in taken:
+                more = b",".join(_encode(r) for r in reasons.get(t.task.task_id, ()))
+                flat += [t.queue, t.entry, t.task.task_id, more]
             await self._run("hand_back", _HAND_BACK, *flat)
 
     async def beat(self, snapshot: bytes) -> None:
