@@ -364,3 +364,21 @@ def assert_each_task_done_once(port: int, job_id: int, count: int) -> None:
     assert sorted(r["index"] for r in results) == list(range(count))  # each exactly once
     assert all(r["status"] == "done" and r["result"] == float(r["index"]) for r in results)
     assert len({r["task_id"] for r in results}) == count
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20) -> None:
+    """Poll ``condition`` every 0.1 s until it holds; AssertionError after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.1)
+
+
+def connected_workers(coordinator: Coordinator) -> list[dict[str, Any]]:
+    """``GET /api/workers`` of a running coordinator."""
+    import httpx
+
+    response = httpx.get(f"http://127.0.0.1:{coordinator.port}/api/workers", headers=AUTH)
+    response.raise_for_status()
+    workers: list[dict[str, Any]] = response.json()
+    return workers

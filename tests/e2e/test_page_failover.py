@@ -4,36 +4,19 @@ killed with SIGKILL (each coordinator with its own SQLite and the same join toke
 from __future__ import annotations
 
 import signal
-import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 from websockets.typing import Origin
 
-from tests._support import AUTH, Coordinator
+from tests._support import Coordinator, connected_workers, wait_for
 
 pytestmark = pytest.mark.browser
 
 JOIN = "page-failover-join"
-
-
-def connected_workers(coordinator: Coordinator) -> list[dict[str, Any]]:
-    """``GET /api/workers`` of a running coordinator."""
-    response = httpx.get(f"http://127.0.0.1:{coordinator.port}/api/workers", headers=AUTH)
-    response.raise_for_status()
-    workers: list[dict[str, Any]] = response.json()
-    return workers
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
 
 
 @pytest.mark.timeout(90)

@@ -19,9 +19,7 @@ import pytest
 import websockets
 
 from browsergrid.config import ServeConfig
-from browsergrid.core import WorkerIntroduced, WorkerJoined
 from browsergrid.server._coordinator import Coordinator as InProcess
-from browsergrid.server._coordinator import WorkerPeer
 from browsergrid.server._grid_view import (
     SHARED_WORKERS,
     Shared,
@@ -31,6 +29,7 @@ from browsergrid.server._grid_view import (
 )
 from browsergrid.store import MemoryStore
 from tests._support import FIXTURES, ROOT, Coordinator, Process, slow_tasks, submit_job
+from tests.server._peers import join
 
 Row = dict[str, Any]
 
@@ -221,42 +220,13 @@ async def test_every_coordinator_dashboard_shows_the_whole_grid(
 
 # --- the snapshot a coordinator shares, in process ---------------------------------------
 
-CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0.0.0 Safari/537.36"
-
-
-class Sink:
-    async def send(self, frame: str) -> None:
-        pass
-
 
 async def test_a_snapshot_shares_counts_seconds_and_the_first_workers_rows() -> None:
     coordinator = InProcess(ServeConfig(memory=True, welcome=None), MemoryStore())
     await coordinator.start()
-    coordinator.public_url = "http://127.0.0.1:9999"  # type: ignore[attr-defined]
+    coordinator.public_url = "http://127.0.0.1:9999"
     for _ in range(5):
-        peer = WorkerPeer(
-            worker_id=coordinator.next_id(),
-            address="127.0.0.1:1",
-            path="/ws",
-            agent=CHROME,
-            connected_at=time.time(),
-            sender=Sink(),
-            introduced=True,
-            worker_key=None,
-        )
-        coordinator.workers[peer.worker_id] = peer
-        now = time.monotonic()
-        await coordinator.apply(
-            WorkerJoined(worker_id=peer.worker_id, now=now, stimulus_id="join"),
-            WorkerIntroduced(
-                worker_id=peer.worker_id,
-                ops=frozenset({"repeat_multiply"}),
-                concurrency=2,
-                prefetch=0,
-                now=now,
-                stimulus_id="hello",
-            ),
-        )
+        await join(coordinator, concurrency=2)
     coordinator.stats.results, coordinator.stats.failed = 7, 1
     coordinator.feed.count(1000.2)
     coordinator.feed.count(1001.5)  # closes second 1000

@@ -9,23 +9,12 @@ import time
 from typing import Any, cast
 
 from browsergrid.config import ServeConfig
-from browsergrid.core import ResultReported, WorkerIntroduced, WorkerJoined, WorkerLeft
+from browsergrid.core import ResultReported, WorkerLeft
 from browsergrid.protocol import SubmitOptions
 from browsergrid.server._coordinator import Coordinator, WorkerPeer
 from browsergrid.server._dashboard import Viewer
 from browsergrid.store import MemoryStore
-
-CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0.0.0 Safari/537.36"
-
-
-class Sink:
-    """Where a fake worker's frames go."""
-
-    def __init__(self) -> None:
-        self.frames: list[dict[str, Any]] = []
-
-    async def send(self, frame: str) -> None:
-        self.frames.append(json.loads(frame))
+from tests.server._peers import join
 
 
 class Page:
@@ -78,33 +67,6 @@ async def started() -> Coordinator:
     coordinator = Coordinator(ServeConfig(memory=True, welcome=None), MemoryStore())
     await coordinator.start()
     return coordinator
-
-
-async def join(coordinator: Coordinator, key: str | None = None) -> WorkerPeer:
-    peer = WorkerPeer(
-        worker_id=coordinator.next_id(),
-        address="127.0.0.1:1",
-        path="/ws",
-        agent=CHROME,
-        connected_at=time.time(),
-        sender=Sink(),
-        introduced=True,
-        worker_key=key,
-    )
-    coordinator.workers[peer.worker_id] = peer
-    now = time.monotonic()
-    await coordinator.apply(
-        WorkerJoined(worker_id=peer.worker_id, now=now, stimulus_id="join"),
-        WorkerIntroduced(
-            worker_id=peer.worker_id,
-            ops=frozenset({"repeat_multiply"}),
-            concurrency=1,
-            prefetch=0,
-            now=now,
-            stimulus_id="hello",
-        ),
-    )
-    return peer
 
 
 async def leave(coordinator: Coordinator, peer: WorkerPeer) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ from browsergrid.server._workers import _on_hello
 from browsergrid.store import JobState, RedisStore, StoreError
 from browsergrid.store._redis_grid import RedisGrid
 from tests._support import RedisServer
+from tests.server._peers import Sink
 
 RM = "repeat_multiply"
 PC = "prime_count"
@@ -30,31 +30,6 @@ PC = "prime_count"
 
 def rm_args(k: int) -> dict[str, Any]:
     return {"initial": float(k), "factor": 1.0, "times": 1}
-
-
-class Sink:
-    """A peer's socket: every frame sent to it, decoded."""
-
-    def __init__(self) -> None:
-        self.frames: list[dict[str, Any]] = []
-
-    async def send(self, frame: str) -> None:
-        self.frames.append(json.loads(frame))
-
-    async def close(self, code: int, reason: str) -> None:
-        pass
-
-    def tasks(self) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for frame in self.frames:
-            if frame.get("type") == "task":
-                out.append(frame)
-            elif frame.get("type") == "tasks":
-                out.extend(frame["tasks"])
-        return out
-
-    def results(self) -> list[dict[str, Any]]:
-        return [r for f in self.frames if f.get("type") == "done" for r in f["results"]]
 
 
 class Member:

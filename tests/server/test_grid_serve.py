@@ -23,6 +23,7 @@ from tests._support import (
     job_state,
     slow_tasks,
     submit_job,
+    wait_for,
 )
 
 
@@ -49,22 +50,24 @@ def workers_for(
             )
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
-
-
-@pytest.mark.timeout(120)
-def test_a_job_submitted_to_one_runs_on_the_workers_of_both(
+@pytest.fixture
+def pair(
     redis_url: str,
     tmp_path: Path,
     start_coordinator: Callable[..., Coordinator],
     start_worker: Callable[..., Process],
-) -> None:
+) -> tuple[Coordinator, Coordinator]:
+    """Two coordinators on one Redis, each with a Python worker that knows both."""
     a, b = grid_of(start_coordinator, redis_url, 2)
     workers_for(start_worker, [a, b], tmp_path)
+    return a, b
+
+
+@pytest.mark.timeout(120)
+def test_a_job_submitted_to_one_runs_on_the_workers_of_both(
+    pair: tuple[Coordinator, Coordinator],
+) -> None:
+    a, b = pair
     job_id = submit_job(a.port, {"op": "repeat_multiply", "args": slow_tasks(300)})
     wait_for(lambda: job_state(b.port, job_id)["state"] == "finished", 60)
     assert_each_task_done_once(b.port, job_id, 300)
@@ -79,13 +82,9 @@ def test_a_job_submitted_to_one_runs_on_the_workers_of_both(
 
 @pytest.mark.timeout(120)
 def test_a_cancel_on_one_coordinator_stops_the_job_on_every_one(
-    redis_url: str,
-    tmp_path: Path,
-    start_coordinator: Callable[..., Coordinator],
-    start_worker: Callable[..., Process],
+    pair: tuple[Coordinator, Coordinator],
 ) -> None:
-    a, b = grid_of(start_coordinator, redis_url, 2)
-    workers_for(start_worker, [a, b], tmp_path)
+    a, b = pair
     job_id = submit_job(a.port, {"op": "repeat_multiply", "args": slow_tasks(3000)})
     wait_for(lambda: job_state(a.port, job_id)["done"] >= 20)
     response = httpx.post(f"http://127.0.0.1:{b.port}/api/jobs/{job_id}/cancel", headers=AUTH)
@@ -105,13 +104,9 @@ def test_a_cancel_on_one_coordinator_stops_the_job_on_every_one(
 
 @pytest.mark.timeout(180)
 def test_killing_one_of_two_coordinators_mid_job_loses_and_repeats_nothing(
-    redis_url: str,
-    tmp_path: Path,
-    start_coordinator: Callable[..., Coordinator],
-    start_worker: Callable[..., Process],
+    pair: tuple[Coordinator, Coordinator],
 ) -> None:
-    a, b = grid_of(start_coordinator, redis_url, 2)
-    workers_for(start_worker, [a, b], tmp_path)
+    a, b = pair
     count = 600
     with Client(f"http://127.0.0.1:{a.port},http://127.0.0.1:{b.port}") as client:
         job = client.submit_job("repeat_multiply", slow_tasks(count))

@@ -4,7 +4,6 @@ workers are told, and that nothing is kept per task once it is over."""
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -14,21 +13,11 @@ from browsergrid.protocol import PROTOCOL_VERSION, Hello, SubmitOptions, public_
 from browsergrid.server._coordinator import Coordinator, WorkerPeer
 from browsergrid.server._workers import _on_hello
 from browsergrid.store import MemoryStore, StoreError, WorkerRecord
+from tests.server._peers import Sink
 
 OP = "repeat_multiply"
 ARGS = {"initial": 1, "factor": 2, "times": 1}
 RIGHT, WRONG = 2.0, 3.0
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.frames: list[dict[str, Any]] = []
-
-    async def send(self, frame: str) -> None:
-        self.frames.append(json.loads(frame))
-
-    async def close(self, code: int, reason: str) -> None:
-        pass
 
 
 async def started(store: MemoryStore) -> Coordinator:

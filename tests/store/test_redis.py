@@ -18,14 +18,6 @@ from tests.store._support import job, result, tasks, worker
 
 
 @pytest.fixture
-async def store(redis_url: str) -> AsyncIterator[RedisStore]:
-    opened = RedisStore(redis_url)
-    await opened.open()
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
 async def raw(redis_server: str) -> AsyncIterator[aioredis.Redis]:
     """A plain client of the session's Redis, to look at keys and to misbehave."""
     client = aioredis.Redis.from_url(redis_server)

@@ -4,24 +4,14 @@ one of them, a dead coordinator's tasks are claimed by another, and signals arri
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import msgspec
-import pytest
 
 from browsergrid.store import RedisStore
 from browsergrid.store._redis_grid import RedisGrid, Signal
 from tests.store._support import job, result, tasks
 
 OP = "prime_count"
-
-
-@pytest.fixture
-async def store(redis_url: str) -> AsyncIterator[RedisStore]:
-    opened = RedisStore(redis_url)
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 async def alive(*grids: RedisGrid) -> None:

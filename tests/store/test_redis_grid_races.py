@@ -4,23 +4,12 @@ a coordinator that stalls and comes back, queues that end while entries are pend
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-
-import pytest
 
 from browsergrid.store import JobState, RedisStore, TaskRecord
 from browsergrid.store._redis_grid import RedisGrid
 from tests.store._support import job, result, tasks
 
 OP = "prime_count"
-
-
-@pytest.fixture
-async def store(redis_url: str) -> AsyncIterator[RedisStore]:
-    opened = RedisStore(redis_url)
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 def ids(taken: list[object]) -> list[int]:

@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -22,21 +20,15 @@ from tests._support import (
     AUTH,
     Coordinator,
     Process,
+    connected_workers,
     free_port,
     job_results,
     job_state,
     submit_job,
+    wait_for,
 )
 
 JOIN = "failover-join-token"
-
-
-def connected_workers(coordinator: Coordinator) -> list[dict[str, Any]]:
-    """``GET /api/workers`` of a running coordinator."""
-    response = httpx.get(f"http://127.0.0.1:{coordinator.port}/api/workers", headers=AUTH)
-    response.raise_for_status()
-    workers: list[dict[str, Any]] = response.json()
-    return workers
 
 
 def identities(coordinator: Coordinator) -> set[str]:
@@ -44,13 +36,6 @@ def identities(coordinator: Coordinator) -> set[str]:
     url = f"http://127.0.0.1:{coordinator.port}/api/workers/history"
     history = httpx.get(url, headers=AUTH).json()
     return {row["worker_key"] for row in history if row["connected"]}
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
 
 
 @pytest.mark.timeout(90)

@@ -1,0 +1,70 @@
+"""In-memory stand-ins for the connections of an in-process ``Coordinator``: a ``Sink``
+that keeps the frames sent to a peer, and ``join`` for a fake browser worker."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from browsergrid.core import WorkerIntroduced, WorkerJoined
+from browsergrid.server._coordinator import Coordinator, WorkerPeer
+
+CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0.0.0 Safari/537.36"
+
+
+class Sink:
+    """A peer's socket: every frame sent to it, decoded."""
+
+    def __init__(self) -> None:
+        self.frames: list[dict[str, Any]] = []
+
+    async def send(self, frame: str) -> None:
+        self.frames.append(json.loads(frame))
+
+    async def close(self, code: int, reason: str) -> None:
+        pass
+
+    def tasks(self) -> list[dict[str, Any]]:
+        """The tasks sent, in order (one per ``task`` frame, several per ``tasks`` frame)."""
+        out: list[dict[str, Any]] = []
+        for frame in self.frames:
+            if frame.get("type") == "task":
+                out.append(frame)
+            elif frame.get("type") == "tasks":
+                out.extend(frame["tasks"])
+        return out
+
+    def results(self) -> list[dict[str, Any]]:
+        """The results pushed to a client, in order."""
+        return [r for f in self.frames if f.get("type") == "done" for r in f["results"]]
+
+
+async def join(
+    coordinator: Coordinator, key: str | None = None, *, concurrency: int = 1
+) -> WorkerPeer:
+    """A Chrome worker that joined and said hello (running repeat_multiply only)."""
+    peer = WorkerPeer(
+        worker_id=coordinator.next_id(),
+        address="127.0.0.1:1",
+        path="/ws",
+        agent=CHROME,
+        connected_at=time.time(),
+        sender=Sink(),
+        introduced=True,
+        worker_key=key,
+    )
+    coordinator.workers[peer.worker_id] = peer
+    now = time.monotonic()
+    await coordinator.apply(
+        WorkerJoined(worker_id=peer.worker_id, now=now, stimulus_id="join"),
+        WorkerIntroduced(
+            worker_id=peer.worker_id,
+            ops=frozenset({"repeat_multiply"}),
+            concurrency=concurrency,
+            prefetch=0,
+            now=now,
+            stimulus_id="hello",
+        ),
+    )
+    return peer
