@@ -559,14 +559,7 @@ class Scheduler:
                 f"(groups of agreeing results: {counts}; max_replicas {task.max_replicas})"
             )
             self._finish(task, TaskState.FAILED)
-            yield TaskFailed(
-                task_id=task.task_id,
-                job_id=task.job_id,
-                index=task.index,
-                op=task.op,
-                reasons=tuple(task.reasons),
-                stimulus_id=ev.stimulus_id,
-            )
+            yield _failed(task, ev.stimulus_id)
             return
         if task.leases:
             if task.state is TaskState.QUEUED:
@@ -751,14 +744,7 @@ class Scheduler:
             yield from self._reconsider(task, ev)
         else:
             self._finish(task, TaskState.FAILED)
-            yield TaskFailed(
-                task_id=task.task_id,
-                job_id=task.job_id,
-                index=task.index,
-                op=task.op,
-                reasons=tuple(task.reasons),
-                stimulus_id=ev.stimulus_id,
-            )
+            yield _failed(task, ev.stimulus_id)
 
     def _set_state(self, task: Task, new: TaskState) -> None:
         old = task.state
@@ -969,6 +955,18 @@ class Scheduler:
                 ):
                     yield self._lease(task, worker, now, stimulus_id, speculative=True)
                     break
+
+
+def _failed(task: Task, stimulus_id: str) -> TaskFailed:
+    """The command reporting ``task`` failed, with why each of its attempts failed."""
+    return TaskFailed(
+        task_id=task.task_id,
+        job_id=task.job_id,
+        index=task.index,
+        op=task.op,
+        reasons=tuple(task.reasons),
+        stimulus_id=stimulus_id,
+    )
 
 
 def _done(
