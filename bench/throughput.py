@@ -1,34 +1,38 @@
-"""Trivial-task throughput and single-task latency: browsergrid beside Dask distributed.
+"""Trivial-task throughput and single-task latency: browsergrid beside Dask, Ray and Celery.
 
-    python bench/throughput.py [--tasks 20000] [--latency 1000] [--repeat 3] [--no-dask] [--quick]
-                               [--redis redis://127.0.0.1:6379/0]
+    python bench/throughput.py [--tasks 20000] [--latency 1000] [--repeat 3] [--quick]
+                               [--peers dask,ray,celery] [--no-dask]
+                               [--redis redis://127.0.0.1:6379/0] [--redundancy 2]
 
 Runs on this machine only (127.0.0.1): a coordinator and 2 Python worker processes, once with
 the default SQLite store (in a fresh temporary --data-dir) and once with --memory (and once
-with --redis URL when given, under a fresh key prefix each run, left behind); then Dask's
-LocalCluster with 2 worker processes (defaults, and worker-saturation: inf), doing the same
-trivial work. Prints a markdown table and writes bench/results/throughput.json and .md
-(throughput-quick.json and .md with --quick, so a regression run keeps the recorded figures).
-Medians over --repeat runs; the machine is shared, so compare ratios within one run.
---quick is a regression run (5,000 tasks, 300 single tasks, 1 repeat, no Dask) of well
-under a minute.
+with --redis URL when given, under a fresh key prefix each run, left behind); then the peers,
+each with 2 worker processes doing the same trivial work (``inc(x) = x + 1``, bench/_peers.py):
+Dask's LocalCluster (defaults, and worker-saturation: inf), Ray (num_cpus=2) and Celery with
+its own redis-server as broker and result backend (2 solo workers). A peer that is not
+installed is skipped with a note. Runs go round robin (every system once, then again), so a
+change in the machine's load touches all alike. Prints a markdown table and writes
+bench/results/throughput.json and .md (throughput-quick.json and .md with --quick, so a
+regression run keeps the recorded figures). Medians over --repeat runs; the machine is
+shared, so compare ratios within one run. --quick is a regression run (5,000 tasks, 300
+single tasks, 1 repeat, no peers unless --peers names them) of well under a minute.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
 import secrets
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -36,6 +40,15 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+from bench._peers import (  # noqa: E402
+    Start,
+    celery_redis,
+    dask_cluster,
+    ray_local,
+    run_peer,
+)
+from bench._peers import percentile as percentile  # noqa: E402 (also bench/grid.py's)
+from bench._peers import stop as stop  # noqa: E402 (also bench/grid.py's)
 from bench._report import write_results  # noqa: E402
 
 SQLITE = "browsergrid, SQLite (default)"
@@ -43,26 +56,19 @@ MEMORY = "browsergrid, memory"
 REDIS = "browsergrid, Redis"
 DASK = "Dask distributed, LocalCluster 2 procs, defaults"
 DASK_INF = "Dask, worker-saturation: inf"
+RAY = "Ray, num_cpus=2"
+CELERY = "Celery + Redis broker and result backend, 2 solo workers"
+# --peers NAME: the module it needs, and its rows with the peer that measures each.
+PEERS: dict[str, tuple[str, list[tuple[str, Start]]]] = {
+    "dask": ("distributed", [(DASK, dask_cluster(None)), (DASK_INF, dask_cluster("inf"))]),
+    "ray": ("ray", [(RAY, ray_local)]),
+    "celery": ("celery", [(CELERY, celery_redis)]),
+}
 TOKEN = secrets.token_urlsafe(16)  # the admin token of the coordinators started here
-ALL_RUNS: dict[str, list[dict[str, float]]] = {}
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def stop(procs: list[subprocess.Popen[Any]]) -> None:
-    """SIGTERM the processes this script started, then SIGKILL any still alive after 10 s."""
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+TARGET_TASKS_PER_S = 20_000
+TARGET_PEER_RATIO = 10
+TARGET_P50_MS = 1.0
+TARGET_DURABLE = 0.5
 
 
 @contextmanager
@@ -138,6 +144,7 @@ def bench_browsergrid(
     store: list[str],
     timeout: float,
     redundancy: int = 1,
+    notes: list[str] | None = None,  # unused: the shape of a measure in measure_all
 ) -> dict[str, float]:
     from browsergrid import Client
 
@@ -173,69 +180,38 @@ def client_workers(url: str) -> list[Any]:
     return workers
 
 
-def inc(x: int) -> int:
-    return x + 1
-
-
-def bench_dask(
-    tasks: int, latency_n: int, saturation: str | None, timeout: float
-) -> dict[str, float]:
-    import dask
-    from distributed import Client as DaskClient
-    from distributed import LocalCluster, wait
-
-    config: dict[str, Any] = {}
-    if saturation:
-        config["distributed.scheduler.worker-saturation"] = saturation
-    config["distributed.worker.daemon"] = True
-    with (
-        dask.config.set(config),
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            timeout=60,
-        ) as cluster,
-        DaskClient(cluster, timeout=60) as client,
-    ):
-        client.wait_for_workers(2, timeout=60)
-        warm = client.map(inc, range(2000), pure=False)
-        wait(warm, timeout=timeout)  # raises TimeoutError instead of hanging on a dead worker
-        started = time.perf_counter()
-        futures = client.map(inc, range(tasks), pure=False)
-        wait(futures, timeout=timeout)
-        results = client.gather(futures)
-        elapsed = time.perf_counter() - started
-        assert results == [i + 1 for i in range(tasks)]
-        samples = []
-        for i in range(latency_n):
-            t0 = time.perf_counter()
-            client.submit(inc, i, pure=False).result(timeout=10)
-            samples.append((time.perf_counter() - t0) * 1000)
-    return {
-        "tasks_per_s": tasks / elapsed,
-        "p50_ms": percentile(samples, 0.5),
-        "p99_ms": percentile(samples, 0.99),
-    }
-
-
-def median_of(
-    name: str, runs: int, measure: Callable[[], dict[str, float]], notes: list[str]
-) -> dict[str, float] | None:
-    """Median of the runs that finished; a failed or timed-out run is noted and left out.
-    Every finished run is kept in ALL_RUNS (written to the JSON) to show the spread."""
-    results = ALL_RUNS.setdefault(name, [])
+def measure_all(
+    plan: list[tuple[str, Callable[[list[str]], dict[str, float]]]], runs: int, notes: list[str]
+) -> tuple[dict[str, dict[str, float] | None], dict[str, list[dict[str, float]]]]:
+    """Every system in ``plan`` once, then again, ``runs`` times over; the median of each
+    system's finished runs (None when none finished). A failed or timed-out run is noted and
+    left out; every finished run is returned too, to show the spread."""
+    every: dict[str, list[dict[str, float]]] = {name: [] for name, _ in plan}
     for n in range(runs):
-        try:
-            results.append(measure())
-        except Exception as exc:  # any failure of one run is a skip, not a crash
-            why = str(exc) or "no result within --timeout (a worker may have died)"
-            notes.append(f"{name}: run {n + 1} of {runs} skipped: {type(exc).__name__}: {why}")
-            print(notes[-1], file=sys.stderr)
-    if not results:
-        return None
-    return {key: statistics.median(r[key] for r in results) for key in results[0]}
+        for name, measure in plan:
+            started = time.monotonic()
+            try:
+                every[name].append(measure(notes))
+            except Exception as exc:  # any failure of one run is a skip, not a crash
+                why = str(exc) or "no result within --timeout (a worker may have died)"
+                notes.append(f"{name}: run {n + 1} of {runs} skipped: {type(exc).__name__}: {why}")
+                print(notes[-1], file=sys.stderr)
+            else:
+                row = every[name][-1]
+                print(
+                    f"{time.strftime('%H:%M:%S')} run {n + 1}/{runs} {name}: "
+                    f"{row['tasks_per_s']:,.0f} tasks/s, p50 {row['p50_ms']:.2f} ms "
+                    f"({time.monotonic() - started:.0f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    medians = {
+        name: {key: statistics.median(r[key] for r in results) for key in results[0]}
+        if results
+        else None
+        for name, results in every.items()
+    }
+    return medians, every
 
 
 def main() -> None:
@@ -248,7 +224,12 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--prefetch", type=int, default=64, help="browsergrid worker --prefetch")
-    parser.add_argument("--no-dask", action="store_true")
+    parser.add_argument(
+        "--peers",
+        help=f"comma-separated peers to measure, of {','.join(PEERS)} "
+        "(default: all; --quick: none; '' for none)",
+    )
+    parser.add_argument("--no-dask", action="store_true", help="leave Dask out of --peers")
     parser.add_argument(
         "--redundancy",
         type=int,
@@ -269,52 +250,56 @@ def main() -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="regression run: 5,000 tasks, 300 single tasks, 1 repeat, no Dask",
+        help="regression run: 5,000 tasks, 300 single tasks, 1 repeat, no peers unless --peers",
     )
     args = parser.parse_args()
     if args.quick:
-        args.repeat, args.no_dask = 1, True
+        args.repeat = 1
     if args.tasks is None:
         args.tasks = 5_000 if args.quick else 20_000
     if args.latency is None:
         args.latency = 300 if args.quick else 1_000
+    if args.peers is None:
+        args.peers = "" if args.quick else ",".join(PEERS)
+    peers = [p.strip().lower() for p in args.peers.split(",") if p.strip()]
+    if args.no_dask:
+        peers = [p for p in peers if p != "dask"]
+    if unknown := [p for p in peers if p not in PEERS]:
+        parser.error(f"unknown peer(s) {', '.join(unknown)}: choose from {', '.join(PEERS)}")
 
     notes: list[str] = []
-    measured: dict[str, dict[str, float] | None] = {}
-    runs: list[tuple[str, list[str], int]] = [(SQLITE, [], 1), (MEMORY, ["--memory"], 1)]
+    plan: list[tuple[str, Callable[[list[str]], dict[str, float]]]] = []
+    stores: list[tuple[str, list[str], int]] = [(SQLITE, [], 1), (MEMORY, ["--memory"], 1)]
     if args.redis:
-        runs.append((REDIS, ["--redis", args.redis], 1))
+        stores.append((REDIS, ["--redis", args.redis], 1))
     if args.redundancy > 1:
-        runs.append((f"{SQLITE}, redundancy {args.redundancy}", [], args.redundancy))
-    for name, store, redundancy in runs:
-        measured[name] = median_of(
-            name,
-            args.repeat,
-            partial(
-                bench_browsergrid,
-                args.tasks,
-                args.latency,
-                args.prefetch,
-                store,
-                args.timeout,
-                redundancy,
-            ),
-            notes,
+        stores.append((f"{SQLITE}, redundancy {args.redundancy}", [], args.redundancy))
+    for name, store, redundancy in stores:
+        run = partial(
+            bench_browsergrid,
+            args.tasks,
+            args.latency,
+            args.prefetch,
+            store,
+            args.timeout,
+            redundancy,
         )
-    if not args.no_dask:
-        try:
-            import distributed  # noqa: F401
-        except ImportError:
-            notes.append("Dask skipped: distributed is not installed (pip install -e '.[bench]')")
+        plan.append((name, run))
+    skipped_peers: list[str] = []
+    for peer in peers:
+        module, named = PEERS[peer]
+        if importlib.util.find_spec(module) is None:
+            skipped_peers += [name for name, _ in named]
+            notes.append(f"{peer} skipped: {module} is not installed (pip install -e '.[bench]')")
             print(notes[-1], file=sys.stderr)
-        else:
-            for name, saturation in ((DASK, None), (DASK_INF, "inf")):
-                measured[name] = median_of(
-                    name,
-                    args.repeat,
-                    partial(bench_dask, args.tasks, args.latency, saturation, args.timeout),
-                    notes,
-                )
+            continue
+        for name, start in named:
+            plan.append(
+                (name, partial(run_peer, start, args.tasks, args.latency, args.timeout, name=name))
+            )
+    measured, every = measure_all(plan, args.repeat, notes)
+    for name in skipped_peers:
+        measured[name] = None
 
     rows = {name: row for name, row in measured.items() if row is not None}
     lines = [
@@ -338,22 +323,40 @@ def main() -> None:
         ratios["durable/memory"] = rows[SQLITE]["tasks_per_s"] / rows[MEMORY]["tasks_per_s"]
     if SQLITE in rows and REDIS in rows:
         ratios["Redis/SQLite"] = rows[REDIS]["tasks_per_s"] / rows[SQLITE]["tasks_per_s"]
-    for name in (DASK, DASK_INF):
-        if SQLITE in rows and name in rows:
-            ratios[f"SQLite/{name}"] = rows[SQLITE]["tasks_per_s"] / rows[name]["tasks_per_s"]
+    peer_rows = {name: rows[name] for name in rows if name in peer_names()}
+    best = max(peer_rows, key=lambda name: peer_rows[name]["tasks_per_s"], default=None)
+    for mine in (SQLITE, MEMORY):
+        for name in peer_rows:
+            if mine in rows:
+                ratios[f"{mine}/{name}"] = rows[mine]["tasks_per_s"] / rows[name]["tasks_per_s"]
     lines.append("")
+    for mine in (SQLITE, MEMORY):
+        if mine in rows:
+            row = rows[mine]
+            verdicts = [
+                f"{row['tasks_per_s']:,.0f} tasks/s "
+                f"({verdict(row['tasks_per_s'] >= TARGET_TASKS_PER_S)}: at least "
+                f"{TARGET_TASKS_PER_S:,})",
+                f"p50 {row['p50_ms']:.2f} ms "
+                f"({verdict(row['p50_ms'] <= TARGET_P50_MS)}: at most {TARGET_P50_MS:g} ms)",
+            ]
+            if best is not None:
+                ratio = ratios[f"{mine}/{best}"]
+                verdicts.append(
+                    f"{ratio:.1f}x the best peer, {best} "
+                    f"({verdict(ratio >= TARGET_PEER_RATIO)}: at least {TARGET_PEER_RATIO}x)"
+                )
+            lines.append(f"{mine}: " + "; ".join(verdicts))
     if "durable/memory" in ratios:
         lines.append(
-            f"durable/memory throughput: {ratios['durable/memory']:.2f} (target: at least 0.5)"
+            f"durable/memory throughput: {ratios['durable/memory']:.2f} "
+            f"({verdict(ratios['durable/memory'] >= TARGET_DURABLE)}: at least {TARGET_DURABLE})"
         )
     if "Redis/SQLite" in ratios:
         lines.append(f"Redis/SQLite throughput: {ratios['Redis/SQLite']:.2f}")
-    for name in (DASK, DASK_INF):
-        if f"SQLite/{name}" in ratios:
-            lines.append(
-                f"browsergrid SQLite / {name}: {ratios[f'SQLite/{name}']:.1f}x "
-                "tasks/s (target: at least 10x)"
-            )
+    for name in peer_rows:
+        if f"{SQLITE}/{name}" in ratios:
+            lines.append(f"browsergrid SQLite / {name}: {ratios[f'{SQLITE}/{name}']:.1f}x tasks/s")
     lines += [f"note: {note}" for note in notes]
     text = "\n".join(lines).rstrip() + "\n"
     write_results(
@@ -363,11 +366,41 @@ def main() -> None:
             "args": vars(args),
             "rows": rows,
             "skipped": [name for name, row in measured.items() if row is None],
+            "best_peer": best,
             "ratios": ratios,
             "notes": notes,
-            "runs": ALL_RUNS,
+            "runs": every,
+            "versions": versions(peers),
         },
     )
+
+
+def peer_names() -> set[str]:
+    return {name for _, rows in PEERS.values() for name, _ in rows}
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "NOT met"
+
+
+def versions(peers: list[str]) -> dict[str, str]:
+    """The versions of the peers measured (those installed), and of redis-server for Celery."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str] = {}
+    for peer in peers:
+        package = PEERS[peer][0]
+        with suppress(PackageNotFoundError):
+            found[package] = version(package)
+    if "celery" in found:
+        try:
+            out = subprocess.run(
+                ["redis-server", "--version"], capture_output=True, text=True, check=True
+            ).stdout
+            found["redis-server"] = out.split("v=")[1].split()[0]
+        except (OSError, subprocess.CalledProcessError, IndexError):
+            pass
+    return found
 
 
 if __name__ == "__main__":
