@@ -219,8 +219,10 @@ async def test_a_result_unstored_during_a_redis_outage_is_run_again(
         finally:
             responder.cancel()
     finally:
-        await a.c.stop()
-        server.stop()
+        try:
+            await asyncio.wait_for(a.c.stop(), 15)
+        finally:
+            server.stop()  # even when the coordinator's stop fails: no redis-server left
 
 
 @pytest.mark.timeout(60)
@@ -395,8 +397,10 @@ async def test_a_member_is_healthy_again_once_redis_is_back(
         server.start()
         await until(lambda: a.c.healthy, within=5)  # beats work again
     finally:
-        await a.c.stop()
-        server.stop()
+        try:
+            await asyncio.wait_for(a.c.stop(), 15)
+        finally:
+            server.stop()  # even when the coordinator's stop fails: no redis-server left
 
 
 # --- checked and found sound --------------------------------------------------------------
