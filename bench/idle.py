@@ -770,9 +770,16 @@ def _short_frame(frame: str) -> str:
     return f"{name} ({_short_path(where.rstrip(')').rsplit(':', 1)[0])})" if where else name
 
 
+_LOOP_RUNNERS = ("browsergrid/server/_run.py", "browsergrid/cli.py", "browsergrid/__main__.py")
+
+
 def _package(filename: str) -> str | None:
     """The third-party or browsergrid package a source file belongs to; None for the
-    standard library (and the ``-c`` wrapper)."""
+    standard library, the ``-c`` wrapper and the frames that run the event loop (what C
+    code allocates from a loop callback, uvloop's transports and timers, has no frame of
+    its own)."""
+    if filename.endswith(_LOOP_RUNNERS):
+        return None
     if "site-packages/" in filename:
         return filename.split("site-packages/", 1)[1].split("/", 1)[0]
     if "/browsergrid/" in filename:
@@ -815,7 +822,7 @@ def traced(srv: Server, fleet: list[Client], n: int) -> dict[str, Any]:
         frames = list(reversed(stat.traceback))
         owner = next((f for f in frames if _package(f.filename)), None)
         package = _package(owner.filename) if owner else None
-        by_package[package or "(event loop, standard library)"] += stat.size_diff
+        by_package[package or "(event loop: uvloop objects; standard library)"] += stat.size_diff
         if owner is not None and package == "browsergrid":
             ours[f"{_short_path(owner.filename)}:{owner.lineno}"] += stat.size_diff
     by_line = after.compare_to(before, "lineno")
@@ -950,6 +957,8 @@ def table(rows: list[dict[str, Any]], setup: Setup) -> str:
         f" ({kb * 1.024:.1f} kB), {'met' if kb * 1.024 <= 20 else 'not met'}; under 5% of one"
         f" core: {cpu:.2f}%, {'met' if cpu < 5 else 'not met'}"
         + ("" if coordinator["connections"] == 10_000 else " (at fewer connections)")
+        + ("" if setup.heartbeat == HEARTBEAT_S else f" (pings every {setup.heartbeat:g} s)")
+        + ("" if setup.store == "memory" else f" ({setup.store} store)")
         + "."
     )
     source = (
