@@ -36,6 +36,7 @@ from browsergrid.server._coordinator import Coordinator
 from browsergrid.server._dashboard import run_feed, serve_dashboard
 from browsergrid.server._guard import BrowserChecks
 from browsergrid.server._metrics import metrics_registry, render
+from browsergrid.server._peers import StarletteConnection
 from browsergrid.server._workers import serve_worker
 
 log = logging.getLogger("browsergrid.server")
@@ -170,11 +171,13 @@ def create_app(coordinator: Coordinator, access: Access | None = None) -> FastAP
 
     app.openapi = openapi  # type: ignore[method-assign]
 
+    # ``serve`` answers these upgrades itself (``direct_websockets``), and these routes serve
+    # them under any other ASGI server.
     async def worker_endpoint(websocket: WebSocket) -> None:
-        await serve_worker(coordinator, websocket, tokens)
+        await serve_worker(coordinator, StarletteConnection(websocket), tokens)
 
     async def client_endpoint(websocket: WebSocket) -> None:
-        await serve_client(coordinator, websocket, tokens)
+        await serve_client(coordinator, StarletteConnection(websocket), tokens)
 
     async def dashboard_endpoint(websocket: WebSocket) -> None:
         await serve_dashboard(coordinator.feed, websocket, tokens)

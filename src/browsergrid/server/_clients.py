@@ -6,7 +6,6 @@ import logging
 import time
 
 import msgspec
-from starlette.websockets import WebSocket
 
 from browsergrid._console import emit
 from browsergrid.errors import ProtocolError, SubmitError
@@ -22,12 +21,12 @@ from browsergrid.protocol import (
 from browsergrid.server._access import Access, Role
 from browsergrid.server._coordinator import ClientPeer, Coordinator
 from browsergrid.server._guard import guarded
-from browsergrid.server._peers import WebSocketSender, address_of
+from browsergrid.server._peers import Closed, Connection
 
 events = logging.getLogger("browsergrid.server.events")
 
 
-async def serve_client(coordinator: Coordinator, ws: WebSocket, access: Access) -> None:
+async def serve_client(coordinator: Coordinator, ws: Connection, access: Access) -> None:
     """Run one client connection until it closes; its jobs run on after it leaves. A client
     must present the admin token."""
     await guarded(
@@ -35,11 +34,10 @@ async def serve_client(coordinator: Coordinator, ws: WebSocket, access: Access) 
     )
 
 
-async def _serve_client(coordinator: Coordinator, ws: WebSocket) -> None:
+async def _serve_client(coordinator: Coordinator, ws: Connection) -> None:
     await ws.accept()
-    sender = WebSocketSender(ws)
     budget = coordinator.rate_limit()
-    client = ClientPeer(client_id=coordinator.next_id(), address=address_of(ws), sender=sender)
+    client = ClientPeer(client_id=coordinator.next_id(), address=ws.address, sender=ws)
     coordinator.clients[client.client_id] = client
     emit(
         events,
@@ -51,17 +49,15 @@ async def _serve_client(coordinator: Coordinator, ws: WebSocket) -> None:
     try:
         while True:
             message = await ws.receive()
-            if message["type"] == "websocket.disconnect":
+            if isinstance(message, Closed):
                 break
             if not budget.allow(time.monotonic()):
                 coordinator.stats.errors["rate_limited"] += 1
                 limit = coordinator.config.max_messages_per_s
                 await _error(client, "rate_limited", f"more than {limit:g} messages per second")
-                await sender.close(CLOSE_POLICY_VIOLATION, "rate_limited")
+                await ws.close(CLOSE_POLICY_VIOLATION, "rate_limited")
                 break
-            text = message.get("text")
-            if text is None:
-                text = message.get("bytes", b"").decode("utf-8", "replace")
+            text = message if isinstance(message, str) else message.decode("utf-8", "replace")
             await _on_frame(coordinator, client, text)
     finally:
         coordinator.forget_client(client)

@@ -2,7 +2,7 @@
 upgrades, connections per address, and messages per second per connection.
 
 The checks are plain functions and small classes with time passed in; ``admit`` applies the
-upgrade checks to a Starlette WebSocket before it is accepted.
+upgrade checks to a ``Connection`` before it is accepted.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from browsergrid.server._access import (
     presented_token,
     query_token,
 )
-from browsergrid.server._peers import host_of
+from browsergrid.server._peers import Connection, StarletteConnection
 
 if TYPE_CHECKING:
     from browsergrid.server._coordinator import Coordinator
@@ -178,7 +178,7 @@ class Connections:
 
 async def guarded(
     coordinator: Coordinator,
-    ws: WebSocket,
+    ws: Connection | WebSocket,
     serve: Callable[[], Awaitable[None]],
     *,
     access: Access,
@@ -188,12 +188,14 @@ async def guarded(
     coordinator shuts down (1001), not from a foreign origin (403), not without the token
     ``role`` needs (401, counted as ``unauthorized``) nor past the connections of an address
     (429)."""
+    conn = ws if isinstance(ws, Connection) else StarletteConnection(ws)
     if coordinator.closing:
-        await ws.close(CLOSE_GOING_AWAY)
+        await conn.accept()
+        await conn.close(CLOSE_GOING_AWAY, "server shutting down")
         return
     loopback_only = is_loopback(coordinator.config.host)
     refused = await admit(
-        ws,
+        conn,
         coordinator.allowed_origins,
         coordinator.connections,
         loopback_only=loopback_only,
@@ -207,11 +209,11 @@ async def guarded(
     try:
         await serve()
     finally:
-        coordinator.connections.give_back(host_of(ws))
+        coordinator.connections.give_back(conn.host)
 
 
 async def admit(
-    ws: WebSocket,
+    ws: Connection,
     allowed: frozenset[str],
     connections: Connections,
     *,
@@ -224,17 +226,15 @@ async def admit(
     connection too many from an address (429). None when admitted: the caller must then
     call ``connections.give_back(host)`` when the connection ends; else the refusal's code
     (``host_refused``, ``origin_refused``, ``unauthorized``, ``too_many_connections``)."""
-    host = host_of(ws)
-    origin = ws.headers.get("origin")
-    if not host_allowed(ws.headers.get("host"), loopback_only=loopback_only):
+    host = ws.host
+    origin = ws.header("origin")
+    if not host_allowed(ws.header("host"), loopback_only=loopback_only):
         return await _deny(
             ws, 403, "host_refused", "this coordinator answers to loopback names only", host
         )
-    if not origin_allowed(origin, ws.headers.get("host"), allowed, peer_loopback=is_loopback(host)):
+    if not origin_allowed(origin, ws.header("host"), allowed, peer_loopback=is_loopback(host)):
         return await _deny(ws, 403, "origin_refused", f"origin {origin} may not connect here", host)
-    presented = presented_token(
-        ws.headers.get("authorization"), query_token(ws.scope.get("query_string", b""))
-    )
+    presented = presented_token(ws.header("authorization"), query_token(ws.query_string))
     if not access.allows(role, presented):
         detail = access.refusal(role, presented)
         return await _deny(ws, 401, UNAUTHORIZED, detail, host, challenge(presented))
@@ -250,7 +250,7 @@ async def admit(
 
 
 async def _deny(
-    ws: WebSocket,
+    ws: Connection,
     status: int,
     code: str,
     detail: str,
@@ -260,12 +260,11 @@ async def _deny(
     emit(
         events,
         code,
-        f"refused a connection from {host} to {ws.url.path}: {detail}",
+        f"refused a connection from {host} to {ws.path}: {detail}",
         level=logging.WARNING,
         address=host,
-        path=ws.url.path,
+        path=ws.path,
         detail=detail,
     )
-    response = JSONResponse({"detail": detail, "code": code}, status_code=status, headers=headers)
-    await ws.send_denial_response(response)
+    await ws.deny(status, {"detail": detail, "code": code}, headers)
     return code

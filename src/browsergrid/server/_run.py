@@ -20,9 +20,12 @@ from browsergrid.config import ServeConfig
 from browsergrid.errors import ConfigError
 from browsergrid.server._access import Access, AdminToken, load_admin_token
 from browsergrid.server._app import create_app
+from browsergrid.server._clients import serve_client
 from browsergrid.server._coordinator import Coordinator
 from browsergrid.server._dashboard import close_all_viewers
-from browsergrid.server._workers import close_all_workers
+from browsergrid.server._peers import Connection
+from browsergrid.server._workers import close_all_workers, serve_worker
+from browsergrid.server._ws_direct import direct_websockets
 from browsergrid.store import MemoryStore, RedisStore, SqliteStore, Store, StoreError
 
 log = logging.getLogger("browsergrid.server")
@@ -220,7 +223,15 @@ def bind(host: str, port: int) -> socket.socket:
 def _uvicorn_config(
     config: ServeConfig, coordinator: Coordinator, access: Access
 ) -> uvicorn.Config:
-    return uvicorn.Config(
+    tokens = access
+
+    async def worker(conn: Connection) -> None:
+        await serve_worker(coordinator, conn, tokens)
+
+    async def client(conn: Connection) -> None:
+        await serve_client(coordinator, conn, tokens)
+
+    settings = uvicorn.Config(
         create_app(coordinator, access),
         ws="websockets-sansio",
         ws_per_message_deflate=False,  # triples memory per connection (bench-anchors.md)
@@ -236,6 +247,16 @@ def _uvicorn_config(
         ssl_certfile=config.certfile,
         ssl_keyfile=config.keyfile,
     )
+    # Workers and clients are served straight from the event loop; other WebSockets (the
+    # dashboard's) go on to websockets-sansio and the app. Proxy headers as uvicorn trusts them.
+    settings.ws = direct_websockets(
+        {"/": worker, "/ws": worker, "/client": client},
+        heartbeat_interval_s=config.heartbeat_interval_s,
+        heartbeat_timeout_s=config.heartbeat_timeout_s,
+        proxy_headers=settings.proxy_headers,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+    )
+    return settings
 
 
 def _admin_line(admin: AdminToken) -> str:

@@ -7,8 +7,6 @@ import logging
 import time
 from typing import Literal
 
-from starlette.websockets import WebSocket
-
 from browsergrid._console import emit
 from browsergrid._version import __version__
 from browsergrid.core import (
@@ -38,7 +36,7 @@ from browsergrid.protocol import (
 from browsergrid.server._access import Access, Role
 from browsergrid.server._coordinator import QUARANTINED, Coordinator, WorkerPeer
 from browsergrid.server._guard import guarded
-from browsergrid.server._peers import WebSocketSender, address_of
+from browsergrid.server._peers import Closed, Connection
 from browsergrid.server._stats import WorkerEvent
 from browsergrid.store import StoreError
 
@@ -47,24 +45,23 @@ events = logging.getLogger("browsergrid.server.events")
 _LISTED_WORKERS = 20  # longer worker lists are cut, so a big grid's log stays readable
 
 
-async def serve_worker(coordinator: Coordinator, ws: WebSocket, access: Access) -> None:
+async def serve_worker(coordinator: Coordinator, ws: Connection, access: Access) -> None:
     """Run one worker connection: welcome task, hello/welcome, results, disconnect."""
     await guarded(
         coordinator, ws, lambda: _serve_worker(coordinator, ws), access=access, role=Role.WORKER
     )
 
 
-async def _serve_worker(coordinator: Coordinator, ws: WebSocket) -> None:
+async def _serve_worker(coordinator: Coordinator, ws: Connection) -> None:
     await ws.accept()
-    sender = WebSocketSender(ws)
     budget = coordinator.rate_limit()
     peer = WorkerPeer(
         worker_id=coordinator.next_id(),
-        address=address_of(ws),
-        path=ws.url.path,
-        agent=ws.headers.get("user-agent"),
+        address=ws.address,
+        path=ws.path,
+        agent=ws.header("user-agent"),
         connected_at=time.time(),
-        sender=sender,
+        sender=ws,
         budget=budget,
     )
     coordinator.workers[peer.worker_id] = peer
@@ -91,37 +88,36 @@ async def _serve_worker(coordinator: Coordinator, ws: WebSocket) -> None:
         )
         while True:
             message = await ws.receive()
-            if message["type"] == "websocket.disconnect":
-                code, reason = message.get("code", 1005), message.get("reason") or ""
+            if isinstance(message, Closed):
+                code, reason = message.code, message.reason
                 break
             if not budget.allow(time.monotonic()):
                 coordinator.stats.errors["rate_limited"] += 1
                 await _refuse(
                     peer,
-                    sender,
+                    ws,
                     "rate_limited",
                     f"more than {coordinator.config.max_messages_per_s:g} messages per second",
                     CLOSE_POLICY_VIOLATION,
                 )
                 break
-            text = message.get("text")
-            if text is None:
+            if isinstance(message, bytes):
                 await _refuse(
                     peer,
-                    sender,
+                    ws,
                     "binary_frame",
                     "binary frames are not accepted; send JSON text",
                     CLOSE_UNSUPPORTED_DATA,
                 )
                 break
-            if not await _on_frame(coordinator, peer, sender, text):
+            if not await _on_frame(coordinator, peer, ws, message):
                 break
     finally:
         peer.left_at = time.time()
         del coordinator.workers[peer.worker_id]
         _tell_viewers(coordinator, peer, "disconnected")
-        if sender.close_code is not None:
-            code, reason = sender.close_code, sender.close_reason
+        if ws.close_code is not None:
+            code, reason = ws.close_code, ws.close_reason
         emit(
             events,
             "worker_disconnected",
@@ -143,7 +139,7 @@ async def _serve_worker(coordinator: Coordinator, ws: WebSocket) -> None:
 
 
 async def _on_frame(
-    coordinator: Coordinator, peer: WorkerPeer, sender: WebSocketSender, text: str
+    coordinator: Coordinator, peer: WorkerPeer, sender: Connection, text: str
 ) -> bool:
     """Handle one text frame; False when the connection must end."""
     try:
@@ -202,7 +198,7 @@ async def _on_frame(
 
 
 async def _on_hello(
-    coordinator: Coordinator, peer: WorkerPeer, sender: WebSocketSender, hello: Hello, now: float
+    coordinator: Coordinator, peer: WorkerPeer, sender: Connection, hello: Hello, now: float
 ) -> bool:
     if hello.protocol != PROTOCOL_VERSION:
         await _refuse(
@@ -294,7 +290,7 @@ async def _recall(coordinator: Coordinator, peer: WorkerPeer, worker_key: str) -
 
 
 async def _refuse(
-    peer: WorkerPeer, sender: WebSocketSender, code: str, message: str, close_code: int
+    peer: WorkerPeer, sender: Connection, code: str, message: str, close_code: int
 ) -> None:
     """Tell the worker what was wrong, then close with ``close_code``."""
     emit(
@@ -313,7 +309,7 @@ async def _refuse(
 async def close_all_workers(coordinator: Coordinator, reason: str = "server shutting down") -> None:
     """Close every worker connection with 1001 (going away)."""
     for peer in list(coordinator.workers.values()):
-        if isinstance(peer.sender, WebSocketSender):
+        if isinstance(peer.sender, Connection):
             await peer.sender.close(CLOSE_GOING_AWAY, reason)
 
 
