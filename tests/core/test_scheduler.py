@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
@@ -1610,3 +1611,141 @@ def test_lost_leases_are_counted_by_kind() -> None:
     assert s.lost_leases == {"error": 1, "disconnected": 1}
     s.handle(tick(100.0))  # task 1 passes its deadline on worker 1
     assert s.lost_leases == {"error": 1, "disconnected": 1, "expired": 1}
+
+
+# --- idle workers: what a tick or a join costs does not grow with them ---------------------
+
+
+def test_ticks_over_many_idle_workers_copy_nothing_and_a_later_straggler_is_copied() -> None:
+    s = plain(speculate_factor=4.0, speculate_min_s=1.0)
+    for worker_id in range(1, 201):
+        s.handle(join(worker_id))
+        s.handle(hello(worker_id, {RM}, 1))
+    assert [s.handle(tick(float(t))) for t in range(1, 4)] == [[], [], []]
+    s.handle(submit(RM, RM, now=4.0))  # task 1 -> worker 1, task 2 -> worker 2
+    s.handle(result(1, 1, now=4.5))
+    s.handle(result(2, 2, now=4.5))  # the op's mean: 0.5 s
+    assert s.handle(tick(5.0)) == []  # nothing leased: nothing straggles
+    assert s.handle(submit(job_id=1, now=6.0, sid="s3")) == [
+        accepted(1, 3, "s3", first_index=2),
+        send(3, 3, "s3"),  # workers 1 and 2 are hungry again after the others
+    ]
+    assert s.handle(tick(8.0)) == []  # running 2 s: not above max(1 s, 4 * 0.5 s)
+    assert s.handle(tick(8.01, sid="t")) == [send(1, 3, "t", speculative=True)]
+    s.handle(result(1, 3, now=8.5))
+    assert s.tasks == {}
+    assert s.handle(tick(20.0)) == []
+
+
+def test_a_welcome_task_running_long_is_never_copied() -> None:
+    s = Scheduler(speculate_factor=4.0, speculate_min_s=1.0)
+    s.handle(join(1))  # welcome task 1 -> worker 1
+    s.handle(join(2))  # welcome task 2 -> worker 2
+    s.handle(result(2, 2, WELCOME_RESULT, now=0.5))
+    s.handle(hello(2, {RM}, 1))
+    assert s.handle(tick(50.0)) == []
+    assert set(s.tasks) == {1}
+
+
+def test_joins_and_hellos_with_nothing_queued_send_nothing_then_a_submission_spreads() -> None:
+    s = plain()
+    for worker_id in range(1, 101):
+        assert s.handle(join(worker_id)) == []
+        assert s.handle(hello(worker_id, {RM}, 1)) == []
+    assert s.handle(submit(RM, RM, RM, sid="s")) == [
+        accepted(1, 1, "s", count=3),
+        send(1, 1, "s"),
+        send(2, 2, "s"),
+        send(3, 3, "s"),
+    ]
+    assert s.handle(join(101)) == []  # all leased: nothing queued for it
+    assert s.handle(leave(2, now=1.0)) == [send(4, 2, "leave-2")]  # requeued, then sent
+
+
+def _figures(s: Scheduler) -> dict[int, tuple[Any, ...]]:
+    """What the dashboard shows of each connected worker (its WorkerRow's live fields)."""
+    return {
+        worker_id: (
+            w.state,
+            len(w.in_flight),
+            w.concurrency,
+            w.tasks_done,
+            w.failures,
+            w.mean_ms,
+            w.speed_ms,
+            w.quarantined,
+        )
+        for worker_id, w in s.workers.items()
+    }
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_leased_count_and_changed_workers_follow_random_events(seed: int) -> None:
+    """The count of leased tasks that ``_speculate`` checks first, and the workers the
+    dashboard builds rows for again (``changed_workers``), stay exact whatever happens:
+    joins, hellos, leaves, replicated jobs, disagreements and quarantines, errors, expiries,
+    copies of stragglers and cancellations."""
+    rng = random.Random(seed)
+    s = Scheduler(
+        lease_timeout_s=8.0,
+        max_attempts=4,
+        buffer_s=rng.choice([None, 0.5]),
+        speculate_min_s=0.5,
+        rng=rng.random,
+    )
+    now, next_id, jobs = 0.0, 1, []
+    for step in range(600):
+        before = _figures(s)
+        workers = sorted(s.workers)
+        holding = [w for w in workers if s.workers[w].in_flight]
+        anonymous = [w for w in workers if s.workers[w].state is WorkerState.ANONYMOUS]
+        choice = rng.random()
+        if choice < 0.12 or not workers:
+            event: Any = join(next_id, now)
+            next_id += 1
+        elif choice < 0.22 and anonymous:
+            worker_id = rng.choice(anonymous)
+            event = WorkerIntroduced(
+                worker_id=worker_id,
+                ops=frozenset({RM}),
+                concurrency=rng.randint(1, 2),
+                prefetch=rng.randint(0, 2),
+                key=rng.choice([None, f"k{rng.randrange(4)}"]),
+                now=now,
+                stimulus_id=f"hello-{step}",
+            )
+        elif choice < 0.28:
+            event = leave(rng.choice(workers), now)
+        elif choice < 0.40:
+            redundancy = rng.choice([1, 2, 2, 3])
+            options = JobOptions(
+                redundancy=redundancy, adaptive=redundancy > 1 and rng.random() < 0.5
+            )
+            event = submit(*[RM] * rng.randint(1, 4), options=options, now=now, sid=f"s{step}")
+        elif choice < 0.70 and holding:
+            worker_id = rng.choice(holding)
+            task_id = rng.choice(sorted(s.workers[worker_id].in_flight))
+            liar = s.workers[worker_id].key == "k0"  # quarantined after 3 disagreements
+            value = 9.0 if liar else rng.choice([8.0, 8.0, 8.0, 8.0, 9.0])
+            event = result(worker_id, task_id, value, now, f"r{step}", rng.uniform(1, 900))
+        elif choice < 0.76 and holding:
+            worker_id = rng.choice(holding)
+            event = error(worker_id, rng.choice(sorted(s.workers[worker_id].in_flight)), now=now)
+        elif choice < 0.78 and jobs:
+            event = cancel(rng.choice(jobs), now)
+        elif choice < 0.80:
+            event = result(rng.choice(workers), 10_000 + step, now=now)  # not held: rejected
+        else:
+            now += rng.choice([0.1, 0.5, 2.0])
+            event = tick(now, f"t{step}")
+        commands = s.handle(event)
+        jobs += [c.job_id for c in commands if isinstance(c, TasksAccepted)]
+        jobs = [j for j in jobs if not s.jobs[j].cancelled]
+        leased = [
+            t for t in s.tasks.values() if t.state is TaskState.LEASED and t.pinned_to is None
+        ]
+        assert s._leased == len(leased), f"step {step}: {event}"
+        after = _figures(s)
+        moved = {w for w in before.keys() | after.keys() if before.get(w) != after.get(w)}
+        assert moved <= s.changed_workers, f"step {step}: {event}"
+        s.changed_workers.clear()

@@ -27,6 +27,7 @@ from tests._support import (
     slow_tasks,
     steady_workers,
     submit_job,
+    wait_for,
 )
 
 CHUNK = 20_000  # prime_count over 20,000 numbers: a millisecond or two in Python
@@ -120,6 +121,11 @@ def test_history_survives_a_restart(
     start_worker(second.ws_url, "--data-dir", str(tmp_path / "w"))
     recognised = second.event("worker_recognised")
     assert recognised["worker_key"] == history["worker_key"]
+    # connected, it is seen now (its stored last_seen moves only when its history does)
+    before = time.time()
+    wait_for(lambda: httpx.get(f"{base}/api/workers/history").json()[0]["connected"])
+    (again,) = httpx.get(f"{base}/api/workers/history").json()
+    assert again["last_seen"] >= before
 
 
 def test_a_file_that_is_not_a_database_is_a_one_line_error(tmp_path: Path) -> None:

@@ -155,7 +155,11 @@ class Scheduler:
         self._rings: dict[int, deque[int]] = {}  # priority -> jobs with queued tasks
         self._ringed: set[int] = set()
         self._deadlines: list[tuple[float, int, int]] = []  # (deadline, task id, worker id)
+        self._leased = 0  # tasks leased now, welcome tasks aside: those that may straggle
         self.changed_jobs: set[int] = set()  # jobs whose counts changed: a reader empties it
+        self.changed_workers: set[int] = set()
+        """Workers whose state, tasks in flight, concurrency, counts or speed may have
+        changed, or that left: a reader (the dashboard feed) empties it."""
         self.lost_leases: Counter[LossKind] = Counter()  # leases that ended without a result
         self._task_ids = itertools.count(next_task_id)
         self._job_ids = itertools.count(next_job_id)
@@ -387,6 +391,7 @@ class Scheduler:
     def _left(self, ev: WorkerLeft) -> Iterator[Command]:
         worker = self.workers.pop(ev.worker_id)
         worker.move_to(WorkerState.GONE)
+        self.changed_workers.add(worker.worker_id)
         self._op_workers.subtract(worker.ops)
         self._hungry.pop(worker.worker_id, None)
         for task_id in sorted(worker.in_flight):
@@ -466,6 +471,7 @@ class Scheduler:
         yield _done(task, ev.worker_id, ev.result, ev.duration_ms, ev.stimulus_id)
 
     def _count_work(self, worker: Worker, duration_ms: float, *, welcome: bool) -> None:
+        self.changed_workers.add(worker.worker_id)
         worker.tasks_done += 1
         if welcome:
             worker.speed_ms = duration_ms
@@ -617,6 +623,7 @@ class Scheduler:
             yield from self._unheld(worker, ev.task_id, ev.stimulus_id)
             return
         worker.failures += 1
+        self.changed_workers.add(worker.worker_id)
         reason = f"worker {ev.worker_id} reported: {ev.message}"
         yield from self._lose(task, worker, reason, "error", ev)
 
@@ -749,6 +756,8 @@ class Scheduler:
     def _set_state(self, task: Task, new: TaskState) -> None:
         old = task.state
         task.move_to(new)
+        if task.pinned_to is None:
+            self._leased += (new is TaskState.LEASED) - (old is TaskState.LEASED)
         if task.job_id is not None:
             counts = self.jobs[task.job_id].counts
             counts[old] -= 1
@@ -805,6 +814,8 @@ class Scheduler:
         self._credit_changed(worker)
 
     def _credit_changed(self, worker: Worker) -> None:
+        """After a change of its state, tasks in flight, concurrency, prefetch or quarantine."""
+        self.changed_workers.add(worker.worker_id)
         if worker.credit > 0 and worker.state is not WorkerState.GONE:
             self._hungry.setdefault(worker.worker_id)
         else:
@@ -813,6 +824,8 @@ class Scheduler:
     def _dispatch(self, now: float, stimulus_id: str) -> Iterator[SendTask]:
         """Lease queued tasks to workers with credit, one at a time round robin, so that a
         short queue spreads over many workers instead of filling the first."""
+        if not self._ringed:  # nothing queued: spare the copy of every hungry worker
+            return
         hungry = list(self._hungry)
         while hungry and self._ringed:
             still_hungry = []
@@ -928,6 +941,8 @@ class Scheduler:
     def _speculate(self, now: float, stimulus_id: str) -> Iterator[SendTask]:
         """Copy stragglers to workers still idle after dispatch: nothing queued suits them."""
         assert self.speculate_factor is not None
+        if not self._leased:  # no lease, so no straggler: spare the scan of every worker
+            return
         idle = [w for w in self.workers.values() if w.idle and w.credit > 0]
         if not idle:
             return

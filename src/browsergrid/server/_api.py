@@ -252,12 +252,16 @@ def create_api(coordinator: Coordinator) -> APIRouter:
         except StoreError as exc:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
         online = {p.worker_key for p in coordinator.workers.values() if p.worker_key}
+        # A connected worker is seen now (its stored last_seen moves only when its history
+        # changes or it leaves), so it comes first.
+        now = time.time()
+        records.sort(key=lambda r: r.worker_key not in online)  # stable: keeps the order
         return [
             WorkerHistory(
                 worker_key=r.worker_key,
                 agent=r.agent,
                 first_seen=r.first_seen,
-                last_seen=r.last_seen,
+                last_seen=now if r.worker_key in online else r.last_seen,
                 tasks_done=r.tasks_done,
                 failures=r.failures,
                 mean_ms=round(r.compute_ms / r.tasks_done, 3) if r.tasks_done else None,

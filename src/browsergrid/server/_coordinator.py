@@ -110,14 +110,33 @@ class WorkerPeer:
     standing: Standing | None = None  # its reputation (the scheduler's, kept up to date)
     left_at: float | None = None  # Unix time it disconnected
     budget: RateLimit | None = None  # the frames it may send (its endpoint checks it)
+    written: tuple[Any, ...] | None = None  # its ``history()`` as last stored
 
     async def send(self, frame: str) -> None:
         await self.sender.send(frame)
+
+    def history(self) -> tuple[Any, ...]:
+        """What its record holds but ``last_seen``: what makes a new write worth it."""
+        standing = self.standing or _FRESH
+        return (
+            self.worker_key,
+            self.agent,
+            self.first_seen or self.connected_at,
+            self.tasks_done,
+            self.failures,
+            self.compute_ms,
+            standing.valid,
+            standing.invalid,
+            standing.consecutive_valid,
+            standing.error_rate,
+            standing.quarantined,
+        )
 
     def record(self) -> WorkerRecord | None:
         """Its history as the store keeps it (None for a worker with no lasting identity)."""
         if self.worker_key is None:
             return None
+        standing = self.standing or _FRESH  # read field by field: asdict() deep-copies
         return WorkerRecord(
             worker_key=self.worker_key,
             agent=self.agent,
@@ -126,8 +145,16 @@ class WorkerPeer:
             tasks_done=self.tasks_done,
             failures=self.failures,
             compute_ms=self.compute_ms,
-            **dataclasses.asdict(self.standing or Standing()),
+            valid=standing.valid,
+            invalid=standing.invalid,
+            consecutive_valid=standing.consecutive_valid,
+            error_rate=standing.error_rate,
+            quarantined=standing.quarantined,
         )
+
+
+_FRESH: Final = Standing()
+"""The standing of a worker not yet judged (read only, never handed out)."""
 
 
 @dataclass(eq=False)
@@ -266,16 +293,39 @@ class Coordinator:
         self.store_problem = str(exc)
 
     async def remember_workers(self, peers: list[WorkerPeer] | None = None) -> None:
-        """Write the history of ``peers`` (default: every connected worker) to the store."""
+        """Write the history of ``peers`` to the store. Without ``peers`` (the periodic
+        write): that of each connected worker whose history changed since it was last
+        stored (tasks, failures, compute time, standing, agent, identity), none when all are
+        idle; that of every connected worker while closing.
+
+        So the stored ``last_seen`` of a connected worker is the time of its last write
+        (the first periodic write after its hello, or the first after its last change): it
+        is not moved on as time passes, only when the worker leaves (``serve_worker``
+        writes it then) and at shutdown. The dashboard builds connected workers' history
+        rows live; ``/api/workers/history`` marks them ``connected``, seen now."""
         chosen = list(self.workers.values()) if peers is None else peers
-        records = [r for p in chosen if (r := p.record())]
+        changed_only = peers is None and not self.closing
+        records: list[WorkerRecord] = []
+        written: list[tuple[WorkerPeer, tuple[Any, ...]]] = []
+        for peer in chosen:
+            if peer.worker_key is None:
+                continue  # no lasting identity: no history
+            history = peer.history()
+            if changed_only and history == peer.written:
+                continue
+            record = peer.record()
+            if record is not None:
+                records.append(record)
+                written.append((peer, history))
         if not records:
             return
         try:
             await self.store.record_workers(records)
         except StoreError as exc:
-            self.store_failed(exc)
+            self.store_failed(exc)  # still unwritten: the next periodic write tries again
         else:
+            for peer, history in written:
+                peer.written = history
             self.store_recovered()
 
     def store_recovered(self) -> None:

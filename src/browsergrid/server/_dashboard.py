@@ -119,6 +119,8 @@ class Feed:
         self._finished: deque[tuple[float, int]] = deque()  # (time, results + failed)
         self._sent_workers: dict[int, Row] = {}  # what viewers hold, by worker id
         self._sent_peers: dict[int, WorkerPeer] = {}
+        self._rows_from: object = None  # the scheduler whose changed_workers the rows follow
+        # (None: build every row again)
         self._stored_jobs: list[JobSummary] = []  # read for snapshots
         self._stored_history: list[WorkerRecord] = []
         self._agents: dict[int, tuple[tuple[str | None, bool], Agent]] = {}
@@ -262,6 +264,13 @@ class Feed:
         scheduler = self.coordinator.scheduler
         changed_ids = set(scheduler.changed_jobs)
         scheduler.changed_jobs.clear()
+        # rows of workers the scheduler changed are built again; all of them after a call
+        # that did not finish (these changes would be lost) or with a new scheduler
+        changed_workers: set[int] | None = set(scheduler.changed_workers)
+        scheduler.changed_workers.clear()
+        if self._rows_from is not scheduler:
+            changed_workers = None
+        self._rows_from = None  # until the rows are built
         if grid is not None:  # the scheduler holds only this coordinator's share of jobs
             changed_ids.clear()
         for job_id in changed_ids:  # which jobs run, watched or not (totals need them)
@@ -281,7 +290,7 @@ class Feed:
             self._mark_sent()
             return None
         frame: Row = {"type": "update", "now": now, "totals": self.totals()}
-        workers, gone, history = self._worker_changes()
+        workers, gone, history = self._worker_changes(changed_workers)
         if workers:
             frame["workers"] = workers
         if gone:
@@ -433,34 +442,58 @@ class Feed:
             "speed_ms": worker.speed_ms,
         }
 
-    def _worker_changes(self) -> tuple[list[Row], list[int], list[Row]]:
+    def _worker_changes(
+        self, changed_ids: set[int] | None
+    ) -> tuple[list[Row], list[int], list[Row]]:
         """Rows of workers that joined (whole) or changed (``id`` and the fields that
         changed), ids of those gone, and history rows of workers whose lasting identity
-        appeared or left."""
+        appeared or left.
+
+        A row is built again only for a worker the scheduler changed since the last call
+        (``changed_ids``; None: every worker) or whose own fields (key, agent, tasks over
+        its history) moved: the others' rows are as sent (none is built for idle workers)."""
         changed: list[Row] = []
         history: list[Row] = []
         sent = self._sent_workers
         now_sent: dict[int, Row] = {}
         peers: dict[int, WorkerPeer] = {}
+        workers = self.coordinator.scheduler.workers
         for peer in list(self.coordinator.workers.values()):
+            worker_id = peer.worker_id
+            before = sent.get(worker_id)
+            if (
+                before is not None
+                and changed_ids is not None
+                and worker_id not in changed_ids
+                and before["key"] == peer.worker_key
+                and before["agent"] == peer.agent
+                and before["lifetime_done"] == peer.tasks_done
+            ):  # the row as sent
+                if worker_id in workers:
+                    now_sent[worker_id] = before
+                    peers[worker_id] = peer
+                continue
             row = self._worker_row(peer)
             if row is None:
                 continue
-            now_sent[peer.worker_id] = row
-            peers[peer.worker_id] = peer
-            before = sent.get(peer.worker_id)
+            now_sent[worker_id] = row
+            peers[worker_id] = peer
             if before is None:
                 changed.append(row)
             elif before != row:
                 changed.append(
-                    {"id": peer.worker_id}
+                    {"id": worker_id}
                     | {field: value for field, value in row.items() if before[field] != value}
                 )
-            record = peer.record()
-            if record is not None and (before is None or before["key"] != record.worker_key):
+            key = peer.worker_key  # its history row when its key appears (record() costs more)
+            if (
+                key is not None
+                and (before is None or before["key"] != key)
+                and (record := peer.record()) is not None
+            ):
                 history.append(_history_row(record, connected=True))
         gone = [worker_id for worker_id in sent if worker_id not in now_sent]
-        online = {p.worker_key for p in peers.values() if p.worker_key}
+        online = {p.worker_key for p in peers.values() if p.worker_key} if gone else set()
         left_rows = []
         for worker_id in gone:
             self._agents.pop(worker_id, None)
@@ -469,6 +502,7 @@ class Feed:
             if record is not None:  # back already on another connection?
                 left_rows.append(_history_row(record, connected=record.worker_key in online))
         self._sent_workers, self._sent_peers = now_sent, peers
+        self._rows_from = self.coordinator.scheduler
         return changed, gone, left_rows + history
 
     # --- jobs ------------------------------------------------------------------------
