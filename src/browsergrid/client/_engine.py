@@ -49,6 +49,8 @@ log = logging.getLogger("browsergrid.client")
 DEFAULT_SERVER = "http://127.0.0.1:8765"
 SERVER_ENV = "BROWSERGRID_SERVER"
 _FRAME_BUDGET = 900_000  # bytes of arguments per submit frame (the limit is 1 MiB)
+_FIRST_SHARE = 1024  # tasks of a large request handed to the loop first; each next share doubles
+_MAX_SHARE = 8192  # up to this: the coordinator takes in one submit frame at a time, unbroken
 _encoder = msgspec.json.Encoder()
 
 
@@ -376,31 +378,52 @@ class Engine:
         job_id: FutureLike | None = None,
     ) -> list[FutureLike]:
         """Queue ``op`` once per ``args`` item in job ``job_key``; returns one future per
-        item. Arguments are checked and encoded here, in the caller's thread."""
+        item. Arguments are checked and encoded here, in the caller's thread: if one is
+        refused (TypeError, ValueError), nothing is queued.
+
+        A large request goes to the loop in growing shares (``_FIRST_SHARE`` tasks, then
+        twice as many each time, up to ``_MAX_SHARE``), so that the first tasks are on their
+        way to the coordinator (and running) while the futures of the next ones are being
+        made, and so that the coordinator, which handles a submit frame without a break,
+        hears from its workers between two of them."""
         if self._lost is not None:
             raise ConnectionLost(f"the connection to the coordinator is closed: {self._lost}")
-        items = []
+        checked: list[tuple[dict[str, Any], bytes]] = []
+        encode = _encoder.encode
         for item in args:
             if not isinstance(item, dict):
                 raise TypeError(f"task arguments must be a dict, not {type(item).__name__}")
             check_arg_names(item)
             try:
-                encoded = _encoder.encode(item)
+                encoded = encode(item)
             except (TypeError, msgspec.EncodeError) as exc:
                 raise TypeError(f"task arguments must be JSON values: {exc}") from None
             if len(encoded) > _FRAME_BUDGET:
                 raise ValueError(
                     f"task arguments of {len(encoded)} bytes are over the 900 kB limit"
                 )
-            items.append(_Item(op, item, encoded, make_future()))
-        request = _Request(job_key, op, options, items, job_id)
+            checked.append((item, encoded))
+        futures: list[FutureLike] = []
+        start, share = 0, _FIRST_SHARE
+        while True:
+            items = [
+                _Item(op, item, encoded, make_future())
+                for item, encoded in checked[start : start + share]
+            ]
+            futures += [item.future for item in items]
+            self._queue(_Request(job_key, op, options, items, job_id))
+            start, share = start + share, min(share * 2, _MAX_SHARE)
+            if start >= len(checked):
+                return futures
+
+    def _queue(self, request: _Request) -> None:
+        """Hand ``request`` to the loop (any thread): the next flush sends it."""
         with self._buffer_lock:
             self._buffer.append(request)
             schedule = not self._flush_scheduled
             self._flush_scheduled = True
         if schedule:
             self.loop.call_soon_threadsafe(self._flush)
-        return [item.future for item in items]
 
     def _flush(self) -> None:
         """Turn everything requested since the last flush into as few frames as fit."""

@@ -11,11 +11,11 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from browsergrid.protocol import ResultRecord
+from browsergrid.protocol import FailureRecord, ResultRecord
 from browsergrid.store._base import (
     JobInfo,
     JobState,
@@ -28,6 +28,10 @@ from browsergrid.store._base import (
 )
 
 _QUEUED = "queued"
+_encode = msgspec.json.Encoder().encode
+_decode_args = msgspec.json.Decoder(dict[str, Any]).decode
+_decode_result = msgspec.json.Decoder(ResultRecord).decode
+_decode_failure = msgspec.json.Decoder(FailureRecord).decode
 
 
 @dataclass(slots=True)
@@ -36,7 +40,7 @@ class _Job:
     state: JobState = JobState.RUNNING
     finished_at: float | None = None
     task_ids: list[int] = field(default_factory=list)
-    outcomes: list[Outcome] = field(default_factory=list)  # in the order recorded
+    outcomes: list[_Task] = field(default_factory=list)  # its ended tasks, in the order recorded
     done: int = 0
     failed: int = 0
     cancelled: int = 0
@@ -53,11 +57,37 @@ class _Job:
         )
 
 
-@dataclass(slots=True)
-class _Task:
-    record: TaskRecord
+class _Task(msgspec.Struct, gc=False):
+    """A stored task. Its arguments and its outcome are JSON copies, as SqliteStore keeps
+    them: no caller can change them afterwards. Nothing in it can reach back to it, so the
+    garbage collector need not track it: a store of a million tasks adds nothing to the
+    collector's full passes (an object per task, and two more per outcome, would)."""
+
+    job_id: int
+    index: int
+    op: str
+    args: bytes  # JSON
+    attempts: int = 0
+    reasons: tuple[str, ...] = ()
     state: str = _QUEUED  # queued, done, failed or cancelled (as SqliteStore stores it)
-    outcome: Outcome | None = None
+    outcome: bytes | None = None  # JSON: a ResultRecord (done) or a FailureRecord (failed)
+
+    def ended(self) -> Outcome:
+        assert self.outcome is not None
+        if self.state == "done":
+            return _decode_result(self.outcome)
+        return _decode_failure(self.outcome)
+
+    def record(self, task_id: int) -> TaskRecord:
+        return TaskRecord(
+            task_id=task_id,
+            job_id=self.job_id,
+            index=self.index,
+            op=self.op,
+            args=_decode_args(self.args),
+            attempts=self.attempts,
+            reasons=list(self.reasons),
+        )
 
 
 class MemoryStore:
@@ -100,12 +130,12 @@ class MemoryStore:
         for task in tasks:
             if task.job_id != job.job_id:
                 raise ValueError(f"task {task.task_id} belongs to job {task.job_id}, not this one")
-        self._check_new_tasks(tasks)
+        new = self._new_tasks(tasks)
         self._jobs[job.job_id] = _Job(job)
         if job.client_key is not None:
             self._client_keys[job.client_key] = job.job_id
         self._last_job_id = max(self._last_job_id, job.job_id)
-        self._insert(tasks)
+        self._insert(new)
 
     async def add_tasks(self, tasks: Sequence[TaskRecord]) -> None:
         self._check()
@@ -115,35 +145,58 @@ class MemoryStore:
                 raise ValueError(f"job {job_id} does not exist")
             if job.state is JobState.CANCELLED:
                 raise ValueError(f"job {job_id} is cancelled")
-        self._check_new_tasks(tasks)
-        for task in tasks:
-            job = self._jobs[task.job_id]
+        new = self._new_tasks(tasks)
+        for job_id in {task.job_id for task in tasks}:
+            job = self._jobs[job_id]
             job.state, job.finished_at = JobState.RUNNING, None  # more work: running again
-        self._insert(tasks)
+        self._insert(new)
 
-    def _check_new_tasks(self, tasks: Sequence[TaskRecord]) -> None:
-        ids = [task.task_id for task in tasks]
-        if len(set(ids)) != len(ids) or any(task_id in self._tasks for task_id in ids):
+    def _new_tasks(self, tasks: Sequence[TaskRecord]) -> dict[int, _Task]:
+        """The tasks as stored, by id (nothing is stored yet: a task id used twice, or
+        arguments that are not JSON, raise here)."""
+        new = {
+            task.task_id: _Task(
+                task.job_id,
+                task.index,
+                task.op,
+                _encode(task.args),
+                task.attempts,
+                tuple(task.reasons),
+            )
+            for task in tasks
+        }
+        if len(new) != len(tasks) or not self._tasks.keys().isdisjoint(new):
             raise ValueError("a task id is used twice")
+        return new
 
-    def _insert(self, tasks: Sequence[TaskRecord]) -> None:
-        for task in tasks:
-            record = msgspec.structs.replace(task, args=dict(task.args), reasons=list(task.reasons))
-            self._tasks[task.task_id] = _Task(record)
-            self._jobs[task.job_id].task_ids.append(task.task_id)
-            self._last_task_id = max(self._last_task_id, task.task_id)
+    def _insert(self, new: dict[int, _Task]) -> None:
+        if not new:
+            return
+        self._tasks.update(new)
+        job_id = next(iter(new.values())).job_id
+        ids = self._jobs[job_id].task_ids
+        for task_id, task in new.items():
+            if task.job_id != job_id:  # tasks of several jobs (add_tasks)
+                job_id = task.job_id
+                ids = self._jobs[job_id].task_ids
+            ids.append(task_id)
+        self._last_task_id = max(self._last_task_id, max(new))
 
     async def add_outcomes(self, outcomes: Sequence[Outcome]) -> list[bool]:
         self._check()
-        recorded: list[bool] = []
-        latest: dict[int, float | None] = {}  # job -> latest finished_at among its outcomes
+        encoded = []  # first, so that one that is not JSON fails with nothing recorded
         for outcome in outcomes:
             task = self._tasks.get(outcome.task_id)
-            if task is None or task.state != _QUEUED or task.record.job_id != outcome.job_id:
+            if task is not None and outcome.index != task.index:
+                outcome = msgspec.structs.replace(outcome, index=task.index)
+            encoded.append(_encode(outcome))
+        recorded: list[bool] = []
+        latest: dict[int, float | None] = {}  # job -> latest finished_at among its outcomes
+        for outcome, data in zip(outcomes, encoded, strict=True):
+            task = self._tasks.get(outcome.task_id)
+            if task is None or task.state != _QUEUED or task.job_id != outcome.job_id:
                 recorded.append(False)
                 continue
-            if outcome.index != task.record.index:
-                outcome = msgspec.structs.replace(outcome, index=task.record.index)
             job = self._jobs[outcome.job_id]
             if isinstance(outcome, ResultRecord):
                 task.state = "done"
@@ -151,8 +204,8 @@ class MemoryStore:
             else:
                 task.state = "failed"
                 job.failed += 1
-            task.outcome = outcome
-            job.outcomes.append(outcome)
+            task.outcome = data
+            job.outcomes.append(task)
             recorded.append(True)
             when = latest.get(outcome.job_id)
             if outcome.finished_at is not None and (when is None or outcome.finished_at > when):
@@ -171,10 +224,8 @@ class MemoryStore:
         task = self._tasks.get(task_id)
         if task is None or task.state != _QUEUED:
             return
-        record = task.record
-        task.record = msgspec.structs.replace(
-            record, attempts=record.attempts + 1, reasons=[*record.reasons, reason]
-        )
+        task.attempts += 1
+        task.reasons = (*task.reasons, reason)
 
     async def cancel_job(self, job_id: int, at: float) -> list[int]:
         self._check()
@@ -217,7 +268,7 @@ class MemoryStore:
                     return  # unknown, or removed by prune
                 final = job.state is not JobState.RUNNING
                 while sent < len(job.outcomes):
-                    yield job.outcomes[sent]
+                    yield job.outcomes[sent].ended()
                     sent += 1
                 if final or not follow:
                     return
@@ -232,14 +283,14 @@ class MemoryStore:
     async def outcomes_of(self, task_ids: Sequence[int]) -> list[Outcome]:
         self._check()
         tasks = (self._tasks.get(task_id) for task_id in task_ids)
-        return [task.outcome for task in tasks if task is not None and task.outcome is not None]
+        return [task.ended() for task in tasks if task is not None and task.outcome is not None]
 
     async def unfinished(self) -> tuple[list[JobInfo], list[TaskRecord]]:
         self._check()
         running = [self._jobs[i] for i in sorted(self._jobs)]
         running = [job for job in running if job.state is JobState.RUNNING]
         tasks = [
-            self._tasks[task_id].record
+            self._tasks[task_id].record(task_id)
             for job in running
             for task_id in job.task_ids
             if self._tasks[task_id].state == _QUEUED

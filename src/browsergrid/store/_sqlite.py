@@ -25,9 +25,10 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, TypeVar
 
@@ -217,12 +218,85 @@ _RECORD_WORKERS: Final = (
     f"INSERT OR REPLACE INTO workers ({_WORKER_COLUMNS}) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_COUNT_OUTCOMES: Final = (  # a job's new outcomes; the job is finished when they were its last
+    "UPDATE jobs SET done = done + :done, failed = failed + :failed, "
+    "state = CASE WHEN state = 'running' AND done + :done + failed + :failed + cancelled >= total "
+    "THEN 'finished' ELSE state END, "
+    "finished_at = CASE WHEN state = 'running' AND done + :done + failed + :failed + cancelled "
+    ">= total THEN :at ELSE finished_at END "
+    "WHERE job_id = :job"
+)
+_INSERT_TASKS: Final = (
+    "INSERT INTO tasks (task_id, job_id, idx, op, args, attempts, reasons) VALUES "
+)
+
+# Many rows per statement: each statement costs the writer thread a round of the GIL and
+# SQLite's per-statement work, so tasks are inserted, and outcomes recorded, up to
+# _INSERT_ROWS / _UPDATE_ROWS at a time. Both stay under 999 values per statement (the limit
+# of SQLite before 3.32). Outcomes go through UPDATE ... FROM (SQLite 3.33 or later; older
+# versions record them one by one, as do calls that name a task twice).
+_INSERT_ROWS: Final = 128  # 7 values a row
+_UPDATE_ROWS: Final = 64  # at most 12 values a row
+_UPDATE_FROM: Final = sqlite3.sqlite_version_info >= (3, 33, 0)
+_BATCH_UPDATES: Final = {  # the one-row statement -> its columns, and what it sets
+    _RECORD_RESULT: (
+        "seq, result, worker_id, worker_key, attempts, duration_ms, lease_ms, finished_at, "
+        "verdict, task_id, job_id",
+        "state = 'done', outcome_seq = v.seq, result = v.result, worker_id = v.worker_id, "
+        "worker_key = v.worker_key, attempts = v.attempts, duration_ms = v.duration_ms, "
+        "lease_ms = v.lease_ms, finished_at = v.finished_at, verdict = v.verdict",
+    ),
+    _RECORD_REPLICATED_RESULT: (
+        "seq, result, worker_id, worker_key, attempts, duration_ms, lease_ms, finished_at, "
+        "verdict, replicas, task_id, job_id",
+        "state = 'done', outcome_seq = v.seq, result = v.result, worker_id = v.worker_id, "
+        "worker_key = v.worker_key, attempts = v.attempts, duration_ms = v.duration_ms, "
+        "lease_ms = v.lease_ms, finished_at = v.finished_at, verdict = v.verdict, "
+        "replicas = v.replicas",
+    ),
+    _RECORD_FAILURE: (
+        "seq, reasons, finished_at, task_id, job_id",
+        "state = 'failed', outcome_seq = v.seq, reasons = v.reasons, finished_at = v.finished_at",
+    ),
+}
+
+
+@functools.cache
+def _insert_sql(rows: int) -> str:
+    """INSERT of ``rows`` tasks."""
+    return _INSERT_TASKS + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * rows)
+
+
+@functools.cache
+def _update_sql(single: str, rows: int) -> str:
+    """The statement ``single`` (one of _BATCH_UPDATES) for ``rows`` outcomes at once; each
+    row's values are those of ``single``, in its order."""
+    columns, assignments = _BATCH_UPDATES[single]
+    names = columns.split(", ")
+    values = ", ".join(["(" + ", ".join("?" * len(names)) + ")"] * rows)
+    named = ", ".join(f"column{n} AS {name}" for n, name in enumerate(names, 1))
+    return (  # starts with UPDATE: Python's sqlite3 counts the rows it changed
+        f"UPDATE tasks SET {assignments} FROM (SELECT {named} FROM (VALUES {values})) AS v "
+        "WHERE tasks.task_id = v.task_id AND tasks.job_id = v.job_id AND tasks.state = 'queued'"
+    )
+
+
+def _spans(count: int, most: int) -> Iterator[tuple[int, int]]:
+    """(start, size) of the statements that cover ``count`` rows: ``most`` (a power of two)
+    at a time, then smaller powers of two, so that few distinct statements are prepared."""
+    start, size = 0, most
+    while start < count:
+        while size > count - start:
+            size //= 2
+        yield start, size
+        start += size
 
 
 class _Update(NamedTuple):
     """One outcome to record: its statement and values, encoded by the caller."""
 
     job_id: int
+    task_id: int
     finished_at: float | None
     sql: str
     values: tuple[Any, ...]
@@ -466,16 +540,22 @@ class SqliteStore:
                 self._fail(todo, exc)
                 return
             lost = False
+            lone = len(todo) == 1  # no savepoint: undoing it is undoing the transaction
             for item in todo:
                 item.touched = set()
                 try:
-                    connection.execute("SAVEPOINT item")
+                    if not lone:
+                        connection.execute("SAVEPOINT item")
                     item.value = item.fn(connection, item.touched)
-                    connection.execute("RELEASE item")
+                    if not lone:
+                        connection.execute("RELEASE item")
                 except Exception as exc:
                     item.error = self._translate(exc)
                     if isinstance(item.error, StoreError):
                         log.error("%s", item.error)
+                    if lone:
+                        _rollback(connection)
+                        return
                     if not self._undo_item(connection):
                         lost = True  # the whole transaction is gone
                         break
@@ -631,11 +711,7 @@ class SqliteStore:
                     raise ValueError(f"job {job_id} does not exist")
                 if state[0] == JobState.CANCELLED:
                     raise ValueError(f"job {job_id} is cancelled")
-                connection.execute(
-                    "UPDATE jobs SET state = 'running', finished_at = NULL WHERE job_id = ?",
-                    (job_id,),
-                )  # a finished job that gets more tasks runs again
-            _insert_tasks(connection, rows)
+            _insert_tasks(connection, rows)  # a finished job that gets more tasks runs again
 
         await self._write(write)
 
@@ -654,10 +730,10 @@ class SqliteStore:
                     values += (_encode(o.replicas).decode(),)
                     sql = _RECORD_REPLICATED_RESULT
                 values += (o.task_id, o.job_id)
-                updates.append(_Update(o.job_id, o.finished_at, sql, values))
+                updates.append(_Update(o.job_id, o.task_id, o.finished_at, sql, values))
             else:
                 values = (_encode(o.reasons).decode(), o.finished_at, o.task_id, o.job_id)
-                updates.append(_Update(o.job_id, o.finished_at, _RECORD_FAILURE, values))
+                updates.append(_Update(o.job_id, o.task_id, o.finished_at, _RECORD_FAILURE, values))
         return await self._write(functools.partial(self._record_outcomes, updates))
 
     def _record_outcomes(
@@ -666,15 +742,19 @@ class SqliteStore:
         connection: sqlite3.Connection,
         touched: set[int],
     ) -> list[bool]:
-        recorded: list[bool] = []
         counts: dict[int, list[int]] = {}  # job -> [done, failed]
         latest: dict[int, float | None] = {}  # job -> latest finished_at of its outcomes
-        seq = self._last_seq
-        for update in updates:
-            seq += 1
-            cursor = connection.execute(update.sql, (seq, *update.values))
-            recorded.append(cursor.rowcount == 1)
-            if cursor.rowcount == 1:
+        first = self._last_seq + 1  # each outcome gets the next seq, in the order given
+        seq = self._last_seq + len(updates)
+        if _UPDATE_FROM and len(updates) > 1 and len({u.task_id for u in updates}) == len(updates):
+            recorded = _record_many(connection, updates, first)
+        else:  # one by one: of two outcomes for one task, the first that fits counts
+            recorded = [
+                connection.execute(update.sql, (at, *update.values)).rowcount == 1
+                for at, update in enumerate(updates, first)
+            ]
+        for update, new in zip(updates, recorded, strict=True):
+            if new:
                 job_id, finished_at = update.job_id, update.finished_at
                 counts.setdefault(job_id, [0, 0])[update.sql is _RECORD_FAILURE] += 1
                 when = latest.get(job_id)
@@ -686,15 +766,10 @@ class SqliteStore:
         self._last_seq = seq  # seqs of a rolled-back call are skipped, never reused
         connection.execute("UPDATE meta SET value = ? WHERE key = 'last_outcome_seq'", (seq,))
         for job_id, (n_done, n_failed) in counts.items():
-            connection.execute(
-                "UPDATE jobs SET done = done + ?, failed = failed + ? WHERE job_id = ?",
-                (n_done, n_failed, job_id),
-            )
             when = latest[job_id]
+            at = time.time() if when is None else when
             connection.execute(
-                "UPDATE jobs SET state = 'finished', finished_at = ? WHERE job_id = ? "
-                "AND state = 'running' AND done + failed + cancelled >= total",
-                (time.time() if when is None else when, job_id),
+                _COUNT_OUTCOMES, {"job": job_id, "done": n_done, "failed": n_failed, "at": at}
             )
             touched.add(job_id)
         return recorded
@@ -965,16 +1040,45 @@ def _task_rows(tasks: Sequence[TaskRecord]) -> list[tuple[Any, ...]]:
     ]
 
 
+def _record_many(connection: sqlite3.Connection, updates: list[_Update], first: int) -> list[bool]:
+    """Record ``updates`` (distinct tasks; seqs from ``first`` on, in order) with a few
+    multi-row statements; per update, whether it was recorded (its task was queued)."""
+    by_kind: dict[str, list[tuple[Any, ...]]] = {}
+    for at, update in enumerate(updates, first):
+        by_kind.setdefault(update.sql, []).append((at, *update.values))
+    changed = 0
+    for single, rows in by_kind.items():
+        for start, size in _spans(len(rows), _UPDATE_ROWS):
+            values = list(chain.from_iterable(rows[start : start + size]))
+            changed += connection.execute(_update_sql(single, size), values).rowcount
+    if changed == len(updates):
+        return [True] * len(updates)
+    # Some were not recorded (unknown, final already, or of another job): a task that was
+    # holds the seq its update carried.
+    held: dict[int, int | None] = {}
+    ids = [update.task_id for update in updates]
+    for start in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[start : start + _IN_CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        rows_found = connection.execute(
+            f"SELECT task_id, outcome_seq FROM tasks WHERE task_id IN ({marks})", chunk
+        )
+        held.update(rows_found.fetchall())
+    return [held.get(u.task_id) == at for at, u in enumerate(updates, first)]
+
+
 def _insert_tasks(connection: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
     if not rows:
         return
-    connection.executemany(
-        "INSERT INTO tasks (task_id, job_id, idx, op, args, attempts, reasons) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        rows,
-    )
+    for start, size in _spans(len(rows), _INSERT_ROWS):
+        values = list(chain.from_iterable(rows[start : start + size]))
+        connection.execute(_insert_sql(size), values)
     for job_id, count in Counter(row[1] for row in rows).items():
-        connection.execute("UPDATE jobs SET total = total + ? WHERE job_id = ?", (count, job_id))
+        connection.execute(
+            "UPDATE jobs SET total = total + ?, state = 'running', finished_at = NULL "
+            "WHERE job_id = ?",
+            (count, job_id),
+        )
     connection.execute(
         "UPDATE meta SET value = max(value, ?) WHERE key = 'last_task_id'",
         (max(row[0] for row in rows),),

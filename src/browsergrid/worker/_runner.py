@@ -288,14 +288,15 @@ class _Session:
                 )
 
     def _add(self, tasks: list[Task]) -> None:
-        for task in tasks:
-            emit(
-                events,
-                "task_received",
-                f"task received task_id={task.task_id} op={task.op}",
-                task_id=task.task_id,
-                op=task.op,
-            )
+        if events.isEnabledFor(logging.INFO):  # off with --quiet: no line to build per task
+            for task in tasks:
+                emit(
+                    events,
+                    "task_received",
+                    f"task received task_id={task.task_id} op={task.op}",
+                    task_id=task.task_id,
+                    op=task.op,
+                )
         self.queue.extend(tasks)
         self.ready.set()
 
@@ -325,6 +326,8 @@ class _Session:
         except websockets.ConnectionClosed:
             return
         self.worker.tasks_done += len(results)
+        if not events.isEnabledFor(logging.INFO):
+            return
         for task_id, ok, value, ms in outcomes:
             outcome = f"result={_short(value)} duration_ms={ms}" if ok else f"error {value}"
             emit(
