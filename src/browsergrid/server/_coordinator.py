@@ -862,6 +862,8 @@ class Coordinator:
         else:
             for command in batch:
                 await worker.send(encode_task(command.task_id, command.op, command.args))
+        if not events.isEnabledFor(logging.INFO):  # --quiet: no line to build per task
+            return
         for command in batch:
             emit(
                 events,
@@ -941,6 +943,25 @@ class Coordinator:
         except StoreError as exc:
             self.store_failed(exc)
 
+    def _log_result(self, command: TaskDone, agent: str | None) -> None:
+        emit(
+            events,
+            "result",
+            f"[#{command.worker_id}] result task_id={command.task_id}\n"
+            f"          result={_short(command.result)}\n"
+            f"          duration_ms={command.duration_ms:g}"
+            + (f"\n          agent={agent}" if agent else ""),
+            worker_id=command.worker_id,
+            task_id=command.task_id,
+            job_id=command.job_id,
+            op=command.op,
+            result=command.result,
+            duration_ms=command.duration_ms,
+            agent=agent,
+            welcome=command.welcome,
+            verdict=command.verdict,
+        )
+
     def _report_done(self, command: TaskDone, outcomes: list[ResultRecord | FailureRecord]) -> None:
         worker = self.workers.get(command.worker_id)
         agent = worker.agent if worker else None
@@ -961,23 +982,8 @@ class Coordinator:
                 command.duration_ms,
             )
         )
-        emit(
-            events,
-            "result",
-            f"[#{command.worker_id}] result task_id={command.task_id}\n"
-            f"          result={_short(command.result)}\n"
-            f"          duration_ms={command.duration_ms:g}"
-            + (f"\n          agent={agent}" if agent else ""),
-            worker_id=command.worker_id,
-            task_id=command.task_id,
-            job_id=command.job_id,
-            op=command.op,
-            result=command.result,
-            duration_ms=command.duration_ms,
-            agent=agent,
-            welcome=command.welcome,
-            verdict=command.verdict,
-        )
+        if events.isEnabledFor(logging.INFO):  # --quiet: no line to build per result
+            self._log_result(command, agent)
         if command.job_id is None:
             return
         outcomes.append(
