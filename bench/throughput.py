@@ -252,6 +252,7 @@ def main() -> None:
         action="store_true",
         help="regression run: 5,000 tasks, 300 single tasks, 1 repeat, no peers unless --peers",
     )
+    parser.add_argument("--name", help="results name (default: throughput, or throughput-quick)")
     args = parser.parse_args()
     if args.quick:
         args.repeat = 1
@@ -360,7 +361,7 @@ def main() -> None:
     lines += [f"note: {note}" for note in notes]
     text = "\n".join(lines).rstrip() + "\n"
     write_results(
-        "throughput-quick" if args.quick else "throughput",
+        args.name or ("throughput-quick" if args.quick else "throughput"),
         text,
         {
             "args": vars(args),
