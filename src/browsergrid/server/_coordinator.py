@@ -11,7 +11,7 @@ import dataclasses
 import itertools
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
@@ -72,6 +72,7 @@ from browsergrid.store import (
     JobInfo,
     JobState,
     JobSummary,
+    Outcome,
     RedisStore,
     Store,
     StoreError,
@@ -227,6 +228,7 @@ class Coordinator:
         self._stimuli = itertools.count(1)
         self._flush_scheduled = False
         self._flushing: set[asyncio.Task[None]] = set()
+        self._storing: deque[asyncio.Task[None]] = deque()  # outcomes being stored, in order
 
     def _scheduler(self, next_job_id: int = 1, next_task_id: int = 1) -> Scheduler:
         return Scheduler(
@@ -253,7 +255,7 @@ class Coordinator:
         await self.restore()
 
     async def stop(self) -> None:
-        """Finish pushes in progress, leave the grid, then close the store."""
+        """Finish the stores and pushes in progress, leave the grid, then close the store."""
         await self.drain()
         if self.grid is not None:
             await self.grid.stop()
@@ -746,14 +748,19 @@ class Coordinator:
 
     # --- the core ----------------------------------------------------------------------
 
-    async def apply(self, *evs: Event) -> None:
-        """Feed events to the scheduler and carry out what it asks, in order."""
+    async def apply(self, *evs: Event, wait_stored: bool = True) -> None:
+        """Feed events to the scheduler and carry out what it asks, in order.
+
+        Outcomes are always stored before anyone hears of them. With ``wait_stored`` False
+        (a worker's results) this returns once they are on their way to the store, so the
+        worker's next frame is read while the store commits; the stores and what follows
+        them (acks, pushes to clients) still happen in the order of the calls."""
         commands: list[Command] = []
         for event in evs:
             commands.extend(self.scheduler.handle(event))
-        await self._execute(commands)
+        await self._execute(commands, wait_stored=wait_stored)
 
-    async def _execute(self, commands: list[Command]) -> None:
+    async def _execute(self, commands: list[Command], *, wait_stored: bool = True) -> None:
         """Carry out commands: tasks for one worker go out in one frame; outcomes are stored
         before anyone hears of them, then pushed to clients in batches."""
         outcomes: list[ResultRecord | FailureRecord] = []
@@ -787,28 +794,72 @@ class Coordinator:
         for worker_id, batch in batches.items():
             await self._send_tasks(worker_id, batch)
         if outcomes:
-            finished: list[tuple[int, int, int]] = []
-            try:
-                if self.grid is not None:
-                    recorded, finished = await self.grid.store.add_outcomes_finishing(outcomes)
-                else:
-                    recorded = await self.store.add_outcomes(outcomes)
-            except StoreError as exc:
-                self.store_failed(exc)
-                if self.grid is not None:  # another coordinator may store them
-                    self.grid.hand_back(o.task_id for o in outcomes)
-                return  # not reported: after a restart these tasks run again
-            self.store_recovered()
-            await self._acknowledge(outcomes)
-            if self.grid is not None:  # clients follow the store's log instead
-                self.grid.finished(o.task_id for o in outcomes)
-                for job_id, done, failed in finished:
-                    self._job_finished(job_id, done, failed)
-            else:
-                self._route([o for o, new in zip(outcomes, recorded, strict=True) if new])
-            await self._save_judged_absentees(outcomes)
+            await self._store_in_order(outcomes, wait=wait_stored)
         if self.grid is not None and self.scheduler.appetite()[0] > 0:
             self.grid.wake()
+
+    async def _store_in_order(self, outcomes: list[Outcome], *, wait: bool) -> None:
+        """Store ``outcomes`` in a task of their own, after those already on their way:
+        the write starts at once (the store batches it with the others), its report waits
+        for theirs. At most ``_STORING`` at a time: past that, wait for the oldest."""
+        previous = self._storing[-1] if self._storing else None
+        task = asyncio.ensure_future(self._store_after(outcomes, previous))
+        self._storing.append(task)
+        if wait:
+            await asyncio.shield(task)
+        elif len(self._storing) > _STORING:
+            await asyncio.wait([self._storing[0]])
+
+    async def _store_after(
+        self, outcomes: list[Outcome], previous: asyncio.Task[None] | None
+    ) -> None:
+        try:
+            written = asyncio.ensure_future(self._write_outcomes(outcomes))
+            if previous is not None:
+                await asyncio.wait([previous])
+            await self._report_stored(outcomes, await written)
+        except Exception:
+            log.exception("storing results failed; they are not reported")
+        finally:
+            self._storing.popleft()  # tasks end in order: each waits for the one before
+
+    async def _write_outcomes(
+        self, outcomes: list[Outcome]
+    ) -> tuple[list[bool], list[tuple[int, int, int]]] | None:
+        """Store ``outcomes``: whether each is new, and the jobs they finished (in a grid);
+        None when the store failed (then nothing is reported, and after a restart these
+        tasks run again)."""
+        finished: list[tuple[int, int, int]] = []
+        try:
+            if self.grid is not None:
+                recorded, finished = await self.grid.store.add_outcomes_finishing(outcomes)
+            else:
+                recorded = await self.store.add_outcomes(outcomes)
+        except StoreError as exc:
+            self.store_failed(exc)
+            if self.grid is not None:  # another coordinator may store them
+                self.grid.hand_back(o.task_id for o in outcomes)
+            return None
+        self.store_recovered()
+        return recorded, finished
+
+    async def _report_stored(
+        self,
+        outcomes: list[Outcome],
+        written: tuple[list[bool], list[tuple[int, int, int]]] | None,
+    ) -> None:
+        """Once stored: ack the workers, and tell the clients (or the grid)."""
+        if written is None:
+            return
+        recorded, finished = written
+        await self._acknowledge(outcomes)
+        if self.grid is not None:  # clients follow the store's log instead
+            self.grid.finished(o.task_id for o in outcomes)
+            for job_id, done, failed in finished:
+                self._job_finished(job_id, done, failed)
+        else:
+            self._route([o for o, new in zip(outcomes, recorded, strict=True) if new])
+        await self._save_judged_absentees(outcomes)
 
     async def _save_judged_absentees(self, outcomes: list[ResultRecord | FailureRecord]) -> None:
         """A quorum judged workers that have left since they sent their replica: store
@@ -1140,12 +1191,15 @@ class Coordinator:
                     self.grid.unfollow(job_id)
 
     async def drain(self) -> None:
-        """Wait for pushes in progress (used at shutdown)."""
+        """Wait for stores and pushes in progress (used at shutdown)."""
+        while self._storing:
+            await asyncio.wait([self._storing[-1]])
         while self._flushing:
             await asyncio.gather(*self._flushing, return_exceptions=True)
 
 
 _PUSH_BATCH = 2000  # outcomes per pushed frame (clients accept frames of any size)
+_STORING = 64  # calls whose outcomes may be on their way to the store at once
 
 
 def _frames(outbox: list[_Pushed]) -> list[str]:

@@ -166,7 +166,7 @@ async def _on_frame(
                 peer.agent = message.agent
             items = message.results if isinstance(message, Results) else [message]
             stimulus_id = coordinator.stimulus("result")
-            await coordinator.apply(
+            await coordinator.apply(  # read the next frame while the store commits these
                 *(
                     ResultReported(
                         worker_id=peer.worker_id,
@@ -177,7 +177,8 @@ async def _on_frame(
                         stimulus_id=stimulus_id,
                     )
                     for item in items
-                )
+                ),
+                wait_stored=False,
             )
         case TaskError():
             peer.failures += 1

@@ -1,0 +1,158 @@
+"""A worker's results are stored in the background (``apply(..., wait_stored=False)``): its
+next frame is read while the store commits, yet nothing is acknowledged or pushed before it
+is stored, and reports keep the order of the calls."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from browsergrid.config import ServeConfig
+from browsergrid.core import ResultReported
+from browsergrid.protocol import SubmitOptions
+from browsergrid.server._coordinator import ClientPeer, Coordinator, WorkerPeer
+from browsergrid.store import MemoryStore, Outcome, StoreError
+from tests.server._peers import Sink, join
+
+OP = "repeat_multiply"
+
+
+class HeldStore(MemoryStore):
+    """Each outcome write waits for its own go-ahead (``release``), in any order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gates: list[asyncio.Event] = []
+        self.fail_next = False
+
+    async def add_outcomes(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        gate = asyncio.Event()
+        self.gates.append(gate)
+        failing, self.fail_next = self.fail_next, False
+        await gate.wait()
+        if failing:
+            raise StoreError("disk full")
+        return await super().add_outcomes(outcomes)
+
+
+async def setup(tasks: int) -> tuple[Coordinator, HeldStore, WorkerPeer, ClientPeer]:
+    store = HeldStore()
+    coordinator = Coordinator(ServeConfig(memory=True, welcome=None), store)
+    await coordinator.start()
+    peer = await join(coordinator, concurrency=tasks)
+    client = ClientPeer(client_id=coordinator.next_id(), address="127.0.0.1:2", sender=Sink())
+    coordinator.clients[client.client_id] = client
+    args = [{"initial": float(i), "factor": 2.0, "times": 1} for i in range(tasks)]
+    await coordinator.submit(OP, args, SubmitOptions(), client=client)
+    return coordinator, store, peer, client
+
+
+async def report(coordinator: Coordinator, peer: WorkerPeer, task_id: int) -> None:
+    event = ResultReported(
+        worker_id=peer.worker_id,
+        task_id=task_id,
+        result=1.0,
+        duration_ms=1.0,
+        now=time.monotonic(),
+        stimulus_id="r",
+    )
+    await coordinator.apply(event, wait_stored=False)
+
+
+def pushed(client: ClientPeer) -> list[int]:
+    sink = client.sender
+    assert isinstance(sink, Sink)
+    return [r["task_id"] for r in sink.results()]
+
+
+def acked(peer: WorkerPeer) -> list[int]:
+    sink = peer.sender
+    assert isinstance(sink, Sink)
+    return [i for f in sink.frames if f.get("type") == "ack" for i in f["task_ids"]]
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def test_results_are_reported_after_they_are_stored_and_in_order() -> None:
+    coordinator, store, peer, client = await setup(3)
+    sink = peer.sender
+    assert isinstance(sink, Sink)
+    ids = [t["task_id"] for t in sink.tasks()]
+    for task_id in ids:  # each returns without waiting for its store
+        await asyncio.wait_for(report(coordinator, peer, task_id), 1)
+    await settle()
+    assert len(store.gates) == 3  # all three writes are on their way at once
+    assert pushed(client) == [] and acked(peer) == []
+    store.gates[2].set()  # the last one is stored first...
+    await settle()
+    assert pushed(client) == []  # ...but waits for the ones before it
+    store.gates[0].set()
+    await settle()
+    assert pushed(client) == ids[:1]
+    store.gates[1].set()
+    await coordinator.drain()
+    assert pushed(client) == ids and sorted(acked(peer)) == sorted(ids)
+    await coordinator.stop()
+
+
+async def test_a_failed_write_reports_nothing_and_the_next_ones_go_on() -> None:
+    coordinator, store, peer, client = await setup(2)
+    sink = peer.sender
+    assert isinstance(sink, Sink)
+    first, second = (t["task_id"] for t in sink.tasks())
+    store.fail_next = True
+    await report(coordinator, peer, first)
+    await report(coordinator, peer, second)
+    await settle()
+    for gate in store.gates:
+        gate.set()
+    await coordinator.drain()
+    assert pushed(client) == [second] and acked(peer) == [second]
+    assert coordinator.stats.errors["store"] == 1  # counted; the next write healed it
+    assert coordinator.healthy
+    await coordinator.stop()
+
+
+async def test_stop_waits_for_results_on_their_way_to_the_store() -> None:
+    coordinator, store, peer, client = await setup(1)
+    sink = peer.sender
+    assert isinstance(sink, Sink)
+    (task_id,) = (t["task_id"] for t in sink.tasks())
+    await report(coordinator, peer, task_id)
+    stopping = asyncio.ensure_future(coordinator.stop())
+    await settle()
+    assert not stopping.done()
+    store.gates[0].set()
+    await asyncio.wait_for(stopping, 5)
+    assert pushed(client) == [task_id]
+
+
+async def test_past_the_limit_a_worker_waits_for_the_oldest_write() -> None:
+    from browsergrid.server import _coordinator
+
+    count = _coordinator._STORING + 2
+    coordinator, store, peer, client = await setup(count)
+    sink = peer.sender
+    assert isinstance(sink, Sink)
+    ids = [t["task_id"] for t in sink.tasks()]
+    for task_id in ids[: _coordinator._STORING]:
+        await asyncio.wait_for(report(coordinator, peer, task_id), 1)
+    blocked: Any = asyncio.ensure_future(report(coordinator, peer, ids[_coordinator._STORING]))
+    await settle()
+    assert not blocked.done()  # one too many on its way: it waits
+    store.gates[0].set()
+    await asyncio.wait_for(blocked, 5)
+    for gate in store.gates:
+        gate.set()
+    await report(coordinator, peer, ids[-1])
+    await settle()
+    for gate in store.gates:
+        gate.set()
+    await coordinator.drain()
+    assert pushed(client) == ids
+    await coordinator.stop()
