@@ -1,6 +1,7 @@
 """A worker's results are stored in the background (``apply(..., wait_stored=False)``): its
 next frame is read while the store commits, yet nothing is acknowledged or pushed before it
-is stored, and reports keep the order of the calls."""
+is stored, and reports keep the order of the calls. What arrives during a write goes into
+the next one (a round)."""
 
 from __future__ import annotations
 
@@ -20,16 +21,18 @@ OP = "repeat_multiply"
 
 
 class HeldStore(MemoryStore):
-    """Each outcome write waits for its own go-ahead (``release``), in any order."""
+    """Each outcome write waits for its own go-ahead (its gate), and records its tasks."""
 
     def __init__(self) -> None:
         super().__init__()
         self.gates: list[asyncio.Event] = []
+        self.writes: list[list[int]] = []
         self.fail_next = False
 
     async def add_outcomes(self, outcomes: Sequence[Outcome]) -> list[bool]:
         gate = asyncio.Event()
         self.gates.append(gate)
+        self.writes.append([o.task_id for o in outcomes])
         failing, self.fail_next = self.fail_next, False
         await gate.wait()
         if failing:
@@ -78,43 +81,69 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-async def test_results_are_reported_after_they_are_stored_and_in_order() -> None:
-    coordinator, store, peer, client = await setup(3)
+async def test_results_are_reported_after_they_are_stored_in_rounds_in_order() -> None:
+    coordinator, store, peer, client = await setup(4)
     sink = peer.sender
     assert isinstance(sink, Sink)
     ids = [t["task_id"] for t in sink.tasks()]
     for task_id in ids:  # each returns without waiting for its store
         await asyncio.wait_for(report(coordinator, peer, task_id), 1)
     await settle()
-    assert len(store.gates) == 3  # all three writes are on their way at once
+    assert store.writes == [ids[:1]]  # the first is being written; the others wait for it
     assert pushed(client) == [] and acked(peer) == []
-    store.gates[2].set()  # the last one is stored first...
-    await settle()
-    assert pushed(client) == []  # ...but waits for the ones before it
     store.gates[0].set()
     await settle()
-    assert pushed(client) == ids[:1]
+    assert pushed(client) == ids[:1] and acked(peer) == ids[:1]
+    assert store.writes == [ids[:1], ids[1:]]  # the rest in one write
     store.gates[1].set()
     await coordinator.drain()
-    assert pushed(client) == ids and sorted(acked(peer)) == sorted(ids)
+    assert pushed(client) == ids and acked(peer) == ids
     await coordinator.stop()
 
 
-async def test_a_failed_write_reports_nothing_and_the_next_ones_go_on() -> None:
+async def test_a_failed_round_reports_nothing_and_the_next_goes_on() -> None:
     coordinator, store, peer, client = await setup(2)
     sink = peer.sender
     assert isinstance(sink, Sink)
     first, second = (t["task_id"] for t in sink.tasks())
     store.fail_next = True
     await report(coordinator, peer, first)
-    await report(coordinator, peer, second)
     await settle()
-    for gate in store.gates:
-        gate.set()
+    await report(coordinator, peer, second)
+    store.gates[0].set()
+    await settle()
+    store.gates[1].set()
     await coordinator.drain()
+    assert store.writes == [[first], [second]]
     assert pushed(client) == [second] and acked(peer) == [second]
     assert coordinator.stats.errors["store"] == 1  # counted; the next write healed it
     assert coordinator.healthy
+    await coordinator.stop()
+
+
+async def test_a_waiting_apply_returns_once_its_round_is_reported() -> None:
+    coordinator, store, peer, client = await setup(2)
+    sink = peer.sender
+    assert isinstance(sink, Sink)
+    first, second = (t["task_id"] for t in sink.tasks())
+    await report(coordinator, peer, first)
+    await settle()
+    event = ResultReported(
+        worker_id=peer.worker_id,
+        task_id=second,
+        result=1.0,
+        duration_ms=1.0,
+        now=time.monotonic(),
+        stimulus_id="r",
+    )
+    waiting = asyncio.ensure_future(coordinator.apply(event))  # wait_stored (the default)
+    await settle()
+    store.gates[0].set()
+    await settle()
+    assert not waiting.done()  # its round is the next one
+    store.gates[1].set()
+    await asyncio.wait_for(waiting, 5)
+    assert pushed(client) == [first, second]
     await coordinator.stop()
 
 
@@ -132,27 +161,28 @@ async def test_stop_waits_for_results_on_their_way_to_the_store() -> None:
     assert pushed(client) == [task_id]
 
 
-async def test_past_the_limit_a_worker_waits_for_the_oldest_write() -> None:
+async def test_past_the_limit_a_worker_waits_for_its_round(monkeypatch: Any) -> None:
     from browsergrid.server import _coordinator
 
-    count = _coordinator._STORING + 2
-    coordinator, store, peer, client = await setup(count)
+    monkeypatch.setattr(_coordinator, "_UNSTORED", 3)
+    coordinator, store, peer, client = await setup(5)
     sink = peer.sender
     assert isinstance(sink, Sink)
     ids = [t["task_id"] for t in sink.tasks()]
-    for task_id in ids[: _coordinator._STORING]:
+    for task_id in ids[:3]:  # one being written, two waiting: under the limit
         await asyncio.wait_for(report(coordinator, peer, task_id), 1)
-    blocked: Any = asyncio.ensure_future(report(coordinator, peer, ids[_coordinator._STORING]))
+    blocked = asyncio.ensure_future(report(coordinator, peer, ids[3]))  # the third waiting
     await settle()
-    assert not blocked.done()  # one too many on its way: it waits
+    assert not blocked.done()
     store.gates[0].set()
-    await asyncio.wait_for(blocked, 5)
-    for gate in store.gates:
-        gate.set()
-    await report(coordinator, peer, ids[-1])
     await settle()
-    for gate in store.gates:
-        gate.set()
+    assert not blocked.done()  # its round is being written
+    store.gates[1].set()
+    await asyncio.wait_for(blocked, 5)
+    await report(coordinator, peer, ids[4])
+    await settle()
+    store.gates[2].set()
     await coordinator.drain()
     assert pushed(client) == ids
+    assert store.writes == [ids[:1], ids[1:4], ids[4:]]
     await coordinator.stop()

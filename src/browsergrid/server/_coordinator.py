@@ -11,7 +11,7 @@ import dataclasses
 import itertools
 import logging
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
@@ -228,7 +228,9 @@ class Coordinator:
         self._stimuli = itertools.count(1)
         self._flush_scheduled = False
         self._flushing: set[asyncio.Task[None]] = set()
-        self._storing: deque[asyncio.Task[None]] = deque()  # outcomes being stored, in order
+        self._unstored: list[Outcome] = []  # outcomes for the storer's next round
+        self._next_round: asyncio.Future[None] | None = None  # done once they are reported
+        self._storer: asyncio.Task[None] | None = None
 
     def _scheduler(self, next_job_id: int = 1, next_task_id: int = 1) -> Scheduler:
         return Scheduler(
@@ -799,29 +801,33 @@ class Coordinator:
             self.grid.wake()
 
     async def _store_in_order(self, outcomes: list[Outcome], *, wait: bool) -> None:
-        """Store ``outcomes`` in a task of their own, after those already on their way:
-        the write starts at once (the store batches it with the others), its report waits
-        for theirs. At most ``_STORING`` at a time: past that, wait for the oldest."""
-        previous = self._storing[-1] if self._storing else None
-        task = asyncio.ensure_future(self._store_after(outcomes, previous))
-        self._storing.append(task)
-        if wait:
-            await asyncio.shield(task)
-        elif len(self._storing) > _STORING:
-            await asyncio.wait([self._storing[0]])
+        """Hand ``outcomes`` to the storer, which stores in rounds: all the outcomes that
+        arrived while the previous round was being written go in one write, and each
+        round is reported (acks, pushes) before the next. With ``wait``, or past
+        ``_UNSTORED`` outcomes waiting, return once the round holding these is reported."""
+        self._unstored.extend(outcomes)
+        if self._next_round is None:
+            self._next_round = asyncio.get_running_loop().create_future()
+        reported = self._next_round
+        if self._storer is None:
+            self._storer = asyncio.ensure_future(self._store_rounds())
+        if wait or len(self._unstored) >= _UNSTORED:
+            await asyncio.shield(reported)
 
-    async def _store_after(
-        self, outcomes: list[Outcome], previous: asyncio.Task[None] | None
-    ) -> None:
+    async def _store_rounds(self) -> None:
         try:
-            written = asyncio.ensure_future(self._write_outcomes(outcomes))
-            if previous is not None:
-                await asyncio.wait([previous])
-            await self._report_stored(outcomes, await written)
-        except Exception:
-            log.exception("storing results failed; they are not reported")
+            while self._unstored:
+                batch, self._unstored = self._unstored, []
+                reported, self._next_round = self._next_round, None
+                try:
+                    await self._report_stored(batch, await self._write_outcomes(batch))
+                except Exception:
+                    log.exception("storing results failed; they are not reported")
+                finally:
+                    if reported is not None and not reported.done():
+                        reported.set_result(None)
         finally:
-            self._storing.popleft()  # tasks end in order: each waits for the one before
+            self._storer = None
 
     async def _write_outcomes(
         self, outcomes: list[Outcome]
@@ -1192,14 +1198,14 @@ class Coordinator:
 
     async def drain(self) -> None:
         """Wait for stores and pushes in progress (used at shutdown)."""
-        while self._storing:
-            await asyncio.wait([self._storing[-1]])
+        while self._storer is not None:
+            await asyncio.wait([self._storer])
         while self._flushing:
             await asyncio.gather(*self._flushing, return_exceptions=True)
 
 
 _PUSH_BATCH = 2000  # outcomes per pushed frame (clients accept frames of any size)
-_STORING = 64  # calls whose outcomes may be on their way to the store at once
+_UNSTORED = 10_000  # outcomes waiting for the store past which a worker's frames wait too
 
 
 def _frames(outbox: list[_Pushed]) -> list[str]:
