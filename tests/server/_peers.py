@@ -1,5 +1,5 @@
 """In-memory stand-ins for the connections of an in-process ``Coordinator``: a ``Sink``
-that keeps the frames sent to a peer, and ``join`` for a fake browser worker."""
+that keeps the frames sent to a peer, and ``join`` and ``leave`` for a fake browser worker."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from browsergrid.core import WorkerIntroduced, WorkerJoined
+from browsergrid.core import WorkerIntroduced, WorkerJoined, WorkerLeft
 from browsergrid.server._coordinator import Coordinator, WorkerPeer
 
 CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0.0.0 Safari/537.36"
@@ -68,3 +68,13 @@ async def join(
         ),
     )
     return peer
+
+
+async def leave(coordinator: Coordinator, peer: WorkerPeer) -> None:
+    """As serve_worker does when a connection ends."""
+    peer.left_at = time.time()
+    del coordinator.workers[peer.worker_id]
+    await coordinator.remember_workers([peer])
+    await coordinator.apply(
+        WorkerLeft(worker_id=peer.worker_id, now=time.monotonic(), stimulus_id="leave")
+    )

@@ -9,12 +9,12 @@ import time
 from typing import Any, cast
 
 from browsergrid.config import ServeConfig
-from browsergrid.core import ResultReported, WorkerLeft
+from browsergrid.core import ResultReported
 from browsergrid.protocol import SubmitOptions
-from browsergrid.server._coordinator import Coordinator, WorkerPeer
+from browsergrid.server._coordinator import Coordinator
 from browsergrid.server._dashboard import Viewer
 from browsergrid.store import MemoryStore
-from tests.server._peers import join
+from tests.server._peers import join, leave
 
 
 class Page:
@@ -67,16 +67,6 @@ async def started() -> Coordinator:
     coordinator = Coordinator(ServeConfig(memory=True, welcome=None), MemoryStore())
     await coordinator.start()
     return coordinator
-
-
-async def leave(coordinator: Coordinator, peer: WorkerPeer) -> None:
-    """As serve_worker does when a connection ends."""
-    peer.left_at = time.time()
-    del coordinator.workers[peer.worker_id]
-    await coordinator.remember_workers([peer])
-    await coordinator.apply(
-        WorkerLeft(worker_id=peer.worker_id, now=time.monotonic(), stimulus_id="leave")
-    )
 
 
 async def submit(coordinator: Coordinator, count: int) -> None:

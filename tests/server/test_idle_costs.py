@@ -18,13 +18,12 @@ from browsergrid.core import (
     TaskErrorReported,
     WorkerIntroduced,
     WorkerJoined,
-    WorkerLeft,
 )
 from browsergrid.protocol import SubmitOptions
 from browsergrid.server._coordinator import Coordinator, WorkerPeer
 from browsergrid.server._dashboard import Feed, Viewer
 from browsergrid.store import MemoryStore, SqliteStore, Store, StoreError, WorkerRecord
-from tests.server._peers import CHROME, Sink, join
+from tests.server._peers import CHROME, Sink, join, leave
 
 OP = "repeat_multiply"
 ARGS = {"initial": 1, "factor": 2, "times": 1}
@@ -63,16 +62,6 @@ async def hello_later(coordinator: Coordinator, key: str | None = None) -> Worke
     if key is not None:
         peer.worker_key, peer.standing = key, coordinator.scheduler.standing(key)
     return peer
-
-
-async def leave(coordinator: Coordinator, peer: WorkerPeer) -> None:
-    """As serve_worker does when a connection ends."""
-    peer.left_at = time.time()
-    del coordinator.workers[peer.worker_id]
-    await coordinator.remember_workers([peer])
-    await coordinator.apply(
-        WorkerLeft(worker_id=peer.worker_id, now=time.monotonic(), stimulus_id="leave")
-    )
 
 
 async def answer(coordinator: Coordinator, peer: WorkerPeer, duration_ms: float = 5.0) -> None:

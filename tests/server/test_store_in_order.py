@@ -40,7 +40,9 @@ class HeldStore(MemoryStore):
         return await super().add_outcomes(outcomes)
 
 
-async def setup(tasks: int) -> tuple[Coordinator, HeldStore, WorkerPeer, ClientPeer]:
+async def setup(tasks: int) -> tuple[Coordinator, HeldStore, WorkerPeer, ClientPeer, list[int]]:
+    """A coordinator over a HeldStore, a worker holding ``tasks`` tasks of one client's
+    job (their ids are returned last), and that client."""
     store = HeldStore()
     coordinator = Coordinator(ServeConfig(memory=True, welcome=None), store)
     await coordinator.start()
@@ -49,7 +51,9 @@ async def setup(tasks: int) -> tuple[Coordinator, HeldStore, WorkerPeer, ClientP
     coordinator.clients[client.client_id] = client
     args = [{"initial": float(i), "factor": 2.0, "times": 1} for i in range(tasks)]
     await coordinator.submit(OP, args, SubmitOptions(), client=client)
-    return coordinator, store, peer, client
+    sink = peer.sender
+    assert isinstance(sink, Sink)
+    return coordinator, store, peer, client, [t["task_id"] for t in sink.tasks()]
 
 
 async def report(coordinator: Coordinator, peer: WorkerPeer, task_id: int) -> None:
@@ -82,10 +86,7 @@ async def settle() -> None:
 
 
 async def test_results_are_reported_after_they_are_stored_in_rounds_in_order() -> None:
-    coordinator, store, peer, client = await setup(4)
-    sink = peer.sender
-    assert isinstance(sink, Sink)
-    ids = [t["task_id"] for t in sink.tasks()]
+    coordinator, store, peer, client, ids = await setup(4)
     for task_id in ids:  # each returns without waiting for its store
         await asyncio.wait_for(report(coordinator, peer, task_id), 1)
     await settle()
@@ -102,10 +103,8 @@ async def test_results_are_reported_after_they_are_stored_in_rounds_in_order() -
 
 
 async def test_a_failed_round_reports_nothing_and_the_next_goes_on() -> None:
-    coordinator, store, peer, client = await setup(2)
-    sink = peer.sender
-    assert isinstance(sink, Sink)
-    first, second = (t["task_id"] for t in sink.tasks())
+    coordinator, store, peer, client, ids = await setup(2)
+    first, second = ids
     store.fail_next = True
     await report(coordinator, peer, first)
     await settle()
@@ -122,10 +121,8 @@ async def test_a_failed_round_reports_nothing_and_the_next_goes_on() -> None:
 
 
 async def test_a_waiting_apply_returns_once_its_round_is_reported() -> None:
-    coordinator, store, peer, client = await setup(2)
-    sink = peer.sender
-    assert isinstance(sink, Sink)
-    first, second = (t["task_id"] for t in sink.tasks())
+    coordinator, store, peer, client, ids = await setup(2)
+    first, second = ids
     await report(coordinator, peer, first)
     await settle()
     event = ResultReported(
@@ -148,10 +145,8 @@ async def test_a_waiting_apply_returns_once_its_round_is_reported() -> None:
 
 
 async def test_stop_waits_for_results_on_their_way_to_the_store() -> None:
-    coordinator, store, peer, client = await setup(1)
-    sink = peer.sender
-    assert isinstance(sink, Sink)
-    (task_id,) = (t["task_id"] for t in sink.tasks())
+    coordinator, store, peer, client, ids = await setup(1)
+    (task_id,) = ids
     await report(coordinator, peer, task_id)
     stopping = asyncio.ensure_future(coordinator.stop())
     await settle()
@@ -165,10 +160,7 @@ async def test_past_the_limit_a_worker_waits_for_its_round(monkeypatch: Any) -> 
     from browsergrid.server import _coordinator
 
     monkeypatch.setattr(_coordinator, "_UNSTORED", 3)
-    coordinator, store, peer, client = await setup(5)
-    sink = peer.sender
-    assert isinstance(sink, Sink)
-    ids = [t["task_id"] for t in sink.tasks()]
+    coordinator, store, peer, client, ids = await setup(5)
     for task_id in ids[:3]:  # one being written, two waiting: under the limit
         await asyncio.wait_for(report(coordinator, peer, task_id), 1)
     blocked = asyncio.ensure_future(report(coordinator, peer, ids[3]))  # the third waiting

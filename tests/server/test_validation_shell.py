@@ -8,12 +8,12 @@ import time
 from typing import Any
 
 from browsergrid.config import ServeConfig
-from browsergrid.core import ResultReported, WorkerJoined, WorkerLeft
+from browsergrid.core import ResultReported, WorkerJoined
 from browsergrid.protocol import PROTOCOL_VERSION, Hello, SubmitOptions, public_worker_key
 from browsergrid.server._coordinator import Coordinator, WorkerPeer
 from browsergrid.server._workers import _on_hello
 from browsergrid.store import MemoryStore, StoreError, WorkerRecord
-from tests.server._peers import Sink
+from tests.server._peers import Sink, leave
 
 OP = "repeat_multiply"
 ARGS = {"initial": 1, "factor": 2, "times": 1}
@@ -45,16 +45,6 @@ async def connect(coordinator: Coordinator, key: str) -> WorkerPeer:
     )
     assert await _on_hello(coordinator, peer, sink, hello, now)  # type: ignore[arg-type]
     return peer
-
-
-async def leave(coordinator: Coordinator, peer: WorkerPeer) -> None:
-    """As serve_worker does when a connection ends."""
-    peer.left_at = time.time()
-    del coordinator.workers[peer.worker_id]
-    await coordinator.remember_workers([peer])
-    await coordinator.apply(
-        WorkerLeft(worker_id=peer.worker_id, now=time.monotonic(), stimulus_id="leave")
-    )
 
 
 async def answer(coordinator: Coordinator, peer: WorkerPeer, task_id: int, value: Any) -> None:
