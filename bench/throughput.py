@@ -11,7 +11,9 @@ each with 2 worker processes doing the same trivial work (``inc(x) = x + 1``, be
 Dask's LocalCluster (defaults, and worker-saturation: inf), Ray (num_cpus=2) and Celery with
 its own redis-server as broker and result backend (2 solo workers). A peer that is not
 installed is skipped with a note. Runs go round robin (every system once, then again), so a
-change in the machine's load touches all alike. Prints a markdown table and writes
+change in the machine's load touches all alike, and each run starts once the CPUs are quiet
+(at most 15% busy over half a second; at most 20 s of waiting), so none runs while the
+previous system's processes are still winding down. Prints a markdown table and writes
 bench/results/throughput.json and .md (throughput-quick.json and .md with --quick, so a
 regression run keeps the recorded figures). Medians over --repeat runs; the machine is
 shared, so compare ratios within one run. --quick is a regression run (5,000 tasks, 300
@@ -180,6 +182,30 @@ def client_workers(url: str) -> list[Any]:
     return workers
 
 
+def _cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat (Linux)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def settle(quiet: float = 0.15, window_s: float = 0.5, most_s: float = 20.0) -> bool:
+    """Wait until the machine's CPUs are at most ``quiet`` busy over a ``window_s`` window
+    (what the previous system left running, such as a peer's processes still exiting, has
+    ended); False if that took more than ``most_s``. Every system waits the same way."""
+    if not Path("/proc/stat").exists():
+        return True
+    deadline = time.monotonic() + most_s
+    while True:
+        busy0, total0 = _cpu_times()
+        time.sleep(window_s)
+        busy1, total1 = _cpu_times()
+        if (busy1 - busy0) <= quiet * max(1, total1 - total0):
+            return True
+        if time.monotonic() > deadline:
+            return False
+
+
 def measure_all(
     plan: list[tuple[str, Callable[[list[str]], dict[str, float]]]], runs: int, notes: list[str]
 ) -> tuple[dict[str, dict[str, float] | None], dict[str, list[dict[str, float]]]]:
@@ -189,6 +215,8 @@ def measure_all(
     every: dict[str, list[dict[str, float]]] = {name: [] for name, _ in plan}
     for n in range(runs):
         for name, measure in plan:
+            if not settle():
+                notes.append(f"{name}: run {n + 1} started on a machine still busy after 20 s")
             started = time.monotonic()
             try:
                 every[name].append(measure(notes))
