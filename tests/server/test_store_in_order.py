@@ -56,7 +56,10 @@ async def setup(tasks: int) -> tuple[Coordinator, HeldStore, WorkerPeer, ClientP
     return coordinator, store, peer, client, [t["task_id"] for t in sink.tasks()]
 
 
-async def report(coordinator: Coordinator, peer: WorkerPeer, task_id: int) -> None:
+async def report(
+    coordinator: Coordinator, peer: WorkerPeer, task_id: int, *, wait_stored: bool = False
+) -> None:
+    """``peer`` reports a result for ``task_id``, as its endpoint does (not waiting)."""
     event = ResultReported(
         worker_id=peer.worker_id,
         task_id=task_id,
@@ -65,7 +68,7 @@ async def report(coordinator: Coordinator, peer: WorkerPeer, task_id: int) -> No
         now=time.monotonic(),
         stimulus_id="r",
     )
-    await coordinator.apply(event, wait_stored=False)
+    await coordinator.apply(event, wait_stored=wait_stored)
 
 
 def pushed(client: ClientPeer) -> list[int]:
@@ -125,15 +128,7 @@ async def test_a_waiting_apply_returns_once_its_round_is_reported() -> None:
     first, second = ids
     await report(coordinator, peer, first)
     await settle()
-    event = ResultReported(
-        worker_id=peer.worker_id,
-        task_id=second,
-        result=1.0,
-        duration_ms=1.0,
-        now=time.monotonic(),
-        stimulus_id="r",
-    )
-    waiting = asyncio.ensure_future(coordinator.apply(event))  # wait_stored (the default)
+    waiting = asyncio.ensure_future(report(coordinator, peer, second, wait_stored=True))
     await settle()
     store.gates[0].set()
     await settle()
