@@ -37,6 +37,7 @@ from browsergrid.server._grid_view import (
     worker_state,
 )
 from browsergrid.server._guard import guarded
+from browsergrid.server._peers import StarletteConnection
 from browsergrid.server._stats import RecentResult, WorkerEvent
 from browsergrid.store import (
     JobInfo,
@@ -930,7 +931,11 @@ async def serve_dashboard(feed: Feed, ws: WebSocket, access: Access) -> None:
     """One open dashboard: a snapshot, then the frames the clock offers, until it leaves. A
     coordinator with a dashboard token asks for it (or the admin token)."""
     await guarded(
-        feed.coordinator, ws, lambda: _serve_viewer(feed, ws), access=access, role=Role.READ
+        feed.coordinator,
+        StarletteConnection(ws),
+        lambda: _serve_viewer(feed, ws),
+        access=access,
+        role=Role.READ,
     )
 
 

@@ -15,7 +15,6 @@ from urllib.parse import urlsplit
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
-from starlette.websockets import WebSocket
 
 from browsergrid._console import emit
 from browsergrid._tokens import is_loopback
@@ -28,7 +27,7 @@ from browsergrid.server._access import (
     presented_token,
     query_token,
 )
-from browsergrid.server._peers import Connection, StarletteConnection
+from browsergrid.server._peers import Connection
 
 if TYPE_CHECKING:
     from browsergrid.server._coordinator import Coordinator
@@ -178,17 +177,16 @@ class Connections:
 
 async def guarded(
     coordinator: Coordinator,
-    ws: Connection | WebSocket,
+    conn: Connection,
     serve: Callable[[], Awaitable[None]],
     *,
     access: Access,
     role: Role,
 ) -> None:
-    """Run ``serve`` (which accepts ``ws``) if the upgrade passes the checks: not while the
+    """Run ``serve`` (which accepts ``conn``) if the upgrade passes the checks: not while the
     coordinator shuts down (1001), not from a foreign origin (403), not without the token
     ``role`` needs (401, counted as ``unauthorized``) nor past the connections of an address
     (429)."""
-    conn = ws if isinstance(ws, Connection) else StarletteConnection(ws)
     if coordinator.closing:
         await conn.accept()
         await conn.close(CLOSE_GOING_AWAY, "server shutting down")

@@ -240,13 +240,11 @@ def bind(host: str, port: int) -> socket.socket:
 def _uvicorn_config(
     config: ServeConfig, coordinator: Coordinator, access: Access
 ) -> uvicorn.Config:
-    tokens = access
-
     async def worker(conn: Connection) -> None:
-        await serve_worker(coordinator, conn, tokens)
+        await serve_worker(coordinator, conn, access)
 
     async def client(conn: Connection) -> None:
-        await serve_client(coordinator, conn, tokens)
+        await serve_client(coordinator, conn, access)
 
     settings = uvicorn.Config(
         create_app(coordinator, access),

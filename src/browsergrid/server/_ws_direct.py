@@ -138,7 +138,6 @@ class DirectWebSocket(asyncio.Protocol, Connection):
         "_read_paused",
         "_response",
         "_state",
-        "_task",
         "_text",
         "_transport",
         "_waiter",
@@ -175,7 +174,6 @@ class DirectWebSocket(asyncio.Protocol, Connection):
         self._read_paused = False
         self._ended = False
         self._close_timer: asyncio.TimerHandle | None = None
-        self._task: asyncio.Task[None] | None = None
         self.close_code: int | None = None
         self.close_reason = ""
 
@@ -295,9 +293,9 @@ class DirectWebSocket(asyncio.Protocol, Connection):
             self._headers.setdefault(name.lower(), value)
         self._response = response
         endpoint = self.routes[raw_path]
-        self._task = asyncio.get_running_loop().create_task(self._run(endpoint))
-        self._state.tasks.add(self._task)
-        self._task.add_done_callback(self._state.tasks.discard)
+        task = asyncio.get_running_loop().create_task(self._run(endpoint))
+        self._state.tasks.add(task)  # uvicorn waits for these at shutdown
+        task.add_done_callback(self._state.tasks.discard)
 
     async def _run(self, endpoint: Endpoint) -> None:
         try:
