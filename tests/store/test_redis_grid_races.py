@@ -123,6 +123,23 @@ async def test_a_session_job_that_finished_and_grows_is_queued_afresh(
     assert ids(await b.take({OP}, 10)) == [2, 3]
 
 
+async def test_a_stale_ack_or_hand_back_spares_a_new_entry_with_the_same_id(
+    store: RedisStore,
+) -> None:
+    """A queue made again within the same millisecond may give a new task the stale
+    entry's id: ending the stale entry must not delete the new task's."""
+    a = RedisGrid(store, "a")
+    await store.add_job(job(1), tasks(1, 1, 1))
+    (old,) = await a.take({OP}, 1)
+    client, key = store.client(), f"{store.prefix}q:{old.queue}"
+    await client.delete(key)  # as when its job finished
+    await client.xgroup_create(key, "grid", id="0", mkstream=True)
+    await client.xadd(key, {"t": "1"}, id=old.entry)  # the same id, not yet taken
+    await a.ack([old])
+    await a.hand_back([old])
+    assert [e[0] for e in await client.xrange(key)][:1] == [old.entry.encode()]
+
+
 async def test_prune_with_entries_still_pending_leaves_no_queue(store: RedisStore) -> None:
     grid = RedisGrid(store, "a")
     await store.add_job(job(1), tasks(1, 1, 3))

@@ -177,8 +177,11 @@ _ACK: Final = """
 local p = ARGV[1]
 for i = 2, #ARGV, 2 do
   local key = p .. 'q:' .. ARGV[i]
-  redis.call('XACK', key, 'grid', ARGV[i + 1])
-  redis.call('XDEL', key, ARGV[i + 1])
+  -- only an entry still held by the group: a queue made again after its job finished
+  -- may give a new entry the stale one's id (same millisecond), which must stay
+  if redis.call('XACK', key, 'grid', ARGV[i + 1]) == 1 then
+    redis.call('XDEL', key, ARGV[i + 1])
+  end
 end
 return 1
 """
@@ -200,8 +203,9 @@ for i = 2, #ARGV, 4 do
       redis.call('HSET', lost, t, before and (before .. ',' .. reasons) or reasons)
     end
     redis.call('XADD', key, '*', 't', t)
-    redis.call('XACK', key, 'grid', ARGV[i + 1])
-    redis.call('XDEL', key, ARGV[i + 1])
+    if redis.call('XACK', key, 'grid', ARGV[i + 1]) == 1 then  -- as in _ACK
+      redis.call('XDEL', key, ARGV[i + 1])
+    end
   end
 end
 redis.call('PUBLISH', p .. 'grid', 'work')
