@@ -1749,3 +1749,80 @@ def test_leased_count_and_changed_workers_follow_random_events(seed: int) -> Non
         moved = {w for w in before.keys() | after.keys() if before.get(w) != after.get(w)}
         assert moved <= s.changed_workers, f"step {step}: {event}"
         s.changed_workers.clear()
+
+
+# --- workers cold for an op (Pyodide's start-up) ------------------------------------------
+
+PY = "python"
+
+
+def cold_hello(worker_id: int, concurrency: int = 1, prefetch: int = 0) -> WorkerIntroduced:
+    """A tab that runs Python only after seconds of start-up."""
+    return WorkerIntroduced(
+        worker_id=worker_id,
+        ops=frozenset({RM, PY}),
+        cold=frozenset({PY}),
+        concurrency=concurrency,
+        prefetch=prefetch,
+        now=0.0,
+        stimulus_id=f"hello-{worker_id}",
+    )
+
+
+def sent_to(commands: list[Any]) -> list[tuple[int, int]]:
+    return [(c.worker_id, c.task_id) for c in commands if isinstance(c, SendTask)]
+
+
+def test_a_cold_worker_is_not_given_a_task_a_free_warm_worker_can_take() -> None:
+    s = plain()
+    for ev in (join(1), cold_hello(1), join(2), hello(2, {RM, PY}, concurrency=1)):
+        s.handle(ev)
+    assert sent_to(s.handle(submit(PY))) == [(2, 1)]  # the cold tab (joined first) waits
+
+
+def test_a_cold_worker_starts_up_when_warm_workers_have_no_room_for_the_queue() -> None:
+    s = plain()
+    for ev in (join(1), cold_hello(1), join(2), hello(2, {RM, PY}, concurrency=1)):
+        s.handle(ev)
+    assert sent_to(s.handle(submit(PY, PY, PY))) == [(1, 1), (2, 2)]
+
+
+def test_a_cold_worker_with_no_warm_one_starts_up_at_once() -> None:
+    s = plain()
+    for ev in (join(1), cold_hello(1)):
+        s.handle(ev)
+    assert sent_to(s.handle(submit(PY))) == [(1, 1)]
+
+
+def test_cold_concerns_only_the_cold_op() -> None:
+    s = plain()
+    for ev in (join(1), cold_hello(1), join(2), hello(2, {RM, PY}, concurrency=1)):
+        s.handle(ev)
+    assert sent_to(s.handle(submit(RM))) == [(1, 1)]
+
+
+def test_a_worker_is_warm_after_its_first_task_of_the_op_ends_either_way() -> None:
+    s = plain()
+    for ev in (join(1), cold_hello(1, concurrency=2), join(2), hello(2, {RM, PY}, concurrency=1)):
+        s.handle(ev)
+    s.handle(submit(PY, PY, PY))  # more than worker 2 can take: worker 1 starts up
+    assert s.workers[1].cold == {PY}
+    s.handle(error(1, 1))
+    assert s.workers[1].cold == set()
+    s2 = plain()
+    for ev in (join(1), cold_hello(1)):
+        s2.handle(ev)
+    s2.handle(submit(PY))
+    s2.handle(result(1, 1))
+    assert s2.workers[1].cold == set()
+
+
+def test_cold_ops_a_worker_does_not_run_are_ignored() -> None:
+    s = plain()
+    s.handle(join(1))
+    s.handle(
+        WorkerIntroduced(
+            worker_id=1, ops=frozenset({RM}), cold=frozenset({PY}), concurrency=1, now=0.0
+        )
+    )
+    assert s.workers[1].cold == set()

@@ -146,10 +146,13 @@ test('built frames match the shapes of the worker_to_server fixtures', () => {
   const byName = Object.fromEntries(fixtures.worker_to_server.valid.map((f) => [f.name, f.decodes_to]));
   const { type, ...result } = byName['exercise result'];
   assert.deepEqual(JSON.parse(resultMessage(result)), { type, ...result });
-  const { type: helloType, protocol, ...hello } = byName.hello;
+  const { type: helloType, protocol, cold: none, ...hello } = byName.hello;
+  assert.deepEqual(none, []); // an empty `cold` is left out of the frame
   assert.deepEqual(JSON.parse(helloMessage(hello)), { type: helloType, protocol, ...hello });
-  const { type: prefetchType, protocol: prefetchProtocol, ...prefetched } = byName['hello with prefetch'];
+  const { type: prefetchType, protocol: prefetchProtocol, cold: _, ...prefetched } = byName['hello with prefetch'];
   assert.deepEqual(JSON.parse(helloMessage(prefetched)), { type: prefetchType, protocol: prefetchProtocol, ...prefetched });
+  const { type: coldType, protocol: coldProtocol, ...cold } = byName['hello with a cold op'];
+  assert.deepEqual(JSON.parse(helloMessage(cold)), { type: coldType, protocol: coldProtocol, ...cold });
   const { type: errorType, ...taskError } = byName['task error'];
   assert.deepEqual(JSON.parse(taskErrorMessage(taskError)), { type: errorType, ...taskError });
   const { type: resultsType, ...results } = byName.results;

@@ -318,6 +318,7 @@ def reencode(message: Any) -> str | bytes:
                 message.concurrency,
                 message.prefetch,
                 message.worker_key,
+                message.cold,
             )
         case Result():
             return encode_result(

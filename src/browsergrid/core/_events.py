@@ -89,14 +89,16 @@ class WorkerJoined:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerIntroduced:
     """The worker sent ``hello``: it runs ``ops``, ``concurrency`` at a time, and buffers
-    ``prefetch`` more. ``key`` is its lasting identity (reputation follows it across
-    reconnections), with the ``standing`` the store remembers for it, if any."""
+    ``prefetch`` more; those of ``cold`` cost it a start-up (Pyodide's seconds) until its
+    first task of them ends. ``key`` is its lasting identity (reputation follows it
+    across reconnections), with the ``standing`` the store remembers for it, if any."""
 
     worker_id: int
     ops: frozenset[str]
     concurrency: int
     now: float
     prefetch: int = 1
+    cold: frozenset[str] = frozenset()
     key: str | None = None
     standing: Standing | None = None
     stimulus_id: str = ""

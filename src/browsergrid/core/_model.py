@@ -141,6 +141,7 @@ class Worker:
 
     worker_id: int
     ops: frozenset[str]
+    cold: set[str] = field(default_factory=set)  # ops it must start up before its first task
     concurrency: int
     prefetch: int  # tasks it may hold beyond ``concurrency`` now (at most ``prefetch_cap``)
     prefetch_cap: int = 0  # what it asked for in hello

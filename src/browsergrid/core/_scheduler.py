@@ -152,6 +152,7 @@ class Scheduler:
         self.op_mean_s: dict[str, float] = {}  # running mean of lease-to-result time per op
         self._op_workers: Counter[str] = Counter()  # how many connected workers run each op
         self._hungry: dict[int, None] = {}  # workers with credit, in join order
+        self._cold_may_start: dict[str, bool] = {}  # per dispatch pass: see _may_start
         self._rings: dict[int, deque[int]] = {}  # priority -> jobs with queued tasks
         self._ringed: set[int] = set()
         self._deadlines: list[tuple[float, int, int]] = []  # (deadline, task id, worker id)
@@ -345,6 +346,7 @@ class Scheduler:
         worker.move_to(WorkerState.INTRODUCED)
         self._op_workers.subtract(worker.ops)
         worker.ops = ev.ops
+        worker.cold = set(ev.cold & ev.ops)
         self._op_workers.update(worker.ops)
         worker.concurrency = ev.concurrency
         worker.prefetch_cap = min(ev.prefetch, self.max_prefetch)
@@ -458,6 +460,7 @@ class Scheduler:
             yield from self._unheld(worker, ev.task_id, ev.stimulus_id)
             return
         lease = self._release(task, worker)
+        worker.cold.discard(task.op)  # started up: warm from now on
         if task.pinned_to is None:  # a welcome task says how fast a worker is, not an op
             self._learn_duration(task.op, ev.now - lease.start)
         if task.replicated:
@@ -623,6 +626,7 @@ class Scheduler:
             yield from self._unheld(worker, ev.task_id, ev.stimulus_id)
             return
         worker.failures += 1
+        worker.cold.discard(task.op)
         self.changed_workers.add(worker.worker_id)
         reason = f"worker {ev.worker_id} reported: {ev.message}"
         yield from self._lose(task, worker, reason, "error", ev)
@@ -826,6 +830,7 @@ class Scheduler:
         short queue spreads over many workers instead of filling the first."""
         if not self._ringed:  # nothing queued: spare the copy of every hungry worker
             return
+        self._cold_may_start.clear()
         hungry = list(self._hungry)
         while hungry and self._ringed:
             still_hungry = []
@@ -876,7 +881,7 @@ class Scheduler:
                     return wanting
         heads: list[tuple[int, list[int]]] = []
         for op, heap in job.queues.items():
-            if op in worker.ops and heap:
+            if op in worker.ops and heap and (op not in worker.cold or self._may_start(op)):
                 heads.append((heap[0], heap))
         heads.sort()
         skipped: list[tuple[int, list[int]]] = []
@@ -898,6 +903,20 @@ class Scheduler:
         for task_id, heap in skipped:
             heapq.heappush(heap, task_id)
         return found
+
+    def _may_start(self, op: str) -> bool:
+        """Whether a worker still cold for ``op`` should start it up (seconds, for Pyodide)
+        now: only when more tasks of ``op`` are queued than its warm workers have room for,
+        so a cold tab never gets a short task that a warm worker could take at once.
+        Decided once per dispatch pass."""
+        decided = self._cold_may_start.get(op)
+        if decided is None:
+            queued = sum(len(self.jobs[job_id].queues.get(op, ())) for job_id in self._ringed)
+            room = sum(
+                w.credit for w in self.workers.values() if op in w.ops and op not in w.cold
+            )
+            decided = self._cold_may_start[op] = queued > room
+        return decided
 
     def _may_take(self, task: Task, worker: Worker) -> bool:
         """Whether ``worker`` may have ``task``: never a second replica for one worker

@@ -42,6 +42,8 @@ class Hello(msgspec.Struct, tag_field="type", tag="hello", frozen=True):
         Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
         | None
     ) = None
+    # ops of ``ops`` with a start-up cost until the worker's first task of them ends
+    cold: Annotated[list[_OpName], msgspec.Meta(max_length=64)] = []
 
 
 class Result(msgspec.Struct, tag_field="type", tag="result", frozen=True):
@@ -311,9 +313,14 @@ def encode_server_error(code: str, message: str, task_id: TaskId | None = None) 
 
 
 def encode_hello(
-    agent: str, ops: list[str], concurrency: int, prefetch: int = 1, worker_key: str | None = None
+    agent: str,
+    ops: list[str],
+    concurrency: int,
+    prefetch: int = 1,
+    worker_key: str | None = None,
+    cold: list[str] | None = None,
 ) -> str:
-    """A worker's first frame (``worker_key`` only when it has one)."""
+    """A worker's first frame (``worker_key`` and ``cold`` only when it has them)."""
     hello: dict[str, Any] = {
         "type": "hello",
         "protocol": PROTOCOL_VERSION,
@@ -324,6 +331,8 @@ def encode_hello(
     }
     if worker_key is not None:
         hello["worker_key"] = worker_key
+    if cold:
+        hello["cold"] = cold
     return _encoder.encode(hello).decode()
 
 

@@ -247,6 +247,7 @@ async def _on_hello(
         WorkerIntroduced(
             worker_id=peer.worker_id,
             ops=frozenset(hello.ops),
+            cold=frozenset(hello.cold),
             concurrency=hello.concurrency,
             prefetch=hello.prefetch,
             key=key,

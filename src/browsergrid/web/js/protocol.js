@@ -88,7 +88,8 @@ export function parseServerMessage(text) {
 const clipAgent = (agent) => String(agent).slice(0, MAX_AGENT_CHARS);
 
 // `prefetch`: tasks the coordinator may send beyond `concurrency`, to wait here (0..1024).
-export function helloMessage({ agent, ops, concurrency, prefetch = 1, worker_key }) {
+// `cold`: ops with a start-up cost (Pyodide) until this worker's first task of them ends.
+export function helloMessage({ agent, ops, concurrency, prefetch = 1, worker_key, cold = [] }) {
   const message = {
     type: 'hello',
     protocol: PROTOCOL_VERSION,
@@ -98,6 +99,7 @@ export function helloMessage({ agent, ops, concurrency, prefetch = 1, worker_key
     prefetch,
   };
   if (worker_key !== undefined) message.worker_key = worker_key;
+  if (cold.length) message.cold = cold;
   return JSON.stringify(message);
 }
 
