@@ -357,6 +357,76 @@ async def test_a_result_that_is_not_json_fails_in_the_caller(store: SqliteStore)
     assert await store.add_outcomes([result(task)]) == [True]
 
 
+async def test_a_bug_in_a_write_made_on_the_event_loop_is_loud_and_final(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    await store.add_job(job(1), [])
+
+    def bug(connection: sqlite3.Connection, batch: list[Any]) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(store, "_commit_batch", bug)
+    await asyncio.sleep(0)  # a new pass of the loop: the next write is a lone one
+    with pytest.raises(StoreError, match="restart the coordinator"):
+        await store.add_job(job(2), [])
+    with pytest.raises(StoreError, match="restart the coordinator"):
+        await store.add_job(job(3), [])
+    assert [s.info.job_id for s in await store.jobs()] == [1]
+    assert "a write to" in caplog.text
+
+
+async def test_a_lone_write_is_committed_on_the_event_loop_and_a_burst_by_the_writer(
+    store: SqliteStore,
+) -> None:
+    loop_thread = threading.get_ident()
+    threads: list[int] = []
+
+    def where(connection: sqlite3.Connection, touched: set[int]) -> None:
+        threads.append(threading.get_ident())
+
+    await store._write(where, small=True)
+    await asyncio.sleep(0)
+    await asyncio.gather(*(store._write(where, small=True) for _ in range(5)))
+    assert threads[0] == threads[1] == loop_thread  # the lone write, and the burst's first
+    assert all(t != loop_thread for t in threads[2:])
+    await asyncio.sleep(0)
+    await store._write(where)  # not small: always the writer thread's
+    assert threads[-1] != loop_thread
+
+
+async def test_writes_keep_their_order_when_some_are_made_on_the_event_loop(
+    store: SqliteStore,
+) -> None:
+    await store.add_job(job(1), [])
+    order: list[int] = []
+
+    def note(n: int) -> Any:
+        return lambda connection, touched: order.append(n)
+
+    gate = await Gate.shut(store)
+    queued = [asyncio.ensure_future(store._write(note(n), small=True)) for n in range(3)]
+    await asyncio.sleep(0.01)
+    # the writer is busy: this one queues too
+    late = asyncio.ensure_future(store._write(note(3), small=True))
+    await asyncio.sleep(0)
+    await gate.release()
+    await asyncio.gather(*queued, late)
+    await asyncio.sleep(0)
+    await store._write(note(4), small=True)  # nothing waits: on the event loop, after the others
+    assert order == [0, 1, 2, 3, 4]
+
+
+async def test_the_wal_is_checkpointed_by_the_writer_thread(store: SqliteStore) -> None:
+    await store.add_job(job(1), tasks(1, 1, 1000))
+    for t in tasks(1, 1, 1000):
+        await store.add_outcomes([result(t)])
+        await asyncio.sleep(0)  # each a lone write, made on the event loop
+    with sqlite3.connect(store.path) as other:
+        _, frames, _ = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    other.close()
+    assert 0 < frames < 3000  # reused after each checkpoint (about 6 frames a write here)
+
+
 async def test_writer_thread_failure_is_loud_and_final(
     store: SqliteStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -369,6 +439,7 @@ async def test_writer_thread_failure_is_loud_and_final(
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(store, "_commit_batch", bug)
+    monkeypatch.setattr(store, "_inline_writes", False)  # every write to the writer thread
     running = asyncio.ensure_future(store.add_job(job(2), []))
     assert await asyncio.to_thread(entered.wait, 5)
     queued = asyncio.ensure_future(store.add_job(job(3), []))

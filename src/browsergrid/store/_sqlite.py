@@ -150,6 +150,10 @@ _PRUNE_JOBS = 1000  # jobs looked at per transaction of prune()
 _IN_CHUNK = 500  # ids per "IN (...)" query
 _READERS = 4  # reading connections (and threads)
 _BUSY_TIMEOUT_MS = 5000  # wait this long for a lock another process holds
+# The writer connection checkpoints the WAL itself (not SQLite's auto-checkpoint, which
+# could run inside a write made on the event loop): after this many commits, on its thread.
+_CHECKPOINT_EVERY = 250
+_INLINE_MOST = 4  # tasks or outcomes a write may hold to be made on the event loop
 
 _T = TypeVar("_T")
 _WriteFn = Callable[[sqlite3.Connection, set[int]], Any]
@@ -328,6 +332,14 @@ class SqliteStore:
 
     Writes are applied in the order the calls were made (each is queued before the call's
     first ``await``). Use the store from the event loop that opened it.
+
+    A small, lone write (of at most 4 tasks or outcomes, while the writer thread has
+    nothing queued or uncommitted and no other write was made this way in this pass of
+    the event loop) is committed at once on the event loop's thread (with ``"normal"``
+    only: no fsync), which spares a single task's writes the two thread hand-offs (about
+    0.12 ms of their 0.2 ms here). Larger writes, and writes that arrive together or while
+    others wait, go to the writer thread and are committed together, in order, while the
+    event loop goes on.
     """
 
     commits: int
@@ -342,6 +354,11 @@ class SqliteStore:
         self._state = "new"  # new -> open -> closing -> closed (-> open again)
         self._broken: str | None = None  # why the writer thread stopped, if it did
         self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self._queued = 0  # writes handed to the writer thread and not yet committed (_lock)
+        self._committing = threading.Lock()  # held by whoever uses the writer connection
+        self._since_checkpoint = 0
+        self._inline_used = False  # a write was committed inline in this pass of the loop
+        self._inline_writes = synchronous == "normal"  # see the class docstring
         self._writer: threading.Thread | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._idle: list[sqlite3.Connection] = []
@@ -367,6 +384,7 @@ class SqliteStore:
         self._loop = asyncio.get_running_loop()
         self._connection = connection
         self._queue = queue.SimpleQueue()
+        self._queued = self._since_checkpoint = 0
         self._broken = None
         self._readers = ThreadPoolExecutor(_READERS, thread_name_prefix="browsergrid-store-read")
         self._writer = threading.Thread(
@@ -390,6 +408,7 @@ class SqliteStore:
             connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
+            connection.execute("PRAGMA wal_autocheckpoint = 0")  # see _CHECKPOINT_EVERY
             connection.execute("PRAGMA foreign_keys = ON")
             self._migrate(connection)
             row = connection.execute("SELECT value FROM meta WHERE key = 'last_outcome_seq'")
@@ -473,17 +492,46 @@ class SqliteStore:
 
     # --- the writer thread ---------------------------------------------------------------
 
-    async def _write(self, fn: Callable[[sqlite3.Connection, set[int]], _T]) -> _T:
-        """Run ``fn`` on the writer connection, in the next group commit.
+    async def _write(
+        self, fn: Callable[[sqlite3.Connection, set[int]], _T], *, small: bool = False
+    ) -> _T:
+        """Run ``fn`` on the writer connection, in the writer thread's next group commit;
+        a ``small`` one at once when nothing else is waiting to be written (see the class
+        docstring).
 
         Also the test hook for the writer connection (``PRAGMA max_page_count`` etc.).
         """
-        future = asyncio.get_running_loop().create_future()
+        item = _Write(fn, asyncio.get_running_loop().create_future())
         with self._lock:
             if (error := self._unusable()) is not None:
                 raise error
-            self._queue.put(_Write(fn, future))
-        result: _T = await future
+            inline = (
+                small
+                and not self._inline_used
+                and self._queued == 0
+                and self._inline_writes
+                and self._since_checkpoint < _CHECKPOINT_EVERY
+                and self._committing.acquire(blocking=False)
+            )
+            if not inline:
+                self._queued += 1
+                self._queue.put(item)
+        if inline:
+            # the writes made in the rest of this pass (a burst) go to the writer, together
+            self._inline_used = True
+            item.future.get_loop().call_soon(self._end_inline_pass)
+            assert self._connection is not None
+            try:
+                self._commit_batch(self._connection, [item])
+            except Exception as exc:  # a bug (the data's and the disk's errors are the item's)
+                log.critical("a write to %s failed", self._path, exc_info=True)
+                with self._lock:
+                    self._broken = f"a write failed ({exc!r}); restart the coordinator"
+                item.error = StoreError(f"the store {self._path} cannot write: {self._broken}")
+            finally:
+                self._committing.release()
+            self._settle([item], item.touched if item.error is None else set())
+        result: _T = await item.future
         return result
 
     def _writer_main(self, connection: sqlite3.Connection) -> None:
@@ -491,7 +539,12 @@ class SqliteStore:
         try:
             while True:
                 batch, stop = self._take_batch()
-                self._commit_batch(connection, batch)
+                with self._committing:
+                    self._commit_batch(connection, batch)
+                    if self._since_checkpoint >= _CHECKPOINT_EVERY or stop:
+                        self._checkpoint(connection)
+                    with self._lock:
+                        self._queued -= len(batch)
                 self._deliver(batch)
                 batch = []
                 if stop:
@@ -506,6 +559,17 @@ class SqliteStore:
             self._deliver(batch)
         finally:
             connection.close()
+
+    def _end_inline_pass(self) -> None:
+        self._inline_used = False
+
+    def _checkpoint(self, connection: sqlite3.Connection) -> None:
+        """Copy the WAL into the database file (PASSIVE: readers are never waited for)."""
+        self._since_checkpoint = 0
+        try:
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:  # the next one tries again; the WAL keeps everything
+            log.warning("%s: cannot checkpoint the WAL: %s", self._path, _describe(exc))
 
     def _drain(self) -> list[_Write]:
         """Everything left in the queue (nothing more can come: the store is broken)."""
@@ -569,6 +633,7 @@ class SqliteStore:
                 self._fail(todo, exc)
                 return
             self.commits += 1
+            self._since_checkpoint += 1
             return
 
     def _undo_item(self, connection: sqlite3.Connection) -> bool:
@@ -696,7 +761,7 @@ class SqliteStore:
             )
             _insert_tasks(connection, rows)
 
-        await self._write(write)
+        await self._write(write, small=len(rows) <= _INLINE_MOST)
 
     async def add_tasks(self, tasks: Sequence[TaskRecord]) -> None:
         if not tasks:
@@ -713,7 +778,7 @@ class SqliteStore:
                     raise ValueError(f"job {job_id} is cancelled")
             _insert_tasks(connection, rows)  # a finished job that gets more tasks runs again
 
-        await self._write(write)
+        await self._write(write, small=len(rows) <= _INLINE_MOST)
 
     async def add_outcomes(self, outcomes: Sequence[Outcome]) -> list[bool]:
         if not outcomes:
@@ -734,7 +799,8 @@ class SqliteStore:
             else:
                 values = (_encode(o.reasons).decode(), o.finished_at, o.task_id, o.job_id)
                 updates.append(_Update(o.job_id, o.task_id, o.finished_at, _RECORD_FAILURE, values))
-        return await self._write(functools.partial(self._record_outcomes, updates))
+        record = functools.partial(self._record_outcomes, updates)
+        return await self._write(record, small=len(updates) <= _INLINE_MOST)
 
     def _record_outcomes(
         self,
