@@ -13,7 +13,9 @@ its own redis-server as broker and result backend (2 solo workers). A peer that 
 installed is skipped with a note. Runs go round robin (every system once, then again), so a
 change in the machine's load touches all alike, and each run starts once the CPUs are quiet
 (at most 15% busy over half a second; at most 20 s of waiting), so none runs while the
-previous system's processes are still winding down. Prints a markdown table and writes
+previous system's processes are still winding down. Each run is a fresh Python process
+(this script again, with ``--one NAME``): what one system leaves in a process (threads,
+imported modules, a grown heap) never slows the next. Prints a markdown table and writes
 bench/results/throughput.json and .md (throughput-quick.json and .md with --quick, so a
 regression run keeps the recorded figures). Medians over --repeat runs; the machine is
 shared, so compare ratios within one run. --quick is a regression run (5,000 tasks, 300
@@ -175,6 +177,19 @@ def bench_browsergrid(
     }
 
 
+def in_own_process(name: str, notes: list[str]) -> dict[str, float]:
+    """One run of system ``name`` in a fresh process (this script with ``--one``); raises
+    RuntimeError with the end of its stderr when it fails."""
+    command = [sys.executable, str(Path(__file__).resolve()), *sys.argv[1:], "--one", name]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr else "it failed")
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    notes += [note for note in out["notes"] if note not in notes]
+    row: dict[str, float] = out["row"]
+    return row
+
+
 def client_workers(url: str) -> list[Any]:
     import httpx
 
@@ -281,6 +296,7 @@ def main() -> None:
         help="regression run: 5,000 tasks, 300 single tasks, 1 repeat, no peers unless --peers",
     )
     parser.add_argument("--name", help="results name (default: throughput, or throughput-quick)")
+    parser.add_argument("--one", metavar="SYSTEM", help=argparse.SUPPRESS)  # a run's own process
     args = parser.parse_args()
     if args.quick:
         args.repeat = 1
@@ -326,6 +342,12 @@ def main() -> None:
             plan.append(
                 (name, partial(run_peer, start, args.tasks, args.latency, args.timeout, name=name))
             )
+    if args.one is not None:  # one run of one system, asked for by the parent process
+        measure = dict(plan)[args.one]
+        row = measure(notes)
+        print(json.dumps({"row": row, "notes": notes}))
+        return
+    plan = [(name, partial(in_own_process, name)) for name, _ in plan]
     measured, every = measure_all(plan, args.repeat, notes)
     for name in skipped_peers:
         measured[name] = None
