@@ -23,10 +23,12 @@ from browsergrid.core import (
     TaskErrorReported,
     TaskFailed,
     TasksAccepted,
+    TasksHandedBack,
     TaskSpec,
     TasksSubmitted,
     TaskState,
     WelcomeTask,
+    WorkerCapacityChanged,
     WorkerIntroduced,
     WorkerJoined,
     WorkerLeft,
@@ -1826,3 +1828,76 @@ def test_cold_ops_a_worker_does_not_run_are_ignored() -> None:
         )
     )
     assert s.workers[1].cold == set()
+
+
+# --- a volunteer's controls: capacity changes and tasks handed back -----------------------
+
+
+def capacity(
+    worker_id: int, concurrency: int, prefetch: int | None = None, share: float = 1.0
+) -> WorkerCapacityChanged:
+    return WorkerCapacityChanged(
+        worker_id=worker_id,
+        concurrency=concurrency,
+        prefetch=prefetch,
+        share=share,
+        now=0.0,
+        stimulus_id=f"capacity-{worker_id}",
+    )
+
+
+def hand_back(worker_id: int, *task_ids: Any) -> TasksHandedBack:
+    return TasksHandedBack(
+        worker_id=worker_id, task_ids=task_ids, now=0.0, stimulus_id=f"back-{worker_id}"
+    )
+
+
+def test_a_paused_worker_is_sent_nothing_and_gets_work_again_when_it_resumes() -> None:
+    s = plain()
+    s.handle(join(1))
+    s.handle(hello(1, {RM}, concurrency=2, prefetch=2))
+    s.handle(capacity(1, 0))
+    assert s.workers[1].credit == 0
+    assert sent_to(s.handle(submit(RM, RM))) == []
+    assert sent_to(s.handle(capacity(1, 1, prefetch=0))) == [(1, 1)]
+    assert s.workers[1].credit == 0  # one at a time, none waiting
+
+
+def test_handed_back_tasks_go_to_another_worker_at_once_and_count_no_attempt() -> None:
+    s = plain()
+    for ev in (join(1), hello(1, {RM}, concurrency=2), join(2), hello(2, {RM}, concurrency=1)):
+        s.handle(ev)
+    assert sent_to(s.handle(submit(RM, RM, RM))) == [(1, 1), (2, 2), (1, 3)]
+    s.handle(capacity(1, 0))
+    assert sent_to(s.handle(hand_back(1, 1, 3, 99, "junk"))) == []  # worker 2 is busy
+    assert s.tasks[1].state is TaskState.QUEUED and s.tasks[1].attempts == 0
+    assert s.workers[1].in_flight == set()
+    assert sent_to(s.handle(result(2, 2))) == [(2, 1)]
+    assert s.tasks[1].attempts == 1 and s.tasks[1].reasons == []
+    assert 1 not in s.tasks[1].failed_on
+
+
+def test_a_task_handed_back_while_another_copy_runs_stays_leased() -> None:
+    s = plain(speculate_factor=None)
+    for ev in (join(1), hello(1, {RM}, concurrency=1), join(2), hello(2, {RM}, concurrency=1)):
+        s.handle(ev)
+    r = JobOptions(redundancy=2)
+    assert sorted(sent_to(s.handle(submit(RM, options=r)))) == [(1, 1), (2, 1)]
+    s.handle(capacity(1, 0))
+    assert sent_to(s.handle(hand_back(1, 1))) == []
+    assert s.tasks[1].state is TaskState.LEASED and set(s.tasks[1].leases) == {2}
+    assert sent_to(s.handle(join(3))) == [(3, 1)]  # the other copy it wants
+
+
+def test_a_lower_share_slows_the_expected_speed_and_a_bad_one_is_refused() -> None:
+    s = plain(buffer_s=1.0)
+    s.handle(join(1))
+    s.handle(hello(1, {RM}, concurrency=1, prefetch=100))
+    s.handle(submit(RM))
+    s.handle(result(1, 1, duration_ms=10.0))
+    assert s.workers[1].mean_ms == 10.0
+    s.handle(capacity(1, 1, share=0.25))
+    assert s.workers[1].mean_ms == 40.0
+    assert s.workers[1].prefetch == 25  # about 1 s of work at its new speed
+    with pytest.raises(ValueError, match="share"):
+        s.handle(capacity(1, 1, share=0.0))

@@ -26,8 +26,10 @@ from browsergrid.protocol import (
     Cancel,
     CancelJob,
     Cancelled,
+    Capacity,
     ClientError,
     Done,
+    HandBack,
     Hello,
     Result,
     Results,
@@ -44,7 +46,9 @@ from browsergrid.protocol import (
     decode_worker_message,
     encode_ack,
     encode_cancel,
+    encode_capacity,
     encode_client_message,
+    encode_hand_back,
     encode_hello,
     encode_result,
     encode_results,
@@ -233,7 +237,7 @@ DECODERS: dict[str, tuple[Decoder, tuple[type, ...], frozenset[str], str]] = {
     # name: (decoder, what it returns, the codes of its ProtocolError, its own fixtures)
     "worker": (
         decode_worker_message,
-        (Hello, Result, Results, TaskError),
+        (Hello, Result, Results, TaskError, Capacity, HandBack),
         frozenset({"bad_json", "bad_message", "unknown_type"}),
         "worker_to_server",
     ),
@@ -329,6 +333,10 @@ def reencode(message: Any) -> str | bytes:
             return encode_results(items, message.agent)
         case TaskError():
             return encode_task_error(message.task_id, message.message)
+        case Capacity():
+            return encode_capacity(message.concurrency, message.prefetch, message.share)
+        case HandBack():
+            return encode_hand_back(message.task_ids)
         case Task():
             return encode_task(message.task_id, message.op, message.args)
         case Tasks():

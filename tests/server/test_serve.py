@@ -17,7 +17,17 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from tests._support import AUTH, WELCOME_RESULT, Coordinator, close_to
+from tests._support import (
+    AUTH,
+    WELCOME_RESULT,
+    Coordinator,
+    close_to,
+    job_results,
+    job_state,
+    slow_tasks,
+    submit_job,
+    wait_for,
+)
 
 
 def recv_json(ws: ClientConnection, timeout: float = 5) -> dict[str, object]:
@@ -325,3 +335,57 @@ def test_a_result_is_acknowledged_once_it_is_stored(coordinator: Coordinator) ->
             )
         )
         assert recv_json(ws) == {"type": "ack", "task_ids": [first_task_id]}
+
+
+def tasks_in(frame: dict[str, object]) -> list[dict[str, object]]:
+    """The tasks of a ``task`` or ``tasks`` frame."""
+    if frame["type"] == "tasks":
+        listed = frame["tasks"]
+        assert isinstance(listed, list)
+        return listed
+    assert frame["type"] == "task"
+    return [frame]
+
+
+def test_a_paused_worker_hands_its_tasks_back_and_another_runs_them_at_once(
+    coordinator: Coordinator,
+) -> None:
+    hello = {"type": "hello", "protocol": 1, "agent": "volunteer", "ops": ["repeat_multiply"]}
+    with connect(coordinator.ws_url, compression=None) as tab:
+        welcome_task(tab)  # never answered: it is handed back too
+        tab.send(json.dumps({**hello, "concurrency": 2, "prefetch": 0}))
+        assert recv_json(tab)["type"] == "welcome"
+        job_id = submit_job(coordinator.port, {"op": "repeat_multiply", "args": slow_tasks(2)})
+        held: list[dict[str, object]] = []
+        while len(held) < 1:
+            held += [t for t in tasks_in(recv_json(tab)) if t["op"] == "repeat_multiply"]
+        tab.send(json.dumps({"type": "capacity", "concurrency": 0}))
+        tab.send(json.dumps({"type": "hand_back", "task_ids": [t["task_id"] for t in held]}))
+        coordinator.event("worker_capacity", concurrency=0)
+        with connect(coordinator.ws_url, compression=None) as other:
+            welcome_task(other)
+            other.send(json.dumps({**hello, "concurrency": 2, "prefetch": 2}))
+            answered = 0
+            while answered < 2:
+                frame = recv_json(other)
+                for task in tasks_in(frame) if frame["type"] in ("task", "tasks") else []:
+                    if task.get("exact"):
+                        result = {"task_id": task["task_id"], "result": task["initial"]}
+                        tab_frame = {"type": "result", **result, "duration_ms": 1}
+                        other.send(json.dumps(tab_frame))
+                        answered += 1
+            wait_for(lambda: job_state(coordinator.port, job_id)["state"] == "finished")
+        outcomes = job_results(coordinator.port, job_id)
+    assert sorted(o["result"] for o in outcomes) == [0.0, 1.0]
+    assert all(o["attempts"] == 1 for o in outcomes)  # a task handed back was no attempt
+
+
+def test_capacity_and_hand_back_before_hello_are_refused(coordinator: Coordinator) -> None:
+    with connect(coordinator.ws_url, compression=None) as ws:
+        welcome_task(ws)
+        ws.send(json.dumps({"type": "capacity", "concurrency": 0}))
+        assert recv_json(ws)["code"] == "not_introduced"
+        ws.send(json.dumps({"type": "hand_back", "task_ids": [1]}))
+        assert recv_json(ws)["code"] == "not_introduced"
+        ws.send(json.dumps({"type": "capacity", "concurrency": 1, "share": 0}))
+        assert recv_json(ws)["code"] == "bad_message"

@@ -114,6 +114,31 @@ class WorkerLeft:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerCapacityChanged:
+    """An introduced worker changed what it gives (a volunteer's controls): ``concurrency``
+    tasks at once (0: paused, it is sent nothing), ``prefetch`` more waiting (None: as
+    before), each at ``share`` of a core (0 < share <= 1: its tasks take 1/share as long)."""
+
+    worker_id: int
+    concurrency: int
+    now: float
+    prefetch: int | None = None
+    share: float = 1.0
+    stimulus_id: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TasksHandedBack:
+    """A worker hands back tasks it holds and will not run (it paused, or is closing):
+    they are queued again at once, and the lease counts as no attempt."""
+
+    worker_id: int
+    task_ids: Sequence[TaskId]
+    now: float
+    stimulus_id: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TasksSubmitted:
     """Tasks for a new job (``job_id`` None, with ``options``) or added to job ``job_id``."""
 
@@ -193,6 +218,8 @@ Event = (
     | WorkerJoined
     | WorkerIntroduced
     | WorkerLeft
+    | WorkerCapacityChanged
+    | TasksHandedBack
     | TasksSubmitted
     | JobCancelRequested
     | ResultReported

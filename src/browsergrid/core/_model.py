@@ -146,6 +146,7 @@ class Worker:
     prefetch: int  # tasks it may hold beyond ``concurrency`` now (at most ``prefetch_cap``)
     prefetch_cap: int = 0  # what it asked for in hello
     mean_ms: float | None = None  # running mean of the compute time it reports
+    share: float = 1.0  # of a core each of its tasks gets (a volunteer's CPU share)
     joined_at: float
     state: WorkerState = WorkerState.ANONYMOUS
     in_flight: set[int] = field(default_factory=set)  # tasks it holds a lease on
@@ -160,7 +161,7 @@ class Worker:
     @property
     def credit(self) -> int:
         """How many more tasks it may be sent now (``concurrency + prefetch`` in all)."""
-        if self.quarantined:
+        if self.quarantined or self.concurrency == 0:  # paused: nothing, not even prefetch
             return 0
         return max(0, self.concurrency + self.prefetch - len(self.in_flight))
 

@@ -35,8 +35,10 @@ from browsergrid.core._events import (
     StrandedReleased,
     TaskErrorReported,
     TaskId,
+    TasksHandedBack,
     TasksSubmitted,
     TasksTaken,
+    WorkerCapacityChanged,
     WorkerIntroduced,
     WorkerJoined,
     WorkerLeft,
@@ -182,6 +184,10 @@ class Scheduler:
                 commands = list(self._introduced(event))
             case WorkerLeft():
                 commands = list(self._left(event))
+            case WorkerCapacityChanged():
+                commands = list(self._capacity(event))
+            case TasksHandedBack():
+                commands = list(self._handed_back(event))
             case TasksSubmitted():
                 commands = list(self._submitted(event))
             case JobCancelRequested():
@@ -389,6 +395,36 @@ class Scheduler:
         if found is None:
             found = self.standings[key] = Standing()
         return found
+
+    def _capacity(self, ev: WorkerCapacityChanged) -> Iterator[Command]:
+        worker = self.workers[ev.worker_id]
+        if worker.state is not WorkerState.INTRODUCED:
+            raise ValueError(f"worker {ev.worker_id} changed its capacity before hello")
+        if not 0 < ev.share <= 1:
+            raise ValueError(f"share must be in (0, 1], not {ev.share}")
+        if worker.mean_ms is not None:  # its tasks take longer (or shorter) from now on
+            worker.mean_ms *= worker.share / ev.share
+        worker.share = ev.share
+        worker.concurrency = ev.concurrency
+        if ev.prefetch is not None:
+            worker.prefetch_cap = min(ev.prefetch, self.max_prefetch)
+        worker.prefetch = worker.prefetch_cap
+        self._fit_prefetch(worker)
+        self._credit_changed(worker)
+        return iter(())
+
+    def _handed_back(self, ev: TasksHandedBack) -> Iterator[Command]:
+        worker = self.workers[ev.worker_id]
+        for task_id in ev.task_ids:
+            task = self._held(ev.worker_id, task_id)
+            if task is None:
+                continue  # not its own (any more): nothing to hand back
+            self._release(task, worker)
+            task.attempts -= 1  # it never ran there
+            if task.pinned_to is not None:
+                self._finish(task, TaskState.CANCELLED)  # a welcome task is its worker's only
+            else:
+                yield from self._reconsider(task, ev)
 
     def _left(self, ev: WorkerLeft) -> Iterator[Command]:
         worker = self.workers.pop(ev.worker_id)
@@ -912,9 +948,7 @@ class Scheduler:
         decided = self._cold_may_start.get(op)
         if decided is None:
             queued = sum(len(self.jobs[job_id].queues.get(op, ())) for job_id in self._ringed)
-            room = sum(
-                w.credit for w in self.workers.values() if op in w.ops and op not in w.cold
-            )
+            room = sum(w.credit for w in self.workers.values() if op in w.ops and op not in w.cold)
             decided = self._cold_may_start[op] = queued > room
         return decided
 

@@ -77,8 +77,24 @@ class TaskError(msgspec.Struct, tag_field="type", tag="error", frozen=True):
     message: Annotated[str, msgspec.Meta(max_length=65536)]
 
 
-WorkerMessage = Hello | Result | Results | TaskError
-_WORKER_TYPES: Final = frozenset({"hello", "result", "results", "error"})
+class Capacity(msgspec.Struct, tag_field="type", tag="capacity", frozen=True):
+    """An introduced worker changes what it gives (a volunteer's controls): ``concurrency``
+    tasks at once (0: paused), ``prefetch`` more waiting (None: as before), each at
+    ``share`` of a core."""
+
+    concurrency: Annotated[int, msgspec.Meta(ge=0, le=1024)]
+    prefetch: Annotated[int, msgspec.Meta(ge=0, le=1024)] | None = None
+    share: Annotated[float, msgspec.Meta(gt=0, le=1)] = 1.0
+
+
+class HandBack(msgspec.Struct, tag_field="type", tag="hand_back", frozen=True):
+    """A worker gives back tasks it holds and will not run (paused, closing)."""
+
+    task_ids: Annotated[list[TaskId], msgspec.Meta(min_length=1, max_length=4096)]
+
+
+WorkerMessage = Hello | Result | Results | TaskError | Capacity | HandBack
+_WORKER_TYPES: Final = frozenset({"hello", "result", "results", "error", "capacity", "hand_back"})
 _worker_decoder: Final = msgspec.json.Decoder(WorkerMessage)
 
 
@@ -310,6 +326,21 @@ def encode_welcome(worker_id: int, server: str, limits: Limits) -> str:
 def encode_server_error(code: str, message: str, task_id: TaskId | None = None) -> str:
     """An error frame telling a worker what was wrong with its frame."""
     return _encoder.encode(ServerError(code=code, message=message, task_id=task_id)).decode()
+
+
+def encode_capacity(concurrency: int, prefetch: int | None = None, share: float = 1.0) -> str:
+    """A worker's new capacity (``concurrency`` 0: paused); send only after ``hello``."""
+    message: dict[str, Any] = {"type": "capacity", "concurrency": concurrency}
+    if prefetch is not None:
+        message["prefetch"] = prefetch
+    if share != 1.0:
+        message["share"] = share
+    return _encoder.encode(message).decode()
+
+
+def encode_hand_back(task_ids: list[TaskId]) -> str:
+    """Tasks this worker holds and gives back unrun."""
+    return _encoder.encode({"type": "hand_back", "task_ids": task_ids}).decode()
 
 
 def encode_hello(

@@ -13,6 +13,8 @@ from browsergrid.core import (
     ResultReported,
     Standing,
     TaskErrorReported,
+    TasksHandedBack,
+    WorkerCapacityChanged,
     WorkerIntroduced,
     WorkerJoined,
     WorkerLeft,
@@ -24,6 +26,8 @@ from browsergrid.protocol import (
     CLOSE_PROTOCOL_ERROR,
     CLOSE_UNSUPPORTED_DATA,
     PROTOCOL_VERSION,
+    Capacity,
+    HandBack,
     Hello,
     Result,
     Results,
@@ -195,6 +199,42 @@ async def _on_frame(
             )
         case Hello():
             return await _on_hello(coordinator, peer, sender, message, now)
+        case Capacity() | HandBack() if not peer.introduced:
+            kind = "capacity" if isinstance(message, Capacity) else "hand_back"
+            await peer.send(encode_server_error("not_introduced", f"send hello before {kind}"))
+        case Capacity():
+            emit(
+                events,
+                "worker_capacity",
+                f"worker #{peer.worker_id} now gives concurrency={message.concurrency}"
+                f"{' (paused)' if message.concurrency == 0 else ''} share={message.share:g}",
+                worker_id=peer.worker_id,
+                concurrency=message.concurrency,
+                prefetch=message.prefetch,
+                share=message.share,
+            )
+            await coordinator.apply(
+                WorkerCapacityChanged(
+                    worker_id=peer.worker_id,
+                    concurrency=message.concurrency,
+                    prefetch=message.prefetch,
+                    share=message.share,
+                    now=now,
+                    stimulus_id=coordinator.stimulus("capacity"),
+                )
+            )
+        case HandBack():
+            for task_id in message.task_ids:
+                if isinstance(task_id, int):
+                    peer.leases.pop(task_id, None)
+            await coordinator.apply(
+                TasksHandedBack(
+                    worker_id=peer.worker_id,
+                    task_ids=message.task_ids,
+                    now=now,
+                    stimulus_id=coordinator.stimulus("hand_back"),
+                )
+            )
     return True
 
 
