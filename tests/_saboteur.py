@@ -20,8 +20,8 @@ def main() -> None:
     chance = random.Random(int(sys.argv[3]) if len(sys.argv) > 3 else 0)
     honest = _runner.run_op
 
-    def lying(op: str, args: Mapping[str, Any]) -> Any:
-        result = honest(op, args)
+    def lying(op: str, args: Mapping[str, Any], **table: Any) -> Any:
+        result = honest(op, args, **table)  # table: the worker's ops
         if chance.random() < share:
             return -1 - chance.randrange(10**9)  # never a right answer, never the same lie
         return result

@@ -178,6 +178,15 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--keyfile", type=Path, metavar="PATH", help="the certificate's unencrypted PEM key"
     )
+    serve.add_argument(
+        "--ops-python",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a Python file of custom ops (each public function NAME(args) is op NAME, with "
+        "optional verify_NAME and agree_NAME); give workers the same file; repeat for more",
+    )
     admin = serve.add_mutually_exclusive_group()
     admin.add_argument(
         "--token",
@@ -201,6 +210,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="TOKEN",
         help=f"the dashboard, GET /api/... and /metrics need this token (or the admin token) "
         f"(default: ${DASHBOARD_TOKEN_ENV}, else none: anyone may read)",
+    )
+    serve.add_argument(
+        "--ops-module",
+        type=Path,
+        metavar="PATH",
+        help="a JavaScript module of custom ops: each exported function NAME(args) becomes "
+        "op NAME in every worker page (examples/ops/my_ops.js)",
     )
     _add_output_options(serve)
 
@@ -242,6 +258,20 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=30.0,
         help="longest wait between reconnection attempts, in seconds",
+    )
+    worker.add_argument(
+        "--python-functions",
+        action="store_true",
+        help="run op python: Python functions that clients submit, as source, run here with "
+        "this process's rights (only for coordinators whose submitters you trust)",
+    )
+    worker.add_argument(
+        "--ops-python",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a Python file of custom ops to run (as given to serve --ops-python); repeat it",
     )
     _add_output_options(worker)
     add_job_commands(commands, _add_server_option)
@@ -354,10 +384,12 @@ def _serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_bytes,
         certfile=args.certfile,
         keyfile=args.keyfile,
+        ops_python=tuple(args.ops_python),
         token=args.token or env_token(TOKEN_ENV),
         no_token=args.no_token,
         worker_token=args.worker_token or env_token(WORKER_TOKEN_ENV),
         dashboard_token=args.dashboard_token or env_token(DASHBOARD_TOKEN_ENV),
+        ops_module=args.ops_module,
         log_format=args.log_format,
         quiet=args.quiet,
     )
@@ -367,6 +399,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     from browsergrid._tokens import hide_token
+    from browsergrid.ops import load_ops_files
     from browsergrid.worker import Backoff, PythonWorker, claim_identity
 
     for url in args.url:
@@ -380,6 +413,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     if args.max_backoff < 1:
         raise ConfigError("--max-backoff must be at least 1 second")
+    custom_ops = load_ops_files(args.ops_python)
     identity = claim_identity(args.data_dir or default_data_dir())
 
     async def run() -> None:
@@ -390,6 +424,8 @@ def _worker(args: argparse.Namespace) -> int:
             worker_key=identity.key,
             backoff=Backoff(cap_s=args.max_backoff),
             token=args.token or env_token(WORKER_TOKEN_ENV),
+            python_functions=args.python_functions,
+            custom_ops=custom_ops,
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -131,6 +131,10 @@ class ServeConfig:
     http:// and ws://. Both files are read at start."""
     keyfile: Path | None = None
     """The certificate's PEM private key, unencrypted; give both files or neither."""
+    ops_python: tuple[Path, ...] = ()
+    """Python files of custom ops (``--ops-python``, repeatable; browsergrid/ops/_custom.py
+    says what they hold): loaded at start, so that the coordinator accepts their ops and
+    compares replicas with their ``agree_<name>``. Their lease is ``lease_timeout_s``."""
     token: str | None = field(default_factory=lambda: env_token(TOKEN_ENV))
     """The admin token (``--token``, else $BROWSERGRID_TOKEN): submitting, cancelling and
     every other change need it, and it grants every read. None: the file ``token`` in
@@ -145,6 +149,9 @@ class ServeConfig:
     """The read token (``--dashboard-token``, else $BROWSERGRID_DASHBOARD_TOKEN): the live
     dashboard feed, ``GET /api/...`` and ``/metrics`` need it (or the admin token). None:
     anyone may read."""
+    ops_module: Path | None = None
+    """An ES module of custom JavaScript ops (``--ops-module``): the coordinator serves it
+    as ``/ops-module.js`` and each worker page offers its exported functions as ops."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -174,3 +181,8 @@ class ServeConfig:
         check_token("--token", self.token)
         check_token("--worker-token", self.worker_token)
         check_token("--dashboard-token", self.dashboard_token)
+        if self.ops_module is not None and not self.ops_module.is_file():
+            raise ConfigError(
+                f"--ops-module {self.ops_module} is not a file: give the path of a JavaScript "
+                "module that exports functions (see examples/ops/my_ops.js)"
+            )

@@ -59,19 +59,56 @@ class SubmitError(BrowsergridError):
 
 class TaskError(BrowsergridError):
     """A task failed on every attempt. ``reasons`` has one line per attempt, each naming the
-    worker and what it reported; fix the arguments or the op, then submit again."""
+    worker and what it reported; fix the arguments or the op, then submit again.
+
+    For a Python function (``client.submit(fn, ...)``) that raised, ``remote_traceback`` is
+    the traceback the worker sent (``Traceback (most recent call last): ...``, from the
+    function's own frames; its line numbers count from the start of the sent source, and
+    each frame shows the line's text); None when no attempt reported one (the function
+    returned a value JSON cannot carry, or a worker was lost). ``str()`` holds every reason
+    in full.
+    """
 
     def __init__(
         self, op: str, args: dict[str, Any], reasons: Sequence[str], task_id: int, job_id: int
     ) -> None:
         lines = "\n".join(f"  attempt {i}: {reason}" for i, reason in enumerate(reasons, 1))
-        super().__init__(f"task {task_id} ({op} {args!r}) failed:\n{lines}")
+        super().__init__(f"task {task_id} ({_describe(op, args)}) failed:\n{lines}")
         self.op = op
         self.task_args = args  # (``args`` is taken by Exception)
         self.reasons = list(reasons)
         self.attempts = len(self.reasons)
         self.task_id = task_id
         self.job_id = job_id
+        self.remote_traceback = _last_traceback(self.reasons)
+
+
+_TRACEBACK = "Traceback (most recent call last):"
+
+
+def _last_traceback(reasons: Sequence[str]) -> str | None:
+    """The traceback of the last attempt that reported one: a reason is ``worker N
+    reported: MESSAGE``, and the message a function's traceback."""
+    for reason in reversed(reasons):
+        _, reported, message = reason.partition(" reported: ")
+        text = message if reported else reason
+        if text.startswith(_TRACEBACK):
+            return text
+    return None
+
+
+def _describe(op: str, args: dict[str, Any], limit: int = 200) -> str:
+    """``op {args}``; for a Python function, the call (``python sieve(1000)``) rather than
+    its whole source."""
+    function = args.get("function") if op == "python" else None
+    if not isinstance(function, dict):
+        return f"{op} {args!r}"
+    positional, keywords = args.get("args", []), args.get("kwargs", {})
+    parts = [repr(a) for a in positional] if isinstance(positional, list) else ["..."]
+    if isinstance(keywords, dict):
+        parts += [f"{k}={v!r}" for k, v in keywords.items()]
+    call = f"{function.get('name', '?')}({', '.join(parts)})"
+    return f"{op} {call if len(call) <= limit else call[: limit - 4] + '...)'}"
 
 
 class ConnectionLost(BrowsergridError):

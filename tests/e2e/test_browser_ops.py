@@ -1,5 +1,6 @@
 """The JavaScript ops in real headless Chromium give the results of the Python ops: every
-vector of tests/fixtures/op_vectors.json, on the page and in the compute Web Worker."""
+vector of tests/fixtures/op_vectors.json, on the page and in the compute Web Worker. (The
+python op runs the Python runner itself, under Pyodide: tests/e2e/test_browser_python.py.)"""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from typing import Any
 
 import pytest
 
-from browsergrid.ops import OPS, verify_op
+from browsergrid.ops import BUILT_IN_OPS, PYTHON_OP, verify_op
 from tests._support import FIXTURES, Coordinator
 
 pytestmark = pytest.mark.browser
 
+JS_OPS = sorted(set(BUILT_IN_OPS) - {PYTHON_OP})
+"""The ops web/js/ops.js implements."""
 VECTORS: list[dict[str, Any]] = json.loads(
     (FIXTURES / "op_vectors.json").read_text(encoding="utf-8")
 )["vectors"]
@@ -57,7 +60,7 @@ def test_every_vector_gives_the_python_result_on_the_page(
     page.goto(coordinator.page_url)
     answer = page.evaluate(RUN_VECTORS, VECTORS)
     assert answer["secure"] is True  # 127.0.0.1 is a secure context: crypto.subtle exists
-    assert sorted(answer["available"]) == sorted(OPS)
+    assert sorted(answer["available"]) == JS_OPS
     assert len(answer["outcomes"]) == len(VECTORS)
     for vector, outcome in zip(VECTORS, answer["outcomes"], strict=True):
         label = f"{vector['op']}: {vector['name']}"
@@ -70,7 +73,7 @@ def test_every_vector_gives_the_python_result_on_the_page(
 def test_the_compute_web_worker_runs_each_op(coordinator: Coordinator, page: Any) -> None:
     page.goto(coordinator.page_url)
     tasks = []
-    for op in OPS:
+    for op in JS_OPS:
         vector = next(v for v in VECTORS if v["op"] == op)
         tasks.append({"task_id": f"t-{op}", "op": op, "args": vector["args"], "vector": vector})
     answers = page.evaluate(RUN_IN_WEB_WORKER, tasks)

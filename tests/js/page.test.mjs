@@ -49,7 +49,14 @@ class FakeWorker {
     page.workers.push(this);
   }
 
-  postMessage(message) { this.posted.push(message); }
+  postMessage(message) {
+    if (message.setup) { // answered as a compute worker does, once it has imported the ops module
+      this.setup = message.setup;
+      queueMicrotask(() => this.onmessage({ data: { setup: page.setupAnswer } }));
+    } else {
+      this.posted.push(message);
+    }
+  }
 
   // The compute worker's answer to the last task posted to it.
   answer(outcome) {
@@ -58,15 +65,30 @@ class FakeWorker {
   }
 }
 
-const page = { sockets: [], workers: [], logs: [] };
+const page = { sockets: [], workers: [], logs: [], warnings: [] };
 let loaded = 0;
 console.log = (line) => page.logs.push(String(line)); // the page logs every line to the console too
+console.warn = (line) => page.warnings.push(String(line));
+
+// /page-config.json as `fetch` answers it: `config` (null: 404, undefined: the fetch fails).
+function serveConfig(config) {
+  globalThis.fetch = async (url) => {
+    assert.equal(String(url), 'http://grid.test/page-config.json');
+    if (config === undefined) throw new TypeError('Failed to fetch');
+    return { ok: config !== null, status: config === null ? 404 : 200, json: async () => config };
+  };
+}
 
 // A fresh page.js (a new module instance) with `workers` compute workers, connected.
-async function openPage(workers, extra = '', { open = true } = {}) {
+// `config`: what /page-config.json says (default: no Pyodide, no ops module); `setupAnswer`:
+// what the compute workers answer to the setup message.
+async function openPage(workers, extra = '', { open = true, config = { python: null, ops_module: null }, setupAnswer } = {}) {
   page.sockets = [];
   page.workers = [];
   page.logs = [];
+  page.warnings = [];
+  page.setupAnswer = setupAnswer ?? { ops: [], skipped: [], error: null };
+  serveConfig(config);
   const elements = new Map();
   globalThis.window = globalThis;
   globalThis.location = { search: `?workers=${workers}&server=ws://grid.test/ws${extra}`, protocol: 'http:', host: 'grid.test' };
@@ -79,11 +101,15 @@ async function openPage(workers, extra = '', { open = true } = {}) {
       return elements.get(id);
     },
     createElement: () => new FakeElement(),
+    baseURI: 'http://grid.test/?workers=1',
   };
   globalThis.WebSocket = FakeWebSocket;
   globalThis.Worker = FakeWorker;
   loaded += 1;
   await import(`../../src/browsergrid/web/js/page.js?instance=${loaded}`);
+  for (let turn = 0; turn < 100 && page.sockets.length === 0; turn += 1) {
+    await new Promise((resolve) => { setImmediate(resolve); }); // it connects once it knows its ops
+  }
   const ws = page.sockets[0];
   if (open) ws.open();
   return { ws, workers: page.workers, status: globalThis.browsergrid, elements };
@@ -212,4 +238,80 @@ test('a connection refused before it opened hints at the join token; a dropped o
   const { ws } = await openPage(1);
   closeWithoutReconnect(ws, 1001);
   assert.ok(!page.logs.some((line) => line.includes('join token')));
+});
+
+// Closes `ws` and runs the reconnect it schedules at once; the new socket, opened.
+function reconnectNow(ws) {
+  const { setTimeout: saved } = globalThis;
+  let scheduled = null;
+  globalThis.setTimeout = (callback) => { scheduled = callback; return 0; };
+  try {
+    ws.onclose({ code: 1006, reason: '' });
+  } finally {
+    globalThis.setTimeout = saved;
+  }
+  scheduled();
+  const next = page.sockets.at(-1);
+  next.open();
+  return next;
+}
+
+const PYTHON_CONFIG = { python: { pyodide: 'vendor/pyodide/314.0.7/', runner: 'py/python_function.py' }, ops_module: null };
+
+test('with Pyodide served, hello offers python as cold; after a python result, a new hello says it is warm', async () => {
+  const { ws, workers } = await openPage(2, '', { config: PYTHON_CONFIG });
+  const expected = {
+    python: { pyodide: 'http://grid.test/vendor/pyodide/314.0.7/', runner: 'http://grid.test/py/python_function.py' },
+    opsModule: null,
+  };
+  assert.deepEqual(workers.map((w) => w.setup), [expected, expected]);
+  const [hello] = ws.sent;
+  assert.equal(hello.ops.at(-1), 'python');
+  assert.ok(hello.ops.includes('repeat_multiply'));
+  assert.deepEqual(hello.cold, ['python']);
+  ws.receive({ type: 'task', op: 'python', task_id: 1, function: { name: 'f' }, args: [1], kwargs: {} });
+  assert.deepEqual(workers[0].posted[0], { task_id: 1, op: 'python', args: { function: { name: 'f' }, args: [1], kwargs: {} } });
+  workers[0].answer({ error: 'Traceback (most recent call last):\nValueError: no' });
+  assert.deepEqual(results(ws), [{ type: 'error', task_id: 1, message: 'Traceback (most recent call last):\nValueError: no' }]);
+  assert.deepEqual(reconnectNow(ws).sent[0].cold, ['python']); // a failed task proves nothing
+  const again = page.sockets.at(-1);
+  again.receive({ type: 'task', op: 'python', task_id: 2, function: { name: 'f' }, args: [1], kwargs: {} });
+  workers[0].answer({ result: 1, duration_ms: 2500 });
+  const warmHello = reconnectNow(again).sent[0];
+  assert.ok(warmHello.ops.includes('python'));
+  assert.equal(warmHello.cold, undefined);
+});
+
+test('without Pyodide, or without page-config.json, the page offers the built-in ops only', async () => {
+  for (const config of [{ python: null, ops_module: null }, null, undefined]) {
+    const { ws, workers } = await openPage(1, '', { config });
+    const [hello] = ws.sent;
+    assert.ok(!hello.ops.includes('python'), JSON.stringify(config));
+    assert.equal(hello.cold, undefined);
+    assert.equal(workers[0].setup, undefined); // no setup message: nothing to set up
+  }
+});
+
+test('the ops module: the first compute worker names its ops; skipped exports are warned about', async () => {
+  const setupAnswer = {
+    ops: ['collatz_steps', 'double'],
+    skipped: [{ name: 'prime_count', reason: 'prime_count is a built-in op: give the export another name' }],
+    error: null,
+  };
+  const config = { python: null, ops_module: 'ops-module.js' };
+  const { ws, workers } = await openPage(2, '', { config, setupAnswer });
+  assert.deepEqual(workers.map((w) => w.setup.opsModule), ['http://grid.test/ops-module.js', 'http://grid.test/ops-module.js']);
+  const [hello] = ws.sent;
+  assert.deepEqual(hello.ops.slice(-2), ['collatz_steps', 'double']);
+  assert.equal(hello.ops.filter((op) => op === 'prime_count').length, 1);
+  assert.equal(hello.cold, undefined);
+  assert.deepEqual(page.warnings, ['browsergrid: ops module export prime_count skipped: prime_count is a built-in op: give the export another name']);
+  assert.ok(page.logs.includes('Custom ops: collatz_steps, double'));
+});
+
+test('an ops module that fails to load is logged, and the page offers the other ops', async () => {
+  const setupAnswer = { ops: [], skipped: [], error: 'the ops module http://grid.test/ops-module.js could not be loaded: SyntaxError' };
+  const { ws } = await openPage(1, '', { config: { ...PYTHON_CONFIG, ops_module: 'ops-module.js' }, setupAnswer });
+  assert.equal(ws.sent[0].ops.at(-1), 'python');
+  assert.ok(page.logs.includes(setupAnswer.error));
 });

@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from browsergrid.ops import OPS, Op, agree_op, run_op, verify_op
+from browsergrid.ops import (
+    BUILT_IN_OPS,
+    OPS,
+    PYTHON_OP,
+    Op,
+    _registry,
+    agree_op,
+    register_ops,
+    run_op,
+    verify_op,
+)
 
-NAMES = ["hash_search", "mandelbrot_tile", "monte_carlo_pi", "prime_count", "repeat_multiply"]
+NAMES = [
+    "hash_search",
+    "mandelbrot_tile",
+    "monte_carlo_pi",
+    "prime_count",
+    "python",
+    "repeat_multiply",
+]
 
 
 def test_op_table() -> None:
-    assert sorted(OPS) == NAMES
+    assert sorted(OPS) == sorted(BUILT_IN_OPS) == NAMES
     for name, op in OPS.items():
         assert isinstance(op, Op)
         assert op.name == name
@@ -77,3 +95,39 @@ def test_agree_op_compares_two_workers_results(
 ) -> None:
     assert agree_op(op, args, a, b) is agreed
     assert agree_op(op, args, b, a) is agreed
+
+
+def test_run_op_runs_from_the_table_it_is_given() -> None:
+    table = {"double": Op("double", lambda args: args["x"] * 2, lambda args, r: True)}
+    assert run_op("double", {"x": 2}, ops=table) == 4
+    with pytest.raises(
+        ValueError, match=r"^unknown op 'prime_count'; this worker runs \['double'\]$"
+    ):
+        run_op("prime_count", {"lo": 0, "hi": 10}, ops=table)
+
+
+def test_a_table_without_python_says_how_to_allow_it() -> None:
+    with pytest.raises(ValueError, match=r"does not run Python functions .* --python-functions"):
+        run_op(PYTHON_OP, {}, ops={})
+
+
+@pytest.fixture
+def restored_registry() -> Iterator[None]:
+    saved = dict(_registry._ops)
+    yield
+    _registry._ops.clear()
+    _registry._ops.update(saved)
+
+
+@pytest.mark.usefixtures("restored_registry")
+def test_register_ops_adds_custom_ops_and_refuses_clashes() -> None:
+    near = Op("near", lambda args: 1.0, lambda args, r: True, 5.0, lambda args, a, b: a - b < 1)
+    register_ops({"near": near})
+    register_ops({"near": near})  # the same op again: nothing changes
+    assert OPS["near"] is near
+    assert agree_op("near", {}, 1.0, 1.5) is True
+    assert agree_op("near", {}, 3.0, 1.5) is False
+    with pytest.raises(ValueError, match="op 'prime_count' is a built-in op"):
+        register_ops({"prime_count": near})
+    with pytest.raises(ValueError, match="op 'near' is registered already"):
+        register_ops({"near": Op("near", lambda args: 1, lambda args, r: True)})

@@ -87,7 +87,7 @@ def malformed(result: Any) -> list[Any]:
 
 def test_every_op_has_at_least_four_vectors() -> None:
     counts = Counter(vector["op"] for vector in VECTORS)
-    assert set(counts) == set(OPS)
+    assert set(counts) == set(OPS) - {"python"}  # tests/ops/test_python_function.py
     assert min(counts.values()) >= 4
 
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from browsergrid.client._engine import Endpoint, Engine, Servers, endpoints, http_get_any
+from browsergrid.client._function import OP as PYTHON_OP
+from browsergrid.client._function import function_task, job_tasks
 from browsergrid.protocol import SubmitOptions, submit_options
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class AsyncJob:
@@ -48,38 +53,78 @@ class _AsyncSubmitter:
     def _future(self) -> asyncio.Future[Any]:
         return asyncio.get_running_loop().create_future()
 
-    def submit(self, op: str, /, **args: Any) -> asyncio.Future[Any]:
-        """Run ``op`` with ``args`` once; await the future for its result (or TaskError)."""
+    @overload
+    def submit(self, op: str, /, **args: Any) -> asyncio.Future[Any]: ...
+    @overload
+    def submit(
+        self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> asyncio.Future[R]: ...
+    def submit(
+        self, op: str | Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> asyncio.Future[Any]:
+        """Run ``op`` with keyword arguments ``args`` once, or the plain function
+        ``fn(*args, **kwargs)`` on a worker (see ``Client.submit`` for what ``fn`` may be);
+        await the future for its result (or TaskError)."""
+        if isinstance(op, str):
+            if args:
+                raise TypeError(f"submit({op!r}, ...) takes the op's arguments by keyword")
+            name, items = op, [kwargs]
+        else:
+            name, items = PYTHON_OP, [function_task(op, args, kwargs)]
         engine = self._client.engine
         futures = engine.request(
-            self._client.engine.session_key(self._options), op, [args], self._options, self._future
+            engine.session_key(self._options), name, items, self._options, self._future
         )
         return cast(asyncio.Future[Any], futures[0])
 
-    def submit_job(self, op: str, args: Iterable[dict[str, Any]]) -> AsyncJob:
-        """Run ``op`` once per item of ``args`` as one job; returns its ``AsyncJob``."""
+    @overload
+    def submit_job(self, op: str, args: Iterable[dict[str, Any]], /) -> AsyncJob: ...
+    @overload
+    def submit_job(self, fn: Callable[..., Any], /, *iterables: Iterable[Any]) -> AsyncJob: ...
+    def submit_job(self, op: str | Callable[..., Any], /, *args: Iterable[Any]) -> AsyncJob:
+        """Run ``op`` once per item of ``args`` (dicts of arguments), or the plain function
+        ``fn`` once per item of ``zip(*iterables)``, as one job; returns its ``AsyncJob``."""
+        name, items = job_tasks(op, args)
         engine = self._client.engine
         job_id: asyncio.Future[int] = self._future()
         futures = engine.request(
-            engine.new_job_key(), op, args, self._options, self._future, job_id
+            engine.new_job_key(), name, items, self._options, self._future, job_id
         )
         return AsyncJob(self._client, cast(list[asyncio.Future[Any]], futures), job_id)
 
-    async def map(self, op: str, args: Iterable[dict[str, Any]]) -> AsyncIterator[Any]:
-        """Results of ``op`` over ``args``, in input order."""
-        async for result in self.submit_job(op, args).results():
+    @overload
+    def map(self, op: str, args: Iterable[dict[str, Any]], /) -> AsyncIterator[Any]: ...
+    @overload
+    def map(self, fn: Callable[..., R], /, *iterables: Iterable[Any]) -> AsyncIterator[R]: ...
+    async def map(
+        self, op: str | Callable[..., Any], /, *args: Iterable[Any]
+    ) -> AsyncIterator[Any]:
+        """Results of ``op`` over ``args``, or of the plain function ``fn`` over
+        ``zip(*iterables)``, in input order; every task is submitted at once, as one job.
+        Raises TypeError or ValueError (a function or argument that cannot be sent) when the
+        iteration starts."""
+        async for result in self.submit_job(op, *args).results():
             yield result
 
-    async def map_unordered(self, op: str, args: Iterable[dict[str, Any]]) -> AsyncIterator[Any]:
-        """Results of ``op`` over ``args`` as they finish."""
-        for next_done in self.submit_job(op, args).as_completed():
+    @overload
+    def map_unordered(self, op: str, args: Iterable[dict[str, Any]], /) -> AsyncIterator[Any]: ...
+    @overload
+    def map_unordered(
+        self, fn: Callable[..., R], /, *iterables: Iterable[Any]
+    ) -> AsyncIterator[R]: ...
+    async def map_unordered(
+        self, op: str | Callable[..., Any], /, *args: Iterable[Any]
+    ) -> AsyncIterator[Any]:
+        """As ``map``, but results come as they finish."""
+        for next_done in self.submit_job(op, *args).as_completed():
             yield await next_done
 
 
 class AsyncClient(_AsyncSubmitter):
     """Submit tasks to a coordinator from asyncio code.
 
-    ``async with AsyncClient(url) as client: result = await client.submit(op, **args)``.
+    ``async with AsyncClient(url) as client: result = await client.submit(op, **args)``,
+    or ``await client.submit(fn, *args)`` for a plain Python function (as ``Client.submit``).
     ``url`` (one coordinator, or several: a list or URLs separated by commas, tried in
     turn), ``reconnect_timeout`` and ``token`` as for ``Client``. Results are pushed over
     one WebSocket, never polled.

@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from browsergrid.client._engine import Endpoint, Engine, Servers, endpoints, http_get_any
+from browsergrid.client._function import OP as PYTHON_OP
+from browsergrid.client._function import function_task, job_tasks
 from browsergrid.protocol import SubmitOptions, submit_options
 
 Future = concurrent.futures.Future
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class Job:
@@ -50,40 +54,88 @@ class _Submitter:
         self._options = options
         self._options = options
 
-    def submit(self, op: str, /, **args: Any) -> Future[Any]:
-        """Run ``op`` with ``args`` once; the future resolves to its result or TaskError.
+    @overload
+    def submit(self, op: str, /, **args: Any) -> Future[Any]: ...
+    @overload
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]: ...
+    def submit(self, op: str | Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Run ``op`` with keyword arguments ``args`` once, or run the plain function
+        ``fn(*args, **kwargs)`` on a worker; the future resolves to its result or TaskError.
+
+        ``fn`` must be a function defined with ``def`` at module level that uses nothing of
+        its module but standard-library imports; its arguments and result must be JSON
+        values (a tuple arrives as a list). It travels as source (op ``python``, run by
+        browser workers and by ``browsergrid worker --python-functions``); a function or
+        argument that cannot be sent raises TypeError or ValueError here, saying what to
+        change, and nothing is sent. If ``fn`` raises on the worker, ``TaskError`` carries
+        its ``remote_traceback``.
 
         Tasks submitted this way go into one job per client (and per set of options).
         """
+        if isinstance(op, str):
+            if args:
+                raise TypeError(f"submit({op!r}, ...) takes the op's arguments by keyword")
+            name, items = op, [kwargs]
+        else:
+            name, items = PYTHON_OP, [function_task(op, args, kwargs)]
         engine = self._client.engine
         futures = engine.request(
-            self._client.engine.session_key(self._options), op, [args], self._options, Future
+            engine.session_key(self._options), name, items, self._options, Future
         )
         return cast(Future[Any], futures[0])
 
-    def submit_job(self, op: str, args: Iterable[dict[str, Any]]) -> Job:
-        """Run ``op`` once per item of ``args`` as one job; returns its ``Job``."""
+    @overload
+    def submit_job(self, op: str, args: Iterable[dict[str, Any]], /) -> Job: ...
+    @overload
+    def submit_job(self, fn: Callable[..., Any], /, *iterables: Iterable[Any]) -> Job: ...
+    def submit_job(self, op: str | Callable[..., Any], /, *args: Iterable[Any]) -> Job:
+        """Run ``op`` once per item (a dict of arguments) of ``args`` as one job, or the
+        plain function ``fn`` once per item of ``zip(*iterables)`` (``fn(a, b)`` for each
+        ``a, b``, as ``map`` does); returns its ``Job``. Every task is checked before any is
+        sent (see ``submit``)."""
+        name, items = job_tasks(op, args)
         engine = self._client.engine
         job_id: Future[int] = Future()
-        futures = engine.request(engine.new_job_key(), op, args, self._options, Future, job_id)
+        futures = engine.request(engine.new_job_key(), name, items, self._options, Future, job_id)
         return Job(self._client, cast(list[Future[Any]], futures), job_id)
 
+    @overload
     def map(
-        self, op: str, args: Iterable[dict[str, Any]], *, timeout: float | None = None
+        self, op: str, args: Iterable[dict[str, Any]], /, *, timeout: float | None = None
+    ) -> Iterator[Any]: ...
+    @overload
+    def map(
+        self, fn: Callable[..., R], /, *iterables: Iterable[Any], timeout: float | None = None
+    ) -> Iterator[R]: ...
+    def map(
+        self, op: str | Callable[..., Any], /, *args: Iterable[Any], timeout: float | None = None
     ) -> Iterator[Any]:
-        """Results of ``op`` over ``args``, in input order (like ``Executor.map``)."""
-        return self.submit_job(op, args).results(timeout)
+        """Results of ``op`` over ``args`` (dicts of arguments), or of the plain function
+        ``fn`` over ``zip(*iterables)``, in input order, like ``Executor.map``: every task is
+        submitted at once (as one job); iterating waits for each result in turn (up to
+        ``timeout`` seconds each) and raises TaskError at the first failed task."""
+        return self.submit_job(op, *args).results(timeout)
 
+    @overload
     def map_unordered(
-        self, op: str, args: Iterable[dict[str, Any]], *, timeout: float | None = None
+        self, op: str, args: Iterable[dict[str, Any]], /, *, timeout: float | None = None
+    ) -> Iterator[Any]: ...
+    @overload
+    def map_unordered(
+        self, fn: Callable[..., R], /, *iterables: Iterable[Any], timeout: float | None = None
+    ) -> Iterator[R]: ...
+    def map_unordered(
+        self, op: str | Callable[..., Any], /, *args: Iterable[Any], timeout: float | None = None
     ) -> Iterator[Any]:
-        """Results of ``op`` over ``args`` as they finish."""
-        for future in self.submit_job(op, args).as_completed(timeout):
+        """As ``map``, but results come as they finish."""
+        for future in self.submit_job(op, *args).as_completed(timeout):
             yield future.result()
 
 
 class Client(_Submitter):
-    """Submit tasks to a coordinator and get ``concurrent.futures.Future`` back.
+    """Submit tasks to a coordinator and get ``concurrent.futures.Future`` back: a built-in
+    or custom op by name (``submit("prime_count", lo=0, hi=10)``), or a plain Python
+    function (``submit(fn, *args)``, ``map(fn, *iterables)``: see ``submit``).
 
     ``url`` is the coordinator (``http://HOST:PORT``, or ``https://HOST:PORT`` trusting the
     system's CAs or $SSL_CERT_FILE; default $BROWSERGRID_SERVER, else

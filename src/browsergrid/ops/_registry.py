@@ -1,9 +1,11 @@
-"""The table of built-in ops, and the two ways the rest of browsergrid uses one."""
+"""The table of ops (built-in, and custom ones registered at start), and the ways the rest
+of browsergrid uses one."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Final
 
 from browsergrid.ops import (
@@ -11,6 +13,7 @@ from browsergrid.ops import (
     _mandelbrot_tile,
     _monte_carlo_pi,
     _prime_count,
+    _python_function,
     _repeat_multiply,
 )
 from browsergrid.ops._args import agree_exactly
@@ -35,10 +38,14 @@ class Op:
     agree: Callable[[Mapping[str, Any], Any, Any], bool] = agree_exactly
 
 
+PYTHON_OP: Final = _python_function.OP
+"""The op that runs a client's plain Python function sent as source (``Client.submit(fn,
+...)``); a Python worker runs it only when started with ``--python-functions``."""
+
 # Leases longer than 60 s are for the ops whose largest tasks take tens of seconds in a
 # browser: 10**9 samples (~10 s in V8), a 65,536-pixel tile at 100,000 iterations (~20 s),
 # 10**7 crypto.subtle digests (~90 s: each digest is a round trip to another thread).
-OPS: Final[Mapping[str, Op]] = {
+BUILT_IN_OPS: Final[Mapping[str, Op]] = {
     op.name: op
     for op in (
         Op(
@@ -51,22 +58,46 @@ OPS: Final[Mapping[str, Op]] = {
         Op("mandelbrot_tile", _mandelbrot_tile.run, _mandelbrot_tile.verify, 120.0),
         Op("prime_count", _prime_count.run, _prime_count.verify),
         Op("hash_search", _hash_search.run, _hash_search.verify, 300.0),
+        Op(PYTHON_OP, _python_function.run, _python_function.verify),
     )
 }
+_ops: dict[str, Op] = dict(BUILT_IN_OPS)
+OPS: Final[Mapping[str, Op]] = MappingProxyType(_ops)
+"""Every op this process knows: the built-in ones and those given to ``register_ops``."""
 
 
-def _lookup(name: str, args: Any) -> Op:
-    op = OPS.get(name)
+def register_ops(ops: Mapping[str, Op]) -> None:
+    """Add custom ops (``serve --ops-python``) to ``OPS``, before the coordinator starts:
+    it then accepts them, gives them their lease and compares replicas with their
+    ``agree``. Raises ValueError for a name a built-in op has, or one registered already
+    as another op."""
+    for name, op in ops.items():
+        if name in BUILT_IN_OPS:
+            raise ValueError(f"op {name!r} is a built-in op; give the custom one another name")
+        if _ops.get(name, op) is not op:
+            raise ValueError(f"op {name!r} is registered already (by another module?)")
+    _ops.update(ops)
+
+
+def _lookup(name: str, args: Any, ops: Mapping[str, Op] = OPS) -> Op:
+    op = ops.get(name)
+    if op is None and name == PYTHON_OP:
+        raise ValueError(
+            "this worker does not run Python functions sent by clients (op 'python'); "
+            "start it with --python-functions to allow it"
+        )
     if op is None:
-        raise ValueError(f"unknown op {name!r}; this worker runs {sorted(OPS)}")
+        raise ValueError(f"unknown op {name!r}; this worker runs {sorted(ops)}")
     if not isinstance(args, Mapping):
         raise ValueError(f"{name}: arguments must be an object")
     return op
 
 
-def run_op(name: str, args: Mapping[str, Any]) -> Any:
-    """Run op ``name``; raises ValueError with a message fit to send back as a task error."""
-    return _lookup(name, args).run(args)
+def run_op(name: str, args: Mapping[str, Any], *, ops: Mapping[str, Op] = OPS) -> Any:
+    """Run op ``name`` of the table ``ops`` (default: every op known here); raises
+    ValueError with a message fit to send back as a task error (and, for ``python``,
+    FunctionError whose message is the function's remote traceback)."""
+    return _lookup(name, args, ops).run(args)
 
 
 def verify_op(name: str, args: Mapping[str, Any], result: Any) -> bool:

@@ -36,6 +36,7 @@ from browsergrid.server._coordinator import Coordinator
 from browsergrid.server._dashboard import run_feed, serve_dashboard
 from browsergrid.server._guard import BrowserChecks
 from browsergrid.server._metrics import metrics_registry, render
+from browsergrid.server._page_assets import find_pyodide, page_asset_routes
 from browsergrid.server._peers import StarletteConnection
 from browsergrid.server._workers import serve_worker
 
@@ -48,12 +49,11 @@ _A_BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0.0.
 
 
 def node_modules() -> Path | None:
-    """Where ``npm ci`` put the front-end packages: $BROWSERGRID_NODE_MODULES, else the
-    repository's ``node_modules`` (an editable install); None when absent."""
+    """Where ``npm ci`` put the front-end packages: $BROWSERGRID_NODE_MODULES when set,
+    else the repository's ``node_modules`` (an editable install); None when absent."""
     configured = os.environ.get("BROWSERGRID_NODE_MODULES")
-    candidates = [Path(configured)] if configured else []
-    candidates.append(Path(__file__).resolve().parents[3] / "node_modules")
-    return next((path for path in candidates if (path / _SWAGGER).is_dir()), None)
+    path = Path(configured) if configured else Path(__file__).resolve().parents[3] / "node_modules"
+    return path if (path / _SWAGGER).is_dir() else None
 
 
 def create_app(coordinator: Coordinator, access: Access | None = None) -> FastAPI:
@@ -136,6 +136,7 @@ def create_app(coordinator: Coordinator, access: Access | None = None) -> FastAP
         return Response(render(registry), media_type=CONTENT_TYPE_LATEST)
 
     vendor = node_modules()
+    app.router.routes.extend(page_asset_routes(find_pyodide(vendor), coordinator.config.ops_module))
     if vendor is not None:
         app.mount("/vendor/swagger-ui", StaticFiles(directory=vendor / _SWAGGER), name="swagger")
         if (vendor / _UPLOT / "dist").is_dir():

@@ -19,6 +19,7 @@ from browsergrid._console import emit, setup_console
 from browsergrid._tokens import is_loopback, with_token
 from browsergrid.config import ServeConfig
 from browsergrid.errors import ConfigError
+from browsergrid.ops import load_ops_files, register_ops
 from browsergrid.server._access import Access, AdminToken, load_admin_token
 from browsergrid.server._app import create_app
 from browsergrid.server._clients import serve_client
@@ -32,6 +33,20 @@ from browsergrid.store import MemoryStore, RedisStore, SqliteStore, Store, Store
 log = logging.getLogger("browsergrid.server")
 
 
+def register_custom_ops(config: ServeConfig) -> None:
+    """Load the ``--ops-python`` files and add their ops to the table the coordinator uses;
+    ConfigError says what is wrong with a file."""
+    if not config.ops_python:
+        return
+    ops = load_ops_files(config.ops_python, lease_timeout_s=config.lease_timeout_s)
+    try:
+        register_ops(ops)
+    except ValueError as exc:
+        raise ConfigError(f"--ops-python: {exc}") from None
+    names = sorted(ops)
+    emit(log, "custom_ops", f"custom ops (--ops-python): {', '.join(names)}", ops=names)
+
+
 def serve(config: ServeConfig) -> None:
     """Run a coordinator until Ctrl-C or SIGTERM, then close every worker with 1001.
 
@@ -42,6 +57,7 @@ def serve(config: ServeConfig) -> None:
     """
     setup_console(config.log_format, quiet=config.quiet)
     check_tls(config)
+    register_custom_ops(config)
     sock = bind(config.host, config.port)
     try:
         admin = load_admin_token(config)

@@ -9,7 +9,7 @@ import logging
 import platform
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -21,7 +21,7 @@ from browsergrid._tokens import auth_headers, hide_token, refusal_detail
 from browsergrid._version import __version__
 from browsergrid.config import WORKER_TOKEN_ENV
 from browsergrid.errors import AuthError, ProtocolError
-from browsergrid.ops import OPS, run_op
+from browsergrid.ops import BUILT_IN_OPS, PYTHON_OP, FunctionError, Op, run_op
 from browsergrid.protocol import (
     MAX_FRAME_BYTES,
     Ack,
@@ -50,13 +50,31 @@ _BATCH = 64  # tasks one thread runs before reporting (when that many are waitin
 _Outcome = tuple[int | str, bool, Any, float]  # task id, succeeded, result or message, ms
 
 
-def _run_batch(tasks: list[Task]) -> list[_Outcome]:
+def worker_ops(
+    *, python_functions: bool = False, custom: Mapping[str, Op] | None = None
+) -> dict[str, Op]:
+    """The ops a Python worker runs and announces: the built-in ones, ``python`` (a client's
+    function, run on this machine) only with ``python_functions``, and ``custom`` ones
+    (``load_ops_module``). Raises ValueError for a custom op named like a built-in one."""
+    ops = {name: op for name, op in BUILT_IN_OPS.items() if name != PYTHON_OP}
+    if python_functions:
+        ops[PYTHON_OP] = BUILT_IN_OPS[PYTHON_OP]
+    for name, op in (custom or {}).items():
+        if name in BUILT_IN_OPS:
+            raise ValueError(f"op {name!r} is a built-in op; give the custom one another name")
+        ops[name] = op
+    return ops
+
+
+def _run_batch(ops: Mapping[str, Op], tasks: list[Task]) -> list[_Outcome]:
     """Run tasks one after the other in a pool thread; one thread hop for many small tasks."""
     outcomes: list[_Outcome] = []
     for task in tasks:
         started = time.perf_counter()
         try:
-            result = run_op(task.op, task.args)
+            result = run_op(task.op, task.args, ops=ops)
+        except FunctionError as exc:  # the client's function failed: its traceback, as is
+            outcomes.append((task.task_id, False, str(exc), 0.0))
         except Exception as exc:
             outcomes.append((task.task_id, False, f"{type(exc).__name__}: {exc}", 0.0))
         else:
@@ -66,8 +84,11 @@ def _run_batch(tasks: list[Task]) -> list[_Outcome]:
 
 
 class PythonWorker:
-    """A worker that runs built-in ops in ``concurrency`` threads; ``await run()`` until
-    ``stop()``.
+    """A worker that runs ops in ``concurrency`` threads; ``await run()`` until ``stop()``.
+
+    It runs the built-in ops, plus ``python`` (a client's function, run on this machine with
+    this process's rights) only if ``python_functions`` is true, plus the ``custom_ops``
+    (``load_ops_module``); it announces those and refuses any other task with an error.
 
     It works with a browsergrid coordinator (hello/welcome, batches, cancel) and with a
     server that speaks only the exercise's protocol (a task on connect, no welcome). On any
@@ -95,6 +116,8 @@ class PythonWorker:
         backoff: Backoff | None = None,
         worker_key: str | None = None,
         token: str | None = None,
+        python_functions: bool = False,
+        custom_ops: Mapping[str, Op] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -110,6 +133,7 @@ class PythonWorker:
         self.agent = agent
         self.worker_key = worker_key
         self.backoff = backoff or Backoff()
+        self.ops = worker_ops(python_functions=python_functions, custom=custom_ops)
         self.worker_id: int | None = None
         self.tasks_done = 0
         self.tasks_acknowledged = 0  # results the coordinator confirmed it stored
@@ -138,6 +162,16 @@ class PythonWorker:
         """Connect, work and reconnect until ``stop()``; raises AuthError if the coordinator
         refuses the join token (or its absence)."""
         loop = asyncio.get_running_loop()
+        custom = sorted(set(self.ops) - set(BUILT_IN_OPS))
+        if custom:
+            emit(log, "custom_ops", f"custom ops: {', '.join(custom)}", ops=custom)
+        if PYTHON_OP in self.ops:
+            emit(
+                log,
+                "python_functions",
+                "this worker runs the Python functions clients submit (op python), with "
+                "this process's rights",
+            )
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="browsergrid-op") as pool:
             while not self._stop.is_set():
                 opened_at: float | None = None
@@ -157,7 +191,7 @@ class PythonWorker:
                         emit(log, "connected", f"connected to {self.shown_url}", url=self.shown_url)
                         hello = encode_hello(
                             self.agent,
-                            sorted(OPS),
+                            sorted(self.ops),
                             self.concurrency,
                             self.prefetch,
                             self.worker_key,
@@ -309,7 +343,7 @@ class _Session:
                 continue
             share = max(1, min(_BATCH, len(self.queue) // self.worker.concurrency))
             batch = [self.queue.popleft() for _ in range(min(share, len(self.queue)))]
-            outcomes = await loop.run_in_executor(self.pool, _run_batch, batch)
+            outcomes = await loop.run_in_executor(self.pool, _run_batch, self.worker.ops, batch)
             await self._report(outcomes)
 
     async def _report(self, outcomes: list[_Outcome]) -> None:

@@ -1,5 +1,6 @@
 // Worker page main thread: keeps the coordinator connection, feeds tasks to a Web Worker pool, shows status.
 import { ReconnectBackoff } from './backoff.js';
+import { PYTHON, coldOps, helloOps, setupFrom } from './capabilities.js';
 import { CoordinatorRing, coordinatorsFrom, failoverDelay } from './coordinators.js';
 import { availableOps } from './ops.js';
 import { claimWorkerKey } from './identity.js';
@@ -9,6 +10,7 @@ import { hideToken, tokenFrom } from './token.js';
 const MAX_LOG_LINES = 200;
 const MAX_LOGGED_CHARS = 200;
 const MAX_CONCURRENCY = 1024; // protocol.md bound for hello.concurrency
+const SETUP_WAIT_MS = 15000; // longest wait for the ops module's op names before connecting without them
 const FILE_PAGE_SERVER = 'ws://127.0.0.1:8765/ws';
 const REFUSED_WITHOUT_TOKEN = 'Could not connect: the coordinator is down, or it asks for a join token '
   + '(open this page as /?token=TOKEN)';
@@ -44,6 +46,8 @@ const status = { state: 'connecting', tasksDone: 0, workerId: null, lastResult: 
 const queue = []; // jobs {socket, task, cancelled} waiting for a free compute worker
 let socket = null;
 let workerKey; // this tab's lasting identity (identity.js), sent in hello
+let ops = availableOps(); // hello.ops: the built-in ops, then python and the ops module's (offerOps)
+const warm = new Set(); // ops with a start-up cost that ran a task here (capabilities.js COLD_OPS)
 
 window.browsergrid = {
   get state() { return status.state; },
@@ -52,6 +56,7 @@ window.browsergrid = {
   get lastResult() { return status.lastResult; },
   get connects() { return status.connects; },
   get coordinator() { return hideToken(coordinators.current); },
+  get ops() { return [...ops]; },
 };
 
 function log(line) {
@@ -88,7 +93,8 @@ function render() {
 
 function startComputeWorker(index) {
   const slot = { job: null, worker: new Worker(new URL('./compute-worker.js', import.meta.url), { type: 'module' }) };
-  slot.worker.onmessage = ({ data }) => finish(slot, data);
+  slot.setUp = new Promise((resolve) => { slot.setupDone = resolve; });
+  slot.worker.onmessage = ({ data }) => (data.setup ? slot.setupDone(data.setup) : finish(slot, data));
   slot.worker.onerror = (event) => {
     event.preventDefault();
     const reason = `compute worker ${index} failed: ${event.message || 'script error'}`;
@@ -123,6 +129,7 @@ function finish(slot, outcome) {
     log(`Error sent: task_id=${task.task_id} message=${clip(outcome.error)}`);
   } else {
     const { result, duration_ms } = outcome;
+    warm.add(task.op);
     jobSocket.send(resultMessage({ task_id: task.task_id, result, duration_ms, agent: navigator.userAgent }));
     status.tasksDone += 1;
     status.lastResult = result;
@@ -233,7 +240,7 @@ function connect() {
     log(`Connected to ${shownUrl}`);
     // prefetch = concurrency: each compute worker has its next task waiting when it finishes
     ws.send(helloMessage({
-      agent: navigator.userAgent, ops: availableOps(), concurrency, prefetch: concurrency, worker_key: workerKey,
+      agent: navigator.userAgent, ops, concurrency, prefetch: concurrency, worker_key: workerKey, cold: coldOps(ops, warm),
     }));
     render();
   };
@@ -255,10 +262,51 @@ function connect() {
   render();
 }
 
+// --- what this page offers besides the built-in ops (the coordinator's /page-config.json) ---
+
+async function pageConfig() {
+  const url = new URL('page-config.json', document.baseURI);
+  try {
+    const response = await fetch(url, { cache: 'no-cache' });
+    if (response.ok) return setupFrom(await response.json(), url);
+  } catch {
+    // a page opened from a file, or a coordinator without it: the built-in ops only
+  }
+  return setupFrom(null, url);
+}
+
+// The compute workers learn where Pyodide and the ops module are; the first names the module's ops.
+async function offerOps() {
+  const setup = await pageConfig();
+  if (setup.python === null && setup.opsModule === null) return;
+  for (const slot of pool) slot.worker.postMessage({ setup });
+  const names = [...ops];
+  if (setup.python !== null) {
+    names.push(PYTHON);
+    log('Python tasks: Pyodide loads on the first one (a few seconds), then stays loaded');
+  }
+  if (setup.opsModule !== null) {
+    const timeout = new Promise((resolve) => { setTimeout(resolve, SETUP_WAIT_MS, null); });
+    const answer = await Promise.race([pool[0].setUp, timeout]);
+    if (answer === null) log(`The ops module ${setup.opsModule} took too long to load; its ops are not offered`);
+    else if (answer.error !== null) log(answer.error);
+    for (const { name, reason } of answer?.skipped ?? []) {
+      console.warn(`browsergrid: ops module export ${name} skipped: ${reason}`);
+      log(`Ops module export ${name} skipped: ${reason}`);
+    }
+    if (answer !== null && answer.ops.length > 0) log(`Custom ops: ${answer.ops.join(', ')}`);
+    names.push(...(answer?.ops ?? []));
+  }
+  const offered = helloOps(names);
+  if (offered.dropped.length > 0) log(`Not offered (64 ops at most): ${offered.dropped.join(', ')}`);
+  ops = offered.ops;
+}
+
 view['server-url'].textContent = hideToken(coordinators.current);
 if (coordinators.size > 1) log(`Coordinators: ${coordinators.urls.map(hideToken).join(', ')}`);
 log(`Starting ${concurrency} compute worker(s)`);
-claimWorkerKey().then((key) => {
+const offering = offerOps().catch((err) => log(`Only the built-in ops are offered: ${err}`));
+Promise.all([claimWorkerKey(), offering]).then(([key]) => {
   workerKey = key;
   connect();
 });

@@ -1,0 +1,149 @@
+"""What the worker page loads besides its own static files, and how it learns what there is.
+
+- ``/vendor/pyodide/VERSION/…``: Pyodide's run-time files, from ``node_modules/pyodide``
+  (``npm ci``); the version is in the URL, so they are cached for a year;
+- ``/py/python_function.py``: the ``python`` op's runner (``browsergrid.ops``), verbatim;
+- ``/ops-module.js``: the file of ``serve --ops-module`` (custom JavaScript ops);
+- ``/page-config.json``: which of these this coordinator has, as URLs relative to itself.
+  ``python`` is null without Pyodide's files (the page then does not offer the op), and
+  ``ops_module`` null without ``--ops-module``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from browsergrid._console import emit
+
+log = logging.getLogger("browsergrid.server")
+
+PYODIDE = "pyodide"
+PYODIDE_FILES = {
+    "pyodide.mjs": "text/javascript",
+    "pyodide.asm.mjs": "text/javascript",
+    "pyodide.asm.wasm": "application/wasm",
+    "python_stdlib.zip": "application/zip",
+    "pyodide-lock.json": "application/json",
+}
+"""The files ``loadPyodide`` fetches in a browser, and their types; nothing else is served."""
+RUNNER = Path(__file__).resolve().parent.parent / "ops" / "_python_function.py"
+RUNNER_PATH = "py/python_function.py"
+OPS_MODULE_PATH = "ops-module.js"
+CONFIG_PATH = "page-config.json"
+IMMUTABLE = "public, max-age=31536000, immutable"
+FRESH = "no-cache"  # kept, but asked again (304 when unchanged) each time it is used
+_JS = "text/javascript; charset=utf-8"
+_VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+-]{0,63}")
+
+
+@dataclass(frozen=True, slots=True)
+class Pyodide:
+    """Pyodide's files as ``npm ci`` installed them."""
+
+    directory: Path
+    version: str
+
+    @property
+    def path(self) -> str:
+        """Where they are served, relative to the site's root (with a trailing slash)."""
+        return f"vendor/pyodide/{self.version}/"
+
+
+def find_pyodide(node_modules: Path | None) -> Pyodide | None:
+    """Pyodide in ``node_modules``; None (and one warning saying how to install it) when
+    any file the page needs is missing: the page then does not offer the ``python`` op."""
+    if node_modules is None:
+        where = "no node_modules made by npm ci was found"
+    else:
+        directory = node_modules / PYODIDE
+        missing = _missing(directory)
+        version = None if missing else _version(directory)
+        if version is not None:
+            return Pyodide(directory, version)
+        where = f"{directory} lacks {missing or 'a version in package.json'}"
+    fix = "run 'npm ci' in the browsergrid repository, then restart"
+    emit(
+        log,
+        "pyodide_missing",
+        f"browser workers will not offer the python op: Pyodide's files are missing ({where});"
+        f" {fix}",
+        level=logging.WARNING,
+        where=where,
+        fix=fix,
+    )
+    return None
+
+
+def _missing(directory: Path) -> str:
+    """The first file the page needs that is not in ``directory``; "" when none is."""
+    for name in (*PYODIDE_FILES, "package.json"):
+        if not (directory / name).is_file():
+            return name
+    return ""
+
+
+def _version(directory: Path) -> str | None:
+    """The installed version, from its package.json (the URL changes when it does)."""
+    try:
+        version = json.loads((directory / "package.json").read_text(encoding="utf-8"))["version"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return version if isinstance(version, str) and _VERSION.fullmatch(version) else None
+
+
+def page_config(pyodide: Pyodide | None, ops_module: Path | None) -> dict[str, Any]:
+    """The body of ``/page-config.json``."""
+    python = None if pyodide is None else {"pyodide": pyodide.path, "runner": RUNNER_PATH}
+    return {"python": python, "ops_module": OPS_MODULE_PATH if ops_module else None}
+
+
+def page_asset_routes(pyodide: Pyodide | None, ops_module: Path | None) -> list[Route]:
+    """The routes above, for ``create_app`` (and tests) to add to an application."""
+    config = page_config(pyodide, ops_module)
+
+    async def config_json(request: Request) -> Response:
+        return JSONResponse(config, headers={"Cache-Control": FRESH})
+
+    async def runner(request: Request) -> Response:
+        return FileResponse(
+            RUNNER, media_type="text/x-python; charset=utf-8", headers={"Cache-Control": FRESH}
+        )
+
+    routes = [
+        Route(f"/{CONFIG_PATH}", config_json, methods=["GET"]),
+        Route(f"/{RUNNER_PATH}", runner, methods=["GET"]),
+    ]
+    if pyodide is not None:
+        served = pyodide
+
+        async def pyodide_file(request: Request) -> Response:
+            name = request.path_params["name"]
+            media_type = PYODIDE_FILES.get(name)
+            if media_type is None or not (served.directory / name).is_file():
+                return JSONResponse({"detail": "Not Found"}, status_code=404)
+            return FileResponse(
+                served.directory / name,
+                media_type=media_type,
+                headers={"Cache-Control": IMMUTABLE},
+            )
+
+        routes.append(Route(f"/{served.path}{{name}}", pyodide_file, methods=["GET"]))
+    if ops_module is not None:
+        module = ops_module.resolve()
+
+        async def ops_module_file(request: Request) -> Response:
+            if not module.is_file():
+                return JSONResponse({"detail": "the ops module is gone"}, status_code=404)
+            return FileResponse(module, media_type=_JS, headers={"Cache-Control": FRESH})
+
+        routes.append(Route(f"/{OPS_MODULE_PATH}", ops_module_file, methods=["GET"]))
+    return routes

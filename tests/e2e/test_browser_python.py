@@ -1,0 +1,167 @@
+"""The python op in real headless Chromium: Pyodide, served by the coordinator itself (no
+request leaves the machine), runs the runner in the page's compute Web Worker; a raised
+exception comes back as its traceback; Pyodide stays loaded for the next task. Without
+Pyodide's files the page does not offer python, and the coordinator says how to get them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from browsergrid import Client, TaskError
+from browsergrid.server._page_assets import IMMUTABLE, PYODIDE_FILES
+from tests._support import Coordinator, wait_until
+
+pytestmark = pytest.mark.browser
+
+SOURCE = '''import math
+
+
+def spread(values, scale=1):
+    """Population standard deviation, times scale."""
+    mean = sum(values) / len(values)
+    return scale * math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+'''
+
+
+def call(source: str, name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """The arguments of a python task, built by hand (the raw op form)."""
+    digest = hashlib.sha256(source.encode()).hexdigest()
+    function = {"name": name, "source": source, "sha256": digest}
+    return {"function": function, "args": list(args), "kwargs": kwargs}
+
+
+class PageWatch:
+    """What a page sends on its WebSockets, and every request it (or its Web Workers) makes
+    outside 127.0.0.1, refused."""
+
+    def __init__(self, page: Any) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.outside: list[str] = []
+        self.local: list[str] = []
+        page.context.route("**/*", self._route)
+        page.on("websocket", lambda ws: ws.on("framesent", self._frame))
+
+    def _route(self, route: Any) -> None:
+        url = route.request.url
+        if url.startswith("http://127.0.0.1:"):
+            self.local.append(url)
+            route.continue_()
+        else:
+            self.outside.append(url)
+            route.abort()
+
+    def _frame(self, payload: str | bytes) -> None:
+        if isinstance(payload, str):
+            self.sent.append(json.loads(payload))
+
+    def frames(self, kind: str) -> list[dict[str, Any]]:
+        return [frame for frame in self.sent if frame.get("type") == kind]
+
+
+def settled(page: Any, future: Future[Any], timeout: float) -> Future[Any]:
+    """``future`` once done, while Playwright runs the page's route and frame handlers (its
+    sync API runs them only inside its own calls: a plain wait would stall every request)."""
+    deadline = time.monotonic() + timeout
+    while not future.done():
+        assert time.monotonic() < deadline, "the task did not finish in time"
+        page.wait_for_timeout(50)
+    return future
+
+
+@pytest.mark.timeout(120)
+def test_python_tasks_run_under_pyodide_served_by_the_coordinator(
+    coordinator: Coordinator, page: Any
+) -> None:
+    watch = PageWatch(page)
+    page.goto(f"{coordinator.page_url}?workers=1")  # one compute worker: one Pyodide
+    wait_until(page, lambda: bool(watch.frames("hello")))
+    [hello] = watch.frames("hello")
+    assert "python" in hello["ops"] and "prime_count" in hello["ops"]
+    assert hello["cold"] == ["python"]
+    failing = "def ratio(a, b):\n    return a / b\n"
+    with Client(f"http://127.0.0.1:{coordinator.port}") as client:
+        once = client.options(max_attempts=1)
+        [first] = once.submit_job(
+            "python", [call(SOURCE, "spread", [2, 4, 4, 4, 5, 5, 7, 9])]
+        ).futures
+        assert settled(page, first, 90).result() == 2.0
+        [second] = once.submit_job("python", [call(SOURCE, "spread", [1, 3], scale=10)]).futures
+        assert settled(page, second, 30).result() == 10.0
+        [failed] = once.submit_job("python", [call(failing, "ratio", 1, 0)]).futures
+        error = settled(page, failed, 30).exception()
+    assert isinstance(error, TaskError)
+    assert error.remote_traceback is not None
+    lines = error.remote_traceback.splitlines()
+    assert lines[0] == "Traceback (most recent call last):"
+    assert lines[1] == '  File "<browsergrid:ratio>", line 2, in ratio'
+    assert lines[2] == "    return a / b"
+    assert lines[-1] == "ZeroDivisionError: division by zero"
+    [sent_error] = watch.frames("error")
+    assert sent_error["message"] == error.remote_traceback  # as Python wrote it, unprefixed
+
+    _welcome, cold, warm = watch.frames("result")
+    assert (cold["result"], warm["result"]) == (2.0, 10.0)
+    # the first python task loaded Pyodide (seconds); the next found it loaded
+    assert warm["duration_ms"] < min(1000, cold["duration_ms"] / 5), (cold, warm)
+
+    assert watch.outside == []  # nothing was asked of the network, so nothing was refused
+    served = {url.rsplit("/", 1)[1] for url in watch.local if "/vendor/pyodide/" in url}
+    assert served == set(PYODIDE_FILES)
+    for url in {url for url in watch.local if "/vendor/pyodide/" in url}:
+        response = httpx.head(url)
+        assert response.status_code == 200, url
+        assert response.headers["cache-control"] == IMMUTABLE
+        name = url.rsplit("/", 1)[1]
+        assert response.headers["content-type"].split(";")[0] == PYODIDE_FILES[name], url
+
+
+@pytest.mark.timeout(150)
+def test_a_plain_function_gives_the_same_result_in_chromium_and_on_the_python_worker(
+    coordinator: Coordinator, page: Any, start_worker: Callable[..., Any]
+) -> None:
+    from tests.client._functions import sieve  # a module-level function using import math
+
+    watch = PageWatch(page)
+    page.goto(f"{coordinator.page_url}?workers=1")
+    wait_until(page, lambda: bool(watch.frames("hello")))
+    with Client(f"http://127.0.0.1:{coordinator.port}") as client:
+        in_chromium = settled(page, client.submit(sieve, 20_000), 90).result()
+        assert [r["result"] for r in watch.frames("result")][1:] == [in_chromium]
+        page.goto("about:blank")  # the tab leaves: the Python worker is the only one
+        start_worker(coordinator.ws_url, "--python-functions", "--quiet")
+        on_python_worker = client.submit(sieve, 20_000).result(30)
+    assert in_chromium == on_python_worker == sieve(20_000)
+    assert len(in_chromium) == 2262
+
+
+@pytest.mark.timeout(60)
+def test_without_pyodide_the_page_does_not_offer_python_and_the_log_says_how_to_fix_it(
+    start_coordinator: Callable[..., Coordinator],
+    page: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BROWSERGRID_NODE_MODULES", str(tmp_path))  # an empty node_modules
+    coordinator = start_coordinator()
+    missing = coordinator.event("pyodide_missing")
+    assert missing["level"] == "warning"
+    assert missing["fix"] == "run 'npm ci' in the browsergrid repository, then restart"
+    base = f"http://127.0.0.1:{coordinator.port}"
+    assert httpx.get(f"{base}/page-config.json").json() == {"python": None, "ops_module": None}
+    watch = PageWatch(page)
+    page.goto(f"{coordinator.page_url}?workers=1")
+    wait_until(page, lambda: bool(watch.frames("hello")))
+    [hello] = watch.frames("hello")
+    assert "python" not in hello["ops"] and "prime_count" in hello["ops"]
+    assert "cold" not in hello
+    assert "python" not in coordinator.event("worker_introduced")["ops"]
+    assert not [url for url in watch.local if "/vendor/pyodide/" in url]
