@@ -1,0 +1,124 @@
+"""The worked examples of examples/, each run as a process the way its docstring says, against a
+real coordinator and two real Python workers (conftest's ``grid``; sir_sweep.py gets two more
+started with ``--python-functions``), in a temporary directory. Each must exit 0 and print
+what its docstring shows (tests/examples/_examples.py), and what it prints must be right."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import struct
+import sys
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from browsergrid.ops import run_op
+from tests._support import Coordinator, Process
+from tests.conftest import Grid
+from tests.examples._examples import (
+    EXAMPLES,
+    arguments,
+    assert_prints_what_its_docstring_shows,
+    load,
+    run,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def run_example(name: str, index: int, grid: Grid, cwd: Path, **env: str) -> str:
+    """Run the docstring's ``index``-th command of examples/NAME with this Python against
+    ``grid``; the admin token comes from $BROWSERGRID_TOKEN (tests/conftest.py)."""
+    argv = [sys.executable, str(EXAMPLES / name), *arguments(name, index, grid.url)]
+    return run(argv, cwd, {**os.environ, **env})
+
+
+def test_pi(grid: Grid, tmp_path: Path) -> None:
+    output = run_example("pi.py", 0, grid, tmp_path)
+    assert_prints_what_its_docstring_shows("pi.py", output)
+    found = re.search(r"pi ~ (\S+) from 2,000,000 samples", output)
+    assert found is not None and abs(float(found[1]) - math.pi) < 0.01
+
+
+def test_primes_with_the_token_on_its_command_line(grid: Grid, tmp_path: Path) -> None:
+    # no token in the environment, and no token file (tests/conftest.py): only --token
+    output = run_example("primes.py", 1, grid, tmp_path, BROWSERGRID_TOKEN="")
+    assert_prints_what_its_docstring_shows("primes.py", output)
+    assert "78,498 primes below 1,000,000" in output
+    assert "5,761,455 primes below 100,000,000 (20 tasks, " in output  # pi(10**8)
+
+
+def test_mandelbrot_writes_the_png(grid: Grid, tmp_path: Path) -> None:
+    output = run_example("mandelbrot.py", 0, grid, tmp_path)
+    assert_prints_what_its_docstring_shows("mandelbrot.py", output)
+    width, height, pixels = read_png(tmp_path / "mandelbrot.png")
+    assert (width, height) == (512, 384)
+
+    def pixel(x: int, y: int) -> bytes:
+        return pixels[y][3 * x : 3 * x + 3]
+
+    assert pixel(341, 191) == b"\0\0\0"  # c = -0.25: the main cardioid's centre is inside
+    assert pixel(0, 0) != b"\0\0\0"  # c = -2.25 + 1.125i is outside
+    # one tile, computed here, is where it belongs and the right way up
+    example = load("mandelbrot.py")
+    row, column = 2, 3  # re -1.125 to -0.75, im 0 to 0.375: the top edge of the 2-bulb
+    counts = run_op("mandelbrot_tile", example.tiles()[row * 8 + column])["counts"]
+    for y in range(64):
+        expected = b"".join(map(example.colour, counts[(63 - y) * 64 : (64 - y) * 64]))
+        assert pixels[row * 64 + y][column * 192 : (column + 1) * 192] == expected, y
+
+
+def test_sir_sweep_sends_a_plain_function(
+    grid: Grid, start_worker: Callable[..., Process], tmp_path: Path
+) -> None:
+    for _ in range(2):
+        worker = start_worker(grid.coordinator.ws_url, "--python-functions", "--quiet")
+        worker.wait_for_line(lambda line: "runs the Python functions clients submit" in line)
+    output = run_example("sir_sweep.py", 0, grid, tmp_path)
+    assert_prints_what_its_docstring_shows("sir_sweep.py", output)
+    example = load("sir_sweep.py")
+    top = 100 * example.peak_infected(0.6, 0.05)  # computed here, as on the workers
+    assert f"largest peak: {top:.1f}% of the population at beta=0.60, gamma=0.050" in output
+    assert len([line for line in output.splitlines() if line.startswith("  beta ")]) == 11
+
+
+@pytest.mark.browser
+def test_sir_sweep_in_a_browser_tab(coordinator: Coordinator, page: Any, tmp_path: Path) -> None:
+    """As its docstring says, a browser tab alone runs the function too (in Pyodide)."""
+    page.goto(coordinator.page_url)
+    assert "python" in coordinator.event("worker_introduced")["ops"]
+    url = f"http://127.0.0.1:{coordinator.port}"
+    argv = [sys.executable, str(EXAMPLES / "sir_sweep.py"), *arguments("sir_sweep.py", 0, url)]
+    assert_prints_what_its_docstring_shows("sir_sweep.py", run(argv, tmp_path))
+    # the welcome task, then 121 simulations
+    page.wait_for_function("document.querySelector('#tasks-done').textContent === '122'")
+
+
+def read_png(path: Path) -> tuple[int, int, list[bytes]]:
+    """Width, height and RGB rows of an 8-bit RGB PNG whose rows all use filter 0 (as
+    examples/mandelbrot.py writes them)."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    chunks: dict[bytes, bytes] = {}
+    offset = 8
+    while offset < len(data):
+        (length,) = struct.unpack(">I", data[offset : offset + 4])
+        kind, body = data[offset + 4 : offset + 8], data[offset + 8 : offset + 8 + length]
+        (crc,) = struct.unpack(">I", data[offset + 8 + length : offset + 12 + length])
+        assert crc == zlib.crc32(kind + body), kind
+        chunks[kind] = chunks.get(kind, b"") + body
+        offset += 12 + length
+    assert list(chunks) == [b"IHDR", b"IDAT", b"IEND"]
+    width, height, depth, colour_type, _, _, _ = struct.unpack(">IIBBBBB", chunks[b"IHDR"])
+    assert (depth, colour_type) == (8, 2)
+    raw = zlib.decompress(chunks[b"IDAT"])
+    stride = 1 + 3 * width
+    assert len(raw) == height * stride
+    rows = [raw[y * stride : (y + 1) * stride] for y in range(height)]
+    assert all(row[0] == 0 for row in rows)
+    return width, height, [row[1:] for row in rows]
