@@ -3,7 +3,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import {
-  PROTOCOL_VERSION, helloMessage, parseServerMessage, resultMessage, resultsMessage, taskErrorMessage,
+  PROTOCOL_VERSION, capacityMessage, handBackMessage, helloMessage, parseServerMessage, resultMessage, resultsMessage,
+  taskErrorMessage,
 } from '../../src/browsergrid/web/js/protocol.js';
 
 const fixtures = JSON.parse(await readFile(new URL('../fixtures/messages.json', import.meta.url), 'utf8'));
@@ -161,6 +162,9 @@ test('built frames match the shapes of the worker_to_server fixtures', () => {
 
 test('built frames are byte for byte the fixture frames the Python encoders make', () => {
   const frameOf = Object.fromEntries(fixtures.worker_to_server.valid.map((f) => [f.name, f.frame]));
+  assert.equal(capacityMessage({ concurrency: 0 }), frameOf['capacity: paused']);
+  assert.equal(capacityMessage({ concurrency: 3, prefetch: 3, share: 0.5 }), frameOf['capacity with prefetch and share']);
+  assert.equal(handBackMessage({ task_ids: [12, 13] }), frameOf.hand_back);
   assert.equal(
     helloMessage({ agent: 'browsergrid-python/0.1.0', ops: ['repeat_multiply'], concurrency: 2, prefetch: 4 }),
     frameOf['hello with prefetch'],

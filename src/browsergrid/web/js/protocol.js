@@ -122,3 +122,16 @@ export function resultsMessage({ results, agent }) {
 export function taskErrorMessage({ task_id, message }) {
   return JSON.stringify({ type: 'error', task_id, message: String(message) });
 }
+
+// After welcome: how much this tab gives now (concurrency 0: paused; share: 0 < share <= 1 of a core per task).
+export function capacityMessage({ concurrency, prefetch, share = 1 }) {
+  const message = { type: 'capacity', concurrency };
+  if (prefetch !== undefined) message.prefetch = prefetch;
+  if (share !== 1) message.share = share;
+  return JSON.stringify(message);
+}
+
+// Tasks this tab holds and will not run (it paused): the coordinator queues them again at once.
+export function handBackMessage({ task_ids }) {
+  return JSON.stringify({ type: 'hand_back', task_ids });
+}
