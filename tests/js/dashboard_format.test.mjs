@@ -61,7 +61,7 @@ test("every text dashboard.html marks with data-s is strings.js's text", () => {
     assert.equal(typeof strings[key], 'string', key);
     assert.equal(text, strings[key], key);
   }
-  for (const [, attr, key] of html.matchAll(/data-s-(label|placeholder)="(\w+)"/g)) {
+  for (const [, attr, key] of html.matchAll(/data-s-(label|placeholder|empty)="(\w+)"/g)) {
     assert.equal(typeof strings[key], 'string', `${attr} ${key}`);
   }
   assert.match(html, /<title data-s="title">browsergrid dashboard<\/title>/);

@@ -3,7 +3,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import {
-  LIMITS, applyFrame, demoJob, filterWorkers, initialState, page, summary, summaryText, throughputSeries, workerLabel,
+  LIMITS, agentLabel, applyFrame, demoJob, filterWorkers, initialState, page, summary, summaryText, throughputSeries,
+  workerLabel,
 } from '../../src/browsergrid/web/js/dashboard/model.js';
 
 const { frames } = JSON.parse(readFileSync(new URL('../fixtures/dashboard_feed.json', import.meta.url), 'utf8'));
@@ -29,8 +30,8 @@ test('the fixture is a snapshot then updates, every row type present with every 
     jobs: ['id', 'name', 'op', 'state', 'total', 'queued', 'leased', 'done', 'failed', 'cancelled', 'created_at',
       'finished_at', 'rate', 'eta_s'],
     results: ['task_id', 'job_id', 'worker_id', 'op', 'result', 'duration_ms', 'at'],
-    events: ['at', 'kind', 'worker_id', 'address', 'label'],
-    history: ['key', 'label', 'first_seen', 'last_seen', 'done', 'failures', 'mean_ms', 'connected'],
+    events: ['at', 'kind', 'worker_id', 'address', 'label', 'worker_kind', 'browser', 'os'],
+    history: ['key', 'label', 'kind', 'browser', 'os', 'first_seen', 'last_seen', 'done', 'failures', 'mean_ms', 'connected'],
   };
   for (const [section, names] of Object.entries(fields)) {
     for (const row of snapshot[section]) assert.deepEqual(Object.keys(row).sort(), [...names].sort(), section);
@@ -165,6 +166,18 @@ test('worker labels by kind, browser and OS', () => {
   assert.equal(workerLabel(other), 'unknown agent');
   assert.equal(workerLabel({ ...other, browser: 'Safari 18' }), 'Safari 18');
   assert.equal(workerLabel({ ...python, browser: null }), 'Python');
+});
+
+test('events and history rows name their worker from kind, browser and OS, as their label does', () => {
+  for (const row of [...snapshot.events, ...update1.events]) assert.equal(agentLabel(row.worker_kind, row), row.label);
+  for (const row of snapshot.history) assert.equal(agentLabel(row.kind, row), row.label);
+  const python = { browser: 'Python 3.12', os: 'Linux' };
+  assert.equal(agentLabel('python', python), 'Python 3.12 on Linux');
+  assert.equal(agentLabel('exercise', python), 'Python 3.12 on Linux'); // connected, no hello yet
+  assert.equal(agentLabel('exercise', { browser: null, os: null }), 'classroom page');
+  assert.equal(agentLabel('other', { browser: null, os: 'Linux' }), 'unknown agent on Linux');
+  assert.equal(agentLabel(undefined, { label: 'Chrome 99 on Linux' }), 'Chrome 99 on Linux'); // an earlier coordinator
+  assert.equal(agentLabel(undefined, {}), 'unknown agent');
 });
 
 function fleet(count) {

@@ -143,3 +143,23 @@ test('the pager shows the range and disables what leads nowhere', () => {
   pager.render(page([], 1, 25));
   assert.equal(range.textContent, '0 of 0');
 });
+
+test('after the language changes, repaint() paints every cell again in the new language', async () => {
+  const { setLanguage } = await import('../../src/browsergrid/web/js/dashboard/strings.js');
+  const tbody = new FakeElement('tbody');
+  const table = new RowTable(tbody, jobsTable);
+  table.render(snapshot.jobs);
+  try {
+    setLanguage('es');
+    table.render(snapshot.jobs);
+    assert.equal(tbody.children[0].children[3].textContent, 'running', 'unchanged values are not painted again');
+    table.repaint();
+    table.render(snapshot.jobs);
+    const [running] = tbody.children;
+    assert.deepEqual(cellTexts(running).filter((text) => text !== ''), ['12', 'demo', 'mandelbrot_tile', 'en curso',
+      '44 / 80', '0', '8,5', '4 s']);
+    assert.equal(running.children[4].children[0].attributes['aria-valuetext'], '44 de 80 hechas');
+  } finally {
+    setLanguage('en');
+  }
+});

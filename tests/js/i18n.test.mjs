@@ -40,3 +40,9 @@ test('pageLanguage reads the address, the storage and the browser', () => {
   assert.equal(pageLanguage(win), 'es');
   assert.equal(pageLanguage({ ...win, location: { search: '?lang=en' } }), 'en');
 });
+
+test('pageLanguage survives a window whose localStorage getter throws', () => {
+  const win = { location: { search: '' }, navigator: { languages: ['es'] } };
+  Object.defineProperty(win, 'localStorage', { get() { throw new Error('SecurityError'); } });
+  assert.equal(pageLanguage(win), 'es');
+});

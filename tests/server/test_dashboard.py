@@ -95,6 +95,7 @@ async def test_snapshot_has_every_documented_field(
             assert set(snapshot["totals"]) == set(expected["totals"])
             assert keys_of(snapshot["workers"]) == keys_of(expected["workers"])
             assert keys_of(snapshot["events"]) == keys_of(expected["events"])
+            assert keys_of(snapshot["history"]) == keys_of(expected["history"])
             row = snapshot["workers"][0]
             assert row["kind"] == "python"
             assert row["browser"].startswith("Python 3.")
@@ -129,6 +130,9 @@ async def test_workers_jobs_results_and_throughput_arrive_live(
             assert connected["kind"] == "connected"
             assert connected["worker_id"] == row["id"]
             assert connected["label"].startswith("Python 3.")
+            # what the page names it by, in its own language ("exercise": no hello yet at connect)
+            assert connected["worker_kind"] in {"python", "exercise"}
+            assert (connected["browser"], connected["os"]) == (row["browser"], row["os"])
             async with httpx.AsyncClient(headers=AUTH, base_url=base) as http:
                 response = await http.post(
                     "/api/jobs",

@@ -887,9 +887,13 @@ def _remote_row(coordinator_id: str, worker: SharedWorker) -> Row:
 def _history_row(record: WorkerRecord, *, connected: bool) -> Row:
     """A HistoryRow, from the store's record or a connected peer's ``record()``."""
     done = record.tasks_done
+    agent = describe(record.agent)
     return {
         "key": record.worker_key,
-        "label": describe(record.agent).label,
+        "label": agent.label,
+        "kind": agent.kind,
+        "browser": agent.browser,
+        "os": agent.os,
         "first_seen": record.first_seen,
         "last_seen": record.last_seen,
         "done": done,
@@ -915,12 +919,16 @@ def _result_row(result: RecentResult) -> Row:
 
 
 def _event_row(event: WorkerEvent) -> Row:
+    agent = describe(event.agent, introduced=event.introduced)
     return {
         "at": event.at,
         "kind": event.kind,
         "worker_id": event.worker_id,
         "address": event.address,
-        "label": describe(event.agent, introduced=event.introduced).label,
+        "label": agent.label,
+        "worker_kind": agent.kind,
+        "browser": agent.browser,
+        "os": agent.os,
     }
 
 

@@ -1,6 +1,7 @@
-// The language of the worker page and the dashboard: English or Spanish. The choice made
-// with a page's switch is remembered (localStorage) and shared by both pages; else ?lang=;
-// else the first of the browser's languages (navigator.languages) that is one of ours.
+// The language of the worker page and the dashboard: English or Spanish. ?lang= (a link
+// shared with a class) first; else the choice made with a page's switch, remembered in
+// localStorage and shared by both pages; else the first of the browser's languages
+// (navigator.languages) that is one of ours; else English.
 
 export const LANGUAGES = ['en', 'es'];
 export const DEFAULT_LANGUAGE = 'en';
@@ -35,11 +36,20 @@ export function rememberLanguage(storage, lang) {
   }
 }
 
+// Window.localStorage itself throws where storage is blocked (a sandboxed frame, some settings).
+function storageOf(win) {
+  try {
+    return win.localStorage;
+  } catch {
+    return null;
+  }
+}
+
 // The language of this page as it opens.
 export function pageLanguage(win = globalThis) {
   return pickLanguage({
     search: win.location?.search ?? '',
-    stored: storedLanguage(win.localStorage),
+    stored: storedLanguage(storageOf(win)),
     preferred: [...(win.navigator?.languages ?? []), win.navigator?.language].filter(Boolean),
   });
 }

@@ -12,16 +12,20 @@ function labelWidth(u, values) {
   return Math.max(40, Math.ceil(longest * 7.5) + 16);
 }
 
-// Resolves to {update(series)} where series is model.throughputSeries(); never rejects.
+// Resolves to {update(series), relabel()} where series is model.throughputSeries(); relabel() writes the
+// chart's texts again in the language of `strings` (its axes follow at the next update). Never rejects.
 export async function createThroughputChart(container, { url = UPLOT_URL, cssUrl = UPLOT_CSS } = {}) {
   let uPlot;
   try {
     ({ default: uPlot } = await import(url));
   } catch (err) {
     console.warn(`dashboard: uPlot not loaded from ${url}: ${err.message}`);
-    container.textContent = strings.chartUnavailable;
+    const relabel = () => {
+      container.textContent = strings.chartUnavailable;
+    };
+    relabel();
     container.classList.add('unavailable');
-    return { update() {}, available: false };
+    return { update() {}, relabel, available: false };
   }
   const link = document.createElement('link');
   link.rel = 'stylesheet';
@@ -56,6 +60,10 @@ export async function createThroughputChart(container, { url = UPLOT_URL, cssUrl
     available: true,
     update({ x, done, failed }) {
       plot.setData([x, done, failed]);
+    },
+    relabel() {
+      plot.series[1].label = strings.chartDone;
+      plot.series[2].label = strings.chartFailed;
     },
   };
 }

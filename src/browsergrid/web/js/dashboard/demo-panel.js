@@ -30,7 +30,7 @@ export class DemoPanel {
   resetTiles() {
     this.tiles = 0;
     this.failed = 0;
-    this.workers = new Map(); // colorKey -> {color, tiles, name}
+    this.workers = new Map(); // colorKey -> {color, tiles, id, label}
     this.legendDirty = true;
   }
 
@@ -71,6 +71,13 @@ export class DemoPanel {
   // After the live feed reconnects: a stream that broke is restarted at once.
   reconnected() {
     if (this.job && (this.streamState === 'error' || this.retryTimer !== null)) this.restart();
+  }
+
+  // The language changed: the notes, and the legend with the labels of the workers still connected.
+  relabel() {
+    for (const worker of this.workers.values()) worker.label = this.labelOf(worker.id) ?? worker.label;
+    this.legendDirty = true;
+    this.render();
   }
 
   stop() {
@@ -139,9 +146,7 @@ export class DemoPanel {
       const key = colorKey(outcome);
       let worker = this.workers.get(key);
       if (!worker) {
-        const name = `#${outcome.worker_id}`;
-        const label = this.labelOf(outcome.worker_id);
-        worker = { color: workerColor(key), tiles: 0, name: label ? `${name} ${label}` : name };
+        worker = { color: workerColor(key), tiles: 0, id: outcome.worker_id, label: this.labelOf(outcome.worker_id) };
         this.workers.set(key, worker);
       }
       worker.tiles += 1;
@@ -191,7 +196,8 @@ export class DemoPanel {
   renderLegend() {
     this.legendDirty = false;
     const entries = [...this.workers.values()].sort((a, b) => b.tiles - a.tiles).slice(0, LEGEND_MAX);
-    const items = entries.map(({ color, tiles, name }) => {
+    const items = entries.map(({ color, tiles, id, label }) => {
+      const name = label ? `#${id} ${label}` : `#${id}`;
       const item = document.createElement('li');
       const swatch = document.createElement('span');
       swatch.className = 'swatch';
@@ -199,11 +205,11 @@ export class DemoPanel {
       const count = document.createElement('span');
       count.className = 'legend-count';
       count.textContent = String(tiles);
-      const label = document.createElement('span');
-      label.className = 'legend-name';
-      label.textContent = name;
+      const named = document.createElement('span');
+      named.className = 'legend-name';
+      named.textContent = name;
       item.title = strings.demoLegendTitle(name, tiles);
-      item.append(swatch, count, label);
+      item.append(swatch, count, named);
       return item;
     });
     this.el.legend.replaceChildren(...items);

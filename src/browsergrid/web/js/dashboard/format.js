@@ -1,24 +1,35 @@
 // Numbers, durations and times as the dashboard shows them; null/undefined shows as a dash.
 import { strings } from './strings.js';
 
-const integer = new Intl.NumberFormat(strings.locale, { maximumFractionDigits: 0 });
-const oneDecimal = new Intl.NumberFormat(strings.locale, { minimumFractionDigits: 1, maximumFractionDigits: 1 });
-const clock = new Intl.DateTimeFormat(strings.locale, { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' });
-const hourMinute = new Intl.DateTimeFormat(strings.locale, { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
-const dateTime = new Intl.DateTimeFormat(strings.locale, { dateStyle: 'medium', timeStyle: 'medium', hourCycle: 'h23' });
+// Intl formatters for the language of `strings` (strings.locale), made again when the language changes.
+let made = null;
+function formats() {
+  const { locale } = strings;
+  if (made?.locale !== locale) {
+    made = {
+      locale,
+      integer: new Intl.NumberFormat(locale, { maximumFractionDigits: 0 }),
+      oneDecimal: new Intl.NumberFormat(locale, { minimumFractionDigits: 1, maximumFractionDigits: 1 }),
+      clock: new Intl.DateTimeFormat(locale, { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' }),
+      hourMinute: new Intl.DateTimeFormat(locale, { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' }),
+      dateTime: new Intl.DateTimeFormat(locale, { dateStyle: 'medium', timeStyle: 'medium', hourCycle: 'h23' }),
+    };
+  }
+  return made;
+}
 
 const missing = (value) => value === null || value === undefined || Number.isNaN(value);
 
-// 1234567 -> "1,234,567"
+// 1234567 -> "1,234,567" (in Spanish "1.234.567")
 export function formatCount(value) {
-  return missing(value) ? strings.none : integer.format(value);
+  return missing(value) ? strings.none : formats().integer.format(value);
 }
 
 // Small values keep one decimal ("2.5"), large ones are whole ("1,830"); exactly 0 is "0".
 export function formatDecimal(value) {
   if (missing(value)) return strings.none;
   if (value === 0) return '0';
-  return Math.abs(value) < 10 ? oneDecimal.format(value) : integer.format(value);
+  return Math.abs(value) < 10 ? formats().oneDecimal.format(value) : formats().integer.format(value);
 }
 
 export const formatRate = formatDecimal;
@@ -43,15 +54,15 @@ export function formatAgo(at, now) {
 
 // Unix seconds -> local wall-clock time "14:03:27".
 export function formatClock(at) {
-  return missing(at) ? strings.none : clock.format(new Date(at * 1000));
+  return missing(at) ? strings.none : formats().clock.format(new Date(at * 1000));
 }
 
 // Unix seconds -> local date and time, for tooltips.
 export function formatDateTime(at) {
-  return missing(at) ? strings.none : dateTime.format(new Date(at * 1000));
+  return missing(at) ? strings.none : formats().dateTime.format(new Date(at * 1000));
 }
 
 // Unix seconds -> "14:03", for the chart's time axis.
 export function formatClockShort(at) {
-  return missing(at) ? strings.none : hourMinute.format(new Date(at * 1000));
+  return missing(at) ? strings.none : formats().hourMinute.format(new Date(at * 1000));
 }

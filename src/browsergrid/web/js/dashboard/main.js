@@ -2,13 +2,14 @@
 import { createThroughputChart } from './chart.js';
 import { DemoPanel } from './demo-panel.js';
 import { endpoints, LiveFeed } from './feed.js';
-import { formatCount, formatDuration, formatRate } from './format.js';
+import { formatCount, formatDecimal, formatDuration, formatRate } from './format.js';
 import {
   applyFrame, demoJob, filterWorkers, gridWorkers, initialState, page, summary, summaryText, throughputSeries,
   unlistedWorkers, workerLabel,
 } from './model.js';
-import { strings } from './strings.js';
+import { setLanguage, strings } from './strings.js';
 import { Pager, RowTable } from './table.js';
+import { pageLanguage, rememberLanguage } from '../i18n.js';
 import { authHeaders, tokenFrom, withToken } from '../token.js';
 import {
   coordinatorsTable, eventItems, gridWorkersTable, historyTable, jobsTable, resultItems, workersTable,
@@ -21,12 +22,32 @@ const TOTALS = { workers: formatCount, busy: formatCount, rate: formatRate, queu
 
 const $ = (id) => document.getElementById(id);
 
-// Fixed texts of dashboard.html from strings.js (data-s: text, data-s-label: aria-label, data-s-placeholder).
+// The storage the language switch is remembered in, or null where the browser refuses storage (reading
+// localStorage itself throws then).
+function storage() {
+  try {
+    return window.localStorage;
+  } catch {
+    return null;
+  }
+}
+
+// English or Spanish: ?lang=, else the switch's remembered choice, else the browser's languages (i18n.js).
+let language = pageLanguage({ location, navigator, localStorage: storage() });
+setLanguage(language);
+
+// Fixed texts of dashboard.html from strings.js (data-s: text, data-s-label: aria-label, data-s-placeholder,
+// data-s-empty: what an empty list shows), and which button of the language switch is pressed.
 function applyStrings(root) {
-  document.documentElement.lang = strings.locale;
+  document.documentElement.lang = language;
   for (const el of root.querySelectorAll('[data-s]')) el.textContent = strings[el.dataset.s];
   for (const el of root.querySelectorAll('[data-s-label]')) el.setAttribute('aria-label', strings[el.dataset.sLabel]);
   for (const el of root.querySelectorAll('[data-s-placeholder]')) el.placeholder = strings[el.dataset.sPlaceholder];
+  for (const el of root.querySelectorAll('[data-s-empty]')) el.dataset.emptyText = strings[el.dataset.sEmpty];
+  for (const button of root.querySelectorAll('button[data-lang]')) {
+    button.setAttribute('aria-pressed', String(button.dataset.lang === language));
+    button.title = strings.languageNames[button.dataset.lang];
+  }
 }
 
 applyStrings(document);
@@ -40,7 +61,9 @@ let snapshots = 0;
 let skewS = 0; // the coordinator's clock minus ours, from the last frame
 let connection = 'connecting'; // connecting | live | reconnecting
 let failedOnce = false; // a connection closed or failed: later attempts are reconnecting
-let accessProblem = null; // the feed is refused for want of a token: what to tell the viewer
+let accessRefused = false; // the feed is refused for want of a token
+let retryS = null; // seconds to the next attempt to connect, while reconnecting
+let demoNote = null; // what the last press of Run demo came to: {state, text() in the page's language}
 const ui = { filter: '', workersPage: 1, historyPage: 1 };
 const last = {}; // what each section was last drawn from
 
@@ -78,8 +101,6 @@ const jobsView = new RowTable($('jobs-table').tBodies[0], jobsTable, $('jobs-emp
 let workersView = new RowTable(view.workersTable.tBodies[0], workersTable, $('workers-empty'));
 const coordinatorsView = new RowTable($('coordinators-table').tBodies[0], coordinatorsTable, $('coordinators-empty'));
 const historyView = new RowTable($('history-table').tBodies[0], historyTable, $('history-empty'));
-view.results.dataset.emptyText = strings.resultsNone;
-view.events.dataset.emptyText = strings.eventsNone;
 const workersPager = new Pager({ prev: $('workers-prev'), next: $('workers-next'), range: $('workers-range') }, (n) => {
   ui.workersPage = n;
   render();
@@ -111,12 +132,15 @@ function renderHeader(now) {
   const { server, totals } = state;
   setText(view.version, server ? strings.version(server.version) : '');
   setText(view.uptime, server?.started_at ? strings.uptime(formatDuration(now - server.started_at)) : '');
-  const problem = totals?.store && totals.store !== 'ok' ? strings.storeProblem(totals.store) : accessProblem;
+  const access = accessRefused ? strings.feedNeedsToken(token !== null) : null;
+  const problem = totals?.store && totals.store !== 'ok' ? strings.storeProblem(totals.store) : access;
   view.store.hidden = problem === null;
   setText(view.store, problem ?? '');
   view.store.title = view.store.textContent;
   const connText = { connecting: strings.connConnecting, live: strings.connLive, reconnecting: strings.connReconnecting };
   setText(view.conn, connText[connection]);
+  const retry = connection === 'reconnecting' && retryS !== null ? strings.connRetryIn(formatDecimal(retryS)) : '';
+  if (view.conn.title !== retry) view.conn.title = retry;
   view.conn.dataset.state = connection;
   view.main.dataset.live = String(connection === 'live');
 }
@@ -148,6 +172,7 @@ function setGridColumn(on) {
     const th = document.createElement('th');
     th.scope = 'col';
     th.className = 'coord';
+    th.dataset.s = 'workerCoordinator';
     th.textContent = strings.workerCoordinator;
     table.tHead.rows[0].cells[0].after(th);
   } else {
@@ -213,9 +238,16 @@ function renderHistory(now) {
   historyPager.render(shown);
 }
 
+function renderDemoNote() {
+  const state = demoNote?.state ?? '';
+  if (view.demoMessage.dataset.state !== state) view.demoMessage.dataset.state = state;
+  setText(view.demoMessage, demoNote?.text() ?? '');
+}
+
 function render() {
   const now = serverNow();
   renderHeader(now);
+  renderDemoNote();
   renderTotals();
   renderCoordinators(now);
   renderChart(now);
@@ -248,7 +280,8 @@ function onFrame(frame) {
   if (typeof frame.now === 'number') skewS = frame.now - Date.now() / 1000;
   if (frame.type === 'snapshot') {
     snapshots += 1;
-    accessProblem = null;
+    accessRefused = false;
+    retryS = null;
     if (connection !== 'live') {
       connection = 'live';
       demo.reconnected();
@@ -261,9 +294,9 @@ function onFrame(frame) {
 async function checkAccess() {
   try {
     const response = await fetch(`${httpBase}/api/workers`, { headers: authHeaders(token) });
-    accessProblem = response.status === 401 ? strings.feedNeedsToken(token !== null) : null;
+    accessRefused = response.status === 401;
   } catch {
-    accessProblem = null; // the coordinator is down: the connection state says so
+    accessRefused = false; // the coordinator is down: the connection state says so
   }
   scheduleRender();
 }
@@ -273,41 +306,65 @@ function onStatus(status, { retryMs, opened }) {
     if (!opened) checkAccess();
     failedOnce = true;
     connection = 'reconnecting';
-    view.conn.title = strings.connRetryIn((retryMs / 1000).toFixed(1));
+    retryS = retryMs / 1000;
   } else if (status === 'connecting') {
     connection = failedOnce ? 'reconnecting' : 'connecting';
-    view.conn.title = '';
+    retryS = null;
   } // 'open': live once the snapshot is in
   scheduleRender();
 }
 
+function showDemoNote(state, text) {
+  demoNote = { state, text };
+  renderDemoNote();
+}
+
 async function runDemo() {
   view.demoButton.disabled = true;
-  view.demoMessage.dataset.state = 'pending';
-  setText(view.demoMessage, strings.demoSubmitting);
+  showDemoNote('pending', () => strings.demoSubmitting);
   try {
     const response = await fetch(`${httpBase}/api/demo`, { method: 'POST', headers: authHeaders(token) });
     const body = await response.json().catch(() => null);
     if (response.status === 401) {
-      view.demoMessage.dataset.state = 'error';
-      setText(view.demoMessage, strings.demoNeedsToken(token !== null));
+      showDemoNote('error', () => strings.demoNeedsToken(token !== null));
     } else if (response.ok) {
-      view.demoMessage.dataset.state = 'ok';
-      setText(view.demoMessage, strings.demoSubmitted(body?.job_id, body?.count));
+      showDemoNote('ok', () => strings.demoSubmitted(body?.job_id, body?.count));
     } else {
-      const detail = body?.detail ?? strings.demoHttp(response.status);
-      view.demoMessage.dataset.state = 'error';
-      setText(view.demoMessage, strings.demoFailed(typeof detail === 'string' ? detail : JSON.stringify(detail)));
+      const detail = body?.detail ?? null; // the coordinator's words (English, as its console)
+      const said = detail === null || typeof detail === 'string' ? detail : JSON.stringify(detail);
+      showDemoNote('error', () => strings.demoFailed(said ?? strings.demoHttp(response.status)));
     }
   } catch {
-    view.demoMessage.dataset.state = 'error';
-    setText(view.demoMessage, strings.demoUnreachable);
+    showDemoNote('error', () => strings.demoUnreachable);
   } finally {
     view.demoButton.disabled = false;
   }
 }
 
+// The header's switch: every text again in `lang`, at once; remembered for the next visit (and the worker page).
+function switchLanguage(lang) {
+  if (lang === language) return;
+  rememberLanguage(storage(), lang);
+  // ?lang= wins over the remembered choice: an address that has one follows the switch, so a reload keeps it.
+  const url = new URL(location.href);
+  if (url.searchParams.has('lang')) {
+    url.searchParams.set('lang', lang);
+    history.replaceState(history.state, '', url);
+  }
+  language = lang;
+  setLanguage(lang);
+  applyStrings(document);
+  for (const table of [jobsView, workersView, coordinatorsView, historyView]) table.repaint();
+  chart?.relabel();
+  demo.relabel();
+  for (const key of Object.keys(last)) delete last[key]; // every section is drawn again
+  render();
+}
+
 view.demoButton.addEventListener('click', runDemo);
+for (const button of document.querySelectorAll('button[data-lang]')) {
+  button.addEventListener('click', () => switchLanguage(button.dataset.lang));
+}
 view.filter.addEventListener('input', () => {
   ui.filter = view.filter.value;
   ui.workersPage = 1;

@@ -206,6 +206,16 @@ export function workerLabel(row) {
   return browser || os || strings.unknownAgent;
 }
 
+// The worker of an EventRow (kind: its worker_kind) or a HistoryRow (kind: its kind) in the page's language,
+// as its `label` reads in English: "Chrome 131 on Linux", "Python 3.11 on Linux", "classroom page" (the
+// exercise's page, which never says what it runs on). A row without a kind (from a coordinator of an
+// earlier version) keeps its label.
+export function agentLabel(kind, { browser = null, os = null, label = null }) {
+  if (kind === undefined || kind === null) return label ?? strings.unknownAgent;
+  if (kind === 'exercise' && !browser) return strings.kindExercise;
+  return os ? strings.agentOn(browser ?? strings.unknownAgent, os) : browser ?? strings.unknownAgent;
+}
+
 // How many workers of each label, most first: [{label, count}].
 export function summary(workers) {
   const counts = new Map();
@@ -225,24 +235,27 @@ export function summaryText(groups, maxGroups = 4) {
   return groups.length > maxGroups ? `${shown} ${strings.summaryMore(groups.length - maxGroups)}` : shown;
 }
 
-const searchText = new WeakMap(); // row -> lower-case text the filter looks in (rows are never changed in place)
+// row -> {strings, text}: the lower-case text the filter looks in, in the language it was made in (rows are
+// never changed in place)
+const searchText = new WeakMap();
 
 function haystack(row) {
-  let text = searchText.get(row);
-  if (text === undefined) {
-    // the raw agent only when nothing was read from it: a Chrome agent string names Safari too
-    const agent = row.browser || row.os ? null : row.agent;
-    text = [`#${row.id}`, workerLabel(row), row.kind, row.state, row.address, row.key, agent, row.coordinator]
-      .filter((part) => part !== null && part !== undefined)
-      .join(' ')
-      .toLowerCase();
-    searchText.set(row, text);
-  }
+  const held = searchText.get(row);
+  if (held?.strings === strings) return held.text;
+  // the raw agent only when nothing was read from it: a Chrome agent string names Safari too
+  const agent = row.browser || row.os ? null : row.agent;
+  const parts = [`#${row.id}`, workerLabel(row), row.kind, row.state, strings.workerStates[row.state], row.address,
+    row.key, agent, row.coordinator];
+  const text = parts
+    .filter((part) => part !== null && part !== undefined)
+    .join(' ')
+    .toLowerCase();
+  searchText.set(row, { strings, text });
   return text;
 }
 
-// Workers whose id, label, kind, state, address, key or coordinator (or agent, when no browser or OS was
-// read from it) contain every word of `text`, in any case.
+// Workers whose id, label, kind, state (as sent, or as the page names it), address, key or coordinator (or
+// agent, when no browser or OS was read from it) contain every word of `text`, in any case.
 export function filterWorkers(rows, text) {
   const words = String(text ?? '').toLowerCase().split(/\s+/).filter(Boolean);
   if (words.length === 0) return rows;

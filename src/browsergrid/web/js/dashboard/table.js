@@ -37,6 +37,11 @@ export class RowTable {
     if (!same) this.tbody.replaceChildren(...order);
   }
 
+  // Paints every cell again at the next render(), values unchanged or not (the language changed).
+  repaint() {
+    for (const entry of this.shown.values()) entry.values.fill(undefined);
+  }
+
   createRow() {
     const tr = document.createElement('tr');
     const cells = this.columns.map(({ className }) => {

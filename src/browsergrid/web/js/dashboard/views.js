@@ -1,6 +1,6 @@
 // What each table column and list line shows: the jobs, workers and history tables, results and events.
 import { formatAgo, formatClock, formatCount, formatDateTime, formatDuration, formatMs, formatRate } from './format.js';
-import { dashboardLink, shortId, workerKey, workerLabel } from './model.js';
+import { agentLabel, dashboardLink, shortId, workerKey, workerLabel } from './model.js';
 import { strings } from './strings.js';
 
 const withTitle = (cell, row, value, title) => {
@@ -8,8 +8,9 @@ const withTitle = (cell, row, value, title) => {
   cell.title = title;
 };
 
+// A state's name in the page's language (strings[names]: jobStates, workerStates), read when painted.
 const stateCell = (names) => (cell, row, value) => {
-  cell.textContent = names[value] ?? value;
+  cell.textContent = strings[names][value] ?? value;
   cell.dataset.state = value;
 };
 
@@ -43,7 +44,7 @@ export const jobsTable = {
     { className: 'num', value: (job) => String(job.id) },
     { className: 'clip', value: (job) => job.name ?? '', paint: (cell, job, value) => withTitle(cell, job, value, value) },
     { className: 'clip', value: (job) => job.op },
-    { className: 'state', value: (job) => job.state, paint: stateCell(strings.jobStates) },
+    { className: 'state', value: (job) => job.state, paint: stateCell('jobStates') },
     { className: 'progress', value: (job) => `${job.done}/${job.failed}/${job.total}`, paint: paintBar },
     { className: 'num', value: (job) => `${formatCount(job.done)} / ${formatCount(job.total)}` },
     { className: 'num', value: (job) => formatCount(job.failed) },
@@ -70,7 +71,7 @@ export const workersTable = {
       value: (row, { now }) => formatDuration(now - row.connected_at),
       paint: (cell, row, value) => withTitle(cell, row, value, formatDateTime(row.connected_at)),
     },
-    { className: 'state', value: (row) => row.state, paint: stateCell(strings.workerStates) },
+    { className: 'state', value: (row) => row.state, paint: stateCell('workerStates') },
     { className: 'num', value: (row) => `${formatCount(row.in_flight)} / ${formatCount(row.concurrency)}` },
     { className: 'num', value: (row) => formatCount(row.done) },
     { className: 'num', value: (row) => formatCount(row.failures) },
@@ -143,7 +144,7 @@ export const historyTable = {
   empty: () => strings.historyNone,
   columns: [
     { className: 'mono', value: (row) => row.key ?? strings.none, paint: (cell, row, value) => withTitle(cell, row, value, value) },
-    { className: 'clip', value: (row) => row.label ?? strings.none, paint: (cell, row, value) => withTitle(cell, row, value, value) },
+    { className: 'clip', value: (row) => agentLabel(row.kind, row), paint: (cell, row, value) => withTitle(cell, row, value, value) },
     {
       className: 'num',
       value: (row, { now }) => formatAgo(row.first_seen, now),
@@ -205,7 +206,7 @@ export function eventItems(events) {
       timeOf(row.at),
       span('kind', strings.eventKinds[row.kind] ?? row.kind),
       span('who', `#${row.worker_id}`),
-      span('label', row.label ?? strings.unknownAgent),
+      span('label', agentLabel(row.worker_kind, row)),
       span('mono addr', row.address ?? ''),
     );
     return item;
