@@ -20,6 +20,8 @@ from browsergrid.client import SERVER_ENV
 from browsergrid.config import (
     DASHBOARD_TOKEN_ENV,
     DATA_DIR_ENV,
+    MAX_MESSAGE_CHARS,
+    MAX_NAME_CHARS,
     REDIS_ENV,
     TOKEN_ENV,
     WORKER_TOKEN_ENV,
@@ -218,6 +220,19 @@ def _parser() -> argparse.ArgumentParser:
         help="a JavaScript module of custom ops: each exported function NAME(args) becomes "
         "op NAME in every worker page (examples/ops/my_ops.js)",
     )
+    serve.add_argument(
+        "--name",
+        default=defaults.name,
+        metavar="TEXT",
+        help=f"the coordinator's name, the heading of the worker page: who volunteers compute "
+        f"for (1 to {MAX_NAME_CHARS} characters)",
+    )
+    serve.add_argument(
+        "--message",
+        metavar="TEXT",
+        help=f"a message to volunteers, shown under the name on the worker page (up to "
+        f"{MAX_MESSAGE_CHARS} characters; shown as text)",
+    )
     _add_output_options(serve)
 
     worker = commands.add_parser(
@@ -390,6 +405,8 @@ def _serve(args: argparse.Namespace) -> int:
         worker_token=args.worker_token or env_token(WORKER_TOKEN_ENV),
         dashboard_token=args.dashboard_token or env_token(DASHBOARD_TOKEN_ENV),
         ops_module=args.ops_module,
+        name=args.name,
+        message=args.message,
         log_format=args.log_format,
         quiet=args.quiet,
     )

@@ -25,6 +25,10 @@ REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 TOKEN_FILE = "token"
 """The admin token's file in the data directory, created at first start with mode 0600."""
 _MAX_TOKEN_CHARS = 1024
+DEFAULT_NAME = "browsergrid"
+"""The coordinator's name on the worker page when ``serve`` is given no ``--name``."""
+MAX_NAME_CHARS = 80
+MAX_MESSAGE_CHARS = 500
 
 
 def default_data_dir() -> Path:
@@ -50,6 +54,17 @@ def check_token(option: str, token: str | None) -> None:
         raise ConfigError(f"{option} must be 1 to {_MAX_TOKEN_CHARS} characters long")
     if not all("!" <= char <= "~" for char in token):
         raise ConfigError(f"{option} may hold printable ASCII characters only, without spaces")
+
+
+def check_page_text(option: str, text: str, limit: int, *, one_line: bool) -> None:
+    """A text for the worker page: 1 to ``limit`` characters, not only spaces, without control
+    characters (but line breaks when not ``one_line``). Raises ConfigError naming ``option``."""
+    if not text.strip() or len(text) > limit:
+        raise ConfigError(f"{option} must be 1 to {limit} characters long (not only spaces)")
+    allowed = "" if one_line else "\n"
+    if any((ord(char) < 32 or 127 <= ord(char) < 160) and char not in allowed for char in text):
+        lines = "on one line, " if one_line else ""
+        raise ConfigError(f"{option} must be plain text, {lines}without control characters")
 
 
 def parse_duration(text: str) -> float:
@@ -152,6 +167,12 @@ class ServeConfig:
     ops_module: Path | None = None
     """An ES module of custom JavaScript ops (``--ops-module``): the coordinator serves it
     as ``/ops-module.js`` and each worker page offers its exported functions as ops."""
+    name: str = DEFAULT_NAME
+    """The coordinator's name, the heading of the worker page (``--name``): who a
+    volunteer's tab computes for. 1 to 80 characters, one line; shown as text."""
+    message: str | None = None
+    """A message to volunteers under that heading (``--message``), up to 500 characters
+    (line breaks kept); None: none. Shown as text, never as HTML."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -181,6 +202,9 @@ class ServeConfig:
         check_token("--token", self.token)
         check_token("--worker-token", self.worker_token)
         check_token("--dashboard-token", self.dashboard_token)
+        check_page_text("--name", self.name, MAX_NAME_CHARS, one_line=True)
+        if self.message is not None:
+            check_page_text("--message", self.message, MAX_MESSAGE_CHARS, one_line=False)
         if self.ops_module is not None and not self.ops_module.is_file():
             raise ConfigError(
                 f"--ops-module {self.ops_module} is not a file: give the path of a JavaScript "

@@ -8,12 +8,33 @@ class FakeElement {
     this.textContent = '';
     this.dataset = {};
     this.children = [];
+    this.attributes = {};
+    this.listeners = {};
     this.scrollHeight = 0;
     this.scrollTop = 0;
     this.clientHeight = 0;
+    this.hidden = false;
+    this.value = '';
+    this.checked = false;
   }
 
   append(...items) { this.children.push(...items); }
+
+  replaceChildren(...items) { this.children = items; }
+
+  setAttribute(name, value) { this.attributes[name] = String(value); }
+
+  addEventListener(type, listener) { (this.listeners[type] ??= []).push(listener); }
+
+  // A user's change: `value` (a select's) or `checked` (a checkbox's), then its listeners run.
+  change(values) {
+    Object.assign(this, values);
+    for (const listener of this.listeners.change ?? []) listener();
+  }
+
+  click() {
+    for (const listener of this.listeners.click ?? []) listener();
+  }
 
   get childElementCount() { return this.children.length; }
 
@@ -53,10 +74,14 @@ class FakeWorker {
     if (message.setup) { // answered as a compute worker does, once it has imported the ops module
       this.setup = message.setup;
       queueMicrotask(() => this.onmessage({ data: { setup: page.setupAnswer } }));
+    } else if (message.share !== undefined) {
+      this.share = message.share;
     } else {
       this.posted.push(message);
     }
   }
+
+  terminate() { this.terminated = true; }
 
   // The compute worker's answer to the last task posted to it.
   answer(outcome) {
@@ -82,7 +107,7 @@ function serveConfig(config) {
 // A fresh page.js (a new module instance) with `workers` compute workers, connected.
 // `config`: what /page-config.json says (default: no Pyodide, no ops module); `setupAnswer`:
 // what the compute workers answer to the setup message.
-async function openPage(workers, extra = '', { open = true, config = { python: null, ops_module: null }, setupAnswer } = {}) {
+async function openPage(workers, extra = '', { open = true, config = { python: null, ops_module: null }, setupAnswer, battery } = {}) {
   page.sockets = [];
   page.workers = [];
   page.logs = [];
@@ -93,7 +118,9 @@ async function openPage(workers, extra = '', { open = true, config = { python: n
   globalThis.window = globalThis;
   globalThis.location = { search: `?workers=${workers}&server=ws://grid.test/ws${extra}`, protocol: 'http:', host: 'grid.test' };
   Object.defineProperty(globalThis, 'navigator', {
-    value: { userAgent: 'FakeBrowser/1.0', hardwareConcurrency: 8 }, configurable: true, writable: true,
+    value: { userAgent: 'FakeBrowser/1.0', hardwareConcurrency: 8, ...(battery ? { getBattery: async () => battery } : {}) },
+    configurable: true,
+    writable: true,
   });
   globalThis.document = {
     getElementById(id) {
@@ -101,8 +128,14 @@ async function openPage(workers, extra = '', { open = true, config = { python: n
       return elements.get(id);
     },
     createElement: () => new FakeElement(),
+    querySelectorAll: () => [],
+    addEventListener(type, listener) { (page.documentListeners[type] ??= []).push(listener); },
+    documentElement: new FakeElement(),
+    visibilityState: 'visible',
     baseURI: 'http://grid.test/?workers=1',
   };
+  page.documentListeners = {};
+  globalThis.addEventListener = () => {};
   globalThis.WebSocket = FakeWebSocket;
   globalThis.Worker = FakeWorker;
   loaded += 1;
@@ -314,4 +347,227 @@ test('an ops module that fails to load is logged, and the page offers the other 
   const { ws } = await openPage(1, '', { config: { ...PYTHON_CONFIG, ops_module: 'ops-module.js' }, setupAnswer });
   assert.equal(ws.sent[0].ops.at(-1), 'python');
   assert.ok(page.logs.includes(setupAnswer.error));
+});
+
+// --- the volunteer's controls: pause, workers, CPU share, hidden tab, battery ---
+
+const WELCOME = { type: 'welcome', protocol: 1, worker_id: 7, server: 'test', limits: {} };
+const after = (ws, type) => ws.sent.filter((m) => m.type === type);
+const control = (elements, id) => elements.get(id);
+
+test('Pause stops the running task now, says capacity 0 and hands back every task held; Resume asks again', async () => {
+  const { ws, workers, status, elements } = await openPage(1);
+  ws.receive(WELCOME);
+  ws.receive({ type: 'tasks', tasks: [task(1), task(2)] });
+  assert.deepEqual(workers[0].posted.map((m) => m.task_id), [1]);
+  control(elements, 'pause').click();
+  assert.equal(workers[0].terminated, true); // the honest "stop now": its compute worker is ended
+  assert.equal(page.workers.length, 2); // and a fresh one waits, idle
+  assert.deepEqual(ws.sent.slice(1), [
+    { type: 'capacity', concurrency: 0 },
+    { type: 'hand_back', task_ids: [1, 2] },
+  ]);
+  assert.equal(status.state, 'paused');
+  assert.equal(status.paused, true);
+  assert.deepEqual(status.held, []);
+  assert.equal(control(elements, 'pause').textContent, 'Resume');
+  ws.receive(task(3)); // sent before the coordinator read the capacity: straight back
+  assert.deepEqual(after(ws, 'hand_back').at(-1), { type: 'hand_back', task_ids: [3] });
+  assert.deepEqual(page.workers[1].posted, []);
+  control(elements, 'pause').click();
+  assert.deepEqual(ws.sent.at(-1), { type: 'capacity', concurrency: 1, prefetch: 1 });
+  assert.equal(status.paused, false);
+  ws.receive(task(4));
+  assert.deepEqual(page.workers[1].posted.map((m) => m.task_id), [4]);
+  page.workers[1].answer({ result: 2, duration_ms: 1 });
+  assert.deepEqual(results(ws).map((m) => m.task_id), [4]);
+});
+
+test('paused across a reconnect: hello says the settings, then capacity 0 and the welcome task go back after welcome', async () => {
+  const { ws, elements } = await openPage(2);
+  ws.receive(WELCOME);
+  control(elements, 'pause').click();
+  const next = reconnectNow(ws);
+  const [hello] = next.sent;
+  assert.equal(hello.type, 'hello');
+  assert.equal(hello.concurrency, 2); // 1 to 1024 in a hello: paused is said with capacity
+  next.receive(task('welcome-1')); // the coordinator's welcome task comes before welcome
+  assert.deepEqual(next.sent.map((m) => m.type), ['hello']); // nothing else before welcome
+  next.receive(WELCOME);
+  assert.deepEqual(next.sent.slice(1), [
+    { type: 'capacity', concurrency: 0 },
+    { type: 'hand_back', task_ids: ['welcome-1'] },
+  ]);
+  assert.ok(page.workers.every((w) => w.posted.length === 0));
+});
+
+test('a server that never welcomes hears neither capacity nor hand_back: its task waits here for Resume', async () => {
+  const { ws, elements } = await openPage(1);
+  ws.receive(task(1));
+  assert.deepEqual(page.workers[0].posted.map((m) => m.task_id), [1]);
+  control(elements, 'pause').click();
+  assert.equal(page.workers[0].terminated, true);
+  assert.deepEqual(ws.sent.map((m) => m.type), ['hello']);
+  control(elements, 'pause').click();
+  assert.deepEqual(ws.sent.map((m) => m.type), ['hello']);
+  assert.deepEqual(page.workers[1].posted.map((m) => m.task_id), [1]); // run again from the start
+  page.workers[1].answer({ result: 2, duration_ms: 1 });
+  assert.deepEqual(results(ws).map((m) => m.task_id), [1]);
+});
+
+test('fewer workers: a compute worker is ended, capacity says so, tasks beyond it go back; more: new workers', async () => {
+  const { ws, elements, status } = await openPage(2);
+  ws.receive(WELCOME);
+  ws.receive({ type: 'tasks', tasks: [task(1), task(2), task(3), task(4)] });
+  const [first, second] = page.workers;
+  control(elements, 'workers').change({ value: '1' });
+  assert.equal(second.terminated, true);
+  assert.equal(first.terminated, undefined);
+  assert.equal(status.workers, 1);
+  assert.deepEqual(ws.sent.slice(1), [
+    { type: 'capacity', concurrency: 1, prefetch: 1 },
+    { type: 'hand_back', task_ids: [3, 4] }, // 1 running + 1 waiting fit; task 2 waits again here
+  ]);
+  first.answer({ result: 2, duration_ms: 1 });
+  assert.deepEqual(first.posted.map((m) => m.task_id), [1, 2]);
+  control(elements, 'workers').change({ value: '3' });
+  assert.equal(status.workers, 3);
+  assert.equal(page.workers.length, 4); // two more started
+  assert.deepEqual(ws.sent.at(-1), { type: 'capacity', concurrency: 3, prefetch: 3 });
+});
+
+test('a CPU share goes to every compute worker and to the coordinator, and again after a reconnect', async () => {
+  const { ws, elements } = await openPage(2);
+  ws.receive(WELCOME);
+  control(elements, 'share').change({ value: '0.5' });
+  assert.deepEqual(page.workers.map((w) => w.share), [0.5, 0.5]);
+  assert.deepEqual(ws.sent.at(-1), { type: 'capacity', concurrency: 2, prefetch: 2, share: 0.5 });
+  const next = reconnectNow(ws);
+  assert.equal(next.sent.length, 1); // hello only, until welcome
+  next.receive(WELCOME);
+  assert.deepEqual(next.sent.slice(1), [{ type: 'capacity', concurrency: 2, prefetch: 2, share: 0.5 }]);
+  control(elements, 'workers').change({ value: '3' });
+  assert.equal(page.workers.at(-1).share, 0.5); // a new compute worker starts at the share
+});
+
+test('an object result is shown and logged as short JSON, not [object Object]', async () => {
+  const { ws, workers, elements } = await openPage(1);
+  ws.receive({ type: 'task', op: 'monte_carlo_pi', task_id: 1, samples: 1000, seed: 1 });
+  workers[0].answer({ result: { hits: 785, samples: 1000 }, duration_ms: 1 });
+  assert.equal(elements.get('last-result').textContent, '{"hits":785,"samples":1000}');
+  assert.ok(page.logs.some((line) => line.includes('result={"hits":785,"samples":1000}')));
+  assert.ok(page.logs.every((line) => !line.includes('[object Object]')));
+});
+
+test('this session: tasks done and their compute time', async () => {
+  const { ws, workers, status, elements } = await openPage(1);
+  ws.receive(task(1));
+  workers[0].answer({ result: 2, duration_ms: 1500 });
+  ws.receive(task(2));
+  workers[0].answer({ error: 'no' }); // a failed task is not counted as given
+  assert.deepEqual(status.contribution.session, { tasks: 1, computeMs: 1500 });
+  assert.equal(elements.get('tasks-done').textContent, '1');
+  assert.equal(elements.get('session-time').textContent, '1.5 s');
+});
+
+function hide(hidden) {
+  globalThis.document.visibilityState = hidden ? 'hidden' : 'visible';
+  for (const listener of page.documentListeners.visibilitychange ?? []) listener();
+}
+
+test('with the setting on, a hidden tab pauses and a visible one resumes; with it off, nothing happens', async () => {
+  const { ws, status, elements } = await openPage(1);
+  ws.receive(WELCOME);
+  hide(true);
+  assert.equal(status.paused, false);
+  hide(false);
+  control(elements, 'pause-hidden').change({ checked: true });
+  hide(true);
+  assert.deepEqual(status.pauseReasons, ['hidden']);
+  assert.deepEqual(ws.sent.at(-1), { type: 'capacity', concurrency: 0 });
+  hide(false);
+  assert.equal(status.paused, false);
+  assert.deepEqual(ws.sent.at(-1), { type: 'capacity', concurrency: 1, prefetch: 1 });
+});
+
+test('on battery, with the setting on, the tab pauses; plugged in again, it resumes', async () => {
+  const battery = new EventTarget();
+  battery.charging = false;
+  const { ws, status, elements } = await openPage(1, '', { battery });
+  ws.receive(WELCOME);
+  assert.equal(elements.get('battery-row').hidden, false); // the browser has the API: the control shows
+  assert.equal(status.paused, false);
+  control(elements, 'pause-battery').change({ checked: true });
+  assert.deepEqual(status.pauseReasons, ['battery']);
+  battery.charging = true;
+  battery.dispatchEvent(new Event('chargingchange'));
+  assert.equal(status.paused, false);
+  assert.deepEqual(after(ws, 'capacity').map((m) => m.concurrency), [0, 1]);
+});
+
+test('without the Battery Status API the battery control stays hidden', async () => {
+  const { elements } = await openPage(1);
+  assert.equal(elements.get('battery-row').hidden, true);
+});
+
+// `storage` as the page's localStorage for the pages opened in `body`; a getter that throws when it is an Error.
+async function withStorage(storage, body) {
+  Object.defineProperty(globalThis, 'localStorage', {
+    configurable: true,
+    get() { if (storage instanceof Error) throw storage; return storage; },
+  });
+  try {
+    await body();
+  } finally {
+    delete globalThis.localStorage;
+  }
+}
+
+test('the settings are remembered: the next visit starts with them, and ?workers= still wins for its visit', async () => {
+  const items = new Map();
+  const storage = { getItem: (k) => items.get(k) ?? null, setItem: (k, v) => items.set(k, String(v)) };
+  await withStorage(storage, async () => {
+    const { elements } = await openPage(2);
+    control(elements, 'workers').change({ value: '3' });
+    control(elements, 'share').change({ value: '0.75' });
+    control(elements, 'pause-hidden').change({ checked: true });
+    control(elements, 'lang-es').click();
+    assert.deepEqual(JSON.parse(items.get('browsergrid.settings')), {
+      v: 1, workers: 3, share: 0.75, pauseWhenHidden: true, pauseOnBattery: false,
+    });
+    assert.equal(items.get('browsergrid.language'), 'es');
+    const again = await openPage(5); // ?workers=5 in its address
+    assert.equal(again.status.workers, 5);
+    assert.equal(again.status.share, 0.75);
+    assert.equal(again.status.language, 'es');
+    assert.equal(globalThis.document.documentElement.lang, 'es');
+    assert.equal(again.elements.get('pause').textContent, 'Pausar');
+    assert.equal(again.elements.get('pause-hidden').checked, true);
+    assert.deepEqual(page.workers.map((w) => w.share), [0.75, 0.75, 0.75, 0.75, 0.75]);
+  });
+});
+
+test('a localStorage that throws on every touch does not break the page: the settings hold for the visit', async () => {
+  await withStorage(new DOMException('denied', 'SecurityError'), async () => {
+    const { ws, elements, status } = await openPage(1);
+    ws.receive(WELCOME);
+    control(elements, 'share').change({ value: '0.25' });
+    control(elements, 'lang-es').click();
+    assert.equal(status.share, 0.25);
+    assert.equal(status.language, 'es');
+    assert.deepEqual(ws.sent.at(-1), { type: 'capacity', concurrency: 1, prefetch: 1, share: 0.25 });
+    ws.receive(task(1));
+    page.workers[0].answer({ result: 2, duration_ms: 3 });
+    assert.equal(status.contribution.total.tasks, 1);
+  });
+  const refusing = {
+    getItem() { throw new DOMException('denied', 'SecurityError'); },
+    setItem() { throw new DOMException('quota', 'QuotaExceededError'); },
+  };
+  await withStorage(refusing, async () => {
+    const { ws, status } = await openPage(1);
+    ws.receive(task(1));
+    page.workers[0].answer({ result: 2, duration_ms: 3 });
+    assert.equal(status.tasksDone, 1);
+  });
 });

@@ -136,15 +136,31 @@ def test_no_node_modules_or_a_strange_version_is_no_pyodide(
 
 async def test_page_config_says_what_there_is(tmp_path: Path) -> None:
     pyodide = Pyodide(tmp_path, "314.0.7")
-    assert page_config(None, None) == {"python": None, "ops_module": None}
-    assert page_config(pyodide, tmp_path / "my_ops.js") == {
+    assert page_config(None, None) == {
+        "python": None,
+        "ops_module": None,
+        "name": "browsergrid",
+        "message": None,
+    }
+    assert page_config(pyodide, tmp_path / "my_ops.js", name="Aula 3", message="¡Gracias!") == {
         "python": {"pyodide": "vendor/pyodide/314.0.7/", "runner": "py/python_function.py"},
         "ops_module": "ops-module.js",
+        "name": "Aula 3",
+        "message": "¡Gracias!",
     }
     async with client(pyodide) as http:
         response = await http.get("/page-config.json")
     assert response.headers["cache-control"] == "no-cache"
     assert response.json() == page_config(pyodide, None)
+
+
+async def test_page_config_carries_the_coordinators_name_and_message_as_given() -> None:
+    message = "<b>Thanks</b> & welcome,\nroom 3"  # the page shows it as text, not HTML
+    app = Starlette(routes=page_asset_routes(None, None, name="Físicas <3>", message=message))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        config = (await http.get("/page-config.json")).json()
+    assert (config["name"], config["message"]) == ("Físicas <3>", message)
 
 
 async def test_the_runner_is_served_verbatim_and_asked_for_again_each_time() -> None:

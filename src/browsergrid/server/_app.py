@@ -136,7 +136,11 @@ def create_app(coordinator: Coordinator, access: Access | None = None) -> FastAP
         return Response(render(registry), media_type=CONTENT_TYPE_LATEST)
 
     vendor = node_modules()
-    app.router.routes.extend(page_asset_routes(find_pyodide(vendor), coordinator.config.ops_module))
+    app.router.routes.extend(
+        page_asset_routes(
+            find_pyodide(vendor), config.ops_module, name=config.name, message=config.message
+        )
+    )
     if vendor is not None:
         app.mount("/vendor/swagger-ui", StaticFiles(directory=vendor / _SWAGGER), name="swagger")
         if (vendor / _UPLOT / "dist").is_dir():

@@ -6,7 +6,9 @@
 - ``/ops-module.js``: the file of ``serve --ops-module`` (custom JavaScript ops);
 - ``/page-config.json``: which of these this coordinator has, as URLs relative to itself.
   ``python`` is null without Pyodide's files (the page then does not offer the op), and
-  ``ops_module`` null without ``--ops-module``.
+  ``ops_module`` null without ``--ops-module``; and what the page says of its coordinator:
+  ``name`` (``serve --name``) and ``message`` (``--message``, null without it), which the
+  page shows as text.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from browsergrid._console import emit
+from browsergrid.config import DEFAULT_NAME
 
 log = logging.getLogger("browsergrid.server")
 
@@ -100,15 +103,33 @@ def _version(directory: Path) -> str | None:
     return version if isinstance(version, str) and _VERSION.fullmatch(version) else None
 
 
-def page_config(pyodide: Pyodide | None, ops_module: Path | None) -> dict[str, Any]:
+def page_config(
+    pyodide: Pyodide | None,
+    ops_module: Path | None,
+    *,
+    name: str = DEFAULT_NAME,
+    message: str | None = None,
+) -> dict[str, Any]:
     """The body of ``/page-config.json``."""
     python = None if pyodide is None else {"pyodide": pyodide.path, "runner": RUNNER_PATH}
-    return {"python": python, "ops_module": OPS_MODULE_PATH if ops_module else None}
+    return {
+        "python": python,
+        "ops_module": OPS_MODULE_PATH if ops_module else None,
+        "name": name,
+        "message": message,
+    }
 
 
-def page_asset_routes(pyodide: Pyodide | None, ops_module: Path | None) -> list[Route]:
-    """The routes above, for ``create_app`` (and tests) to add to an application."""
-    config = page_config(pyodide, ops_module)
+def page_asset_routes(
+    pyodide: Pyodide | None,
+    ops_module: Path | None,
+    *,
+    name: str = DEFAULT_NAME,
+    message: str | None = None,
+) -> list[Route]:
+    """The routes above, for ``create_app`` (and tests) to add to an application; ``name``
+    and ``message`` are the coordinator's, as ``serve --name/--message`` set them."""
+    config = page_config(pyodide, ops_module, name=name, message=message)
 
     async def config_json(request: Request) -> Response:
         return JSONResponse(config, headers={"Cache-Control": FRESH})

@@ -1,16 +1,27 @@
-// Worker page main thread: keeps the coordinator connection, feeds tasks to a Web Worker pool, shows status.
+// Worker page main thread: keeps the coordinator connection, feeds tasks to a Web Worker pool, shows status,
+// and applies the volunteer's settings (workers, CPU share, pausing), telling the coordinator of each change.
 import { ReconnectBackoff } from './backoff.js';
 import { PYTHON, coldOps, helloOps, setupFrom } from './capabilities.js';
+import { Contribution, formatComputeTime } from './contribution.js';
 import { CoordinatorRing, coordinatorsFrom, failoverDelay } from './coordinators.js';
+import { restUntil } from './duty-cycle.js';
+import { LANGUAGES, pageLanguage, rememberLanguage } from './i18n.js';
 import { availableOps } from './ops.js';
 import { claimWorkerKey } from './identity.js';
-import { helloMessage, parseServerMessage, resultMessage, taskErrorMessage } from './protocol.js';
+import { STRINGS } from './page-strings.js';
+import { preview } from './preview.js';
+import {
+  capacityMessage, handBackMessage, helloMessage, parseServerMessage, resultMessage, taskErrorMessage,
+} from './protocol.js';
+import { SHARES, loadSettings, saveSettings, workerChoices, workersFromQuery } from './settings.js';
 import { hideToken, tokenFrom } from './token.js';
 
 const MAX_LOG_LINES = 200;
 const MAX_LOGGED_CHARS = 200;
-const MAX_CONCURRENCY = 1024; // protocol.md bound for hello.concurrency
+const MAX_HAND_BACK = 4096; // protocol.md: one hand_back holds 1 to 4096 task ids
 const SETUP_WAIT_MS = 15000; // longest wait for the ops module's op names before connecting without them
+const FLUSH_MS = 1000; // the contribution totals reach localStorage at most this often (and when the tab goes)
+const DEFAULT_NAME = 'browsergrid'; // the heading until /page-config.json names the coordinator
 const FILE_PAGE_SERVER = 'ws://127.0.0.1:8765/ws';
 const REFUSED_WITHOUT_TOKEN = 'Could not connect: the coordinator is down, or it asks for a join token '
   + '(open this page as /?token=TOKEN)';
@@ -26,37 +37,65 @@ function pickServerUrl() {
   return FILE_PAGE_SERVER;
 }
 
-function pickConcurrency() {
-  const requested = Number(params.get('workers'));
-  if (Number.isInteger(requested) && requested >= 1) return Math.min(requested, MAX_CONCURRENCY);
-  return Math.max(1, Math.min(4, (navigator.hardwareConcurrency || 2) - 1));
+// localStorage, or null where merely touching it throws (a sandboxed frame, some private windows).
+function localStore() {
+  try {
+    return globalThis.localStorage ?? null;
+  } catch {
+    return null;
+  }
 }
 
 const clip = (text) => (text.length > MAX_LOGGED_CHARS ? `${text.slice(0, MAX_LOGGED_CHARS)}…` : text);
 
 // ?coordinators=A,B,...: several coordinators of one grid, tried round robin (coordinators.js); else one, as above.
 const coordinators = new CoordinatorRing(coordinatorsFrom(location.search, pickServerUrl()));
-const concurrency = pickConcurrency();
+const storage = localStore();
+const cores = navigator.hardwareConcurrency;
+const settings = loadSettings(storage, cores); // settings.js: what the volunteer chose, remembered
+let workersForThisVisit = workersFromQuery(location.search); // ?workers=N wins until the control is changed
+const workerCount = () => workersForThisVisit ?? settings.workers;
+let lang = pageLanguage({ location, navigator, localStorage: storage });
+const contribution = new Contribution(storage);
 const backoff = new ReconnectBackoff();
 const view = Object.fromEntries(
-  ['state', 'server-url', 'worker-id', 'tasks-done', 'last-result', 'last-duration', 'log']
-    .map((id) => [id, document.getElementById(id)]),
+  [
+    'state', 'server-url', 'worker-id', 'tasks-done', 'last-result', 'last-duration', 'log',
+    'name', 'message', 'about', 'pause', 'activity', 'now', 'waiting', 'session-time', 'total-tasks',
+    'total-time', 'total-since', 'workers', 'workers-help', 'share', 'pause-hidden', 'pause-battery',
+    'battery-row', 'storage-note', 'lang-en', 'lang-es',
+  ].map((id) => [id, document.getElementById(id)]),
 );
 const status = { state: 'connecting', tasksDone: 0, workerId: null, lastResult: null, lastDuration: null, connects: 0 };
 const queue = []; // jobs {socket, task, cancelled} waiting for a free compute worker
+const pauseReasons = new Set(); // why this tab is paused: 'user', 'hidden', 'battery'; empty: it computes
+const paused = () => pauseReasons.size > 0;
 let socket = null;
+let welcomedBy = null; // the socket whose coordinator sent welcome: only it hears capacity and hand_back
+let helloConcurrency = null; // the concurrency the hello of the current socket announced
 let workerKey; // this tab's lasting identity (identity.js), sent in hello
 let ops = availableOps(); // hello.ops: the built-in ops, then python and the ops module's (offerOps)
+let computeSetup = null; // what each compute worker is told to set up (offerOps); null: built-in ops only
+let coordinatorName = DEFAULT_NAME;
+let battery = null; // the Battery Status API's manager, where the browser has it
+let flushTimer = null;
 const warm = new Set(); // ops with a start-up cost that ran a task here (capabilities.js COLD_OPS)
 
 window.browsergrid = {
-  get state() { return status.state; },
+  get state() { return currentState(); },
   get tasksDone() { return status.tasksDone; },
   get workerId() { return status.workerId; },
   get lastResult() { return status.lastResult; },
   get connects() { return status.connects; },
   get coordinator() { return hideToken(coordinators.current); },
   get ops() { return [...ops]; },
+  get paused() { return paused(); },
+  get pauseReasons() { return [...pauseReasons]; },
+  get workers() { return pool.length; },
+  get share() { return settings.share; },
+  get language() { return lang; },
+  get held() { return heldJobs().map((job) => job.task.task_id); },
+  get contribution() { return { session: { ...contribution.session }, total: contribution.total }; },
 };
 
 function log(line) {
@@ -72,54 +111,171 @@ function log(line) {
   if (atBottom) list.scrollTop = list.scrollHeight;
 }
 
+const isOpen = () => socket?.readyState === WebSocket.OPEN;
+const welcomed = () => isOpen() && welcomedBy === socket;
+
 function currentState() {
-  if (socket?.readyState === WebSocket.OPEN) {
+  if (isOpen()) {
+    if (paused()) return 'paused';
     return queue.length > 0 || pool.some((slot) => slot.job !== null) ? 'working' : 'connected';
   }
   return socket?.readyState === WebSocket.CONNECTING ? 'connecting' : 'disconnected';
 }
 
+// The tasks this tab holds for the current connection: running, then waiting.
+function heldJobs() {
+  const running = pool.map((slot) => slot.job).filter((job) => job !== null);
+  return [...running, ...queue].filter((job) => job.socket === socket && !job.cancelled);
+}
+
+// --- what the page shows ---
+
+let shownSlots = '';
+let restTimer = null;
+
+function slotText(t, slot, now) {
+  const resting = restUntil(slot.last, settings.share) > now;
+  if (slot.job !== null) {
+    const { op, task_id } = slot.job.task;
+    return resting ? t.slotResting(op, task_id) : t.slotComputing(op, task_id);
+  }
+  if (paused()) return t.slotPaused;
+  return resting ? t.slotRestingIdle : t.slotIdle;
+}
+
+// "Now computing": one line per compute worker; redrawn when a rest under way ends.
+function renderSlots(t) {
+  const now = performance.now();
+  const lines = pool.map((slot, index) => [t.slotName(index + 1), slotText(t, slot, now)]);
+  const key = JSON.stringify(lines);
+  if (key !== shownSlots) {
+    shownSlots = key;
+    view.now.replaceChildren(...lines.map(([name, what]) => {
+      const item = document.createElement('li');
+      const label = document.createElement('span');
+      label.className = 'slot';
+      label.textContent = name;
+      const activity = document.createElement('span');
+      activity.textContent = what;
+      item.append(label, activity);
+      return item;
+    }));
+  }
+  const nextEnd = Math.min(...pool.map((slot) => restUntil(slot.last, settings.share)).filter((end) => end > now));
+  if (restTimer === null && Number.isFinite(nextEnd)) {
+    restTimer = setTimeout(() => { restTimer = null; render(); }, nextEnd - now + 20);
+  }
+}
+
 function render() {
+  const t = STRINGS[lang];
   status.state = currentState();
-  view.state.textContent = status.state;
+  view.state.textContent = t.states[status.state];
   view.state.dataset.state = status.state;
   view['worker-id'].textContent = status.workerId ?? '—';
   view['tasks-done'].textContent = String(status.tasksDone);
-  view['last-result'].textContent = status.lastResult === null ? '—' : String(status.lastResult);
+  view['last-result'].textContent = status.lastResult === null ? '—' : preview(status.lastResult);
   view['last-duration'].textContent = status.lastDuration ?? '—';
+  view.pause.textContent = paused() ? t.resume : t.pause;
+  view.pause.dataset.paused = String(paused());
+  view.activity.textContent = paused()
+    ? t.pausedBecause[[...pauseReasons].at(-1)]
+    : t.running(workerCount(), Math.round(settings.share * 100));
+  view.waiting.textContent = queue.length > 0 ? t.waiting(queue.length) : '';
+  renderSlots(t);
+  const { session, total } = contribution;
+  view['session-time'].textContent = formatComputeTime(session.computeMs, lang);
+  view['total-tasks'].textContent = String(total.tasks);
+  view['total-time'].textContent = formatComputeTime(total.computeMs, lang);
+  view['total-since'].textContent = total.since === null
+    ? t.sinceNone
+    : t.since(new Date(total.since).toLocaleDateString(lang, { year: 'numeric', month: 'long', day: 'numeric' }));
+}
+
+// The texts that change only with the language (or the coordinator's name), then the rest.
+function applyLanguage() {
+  const t = STRINGS[lang];
+  document.documentElement.lang = lang;
+  const named = coordinatorName !== DEFAULT_NAME;
+  document.title = named ? t.title(coordinatorName) : t.titleUnnamed;
+  for (const element of document.querySelectorAll('[data-s]')) element.textContent = t[element.dataset.s];
+  for (const element of document.querySelectorAll('[data-s-label]')) element.setAttribute('aria-label', t[element.dataset.sLabel]);
+  view.state.title = t.stateLabel;
+  for (const code of LANGUAGES) view[`lang-${code}`].setAttribute('aria-pressed', String(code === lang));
+  view.about.textContent = t.about(named ? coordinatorName : t.unnamed);
+  view['workers-help'].textContent = Number.isInteger(cores) ? t.workersHelp(cores) : t.workersHelpUnknown;
+  view['storage-note'].textContent = storage === null ? t.notRemembered : t.remembered;
+  render();
+}
+
+function setLanguage(next) {
+  if (!LANGUAGES.includes(next) || next === lang) return;
+  lang = next;
+  rememberLanguage(storage, next);
+  applyLanguage();
+}
+
+// The coordinator's name and message (serve --name/--message), as text: never parsed as HTML.
+function showCoordinator(config) {
+  if (typeof config?.name === 'string' && config.name.trim() !== '') coordinatorName = config.name;
+  view.name.textContent = coordinatorName;
+  const message = typeof config?.message === 'string' ? config.message : '';
+  view.message.textContent = message;
+  view.message.hidden = message === '';
+  applyLanguage();
 }
 
 // --- compute pool: every op runs in a module Web Worker, never on this thread ---
 
-function startComputeWorker(index) {
-  const slot = { job: null, worker: new Worker(new URL('./compute-worker.js', import.meta.url), { type: 'module' }) };
+function startComputeWorker() {
+  const slot = {
+    job: null,
+    last: null, // {end, duration} of its last task (performance.now clock): when its rest ends (duty-cycle.js)
+    worker: new Worker(new URL('./compute-worker.js', import.meta.url), { type: 'module' }),
+  };
   slot.setUp = new Promise((resolve) => { slot.setupDone = resolve; });
   slot.worker.onmessage = ({ data }) => (data.setup ? slot.setupDone(data.setup) : finish(slot, data));
   slot.worker.onerror = (event) => {
     event.preventDefault();
-    const reason = `compute worker ${index} failed: ${event.message || 'script error'}`;
+    const reason = `compute worker ${pool.indexOf(slot) + 1} failed: ${event.message || 'script error'}`;
     log(reason);
     if (slot.job !== null) finish(slot, { error: reason });
   };
+  if (computeSetup !== null) slot.worker.postMessage({ setup: computeSetup });
+  if (settings.share !== 1) slot.worker.postMessage({ share: settings.share });
   return slot;
 }
 
-const pool = Array.from({ length: concurrency }, (_, index) => startComputeWorker(index));
+const pool = Array.from({ length: workerCount() }, () => startComputeWorker());
 
+// Starts waiting tasks on free compute workers, those done resting first (none while paused).
 function dispatch() {
-  for (const slot of pool) {
-    if (queue.length === 0) break;
-    if (slot.job !== null) continue;
-    slot.job = queue.shift();
-    const { task_id, op, args } = slot.job.task;
-    slot.worker.postMessage({ task_id, op, args });
+  if (!paused()) {
+    const free = pool.filter((slot) => slot.job === null)
+      .sort((a, b) => restUntil(a.last, settings.share) - restUntil(b.last, settings.share));
+    for (const slot of free) {
+      if (queue.length === 0) break;
+      slot.job = queue.shift();
+      const { task_id, op, args } = slot.job.task;
+      slot.worker.postMessage({ task_id, op, args });
+    }
   }
   render();
 }
 
+function scheduleFlush() {
+  if (flushTimer !== null) return;
+  flushTimer = setTimeout(() => {
+    flushTimer = null;
+    contribution.flush();
+  }, FLUSH_MS);
+}
+
 function finish(slot, outcome) {
+  if (slot.job === null) return; // nothing was asked of it (a failure while idle)
   const { socket: jobSocket, task, cancelled } = slot.job;
   slot.job = null;
+  if (typeof outcome.duration_ms === 'number') slot.last = { end: performance.now(), duration: outcome.duration_ms };
   if (cancelled) {
     log(`Dropped cancelled task task_id=${task.task_id} (it finished after the cancel)`);
   } else if (jobSocket !== socket || jobSocket.readyState !== WebSocket.OPEN) {
@@ -134,9 +290,177 @@ function finish(slot, outcome) {
     status.tasksDone += 1;
     status.lastResult = result;
     status.lastDuration = duration_ms;
-    log(`Result sent: task_id=${task.task_id} result=${clip(String(result))} duration_ms=${duration_ms}`);
+    contribution.add(duration_ms);
+    scheduleFlush();
+    log(`Result sent: task_id=${task.task_id} result=${preview(result, MAX_LOGGED_CHARS)} duration_ms=${duration_ms}`);
   }
   dispatch();
+}
+
+// Ends the compute worker of `slot` at once and puts a fresh one in its place; returns its job, if any.
+function replaceComputeWorker(slot) {
+  slot.worker.terminate();
+  pool[pool.indexOf(slot)] = startComputeWorker();
+  return slot.job;
+}
+
+// Gives tasks back to the coordinator (after welcome only), which queues them again for others at once.
+function handBack(jobs, why) {
+  const ids = jobs.filter((job) => job.socket === socket && !job.cancelled).map((job) => job.task.task_id);
+  if (ids.length === 0 || !welcomed()) return;
+  for (let start = 0; start < ids.length; start += MAX_HAND_BACK) {
+    socket.send(handBackMessage({ task_ids: ids.slice(start, start + MAX_HAND_BACK) }));
+  }
+  log(`Handed back ${ids.length} task(s) (${why}): task_id=${clip(ids.join(','))}`);
+}
+
+// Tells the coordinator how much this tab gives now (after welcome only): nothing while paused.
+function sendCapacity() {
+  if (!welcomed()) return;
+  const concurrency = paused() ? 0 : workerCount();
+  const capacity = paused() ? { concurrency } : { concurrency, prefetch: concurrency, share: settings.share };
+  socket.send(capacityMessage(capacity));
+  log(`Capacity sent: concurrency=${concurrency}${paused() ? '' : ` prefetch=${concurrency} share=${settings.share}`}`);
+}
+
+// Pausing stops now: compute workers that hold a task are ended (and started afresh, idle), and every task
+// this tab holds goes back to the coordinator. Before a welcome (a server that never sends one), the
+// tasks wait here for the resume instead.
+function stopComputing() {
+  const stopped = pool.filter((slot) => slot.job !== null).map(replaceComputeWorker)
+    .filter((job) => job.socket === socket && !job.cancelled);
+  queue.unshift(...stopped);
+  log(`Paused (${[...pauseReasons].join(', ')}): ${stopped.length} running task(s) stopped`);
+  sendCapacity();
+  if (welcomed()) handBack(queue.splice(0), 'paused');
+}
+
+function startComputing() {
+  log('Resumed');
+  sendCapacity();
+}
+
+function setPaused(reason, on) {
+  const was = paused();
+  if (on) pauseReasons.add(reason);
+  else pauseReasons.delete(reason);
+  if (!was && paused()) stopComputing();
+  else if (was && !paused()) startComputing();
+  dispatch();
+}
+
+// The button: pause; or resume, whatever paused it (a pause for the battery comes back on its next change).
+function togglePause() {
+  if (!paused()) {
+    setPaused('user', true);
+    return;
+  }
+  pauseReasons.clear();
+  startComputing();
+  dispatch();
+}
+
+// Tasks beyond what `workerCount()` workers hold (concurrency + prefetch) go back to the coordinator.
+function handBackExcess() {
+  const running = pool.filter((slot) => slot.job !== null && !slot.job.cancelled).length;
+  const room = Math.max(0, 2 * workerCount() - running);
+  if (queue.length > room) handBack(queue.splice(room), 'fewer workers');
+}
+
+// As many compute workers as `count`: idle ones go first; a running task of one ended waits here again.
+function resizePool(count) {
+  while (pool.length > count) {
+    const idle = pool.findLastIndex((slot) => slot.job === null);
+    const [slot] = pool.splice(idle >= 0 ? idle : pool.length - 1, 1);
+    slot.worker.terminate();
+    if (slot.job !== null && slot.job.socket === socket && !slot.job.cancelled) queue.unshift(slot.job);
+  }
+  while (pool.length < count) pool.push(startComputeWorker());
+}
+
+function remember() {
+  return saveSettings(storage, settings);
+}
+
+function setWorkers(count) {
+  if (!Number.isInteger(count) || count < 1 || count === pool.length) return;
+  workersForThisVisit = null;
+  settings.workers = count;
+  remember();
+  resizePool(count);
+  log(`${count} compute worker(s)`);
+  if (!paused()) sendCapacity();
+  if (welcomed()) handBackExcess();
+  dispatch();
+}
+
+function setShare(share) {
+  if (!SHARES.includes(share) || share === settings.share) return;
+  settings.share = share;
+  remember();
+  for (const slot of pool) slot.worker.postMessage({ share });
+  log(`CPU share: ${Math.round(share * 100)}%`);
+  if (!paused()) sendCapacity();
+  render();
+}
+
+// Page Visibility: with the setting on, a hidden tab (another tab in front, a minimised window) pauses.
+function checkVisibility() {
+  setPaused('hidden', settings.pauseWhenHidden && document.visibilityState === 'hidden');
+}
+
+// Battery Status API (Chromium): with the setting on, a computer that is not charging pauses.
+function checkBattery() {
+  setPaused('battery', settings.pauseOnBattery && battery !== null && battery.charging === false);
+}
+
+async function watchBattery() {
+  if (typeof navigator.getBattery !== 'function') return;
+  try {
+    battery = await navigator.getBattery();
+  } catch {
+    return; // refused (a permissions policy): the control stays hidden
+  }
+  view['battery-row'].hidden = false;
+  battery.addEventListener('chargingchange', checkBattery);
+  checkBattery();
+}
+
+function setUpControls() {
+  const choices = workerChoices(cores, workerCount());
+  view.workers.replaceChildren(...choices.map((count) => option(String(count), String(count))));
+  view.workers.value = String(workerCount());
+  view.share.replaceChildren(...SHARES.map((share) => option(`${Math.round(share * 100)}\u00a0%`, String(share))));
+  view.share.value = String(settings.share);
+  view['pause-hidden'].checked = settings.pauseWhenHidden;
+  view['pause-battery'].checked = settings.pauseOnBattery;
+  view['battery-row'].hidden = true; // shown once the browser has told the battery's state
+  view.workers.addEventListener('change', () => setWorkers(Number(view.workers.value)));
+  view.share.addEventListener('change', () => setShare(Number(view.share.value)));
+  view['pause-hidden'].addEventListener('change', () => {
+    settings.pauseWhenHidden = view['pause-hidden'].checked;
+    remember();
+    checkVisibility();
+  });
+  view['pause-battery'].addEventListener('change', () => {
+    settings.pauseOnBattery = view['pause-battery'].checked;
+    remember();
+    checkBattery();
+  });
+  view.pause.addEventListener('click', togglePause);
+  for (const code of LANGUAGES) view[`lang-${code}`].addEventListener('click', () => setLanguage(code));
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'hidden') contribution.flush();
+    checkVisibility();
+  });
+  window.addEventListener('pagehide', () => contribution.flush());
+}
+
+function option(text, value) {
+  const element = document.createElement('option');
+  element.textContent = text;
+  element.value = value;
+  return element;
 }
 
 // --- coordinator connection ---
@@ -144,6 +468,12 @@ function finish(slot, outcome) {
 function enqueue(ws, task) {
   log(`Task received: task_id=${task.task_id} op=${task.op}`);
   queue.push({ socket: ws, task, cancelled: false });
+}
+
+// Tasks that arrive while paused go straight back (after welcome; before it they wait for the resume).
+function afterTasks(ws) {
+  if (paused() && welcomed() && ws === socket) handBack(queue.splice(0), 'paused');
+  dispatch();
 }
 
 // The coordinator took the task back: drop it if it waits; if it runs, let it finish unreported.
@@ -172,19 +502,23 @@ const HANDLERS = {
   },
   task(ws, task) {
     enqueue(ws, task);
-    dispatch();
+    afterTasks(ws);
   },
   tasks(ws, { tasks }) {
     for (const task of tasks) enqueue(ws, task);
-    dispatch();
+    afterTasks(ws);
   },
   cancel(ws, { task_id }) {
     cancel(ws, task_id);
     render();
   },
+  // hello could not say everything (paused: concurrency 0; a CPU share; a change since): capacity says the rest.
   welcome(ws, { worker_id, server, protocol }) {
     status.workerId = worker_id;
+    welcomedBy = ws;
     log(`Welcome: worker_id=${worker_id} server=${server} protocol=${protocol}`);
+    if (paused() || settings.share !== 1 || workerCount() !== helloConcurrency) sendCapacity();
+    if (paused()) handBack(queue.splice(0), 'paused');
     render();
   },
   error(ws, { code, message, task_id }) {
@@ -238,9 +572,16 @@ function connect() {
     status.connects += 1;
     backoff.connected(openedAt);
     log(`Connected to ${shownUrl}`);
-    // prefetch = concurrency: each compute worker has its next task waiting when it finishes
+    // prefetch = concurrency: each compute worker has its next task waiting when it finishes. Paused, hello
+    // still says the settings (concurrency is at least 1); capacity 0 follows the welcome.
+    helloConcurrency = workerCount();
     ws.send(helloMessage({
-      agent: navigator.userAgent, ops, concurrency, prefetch: concurrency, worker_key: workerKey, cold: coldOps(ops, warm),
+      agent: navigator.userAgent,
+      ops,
+      concurrency: helloConcurrency,
+      prefetch: helloConcurrency,
+      worker_key: workerKey,
+      cold: coldOps(ops, warm),
     }));
     render();
   };
@@ -262,23 +603,23 @@ function connect() {
   render();
 }
 
-// --- what this page offers besides the built-in ops (the coordinator's /page-config.json) ---
+// --- the coordinator's /page-config.json: its name and message, and what this page offers besides the built-in ops ---
 
-async function pageConfig() {
+async function fetchPageConfig() {
   const url = new URL('page-config.json', document.baseURI);
   try {
     const response = await fetch(url, { cache: 'no-cache' });
-    if (response.ok) return setupFrom(await response.json(), url);
+    if (response.ok) return { config: await response.json(), url };
   } catch {
     // a page opened from a file, or a coordinator without it: the built-in ops only
   }
-  return setupFrom(null, url);
+  return { config: null, url };
 }
 
 // The compute workers learn where Pyodide and the ops module are; the first names the module's ops.
-async function offerOps() {
-  const setup = await pageConfig();
+async function offerOps(setup) {
   if (setup.python === null && setup.opsModule === null) return;
+  computeSetup = setup;
   for (const slot of pool) slot.worker.postMessage({ setup });
   const names = [...ops];
   if (setup.python !== null) {
@@ -302,11 +643,21 @@ async function offerOps() {
   ops = offered.ops;
 }
 
+async function setUpFromConfig() {
+  const { config, url } = await fetchPageConfig();
+  showCoordinator(config);
+  await offerOps(setupFrom(config, url));
+}
+
 view['server-url'].textContent = hideToken(coordinators.current);
+setUpControls();
+applyLanguage();
 if (coordinators.size > 1) log(`Coordinators: ${coordinators.urls.map(hideToken).join(', ')}`);
-log(`Starting ${concurrency} compute worker(s)`);
-const offering = offerOps().catch((err) => log(`Only the built-in ops are offered: ${err}`));
-Promise.all([claimWorkerKey(), offering]).then(([key]) => {
+log(`Starting ${pool.length} compute worker(s)`);
+checkVisibility();
+watchBattery().catch((err) => log(`Battery status unavailable: ${err}`));
+const configured = setUpFromConfig().catch((err) => log(`Only the built-in ops are offered: ${err}`));
+Promise.all([claimWorkerKey(), configured]).then(([key]) => {
   workerKey = key;
   connect();
 });
