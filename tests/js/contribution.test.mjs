@@ -4,15 +4,7 @@ import {
   CONTRIBUTION_KEY, Contribution, formatComputeTime, readTotals,
 } from '../../src/browsergrid/web/js/contribution.js';
 
-function memoryStorage(initial = {}) {
-  const items = new Map(Object.entries(initial));
-  return { items, getItem: (key) => items.get(key) ?? null, setItem: (key, value) => items.set(key, String(value)) };
-}
-
-const refusing = {
-  getItem() { throw new DOMException('denied', 'SecurityError'); },
-  setItem() { throw new DOMException('quota', 'QuotaExceededError'); },
-};
+import { memoryStorage, refusing } from './_storage.mjs';
 
 test('this session and in total: tasks and compute time, the total saved on flush', () => {
   const storage = memoryStorage();

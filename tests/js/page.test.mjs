@@ -2,6 +2,7 @@
 // (tests/e2e/test_browser.py runs the same page in real headless Chromium.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { refusing } from './_storage.mjs';
 
 class FakeElement {
   constructor() {
@@ -560,10 +561,6 @@ test('a localStorage that throws on every touch does not break the page: the set
     page.workers[0].answer({ result: 2, duration_ms: 3 });
     assert.equal(status.contribution.total.tasks, 1);
   });
-  const refusing = {
-    getItem() { throw new DOMException('denied', 'SecurityError'); },
-    setItem() { throw new DOMException('quota', 'QuotaExceededError'); },
-  };
   await withStorage(refusing, async () => {
     const { ws, status } = await openPage(1);
     ws.receive(task(1));

@@ -5,15 +5,7 @@ import {
   workersFromQuery,
 } from '../../src/browsergrid/web/js/settings.js';
 
-function memoryStorage(initial = {}) {
-  const items = new Map(Object.entries(initial));
-  return { items, getItem: (key) => items.get(key) ?? null, setItem: (key, value) => items.set(key, String(value)) };
-}
-
-const refusing = {
-  getItem() { throw new DOMException('denied', 'SecurityError'); },
-  setItem() { throw new DOMException('quota', 'QuotaExceededError'); },
-};
+import { memoryStorage, refusing } from './_storage.mjs';
 
 test('by default one core is left free, at least one worker runs, at full share, never paused', () => {
   assert.equal(defaultWorkers(8), 7);
