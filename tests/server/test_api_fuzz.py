@@ -30,7 +30,9 @@ from browsergrid.protocol import (
     MAX_FRAME_BYTES,
     PROTOCOL_VERSION,
     Accepted,
+    Capacity,
     ClientError,
+    HandBack,
     Hello,
     ServerError,
     Submit,
@@ -432,6 +434,9 @@ def send_to_worker_endpoint(storm: Storm, frame: str | bytes) -> None:
     elif isinstance(message, Hello):
         assert closed is None and any(isinstance(m, Welcome) for m in got), got
         storm.introduced = True
+    elif isinstance(message, Capacity | HandBack):  # a volunteer's controls: after hello only
+        expected = [] if storm.introduced else ["not_introduced"]
+        assert (errors, closed) == (expected, None), (errors, closed)
     else:  # result, results, error: about tasks this connection may not hold
         assert set(errors) <= {"unknown_task"} and closed is None, (errors, closed)
 
