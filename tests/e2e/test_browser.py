@@ -33,6 +33,7 @@ def test_worker_page_computes_the_welcome_task_in_a_web_worker(
     assert result["welcome"] is True and "Chrome" in result["agent"]
 
     page.wait_for_function("window.browsergrid && window.browsergrid.tasksDone === 1")
+    page.wait_for_function("document.querySelector('#tasks-done').textContent === '1'")  # 250 ms
     assert page.text_content("#state") == "connected"
     assert page.text_content("#worker-id") == str(introduced["worker_id"])
     assert page.text_content("#tasks-done") == "1"

@@ -455,6 +455,8 @@ test('an object result is shown and logged as short JSON, not [object Object]', 
   const { ws, workers, elements } = await openPage(1);
   ws.receive({ type: 'task', op: 'monte_carlo_pi', task_id: 1, samples: 1000, seed: 1 });
   workers[0].answer({ result: { hits: 785, samples: 1000 }, duration_ms: 1 });
+  assert.equal(elements.get('last-result').textContent, '—'); // redrawn for results at most every 250 ms
+  await new Promise((resolve) => { setTimeout(resolve, 300); });
   assert.equal(elements.get('last-result').textContent, '{"hits":785,"samples":1000}');
   assert.ok(page.logs.some((line) => line.includes('result={"hits":785,"samples":1000}')));
   assert.ok(page.logs.every((line) => !line.includes('[object Object]')));

@@ -20,6 +20,7 @@ const MAX_LOG_LINES = 200;
 const MAX_LOGGED_CHARS = 200;
 const MAX_HAND_BACK = 4096; // protocol.md: one hand_back holds 1 to 4096 task ids
 const SETUP_WAIT_MS = 15000; // longest wait for the ops module's op names before connecting without them
+const RENDER_MS = 250; // the page's figures are redrawn at most this often while tasks run
 const FLUSH_MS = 1000; // the contribution totals reach localStorage at most this often (and when the tab goes)
 const DEFAULT_NAME = 'browsergrid'; // the heading until /page-config.json names the coordinator
 const FILE_PAGE_SERVER = 'ws://127.0.0.1:8765/ws';
@@ -79,6 +80,7 @@ let computeSetup = null; // what each compute worker is told to set up (offerOps
 let coordinatorName = DEFAULT_NAME;
 let battery = null; // the Battery Status API's manager, where the browser has it
 let flushTimer = null;
+let renderTimer = null; // a redraw asked for by tasks (renderSoon)
 const warm = new Set(); // ops with a start-up cost that ran a task here (capabilities.js COLD_OPS)
 
 window.browsergrid = {
@@ -98,15 +100,28 @@ window.browsergrid = {
   get contribution() { return { session: { ...contribution.session }, total: contribution.total }; },
 };
 
+// Lines reach the page's log in batches (at most every RENDER_MS): reading the list's scroll position
+// makes the browser lay the page out, which twice per task took CPU from the compute Web Workers.
+const unshownLog = [];
+let logTimer = null;
+
 function log(line) {
   console.log(line);
+  unshownLog.push([new Date().toLocaleTimeString([], { hour12: false }), line]);
+  logTimer ??= setTimeout(showLog, RENDER_MS);
+}
+
+function showLog() {
+  logTimer = null;
   const list = view.log;
   const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 4;
-  const item = document.createElement('li');
-  const time = document.createElement('time');
-  time.textContent = new Date().toLocaleTimeString([], { hour12: false });
-  item.append(time, ` ${line}`);
-  list.append(item);
+  for (const [when, line] of unshownLog.splice(0).slice(-MAX_LOG_LINES)) {
+    const item = document.createElement('li');
+    const time = document.createElement('time');
+    time.textContent = when;
+    item.append(time, ` ${line}`);
+    list.append(item);
+  }
   while (list.childElementCount > MAX_LOG_LINES) list.firstElementChild.remove();
   if (atBottom) list.scrollTop = list.scrollHeight;
 }
@@ -260,7 +275,16 @@ function dispatch() {
       slot.worker.postMessage({ task_id, op, args });
     }
   }
-  render();
+}
+
+// Tasks come and go many times a second: the page is redrawn for them at most every RENDER_MS, since
+// each redraw (style, layout, paint) takes CPU from the compute Web Workers on the same cores.
+function renderSoon() {
+  if (renderTimer !== null) return;
+  renderTimer = setTimeout(() => {
+    renderTimer = null;
+    render();
+  }, RENDER_MS);
 }
 
 function scheduleFlush() {
@@ -295,6 +319,7 @@ function finish(slot, outcome) {
     log(`Result sent: task_id=${task.task_id} result=${preview(result, MAX_LOGGED_CHARS)} duration_ms=${duration_ms}`);
   }
   dispatch();
+  renderSoon();
 }
 
 // Ends the compute worker of `slot` at once and puts a fresh one in its place; returns its job, if any.
@@ -347,6 +372,7 @@ function setPaused(reason, on) {
   if (!was && paused()) stopComputing();
   else if (was && !paused()) startComputing();
   dispatch();
+  render();
 }
 
 // The button: pause; or resume, whatever paused it (a pause for the battery comes back on its next change).
@@ -358,6 +384,7 @@ function togglePause() {
   pauseReasons.clear();
   startComputing();
   dispatch();
+  render();
 }
 
 // Tasks beyond what `workerCount()` workers hold (concurrency + prefetch) go back to the coordinator.
@@ -392,6 +419,7 @@ function setWorkers(count) {
   if (!paused()) sendCapacity();
   if (welcomed()) handBackExcess();
   dispatch();
+  render();
 }
 
 function setShare(share) {
@@ -474,6 +502,7 @@ function enqueue(ws, task) {
 function afterTasks(ws) {
   if (paused() && welcomed() && ws === socket) handBack(queue.splice(0), 'paused');
   dispatch();
+  render();
 }
 
 // The coordinator took the task back: drop it if it waits; if it runs, let it finish unreported.
