@@ -124,10 +124,11 @@ def test_the_first_hour_as_the_readme_tells_it(
         )
 
         # the first example, with the new environment's Python; the page is the only worker
-        before = int(tab.locator("#tasks-done").inner_text())
+        before = tab.evaluate("window.browsergrid.tasksDone")  # the page redraws within 250 ms
         pi = [str(copy / ".venv/bin/python"), "examples/pi.py"]
         output = run([*pi, *arguments("pi.py", 0, f"http://127.0.0.1:{port}")], copy)
         assert_prints_what_its_docstring_shows("pi.py", output)
+        tab.wait_for_function(f"window.browsergrid.tasksDone === {before + 40}")
         tab.wait_for_function(
             f"document.querySelector('#tasks-done').textContent === '{before + 40}'"
         )
