@@ -15,6 +15,7 @@ from typing import NoReturn
 
 from browsergrid._cli_jobs import add_job_commands, run_job_command
 from browsergrid._console import setup_console
+from browsergrid._loop import loop_factory
 from browsergrid._version import __version__
 from browsergrid.client import SERVER_ENV
 from browsergrid.config import (
@@ -449,7 +450,8 @@ def _worker(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, worker.stop)
         await worker.run()
 
-    asyncio.run(run())
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        runner.run(run())
     return 0
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
+from browsergrid._loop import new_event_loop
 from browsergrid.client._engine import Endpoint, Engine, Servers, endpoints, http_get_any
 from browsergrid.client._function import OP as PYTHON_OP
 from browsergrid.client._function import function_task, job_tasks
@@ -164,7 +165,7 @@ class Client(_Submitter):
         token: str | None = None,
     ) -> None:
         coordinators = endpoints(url, token)
-        self._loop = asyncio.new_event_loop()
+        self._loop = new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="browsergrid-client", daemon=True
         )

@@ -10,12 +10,13 @@ import signal
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from types import FrameType
 
 import uvicorn
 
 from browsergrid._console import emit, setup_console
+from browsergrid._loop import loop_factory
 from browsergrid._tokens import is_loopback, with_token
 from browsergrid.config import ServeConfig
 from browsergrid.errors import ConfigError
@@ -90,7 +91,7 @@ def serve(config: ServeConfig) -> None:
         finally:
             await coordinator.stop()
 
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
         runner.run(run())
 
 
@@ -155,15 +156,6 @@ def network_warning(config: ServeConfig) -> str | None:
         return None
     lines = "".join(f"\n  - {door}" for door in doors)
     return f"listening on {config.host}, beyond this machine:{lines}\nsee docs/security.md"
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's event loop when it is installed (uvicorn[standard] brings it)."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
 
 
 def open_store(config: ServeConfig) -> Store:
