@@ -28,7 +28,11 @@ class Op:
     is right (it may cost as much as ``run``); ``agree(args, a, b)`` whether two workers'
     results are the same, exactly or within the op's tolerance (what a quorum compares;
     it never raises); ``lease_timeout_s`` is how long a worker may hold a task of this op
-    by default before it is given to another.
+    by default before it is given to another. ``quick(args)``, when given, is true only
+    for a task that surely runs in well under a millisecond (its work is bounded by its
+    arguments; bad arguments fail at once, so they count as quick): the Python worker
+    runs such tasks on its event loop, without the hop to a thread and back. It never
+    raises.
     """
 
     name: str
@@ -36,6 +40,7 @@ class Op:
     verify: Callable[[Mapping[str, Any], Any], bool]
     lease_timeout_s: float = 60.0
     agree: Callable[[Mapping[str, Any], Any, Any], bool] = agree_exactly
+    quick: Callable[[Mapping[str, Any]], bool] | None = None
 
 
 PYTHON_OP: Final = _python_function.OP
@@ -53,8 +58,15 @@ BUILT_IN_OPS: Final[Mapping[str, Op]] = {
             _repeat_multiply.run,
             _repeat_multiply.verify,
             agree=_repeat_multiply.agree,
+            quick=_repeat_multiply.quick,
         ),
-        Op("monte_carlo_pi", _monte_carlo_pi.run, _monte_carlo_pi.verify, 120.0),
+        Op(
+            "monte_carlo_pi",
+            _monte_carlo_pi.run,
+            _monte_carlo_pi.verify,
+            120.0,
+            quick=_monte_carlo_pi.quick,
+        ),
         Op("mandelbrot_tile", _mandelbrot_tile.run, _mandelbrot_tile.verify, 120.0),
         Op("prime_count", _prime_count.run, _prime_count.verify),
         Op("hash_search", _hash_search.run, _hash_search.verify, 300.0),

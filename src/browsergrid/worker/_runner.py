@@ -66,8 +66,18 @@ def worker_ops(
     return ops
 
 
+def _quick(ops: Mapping[str, Op], tasks: list[Task]) -> bool:
+    """Whether every task surely runs in well under a millisecond (its op's ``quick``)."""
+    for task in tasks:
+        op = ops.get(task.op)
+        if op is None or op.quick is None or not op.quick(task.args):
+            return False
+    return True
+
+
 def _run_batch(ops: Mapping[str, Op], tasks: list[Task]) -> list[_Outcome]:
-    """Run tasks one after the other in a pool thread; one thread hop for many small tasks."""
+    """Run tasks one after the other, in a pool thread (one thread hop for many small
+    tasks) or, when they are all quick, on the event loop (no hop at all)."""
     outcomes: list[_Outcome] = []
     for task in tasks:
         started = time.perf_counter()
@@ -343,7 +353,10 @@ class _Session:
                 continue
             share = max(1, min(_BATCH, len(self.queue) // self.worker.concurrency))
             batch = [self.queue.popleft() for _ in range(min(share, len(self.queue)))]
-            outcomes = await loop.run_in_executor(self.pool, _run_batch, self.worker.ops, batch)
+            if _quick(self.worker.ops, batch):  # the two thread hops would cost far more
+                outcomes = _run_batch(self.worker.ops, batch)
+            else:
+                outcomes = await loop.run_in_executor(self.pool, _run_batch, self.worker.ops, batch)
             await self._report(outcomes)
 
     async def _report(self, outcomes: list[_Outcome]) -> None:
