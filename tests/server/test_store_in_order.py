@@ -1,7 +1,8 @@
 """A worker's results are stored in the background (``apply(..., wait_stored=False)``): its
 next frame is read while the store commits, yet nothing is acknowledged or pushed before it
 is stored, and reports keep the order of the calls. What arrives during a write goes into
-the next one (a round)."""
+the next one (a round). Submitted tasks go out to workers before their insert is written,
+and their outcomes are written after it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from browsergrid.config import ServeConfig
 from browsergrid.core import ResultReported
 from browsergrid.protocol import SubmitOptions
 from browsergrid.server._coordinator import ClientPeer, Coordinator, WorkerPeer
-from browsergrid.store import MemoryStore, Outcome, StoreError
+from browsergrid.store import JobInfo, MemoryStore, Outcome, StoreError, TaskRecord
 from tests.server._peers import Sink, join
 
 OP = "repeat_multiply"
@@ -172,4 +173,49 @@ async def test_past_the_limit_a_worker_waits_for_its_round(monkeypatch: Any) -> 
     await coordinator.drain()
     assert pushed(client) == ids
     assert store.writes == [ids[:1], ids[1:4], ids[4:]]
+    await coordinator.stop()
+
+
+class SlowInsertStore(MemoryStore):
+    """Inserts of tasks wait for ``inserts``; every write is logged by kind."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inserts = asyncio.Event()
+        self.log: list[str] = []
+
+    async def add_job(self, job: JobInfo, tasks: Sequence[TaskRecord]) -> None:
+        self.log.append("insert")
+        await self.inserts.wait()
+        await super().add_job(job, tasks)
+
+    async def add_outcomes(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        self.log.append("outcomes")
+        return await super().add_outcomes(outcomes)
+
+
+async def test_a_task_runs_while_it_is_inserted_and_its_outcome_is_written_after() -> None:
+    store = SlowInsertStore()
+    coordinator = Coordinator(ServeConfig(memory=True, welcome=None), store)
+    await coordinator.start()
+    peer = await join(coordinator)
+    sink = Sink()
+    client = ClientPeer(client_id=coordinator.next_id(), address="127.0.0.1:2", sender=sink)
+    coordinator.clients[client.client_id] = client
+    args = [{"initial": 3.0, "factor": 2.0, "times": 1}]
+    submitting = asyncio.ensure_future(coordinator.submit(OP, args, SubmitOptions(), client=client))
+    await settle()
+    assert isinstance(peer.sender, Sink)
+    (task,) = peer.sender.tasks()  # out to the worker while its insert is being written
+    assert store.log == ["insert"] and not submitting.done()
+    await report(coordinator, peer, task["task_id"])  # its result is back at once
+    await settle()
+    assert store.log == ["insert"]  # the outcome waits for the insert
+    assert sink.frames == [] and acked(peer) == []
+    store.inserts.set()
+    await asyncio.wait_for(submitting, 5)
+    await coordinator.drain()
+    assert store.log == ["insert", "outcomes"]
+    assert [frame["type"] for frame in sink.frames] == ["accepted", "done"]
+    assert pushed(client) == [task["task_id"]] and acked(peer) == [task["task_id"]]
     await coordinator.stop()

@@ -231,6 +231,7 @@ class Coordinator:
         self._unstored: list[Outcome] = []  # outcomes for the storer's next round
         self._next_round: asyncio.Future[None] | None = None  # done once they are reported
         self._storer: asyncio.Task[None] | None = None
+        self._inserting: set[asyncio.Future[None]] = set()  # done once the tasks are written
 
     def _scheduler(self, next_job_id: int = 1, next_task_id: int = 1) -> Scheduler:
         return Scheduler(
@@ -504,31 +505,40 @@ class Coordinator:
             )
             for offset, item in enumerate(args)
         ]
-        if job_id is None:
-            info = self._job_info(ack.job_id, op, options, submitted_by, client_key)
-            self.job_infos[ack.job_id] = info
-            stored = asyncio.ensure_future(self.store.add_job(info, records))
-        else:
-            stored = asyncio.ensure_future(self.store.add_tasks(records))
-        # The write is queued before any result of these tasks can be, so the tasks may go
-        # out to workers now. The client follows the job at once, but what it is sent stops
+        # The tasks go out to workers before the store writes them, so that a small task
+        # runs while its insert commits; no outcome is written before the insert is
+        # (``_inserting``). The client follows the job at once, but what it is sent stops
         # at ``hold`` until the tasks are stored and "accepted" can go first.
         hold = self._hold(ack, client, job_key)
-        await self._execute(commands)
+        inserted = asyncio.get_running_loop().create_future()
+        self._inserting.add(inserted)
+        unstored: StoreError | ValueError | None = None
         try:
-            await stored
+            await self._execute(commands, wait_stored=False)
+            await asyncio.sleep(0)  # one pass of the loop: the task frames leave now
+            if job_id is None:
+                info = self._job_info(ack.job_id, op, options, submitted_by, client_key)
+                self.job_infos[ack.job_id] = info
+                await self.store.add_job(info, records)
+            else:
+                await self.store.add_tasks(records)
         except (StoreError, ValueError) as exc:
+            unstored = exc
+        finally:
+            self._inserting.discard(inserted)
+            inserted.set_result(None)
+        if unstored is not None:
             if hold is not None and client is not None:
                 client.outbox.remove(hold)
-            if isinstance(exc, StoreError):
-                self.store_failed(exc)
+            if isinstance(unstored, StoreError):
+                self.store_failed(unstored)
             await self.apply(
                 JobCancelRequested(
                     job_id=ack.job_id, now=time.monotonic(), stimulus_id=self.stimulus("unstored")
                 )
             )
-            code = "store_unavailable" if isinstance(exc, StoreError) else "conflict"
-            raise SubmitError(code, f"the tasks could not be stored: {exc}") from None
+            code = "store_unavailable" if isinstance(unstored, StoreError) else "conflict"
+            raise SubmitError(code, f"the tasks could not be stored: {unstored}") from None
         self.store_recovered()
         self._accepted(ack, hold, ref, op, options, new=job_id is None)
         return ack
@@ -817,6 +827,8 @@ class Coordinator:
     async def _store_rounds(self) -> None:
         try:
             while self._unstored:
+                if self._inserting:  # the tasks of these outcomes may be among them
+                    await asyncio.wait(list(self._inserting))
                 batch, self._unstored = self._unstored, []
                 reported, self._next_round = self._next_round, None
                 try:
