@@ -228,6 +228,7 @@ class Coordinator:
         self._stimuli = itertools.count(1)
         self._flush_scheduled = False
         self._flushing: set[asyncio.Task[None]] = set()
+        self._acks: dict[int, list[int]] = {}  # worker id -> stored results to acknowledge
         self._unstored: list[Outcome] = []  # outcomes for the storer's next round
         self._next_round: asyncio.Future[None] | None = None  # done once they are reported
         self._storer: asyncio.Task[None] | None = None
@@ -870,7 +871,7 @@ class Coordinator:
         if written is None:
             return
         recorded, finished = written
-        await self._acknowledge(outcomes)
+        self._acknowledge(outcomes)
         if self.grid is not None:  # clients follow the store's log instead
             self.grid.finished(o.task_id for o in outcomes)
             for job_id, done, failed in finished:
@@ -894,17 +895,14 @@ class Coordinator:
             for key in sorted(judged):
                 await self._save_standing(key, [])
 
-    async def _acknowledge(self, outcomes: list[ResultRecord | FailureRecord]) -> None:
-        """Tell each browsergrid worker that its results are stored (``ack``)."""
-        by_worker: dict[int, list[int]] = {}
+    def _acknowledge(self, outcomes: list[ResultRecord | FailureRecord]) -> None:
+        """Tell each browsergrid worker that its results are stored (``ack``): at the next
+        flush, after the clients' frames, so that a result reaches its client first."""
         for outcome in outcomes:
             if isinstance(outcome, ResultRecord):  # a replicated task: every replica's worker
                 for worker_id in [r.worker_id for r in outcome.replicas] or [outcome.worker_id]:
-                    by_worker.setdefault(worker_id, []).append(outcome.task_id)
-        for worker_id, task_ids in by_worker.items():
-            peer = self.workers.get(worker_id)
-            if peer is not None and peer.introduced:  # the exercise's page knows no ack
-                await peer.send(encode_ack(task_ids))
+                    self._acks.setdefault(worker_id, []).append(outcome.task_id)
+        self._schedule_flush()
 
     def _hold(
         self, ack: TasksAccepted, client: ClientPeer | None, job_key: str | None
@@ -1166,9 +1164,11 @@ class Coordinator:
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
+        if not self._flush_scheduled:  # everything pushed in this pass goes in one flush
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._start_flush)
+            task = asyncio.get_running_loop().create_task(self._flush())
+            self._flushing.add(task)
+            task.add_done_callback(self._flushing.discard)
 
     def _job_finished(self, job_id: int, done: int, failed: int) -> None:
         emit(
@@ -1180,15 +1180,11 @@ class Coordinator:
             failed=failed,
         )
 
-    def _start_flush(self) -> None:
-        self._flush_scheduled = False
-        task = asyncio.get_running_loop().create_task(self._flush())
-        self._flushing.add(task)
-        task.add_done_callback(self._flushing.discard)
-
     async def _flush(self) -> None:
-        """Send every client what was gathered for it since the last flush, in order:
-        consecutive outcomes go out together in ``done`` frames."""
+        """Send every client what was gathered for it since the last flush, in order
+        (consecutive outcomes go out together in ``done`` frames), then the workers their
+        acks."""
+        self._flush_scheduled = False
         for client in list(self.clients.values()):
             held = next(
                 (i for i, m in enumerate(client.outbox) if isinstance(m, _Hold) and not m.message),
@@ -1197,6 +1193,11 @@ class Coordinator:
             outbox, client.outbox = client.outbox[:held], client.outbox[held:]
             for frame in _frames(outbox):
                 await client.send(frame)
+        acks, self._acks = self._acks, {}
+        for worker_id, task_ids in acks.items():
+            peer = self.workers.get(worker_id)
+            if peer is not None and peer.introduced:  # the exercise's page knows no ack
+                await peer.send(encode_ack(task_ids))
 
     def forget_client(self, client: ClientPeer) -> None:
         """The client disconnected: stop pushing to it (its jobs run on)."""
