@@ -43,6 +43,17 @@ def test_verify_and_agree_are_the_files_or_the_defaults() -> None:
     assert ops["fails"].verify({"what": "x"}, 1) is False  # it raises: not verified
 
 
+def test_quick_is_the_files_or_never() -> None:
+    ops = load_ops_module(MY_OPS)
+    assert ops["add"].quick is not None and ops["add"].quick({"a": 1, "b": 2}) is True
+    common = ops["common"].quick
+    assert common is not None
+    assert common({"a": 12, "b": 18}) is True
+    assert common({"a": 10**7, "b": 18}) is False
+    assert common({}) is False  # quick_common raises: not quick
+    assert ops["root"].quick is None
+
+
 def test_the_lease_is_the_one_given() -> None:
     assert load_ops_module(MY_OPS)["add"].lease_timeout_s == 60.0
     assert load_ops_module(MY_OPS, lease_timeout_s=5.0)["add"].lease_timeout_s == 5.0
@@ -70,6 +81,8 @@ def test_a_result_json_cannot_carry_is_a_value_error(tmp_path: Path) -> None:
             r"agree_x .* \(args, a, b\)",
         ),
         ("def x():\n    return 1\n", r"x in .* must take \(args\)"),
+        ("def quick_y(args):\n    return True\n", "defines quick_y but no op 'y'"),
+        ("def y(args):\n    return 1\n\ndef quick_y():\n    return 1\n", r"quick_y .* \(args\)"),
         ("async def x(args):\n    return 1\n", "must be a plain def"),
         ("raise RuntimeError('broken')\n", "failed to load:.*RuntimeError: broken"),
         ("def x(args:\n", "failed to load:.*SyntaxError"),

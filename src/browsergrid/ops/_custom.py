@@ -2,14 +2,17 @@
 ``browsergrid worker``.
 
 The file is loaded as a module. Each public function defined in it (its ``__module__`` is
-that module; its name does not start with ``_``, ``verify_`` or ``agree_``) is an op of the
-same name: ``name(args)`` gets the task's arguments as a dict and returns its result, a
-JSON value. Two optional companions per op:
+that module; its name does not start with ``_``, ``verify_``, ``agree_`` or ``quick_``) is an
+op of the same name: ``name(args)`` gets the task's arguments as a dict and returns its
+result, a JSON value. Three optional companions per op:
 
 - ``verify_<name>(args, result) -> bool``: whether a result a worker reported is right
   (default: run the op here and compare with ``agree``);
 - ``agree_<name>(args, a, b) -> bool``: whether two workers' results are the same, what a
-  quorum compares (``redundancy=k``; default: the same JSON value).
+  quorum compares (``redundancy=k``; default: the same JSON value);
+- ``quick_<name>(args) -> bool``: true only for a task that surely runs in well under a
+  millisecond; a Python worker runs those on its event loop, without a thread hop (default:
+  never; if it raises, the task is not quick).
 
 Give the same file to the coordinator (it accepts the ops, compares replicas with their
 ``agree``) and to each worker that runs them.
@@ -33,7 +36,7 @@ from browsergrid.errors import ConfigError
 from browsergrid.ops._args import agree_exactly
 from browsergrid.ops._registry import BUILT_IN_OPS, Op
 
-_COMPANIONS = ("verify_", "agree_")
+_COMPANIONS = ("verify_", "agree_", "quick_")
 _loaded: dict[tuple[Path, float], dict[str, Op]] = {}  # a file loaded twice gives the same ops
 
 
@@ -126,7 +129,10 @@ def _ops_of(module: ModuleType, where: Path, lease_timeout_s: float) -> dict[str
         verify = _verify_by_running(run, agree)
         if f"verify_{name}" in functions:
             verify = _predicate(_checked(where, f"verify_{name}", functions[f"verify_{name}"], 2))
-        ops[name] = Op(name, run, verify, lease_timeout_s, agree)
+        quick = None
+        if f"quick_{name}" in functions:
+            quick = _guarded(_checked(where, f"quick_{name}", functions[f"quick_{name}"], 1))
+        ops[name] = Op(name, run, verify, lease_timeout_s, agree, quick)
     return ops
 
 
@@ -159,6 +165,18 @@ def _runner(name: str, function: Callable[..., Any]) -> Callable[[Mapping[str, A
 def _predicate(function: Callable[..., Any]) -> Callable[..., bool]:
     def predicate(*args: Any) -> bool:
         return bool(function(*args))
+
+    return predicate
+
+
+def _guarded(function: Callable[..., Any]) -> Callable[..., bool]:
+    """``function`` as a predicate that is False where it raises."""
+
+    def predicate(*args: Any) -> bool:
+        try:
+            return bool(function(*args))
+        except Exception:
+            return False
 
     return predicate
 
