@@ -18,13 +18,16 @@ const LARGEST_ODD_STEP = (Number.MAX_SAFE_INTEGER - 1) / 3; // 3x + 1 stays exac
 // start <= n < end, and its number of steps ({start: null, steps: null} for an empty range).
 export function collatz_steps({ start, end }) {
   if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 1 || end < start) {
-    throw new Error(`collatz_steps: start and end must be integers, 1 <= start <= end; got ${start}, ${end}`);
+    throw new Error(
+      `collatz_steps: start and end must be integers, 1 <= start <= end; got ${start}, ${end}`,
+    );
   }
   let best = { start: null, steps: null };
   for (let n = start; n < end; n += 1) {
     let steps = 0;
     for (let x = n; x !== 1; steps += 1) {
-      if (x > LARGEST_ODD_STEP) throw new Error(`collatz_steps: the chain of ${n} leaves the exact integers`);
+      if (x > LARGEST_ODD_STEP)
+        throw new Error(`collatz_steps: the chain of ${n} leaves the exact integers`);
       x = x % 2 === 0 ? x / 2 : 3 * x + 1;
     }
     if (best.steps === null || steps > best.steps) best = { start: n, steps };

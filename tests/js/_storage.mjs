@@ -3,10 +3,18 @@
 
 export function memoryStorage(initial = {}) {
   const items = new Map(Object.entries(initial));
-  return { items, getItem: (key) => items.get(key) ?? null, setItem: (key, value) => items.set(key, String(value)) };
+  return {
+    items,
+    getItem: (key) => items.get(key) ?? null,
+    setItem: (key, value) => items.set(key, String(value)),
+  };
 }
 
 export const refusing = {
-  getItem() { throw new DOMException('denied', 'SecurityError'); },
-  setItem() { throw new DOMException('quota', 'QuotaExceededError'); },
+  getItem() {
+    throw new DOMException('denied', 'SecurityError');
+  },
+  setItem() {
+    throw new DOMException('quota', 'QuotaExceededError');
+  },
 };

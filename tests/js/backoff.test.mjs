@@ -1,6 +1,7 @@
 // Checks web/js/backoff.js against docs/protocol.md "Reconnecting".
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { ReconnectBackoff } from '../../src/browsergrid/web/js/backoff.js';
 
 const failAttempts = (backoff, count, nowMs = 0) =>

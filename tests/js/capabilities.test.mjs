@@ -1,8 +1,15 @@
 // Checks web/js/capabilities.js: which exports of an ops module are ops, hello.ops and hello.cold,
 // and the URLs a compute worker gets from /page-config.json.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { COLD_OPS, coldOps, helloOps, opsFromModule, setupFrom } from '../../src/browsergrid/web/js/capabilities.js';
+import { test } from 'node:test';
+import {
+  COLD_OPS,
+  coldOps,
+  helloOps,
+  opsFromModule,
+  setupFrom,
+} from '../../src/browsergrid/web/js/capabilities.js';
 import { OPS } from '../../src/browsergrid/web/js/ops.js';
 
 const BUILT_IN = [...Object.keys(OPS), 'python'];
@@ -23,17 +30,33 @@ test('each exported function is an op of its name; constants and plain objects a
 });
 
 test('an exported object with a run function is an op, run with the object as this', () => {
-  const module = { scaled: { factor: 3, run({ x }) { return this.factor * x; } } };
+  const module = {
+    scaled: {
+      factor: 3,
+      run({ x }) {
+        return this.factor * x;
+      },
+    },
+  };
   const { ops } = opsFromModule(module, BUILT_IN);
   assert.equal(ops.scaled({ x: 2 }), 6);
 });
 
 test('a built-in op name, the default export and a name over 64 characters are skipped, with the reason', () => {
   const long = 'x'.repeat(65);
-  const module = { prime_count: () => 1, python: () => 2, default: () => 3, [long]: () => 4, ok: () => 5 };
+  const module = {
+    prime_count: () => 1,
+    python: () => 2,
+    default: () => 3,
+    [long]: () => 4,
+    ok: () => 5,
+  };
   const { ops, skipped } = opsFromModule(module, BUILT_IN);
   assert.deepEqual(Object.keys(ops), ['ok']);
-  assert.deepEqual(skipped.map(({ name }) => name), ['default', 'prime_count', 'python', long]);
+  assert.deepEqual(
+    skipped.map(({ name }) => name),
+    ['default', 'prime_count', 'python', long],
+  );
   assert.match(skipped[1].reason, /^prime_count is a built-in op/);
   assert.match(skipped[0].reason, /default export/);
   assert.match(skipped[3].reason, /at most 64 characters/);
@@ -41,12 +64,16 @@ test('a built-in op name, the default export and a name over 64 characters are s
 });
 
 test('a real module namespace works too', async () => {
-  const source = 'export function triple({ x }) { return 3 * x; }\nexport const NAME = "t";\nexport default () => 0;\n';
+  const source =
+    'export function triple({ x }) { return 3 * x; }\nexport const NAME = "t";\nexport default () => 0;\n';
   const namespace = await import(`data:text/javascript,${encodeURIComponent(source)}`);
   const { ops, skipped } = opsFromModule(namespace, BUILT_IN);
   assert.deepEqual(Object.keys(ops), ['triple']);
   assert.equal(ops.triple({ x: 2 }), 6);
-  assert.deepEqual(skipped.map(({ name }) => name), ['default']);
+  assert.deepEqual(
+    skipped.map(({ name }) => name),
+    ['default'],
+  );
 });
 
 test('hello.ops: no repeats, at most 64, the rest dropped', () => {
@@ -67,13 +94,32 @@ test('hello.cold: python until it is warm; other ops never', () => {
 test('setupFrom resolves page-config.json URLs against its own; anything missing or malformed is null', () => {
   const at = 'https://grid.test:8443/sub/page-config.json';
   assert.deepEqual(
-    setupFrom({ python: { pyodide: 'vendor/pyodide/314.0.7/', runner: 'py/python_function.py' }, ops_module: 'ops-module.js' }, at),
+    setupFrom(
+      {
+        python: { pyodide: 'vendor/pyodide/314.0.7/', runner: 'py/python_function.py' },
+        ops_module: 'ops-module.js',
+      },
+      at,
+    ),
     {
-      python: { pyodide: 'https://grid.test:8443/sub/vendor/pyodide/314.0.7/', runner: 'https://grid.test:8443/sub/py/python_function.py' },
+      python: {
+        pyodide: 'https://grid.test:8443/sub/vendor/pyodide/314.0.7/',
+        runner: 'https://grid.test:8443/sub/py/python_function.py',
+      },
       opsModule: 'https://grid.test:8443/sub/ops-module.js',
     },
   );
-  for (const config of [null, {}, { python: null, ops_module: null }, { python: { pyodide: 1 }, ops_module: 7 }, 'text']) {
-    assert.deepEqual(setupFrom(config, at), { python: null, opsModule: null }, JSON.stringify(config));
+  for (const config of [
+    null,
+    {},
+    { python: null, ops_module: null },
+    { python: { pyodide: 1 }, ops_module: 7 },
+    'text',
+  ]) {
+    assert.deepEqual(
+      setupFrom(config, at),
+      { python: null, opsModule: null },
+      JSON.stringify(config),
+    );
   }
 });

@@ -1,7 +1,10 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import {
-  CONTRIBUTION_KEY, Contribution, formatComputeTime, readTotals,
+  CONTRIBUTION_KEY,
+  Contribution,
+  formatComputeTime,
+  readTotals,
 } from '../../src/browsergrid/web/js/contribution.js';
 
 import { memoryStorage, refusing } from './_storage.mjs';
@@ -15,7 +18,12 @@ test('this session and in total: tasks and compute time, the total saved on flus
   assert.deepEqual(given.total, { tasks: 2, computeMs: 150.5, since: 1_700_000_000_000 });
   assert.equal(storage.items.size, 0); // not yet written
   assert.equal(given.flush(), true);
-  assert.deepEqual(JSON.parse(storage.items.get(CONTRIBUTION_KEY)), { v: 1, tasks: 2, compute_ms: 150.5, since: 1_700_000_000_000 });
+  assert.deepEqual(JSON.parse(storage.items.get(CONTRIBUTION_KEY)), {
+    v: 1,
+    tasks: 2,
+    compute_ms: 150.5,
+    since: 1_700_000_000_000,
+  });
   const nextVisit = new Contribution(storage);
   assert.deepEqual(nextVisit.session, { tasks: 0, computeMs: 0 });
   assert.deepEqual(nextVisit.total, { tasks: 2, computeMs: 150.5, since: 1_700_000_000_000 });
@@ -48,9 +56,19 @@ test('a storage that throws keeps the totals of this visit', () => {
 });
 
 test('what is stored but is not ours reads as nothing given; a bad duration counts the task only', () => {
-  for (const text of ['{', 'null', '[]', JSON.stringify({ v: 2, tasks: 1, compute_ms: 1 }),
-    JSON.stringify({ v: 1, tasks: -1, compute_ms: 1 }), JSON.stringify({ v: 1, tasks: 1 })]) {
-    assert.deepEqual(readTotals(memoryStorage({ [CONTRIBUTION_KEY]: text })), { tasks: 0, computeMs: 0, since: null }, text);
+  for (const text of [
+    '{',
+    'null',
+    '[]',
+    JSON.stringify({ v: 2, tasks: 1, compute_ms: 1 }),
+    JSON.stringify({ v: 1, tasks: -1, compute_ms: 1 }),
+    JSON.stringify({ v: 1, tasks: 1 }),
+  ]) {
+    assert.deepEqual(
+      readTotals(memoryStorage({ [CONTRIBUTION_KEY]: text })),
+      { tasks: 0, computeMs: 0, since: null },
+      text,
+    );
   }
   const given = new Contribution(memoryStorage());
   given.add(undefined);

@@ -1,8 +1,13 @@
 // Checks web/js/coordinators.js: the worker page's ?coordinators= list (parsing, tokens, fallback) and its rotation.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import {
-  CoordinatorRing, FAILOVER_AFTER_MS, coordinatorUrl, coordinatorsFrom, failoverDelay,
+  CoordinatorRing,
+  coordinatorsFrom,
+  coordinatorUrl,
+  FAILOVER_AFTER_MS,
+  failoverDelay,
 } from '../../src/browsergrid/web/js/coordinators.js';
 
 const OWN = 'ws://grid.test:8765/ws'; // what the page uses without the list
@@ -26,18 +31,32 @@ test('http:// and https:// entries become the WebSocket URL of the same host', (
   assert.equal(coordinatorUrl('http://a.test:8000/dashboard?workers=2'), 'ws://a.test:8000/ws');
   assert.equal(coordinatorUrl('https://b.test/'), 'wss://b.test/ws');
   assert.equal(coordinatorUrl('https://b.test:443/'), 'wss://b.test/ws');
-  assert.equal(coordinatorUrl('http://127.0.0.1:9000/?token=own'), 'ws://127.0.0.1:9000/ws?token=own');
+  assert.equal(
+    coordinatorUrl('http://127.0.0.1:9000/?token=own'),
+    'ws://127.0.0.1:9000/ws?token=own',
+  );
   assert.equal(coordinatorUrl('http://[::1]:9000'), 'ws://[::1]:9000/ws');
 });
 
 test('anything else is no coordinator URL', () => {
-  for (const bad of ['', 'a.test:8000', '127.0.0.1:8000', 'ftp://a.test/', 'file:///tmp/x', 'javascript:alert(1)', '/ws', 'ws://']) {
+  for (const bad of [
+    '',
+    'a.test:8000',
+    '127.0.0.1:8000',
+    'ftp://a.test/',
+    'file:///tmp/x',
+    'javascript:alert(1)',
+    '/ws',
+    'ws://',
+  ]) {
     assert.equal(coordinatorUrl(bad), null, bad);
   }
 });
 
 test('the list is read in order from the page address', () => {
-  const { urls, warnings } = parse('?workers=2&coordinators=ws://a.test:8000/ws,http://b.test:8001,wss://c.test/ws');
+  const { urls, warnings } = parse(
+    '?workers=2&coordinators=ws://a.test:8000/ws,http://b.test:8001,wss://c.test/ws',
+  );
   assert.deepEqual(urls, ['ws://a.test:8000/ws', 'ws://b.test:8001/ws', 'wss://c.test/ws']);
   assert.deepEqual(warnings, []);
 });
@@ -49,8 +68,10 @@ test('an URL-encoded list and spaces around entries work; empty entries are skip
   assert.deepEqual(warnings, []);
 });
 
-test('the page\'s ?token= goes to every coordinator, replacing an entry\'s own', () => {
-  const { urls } = parse('?coordinators=ws://a.test/ws,http://b.test:8001,ws://c.test/ws?token=old&token=join%2B1');
+test("the page's ?token= goes to every coordinator, replacing an entry's own", () => {
+  const { urls } = parse(
+    '?coordinators=ws://a.test/ws,http://b.test:8001,ws://c.test/ws?token=old&token=join%2B1',
+  );
   assert.deepEqual(urls, [
     'ws://a.test/ws?token=join%2B1',
     'ws://b.test:8001/ws?token=join%2B1',
@@ -61,12 +82,16 @@ test('the page\'s ?token= goes to every coordinator, replacing an entry\'s own',
 test('without a page token an entry keeps its own', () => {
   const list = encodeURIComponent('ws://a.test/ws?token=A,http://b.test?token=B,ws://c.test/ws');
   assert.deepEqual(parse(`?coordinators=${list}`).urls, [
-    'ws://a.test/ws?token=A', 'ws://b.test/ws?token=B', 'ws://c.test/ws',
+    'ws://a.test/ws?token=A',
+    'ws://b.test/ws?token=B',
+    'ws://c.test/ws',
   ]);
 });
 
 test('bad entries are left out with a warning each, their token hidden', () => {
-  const { urls, warnings } = parse('?coordinators=ftp://x.test/?token=secret,ws://a.test/ws,nonsense');
+  const { urls, warnings } = parse(
+    '?coordinators=ftp://x.test/?token=secret,ws://a.test/ws,nonsense',
+  );
   assert.deepEqual(urls, ['ws://a.test/ws']);
   assert.equal(warnings.length, 2);
   assert.ok(warnings[0].includes('ftp://x.test/?token=***'), warnings[0]);
@@ -74,19 +99,26 @@ test('bad entries are left out with a warning each, their token hidden', () => {
   assert.ok(warnings.every((line) => !line.includes('secret')));
 });
 
-test('no list: the page\'s own coordinator, with the token, and no warning', () => {
+test("no list: the page's own coordinator, with the token, and no warning", () => {
   assert.deepEqual(parse(''), { urls: [OWN], warnings: [] });
   assert.deepEqual(parse(undefined), { urls: [OWN], warnings: [] });
   assert.deepEqual(parse('?workers=2&token=t'), { urls: [`${OWN}?token=t`], warnings: [] });
 });
 
-test('an empty or all-bad list falls back to the page\'s own coordinator, with a warning', () => {
-  for (const search of ['?coordinators=', '?coordinators=,,', '?coordinators=nope,ftp://x.test&token=t']) {
+test("an empty or all-bad list falls back to the page's own coordinator, with a warning", () => {
+  for (const search of [
+    '?coordinators=',
+    '?coordinators=,,',
+    '?coordinators=nope,ftp://x.test&token=t',
+  ]) {
     const { urls, warnings } = parse(search);
     const expected = search.includes('token=t') ? `${OWN}?token=t` : OWN;
     assert.deepEqual(urls, [expected], search);
     assert.ok(warnings.at(-1).includes('names no usable URL'), search);
-    assert.ok(warnings.every((line) => !line.includes('token=t')), search); // the fallback's token is hidden too
+    assert.ok(
+      warnings.every((line) => !line.includes('token=t')),
+      search,
+    ); // the fallback's token is hidden too
   }
 });
 
@@ -94,7 +126,10 @@ test('the ring starts with the first coordinator and goes round robin', () => {
   const ring = new CoordinatorRing(['ws://a/ws', 'ws://b/ws', 'ws://c/ws']);
   assert.equal(ring.size, 3);
   assert.equal(ring.current, 'ws://a/ws');
-  assert.deepEqual([ring.next(), ring.next(), ring.next(), ring.next()], ['ws://b/ws', 'ws://c/ws', 'ws://a/ws', 'ws://b/ws']);
+  assert.deepEqual(
+    [ring.next(), ring.next(), ring.next(), ring.next()],
+    ['ws://b/ws', 'ws://c/ws', 'ws://a/ws', 'ws://b/ws'],
+  );
   assert.equal(ring.current, 'ws://b/ws');
 });
 

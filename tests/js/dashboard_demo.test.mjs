@@ -1,8 +1,17 @@
 // Checks the demo image's pure parts (web/js/dashboard/demo.js) and the NDJSON line reader (ndjson.js).
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import {
-  brightness, colorKey, hslToRgb, hueOf, isTile, paintFailed, paintTile, tilePosition, workerColor,
+  brightness,
+  colorKey,
+  hslToRgb,
+  hueOf,
+  isTile,
+  paintFailed,
+  paintTile,
+  tilePosition,
+  workerColor,
 } from '../../src/browsergrid/web/js/dashboard/demo.js';
 import { readLines } from '../../src/browsergrid/web/js/dashboard/ndjson.js';
 
@@ -66,7 +75,8 @@ function streamOf(chunks) {
   const encoder = new TextEncoder();
   return new ReadableStream({
     start(controller) {
-      for (const chunk of chunks) controller.enqueue(typeof chunk === 'string' ? encoder.encode(chunk) : chunk);
+      for (const chunk of chunks)
+        controller.enqueue(typeof chunk === 'string' ? encoder.encode(chunk) : chunk);
       controller.close();
     },
   });
@@ -74,13 +84,17 @@ function streamOf(chunks) {
 
 test('readLines splits lines across chunks, skips blank lines, keeps a last line without newline', async () => {
   const lines = [];
-  await readLines(streamOf(['{"a":', '1}\n{"b":2}\n\n', '{"c"', ':3}']), (line) => lines.push(JSON.parse(line)));
+  await readLines(streamOf(['{"a":', '1}\n{"b":2}\n\n', '{"c"', ':3}']), (line) =>
+    lines.push(JSON.parse(line)),
+  );
   assert.deepEqual(lines, [{ a: 1 }, { b: 2 }, { c: 3 }]);
 });
 
 test('readLines decodes a character split between chunks', async () => {
   const bytes = new TextEncoder().encode('{"s":"é…"}\n');
   const lines = [];
-  await readLines(streamOf([bytes.slice(0, 7), bytes.slice(7, 9), bytes.slice(9)]), (line) => lines.push(JSON.parse(line)));
+  await readLines(streamOf([bytes.slice(0, 7), bytes.slice(7, 9), bytes.slice(9)]), (line) =>
+    lines.push(JSON.parse(line)),
+  );
   assert.deepEqual(lines, [{ s: 'é…' }]);
 });

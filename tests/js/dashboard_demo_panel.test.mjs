@@ -1,17 +1,30 @@
 // Drives web/js/dashboard/demo-panel.js with a fake canvas and a fake fetch: tiles stream in and are painted,
 // a newer demo job replaces the old one (its stream aborted), a cut stream is retried, a missing job is not.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { ReconnectBackoff } from '../../src/browsergrid/web/js/backoff.js';
 
 class FakeElement {
   constructor() {
-    Object.assign(this, { children: [], style: {}, dataset: {}, textContent: '', title: '', className: '', hidden: false });
+    Object.assign(this, {
+      children: [],
+      style: {},
+      dataset: {},
+      textContent: '',
+      title: '',
+      className: '',
+      hidden: false,
+    });
   }
 
-  append(...nodes) { this.children.push(...nodes); }
+  append(...nodes) {
+    this.children.push(...nodes);
+  }
 
-  replaceChildren(...nodes) { this.children = nodes; }
+  replaceChildren(...nodes) {
+    this.children = nodes;
+  }
 }
 
 globalThis.document = { createElement: () => new FakeElement() };
@@ -19,12 +32,33 @@ globalThis.requestAnimationFrame = (fn) => setTimeout(fn, 0);
 const { DemoPanel } = await import('../../src/browsergrid/web/js/dashboard/demo-panel.js');
 
 const DEMO = { name: 'demo', cols: 4, rows: 2, tile_width: 2, tile_height: 2, max_iter: 10 };
-const job = (id, state = 'running', total = 8) => ({ id, name: 'demo', op: 'mandelbrot_tile', state, total });
-const done = (jobId, index, worker = 1) => ({
-  status: 'done', task_id: 100 + index, job_id: jobId, index, worker_id: worker, worker_key: worker === 1 ? 'k-one' : null,
-  result: { width: 2, height: 2, counts: [0, 3, 10, 7] }, attempts: 1, duration_ms: 1, lease_ms: 2, finished_at: 1,
+const job = (id, state = 'running', total = 8) => ({
+  id,
+  name: 'demo',
+  op: 'mandelbrot_tile',
+  state,
+  total,
 });
-const failed = (jobId, index) => ({ status: 'failed', task_id: 100 + index, job_id: jobId, index, reasons: ['boom'] });
+const done = (jobId, index, worker = 1) => ({
+  status: 'done',
+  task_id: 100 + index,
+  job_id: jobId,
+  index,
+  worker_id: worker,
+  worker_key: worker === 1 ? 'k-one' : null,
+  result: { width: 2, height: 2, counts: [0, 3, 10, 7] },
+  attempts: 1,
+  duration_ms: 1,
+  lease_ms: 2,
+  finished_at: 1,
+});
+const failed = (jobId, index) => ({
+  status: 'failed',
+  task_id: 100 + index,
+  job_id: jobId,
+  index,
+  reasons: ['boom'],
+});
 const tick = (ms = 5) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // A fetch whose responses stay open until the test closes them; aborting errors the body as a browser does.
@@ -35,7 +69,8 @@ function fakeServer() {
     streams.push(stream);
     const body = new ReadableStream({
       start(controller) {
-        stream.send = (row) => controller.enqueue(new TextEncoder().encode(`${JSON.stringify(row)}\n`));
+        stream.send = (row) =>
+          controller.enqueue(new TextEncoder().encode(`${JSON.stringify(row)}\n`));
         stream.sendRaw = (text) => controller.enqueue(new TextEncoder().encode(text));
         stream.close = () => controller.close();
         signal.addEventListener('abort', () => {
@@ -58,9 +93,18 @@ function panel(server, headers = undefined) {
     putImageData: (image, x, y) => painted.push({ x, y, rgba: [...image.data.slice(0, 4)] }),
     clearRect: () => painted.push('clear'),
   });
-  const elements = { canvas, empty: new FakeElement(), status: new FakeElement(), legend: new FakeElement() };
+  const elements = {
+    canvas,
+    empty: new FakeElement(),
+    status: new FakeElement(),
+    legend: new FakeElement(),
+  };
   const demo = new DemoPanel({
-    elements, httpBase: 'http://grid.test', headers, fetchImpl: server.fetchImpl, labelOf: (id) => (id === 1 ? 'Chrome 131 on Linux' : null),
+    elements,
+    httpBase: 'http://grid.test',
+    headers,
+    fetchImpl: server.fetchImpl,
+    labelOf: (id) => (id === 1 ? 'Chrome 131 on Linux' : null),
     backoff: new ReconnectBackoff({ initialMs: 5, random: () => 0.5 }),
   });
   return { demo, elements, painted };
@@ -72,7 +116,10 @@ test('tiles are painted where their index puts them as results stream in', async
   demo.setDemo(DEMO);
   assert.deepEqual([elements.canvas.width, elements.canvas.height], [8, 4]);
   demo.show(null);
-  assert.deepEqual([elements.empty.textContent, elements.empty.hidden], ['No demo yet: press Run demo.', false]);
+  assert.deepEqual(
+    [elements.empty.textContent, elements.empty.hidden],
+    ['No demo yet: press Run demo.', false],
+  );
   demo.show(job(5));
   await tick();
   assert.equal(server.streams[0].url, 'http://grid.test/api/jobs/5/results?follow=true');
@@ -89,15 +136,27 @@ test('tiles are painted where their index puts them as results stream in', async
   assert.equal(warnings.length, 1);
   assert.equal(demo.streamState, 'streaming');
   const tiles = painted.filter((entry) => entry !== 'clear');
-  assert.deepEqual(tiles.map(({ x, y }) => [x, y]), [[0, 0], [2, 2], [6, 2]]);
+  assert.deepEqual(
+    tiles.map(({ x, y }) => [x, y]),
+    [
+      [0, 0],
+      [2, 2],
+      [6, 2],
+    ],
+  );
   assert.deepEqual(tiles[0].rgba.slice(3), [255]);
   assert.equal(elements.canvas.dataset.tiles, '2');
   assert.equal(elements.canvas.dataset.failedTiles, '1');
   assert.equal(elements.canvas.dataset.jobId, '5');
   assert.equal(elements.empty.hidden, true);
   assert.equal(elements.status.textContent, 'Job 5: 2 of 8 tiles');
-  const legend = elements.legend.children.map((item) => item.children.map((part) => part.textContent));
-  assert.deepEqual(legend, [['', '1', '#1 Chrome 131 on Linux'], ['', '1', '#2']]);
+  const legend = elements.legend.children.map((item) =>
+    item.children.map((part) => part.textContent),
+  );
+  assert.deepEqual(legend, [
+    ['', '1', '#1 Chrome 131 on Linux'],
+    ['', '1', '#2'],
+  ]);
   assert.match(elements.legend.children[0].children[0].style.background, /^hsl\(\d+ 75% 60%\)$/);
 });
 
@@ -169,7 +228,10 @@ test('a job that is gone (404) is not asked for again; no demo on the server say
     await tick(30);
     assert.equal(server.streams.length, 1);
     assert.equal(demo.streamState, 'gone');
-    assert.equal(elements.status.textContent, 'Job 404: 0 of 8 tiles · its results are no longer kept.');
+    assert.equal(
+      elements.status.textContent,
+      'Job 404: 0 of 8 tiles · its results are no longer kept.',
+    );
   } finally {
     console.warn = warn;
   }
@@ -184,6 +246,9 @@ test('the results are fetched with the page token as a Bearer header', async () 
   demo.setDemo(DEMO);
   demo.show(job(9));
   await tick();
-  assert.deepEqual(server.streams[0].headers, { Authorization: 'Bearer dash', Accept: 'application/x-ndjson' });
+  assert.deepEqual(server.streams[0].headers, {
+    Authorization: 'Bearer dash',
+    Accept: 'application/x-ndjson',
+  });
   demo.stop();
 });

@@ -1,9 +1,18 @@
 // Checks web/js/dashboard/format.js, and that dashboard.html's fixed texts come from strings.js.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
 import {
-  formatAgo, formatClock, formatClockShort, formatCount, formatDateTime, formatDecimal, formatDuration, formatMs, formatRate,
+  formatAgo,
+  formatClock,
+  formatClockShort,
+  formatCount,
+  formatDateTime,
+  formatDecimal,
+  formatDuration,
+  formatMs,
+  formatRate,
 } from '../../src/browsergrid/web/js/dashboard/format.js';
 import { strings } from '../../src/browsergrid/web/js/dashboard/strings.js';
 
@@ -54,7 +63,10 @@ test('clock times are 24-hour wall-clock times', () => {
 });
 
 test("every text dashboard.html marks with data-s is strings.js's text", () => {
-  const html = readFileSync(new URL('../../src/browsergrid/web/dashboard.html', import.meta.url), 'utf8');
+  const html = readFileSync(
+    new URL('../../src/browsergrid/web/dashboard.html', import.meta.url),
+    'utf8',
+  );
   const marked = [...html.matchAll(/data-s="(\w+)"[^>]*>([^<]*)</g)];
   assert.ok(marked.length > 40, `found ${marked.length}`);
   for (const [, key, text] of marked) {
@@ -74,6 +86,9 @@ test('strings hold every user-visible word the scripts use', () => {
   assert.equal(strings.chartUnavailable, 'chart unavailable: run npm ci');
   assert.equal(strings.pageRange(1, 25, 1000), '1–25 of 1000');
   assert.equal(strings.summaryEntry(812, 'Chrome 131 on Linux'), '812 × Chrome 131 on Linux');
-  assert.equal(strings.storeProblem('disk full'), 'Store problem: disk full. New work is refused until it recovers.');
+  assert.equal(
+    strings.storeProblem('disk full'),
+    'Store problem: disk full. New work is refused until it recovers.',
+  );
   assert.equal(strings.demoFailed('store failing'), 'Run demo failed: store failing');
 });

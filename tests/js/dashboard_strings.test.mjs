@@ -1,16 +1,34 @@
 // Checks web/js/dashboard/strings.js: English and Spanish hold the same keys (a function takes the same parameters
 // in both), dashboard.html names only keys they hold, and the switch (setLanguage) changes every text and number.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { LANGUAGES } from '../../src/browsergrid/web/js/i18n.js';
+import { test } from 'node:test';
 import {
-  formatAgo, formatCount, formatDateTime, formatDuration, formatRate,
+  formatAgo,
+  formatCount,
+  formatDateTime,
+  formatDuration,
+  formatRate,
 } from '../../src/browsergrid/web/js/dashboard/format.js';
-import { filterWorkers, summaryText, workerLabel } from '../../src/browsergrid/web/js/dashboard/model.js';
-import { en, es, setLanguage, strings, translations } from '../../src/browsergrid/web/js/dashboard/strings.js';
+import {
+  filterWorkers,
+  summaryText,
+  workerLabel,
+} from '../../src/browsergrid/web/js/dashboard/model.js';
+import {
+  en,
+  es,
+  setLanguage,
+  strings,
+  translations,
+} from '../../src/browsergrid/web/js/dashboard/strings.js';
+import { LANGUAGES } from '../../src/browsergrid/web/js/i18n.js';
 
-const html = readFileSync(new URL('../../src/browsergrid/web/dashboard.html', import.meta.url), 'utf8');
+const html = readFileSync(
+  new URL('../../src/browsergrid/web/dashboard.html', import.meta.url),
+  'utf8',
+);
 
 // Where `a` and `b` differ in shape: keys one lacks, a function against a non-function, parameters counted apart.
 function differences(a, b, path = '') {
@@ -39,15 +57,19 @@ test('one translation per language of the page, English by default', () => {
 
 test('Spanish has exactly the keys of English, and each function takes the same parameters', () => {
   assert.deepEqual(differences(en, es), []);
-  assert.deepEqual(differences(en, { ...es, extra: 'x', title: () => '' }), ['title: string against function',
-    'extra: only in the second']); // the check itself finds what it should
+  assert.deepEqual(differences(en, { ...es, extra: 'x', title: () => '' }), [
+    'title: string against function',
+    'extra: only in the second',
+  ]); // the check itself finds what it should
   for (const [key, value] of Object.entries(es)) {
     if (typeof value === 'string') assert.notEqual(value, '', key);
   }
 });
 
 test('every key dashboard.html names (data-s, data-s-label, -placeholder, -empty) is a text in both languages', () => {
-  const keys = [...html.matchAll(/data-s(?:-label|-placeholder|-empty)?="(\w+)"/g)].map(([, key]) => key);
+  const keys = [...html.matchAll(/data-s(?:-label|-placeholder|-empty)?="(\w+)"/g)].map(
+    ([, key]) => key,
+  );
   assert.ok(keys.length > 50, `found ${keys.length}`);
   for (const key of keys) {
     assert.equal(typeof en[key], 'string', `en ${key}`);
@@ -55,8 +77,13 @@ test('every key dashboard.html names (data-s, data-s-label, -placeholder, -empty
   }
   // the switch offers every language, each button named in its own language
   const buttons = [...html.matchAll(/data-lang="(\w+)" lang="(\w+)"[^>]*title="([^"]+)">(\w+)</g)];
-  assert.deepEqual(buttons.map(([, lang, own, title, text]) => [lang, own, title, text]),
-    [['en', 'en', 'English', 'EN'], ['es', 'es', 'Español', 'ES']]);
+  assert.deepEqual(
+    buttons.map(([, lang, own, title, text]) => [lang, own, title, text]),
+    [
+      ['en', 'en', 'English', 'EN'],
+      ['es', 'es', 'Español', 'ES'],
+    ],
+  );
   assert.deepEqual(en.languageNames, es.languageNames);
 });
 
@@ -66,7 +93,10 @@ test('Spanish texts read as Spanish', () => {
   assert.equal(es.totalQueued, 'en cola');
   assert.equal(es.pageRange(1, 25, 1000), '1–25 de 1000');
   assert.equal(es.summaryEntry(812, 'Chrome 131 en Linux'), '812 × Chrome 131 en Linux');
-  assert.equal(es.resultLine(7, null, 'sha256', 3, '1,5'), 'tarea 7 (bienvenida) · sha256 · trabajador #3 · 1,5 ms');
+  assert.equal(
+    es.resultLine(7, null, 'sha256', 3, '1,5'),
+    'tarea 7 (bienvenida) · sha256 · trabajador #3 · 1,5 ms',
+  );
   assert.match(es.workersUnlisted(3), /primeros 250\)$/);
 });
 

@@ -1,8 +1,9 @@
 // Checks web/js/dashboard/table.js with the columns of views.js, on a small fake DOM that counts writes:
 // a frame that changes nothing on the visible page writes nothing.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
 
 const writes = { count: 0 };
 
@@ -19,7 +20,9 @@ class FakeElement {
     this.text = '';
   }
 
-  get textContent() { return this.text || this.children.map((child) => child.textContent).join(''); }
+  get textContent() {
+    return this.text || this.children.map((child) => child.textContent).join('');
+  }
 
   set textContent(value) {
     writes.count += 1;
@@ -27,9 +30,13 @@ class FakeElement {
     this.children = [];
   }
 
-  get firstChild() { return this.children[0] ?? null; }
+  get firstChild() {
+    return this.children[0] ?? null;
+  }
 
-  get firstElementChild() { return this.children[0] ?? null; }
+  get firstElementChild() {
+    return this.children[0] ?? null;
+  }
 
   setAttribute(name, value) {
     writes.count += 1;
@@ -46,7 +53,9 @@ class FakeElement {
     this.children = nodes;
   }
 
-  addEventListener(type, listener) { this[`on${type}`] = listener; }
+  addEventListener(type, listener) {
+    this[`on${type}`] = listener;
+  }
 }
 
 globalThis.document = { createElement: (tag) => new FakeElement(tag) };
@@ -55,7 +64,9 @@ const { RowTable, Pager } = await import('../../src/browsergrid/web/js/dashboard
 const { jobsTable, workersTable } = await import('../../src/browsergrid/web/js/dashboard/views.js');
 const { page } = await import('../../src/browsergrid/web/js/dashboard/model.js');
 
-const { frames: [snapshot] } = JSON.parse(readFileSync(new URL('../fixtures/dashboard_feed.json', import.meta.url), 'utf8'));
+const {
+  frames: [snapshot],
+} = JSON.parse(readFileSync(new URL('../fixtures/dashboard_feed.json', import.meta.url), 'utf8'));
 const NOW = snapshot.now;
 const fleet = Array.from({ length: 1000 }, (_, i) => ({ ...snapshot.workers[0], id: i + 1 }));
 const cellTexts = (tr) => tr.children.map((td) => td.textContent);
@@ -67,8 +78,18 @@ test('worker rows carry data-worker-id and show every column', () => {
   assert.equal(tbody.children.length, 25);
   const [tr] = tbody.children;
   assert.equal(tr.attributes['data-worker-id'], '1');
-  assert.deepEqual(cellTexts(tr), ['1', 'Chrome 131 on Linux', '127.0.0.1:51000', '1 min', 'busy', '3 / 3', '120', '0',
-    '35', '13']);
+  assert.deepEqual(cellTexts(tr), [
+    '1',
+    'Chrome 131 on Linux',
+    '127.0.0.1:51000',
+    '1 min',
+    'busy',
+    '3 / 3',
+    '120',
+    '0',
+    '35',
+    '13',
+  ]);
   assert.equal(tr.children[1].title, snapshot.workers[0].agent);
   assert.equal(tr.children[4].dataset.state, 'busy');
 });
@@ -98,7 +119,10 @@ test('another page replaces the rows; an empty list empties the table and shows 
   table.render(page(fleet, 1, 25).rows, { now: NOW });
   const first = tbody.children[0];
   table.render(page(fleet, 40, 25).rows, { now: NOW });
-  assert.deepEqual(tbody.children.map((tr) => tr.attributes['data-worker-id']).slice(0, 2), ['976', '977']);
+  assert.deepEqual(tbody.children.map((tr) => tr.attributes['data-worker-id']).slice(0, 2), [
+    '976',
+    '977',
+  ]);
   assert.ok(!tbody.children.includes(first));
   assert.equal(note.hidden, true);
   table.render([], { now: NOW, filtered: true });
@@ -114,10 +138,18 @@ test('job rows carry data-job-id, data-done and data-total and draw a progress b
   const tbody = new FakeElement('tbody');
   new RowTable(tbody, jobsTable).render(snapshot.jobs);
   const [running, finished] = tbody.children;
-  assert.deepEqual([running.attributes['data-job-id'], running.attributes['data-done'], running.attributes['data-total']],
-    ['12', '44', '80']);
-  assert.deepEqual(cellTexts(running).filter((text) => text !== ''), ['12', 'demo', 'mandelbrot_tile', 'running',
-    '44 / 80', '0', '8.5', '4 s']);
+  assert.deepEqual(
+    [
+      running.attributes['data-job-id'],
+      running.attributes['data-done'],
+      running.attributes['data-total'],
+    ],
+    ['12', '44', '80'],
+  );
+  assert.deepEqual(
+    cellTexts(running).filter((text) => text !== ''),
+    ['12', 'demo', 'mandelbrot_tile', 'running', '44 / 80', '0', '8.5', '4 s'],
+  );
   const bar = running.children[4].children[0];
   assert.equal(bar.children[0].style.width, '55%');
   assert.equal(bar.attributes['aria-valuenow'], '44');
@@ -152,12 +184,18 @@ test('after the language changes, repaint() paints every cell again in the new l
   try {
     setLanguage('es');
     table.render(snapshot.jobs);
-    assert.equal(tbody.children[0].children[3].textContent, 'running', 'unchanged values are not painted again');
+    assert.equal(
+      tbody.children[0].children[3].textContent,
+      'running',
+      'unchanged values are not painted again',
+    );
     table.repaint();
     table.render(snapshot.jobs);
     const [running] = tbody.children;
-    assert.deepEqual(cellTexts(running).filter((text) => text !== ''), ['12', 'demo', 'mandelbrot_tile', 'en curso',
-      '44 / 80', '0', '8,5', '4 s']);
+    assert.deepEqual(
+      cellTexts(running).filter((text) => text !== ''),
+      ['12', 'demo', 'mandelbrot_tile', 'en curso', '44 / 80', '0', '8,5', '4 s'],
+    );
     assert.equal(running.children[4].children[0].attributes['aria-valuetext'], '44 de 80 hechas');
   } finally {
     setLanguage('en');

@@ -1,7 +1,12 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import {
-  DEFAULT_LANGUAGE, LANGUAGES, pageLanguage, pickLanguage, rememberLanguage, storedLanguage,
+  DEFAULT_LANGUAGE,
+  LANGUAGES,
+  pageLanguage,
+  pickLanguage,
+  rememberLanguage,
+  storedLanguage,
 } from '../../src/browsergrid/web/js/i18n.js';
 
 test('English and Spanish, English by default', () => {
@@ -29,20 +34,35 @@ test('the choice is remembered, and a storage that refuses is survived', () => {
   assert.equal(storedLanguage(storage), null);
   rememberLanguage(storage, 'es');
   assert.equal(storedLanguage(storage), 'es');
-  const refusing = { getItem() { throw new Error('denied'); }, setItem() { throw new Error('denied'); } };
+  const refusing = {
+    getItem() {
+      throw new Error('denied');
+    },
+    setItem() {
+      throw new Error('denied');
+    },
+  };
   assert.equal(storedLanguage(refusing), null);
   rememberLanguage(refusing, 'es'); // no throw
   assert.equal(storedLanguage(undefined), null);
 });
 
 test('pageLanguage reads the address, the storage and the browser', () => {
-  const win = { location: { search: '' }, localStorage: null, navigator: { languages: ['es-MX'], language: 'es-MX' } };
+  const win = {
+    location: { search: '' },
+    localStorage: null,
+    navigator: { languages: ['es-MX'], language: 'es-MX' },
+  };
   assert.equal(pageLanguage(win), 'es');
   assert.equal(pageLanguage({ ...win, location: { search: '?lang=en' } }), 'en');
 });
 
 test('pageLanguage survives a window whose localStorage getter throws', () => {
   const win = { location: { search: '' }, navigator: { languages: ['es'] } };
-  Object.defineProperty(win, 'localStorage', { get() { throw new Error('SecurityError'); } });
+  Object.defineProperty(win, 'localStorage', {
+    get() {
+      throw new Error('SecurityError');
+    },
+  });
   assert.equal(pageLanguage(win), 'es');
 });

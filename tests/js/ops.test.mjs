@@ -1,12 +1,21 @@
 // Checks web/js/ops.js: every vector of tests/fixtures/op_vectors.json (computed by the Python
 // ops) gives the identical result here, and runOp's argument errors name the op and argument.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { OPS, availableOps, runOp } from '../../src/browsergrid/web/js/ops.js';
+import { test } from 'node:test';
+import { availableOps, OPS, runOp } from '../../src/browsergrid/web/js/ops.js';
 
-const { vectors } = JSON.parse(readFileSync(new URL('../fixtures/op_vectors.json', import.meta.url), 'utf8'));
-const NAMES = ['repeat_multiply', 'monte_carlo_pi', 'mandelbrot_tile', 'prime_count', 'hash_search'];
+const { vectors } = JSON.parse(
+  readFileSync(new URL('../fixtures/op_vectors.json', import.meta.url), 'utf8'),
+);
+const NAMES = [
+  'repeat_multiply',
+  'monte_carlo_pi',
+  'mandelbrot_tile',
+  'prime_count',
+  'hash_search',
+];
 const WELCOME_TASK = { initial: 1.0000054, factor: 1.00000043, times: 1000000 };
 const WELCOME_RESULT = 1.5372656826974733;
 
@@ -20,7 +29,10 @@ test('availableOps leaves out hash_search without crypto.subtle (an insecure pag
   const original = Object.getOwnPropertyDescriptor(globalThis, 'crypto');
   Object.defineProperty(globalThis, 'crypto', { value: {}, configurable: true, writable: true });
   t.after(() => Object.defineProperty(globalThis, 'crypto', original));
-  assert.deepEqual(availableOps(), NAMES.filter((op) => op !== 'hash_search'));
+  assert.deepEqual(
+    availableOps(),
+    NAMES.filter((op) => op !== 'hash_search'),
+  );
 });
 
 test('every op has at least four vectors', () => {
@@ -36,14 +48,20 @@ for (const vector of vectors) {
 }
 
 test('repeat_multiply of the welcome task is 1.5372656826974733 within 1e-12', () => {
-  for (const result of [OPS.repeat_multiply(WELCOME_TASK), runOp('repeat_multiply', WELCOME_TASK)]) {
+  for (const result of [
+    OPS.repeat_multiply(WELCOME_TASK),
+    runOp('repeat_multiply', WELCOME_TASK),
+  ]) {
     assert.ok(Math.abs(result - WELCOME_RESULT) / WELCOME_RESULT < 1e-12, String(result));
   }
 });
 
 test('repeat_multiply overflows to Infinity (JSON null) in both modes', () => {
   assert.equal(runOp('repeat_multiply', { initial: 1, factor: 10, times: 400 }), Infinity);
-  assert.equal(runOp('repeat_multiply', { initial: -1, factor: 10, times: 400, exact: true }), -Infinity);
+  assert.equal(
+    runOp('repeat_multiply', { initial: -1, factor: 10, times: 400, exact: true }),
+    -Infinity,
+  );
   assert.equal(JSON.stringify({ result: Infinity }), '{"result":null}');
 });
 
@@ -56,7 +74,12 @@ test('only hash_search returns a Promise', async () => {
 });
 
 test('mandelbrot_tile counts are a plain Array (JSON writes a list)', () => {
-  const { counts } = runOp('mandelbrot_tile', { region: [0, 1, 0, 1], width: 2, height: 2, max_iter: 3 });
+  const { counts } = runOp('mandelbrot_tile', {
+    region: [0, 1, 0, 1],
+    width: 2,
+    height: 2,
+    max_iter: 3,
+  });
   assert.ok(Array.isArray(counts));
 });
 
@@ -113,7 +136,12 @@ const BAD = [
   ['mandelbrot_tile', { region: [0, 1, 0] }, 'region', '[re_min, re_max, im_min, im_max]'],
   ['mandelbrot_tile', { region: [1, 0, 0, 1] }, 'region', '[re_min, re_max, im_min, im_max]'],
   ['mandelbrot_tile', { region: [0, 1, 1, 1] }, 'region', '[re_min, re_max, im_min, im_max]'],
-  ['mandelbrot_tile', { region: [0, 1, 0, Infinity] }, 'region', '[re_min, re_max, im_min, im_max]'],
+  [
+    'mandelbrot_tile',
+    { region: [0, 1, 0, Infinity] },
+    'region',
+    '[re_min, re_max, im_min, im_max]',
+  ],
   ['mandelbrot_tile', { region: [0, true, 0, 1] }, 'region', '[re_min, re_max, im_min, im_max]'],
   ['mandelbrot_tile', { region: '0,1,0,1' }, 'region', '[re_min, re_max, im_min, im_max]'],
   ['mandelbrot_tile', { width: 0 }, 'width', 'an integer from 1 to 65536'],
@@ -145,25 +173,48 @@ const BAD = [
 ];
 
 test('runOp refuses bad arguments synchronously, naming the op and the argument', () => {
-  const escape = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const escapeRegExp = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   for (const [op, change, name, must] of BAD) {
     const args = { ...BASE[op], ...change };
-    const message = new RegExp(`^${op}: ${name} must be ${escape(must)}.*, got `);
-    assert.throws(() => runOp(op, args), { name: 'Error', message }, `${op} ${JSON.stringify(change)}`);
+    const message = new RegExp(`^${op}: ${name} must be ${escapeRegExp(must)}.*, got `);
+    assert.throws(
+      () => runOp(op, args),
+      { name: 'Error', message },
+      `${op} ${JSON.stringify(change)}`,
+    );
   }
 });
 
 test('an error quotes at most 80 characters of the bad argument', () => {
-  assert.throws(() => runOp('hash_search', { ...BASE.hash_search, prefix: 'z'.repeat(10000) }), (err) => err.message.length < 200);
+  assert.throws(
+    () => runOp('hash_search', { ...BASE.hash_search, prefix: 'z'.repeat(10000) }),
+    (err) => err.message.length < 200,
+  );
 });
 
 test('limits that are allowed', async () => {
-  assert.equal((await runOp('hash_search', { prefix: '🙂'.repeat(256), difficulty: 0, start: 0, count: 1 })).nonce, 0);
-  assert.equal((await runOp('hash_search', { prefix: '', difficulty: 0, start: MAX_SAFE, count: 1 })).nonce, MAX_SAFE);
-  const last = await runOp('hash_search', { prefix: '', difficulty: 64, start: MAX_SAFE - 9, count: 10 });
+  assert.equal(
+    (await runOp('hash_search', { prefix: '🙂'.repeat(256), difficulty: 0, start: 0, count: 1 }))
+      .nonce,
+    0,
+  );
+  assert.equal(
+    (await runOp('hash_search', { prefix: '', difficulty: 0, start: MAX_SAFE, count: 1 })).nonce,
+    MAX_SAFE,
+  );
+  const last = await runOp('hash_search', {
+    prefix: '',
+    difficulty: 64,
+    start: MAX_SAFE - 9,
+    count: 10,
+  });
   assert.deepEqual(last, { nonce: null, hash: null });
   assert.equal(runOp('prime_count', { lo: 1e12 - 11, hi: 1e12 }), 1);
-  assert.equal(runOp('mandelbrot_tile', { region: [2, 3, 2, 3], width: 65536, height: 1, max_iter: 1 }).counts.length, 65536);
+  assert.equal(
+    runOp('mandelbrot_tile', { region: [2, 3, 2, 3], width: 65536, height: 1, max_iter: 1 }).counts
+      .length,
+    65536,
+  );
 });
 
 test('exact mode caps times at 10**8', async () => {
@@ -171,5 +222,8 @@ test('exact mode caps times at 10**8', async () => {
     () => runOp('repeat_multiply', { initial: 1, factor: 1, times: 1e8 + 1, exact: true }),
     /times must be an integer from 0 to 10\*\*8 in exact mode/,
   );
-  assert.equal(await runOp('repeat_multiply', { initial: 1, factor: 1, times: 1000, exact: true }), 1);
+  assert.equal(
+    await runOp('repeat_multiply', { initial: 1, factor: 1, times: 1000, exact: true }),
+    1,
+  );
 });

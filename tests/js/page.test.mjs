@@ -1,7 +1,8 @@
 // Drives web/js/page.js in Node with fake DOM, WebSocket and Web Worker globals: hello, tasks and cancel.
 // (tests/e2e/test_browser.py runs the same page in real headless Chromium.)
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { refusing } from './_storage.mjs';
 
 class FakeElement {
@@ -19,13 +20,22 @@ class FakeElement {
     this.checked = false;
   }
 
-  append(...items) { this.children.push(...items); }
+  append(...items) {
+    this.children.push(...items);
+  }
 
-  replaceChildren(...items) { this.children = items; }
+  replaceChildren(...items) {
+    this.children = items;
+  }
 
-  setAttribute(name, value) { this.attributes[name] = String(value); }
+  setAttribute(name, value) {
+    this.attributes[name] = String(value);
+  }
 
-  addEventListener(type, listener) { (this.listeners[type] ??= []).push(listener); }
+  addEventListener(type, listener) {
+    this.listeners[type] ??= [];
+    this.listeners[type].push(listener);
+  }
 
   // A user's change: `value` (a select's) or `checked` (a checkbox's), then its listeners run.
   change(values) {
@@ -37,9 +47,13 @@ class FakeElement {
     for (const listener of this.listeners.click ?? []) listener();
   }
 
-  get childElementCount() { return this.children.length; }
+  get childElementCount() {
+    return this.children.length;
+  }
 
-  get firstElementChild() { return { remove: () => this.children.shift() }; }
+  get firstElementChild() {
+    return { remove: () => this.children.shift() };
+  }
 }
 
 class FakeWebSocket {
@@ -55,14 +69,18 @@ class FakeWebSocket {
     page.sockets.push(this);
   }
 
-  send(text) { this.sent.push(JSON.parse(text)); }
+  send(text) {
+    this.sent.push(JSON.parse(text));
+  }
 
   open() {
     this.readyState = FakeWebSocket.OPEN;
     this.onopen();
   }
 
-  receive(message) { this.onmessage({ data: JSON.stringify(message) }); }
+  receive(message) {
+    this.onmessage({ data: JSON.stringify(message) });
+  }
 }
 
 class FakeWorker {
@@ -72,7 +90,8 @@ class FakeWorker {
   }
 
   postMessage(message) {
-    if (message.setup) { // answered as a compute worker does, once it has imported the ops module
+    if (message.setup) {
+      // answered as a compute worker does, once it has imported the ops module
       this.setup = message.setup;
       queueMicrotask(() => this.onmessage({ data: { setup: page.setupAnswer } }));
     } else if (message.share !== undefined) {
@@ -82,7 +101,9 @@ class FakeWorker {
     }
   }
 
-  terminate() { this.terminated = true; }
+  terminate() {
+    this.terminated = true;
+  }
 
   // The compute worker's answer to the last task posted to it.
   answer(outcome) {
@@ -108,7 +129,11 @@ function serveConfig(config) {
 // A fresh page.js (a new module instance) with `workers` compute workers, connected.
 // `config`: what /page-config.json says (default: no Pyodide, no ops module); `setupAnswer`:
 // what the compute workers answer to the setup message.
-async function openPage(workers, extra = '', { open = true, config = { python: null, ops_module: null }, setupAnswer, battery } = {}) {
+async function openPage(
+  workers,
+  extra = '',
+  { open = true, config = { python: null, ops_module: null }, setupAnswer, battery } = {},
+) {
   page.sockets = [];
   page.workers = [];
   page.logs = [];
@@ -117,9 +142,17 @@ async function openPage(workers, extra = '', { open = true, config = { python: n
   serveConfig(config);
   const elements = new Map();
   globalThis.window = globalThis;
-  globalThis.location = { search: `?workers=${workers}&server=ws://grid.test/ws${extra}`, protocol: 'http:', host: 'grid.test' };
+  globalThis.location = {
+    search: `?workers=${workers}&server=ws://grid.test/ws${extra}`,
+    protocol: 'http:',
+    host: 'grid.test',
+  };
   Object.defineProperty(globalThis, 'navigator', {
-    value: { userAgent: 'FakeBrowser/1.0', hardwareConcurrency: 8, ...(battery ? { getBattery: async () => battery } : {}) },
+    value: {
+      userAgent: 'FakeBrowser/1.0',
+      hardwareConcurrency: 8,
+      ...(battery ? { getBattery: async () => battery } : {}),
+    },
     configurable: true,
     writable: true,
   });
@@ -130,7 +163,10 @@ async function openPage(workers, extra = '', { open = true, config = { python: n
     },
     createElement: () => new FakeElement(),
     querySelectorAll: () => [],
-    addEventListener(type, listener) { (page.documentListeners[type] ??= []).push(listener); },
+    addEventListener(type, listener) {
+      page.documentListeners[type] ??= [];
+      page.documentListeners[type].push(listener);
+    },
     documentElement: new FakeElement(),
     visibilityState: 'visible',
     baseURI: 'http://grid.test/?workers=1',
@@ -142,7 +178,9 @@ async function openPage(workers, extra = '', { open = true, config = { python: n
   loaded += 1;
   await import(`../../src/browsergrid/web/js/page.js?instance=${loaded}`);
   for (let turn = 0; turn < 100 && page.sockets.length === 0; turn += 1) {
-    await new Promise((resolve) => { setImmediate(resolve); }); // it connects once it knows its ops
+    await new Promise((resolve) => {
+      setImmediate(resolve);
+    }); // it connects once it knows its ops
   }
   const ws = page.sockets[0];
   if (open) ws.open();
@@ -171,11 +209,21 @@ test('a tasks frame queues every task; each result goes back in its own result f
   const { ws, workers, status } = await openPage(2);
   ws.receive({ type: 'welcome', protocol: 1, worker_id: 7, server: 'test', limits: {} });
   ws.receive({ type: 'tasks', tasks: [task(1), task('t-2'), task(3)] });
-  assert.deepEqual(workers.map((w) => w.posted.map((m) => m.task_id)), [[1], ['t-2']]);
-  assert.deepEqual(workers[0].posted[0], { task_id: 1, op: 'repeat_multiply', args: { initial: 2, factor: 1, times: 3 } });
+  assert.deepEqual(
+    workers.map((w) => w.posted.map((m) => m.task_id)),
+    [[1], ['t-2']],
+  );
+  assert.deepEqual(workers[0].posted[0], {
+    task_id: 1,
+    op: 'repeat_multiply',
+    args: { initial: 2, factor: 1, times: 3 },
+  });
   assert.equal(status.state, 'working');
   workers[0].answer({ result: 2, duration_ms: 1.5 });
-  assert.deepEqual(workers[0].posted.map((m) => m.task_id), [1, 3]); // the waiting task starts at once
+  assert.deepEqual(
+    workers[0].posted.map((m) => m.task_id),
+    [1, 3],
+  ); // the waiting task starts at once
   workers[1].answer({ result: 4, duration_ms: 2 });
   workers[0].answer({ error: 'RangeError: nope' });
   assert.deepEqual(results(ws), [
@@ -194,8 +242,14 @@ test('cancel drops a task that has not started: it never runs and gets no result
   assert.ok(page.logs.some((line) => line.startsWith('Dropped cancelled task task_id=2')));
   workers[0].answer({ result: 2, duration_ms: 1 });
   workers[0].answer({ result: 2, duration_ms: 1 });
-  assert.deepEqual(workers[0].posted.map((m) => m.task_id), [1, 3]);
-  assert.deepEqual(results(ws).map((m) => m.task_id), [1, 3]);
+  assert.deepEqual(
+    workers[0].posted.map((m) => m.task_id),
+    [1, 3],
+  );
+  assert.deepEqual(
+    results(ws).map((m) => m.task_id),
+    [1, 3],
+  );
   assert.equal(status.tasksDone, 2);
 });
 
@@ -204,15 +258,24 @@ test('cancel of a running task: it finishes, its result is neither sent nor coun
   ws.receive(task(1));
   ws.receive(task(2));
   ws.receive({ type: 'cancel', task_id: 1 });
-  assert.deepEqual(workers[0].posted.map((m) => m.task_id), [1]); // it runs on
+  assert.deepEqual(
+    workers[0].posted.map((m) => m.task_id),
+    [1],
+  ); // it runs on
   workers[0].answer({ result: 2, duration_ms: 1 });
   assert.ok(page.logs.some((line) => line.startsWith('Dropped cancelled task task_id=1')));
   assert.deepEqual(results(ws), []);
   assert.equal(status.tasksDone, 0);
   assert.equal(status.lastResult, null);
-  assert.deepEqual(workers[0].posted.map((m) => m.task_id), [1, 2]); // the slot is free again
+  assert.deepEqual(
+    workers[0].posted.map((m) => m.task_id),
+    [1, 2],
+  ); // the slot is free again
   workers[0].answer({ result: 2, duration_ms: 1 });
-  assert.deepEqual(results(ws).map((m) => m.task_id), [2]);
+  assert.deepEqual(
+    results(ws).map((m) => m.task_id),
+    [2],
+  );
   assert.equal(status.tasksDone, 1);
 });
 
@@ -232,14 +295,20 @@ test('cancel matches task_id exactly and ignores tasks it does not know', async 
   ws.receive({ type: 'cancel', task_id: 99 });
   workers[0].answer({ result: 1, duration_ms: 1 });
   workers[0].answer({ result: 1, duration_ms: 1 });
-  assert.deepEqual(results(ws).map((m) => m.task_id), [1, 2]);
+  assert.deepEqual(
+    results(ws).map((m) => m.task_id),
+    [1, 2],
+  );
   assert.ok(page.logs.some((line) => line.includes('task_id=99 ignored')));
 });
 
 test('a tasks frame with one bad element queues none of it', async () => {
   const { ws, workers, status } = await openPage(2);
   ws.receive({ type: 'tasks', tasks: [task(1), { type: 'task', task_id: 2 }] });
-  assert.deepEqual(workers.map((w) => w.posted), [[], []]);
+  assert.deepEqual(
+    workers.map((w) => w.posted),
+    [[], []],
+  );
   assert.equal(status.state, 'connected');
   assert.ok(page.logs.some((line) => line.startsWith('Invalid frame (bad_message)')));
 });
@@ -265,10 +334,16 @@ function closeWithoutReconnect(ws, code) {
 test('a connection refused before it opened hints at the join token; a dropped one does not', async () => {
   await openPage(1, '', { open: false });
   closeWithoutReconnect(page.sockets[0], 1006);
-  assert.ok(page.logs.some((line) => line.includes('asks for a join token (open this page as /?token=TOKEN)')));
+  assert.ok(
+    page.logs.some((line) =>
+      line.includes('asks for a join token (open this page as /?token=TOKEN)'),
+    ),
+  );
   await openPage(1, '&token=wrong', { open: false });
   closeWithoutReconnect(page.sockets[0], 1006);
-  assert.ok(page.logs.some((line) => line.includes('the ?token= of this page is not its join token')));
+  assert.ok(
+    page.logs.some((line) => line.includes('the ?token= of this page is not its join token')),
+  );
   const { ws } = await openPage(1);
   closeWithoutReconnect(ws, 1001);
   assert.ok(!page.logs.some((line) => line.includes('join token')));
@@ -278,7 +353,10 @@ test('a connection refused before it opened hints at the join token; a dropped o
 function reconnectNow(ws) {
   const { setTimeout: saved } = globalThis;
   let scheduled = null;
-  globalThis.setTimeout = (callback) => { scheduled = callback; return 0; };
+  globalThis.setTimeout = (callback) => {
+    scheduled = callback;
+    return 0;
+  };
   try {
     ws.onclose({ code: 1006, reason: '' });
   } finally {
@@ -290,26 +368,55 @@ function reconnectNow(ws) {
   return next;
 }
 
-const PYTHON_CONFIG = { python: { pyodide: 'vendor/pyodide/314.0.7/', runner: 'py/python_function.py' }, ops_module: null };
+const PYTHON_CONFIG = {
+  python: { pyodide: 'vendor/pyodide/314.0.7/', runner: 'py/python_function.py' },
+  ops_module: null,
+};
 
 test('with Pyodide served, hello offers python as cold; after a python result, a new hello says it is warm', async () => {
   const { ws, workers } = await openPage(2, '', { config: PYTHON_CONFIG });
   const expected = {
-    python: { pyodide: 'http://grid.test/vendor/pyodide/314.0.7/', runner: 'http://grid.test/py/python_function.py' },
+    python: {
+      pyodide: 'http://grid.test/vendor/pyodide/314.0.7/',
+      runner: 'http://grid.test/py/python_function.py',
+    },
     opsModule: null,
   };
-  assert.deepEqual(workers.map((w) => w.setup), [expected, expected]);
+  assert.deepEqual(
+    workers.map((w) => w.setup),
+    [expected, expected],
+  );
   const [hello] = ws.sent;
   assert.equal(hello.ops.at(-1), 'python');
   assert.ok(hello.ops.includes('repeat_multiply'));
   assert.deepEqual(hello.cold, ['python']);
-  ws.receive({ type: 'task', op: 'python', task_id: 1, function: { name: 'f' }, args: [1], kwargs: {} });
-  assert.deepEqual(workers[0].posted[0], { task_id: 1, op: 'python', args: { function: { name: 'f' }, args: [1], kwargs: {} } });
+  ws.receive({
+    type: 'task',
+    op: 'python',
+    task_id: 1,
+    function: { name: 'f' },
+    args: [1],
+    kwargs: {},
+  });
+  assert.deepEqual(workers[0].posted[0], {
+    task_id: 1,
+    op: 'python',
+    args: { function: { name: 'f' }, args: [1], kwargs: {} },
+  });
   workers[0].answer({ error: 'Traceback (most recent call last):\nValueError: no' });
-  assert.deepEqual(results(ws), [{ type: 'error', task_id: 1, message: 'Traceback (most recent call last):\nValueError: no' }]);
+  assert.deepEqual(results(ws), [
+    { type: 'error', task_id: 1, message: 'Traceback (most recent call last):\nValueError: no' },
+  ]);
   assert.deepEqual(reconnectNow(ws).sent[0].cold, ['python']); // a failed task proves nothing
   const again = page.sockets.at(-1);
-  again.receive({ type: 'task', op: 'python', task_id: 2, function: { name: 'f' }, args: [1], kwargs: {} });
+  again.receive({
+    type: 'task',
+    op: 'python',
+    task_id: 2,
+    function: { name: 'f' },
+    args: [1],
+    kwargs: {},
+  });
   workers[0].answer({ result: 1, duration_ms: 2500 });
   const warmHello = reconnectNow(again).sent[0];
   assert.ok(warmHello.ops.includes('python'));
@@ -329,23 +436,37 @@ test('without Pyodide, or without page-config.json, the page offers the built-in
 test('the ops module: the first compute worker names its ops; skipped exports are warned about', async () => {
   const setupAnswer = {
     ops: ['collatz_steps', 'double'],
-    skipped: [{ name: 'prime_count', reason: 'prime_count is a built-in op: give the export another name' }],
+    skipped: [
+      { name: 'prime_count', reason: 'prime_count is a built-in op: give the export another name' },
+    ],
     error: null,
   };
   const config = { python: null, ops_module: 'ops-module.js' };
   const { ws, workers } = await openPage(2, '', { config, setupAnswer });
-  assert.deepEqual(workers.map((w) => w.setup.opsModule), ['http://grid.test/ops-module.js', 'http://grid.test/ops-module.js']);
+  assert.deepEqual(
+    workers.map((w) => w.setup.opsModule),
+    ['http://grid.test/ops-module.js', 'http://grid.test/ops-module.js'],
+  );
   const [hello] = ws.sent;
   assert.deepEqual(hello.ops.slice(-2), ['collatz_steps', 'double']);
   assert.equal(hello.ops.filter((op) => op === 'prime_count').length, 1);
   assert.equal(hello.cold, undefined);
-  assert.deepEqual(page.warnings, ['browsergrid: ops module export prime_count skipped: prime_count is a built-in op: give the export another name']);
+  assert.deepEqual(page.warnings, [
+    'browsergrid: ops module export prime_count skipped: prime_count is a built-in op: give the export another name',
+  ]);
   assert.ok(page.logs.includes('Custom ops: collatz_steps, double'));
 });
 
 test('an ops module that fails to load is logged, and the page offers the other ops', async () => {
-  const setupAnswer = { ops: [], skipped: [], error: 'the ops module http://grid.test/ops-module.js could not be loaded: SyntaxError' };
-  const { ws } = await openPage(1, '', { config: { ...PYTHON_CONFIG, ops_module: 'ops-module.js' }, setupAnswer });
+  const setupAnswer = {
+    ops: [],
+    skipped: [],
+    error: 'the ops module http://grid.test/ops-module.js could not be loaded: SyntaxError',
+  };
+  const { ws } = await openPage(1, '', {
+    config: { ...PYTHON_CONFIG, ops_module: 'ops-module.js' },
+    setupAnswer,
+  });
   assert.equal(ws.sent[0].ops.at(-1), 'python');
   assert.ok(page.logs.includes(setupAnswer.error));
 });
@@ -360,7 +481,10 @@ test('Pause stops the running task now, says capacity 0 and hands back every tas
   const { ws, workers, status, elements } = await openPage(1);
   ws.receive(WELCOME);
   ws.receive({ type: 'tasks', tasks: [task(1), task(2)] });
-  assert.deepEqual(workers[0].posted.map((m) => m.task_id), [1]);
+  assert.deepEqual(
+    workers[0].posted.map((m) => m.task_id),
+    [1],
+  );
   control(elements, 'pause').click();
   assert.equal(workers[0].terminated, true); // the honest "stop now": its compute worker is ended
   assert.equal(page.workers.length, 2); // and a fresh one waits, idle
@@ -379,9 +503,15 @@ test('Pause stops the running task now, says capacity 0 and hands back every tas
   assert.deepEqual(ws.sent.at(-1), { type: 'capacity', concurrency: 1, prefetch: 1 });
   assert.equal(status.paused, false);
   ws.receive(task(4));
-  assert.deepEqual(page.workers[1].posted.map((m) => m.task_id), [4]);
+  assert.deepEqual(
+    page.workers[1].posted.map((m) => m.task_id),
+    [4],
+  );
   page.workers[1].answer({ result: 2, duration_ms: 1 });
-  assert.deepEqual(results(ws).map((m) => m.task_id), [4]);
+  assert.deepEqual(
+    results(ws).map((m) => m.task_id),
+    [4],
+  );
 });
 
 test('paused across a reconnect: hello says the settings, then capacity 0 and the welcome task go back after welcome', async () => {
@@ -393,7 +523,10 @@ test('paused across a reconnect: hello says the settings, then capacity 0 and th
   assert.equal(hello.type, 'hello');
   assert.equal(hello.concurrency, 2); // 1 to 1024 in a hello: paused is said with capacity
   next.receive(task('welcome-1')); // the coordinator's welcome task comes before welcome
-  assert.deepEqual(next.sent.map((m) => m.type), ['hello']); // nothing else before welcome
+  assert.deepEqual(
+    next.sent.map((m) => m.type),
+    ['hello'],
+  ); // nothing else before welcome
   next.receive(WELCOME);
   assert.deepEqual(next.sent.slice(1), [
     { type: 'capacity', concurrency: 0 },
@@ -405,15 +538,30 @@ test('paused across a reconnect: hello says the settings, then capacity 0 and th
 test('a server that never welcomes hears neither capacity nor hand_back: its task waits here for Resume', async () => {
   const { ws, elements } = await openPage(1);
   ws.receive(task(1));
-  assert.deepEqual(page.workers[0].posted.map((m) => m.task_id), [1]);
+  assert.deepEqual(
+    page.workers[0].posted.map((m) => m.task_id),
+    [1],
+  );
   control(elements, 'pause').click();
   assert.equal(page.workers[0].terminated, true);
-  assert.deepEqual(ws.sent.map((m) => m.type), ['hello']);
+  assert.deepEqual(
+    ws.sent.map((m) => m.type),
+    ['hello'],
+  );
   control(elements, 'pause').click();
-  assert.deepEqual(ws.sent.map((m) => m.type), ['hello']);
-  assert.deepEqual(page.workers[1].posted.map((m) => m.task_id), [1]); // run again from the start
+  assert.deepEqual(
+    ws.sent.map((m) => m.type),
+    ['hello'],
+  );
+  assert.deepEqual(
+    page.workers[1].posted.map((m) => m.task_id),
+    [1],
+  ); // run again from the start
   page.workers[1].answer({ result: 2, duration_ms: 1 });
-  assert.deepEqual(results(ws).map((m) => m.task_id), [1]);
+  assert.deepEqual(
+    results(ws).map((m) => m.task_id),
+    [1],
+  );
 });
 
 test('fewer workers: a compute worker is ended, capacity says so, tasks beyond it go back; more: new workers', async () => {
@@ -430,7 +578,10 @@ test('fewer workers: a compute worker is ended, capacity says so, tasks beyond i
     { type: 'hand_back', task_ids: [3, 4] }, // 1 running + 1 waiting fit; task 2 waits again here
   ]);
   first.answer({ result: 2, duration_ms: 1 });
-  assert.deepEqual(first.posted.map((m) => m.task_id), [1, 2]);
+  assert.deepEqual(
+    first.posted.map((m) => m.task_id),
+    [1, 2],
+  );
   control(elements, 'workers').change({ value: '3' });
   assert.equal(status.workers, 3);
   assert.equal(page.workers.length, 4); // two more started
@@ -441,12 +592,17 @@ test('a CPU share goes to every compute worker and to the coordinator, and again
   const { ws, elements } = await openPage(2);
   ws.receive(WELCOME);
   control(elements, 'share').change({ value: '0.5' });
-  assert.deepEqual(page.workers.map((w) => w.share), [0.5, 0.5]);
+  assert.deepEqual(
+    page.workers.map((w) => w.share),
+    [0.5, 0.5],
+  );
   assert.deepEqual(ws.sent.at(-1), { type: 'capacity', concurrency: 2, prefetch: 2, share: 0.5 });
   const next = reconnectNow(ws);
   assert.equal(next.sent.length, 1); // hello only, until welcome
   next.receive(WELCOME);
-  assert.deepEqual(next.sent.slice(1), [{ type: 'capacity', concurrency: 2, prefetch: 2, share: 0.5 }]);
+  assert.deepEqual(next.sent.slice(1), [
+    { type: 'capacity', concurrency: 2, prefetch: 2, share: 0.5 },
+  ]);
   control(elements, 'workers').change({ value: '3' });
   assert.equal(page.workers.at(-1).share, 0.5); // a new compute worker starts at the share
 });
@@ -456,7 +612,9 @@ test('an object result is shown and logged as short JSON, not [object Object]', 
   ws.receive({ type: 'task', op: 'monte_carlo_pi', task_id: 1, samples: 1000, seed: 1 });
   workers[0].answer({ result: { hits: 785, samples: 1000 }, duration_ms: 1 });
   assert.equal(elements.get('last-result').textContent, '—'); // redrawn for results at most every 250 ms
-  await new Promise((resolve) => { setTimeout(resolve, 300); });
+  await new Promise((resolve) => {
+    setTimeout(resolve, 300);
+  });
   assert.equal(elements.get('last-result').textContent, '{"hits":785,"samples":1000}');
   assert.ok(page.logs.some((line) => line.includes('result={"hits":785,"samples":1000}')));
   assert.ok(page.logs.every((line) => !line.includes('[object Object]')));
@@ -505,7 +663,10 @@ test('on battery, with the setting on, the tab pauses; plugged in again, it resu
   battery.charging = true;
   battery.dispatchEvent(new Event('chargingchange'));
   assert.equal(status.paused, false);
-  assert.deepEqual(after(ws, 'capacity').map((m) => m.concurrency), [0, 1]);
+  assert.deepEqual(
+    after(ws, 'capacity').map((m) => m.concurrency),
+    [0, 1],
+  );
 });
 
 test('without the Battery Status API the battery control stays hidden', async () => {
@@ -517,7 +678,10 @@ test('without the Battery Status API the battery control stays hidden', async ()
 async function withStorage(storage, body) {
   Object.defineProperty(globalThis, 'localStorage', {
     configurable: true,
-    get() { if (storage instanceof Error) throw storage; return storage; },
+    get() {
+      if (storage instanceof Error) throw storage;
+      return storage;
+    },
   });
   try {
     await body();
@@ -528,7 +692,10 @@ async function withStorage(storage, body) {
 
 test('the settings are remembered: the next visit starts with them, and ?workers= still wins for its visit', async () => {
   const items = new Map();
-  const storage = { getItem: (k) => items.get(k) ?? null, setItem: (k, v) => items.set(k, String(v)) };
+  const storage = {
+    getItem: (k) => items.get(k) ?? null,
+    setItem: (k, v) => items.set(k, String(v)),
+  };
   await withStorage(storage, async () => {
     const { elements } = await openPage(2);
     control(elements, 'workers').change({ value: '3' });
@@ -536,7 +703,11 @@ test('the settings are remembered: the next visit starts with them, and ?workers
     control(elements, 'pause-hidden').change({ checked: true });
     control(elements, 'lang-es').click();
     assert.deepEqual(JSON.parse(items.get('browsergrid.settings')), {
-      v: 1, workers: 3, share: 0.75, pauseWhenHidden: true, pauseOnBattery: false,
+      v: 1,
+      workers: 3,
+      share: 0.75,
+      pauseWhenHidden: true,
+      pauseOnBattery: false,
     });
     assert.equal(items.get('browsergrid.language'), 'es');
     const again = await openPage(5); // ?workers=5 in its address
@@ -546,7 +717,10 @@ test('the settings are remembered: the next visit starts with them, and ?workers
     assert.equal(globalThis.document.documentElement.lang, 'es');
     assert.equal(again.elements.get('pause').textContent, 'Pausar');
     assert.equal(again.elements.get('pause-hidden').checked, true);
-    assert.deepEqual(page.workers.map((w) => w.share), [0.75, 0.75, 0.75, 0.75, 0.75]);
+    assert.deepEqual(
+      page.workers.map((w) => w.share),
+      [0.75, 0.75, 0.75, 0.75, 0.75],
+    );
   });
 });
 
@@ -558,7 +732,12 @@ test('a localStorage that throws on every touch does not break the page: the set
     control(elements, 'lang-es').click();
     assert.equal(status.share, 0.25);
     assert.equal(status.language, 'es');
-    assert.deepEqual(ws.sent.at(-1), { type: 'capacity', concurrency: 1, prefetch: 1, share: 0.25 });
+    assert.deepEqual(ws.sent.at(-1), {
+      type: 'capacity',
+      concurrency: 1,
+      prefetch: 1,
+      share: 0.25,
+    });
     ws.receive(task(1));
     page.workers[0].answer({ result: 2, duration_ms: 3 });
     assert.equal(status.contribution.total.tasks, 1);

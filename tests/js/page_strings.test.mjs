@@ -1,14 +1,16 @@
 // The worker page in English and Spanish: the same texts in both, each function with the same parameters.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
 import { LANGUAGES } from '../../src/browsergrid/web/js/i18n.js';
-import { STRINGS, en, es } from '../../src/browsergrid/web/js/page-strings.js';
+import { en, es, STRINGS } from '../../src/browsergrid/web/js/page-strings.js';
 
 // Every leaf of a strings object, as [path, value], nested objects (the state names) included.
 function leaves(object, prefix = '') {
-  return Object.entries(object).flatMap(([key, value]) => (
-    typeof value === 'object' ? leaves(value, `${prefix}${key}.`) : [[`${prefix}${key}`, value]]));
+  return Object.entries(object).flatMap(([key, value]) =>
+    typeof value === 'object' ? leaves(value, `${prefix}${key}.`) : [[`${prefix}${key}`, value]],
+  );
 }
 
 test('a strings object per language of i18n.js', () => {
@@ -39,7 +41,10 @@ test('functions give text in both languages, and the texts differ', () => {
 });
 
 test('every data-s key of index.html is a string of both languages; the state names stay English in en', () => {
-  const html = readFileSync(new URL('../../src/browsergrid/web/index.html', import.meta.url), 'utf8');
+  const html = readFileSync(
+    new URL('../../src/browsergrid/web/index.html', import.meta.url),
+    'utf8',
+  );
   const keys = [...html.matchAll(/data-s(?:-label)?="([A-Za-z]+)"/g)].map((match) => match[1]);
   assert.ok(keys.length > 10);
   for (const key of keys) {

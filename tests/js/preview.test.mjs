@@ -1,5 +1,5 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { PREVIEW_CHARS, preview } from '../../src/browsergrid/web/js/preview.js';
 
 test('a result is shown as short JSON, never [object Object]', () => {

@@ -1,13 +1,22 @@
 // Checks web/js/protocol.js against the shared frame fixtures and docs/protocol.md.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
+import { test } from 'node:test';
 import {
-  PROTOCOL_VERSION, capacityMessage, handBackMessage, helloMessage, parseServerMessage, resultMessage, resultsMessage,
+  capacityMessage,
+  handBackMessage,
+  helloMessage,
+  PROTOCOL_VERSION,
+  parseServerMessage,
+  resultMessage,
+  resultsMessage,
   taskErrorMessage,
 } from '../../src/browsergrid/web/js/protocol.js';
 
-const fixtures = JSON.parse(await readFile(new URL('../fixtures/messages.json', import.meta.url), 'utf8'));
+const fixtures = JSON.parse(
+  await readFile(new URL('../fixtures/messages.json', import.meta.url), 'utf8'),
+);
 const serverToWorker = fixtures.server_to_worker;
 
 test('protocol version is 1', () => {
@@ -60,7 +69,9 @@ test('more malformed frames never throw and get the right code', () => {
 });
 
 test('a bad element of tasks names its position', () => {
-  const parsed = parseServerMessage('{"type":"tasks","tasks":[{"type":"task","op":"x","task_id":1},{"type":"task","task_id":2}]}');
+  const parsed = parseServerMessage(
+    '{"type":"tasks","tasks":[{"type":"task","op":"x","task_id":1},{"type":"task","task_id":2}]}',
+  );
   assert.equal(parsed.ok, false);
   assert.match(parsed.error, /element 1/);
 });
@@ -79,8 +90,15 @@ test('every element of tasks is normalised like a task frame', () => {
 });
 
 test('task arguments named like prototype members stay plain arguments', () => {
-  const { message } = parseServerMessage('{"type":"task","op":"o","task_id":2,"constructor":1,"x":[1]}');
-  assert.deepEqual(message, { type: 'task', task_id: 2, op: 'o', args: { constructor: 1, x: [1] } });
+  const { message } = parseServerMessage(
+    '{"type":"task","op":"o","task_id":2,"constructor":1,"x":[1]}',
+  );
+  assert.deepEqual(message, {
+    type: 'task',
+    task_id: 2,
+    op: 'o',
+    args: { constructor: 1, x: [1] },
+  });
 });
 
 test('a type named like a prototype member is ignored, not dispatched', () => {
@@ -88,32 +106,57 @@ test('a type named like a prototype member is ignored, not dispatched', () => {
 });
 
 test('helloMessage builds the hello frame; prefetch defaults to 1, as protocol.md says', () => {
-  const frame = helloMessage({ agent: 'Mozilla/5.0 test', ops: ['repeat_multiply'], concurrency: 3 });
+  const frame = helloMessage({
+    agent: 'Mozilla/5.0 test',
+    ops: ['repeat_multiply'],
+    concurrency: 3,
+  });
   assert.equal(typeof frame, 'string');
   assert.deepEqual(JSON.parse(frame), {
-    type: 'hello', protocol: 1, agent: 'Mozilla/5.0 test', ops: ['repeat_multiply'], concurrency: 3, prefetch: 1,
+    type: 'hello',
+    protocol: 1,
+    agent: 'Mozilla/5.0 test',
+    ops: ['repeat_multiply'],
+    concurrency: 3,
+    prefetch: 1,
   });
 });
 
 test('helloMessage carries prefetch', () => {
   for (const prefetch of [0, 3, 1024]) {
-    const hello = JSON.parse(helloMessage({ agent: 'UA', ops: ['repeat_multiply'], concurrency: 3, prefetch }));
+    const hello = JSON.parse(
+      helloMessage({ agent: 'UA', ops: ['repeat_multiply'], concurrency: 3, prefetch }),
+    );
     assert.equal(hello.prefetch, prefetch);
   }
 });
 
 test('helloMessage caps agent at 512 characters', () => {
-  const { agent } = JSON.parse(helloMessage({ agent: 'a'.repeat(600), ops: ['repeat_multiply'], concurrency: 1 }));
+  const { agent } = JSON.parse(
+    helloMessage({ agent: 'a'.repeat(600), ops: ['repeat_multiply'], concurrency: 1 }),
+  );
   assert.equal(agent.length, 512);
 });
 
 test('resultMessage builds the exercise result frame and echoes task_id as given', () => {
-  const frame = resultMessage({ task_id: 1, result: 1.5372656826974733, duration_ms: 3, agent: 'UA' });
+  const frame = resultMessage({
+    task_id: 1,
+    result: 1.5372656826974733,
+    duration_ms: 3,
+    agent: 'UA',
+  });
   assert.deepEqual(JSON.parse(frame), {
-    type: 'result', task_id: 1, result: 1.5372656826974733, duration_ms: 3, agent: 'UA',
+    type: 'result',
+    task_id: 1,
+    result: 1.5372656826974733,
+    duration_ms: 3,
+    agent: 'UA',
   });
   assert.deepEqual(JSON.parse(resultMessage({ task_id: 't-9', result: [1, 2], duration_ms: 0 })), {
-    type: 'result', task_id: 't-9', result: [1, 2], duration_ms: 0,
+    type: 'result',
+    task_id: 't-9',
+    result: [1, 2],
+    duration_ms: 0,
   });
 });
 
@@ -133,27 +176,54 @@ test('resultsMessage builds one results frame and keeps only the three members o
     ],
     agent: 'UA',
   });
-  const bare = JSON.parse(resultsMessage({ results: [{ task_id: 5, result: [1], duration_ms: 1 }] }));
-  assert.deepEqual(bare, { type: 'results', results: [{ task_id: 5, result: [1], duration_ms: 1 }] });
-  assert.equal(JSON.parse(resultsMessage({ results: [], agent: 'a'.repeat(600) })).agent.length, 512);
+  const bare = JSON.parse(
+    resultsMessage({ results: [{ task_id: 5, result: [1], duration_ms: 1 }] }),
+  );
+  assert.deepEqual(bare, {
+    type: 'results',
+    results: [{ task_id: 5, result: [1], duration_ms: 1 }],
+  });
+  assert.equal(
+    JSON.parse(resultsMessage({ results: [], agent: 'a'.repeat(600) })).agent.length,
+    512,
+  );
 });
 
 test('taskErrorMessage builds the task error frame', () => {
   const frame = taskErrorMessage({ task_id: 7, message: 'RangeError: invalid array length' });
-  assert.deepEqual(JSON.parse(frame), { type: 'error', task_id: 7, message: 'RangeError: invalid array length' });
+  assert.deepEqual(JSON.parse(frame), {
+    type: 'error',
+    task_id: 7,
+    message: 'RangeError: invalid array length',
+  });
 });
 
 test('built frames match the shapes of the worker_to_server fixtures', () => {
-  const byName = Object.fromEntries(fixtures.worker_to_server.valid.map((f) => [f.name, f.decodes_to]));
+  const byName = Object.fromEntries(
+    fixtures.worker_to_server.valid.map((f) => [f.name, f.decodes_to]),
+  );
   const { type, ...result } = byName['exercise result'];
   assert.deepEqual(JSON.parse(resultMessage(result)), { type, ...result });
   const { type: helloType, protocol, cold: none, ...hello } = byName.hello;
   assert.deepEqual(none, []); // an empty `cold` is left out of the frame
   assert.deepEqual(JSON.parse(helloMessage(hello)), { type: helloType, protocol, ...hello });
-  const { type: prefetchType, protocol: prefetchProtocol, cold: _, ...prefetched } = byName['hello with prefetch'];
-  assert.deepEqual(JSON.parse(helloMessage(prefetched)), { type: prefetchType, protocol: prefetchProtocol, ...prefetched });
+  const {
+    type: prefetchType,
+    protocol: prefetchProtocol,
+    cold: _,
+    ...prefetched
+  } = byName['hello with prefetch'];
+  assert.deepEqual(JSON.parse(helloMessage(prefetched)), {
+    type: prefetchType,
+    protocol: prefetchProtocol,
+    ...prefetched,
+  });
   const { type: coldType, protocol: coldProtocol, ...cold } = byName['hello with a cold op'];
-  assert.deepEqual(JSON.parse(helloMessage(cold)), { type: coldType, protocol: coldProtocol, ...cold });
+  assert.deepEqual(JSON.parse(helloMessage(cold)), {
+    type: coldType,
+    protocol: coldProtocol,
+    ...cold,
+  });
   const { type: errorType, ...taskError } = byName['task error'];
   assert.deepEqual(JSON.parse(taskErrorMessage(taskError)), { type: errorType, ...taskError });
   const { type: resultsType, ...results } = byName.results;
@@ -163,11 +233,22 @@ test('built frames match the shapes of the worker_to_server fixtures', () => {
 test('built frames are byte for byte the fixture frames the Python encoders make', () => {
   const frameOf = Object.fromEntries(fixtures.worker_to_server.valid.map((f) => [f.name, f.frame]));
   assert.equal(capacityMessage({ concurrency: 0 }), frameOf['capacity: paused']);
-  assert.equal(capacityMessage({ concurrency: 3, prefetch: 3, share: 0.5 }), frameOf['capacity with prefetch and share']);
+  assert.equal(
+    capacityMessage({ concurrency: 3, prefetch: 3, share: 0.5 }),
+    frameOf['capacity with prefetch and share'],
+  );
   assert.equal(handBackMessage({ task_ids: [12, 13] }), frameOf.hand_back);
   assert.equal(
-    helloMessage({ agent: 'browsergrid-python/0.1.0', ops: ['repeat_multiply'], concurrency: 2, prefetch: 4 }),
+    helloMessage({
+      agent: 'browsergrid-python/0.1.0',
+      ops: ['repeat_multiply'],
+      concurrency: 2,
+      prefetch: 4,
+    }),
     frameOf['hello with prefetch'],
   );
-  assert.equal(taskErrorMessage({ task_id: 7, message: 'RangeError: invalid array length' }), frameOf['task error']);
+  assert.equal(
+    taskErrorMessage({ task_id: 7, message: 'RangeError: invalid array length' }),
+    frameOf['task error'],
+  );
 });

@@ -1,7 +1,14 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import {
-  MAX_WORKERS, SETTINGS_KEY, SHARES, defaultSettings, defaultWorkers, loadSettings, saveSettings, workerChoices,
+  defaultSettings,
+  defaultWorkers,
+  loadSettings,
+  MAX_WORKERS,
+  SETTINGS_KEY,
+  SHARES,
+  saveSettings,
+  workerChoices,
   workersFromQuery,
 } from '../../src/browsergrid/web/js/settings.js';
 
@@ -13,7 +20,12 @@ test('by default one core is left free, at least one worker runs, at full share,
   assert.equal(defaultWorkers(1), 1);
   assert.equal(defaultWorkers(undefined), 1); // a browser that does not tell: as if 2 cores
   assert.equal(defaultWorkers(4096), MAX_WORKERS);
-  assert.deepEqual(defaultSettings(4), { workers: 3, share: 1, pauseWhenHidden: false, pauseOnBattery: false });
+  assert.deepEqual(defaultSettings(4), {
+    workers: 3,
+    share: 1,
+    pauseWhenHidden: false,
+    pauseOnBattery: false,
+  });
   assert.deepEqual(SHARES, [0.25, 0.5, 0.75, 1]);
 });
 
@@ -32,15 +44,26 @@ test('a storage that throws, or holds nothing of ours, gives the defaults; savin
   assert.deepEqual(loadSettings(null, 4), defaultSettings(4));
   assert.equal(saveSettings(null, defaultSettings(4)), false);
   for (const text of ['{not json', 'null', '[1]', '"x"', JSON.stringify({ v: 2, workers: 2 })]) {
-    assert.deepEqual(loadSettings(memoryStorage({ [SETTINGS_KEY]: text }), 4), defaultSettings(4), text);
+    assert.deepEqual(
+      loadSettings(memoryStorage({ [SETTINGS_KEY]: text }), 4),
+      defaultSettings(4),
+      text,
+    );
   }
 });
 
 test('each member out of range falls back to its default alone', () => {
   const saved = { v: 1, workers: 9, share: 0.3, pauseWhenHidden: 'yes', pauseOnBattery: true };
   const storage = memoryStorage({ [SETTINGS_KEY]: JSON.stringify(saved) });
-  assert.deepEqual(loadSettings(storage, 4), { workers: 3, share: 1, pauseWhenHidden: false, pauseOnBattery: true });
-  const fine = memoryStorage({ [SETTINGS_KEY]: JSON.stringify({ ...saved, workers: 4, share: 0.25 }) });
+  assert.deepEqual(loadSettings(storage, 4), {
+    workers: 3,
+    share: 1,
+    pauseWhenHidden: false,
+    pauseOnBattery: true,
+  });
+  const fine = memoryStorage({
+    [SETTINGS_KEY]: JSON.stringify({ ...saved, workers: 4, share: 0.25 }),
+  });
   assert.equal(loadSettings(fine, 4).workers, 4);
   assert.equal(loadSettings(fine, 4).share, 0.25);
   assert.equal(loadSettings(fine, undefined).workers, 4); // cores unknown: any count up to 1024
@@ -49,7 +72,15 @@ test('each member out of range falls back to its default alone', () => {
 test('?workers=N is honoured, 1 to 1024; anything else is none', () => {
   assert.equal(workersFromQuery('?workers=3'), 3);
   assert.equal(workersFromQuery('?server=x&workers=5000'), MAX_WORKERS);
-  for (const search of ['', '?workers=', '?workers=0', '?workers=-2', '?workers=1.5', '?workers=two', undefined]) {
+  for (const search of [
+    '',
+    '?workers=',
+    '?workers=0',
+    '?workers=-2',
+    '?workers=1.5',
+    '?workers=two',
+    undefined,
+  ]) {
     assert.equal(workersFromQuery(search), null, String(search));
   }
 });

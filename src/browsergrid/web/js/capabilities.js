@@ -20,7 +20,8 @@ export function setupFrom(config, configUrl) {
 
 const runnable = (value) => {
   if (typeof value === 'function') return value;
-  if (typeof value === 'object' && value !== null && typeof value.run === 'function') return value.run.bind(value);
+  if (typeof value === 'object' && value !== null && typeof value.run === 'function')
+    return value.run.bind(value);
   return null;
 };
 
@@ -35,7 +36,10 @@ export function opsFromModule(exports, reserved) {
     const run = runnable(exports[name]);
     if (run === null) continue;
     if (name === 'default') {
-      skipped.push({ name, reason: 'a default export is not an op: export the function by its op name' });
+      skipped.push({
+        name,
+        reason: 'a default export is not an op: export the function by its op name',
+      });
     } else if (reserved.includes(name)) {
       skipped.push({ name, reason: `${name} is a built-in op: give the export another name` });
     } else if (name.length > MAX_OP_NAME) {

@@ -4,9 +4,10 @@
 // answers {setup: {ops, skipped, error}} with the ops module's op names. Without it, built-in ops only.
 // {share} sets the volunteer's CPU share (duty-cycle.js): after each task the worker rests in
 // proportion to how long it computed before it starts the next; a task under way is not interrupted.
-import { OPS, runOp } from './ops.js';
-import { PYTHON, opsFromModule } from './capabilities.js';
+
+import { opsFromModule, PYTHON } from './capabilities.js';
 import { restUntil } from './duty-cycle.js';
+import { OPS, runOp } from './ops.js';
 import { createPythonOp } from './python-op.js';
 
 const extra = {}; // op name -> (args) => result (or a Promise): python and the ops module's
@@ -20,7 +21,10 @@ async function setUp({ python, opsModule }) {
   if (python) extra[PYTHON] = createPythonOp(python);
   if (opsModule) {
     try {
-      const { ops, skipped } = opsFromModule(await import(opsModule), [...Object.keys(OPS), PYTHON]);
+      const { ops, skipped } = opsFromModule(await import(opsModule), [
+        ...Object.keys(OPS),
+        PYTHON,
+      ]);
       Object.assign(extra, ops);
       Object.assign(answer, { ops: Object.keys(ops), skipped });
     } catch (err) {

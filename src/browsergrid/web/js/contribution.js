@@ -17,16 +17,28 @@ export function readTotals(storage) {
   } catch {
     saved = null;
   }
-  if (typeof saved !== 'object' || saved === null || saved.v !== CONTRIBUTION_VERSION
-    || !isCount(saved.tasks) || !isCount(saved.compute_ms)) {
+  if (
+    typeof saved !== 'object'
+    || saved === null
+    || saved.v !== CONTRIBUTION_VERSION
+    || !isCount(saved.tasks)
+    || !isCount(saved.compute_ms)
+  ) {
     return { ...none(), since: null };
   }
-  return { tasks: saved.tasks, computeMs: saved.compute_ms, since: isCount(saved.since) ? saved.since : null };
+  return {
+    tasks: saved.tasks,
+    computeMs: saved.compute_ms,
+    since: isCount(saved.since) ? saved.since : null,
+  };
 }
 
 function writeTotals(storage, { tasks, computeMs, since }) {
   try {
-    storage.setItem(CONTRIBUTION_KEY, JSON.stringify({ v: CONTRIBUTION_VERSION, tasks, compute_ms: computeMs, since }));
+    storage.setItem(
+      CONTRIBUTION_KEY,
+      JSON.stringify({ v: CONTRIBUTION_VERSION, tasks, compute_ms: computeMs, since }),
+    );
     return true;
   } catch {
     return false;
@@ -89,7 +101,8 @@ export function formatComputeTime(ms, locale = 'en') {
     return `${new Intl.NumberFormat(locale, { maximumFractionDigits: 1 }).format(value / 1000)} s`;
   }
   const seconds = Math.floor(value / 1000);
-  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${String(seconds % 60).padStart(2, '0')} s`;
+  if (seconds < 3600)
+    return `${Math.floor(seconds / 60)} min ${String(seconds % 60).padStart(2, '0')} s`;
   const minutes = Math.floor(seconds / 60);
   return `${Math.floor(minutes / 60)} h ${String(minutes % 60).padStart(2, '0')} min`;
 }

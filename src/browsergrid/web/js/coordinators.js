@@ -38,10 +38,14 @@ export function coordinatorsFrom(search, fallback, warn = (line) => console.warn
       const entry = raw.trim();
       if (entry === '') continue;
       const url = coordinatorUrl(entry);
-      if (url === null) warn(`Ignored ?coordinators= entry ${JSON.stringify(hideToken(entry))}: not a ws://, wss://, http:// or https:// URL`);
+      if (url === null)
+        warn(
+          `Ignored ?coordinators= entry ${JSON.stringify(hideToken(entry))}: not a ws://, wss://, http:// or https:// URL`,
+        );
       else urls.push(withToken(url, token));
     }
-    if (urls.length === 0) warn(`?coordinators= names no usable URL; using ${hideToken(withToken(fallback, token))}`);
+    if (urls.length === 0)
+      warn(`?coordinators= names no usable URL; using ${hideToken(withToken(fallback, token))}`);
   }
   return urls.length > 0 ? urls : [withToken(fallback, token)];
 }

@@ -8,16 +8,20 @@ export const DEFAULT_LANGUAGE = 'en';
 const STORAGE_KEY = 'browsergrid.language';
 
 const ours = (tag) => {
-  const base = String(tag || '').toLowerCase().split(/[-_]/)[0];
+  const base = String(tag || '')
+    .toLowerCase()
+    .split(/[-_]/)[0];
   return LANGUAGES.includes(base) ? base : null;
 };
 
 // ?lang= (a link shared with a class) wins over the remembered switch, which wins over the browser.
 export function pickLanguage({ search = '', stored = null, preferred = [] } = {}) {
-  return ours(new URLSearchParams(search).get('lang'))
+  return (
+    ours(new URLSearchParams(search).get('lang'))
     ?? ours(stored)
     ?? preferred.map(ours).find((lang) => lang !== null)
-    ?? DEFAULT_LANGUAGE;
+    ?? DEFAULT_LANGUAGE
+  );
 }
 
 export function storedLanguage(storage) {

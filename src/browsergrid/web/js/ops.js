@@ -12,7 +12,7 @@ const MAX_EXACT_TIMES = 1e8; // repeat_multiply's loop: seconds in Python, not h
 // --- the ops; each takes arguments already checked by runOp ---
 
 function repeatMultiply({ initial, factor, times, exact = false }) {
-  if (!exact) return initial * Math.pow(factor, times);
+  if (!exact) return initial * factor ** times;
   let result = initial;
   for (let i = 0; i < times; i += 1) result = result * factor;
   return result;
@@ -41,9 +41,9 @@ function mandelbrotTile({ region, width, height, max_iter: maxIter }) {
   const counts = new Array(width * height); // a plain Array: it must serialise as a JSON list
   let k = 0;
   for (let py = 0; py < height; py += 1) {
-    const ci = imMin + (imMax - imMin) * py / height;
+    const ci = imMin + ((imMax - imMin) * py) / height;
     for (let px = 0; px < width; px += 1) {
-      const cr = reMin + (reMax - reMin) * px / width;
+      const cr = reMin + ((reMax - reMin) * px) / width;
       let zr = 0.0;
       let zi = 0.0;
       let n = 0;
@@ -145,7 +145,9 @@ export const OPS = {
 // The ops this JavaScript environment can run: hash_search needs crypto.subtle, which a page
 // served over plain http from an address other than localhost (no secure context) lacks.
 export function availableOps() {
-  return Object.keys(OPS).filter((op) => op !== 'hash_search' || Boolean(globalThis.crypto?.subtle));
+  return Object.keys(OPS).filter(
+    (op) => op !== 'hash_search' || Boolean(globalThis.crypto?.subtle),
+  );
 }
 
 // --- argument checks: the same as the Python ones, and the same ranges ---
@@ -160,7 +162,8 @@ function show(value) {
   return text.length > MAX_SHOWN ? `${text.slice(0, MAX_SHOWN)}…` : text;
 }
 
-const fail = (op, name, must, value) => new Error(`${op}: ${name} must be ${must}, got ${show(value)}`);
+const fail = (op, name, must, value) =>
+  new Error(`${op}: ${name} must be ${must}, got ${show(value)}`);
 const isNumber = (value) => typeof value === 'number' && Number.isFinite(value);
 const isIntegerIn = (value, lo, hi) => Number.isSafeInteger(value) && value >= lo && value <= hi;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
@@ -189,10 +192,15 @@ const CHECKS = {
   },
   mandelbrot_tile(op, args) {
     const { region } = args;
-    const ok = Array.isArray(region) && region.length === 4 && region.every(isNumber)
-      && region[0] < region[1] && region[2] < region[3];
+    const ok =
+      Array.isArray(region)
+      && region.length === 4
+      && region.every(isNumber)
+      && region[0] < region[1]
+      && region[2] < region[3];
     if (!ok) {
-      const must = '[re_min, re_max, im_min, im_max]: 4 finite numbers, re_min < re_max, im_min < im_max';
+      const must =
+        '[re_min, re_max, im_min, im_max]: 4 finite numbers, re_min < re_max, im_min < im_max';
       throw fail(op, 'region', must, region);
     }
     integer(op, args, 'width', 1, MAX_PIXELS, '1 to 65536');
@@ -211,13 +219,19 @@ const CHECKS = {
   hash_search(op, args) {
     const { prefix } = args;
     // at most 256 code points (as Python counts), no lone surrogate (it has no UTF-8 form)
-    if (typeof prefix !== 'string' || prefix.length > 512 || [...prefix].length > 256 || LONE_SURROGATE.test(prefix)) {
+    if (
+      typeof prefix !== 'string'
+      || prefix.length > 512
+      || [...prefix].length > 256
+      || LONE_SURROGATE.test(prefix)
+    ) {
       throw fail(op, 'prefix', 'a string of at most 256 characters (no lone surrogates)', prefix);
     }
     integer(op, args, 'difficulty', 0, 64, '0 to 64');
     integer(op, args, 'start', 0, Number.MAX_SAFE_INTEGER, '0 to 2**53 - 1');
     integer(op, args, 'count', 1, 1e7, '1 to 10**7');
-    if (args.count - 1 > Number.MAX_SAFE_INTEGER - args.start) { // start + count - 1 could round
+    if (args.count - 1 > Number.MAX_SAFE_INTEGER - args.start) {
+      // start + count - 1 could round
       throw fail(op, 'count', 'at most 2**53 - start (the last nonce is below 2**53)', args.count);
     }
   },
@@ -227,7 +241,8 @@ const CHECKS = {
 // hash_search returns a Promise; the other ops return their result.
 export function runOp(op, args) {
   if (!Object.hasOwn(OPS, op)) throw new Error(`unknown op: ${JSON.stringify(op)}`);
-  if (typeof args !== 'object' || args === null) throw new Error(`${op}: arguments must be an object`);
+  if (typeof args !== 'object' || args === null)
+    throw new Error(`${op}: arguments must be an object`);
   CHECKS[op](op, args);
   return OPS[op](args);
 }

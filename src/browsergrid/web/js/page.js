@@ -1,19 +1,24 @@
 // Worker page main thread: keeps the coordinator connection, feeds tasks to a Web Worker pool, shows status,
 // and applies the volunteer's settings (workers, CPU share, pausing), telling the coordinator of each change.
 import { ReconnectBackoff } from './backoff.js';
-import { PYTHON, coldOps, helloOps, setupFrom } from './capabilities.js';
+import { coldOps, helloOps, PYTHON, setupFrom } from './capabilities.js';
 import { Contribution, formatComputeTime } from './contribution.js';
 import { CoordinatorRing, coordinatorsFrom, failoverDelay } from './coordinators.js';
 import { restUntil } from './duty-cycle.js';
 import { LANGUAGES, pageLanguage, rememberLanguage } from './i18n.js';
-import { availableOps } from './ops.js';
 import { claimWorkerKey } from './identity.js';
+import { availableOps } from './ops.js';
 import { STRINGS } from './page-strings.js';
 import { preview } from './preview.js';
 import {
-  capacityMessage, handBackMessage, helloMessage, parseServerMessage, resultMessage, taskErrorMessage,
+  capacityMessage,
+  handBackMessage,
+  helloMessage,
+  parseServerMessage,
+  resultMessage,
+  taskErrorMessage,
 } from './protocol.js';
-import { SHARES, loadSettings, saveSettings, workerChoices, workersFromQuery } from './settings.js';
+import { loadSettings, SHARES, saveSettings, workerChoices, workersFromQuery } from './settings.js';
 import { hideToken, tokenFrom } from './token.js';
 
 const MAX_LOG_LINES = 200;
@@ -24,9 +29,11 @@ const RENDER_MS = 250; // the page's figures are redrawn at most this often whil
 const FLUSH_MS = 1000; // the contribution totals reach localStorage at most this often (and when the tab goes)
 const DEFAULT_NAME = 'browsergrid'; // the heading until /page-config.json names the coordinator
 const FILE_PAGE_SERVER = 'ws://127.0.0.1:8765/ws';
-const REFUSED_WITHOUT_TOKEN = 'Could not connect: the coordinator is down, or it asks for a join token '
+const REFUSED_WITHOUT_TOKEN =
+  'Could not connect: the coordinator is down, or it asks for a join token '
   + '(open this page as /?token=TOKEN)';
-const REFUSED_WITH_TOKEN = 'Could not connect: the coordinator is down, or the ?token= of this page is not its join token';
+const REFUSED_WITH_TOKEN =
+  'Could not connect: the coordinator is down, or the ?token= of this page is not its join token';
 
 const params = new URLSearchParams(location.search);
 const token = tokenFrom(location.search); // a coordinator with --worker-token asks for it: /?token=TOKEN
@@ -47,7 +54,8 @@ function localStore() {
   }
 }
 
-const clip = (text) => (text.length > MAX_LOGGED_CHARS ? `${text.slice(0, MAX_LOGGED_CHARS)}…` : text);
+const clip = (text) =>
+  text.length > MAX_LOGGED_CHARS ? `${text.slice(0, MAX_LOGGED_CHARS)}…` : text;
 
 // ?coordinators=A,B,...: several coordinators of one grid, tried round robin (coordinators.js); else one, as above.
 const coordinators = new CoordinatorRing(coordinatorsFrom(location.search, pickServerUrl()));
@@ -61,13 +69,43 @@ const contribution = new Contribution(storage);
 const backoff = new ReconnectBackoff();
 const view = Object.fromEntries(
   [
-    'state', 'server-url', 'worker-id', 'tasks-done', 'last-result', 'last-duration', 'log',
-    'name', 'message', 'about', 'pause', 'activity', 'now', 'waiting', 'session-time', 'total-tasks',
-    'total-time', 'total-since', 'workers', 'workers-help', 'share', 'pause-hidden', 'pause-battery',
-    'battery-row', 'storage-note', 'lang-en', 'lang-es',
+    'state',
+    'server-url',
+    'worker-id',
+    'tasks-done',
+    'last-result',
+    'last-duration',
+    'log',
+    'name',
+    'message',
+    'about',
+    'pause',
+    'activity',
+    'now',
+    'waiting',
+    'session-time',
+    'total-tasks',
+    'total-time',
+    'total-since',
+    'workers',
+    'workers-help',
+    'share',
+    'pause-hidden',
+    'pause-battery',
+    'battery-row',
+    'storage-note',
+    'lang-en',
+    'lang-es',
   ].map((id) => [id, document.getElementById(id)]),
 );
-const status = { state: 'connecting', tasksDone: 0, workerId: null, lastResult: null, lastDuration: null, connects: 0 };
+const status = {
+  state: 'connecting',
+  tasksDone: 0,
+  workerId: null,
+  lastResult: null,
+  lastDuration: null,
+  connects: 0,
+};
 const queue = []; // jobs {socket, task, cancelled} waiting for a free compute worker
 const pauseReasons = new Set(); // why this tab is paused: 'user', 'hidden', 'battery'; empty: it computes
 const paused = () => pauseReasons.size > 0;
@@ -84,20 +122,48 @@ let renderTimer = null; // a redraw asked for by tasks (renderSoon)
 const warm = new Set(); // ops with a start-up cost that ran a task here (capabilities.js COLD_OPS)
 
 window.browsergrid = {
-  get state() { return currentState(); },
-  get tasksDone() { return status.tasksDone; },
-  get workerId() { return status.workerId; },
-  get lastResult() { return status.lastResult; },
-  get connects() { return status.connects; },
-  get coordinator() { return hideToken(coordinators.current); },
-  get ops() { return [...ops]; },
-  get paused() { return paused(); },
-  get pauseReasons() { return [...pauseReasons]; },
-  get workers() { return pool.length; },
-  get share() { return settings.share; },
-  get language() { return lang; },
-  get held() { return heldJobs().map((job) => job.task.task_id); },
-  get contribution() { return { session: { ...contribution.session }, total: contribution.total }; },
+  get state() {
+    return currentState();
+  },
+  get tasksDone() {
+    return status.tasksDone;
+  },
+  get workerId() {
+    return status.workerId;
+  },
+  get lastResult() {
+    return status.lastResult;
+  },
+  get connects() {
+    return status.connects;
+  },
+  get coordinator() {
+    return hideToken(coordinators.current);
+  },
+  get ops() {
+    return [...ops];
+  },
+  get paused() {
+    return paused();
+  },
+  get pauseReasons() {
+    return [...pauseReasons];
+  },
+  get workers() {
+    return pool.length;
+  },
+  get share() {
+    return settings.share;
+  },
+  get language() {
+    return lang;
+  },
+  get held() {
+    return heldJobs().map((job) => job.task.task_id);
+  },
+  get contribution() {
+    return { session: { ...contribution.session }, total: contribution.total };
+  },
 };
 
 // Lines reach the page's log in batches (at most every RENDER_MS): reading the list's scroll position
@@ -108,7 +174,7 @@ let logTimer = null;
 function log(line) {
   console.log(line);
   unshownLog.push([new Date().toLocaleTimeString([], { hour12: false }), line]);
-  logTimer ??= setTimeout(showLog, RENDER_MS);
+  if (logTimer === null) logTimer = setTimeout(showLog, RENDER_MS);
 }
 
 function showLog() {
@@ -165,20 +231,30 @@ function renderSlots(t) {
   const key = JSON.stringify(lines);
   if (key !== shownSlots) {
     shownSlots = key;
-    view.now.replaceChildren(...lines.map(([name, what]) => {
-      const item = document.createElement('li');
-      const label = document.createElement('span');
-      label.className = 'slot';
-      label.textContent = name;
-      const activity = document.createElement('span');
-      activity.textContent = what;
-      item.append(label, activity);
-      return item;
-    }));
+    view.now.replaceChildren(
+      ...lines.map(([name, what]) => {
+        const item = document.createElement('li');
+        const label = document.createElement('span');
+        label.className = 'slot';
+        label.textContent = name;
+        const activity = document.createElement('span');
+        activity.textContent = what;
+        item.append(label, activity);
+        return item;
+      }),
+    );
   }
-  const nextEnd = Math.min(...pool.map((slot) => restUntil(slot.last, settings.share)).filter((end) => end > now));
+  const nextEnd = Math.min(
+    ...pool.map((slot) => restUntil(slot.last, settings.share)).filter((end) => end > now),
+  );
   if (restTimer === null && Number.isFinite(nextEnd)) {
-    restTimer = setTimeout(() => { restTimer = null; render(); }, nextEnd - now + 20);
+    restTimer = setTimeout(
+      () => {
+        restTimer = null;
+        render();
+      },
+      nextEnd - now + 20,
+    );
   }
 }
 
@@ -202,9 +278,16 @@ function render() {
   view['session-time'].textContent = formatComputeTime(session.computeMs, lang);
   view['total-tasks'].textContent = String(total.tasks);
   view['total-time'].textContent = formatComputeTime(total.computeMs, lang);
-  view['total-since'].textContent = total.since === null
-    ? t.sinceNone
-    : t.since(new Date(total.since).toLocaleDateString(lang, { year: 'numeric', month: 'long', day: 'numeric' }));
+  view['total-since'].textContent =
+    total.since === null
+      ? t.sinceNone
+      : t.since(
+          new Date(total.since).toLocaleDateString(lang, {
+            year: 'numeric',
+            month: 'long',
+            day: 'numeric',
+          }),
+        );
 }
 
 // The texts that change only with the language (or the coordinator's name), then the rest.
@@ -213,12 +296,17 @@ function applyLanguage() {
   document.documentElement.lang = lang;
   const named = coordinatorName !== DEFAULT_NAME;
   document.title = named ? t.title(coordinatorName) : t.titleUnnamed;
-  for (const element of document.querySelectorAll('[data-s]')) element.textContent = t[element.dataset.s];
-  for (const element of document.querySelectorAll('[data-s-label]')) element.setAttribute('aria-label', t[element.dataset.sLabel]);
+  for (const element of document.querySelectorAll('[data-s]'))
+    element.textContent = t[element.dataset.s];
+  for (const element of document.querySelectorAll('[data-s-label]'))
+    element.setAttribute('aria-label', t[element.dataset.sLabel]);
   view.state.title = t.stateLabel;
-  for (const code of LANGUAGES) view[`lang-${code}`].setAttribute('aria-pressed', String(code === lang));
+  for (const code of LANGUAGES)
+    view[`lang-${code}`].setAttribute('aria-pressed', String(code === lang));
   view.about.textContent = t.about(named ? coordinatorName : t.unnamed);
-  view['workers-help'].textContent = Number.isInteger(cores) ? t.workersHelp(cores) : t.workersHelpUnknown;
+  view['workers-help'].textContent = Number.isInteger(cores)
+    ? t.workersHelp(cores)
+    : t.workersHelpUnknown;
   view['storage-note'].textContent = storage === null ? t.notRemembered : t.remembered;
   render();
 }
@@ -248,8 +336,11 @@ function startComputeWorker() {
     last: null, // {end, duration} of its last task (performance.now clock): when its rest ends (duty-cycle.js)
     worker: new Worker(new URL('./compute-worker.js', import.meta.url), { type: 'module' }),
   };
-  slot.setUp = new Promise((resolve) => { slot.setupDone = resolve; });
-  slot.worker.onmessage = ({ data }) => (data.setup ? slot.setupDone(data.setup) : finish(slot, data));
+  slot.setUp = new Promise((resolve) => {
+    slot.setupDone = resolve;
+  });
+  slot.worker.onmessage = ({ data }) =>
+    data.setup ? slot.setupDone(data.setup) : finish(slot, data);
   slot.worker.onerror = (event) => {
     event.preventDefault();
     const reason = `compute worker ${pool.indexOf(slot) + 1} failed: ${event.message || 'script error'}`;
@@ -266,7 +357,8 @@ const pool = Array.from({ length: workerCount() }, () => startComputeWorker());
 // Starts waiting tasks on free compute workers, those done resting first (none while paused).
 function dispatch() {
   if (!paused()) {
-    const free = pool.filter((slot) => slot.job === null)
+    const free = pool
+      .filter((slot) => slot.job === null)
       .sort((a, b) => restUntil(a.last, settings.share) - restUntil(b.last, settings.share));
     for (const slot of free) {
       if (queue.length === 0) break;
@@ -299,7 +391,8 @@ function finish(slot, outcome) {
   if (slot.job === null) return; // nothing was asked of it (a failure while idle)
   const { socket: jobSocket, task, cancelled } = slot.job;
   slot.job = null;
-  if (typeof outcome.duration_ms === 'number') slot.last = { end: performance.now(), duration: outcome.duration_ms };
+  if (typeof outcome.duration_ms === 'number')
+    slot.last = { end: performance.now(), duration: outcome.duration_ms };
   if (cancelled) {
     log(`Dropped cancelled task task_id=${task.task_id} (it finished after the cancel)`);
   } else if (jobSocket !== socket || jobSocket.readyState !== WebSocket.OPEN) {
@@ -310,13 +403,17 @@ function finish(slot, outcome) {
   } else {
     const { result, duration_ms } = outcome;
     warm.add(task.op);
-    jobSocket.send(resultMessage({ task_id: task.task_id, result, duration_ms, agent: navigator.userAgent }));
+    jobSocket.send(
+      resultMessage({ task_id: task.task_id, result, duration_ms, agent: navigator.userAgent }),
+    );
     status.tasksDone += 1;
     status.lastResult = result;
     status.lastDuration = duration_ms;
     contribution.add(duration_ms);
     scheduleFlush();
-    log(`Result sent: task_id=${task.task_id} result=${preview(result, MAX_LOGGED_CHARS)} duration_ms=${duration_ms}`);
+    log(
+      `Result sent: task_id=${task.task_id} result=${preview(result, MAX_LOGGED_CHARS)} duration_ms=${duration_ms}`,
+    );
   }
   dispatch();
   renderSoon();
@@ -331,7 +428,9 @@ function replaceComputeWorker(slot) {
 
 // Gives tasks back to the coordinator (after welcome only), which queues them again for others at once.
 function handBack(jobs, why) {
-  const ids = jobs.filter((job) => job.socket === socket && !job.cancelled).map((job) => job.task.task_id);
+  const ids = jobs
+    .filter((job) => job.socket === socket && !job.cancelled)
+    .map((job) => job.task.task_id);
   if (ids.length === 0 || !welcomed()) return;
   for (let start = 0; start < ids.length; start += MAX_HAND_BACK) {
     socket.send(handBackMessage({ task_ids: ids.slice(start, start + MAX_HAND_BACK) }));
@@ -343,16 +442,22 @@ function handBack(jobs, why) {
 function sendCapacity() {
   if (!welcomed()) return;
   const concurrency = paused() ? 0 : workerCount();
-  const capacity = paused() ? { concurrency } : { concurrency, prefetch: concurrency, share: settings.share };
+  const capacity = paused()
+    ? { concurrency }
+    : { concurrency, prefetch: concurrency, share: settings.share };
   socket.send(capacityMessage(capacity));
-  log(`Capacity sent: concurrency=${concurrency}${paused() ? '' : ` prefetch=${concurrency} share=${settings.share}`}`);
+  log(
+    `Capacity sent: concurrency=${concurrency}${paused() ? '' : ` prefetch=${concurrency} share=${settings.share}`}`,
+  );
 }
 
 // Pausing stops now: compute workers that hold a task are ended (and started afresh, idle), and every task
 // this tab holds goes back to the coordinator. Before a welcome (a server that never sends one), the
 // tasks wait here for the resume instead.
 function stopComputing() {
-  const stopped = pool.filter((slot) => slot.job !== null).map(replaceComputeWorker)
+  const stopped = pool
+    .filter((slot) => slot.job !== null)
+    .map(replaceComputeWorker)
     .filter((job) => job.socket === socket && !job.cancelled);
   queue.unshift(...stopped);
   log(`Paused (${[...pauseReasons].join(', ')}): ${stopped.length} running task(s) stopped`);
@@ -400,7 +505,8 @@ function resizePool(count) {
     const idle = pool.findLastIndex((slot) => slot.job === null);
     const [slot] = pool.splice(idle >= 0 ? idle : pool.length - 1, 1);
     slot.worker.terminate();
-    if (slot.job !== null && slot.job.socket === socket && !slot.job.cancelled) queue.unshift(slot.job);
+    if (slot.job !== null && slot.job.socket === socket && !slot.job.cancelled)
+      queue.unshift(slot.job);
   }
   while (pool.length < count) pool.push(startComputeWorker());
 }
@@ -458,7 +564,9 @@ function setUpControls() {
   const choices = workerChoices(cores, workerCount());
   view.workers.replaceChildren(...choices.map((count) => option(String(count), String(count))));
   view.workers.value = String(workerCount());
-  view.share.replaceChildren(...SHARES.map((share) => option(`${Math.round(share * 100)}\u00a0%`, String(share))));
+  view.share.replaceChildren(
+    ...SHARES.map((share) => option(`${Math.round(share * 100)}\u00a0%`, String(share))),
+  );
   view.share.value = String(settings.share);
   view['pause-hidden'].checked = settings.pauseWhenHidden;
   view['pause-battery'].checked = settings.pauseOnBattery;
@@ -476,7 +584,8 @@ function setUpControls() {
     checkBattery();
   });
   view.pause.addEventListener('click', togglePause);
-  for (const code of LANGUAGES) view[`lang-${code}`].addEventListener('click', () => setLanguage(code));
+  for (const code of LANGUAGES)
+    view[`lang-${code}`].addEventListener('click', () => setLanguage(code));
   document.addEventListener('visibilitychange', () => {
     if (document.visibilityState === 'hidden') contribution.flush();
     checkVisibility();
@@ -550,7 +659,7 @@ const HANDLERS = {
     if (paused()) handBack(queue.splice(0), 'paused');
     render();
   },
-  error(ws, { code, message, task_id }) {
+  error(_ws, { code, message, task_id }) {
     log(`Server error ${code}: ${clip(message)}${task_id === null ? '' : ` (task_id=${task_id})`}`);
   },
 };
@@ -574,7 +683,12 @@ function scheduleReconnect(openedAt) {
     log(`Reconnecting in ${(waitMs / 1000).toFixed(1)} s`);
     setTimeout(connect, waitMs);
   } else {
-    const delay = failoverDelay({ waitMs, coordinators: coordinators.size, openedAtMs: openedAt, nowMs: now });
+    const delay = failoverDelay({
+      waitMs,
+      coordinators: coordinators.size,
+      openedAtMs: openedAt,
+      nowMs: now,
+    });
     log(`Reconnecting to ${hideToken(coordinators.next())} in ${(delay / 1000).toFixed(1)} s`);
     setTimeout(connect, delay);
   }
@@ -604,14 +718,16 @@ function connect() {
     // prefetch = concurrency: each compute worker has its next task waiting when it finishes. Paused, hello
     // still says the settings (concurrency is at least 1); capacity 0 follows the welcome.
     helloConcurrency = workerCount();
-    ws.send(helloMessage({
-      agent: navigator.userAgent,
-      ops,
-      concurrency: helloConcurrency,
-      prefetch: helloConcurrency,
-      worker_key: workerKey,
-      cold: coldOps(ops, warm),
-    }));
+    ws.send(
+      helloMessage({
+        agent: navigator.userAgent,
+        ops,
+        concurrency: helloConcurrency,
+        prefetch: helloConcurrency,
+        worker_key: workerKey,
+        cold: coldOps(ops, warm),
+      }),
+    );
     render();
   };
   ws.onmessage = ({ data }) => receive(ws, data);
@@ -656,9 +772,12 @@ async function offerOps(setup) {
     log('Python tasks: Pyodide loads on the first one (a few seconds), then stays loaded');
   }
   if (setup.opsModule !== null) {
-    const timeout = new Promise((resolve) => { setTimeout(resolve, SETUP_WAIT_MS, null); });
+    const timeout = new Promise((resolve) => {
+      setTimeout(resolve, SETUP_WAIT_MS, null);
+    });
     const answer = await Promise.race([pool[0].setUp, timeout]);
-    if (answer === null) log(`The ops module ${setup.opsModule} took too long to load; its ops are not offered`);
+    if (answer === null)
+      log(`The ops module ${setup.opsModule} took too long to load; its ops are not offered`);
     else if (answer.error !== null) log(answer.error);
     for (const { name, reason } of answer?.skipped ?? []) {
       console.warn(`browsergrid: ops module export ${name} skipped: ${reason}`);
@@ -668,7 +787,8 @@ async function offerOps(setup) {
     names.push(...(answer?.ops ?? []));
   }
   const offered = helloOps(names);
-  if (offered.dropped.length > 0) log(`Not offered (64 ops at most): ${offered.dropped.join(', ')}`);
+  if (offered.dropped.length > 0)
+    log(`Not offered (64 ops at most): ${offered.dropped.join(', ')}`);
   ops = offered.ops;
 }
 
@@ -685,7 +805,9 @@ if (coordinators.size > 1) log(`Coordinators: ${coordinators.urls.map(hideToken)
 log(`Starting ${pool.length} compute worker(s)`);
 checkVisibility();
 watchBattery().catch((err) => log(`Battery status unavailable: ${err}`));
-const configured = setUpFromConfig().catch((err) => log(`Only the built-in ops are offered: ${err}`));
+const configured = setUpFromConfig().catch((err) =>
+  log(`Only the built-in ops are offered: ${err}`),
+);
 Promise.all([claimWorkerKey(), configured]).then(([key]) => {
   workerKey = key;
   connect();

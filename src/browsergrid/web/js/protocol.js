@@ -13,7 +13,8 @@ function invalid(code, error) {
 }
 
 function decodeTask({ type, task_id, op, ...args }) {
-  if (!isTaskId(task_id)) return invalid('bad_message', 'task: task_id must be an integer or a string');
+  if (!isTaskId(task_id))
+    return invalid('bad_message', 'task: task_id must be an integer or a string');
   if (typeof op !== 'string') return invalid('bad_message', 'task: op must be a string');
   return { ok: true, message: { type, task_id, op, args } };
 }
@@ -34,7 +35,8 @@ function decodeTasks({ type, tasks }) {
 }
 
 function decodeCancel({ type, task_id }) {
-  if (!isTaskId(task_id)) return invalid('bad_message', 'cancel: task_id must be an integer or a string');
+  if (!isTaskId(task_id))
+    return invalid('bad_message', 'cancel: task_id must be an integer or a string');
   return { ok: true, message: { type, task_id } };
 }
 
@@ -46,8 +48,10 @@ function decodeAck({ type, task_ids }) {
 }
 
 function decodeWelcome({ type, protocol, worker_id, server, limits }) {
-  if (!Number.isInteger(protocol)) return invalid('bad_message', 'welcome: protocol must be an integer');
-  if (!Number.isInteger(worker_id)) return invalid('bad_message', 'welcome: worker_id must be an integer');
+  if (!Number.isInteger(protocol))
+    return invalid('bad_message', 'welcome: protocol must be an integer');
+  if (!Number.isInteger(worker_id))
+    return invalid('bad_message', 'welcome: worker_id must be an integer');
   if (typeof server !== 'string') return invalid('bad_message', 'welcome: server must be a string');
   if (!isObject(limits)) return invalid('bad_message', 'welcome: limits must be an object');
   return { ok: true, message: { type, protocol, worker_id, server, limits } };

@@ -16,10 +16,16 @@ export function defaultWorkers(cores) {
 }
 
 export function defaultSettings(cores) {
-  return { workers: defaultWorkers(cores), share: 1, pauseWhenHidden: false, pauseOnBattery: false };
+  return {
+    workers: defaultWorkers(cores),
+    share: 1,
+    pauseWhenHidden: false,
+    pauseOnBattery: false,
+  };
 }
 
-const isWorkers = (value, cores) => Number.isInteger(value) && value >= 1 && value <= Math.min(MAX_WORKERS, Math.max(1, cores));
+const isWorkers = (value, cores) =>
+  Number.isInteger(value) && value >= 1 && value <= Math.min(MAX_WORKERS, Math.max(1, cores));
 
 // The settings saved in `storage`, each member that is missing or out of range replaced by its
 // default; a stored workers count above this computer's `cores` is one it cannot have chosen here.
@@ -43,7 +49,10 @@ export function loadSettings(storage, cores) {
 // Returns whether they were saved (false: storage refused; they hold for this visit only).
 export function saveSettings(storage, { workers, share, pauseWhenHidden, pauseOnBattery }) {
   try {
-    storage.setItem(SETTINGS_KEY, JSON.stringify({ v: SETTINGS_VERSION, workers, share, pauseWhenHidden, pauseOnBattery }));
+    storage.setItem(
+      SETTINGS_KEY,
+      JSON.stringify({ v: SETTINGS_VERSION, workers, share, pauseWhenHidden, pauseOnBattery }),
+    );
     return true;
   } catch {
     return false;

@@ -9,8 +9,14 @@ const LEGEND_MAX = 12;
 export class DemoPanel {
   // elements: {canvas, empty, status, legend}; httpBase: '' or 'http://host:port'; headers: sent with every fetch
   // (the token: token.js authHeaders); labelOf(workerId) -> text or null.
-  constructor({ elements, httpBase = '', headers = {}, labelOf = () => null, fetchImpl = (...args) => fetch(...args),
-    backoff = new ReconnectBackoff({ initialMs: 2000 }) }) {
+  constructor({
+    elements,
+    httpBase = '',
+    headers = {},
+    labelOf = () => null,
+    fetchImpl = (...args) => fetch(...args),
+    backoff = new ReconnectBackoff({ initialMs: 2000 }),
+  }) {
     this.el = elements;
     this.httpBase = httpBase;
     this.headers = headers;
@@ -36,9 +42,12 @@ export class DemoPanel {
 
   // The coordinator's demo settings (server.demo), or null when it has none.
   setDemo(demo) {
-    const same = demo && this.demo
-      ? ['name', 'cols', 'rows', 'tile_width', 'tile_height', 'max_iter'].every((field) => demo[field] === this.demo[field])
-      : !demo && !this.demo;
+    const same =
+      demo && this.demo
+        ? ['name', 'cols', 'rows', 'tile_width', 'tile_height', 'max_iter'].every(
+            (field) => demo[field] === this.demo[field],
+          )
+        : !demo && !this.demo;
     if (same && this.known) return;
     this.known = true; // a snapshot said what the demo is (or that there is none)
     this.demo = demo ?? null;
@@ -75,7 +84,8 @@ export class DemoPanel {
 
   // The language changed: the notes, and the legend with the labels of the workers still connected.
   relabel() {
-    for (const worker of this.workers.values()) worker.label = this.labelOf(worker.id) ?? worker.label;
+    for (const worker of this.workers.values())
+      worker.label = this.labelOf(worker.id) ?? worker.label;
     this.legendDirty = true;
     this.render();
   }
@@ -107,9 +117,11 @@ export class DemoPanel {
     const jobId = this.job.id;
     try {
       const response = await this.fetch(`${this.httpBase}/api/jobs/${jobId}/results?follow=true`, {
-        signal: controller.signal, headers: { ...this.headers, Accept: 'application/x-ndjson' },
+        signal: controller.signal,
+        headers: { ...this.headers, Accept: 'application/x-ndjson' },
       });
-      if (!response.ok) throw Object.assign(new Error(`HTTP ${response.status}`), { status: response.status });
+      if (!response.ok)
+        throw Object.assign(new Error(`HTTP ${response.status}`), { status: response.status });
       this.backoff.connected(Date.now());
       await readLines(response.body, (line) => {
         if (controller.signal.aborted) return;
@@ -124,7 +136,8 @@ export class DemoPanel {
       });
       if (controller.signal.aborted) return;
       // The stream ends when the job does; ending before, it was cut (the coordinator stopped, say).
-      if (this.job.state === 'running' && this.tiles + this.failed < this.job.total) throw new Error('stream ended early');
+      if (this.job.state === 'running' && this.tiles + this.failed < this.job.total)
+        throw new Error('stream ended early');
       this.streamState = 'complete';
     } catch (err) {
       if (controller.signal.aborted) return;
@@ -146,7 +159,12 @@ export class DemoPanel {
       const key = colorKey(outcome);
       let worker = this.workers.get(key);
       if (!worker) {
-        worker = { color: workerColor(key), tiles: 0, id: outcome.worker_id, label: this.labelOf(outcome.worker_id) };
+        worker = {
+          color: workerColor(key),
+          tiles: 0,
+          id: outcome.worker_id,
+          label: this.labelOf(outcome.worker_id),
+        };
         this.workers.set(key, worker);
       }
       worker.tiles += 1;
@@ -176,8 +194,13 @@ export class DemoPanel {
 
   render() {
     const { canvas, empty, status } = this.el;
-    const data = { tiles: String(this.tiles), failedTiles: String(this.failed), jobId: this.job ? String(this.job.id) : '' };
-    for (const [name, value] of Object.entries(data)) if (canvas.dataset[name] !== value) canvas.dataset[name] = value;
+    const data = {
+      tiles: String(this.tiles),
+      failedTiles: String(this.failed),
+      jobId: this.job ? String(this.job.id) : '',
+    };
+    for (const [name, value] of Object.entries(data))
+      if (canvas.dataset[name] !== value) canvas.dataset[name] = value;
     let note = '';
     if (this.known && !this.demo) note = strings.demoUnavailable;
     else if (this.known && !this.job) note = strings.demoNone;
@@ -195,7 +218,9 @@ export class DemoPanel {
 
   renderLegend() {
     this.legendDirty = false;
-    const entries = [...this.workers.values()].sort((a, b) => b.tiles - a.tiles).slice(0, LEGEND_MAX);
+    const entries = [...this.workers.values()]
+      .sort((a, b) => b.tiles - a.tiles)
+      .slice(0, LEGEND_MAX);
     const items = entries.map(({ color, tiles, id, label }) => {
       const name = label ? `#${id} ${label}` : `#${id}`;
       const item = document.createElement('li');

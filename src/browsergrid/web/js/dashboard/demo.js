@@ -54,9 +54,14 @@ export function brightness(count, maxIter) {
 
 // Whether a mandelbrot_tile result can be drawn: {width, height, counts} with width * height counts.
 export function isTile(result) {
-  return result !== null && typeof result === 'object'
-    && Number.isInteger(result.width) && Number.isInteger(result.height)
-    && Array.isArray(result.counts) && result.counts.length === result.width * result.height;
+  return (
+    result !== null
+    && typeof result === 'object'
+    && Number.isInteger(result.width)
+    && Number.isInteger(result.height)
+    && Array.isArray(result.counts)
+    && result.counts.length === result.width * result.height
+  );
 }
 
 // Fills `pixels` (RGBA, width * height * 4) from the iteration counts, tinted by `rgb`.

@@ -14,7 +14,10 @@ export function endpoints(loc, fallbackHost = '127.0.0.1:8765') {
     return { live: url.href, http: `${url.protocol === 'wss:' ? 'https:' : 'http:'}//${url.host}` };
   }
   if (override) {
-    return { live: `${secure ? 'wss' : 'ws'}://${override}${LIVE_PATH}`, http: `${secure ? 'https' : 'http'}://${override}` };
+    return {
+      live: `${secure ? 'wss' : 'ws'}://${override}${LIVE_PATH}`,
+      http: `${secure ? 'https' : 'http'}://${override}`,
+    };
   }
   if (loc.host) return { live: `${secure ? 'wss' : 'ws'}://${loc.host}${LIVE_PATH}`, http: '' };
   return { live: `ws://${fallbackHost}${LIVE_PATH}`, http: `http://${fallbackHost}` }; // a page opened from a file
@@ -24,8 +27,17 @@ export function endpoints(loc, fallbackHost = '127.0.0.1:8765') {
 // or 'closed' (detail {retryMs, code, reason, opened}: opened is false for a connection that never opened,
 // such as one refused for want of a token).
 export class LiveFeed {
-  constructor(url, { onFrame, onStatus = () => {}, WebSocketImpl = globalThis.WebSocket, backoff = new ReconnectBackoff(),
-    now = () => Date.now(), setTimer = (fn, ms) => setTimeout(fn, ms) }) {
+  constructor(
+    url,
+    {
+      onFrame,
+      onStatus = () => {},
+      WebSocketImpl = globalThis.WebSocket,
+      backoff = new ReconnectBackoff(),
+      now = () => Date.now(),
+      setTimer = (fn, ms) => setTimeout(fn, ms),
+    },
+  ) {
     Object.assign(this, { url, onFrame, onStatus, WebSocketImpl, backoff, now, setTimer });
     this.socket = null;
     this.connects = 0;

@@ -9,10 +9,26 @@ function formats() {
     made = {
       locale,
       integer: new Intl.NumberFormat(locale, { maximumFractionDigits: 0 }),
-      oneDecimal: new Intl.NumberFormat(locale, { minimumFractionDigits: 1, maximumFractionDigits: 1 }),
-      clock: new Intl.DateTimeFormat(locale, { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' }),
-      hourMinute: new Intl.DateTimeFormat(locale, { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' }),
-      dateTime: new Intl.DateTimeFormat(locale, { dateStyle: 'medium', timeStyle: 'medium', hourCycle: 'h23' }),
+      oneDecimal: new Intl.NumberFormat(locale, {
+        minimumFractionDigits: 1,
+        maximumFractionDigits: 1,
+      }),
+      clock: new Intl.DateTimeFormat(locale, {
+        hour: '2-digit',
+        minute: '2-digit',
+        second: '2-digit',
+        hourCycle: 'h23',
+      }),
+      hourMinute: new Intl.DateTimeFormat(locale, {
+        hour: '2-digit',
+        minute: '2-digit',
+        hourCycle: 'h23',
+      }),
+      dateTime: new Intl.DateTimeFormat(locale, {
+        dateStyle: 'medium',
+        timeStyle: 'medium',
+        hourCycle: 'h23',
+      }),
     };
   }
   return made;
@@ -29,7 +45,9 @@ export function formatCount(value) {
 export function formatDecimal(value) {
   if (missing(value)) return strings.none;
   if (value === 0) return '0';
-  return Math.abs(value) < 10 ? formats().oneDecimal.format(value) : formats().integer.format(value);
+  return Math.abs(value) < 10
+    ? formats().oneDecimal.format(value)
+    : formats().integer.format(value);
 }
 
 export const formatRate = formatDecimal;

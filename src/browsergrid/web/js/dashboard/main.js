@@ -1,24 +1,49 @@
 // The dashboard page: applies the live feed's frames to the model and keeps the DOM in step (docs/dashboard.md).
+
+import { pageLanguage, rememberLanguage } from '../i18n.js';
+import { authHeaders, tokenFrom, withToken } from '../token.js';
 import { createThroughputChart } from './chart.js';
 import { DemoPanel } from './demo-panel.js';
 import { endpoints, LiveFeed } from './feed.js';
 import { formatCount, formatDecimal, formatDuration, formatRate } from './format.js';
 import {
-  applyFrame, demoJob, filterWorkers, gridWorkers, initialState, page, summary, summaryText, throughputSeries,
-  unlistedWorkers, workerLabel,
+  applyFrame,
+  demoJob,
+  filterWorkers,
+  gridWorkers,
+  initialState,
+  page,
+  summary,
+  summaryText,
+  throughputSeries,
+  unlistedWorkers,
+  workerLabel,
 } from './model.js';
 import { setLanguage, strings } from './strings.js';
 import { Pager, RowTable } from './table.js';
-import { pageLanguage, rememberLanguage } from '../i18n.js';
-import { authHeaders, tokenFrom, withToken } from '../token.js';
 import {
-  coordinatorsTable, eventItems, gridWorkersTable, historyTable, jobsTable, resultItems, workersTable,
+  coordinatorsTable,
+  eventItems,
+  gridWorkersTable,
+  historyTable,
+  jobsTable,
+  resultItems,
+  workersTable,
 } from './views.js';
 
 const PAGE_SIZE = 25; // connected workers per page
 const HISTORY_PAGE_SIZE = 10;
-const TOTALS = { workers: formatCount, busy: formatCount, rate: formatRate, queued: formatCount, leased: formatCount,
-  done: formatCount, failed: formatCount, clients: formatCount, viewers: formatCount };
+const TOTALS = {
+  workers: formatCount,
+  busy: formatCount,
+  rate: formatRate,
+  queued: formatCount,
+  leased: formatCount,
+  done: formatCount,
+  failed: formatCount,
+  clients: formatCount,
+  viewers: formatCount,
+};
 
 const $ = (id) => document.getElementById(id);
 
@@ -41,9 +66,12 @@ setLanguage(language);
 function applyStrings(root) {
   document.documentElement.lang = language;
   for (const el of root.querySelectorAll('[data-s]')) el.textContent = strings[el.dataset.s];
-  for (const el of root.querySelectorAll('[data-s-label]')) el.setAttribute('aria-label', strings[el.dataset.sLabel]);
-  for (const el of root.querySelectorAll('[data-s-placeholder]')) el.placeholder = strings[el.dataset.sPlaceholder];
-  for (const el of root.querySelectorAll('[data-s-empty]')) el.dataset.emptyText = strings[el.dataset.sEmpty];
+  for (const el of root.querySelectorAll('[data-s-label]'))
+    el.setAttribute('aria-label', strings[el.dataset.sLabel]);
+  for (const el of root.querySelectorAll('[data-s-placeholder]'))
+    el.placeholder = strings[el.dataset.sPlaceholder];
+  for (const el of root.querySelectorAll('[data-s-empty]'))
+    el.dataset.emptyText = strings[el.dataset.sEmpty];
   for (const button of root.querySelectorAll('button[data-lang]')) {
     button.setAttribute('aria-pressed', String(button.dataset.lang === language));
     button.title = strings.languageNames[button.dataset.lang];
@@ -68,10 +96,18 @@ const ui = { filter: '', workersPage: 1, historyPage: 1 };
 const last = {}; // what each section was last drawn from
 
 window.dashboard = {
-  get state() { return state; },
-  get frames() { return frames; },
-  get snapshots() { return snapshots; },
-  get connection() { return connection; },
+  get state() {
+    return state;
+  },
+  get frames() {
+    return frames;
+  },
+  get snapshots() {
+    return snapshots;
+  },
+  get connection() {
+    return connection;
+  },
 };
 
 // The coordinator's clock now (it stands still while the feed is down).
@@ -99,18 +135,33 @@ const view = {
 };
 const jobsView = new RowTable($('jobs-table').tBodies[0], jobsTable, $('jobs-empty'));
 let workersView = new RowTable(view.workersTable.tBodies[0], workersTable, $('workers-empty'));
-const coordinatorsView = new RowTable($('coordinators-table').tBodies[0], coordinatorsTable, $('coordinators-empty'));
+const coordinatorsView = new RowTable(
+  $('coordinators-table').tBodies[0],
+  coordinatorsTable,
+  $('coordinators-empty'),
+);
 const historyView = new RowTable($('history-table').tBodies[0], historyTable, $('history-empty'));
-const workersPager = new Pager({ prev: $('workers-prev'), next: $('workers-next'), range: $('workers-range') }, (n) => {
-  ui.workersPage = n;
-  render();
-});
-const historyPager = new Pager({ prev: $('history-prev'), next: $('history-next'), range: $('history-range') }, (n) => {
-  ui.historyPage = n;
-  render();
-});
+const workersPager = new Pager(
+  { prev: $('workers-prev'), next: $('workers-next'), range: $('workers-range') },
+  (n) => {
+    ui.workersPage = n;
+    render();
+  },
+);
+const historyPager = new Pager(
+  { prev: $('history-prev'), next: $('history-next'), range: $('history-range') },
+  (n) => {
+    ui.historyPage = n;
+    render();
+  },
+);
 const demo = new DemoPanel({
-  elements: { canvas: $('demo-canvas'), empty: $('demo-empty'), status: $('demo-status'), legend: $('demo-legend') },
+  elements: {
+    canvas: $('demo-canvas'),
+    empty: $('demo-empty'),
+    status: $('demo-status'),
+    legend: $('demo-legend'),
+  },
   httpBase,
   headers: authHeaders(token),
   labelOf: (id) => {
@@ -131,15 +182,26 @@ const setText = (el, text) => {
 function renderHeader(now) {
   const { server, totals } = state;
   setText(view.version, server ? strings.version(server.version) : '');
-  setText(view.uptime, server?.started_at ? strings.uptime(formatDuration(now - server.started_at)) : '');
+  setText(
+    view.uptime,
+    server?.started_at ? strings.uptime(formatDuration(now - server.started_at)) : '',
+  );
   const access = accessRefused ? strings.feedNeedsToken(token !== null) : null;
-  const problem = totals?.store && totals.store !== 'ok' ? strings.storeProblem(totals.store) : access;
+  const problem =
+    totals?.store && totals.store !== 'ok' ? strings.storeProblem(totals.store) : access;
   view.store.hidden = problem === null;
   setText(view.store, problem ?? '');
   view.store.title = view.store.textContent;
-  const connText = { connecting: strings.connConnecting, live: strings.connLive, reconnecting: strings.connReconnecting };
+  const connText = {
+    connecting: strings.connConnecting,
+    live: strings.connLive,
+    reconnecting: strings.connReconnecting,
+  };
   setText(view.conn, connText[connection]);
-  const retry = connection === 'reconnecting' && retryS !== null ? strings.connRetryIn(formatDecimal(retryS)) : '';
+  const retry =
+    connection === 'reconnecting' && retryS !== null
+      ? strings.connRetryIn(formatDecimal(retryS))
+      : '';
   if (view.conn.title !== retry) view.conn.title = retry;
   view.conn.dataset.state = connection;
   view.main.dataset.live = String(connection === 'live');
@@ -148,7 +210,8 @@ function renderHeader(now) {
 function renderTotals() {
   if (state.totals === last.totals) return;
   last.totals = state.totals;
-  for (const [field, format] of Object.entries(TOTALS)) setText($(`total-${field}`), format(state.totals?.[field]));
+  for (const [field, format] of Object.entries(TOTALS))
+    setText($(`total-${field}`), format(state.totals?.[field]));
   $('total-failed').dataset.nonzero = String((state.totals?.failed ?? 0) > 0);
 }
 
@@ -179,7 +242,11 @@ function setGridColumn(on) {
     table.querySelector('col.c-coord')?.remove();
     table.querySelector('th.coord')?.remove();
   }
-  workersView = new RowTable(table.tBodies[0], on ? gridWorkersTable : workersTable, $('workers-empty'));
+  workersView = new RowTable(
+    table.tBodies[0],
+    on ? gridWorkersTable : workersTable,
+    $('workers-empty'),
+  );
 }
 
 function renderWorkers(now) {
@@ -204,7 +271,11 @@ function renderWorkers(now) {
   }
   const shown = page(last.filtered, ui.workersPage, PAGE_SIZE);
   ui.workersPage = shown.page;
-  workersView.render(shown.rows, { now, filtered: ui.filter.trim() !== '', here: grid?.id ?? null });
+  workersView.render(shown.rows, {
+    now,
+    filtered: ui.filter.trim() !== '',
+    here: grid?.id ?? null,
+  });
   workersPager.render(shown);
 }
 
@@ -228,7 +299,10 @@ function renderLists() {
     last.events = state.events;
     view.events.replaceChildren(...eventItems(state.events));
   }
-  setText(view.dropped, state.eventsDropped > 0 ? strings.eventsDropped(formatCount(state.eventsDropped)) : '');
+  setText(
+    view.dropped,
+    state.eventsDropped > 0 ? strings.eventsDropped(formatCount(state.eventsDropped)) : '',
+  );
 }
 
 function renderHistory(now) {
@@ -323,7 +397,10 @@ async function runDemo() {
   view.demoButton.disabled = true;
   showDemoNote('pending', () => strings.demoSubmitting);
   try {
-    const response = await fetch(`${httpBase}/api/demo`, { method: 'POST', headers: authHeaders(token) });
+    const response = await fetch(`${httpBase}/api/demo`, {
+      method: 'POST',
+      headers: authHeaders(token),
+    });
     const body = await response.json().catch(() => null);
     if (response.status === 401) {
       showDemoNote('error', () => strings.demoNeedsToken(token !== null));

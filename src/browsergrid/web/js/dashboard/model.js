@@ -3,7 +3,13 @@
 // what changed by comparing references.
 import { strings } from './strings.js';
 
-export const LIMITS = Object.freeze({ results: 20, events: 50, history: 100, throughputS: 900, endedJobs: 20 });
+export const LIMITS = Object.freeze({
+  results: 20,
+  events: 50,
+  history: 100,
+  throughputS: 900,
+  endedJobs: 20,
+});
 
 export function initialState() {
   return {
@@ -54,10 +60,13 @@ function applyUpdate(state, frame) {
   }
   if (frame.jobs?.length) next.jobs = upsertJobs(state.jobs, frame.jobs);
   next.throughput = trimThroughput(
-    frame.throughput?.length ? mergeThroughput(state.throughput, frame.throughput) : state.throughput,
+    frame.throughput?.length
+      ? mergeThroughput(state.throughput, frame.throughput)
+      : state.throughput,
     next.now,
   );
-  if (frame.results?.length) next.results = [...state.results, ...frame.results].slice(-LIMITS.results);
+  if (frame.results?.length)
+    next.results = [...state.results, ...frame.results].slice(-LIMITS.results);
   if (frame.events?.length) next.events = [...state.events, ...frame.events].slice(-LIMITS.events);
   if (frame.events_dropped > 0) next.eventsDropped = state.eventsDropped + frame.events_dropped;
   if (frame.history?.length) next.history = upsertHistory(state.history, frame.history);
@@ -103,7 +112,9 @@ function upsertRemote(current, rows, gone) {
   for (const pair of gone) {
     if (Array.isArray(pair)) byKey.delete(remoteKey(pair[0], pair[1]));
   }
-  return [...byKey.values()].sort((a, b) => String(a.coordinator).localeCompare(String(b.coordinator)) || a.id - b.id);
+  return [...byKey.values()].sort(
+    (a, b) => String(a.coordinator).localeCompare(String(b.coordinator)) || a.id - b.id,
+  );
 }
 
 // A whole row (a worker that joined) replaces the row with its id; a partial row (`id` and
@@ -159,7 +170,7 @@ function upsertHistory(current, rows) {
 // Every worker the page lists: this coordinator's, then in a grid the other coordinators' (rows with
 // `coordinator`). Returns `workers` itself outside a grid.
 export function gridWorkers(workers, grid) {
-  return grid && grid.workers.length ? [...workers, ...grid.workers] : workers;
+  return grid?.workers.length ? [...workers, ...grid.workers] : workers;
 }
 
 // How many workers of other coordinators are connected but not listed (a coordinator shares the rows
@@ -175,7 +186,9 @@ export function unlistedWorkers(grid) {
 
 // What names a worker row in the page: its id, or "coordinator/id" for another coordinator's worker.
 export function workerKey(row) {
-  return row.coordinator === undefined || row.coordinator === null ? row.id : remoteKey(row.coordinator, row.id);
+  return row.coordinator === undefined || row.coordinator === null
+    ? row.id
+    : remoteKey(row.coordinator, row.id);
 }
 
 // A coordinator id as the page shows it: its first 8 characters (the whole id is in the tooltip).
@@ -213,7 +226,9 @@ export function workerLabel(row) {
 export function agentLabel(kind, { browser = null, os = null, label = null }) {
   if (kind === undefined || kind === null) return label ?? strings.unknownAgent;
   if (kind === 'exercise' && !browser) return strings.kindExercise;
-  return os ? strings.agentOn(browser ?? strings.unknownAgent, os) : browser ?? strings.unknownAgent;
+  return os
+    ? strings.agentOn(browser ?? strings.unknownAgent, os)
+    : (browser ?? strings.unknownAgent);
 }
 
 // How many workers of each label, most first: [{label, count}].
@@ -231,8 +246,13 @@ export function summary(workers) {
 // "812 × Chrome 131 on Linux, 3 × Python 3.11 and 2 more"
 export function summaryText(groups, maxGroups = 4) {
   if (groups.length === 0) return strings.summaryNone;
-  const shown = groups.slice(0, maxGroups).map(({ label, count }) => strings.summaryEntry(count, label)).join(', ');
-  return groups.length > maxGroups ? `${shown} ${strings.summaryMore(groups.length - maxGroups)}` : shown;
+  const shown = groups
+    .slice(0, maxGroups)
+    .map(({ label, count }) => strings.summaryEntry(count, label))
+    .join(', ');
+  return groups.length > maxGroups
+    ? `${shown} ${strings.summaryMore(groups.length - maxGroups)}`
+    : shown;
 }
 
 // row -> {strings, text}: the lower-case text the filter looks in, in the language it was made in (rows are
@@ -244,8 +264,17 @@ function haystack(row) {
   if (held?.strings === strings) return held.text;
   // the raw agent only when nothing was read from it: a Chrome agent string names Safari too
   const agent = row.browser || row.os ? null : row.agent;
-  const parts = [`#${row.id}`, workerLabel(row), row.kind, row.state, strings.workerStates[row.state], row.address,
-    row.key, agent, row.coordinator];
+  const parts = [
+    `#${row.id}`,
+    workerLabel(row),
+    row.kind,
+    row.state,
+    strings.workerStates[row.state],
+    row.address,
+    row.key,
+    agent,
+    row.coordinator,
+  ];
   const text = parts
     .filter((part) => part !== null && part !== undefined)
     .join(' ')
@@ -257,7 +286,10 @@ function haystack(row) {
 // Workers whose id, label, kind, state (as sent, or as the page names it), address, key or coordinator (or
 // agent, when no browser or OS was read from it) contain every word of `text`, in any case.
 export function filterWorkers(rows, text) {
-  const words = String(text ?? '').toLowerCase().split(/\s+/).filter(Boolean);
+  const words = String(text ?? '')
+    .toLowerCase()
+    .split(/\s+/)
+    .filter(Boolean);
   if (words.length === 0) return rows;
   return rows.filter((row) => {
     const inRow = haystack(row);
@@ -273,7 +305,14 @@ export function page(rows, n, size) {
   const current = Math.min(Math.max(1, Math.floor(Number(n)) || 1), pages);
   const start = (current - 1) * size;
   const shown = rows.slice(start, start + size);
-  return { rows: shown, page: current, pages, first: total === 0 ? 0 : start + 1, last: start + shown.length, total };
+  return {
+    rows: shown,
+    page: current,
+    pages,
+    first: total === 0 ? 0 : start + 1,
+    last: start + shown.length,
+    total,
+  };
 }
 
 // The demo job the page paints: the newest job named server.demo.name with op mandelbrot_tile, or null.
@@ -282,7 +321,12 @@ export function demoJob(state) {
   if (!name) return null;
   let newest = null;
   for (const job of state.jobs) {
-    if (job.name === name && job.op === 'mandelbrot_tile' && (newest === null || job.id > newest.id)) newest = job;
+    if (
+      job.name === name
+      && job.op === 'mandelbrot_tile'
+      && (newest === null || job.id > newest.id)
+    )
+      newest = job;
   }
   return newest;
 }

@@ -19,9 +19,10 @@ export const en = {
   connReconnecting: 'reconnecting…',
   connRetryIn: (seconds) => `next attempt in ${seconds} s`,
   storeProblem: (why) => `Store problem: ${why}. New work is refused until it recovers.`,
-  feedNeedsToken: (hasToken) => (hasToken
-    ? 'The ?token= in this address is not this coordinator\'s dashboard or admin token.'
-    : 'This coordinator asks for a token: open this page as /dashboard?token=TOKEN (the dashboard or admin token).'),
+  feedNeedsToken: (hasToken) =>
+    hasToken
+      ? "The ?token= in this address is not this coordinator's dashboard or admin token."
+      : 'This coordinator asks for a token: open this page as /dashboard?token=TOKEN (the dashboard or admin token).',
 
   // totals
   totalsHeading: 'Totals',
@@ -37,7 +38,8 @@ export const en = {
 
   // coordinators (a grid of coordinators sharing one Redis: serve --redis)
   coordinatorsHeading: 'Coordinators',
-  coordinatorsCount: (n) => (n === 1 ? '1 live, sharing one Redis' : `${n} live, sharing one Redis`),
+  coordinatorsCount: (n) =>
+    n === 1 ? '1 live, sharing one Redis' : `${n} live, sharing one Redis`,
   coordinatorsNone: 'No coordinator is live.',
   coordinatorId: 'Coordinator',
   coordinatorUrl: 'Address',
@@ -51,7 +53,8 @@ export const en = {
   coordinatorThis: (id) => `${id} (this one)`,
   coordinatorOpen: (url) => `Open the dashboard of ${url}`,
   workerCoordinator: 'Coordinator',
-  workersUnlisted: (n) => `${n} more on other coordinators, not listed (each shares the rows of its first 250)`,
+  workersUnlisted: (n) =>
+    `${n} more on other coordinators, not listed (each shares the rows of its first 250)`,
 
   // throughput chart
   chartHeading: 'Throughput, last 15 minutes (tasks/s)',
@@ -67,14 +70,16 @@ export const en = {
   demoFailed: (detail) => `Run demo failed: ${detail}`,
   demoUnreachable: 'Run demo failed: the coordinator cannot be reached.',
   demoHttp: (status) => `HTTP ${status}`,
-  demoNeedsToken: (hasToken) => `Running the demo needs the admin token${hasToken ? ', and the ?token= of this page is not it' : ''}: `
-    + 'open this page as /dashboard?token=ADMIN_TOKEN (on the coordinator\'s machine, browsergrid token prints the link).',
+  demoNeedsToken: (hasToken) =>
+    `Running the demo needs the admin token${hasToken ? ', and the ?token= of this page is not it' : ''}: `
+    + "open this page as /dashboard?token=ADMIN_TOKEN (on the coordinator's machine, browsergrid token prints the link).",
   demoNone: 'No demo yet: press Run demo.',
   demoUnavailable: 'This coordinator offers no demo.',
   demoJob: (job, tiles, total) => `Job ${job}: ${tiles} of ${total} tiles`,
   demoStreamError: 'Lost the result stream; retrying.',
   demoJobGone: 'its results are no longer kept.',
-  demoCanvasLabel: 'Mandelbrot set computed tile by tile; each tile is tinted by the worker that computed it.',
+  demoCanvasLabel:
+    'Mandelbrot set computed tile by tile; each tile is tinted by the worker that computed it.',
   demoLegendHeading: 'Workers in this image',
   demoLegendTitle: (name, tiles) => `${name}: ${tiles} tiles`,
 
@@ -175,10 +180,12 @@ export const es = {
   connLive: 'en vivo',
   connReconnecting: 'reconectando…',
   connRetryIn: (seconds) => `próximo intento en ${seconds} s`,
-  storeProblem: (why) => `Problema con el almacenamiento: ${why}. No se acepta trabajo nuevo hasta que se recupere.`,
-  feedNeedsToken: (hasToken) => (hasToken
-    ? 'El ?token= de esta dirección no es el token del panel ni el de administración de este coordinador.'
-    : 'Este coordinador pide un token: abra esta página como /dashboard?token=TOKEN (el token del panel o el de administración).'),
+  storeProblem: (why) =>
+    `Problema con el almacenamiento: ${why}. No se acepta trabajo nuevo hasta que se recupere.`,
+  feedNeedsToken: (hasToken) =>
+    hasToken
+      ? 'El ?token= de esta dirección no es el token del panel ni el de administración de este coordinador.'
+      : 'Este coordinador pide un token: abra esta página como /dashboard?token=TOKEN (el token del panel o el de administración).',
 
   // totals
   totalsHeading: 'Totales',
@@ -194,7 +201,8 @@ export const es = {
 
   // coordinators (a grid of coordinators sharing one Redis: serve --redis)
   coordinatorsHeading: 'Coordinadores',
-  coordinatorsCount: (n) => (n === 1 ? '1 activo, con un Redis compartido' : `${n} activos, con un Redis compartido`),
+  coordinatorsCount: (n) =>
+    n === 1 ? '1 activo, con un Redis compartido' : `${n} activos, con un Redis compartido`,
   coordinatorsNone: 'No hay ningún coordinador activo.',
   coordinatorId: 'Coordinador',
   coordinatorUrl: 'Dirección',
@@ -208,7 +216,8 @@ export const es = {
   coordinatorThis: (id) => `${id} (este)`,
   coordinatorOpen: (url) => `Abrir el panel de ${url}`,
   workerCoordinator: 'Coordinador',
-  workersUnlisted: (n) => `${n} más en otros coordinadores, sin listar (cada uno comparte las filas de sus primeros 250)`,
+  workersUnlisted: (n) =>
+    `${n} más en otros coordinadores, sin listar (cada uno comparte las filas de sus primeros 250)`,
 
   // throughput chart
   chartHeading: 'Rendimiento, últimos 15 minutos (tareas/s)',
@@ -224,14 +233,16 @@ export const es = {
   demoFailed: (detail) => `No se pudo ejecutar la demo: ${detail}`,
   demoUnreachable: 'No se pudo ejecutar la demo: no hay conexión con el coordinador.',
   demoHttp: (status) => `HTTP ${status}`,
-  demoNeedsToken: (hasToken) => `Para ejecutar la demo hace falta el token de administración${hasToken ? ', y el ?token= de esta página no lo es' : ''}: `
+  demoNeedsToken: (hasToken) =>
+    `Para ejecutar la demo hace falta el token de administración${hasToken ? ', y el ?token= de esta página no lo es' : ''}: `
     + 'abra esta página como /dashboard?token=ADMIN_TOKEN (en la máquina del coordinador, browsergrid token muestra el enlace).',
   demoNone: 'Todavía no hay demo: haga clic en Ejecutar demo.',
   demoUnavailable: 'Este coordinador no ofrece demo.',
   demoJob: (job, tiles, total) => `Trabajo ${job}: ${tiles} de ${total} teselas`,
   demoStreamError: 'Se perdió el flujo de resultados; reintentando.',
   demoJobGone: 'sus resultados ya no se conservan.',
-  demoCanvasLabel: 'Conjunto de Mandelbrot calculado tesela a tesela; cada tesela lleva el color del trabajador que la calculó.',
+  demoCanvasLabel:
+    'Conjunto de Mandelbrot calculado tesela a tesela; cada tesela lleva el color del trabajador que la calculó.',
   demoLegendHeading: 'Trabajadores en esta imagen',
   demoLegendTitle: (name, tiles) => `${name}: ${tiles} teselas`,
 

@@ -82,7 +82,8 @@ export class Pager {
   // info: the result of model.page()
   render(info) {
     this.current = info.page;
-    const text = info.total === 0 ? strings.pageEmpty : strings.pageRange(info.first, info.last, info.total);
+    const text =
+      info.total === 0 ? strings.pageEmpty : strings.pageRange(info.first, info.last, info.total);
     if (this.el.range.textContent !== text) this.el.range.textContent = text;
     this.el.prev.disabled = info.page <= 1;
     this.el.next.disabled = info.page >= info.pages;

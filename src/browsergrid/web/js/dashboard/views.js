@@ -1,15 +1,23 @@
 // What each table column and list line shows: the jobs, workers and history tables, results and events.
-import { formatAgo, formatClock, formatCount, formatDateTime, formatDuration, formatMs, formatRate } from './format.js';
+import {
+  formatAgo,
+  formatClock,
+  formatCount,
+  formatDateTime,
+  formatDuration,
+  formatMs,
+  formatRate,
+} from './format.js';
 import { agentLabel, dashboardLink, shortId, workerKey, workerLabel } from './model.js';
 import { strings } from './strings.js';
 
-const withTitle = (cell, row, value, title) => {
+const withTitle = (cell, _row, value, title) => {
   cell.textContent = value;
   cell.title = title;
 };
 
 // A state's name in the page's language (strings[names]: jobStates, workerStates), read when painted.
-const stateCell = (names) => (cell, row, value) => {
+const stateCell = (names) => (cell, _row, value) => {
   cell.textContent = strings[names][value] ?? value;
   cell.dataset.state = value;
 };
@@ -37,19 +45,33 @@ function paintBar(cell, { done, failed, total }) {
 export const jobsTable = {
   key: (job) => job.id,
   attrs: (job) => ({
-    'data-job-id': String(job.id), 'data-done': String(job.done), 'data-total': String(job.total), 'data-state': job.state,
+    'data-job-id': String(job.id),
+    'data-done': String(job.done),
+    'data-total': String(job.total),
+    'data-state': job.state,
   }),
   empty: () => strings.jobsNone,
   columns: [
     { className: 'num', value: (job) => String(job.id) },
-    { className: 'clip', value: (job) => job.name ?? '', paint: (cell, job, value) => withTitle(cell, job, value, value) },
+    {
+      className: 'clip',
+      value: (job) => job.name ?? '',
+      paint: (cell, job, value) => withTitle(cell, job, value, value),
+    },
     { className: 'clip', value: (job) => job.op },
     { className: 'state', value: (job) => job.state, paint: stateCell('jobStates') },
-    { className: 'progress', value: (job) => `${job.done}/${job.failed}/${job.total}`, paint: paintBar },
+    {
+      className: 'progress',
+      value: (job) => `${job.done}/${job.failed}/${job.total}`,
+      paint: paintBar,
+    },
     { className: 'num', value: (job) => `${formatCount(job.done)} / ${formatCount(job.total)}` },
     { className: 'num', value: (job) => formatCount(job.failed) },
     { className: 'num', value: (job) => formatRate(job.rate) },
-    { className: 'num', value: (job) => (job.state === 'running' ? formatDuration(job.eta_s) : strings.none) },
+    {
+      className: 'num',
+      value: (job) => (job.state === 'running' ? formatDuration(job.eta_s) : strings.none),
+    },
   ],
 };
 
@@ -72,7 +94,10 @@ export const workersTable = {
       paint: (cell, row, value) => withTitle(cell, row, value, formatDateTime(row.connected_at)),
     },
     { className: 'state', value: (row) => row.state, paint: stateCell('workerStates') },
-    { className: 'num', value: (row) => `${formatCount(row.in_flight)} / ${formatCount(row.concurrency)}` },
+    {
+      className: 'num',
+      value: (row) => `${formatCount(row.in_flight)} / ${formatCount(row.concurrency)}`,
+    },
     { className: 'num', value: (row) => formatCount(row.done) },
     { className: 'num', value: (row) => formatCount(row.failures) },
     { className: 'num', value: (row) => formatMs(row.mean_ms) },
@@ -84,16 +109,21 @@ export const workersTable = {
 // coordinators' workers among the rows. context: {now, filtered, here: this coordinator's id}
 const coordinatorColumn = {
   className: 'clip mono',
-  value: (row, { here }) => (row.coordinator === undefined || row.coordinator === null
-    ? strings.coordinatorThis(shortId(here))
-    : shortId(row.coordinator)),
-  paint: (cell, row, value, { here }) => withTitle(cell, row, value, String(row.coordinator ?? here ?? '')),
+  value: (row, { here }) =>
+    row.coordinator === undefined || row.coordinator === null
+      ? strings.coordinatorThis(shortId(here))
+      : shortId(row.coordinator),
+  paint: (cell, row, value, { here }) =>
+    withTitle(cell, row, value, String(row.coordinator ?? here ?? '')),
 };
 
 export const gridWorkersTable = {
   ...workersTable,
   key: workerKey,
-  attrs: (row) => ({ ...workersTable.attrs(row), 'data-coordinator': String(row.coordinator ?? '') }),
+  attrs: (row) => ({
+    ...workersTable.attrs(row),
+    'data-coordinator': String(row.coordinator ?? ''),
+  }),
   columns: [workersTable.columns[0], coordinatorColumn, ...workersTable.columns.slice(1)],
 };
 
@@ -130,21 +160,37 @@ export const coordinatorsTable = {
     { className: 'num', value: (row) => formatCount(row.failed) },
     {
       className: 'num',
-      value: (row, { now }) => (row.started_at ? formatDuration(now - row.started_at) : strings.none),
-      paint: (cell, row, value) => withTitle(cell, row, value, row.started_at ? formatDateTime(row.started_at) : ''),
+      value: (row, { now }) =>
+        row.started_at ? formatDuration(now - row.started_at) : strings.none,
+      paint: (cell, row, value) =>
+        withTitle(cell, row, value, row.started_at ? formatDateTime(row.started_at) : ''),
     },
-    { className: 'clip', value: (row) => (row.version ? strings.version(row.version) : strings.none) },
+    {
+      className: 'clip',
+      value: (row) => (row.version ? strings.version(row.version) : strings.none),
+    },
   ],
 };
 
 // context: {now}
 export const historyTable = {
   key: (row) => row.key,
-  attrs: (row) => ({ 'data-key': String(row.key), 'data-connected': String(Boolean(row.connected)) }),
+  attrs: (row) => ({
+    'data-key': String(row.key),
+    'data-connected': String(Boolean(row.connected)),
+  }),
   empty: () => strings.historyNone,
   columns: [
-    { className: 'mono', value: (row) => row.key ?? strings.none, paint: (cell, row, value) => withTitle(cell, row, value, value) },
-    { className: 'clip', value: (row) => agentLabel(row.kind, row), paint: (cell, row, value) => withTitle(cell, row, value, value) },
+    {
+      className: 'mono',
+      value: (row) => row.key ?? strings.none,
+      paint: (cell, row, value) => withTitle(cell, row, value, value),
+    },
+    {
+      className: 'clip',
+      value: (row) => agentLabel(row.kind, row),
+      paint: (cell, row, value) => withTitle(cell, row, value, value),
+    },
     {
       className: 'num',
       value: (row, { now }) => formatAgo(row.first_seen, now),
@@ -185,30 +231,42 @@ function timeOf(at) {
 
 // ResultRows, oldest first -> <li>s, newest first.
 export function resultItems(results) {
-  return results.slice().reverse().map((row) => {
-    const item = document.createElement('li');
-    item.dataset.taskId = String(row.task_id);
-    const what = strings.resultLine(row.task_id, row.job_id ?? null, row.op, row.worker_id, formatMs(row.duration_ms));
-    const result = span('result mono', row.result ?? '');
-    result.title = row.result ?? '';
-    item.append(timeOf(row.at), span('what', what), result);
-    return item;
-  });
+  return results
+    .slice()
+    .reverse()
+    .map((row) => {
+      const item = document.createElement('li');
+      item.dataset.taskId = String(row.task_id);
+      const what = strings.resultLine(
+        row.task_id,
+        row.job_id ?? null,
+        row.op,
+        row.worker_id,
+        formatMs(row.duration_ms),
+      );
+      const result = span('result mono', row.result ?? '');
+      result.title = row.result ?? '';
+      item.append(timeOf(row.at), span('what', what), result);
+      return item;
+    });
 }
 
 // EventRows, oldest first -> <li>s, newest first.
 export function eventItems(events) {
-  return events.slice().reverse().map((row) => {
-    const item = document.createElement('li');
-    item.dataset.kind = row.kind;
-    item.dataset.workerId = String(row.worker_id);
-    item.append(
-      timeOf(row.at),
-      span('kind', strings.eventKinds[row.kind] ?? row.kind),
-      span('who', `#${row.worker_id}`),
-      span('label', agentLabel(row.worker_kind, row)),
-      span('mono addr', row.address ?? ''),
-    );
-    return item;
-  });
+  return events
+    .slice()
+    .reverse()
+    .map((row) => {
+      const item = document.createElement('li');
+      item.dataset.kind = row.kind;
+      item.dataset.workerId = String(row.worker_id);
+      item.append(
+        timeOf(row.at),
+        span('kind', strings.eventKinds[row.kind] ?? row.kind),
+        span('who', `#${row.worker_id}`),
+        span('label', agentLabel(row.worker_kind, row)),
+        span('mono addr', row.address ?? ''),
+      );
+      return item;
+    });
 }
