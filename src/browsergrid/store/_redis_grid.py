@@ -375,7 +375,7 @@ class RedisGrid:
             finally:
                 if pubsub is not None:
                     with contextlib.suppress(rx.RedisError, OSError):
-                        await pubsub.aclose()  # type: ignore[no-untyped-call]
+                        await pubsub.aclose()
 
 
 def _signal(data: Any) -> Signal | None:
