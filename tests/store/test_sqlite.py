@@ -4,7 +4,10 @@ versions. The shared promises are in ``test_contract.py``."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -714,6 +717,139 @@ async def test_failed_migration_leaves_the_version(
         assert await again.job(1) is not None
     finally:
         await again.close()
+
+
+def migrated_from_0(path: Path, version: int) -> None:
+    """A file taken from empty to ``version`` the long way: ``MIGRATIONS`` one by one, each
+    in its own transaction with its schema_version, as the store migrates an old file."""
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as connection:
+        for target, script in enumerate(_sqlite.MIGRATIONS[:version], 1):
+            connection.executescript(
+                f"BEGIN;\n{script}\n;INSERT OR REPLACE INTO meta (key, value) "
+                f"VALUES ('schema_version', {target});\nCOMMIT;"
+            )
+
+
+def normalised(sql: str | None) -> str | None:
+    """``sql`` without comments and layout: ALTER TABLE appends ", column" to a table's text
+    after the last line (and its comment) of the CREATE TABLE it began with."""
+    if sql is None:  # an index SQLite made for a UNIQUE or PRIMARY KEY constraint
+        return None
+    sql = re.sub(r"--[^\n]*", "", sql)
+    sql = re.sub(r"\s+", " ", sql)
+    return re.sub(r" ?([(),]) ?", r"\1", sql).strip()
+
+
+def schema_of(path: Path) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """What a file's schema is, to compare: its ``sqlite_master`` (type, name, table, sql),
+    and its ``meta`` rows."""
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        master = sorted(
+            (kind, name, table, normalised(sql))
+            for kind, name, table, sql in connection.execute(
+                "SELECT type, name, tbl_name, sql FROM sqlite_master"
+            )
+        )
+        meta = connection.execute("SELECT key, value FROM meta ORDER BY key").fetchall()
+    return master, meta
+
+
+def store_log(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The store's messages at INFO and above."""
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "browsergrid.store" and r.levelno >= logging.INFO
+    ]
+
+
+async def test_new_file_is_created_at_the_current_version_in_one_step(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="browsergrid.store")
+    path = tmp_path / "grid.db"
+    store = await reopened(path)
+    await store.close()
+    assert read_schema_version(path) == len(_sqlite.MIGRATIONS) == 3
+    assert store_log(caplog) == [f"{path}: created at schema version 3"]
+    assert "migrated" not in caplog.text
+    caplog.clear()
+    again = await reopened(path)  # an up-to-date file: nothing to say
+    await again.close()
+    assert store_log(caplog) == []
+
+
+async def test_new_schema_is_the_one_the_migrations_reach(tmp_path: Path) -> None:
+    """If this fails, ``SCHEMA`` and ``MIGRATIONS`` disagree: a migration was appended without
+    updating ``SCHEMA`` and ``SCHEMA_VERSION``, or the other way round (see ``SCHEMA``)."""
+    assert len(_sqlite.MIGRATIONS) == _sqlite.SCHEMA_VERSION, (
+        "append a migration AND update SCHEMA and SCHEMA_VERSION"
+    )
+    created = await reopened(tmp_path / "created.db")
+    await created.close()
+    migrated_from_0(tmp_path / "migrated.db", len(_sqlite.MIGRATIONS))
+    master, meta = schema_of(created.path)
+    reached_master, reached_meta = schema_of(tmp_path / "migrated.db")
+    assert master == reached_master  # a difference shows the table or index that differs
+    assert meta == reached_meta
+
+
+@pytest.mark.parametrize("version", [1, 2])
+async def test_old_database_is_migrated_a_step_at_a_time(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, version: int
+) -> None:
+    path = tmp_path / "grid.db"
+    old = old_database(path, version)
+    caplog.set_level(logging.INFO, logger="browsergrid.store")
+    again = await reopened(path)
+    try:
+        summary = await again.job(1)
+        assert summary is not None and summary.info == old.job
+        assert await again.worker("w") == old.worker
+        assert [o async for o in again.outcomes(1)] == [old.result]
+        assert [t.task_id for t in (await again.unfinished())[1]] == [2]
+    finally:
+        await again.close()
+    assert store_log(caplog) == [
+        f"{path}: schema migrated to version {target}" for target in range(version + 1, 4)
+    ]
+    migrated_from_0(tmp_path / "reference.db", 3)
+    assert schema_of(path)[0] == schema_of(tmp_path / "reference.db")[0]  # meta: ids differ
+
+
+async def test_new_file_behind_the_migrations_gets_the_rest(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SCHEMA left behind a newer migration (the test above fails then): a new file still
+    # ends at the newest version.
+    monkeypatch.setattr(_sqlite, "MIGRATIONS", [*_sqlite.MIGRATIONS, _V4])
+    caplog.set_level(logging.INFO, logger="browsergrid.store")
+    path = tmp_path / "grid.db"
+    store = await reopened(path)
+    await store.close()
+    assert read_schema_version(path) == 4
+    assert store_log(caplog) == [
+        f"{path}: created at schema version 3",
+        f"{path}: schema migrated to version 4",
+    ]
+
+
+async def test_failed_creation_leaves_the_file_empty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "grid.db"
+    monkeypatch.setattr(_sqlite, "SCHEMA", _sqlite.SCHEMA + "\n;CREATE TABLE jobs (x);")
+    with pytest.raises(StoreError) as caught:
+        await SqliteStore(path).open()
+    message = str(caught.value)
+    assert message.startswith(f"cannot create {path} at schema version 3 (nothing was written")
+    assert "table jobs already exists" in message
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        assert connection.execute("SELECT count(*) FROM sqlite_master").fetchone() == (0,)
+    monkeypatch.undo()
+    again = await reopened(path)
+    await again.close()
+    assert read_schema_version(path) == 3
 
 
 async def test_missing_directories_are_created(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ we test); a single server, not Redis Cluster (the scripts reach keys they were n
 
 Keys (P is the prefix, J a job id, T a task id)::
 
-    P schema          string  layout version of the keys below (1); a newer one is refused
+    P schema          string  layout version of the keys below (2); a newer one is refused
     P ids:job         string  largest job id stored or reserved: INCRBY reserves a range,
     P ids:task        string    storing an id raises it to that id; ids are never reused
     P jobs            zset    every job id, scored by itself: jobs() pages newest first

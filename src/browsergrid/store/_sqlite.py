@@ -9,9 +9,12 @@ savepoint and its caller gets the error; the others are committed.
 Reads: a few reading connections in a small thread pool, each read in one snapshot, never
 on the event loop. ``outcomes()`` reads a page at a time, keyed by ``outcome_seq``.
 
-Schema: ``MIGRATIONS[n]`` takes a database from version n to n + 1; version 0 is an empty
-file, so creating a database is migrating it from 0. ``meta.schema_version`` says where a
-file is; a newer one than this code knows is refused.
+Schema: a new (empty) file gets ``SCHEMA``, the whole schema at ``SCHEMA_VERSION``, in one
+transaction. An older file is migrated step by step: ``MIGRATIONS[n]`` takes it from version
+n to n + 1, one transaction (and one log line) each. ``meta.schema_version`` says where a
+file is; a newer one than this code knows is refused. To change the schema, append a
+migration AND update ``SCHEMA`` and ``SCHEMA_VERSION``; a test checks that both roads end
+at the same schema.
 """
 
 from __future__ import annotations
@@ -142,7 +145,98 @@ ALTER TABLE workers ADD COLUMN quarantined INTEGER NOT NULL DEFAULT 0;
 
 MIGRATIONS: list[str] = [_V1, _V2, _V3]
 """``MIGRATIONS[n]`` takes the schema from version n to n + 1 (0 is an empty file). Append
-a script to change the schema; never edit one that has shipped."""
+a script to change the schema, then update ``SCHEMA`` to match; never edit one that has
+shipped."""
+
+SCHEMA_VERSION: Final = 3
+SCHEMA: Final = """
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO meta (key, value) VALUES
+    ('last_job_id', 0),       -- ids are never reused, even after prune
+    ('last_task_id', 0),
+    ('last_outcome_seq', 0);  -- the order outcomes were recorded in
+
+CREATE TABLE jobs (
+    job_id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    op TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    submitted_by TEXT NOT NULL,
+    lease_timeout REAL,
+    max_attempts INTEGER,
+    client_key TEXT UNIQUE,
+    state TEXT NOT NULL DEFAULT 'running'
+        CHECK (state IN ('running', 'finished', 'cancelled')),
+    finished_at REAL,
+    total INTEGER NOT NULL DEFAULT 0,  -- counts of its tasks, kept by every write
+    done INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    cancelled INTEGER NOT NULL DEFAULT 0,
+    redundancy INTEGER NOT NULL DEFAULT 1,  -- replication options (result validation)
+    max_replicas INTEGER,
+    adaptive INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX jobs_running ON jobs (job_id) WHERE state = 'running';
+CREATE INDEX jobs_ended ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+
+CREATE TABLE tasks (
+    task_id INTEGER PRIMARY KEY,
+    job_id INTEGER NOT NULL REFERENCES jobs (job_id),
+    idx INTEGER NOT NULL,
+    op TEXT NOT NULL,
+    args TEXT NOT NULL,                   -- JSON object
+    attempts INTEGER NOT NULL DEFAULT 0,
+    reasons TEXT NOT NULL DEFAULT '[]',   -- JSON list of strings
+    state TEXT NOT NULL DEFAULT 'queued'
+        CHECK (state IN ('queued', 'done', 'failed', 'cancelled')),
+    outcome_seq INTEGER,                  -- set when a result or failure is recorded
+    result TEXT,                          -- JSON
+    worker_id INTEGER,
+    worker_key TEXT,
+    duration_ms REAL,
+    lease_ms REAL,
+    finished_at REAL,
+    verdict TEXT,    -- 'unchecked', 'quorum' or 'trusted'; NULL: none
+    replicas TEXT    -- JSON list of replicas; NULL when there are none
+);
+-- A job's tasks by state (its unfinished ones, in task id order), and the job's outcomes
+-- in the order recorded. outcome_seq is unique: one writer hands it out.
+CREATE INDEX tasks_job_state ON tasks (job_id, state);
+CREATE UNIQUE INDEX tasks_outcomes ON tasks (job_id, outcome_seq)
+    WHERE outcome_seq IS NOT NULL;
+
+CREATE TABLE workers (
+    worker_key TEXT PRIMARY KEY,
+    agent TEXT,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    tasks_done INTEGER NOT NULL,
+    failures INTEGER NOT NULL,
+    compute_ms REAL NOT NULL,
+    valid INTEGER NOT NULL DEFAULT 0,  -- its standing (result validation)
+    invalid INTEGER NOT NULL DEFAULT 0,
+    consecutive_valid INTEGER NOT NULL DEFAULT 0,
+    error_rate REAL NOT NULL DEFAULT 0.1,
+    quarantined INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+CREATE TABLE throughput (
+    at INTEGER PRIMARY KEY,  -- Unix second
+    done INTEGER NOT NULL,   -- tasks that finished in it
+    failed INTEGER NOT NULL
+);
+"""
+"""The whole schema at ``SCHEMA_VERSION``, what a new (empty) file gets in one step.
+
+When you change the schema: append a migration to ``MIGRATIONS`` (for the files that exist
+already), then make this script the schema that migration reaches (columns in the order
+``ALTER TABLE ... ADD COLUMN`` leaves them: at the end) and set ``SCHEMA_VERSION`` to
+``len(MIGRATIONS)``. ``test_new_schema_is_the_one_the_migrations_reach`` in
+``tests/store/test_sqlite.py`` fails until the two agree (comments and layout aside)."""
 
 _PAGE_SIZE = 1000  # outcomes per query of outcomes()
 _PRUNE_BATCH = 10_000  # tasks deleted per transaction of prune()
@@ -422,6 +516,8 @@ class SqliteStore:
         return connection
 
     def _migrate(self, connection: sqlite3.Connection) -> None:
+        """Bring the file to version ``len(MIGRATIONS)``: create the schema in a new file,
+        migrate an older one a version at a time, refuse a newer one."""
         version = self._schema_version(connection)
         supported = len(MIGRATIONS)
         if version > supported:
@@ -430,14 +526,22 @@ class SqliteStore:
                 f"version {supported} at most: upgrade browsergrid, or use another data "
                 "directory"
             )
-        for target in range(version + 1, supported + 1):
-            script = (
-                f"BEGIN IMMEDIATE;\n{MIGRATIONS[target - 1]}\n;"
-                f"INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', {target});"
-                "\nCOMMIT;"
-            )
+        if version == 0:
             try:
-                connection.executescript(script)
+                connection.executescript(_versioned(SCHEMA, SCHEMA_VERSION))
+            except sqlite3.Error as exc:
+                _rollback(connection)
+                raise StoreError(
+                    f"cannot create {self._path} at schema version {SCHEMA_VERSION} "
+                    f"(nothing was written to it): {_describe(exc)}"
+                ) from exc
+            log.info("%s: created at schema version %d", self._path, SCHEMA_VERSION)
+            # SCHEMA_VERSION is len(MIGRATIONS) (a test checks it); were it behind, the
+            # loop below would bring the new file the rest of the way.
+            version = SCHEMA_VERSION
+        for target in range(version + 1, supported + 1):
+            try:
+                connection.executescript(_versioned(MIGRATIONS[target - 1], target))
             except sqlite3.Error as exc:
                 _rollback(connection)
                 raise StoreError(
@@ -1083,6 +1187,16 @@ class SqliteStore:
 def _describe(exc: sqlite3.Error) -> str:
     name = getattr(exc, "sqlite_errorname", None)
     return f"{exc} ({name})" if name else str(exc)
+
+
+def _versioned(script: str, version: int) -> str:
+    """``script``, then the setting of ``meta.schema_version`` to ``version``, as one
+    transaction (for ``executescript``)."""
+    return (
+        f"BEGIN IMMEDIATE;\n{script}\n;"
+        f"INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', {version});"
+        "\nCOMMIT;"
+    )
 
 
 def _rollback(connection: sqlite3.Connection) -> None:
