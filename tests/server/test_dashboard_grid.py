@@ -263,6 +263,6 @@ def test_snapshots_of_other_versions_are_read_as_far_as_they_go() -> None:
 
 def test_the_page_says_how_many_rows_a_coordinator_shares() -> None:
     strings = (ROOT / "src/browsergrid/web/js/dashboard/strings.js").read_text(encoding="utf-8")
-    english, spanish = re.findall(r"workersUnlisted: .*", strings)
+    english, spanish = re.findall(r"workersUnlisted: [^`]*`[^`]*`", strings)
     assert f"first {SHARED_WORKERS})" in english
     assert f"primeros {SHARED_WORKERS})" in spanish
