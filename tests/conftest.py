@@ -7,7 +7,7 @@ import os
 import shutil
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,44 @@ def no_redis_from_the_environment() -> Iterator[None]:
 
 
 _TOKEN_VARIABLES = ("BROWSERGRID_TOKEN", "BROWSERGRID_WORKER_TOKEN", "BROWSERGRID_DASHBOARD_TOKEN")
+
+_FIXTURE_MARKS = {
+    "redis_server": "redis",  # and redis_url, which uses it
+    "browser": "browser",  # and page
+    "start_coordinator": "processes",  # and coordinator
+    "start_worker": "processes",
+    "exercise_server": "processes",
+    "grid": "processes",
+}
+"""The marker of every test that uses one of these fixtures of this file, directly or through
+other fixtures. A test that starts processes itself, or through a fixture of its module,
+carries the marker in its module."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark tests by the fixtures of this file they use, so that ``-m "not browser and not
+    redis and not processes"`` selects the tests that run in this process alone."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        for name in item.fixturenames:
+            mark = _FIXTURE_MARKS.get(name)
+            if mark is None or item.get_closest_marker(mark) is not None:
+                continue
+            if _is_ours(info.name2fixturedefs.get(name, ()), name):
+                item.add_marker(mark)
+
+
+def _is_ours(definitions: Sequence[pytest.FixtureDef[Any]], name: str) -> bool:
+    """Whether the test gets this file's fixture ``name``, not only a test module's fixture
+    of the same name (test_grid_races.py's ``grid`` runs coordinators in-process)."""
+    for definition in reversed(definitions):  # the closest first
+        if definition.func.__module__ == __name__:
+            return True
+        if name not in definition.argnames:
+            return False  # overridden, and the override does not ask for this one
+    return False
 
 
 @pytest.fixture(scope="session")

@@ -144,6 +144,7 @@ def test_mistakes_are_one_line_errors(grid: Grid, args: tuple[str, ...], message
     assert done.stderr.strip().count("\n") == 0
 
 
+@pytest.mark.processes
 def test_an_unreachable_coordinator_is_a_one_line_error() -> None:
     done = cli(None, "status")
     assert done.returncode == 1 and "cannot reach the coordinator" in done.stderr

@@ -110,6 +110,7 @@ def dead_url() -> str:
 # --- the first coordinator that answers ----------------------------------------------------
 
 
+@pytest.mark.processes
 def test_a_client_skips_a_dead_coordinator(live: Node, dead_url: str) -> None:
     with Client([dead_url, live.url], timeout=20) as client:
         assert client.http_url == live.url
@@ -123,6 +124,7 @@ def test_a_client_skips_a_dead_coordinator(live: Node, dead_url: str) -> None:
         assert client.submit(RM, **rm(2)).result(timeout=20) == 16.0
 
 
+@pytest.mark.processes
 def test_the_list_may_come_from_the_environment(
     live: Node, dead_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -132,6 +134,7 @@ def test_the_list_may_come_from_the_environment(
         assert client.submit(RM, **rm(3)).result(timeout=20) == 24.0
 
 
+@pytest.mark.processes
 async def test_an_async_client_skips_a_dead_coordinator(live: Node, dead_url: str) -> None:
     async with AsyncClient([dead_url, live.url]) as client:
         assert client.http_url == live.url
@@ -152,6 +155,7 @@ def test_no_coordinator_answering_is_one_clear_error(dead_url: str) -> None:
 # --- moving when the coordinator dies ------------------------------------------------------
 
 
+@pytest.mark.processes
 def test_a_client_moves_to_the_next_coordinator_when_its_own_is_killed(
     start: Callable[[], Node], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -182,6 +186,7 @@ def test_a_client_moves_to_the_next_coordinator_when_its_own_is_killed(
     ]
 
 
+@pytest.mark.processes
 async def test_an_async_client_moves_too(start: Callable[[], Node]) -> None:
     a, b = await asyncio.gather(asyncio.to_thread(start), asyncio.to_thread(start))
     async with AsyncClient(f"{a.url},{b.url}", reconnect_timeout=30) as client:
@@ -192,6 +197,7 @@ async def test_an_async_client_moves_too(start: Callable[[], Node]) -> None:
         assert client.http_url == b.url
 
 
+@pytest.mark.processes
 def test_a_client_with_every_coordinator_gone_gives_up(start: Callable[[], Node]) -> None:
     a = start()
     dead = f"http://127.0.0.1:{free_port()}"
@@ -208,6 +214,7 @@ def test_a_client_with_every_coordinator_gone_gives_up(start: Callable[[], Node]
 # --- HTTP: the next coordinator on a connection error, never on an HTTP error -------------
 
 
+@pytest.mark.processes
 def test_http_calls_try_the_next_coordinator_only_when_one_cannot_be_reached(
     live: Node, dead_url: str
 ) -> None:
@@ -239,6 +246,7 @@ def cli(*args: str, server: str | None = None) -> subprocess.CompletedProcess[st
     )
 
 
+@pytest.mark.processes
 def test_cli_commands_use_the_coordinator_that_answers(live: Node, dead_url: str) -> None:
     servers = f"{dead_url},{live.url}"
     status = cli("status", "--format", "json", "--server", servers)
@@ -259,6 +267,7 @@ def test_cli_commands_use_the_coordinator_that_answers(live: Node, dead_url: str
     assert missing.returncode == 1 and "there is no job 99999" in missing.stderr
 
 
+@pytest.mark.processes
 def test_cli_with_no_coordinator_answering_names_them_all(dead_url: str) -> None:
     other = f"http://127.0.0.1:{free_port()}"
     done = cli("status", "--server", f"{dead_url},{other}")

@@ -26,6 +26,7 @@ from browsergrid.core import (
     TaskSpec,
     TasksSubmitted,
     TaskState,
+    WelcomeTask,
     WorkerIntroduced,
     WorkerJoined,
     WorkerLeft,
@@ -33,13 +34,14 @@ from browsergrid.core import (
 )
 
 OP = "prime_count"
+RM = "repeat_multiply"  # what a worker runs before its hello (the exercise's op)
 
 
 class Grid:
-    """A scheduler without welcome tasks, and short ways to drive it."""
+    """A scheduler (without welcome tasks unless given one), and short ways to drive it."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        self.scheduler = Scheduler(welcome=None, speculate_factor=None, **kwargs)
+    def __init__(self, welcome: WelcomeTask | None = None, **kwargs: Any) -> None:
+        self.scheduler = Scheduler(welcome=welcome, speculate_factor=None, **kwargs)
         self.now = 0.0
 
     def handle(self, event: Any) -> list[Command]:
@@ -51,12 +53,13 @@ class Grid:
         key: str | None = None,
         standing: Standing | None = None,
         concurrency: int = 1,
+        op: str = OP,
     ) -> list[Command]:
         self.handle(WorkerJoined(worker_id=worker_id, now=self.now))
         return self.handle(
             WorkerIntroduced(
                 worker_id=worker_id,
-                ops=frozenset({OP}),
+                ops=frozenset({op}),
                 concurrency=concurrency,
                 prefetch=0,
                 key=key if key is not None else f"w{worker_id}",
@@ -65,8 +68,8 @@ class Grid:
             )
         )
 
-    def submit(self, count: int = 1, **options: Any) -> list[Command]:
-        specs = [TaskSpec(op=OP, args={"n": i}) for i in range(count)]
+    def submit(self, count: int = 1, op: str = OP, **options: Any) -> list[Command]:
+        specs = [TaskSpec(op=op, args={"n": i}) for i in range(count)]
         return self.handle(TasksSubmitted(tasks=specs, options=JobOptions(**options), now=self.now))
 
     def result(self, worker_id: int, task_id: int, value: Any) -> list[Command]:
@@ -246,6 +249,44 @@ def test_a_quarantined_identity_gets_no_work_when_it_comes_back() -> None:
     assert sent(grid.submit(count=2)) == [(2, 1)]
 
 
+def test_quarantine_lets_the_welcome_task_of_a_tab_of_that_identity_run_on() -> None:
+    grid = Grid(welcome=WelcomeTask())  # tasks 1-3: the welcome tasks of workers 1-3
+    grid.worker(1, key="bad", standing=Standing(error_rate=0.35), concurrency=2)
+    grid.worker(2, concurrency=2)
+    grid.worker(3, concurrency=2)
+    assert sent(grid.submit(redundancy=2)) == [(1, 4), (2, 4)]
+    grid.result(1, 4, -1)
+    assert sent(grid.result(2, 4, 1)) == [(3, 4)]
+    commands = grid.result(3, 4, 1)
+    [event] = of(WorkerQuarantined, commands)
+    assert (event.worker_key, event.worker_ids) == ("bad", (1,))
+    assert of(CancelTask, commands) == []  # its welcome task is no job's: it runs on
+    assert list(grid.scheduler.tasks[1].leases) == [1]
+    [welcomed] = of(TaskDone, grid.result(1, 1, 1.5))
+    assert welcomed.welcome and grid.scheduler.workers[1].speed_ms == 1.0
+
+
+def test_a_quarantined_identity_saying_hello_keeps_its_welcome_task_and_gets_nothing_else() -> None:
+    grid = Grid(welcome=WelcomeTask())
+    grid.submit(count=2, op=RM)
+    grid.handle(WorkerJoined(worker_id=1, now=0.0))  # its welcome task 3 first
+    commands = grid.handle(
+        WorkerIntroduced(
+            worker_id=1,
+            ops=frozenset({RM}),
+            concurrency=2,
+            key="bad",
+            standing=Standing(quarantined=True, invalid=5),
+            now=0.0,
+        )
+    )
+    assert commands == []
+    assert grid.scheduler.workers[1].quarantined
+    assert list(grid.scheduler.tasks[3].leases) == [1]
+    assert sent(grid.result(1, 3, 1.5)) == []  # the welcome result is taken, no work follows
+    assert 3 not in grid.scheduler.tasks
+
+
 def test_adaptive_trusts_an_established_worker_with_spot_checks() -> None:
     draws = iter([0.5, 0.05])  # the first task is spared, the second spot-checked
     grid = Grid(spot_check=0.1, rng=lambda: next(draws))
@@ -281,6 +322,38 @@ def test_cancelling_a_job_ends_its_replicas() -> None:
     assert cancelled == {(1, 2), (2, 1)}
     assert not grid.scheduler.tasks
     assert sent(grid.handle(ClockTicked(now=2.0))) == []
+
+
+def test_a_quorum_made_by_dropping_a_replica_takes_back_the_lease_still_running() -> None:
+    """Agreement within a tolerance is not transitive: 0~1 and 1~2, but not 0~2. Dropping
+    the replica 0 (its worker changed identity) merges {0, 1} and {2, 2} into {1, 2, 2};
+    the next agreeing result then makes the quorum of 4 while worker 6 still runs its
+    copy, which is taken back."""
+    grid = Grid(agree=lambda op, args, a, b: abs(a - b) <= 1)
+    grid.handle(WorkerJoined(worker_id=1, now=0.0))  # no hello yet: identity "#1"
+    for worker_id in (2, 3, 4):
+        grid.worker(worker_id, op=RM)
+    commands = grid.submit(op=RM, redundancy=4, max_replicas=10)
+    assert sent(commands) == [(1, 1), (2, 1), (3, 1), (4, 1)]
+    for worker_id, value in ((1, 0), (2, 1), (3, 2), (4, 2)):
+        assert not of(TaskDone, grid.result(worker_id, 1, value))
+    assert sent(grid.worker(5, op=RM)) == [(5, 1)]
+    assert sent(grid.worker(6, op=RM)) == [(6, 1)]
+    hello = WorkerIntroduced(worker_id=1, ops=frozenset({RM}), concurrency=1, key="k", now=0.0)
+    assert grid.handle(hello) == []
+    commands = grid.result(5, 1, 2)
+    assert of(CancelTask, commands) == [
+        CancelTask(worker_id=6, task_id=1, reason="a quorum agreed without it", stimulus_id="")
+    ]
+    [done] = of(TaskDone, commands)
+    assert (done.result, done.verdict) == (1, "quorum")
+    assert [(r.worker_id, r.agreed) for r in done.replicas] == [
+        (2, True),
+        (3, True),
+        (4, True),
+        (5, True),
+    ]
+    assert grid.result(6, 1, 2) == []  # its late result is dropped quietly
 
 
 @pytest.mark.parametrize(

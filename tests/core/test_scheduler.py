@@ -34,6 +34,7 @@ from browsergrid.core import (
     WorkerLeft,
     WorkerState,
 )
+from browsergrid.core._scheduler import _MAX_IGNORED
 from browsergrid.errors import IllegalTransition
 
 RM = "repeat_multiply"
@@ -244,11 +245,18 @@ def test_op_lease_timeouts_are_copied() -> None:
         ({"speculate_factor": 1.0}, r"speculate_factor must be above 1 \(or None"),
         ({"speculate_factor": 0.5}, r"speculate_factor must be above 1 \(or None"),
         ({"speculate_factor": -2.0}, r"speculate_factor must be above 1 \(or None"),
+        ({"spot_check": -0.01}, "spot_check must be a probability, from 0 to 1"),
+        ({"spot_check": 1.01}, "spot_check must be a probability, from 0 to 1"),
     ],
 )
 def test_constructor_refuses_bad_settings(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Scheduler(**kwargs)
+
+
+def test_spot_check_may_be_never_or_always() -> None:
+    assert Scheduler(spot_check=0).spot_check == 0
+    assert Scheduler(spot_check=1).spot_check == 1
 
 
 def test_speculation_can_be_turned_off() -> None:
@@ -1901,3 +1909,41 @@ def test_a_lower_share_slows_the_expected_speed_and_a_bad_one_is_refused() -> No
     assert s.workers[1].prefetch == 25  # about 1 s of work at its new speed
     with pytest.raises(ValueError, match="share"):
         s.handle(capacity(1, 1, share=0.0))
+
+
+def test_a_capacity_change_before_hello_raises() -> None:
+    s = plain()
+    s.handle(join(1))
+    with pytest.raises(ValueError, match="worker 1 changed its capacity before hello"):
+        s.handle(capacity(1, 4))
+    assert s.workers[1].concurrency == 1
+
+
+def test_a_handed_back_welcome_task_is_cancelled_and_its_slot_goes_to_queued_work() -> None:
+    s = Scheduler()
+    s.handle(join(1))  # welcome task 1
+    s.handle(hello(1, {RM}, concurrency=1))
+    assert s.handle(submit()) == [accepted(1, 2)]  # no room beside the welcome task
+    assert s.handle(hand_back(1, 1)) == [send(1, 2, "back-1")]
+    assert 1 not in s.tasks  # cancelled: no outcome, no speed sample
+    assert (s.workers[1].in_flight, s.workers[1].speed_ms) == ({2}, None)
+
+
+# --- taken-back tasks whose late reports are ignored ----------------------------------------
+
+
+def test_a_worker_remembers_only_the_latest_taken_back_tasks_to_ignore() -> None:
+    """Past ``_MAX_IGNORED`` the set starts again: a late report of a task taken back long
+    ago is then rejected instead of dropped, which a worker that obeys cancels never sends."""
+    count = _MAX_IGNORED + 1
+    s = plain()
+    s.handle(join(1))
+    s.handle(hello(1, {RM}, concurrency=count))
+    s.handle(submit(*[RM] * count))
+    commands = s.handle(cancel(1, sid="c"))
+    assert [c for c in commands if isinstance(c, CancelTask)] == [
+        cancel_task(1, task_id, "job cancelled", "c") for task_id in range(1, count + 1)
+    ]
+    assert s.workers[1].ignored == {count}
+    assert s.handle(result(1, count, sid="late")) == []  # remembered: dropped quietly
+    assert s.handle(result(1, 1, sid="late")) == [reject(1, 1, "late")]  # forgotten

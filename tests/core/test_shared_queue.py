@@ -4,10 +4,13 @@ work the workers here could take."""
 
 from __future__ import annotations
 
+import pytest
+
 from browsergrid.core import (
     JobOptions,
     RestoredTask,
     Scheduler,
+    Standing,
     StrandedReleased,
     TasksReleased,
     TasksTaken,
@@ -17,6 +20,7 @@ from browsergrid.core import (
 from tests.core.test_scheduler import (
     ARGS,
     RM,
+    cancel,
     counts,
     done,
     hello,
@@ -77,6 +81,15 @@ def test_a_task_taken_twice_is_refused() -> None:
         assert "twice" in str(exc)
     else:
         raise AssertionError("a task taken twice was accepted")
+
+
+def test_tasks_taken_for_a_job_cancelled_here_are_refused() -> None:
+    s = plain()
+    s.handle(taken(7, 101))
+    s.handle(cancel(7))
+    with pytest.raises(ValueError, match="job 7 was cancelled"):
+        s.handle(taken(7, 102))
+    assert 102 not in s.tasks and s.jobs[7].total == 1
 
 
 def test_appetite_is_the_credit_and_ops_of_workers_nothing_here_suits() -> None:
@@ -165,6 +178,23 @@ def test_identities_counts_distinct_keys_that_may_get_tasks() -> None:
         s.handle(
             WorkerIntroduced(
                 worker_id=worker_id, ops=frozenset({RM}), concurrency=1, now=0.0, key="k"
+            )
+        )
+    assert s.identities([RM]) == {RM: 1}
+
+
+def test_identities_leave_out_quarantined_workers_and_ops_not_asked_about() -> None:
+    s = plain()
+    for worker_id, key, standing in ((1, "good", None), (2, "bad", Standing(quarantined=True))):
+        s.handle(join(worker_id))
+        s.handle(
+            WorkerIntroduced(
+                worker_id=worker_id,
+                ops=frozenset({RM, MC}),
+                concurrency=1,
+                now=0.0,
+                key=key,
+                standing=standing,
             )
         )
     assert s.identities([RM]) == {RM: 1}

@@ -159,6 +159,7 @@ def test_custom_ops_from_a_python_file(
         assert len({r["worker_key"] for r in record["replicas"]}) == 2
 
 
+@pytest.mark.processes
 def test_a_coordinator_refuses_an_ops_file_that_clashes(tmp_path: object) -> None:
     from pathlib import Path
 

@@ -25,6 +25,7 @@ from browsergrid.protocol import (
     decode_client_message,
     decode_coordinator_message,
     encode_client_message,
+    submit_options,
 )
 from tests.protocol._strategies import json_values, raw_frames
 
@@ -123,6 +124,30 @@ def test_submit_accepts_the_extreme_options() -> None:
     assert message.options == SubmitOptions(
         name="n" * 200, priority=-1000, lease_timeout=86400.0, max_attempts=100
     )
+
+
+def test_submit_options_are_checked_as_the_coordinator_checks_them() -> None:
+    assert submit_options() == SubmitOptions()
+    assert submit_options(name="n", redundancy=2, max_replicas=2, adaptive=True) == SubmitOptions(
+        name="n", redundancy=2, max_replicas=2, adaptive=True
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"redundancy": 0}, r"bad job option: .*\$\.redundancy"),
+        ({"priority": "high"}, r"bad job option: .*\$\.priority"),
+        ({"colour": "red"}, r"bad job option: .*unknown field `colour`"),
+        ({"redundancy": 3, "max_replicas": 2}, "max_replicas must be at least redundancy"),
+        ({"adaptive": True}, "adaptive replication needs redundancy of at least 2"),
+    ],
+)
+def test_a_bad_submit_option_is_a_value_error_naming_it(
+    fields: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        submit_options(**fields)
 
 
 def test_op_over_64_characters_is_refused() -> None:

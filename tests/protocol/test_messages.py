@@ -31,6 +31,8 @@ from browsergrid.protocol import (
     decode_worker_message,
     encode_ack,
     encode_cancel,
+    encode_capacity,
+    encode_hand_back,
     encode_hello,
     encode_result,
     encode_results,
@@ -492,6 +494,25 @@ def test_hello_carries_a_worker_key_only_when_there_is_one() -> None:
     message = decode_worker_message(encode_hello("x", ["repeat_multiply"], 1, 1, "py-abc"))
     assert isinstance(message, Hello) and message.worker_key == "py-abc"
     assert "worker_key" not in encode_hello("x", ["repeat_multiply"], 1)
+
+
+def test_hello_carries_cold_ops_only_when_there_are_some() -> None:
+    frame = encode_hello("x", ["repeat_multiply", "python"], 1, cold=["python"])
+    assert decode_worker_message(frame) == decode_worker_message(
+        frame_by_name(WORKER["valid"], "hello with a cold op")
+    )
+    assert "cold" not in encode_hello("x", ["repeat_multiply"], 1, cold=[])
+
+
+def test_capacity_sends_prefetch_and_share_only_when_given() -> None:
+    assert encode_capacity(0) == frame_by_name(WORKER["valid"], "capacity: paused")
+    assert encode_capacity(3, prefetch=3, share=0.5) == frame_by_name(
+        WORKER["valid"], "capacity with prefetch and share"
+    )
+
+
+def test_hand_back_is_the_fixture_frame() -> None:
+    assert encode_hand_back([12, 13]) == frame_by_name(WORKER["valid"], "hand_back")
 
 
 def test_a_worker_key_is_shown_by_a_digest_that_keeps_its_prefix() -> None:

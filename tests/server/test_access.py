@@ -459,6 +459,7 @@ def test_no_token_opens_every_change_and_is_warned_about_beyond_loopback(
     assert len(warned["open"]) == 4
 
 
+@pytest.mark.processes
 def test_token_and_no_token_do_not_go_together() -> None:
     both = subprocess.run(
         [sys.executable, "-m", "browsergrid", "serve", "--token", "a", "--no-token"],

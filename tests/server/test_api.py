@@ -11,6 +11,8 @@ import pytest
 
 from tests._support import AUTH, Coordinator, Process
 
+pytestmark = pytest.mark.processes  # a coordinator and a worker for the module
+
 
 @pytest.fixture(scope="module")
 def api() -> Iterator[httpx.Client]:

@@ -228,6 +228,7 @@ def seed_jobs(grid: Grid) -> None:
         grid.accepted[accepted["job_id"]] += accepted["count"]
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("mode", list(schemathesis.GenerationMode), ids=str)
 def test_the_api_answers_as_its_schema_says(
     api_grid: Grid, mode: schemathesis.GenerationMode
@@ -279,6 +280,7 @@ def still_following(grid: Grid, job_id: Any, started: float) -> None:
     assert job["state"] == "running" or job["finished_at"] >= started, job
 
 
+@pytest.mark.processes
 def test_nothing_is_lost_after_the_api_fuzzing(api_grid: Grid) -> None:
     still_works(api_grid)
 
@@ -469,6 +471,7 @@ def storm_grid() -> Iterator[Grid]:
     yield from running_grid()
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("endpoint", list(STORMS))
 @settings(
     max_examples=25,
@@ -488,6 +491,7 @@ def test_a_storm_of_frames_gets_errors_and_documented_closes(
         storm.settle()
 
 
+@pytest.mark.processes
 def test_nothing_is_lost_after_the_storm(storm_grid: Grid) -> None:
     still_works(storm_grid)
 
@@ -520,6 +524,7 @@ def send_text_bytes(coordinator: Coordinator, endpoint: str, payload: bytes) -> 
             return closed.rcvd.code if closed.rcvd else CLOSE_ABNORMAL
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("endpoint", ["/ws", "/client"])
 def test_a_text_frame_that_is_not_utf8_closes_with_a_documented_code(
     lone_coordinator: Coordinator, endpoint: str
@@ -527,6 +532,7 @@ def test_a_text_frame_that_is_not_utf8_closes_with_a_documented_code(
     assert {send_text_bytes(lone_coordinator, endpoint, p) for p in NOT_UTF8} <= CLOSE_CODES
 
 
+@pytest.mark.processes
 def test_a_text_frame_that_is_not_utf8_logs_no_error(lone_coordinator: Coordinator) -> None:
     """Any peer can write error lines into the coordinator's log, one per connection."""
     for endpoint in ("/ws", "/client"):

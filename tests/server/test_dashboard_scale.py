@@ -27,7 +27,7 @@ import websockets
 from bench._swarm import Swarm
 from tests._support import AUTH, Coordinator
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.processes]
 
 WORKERS = 1_000
 LATE_WORKERS = 200  # join at once while the job runs: more than 50 events in one tick

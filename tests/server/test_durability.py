@@ -128,6 +128,7 @@ def test_history_survives_a_restart(
     assert again["last_seen"] >= before
 
 
+@pytest.mark.processes
 def test_a_file_that_is_not_a_database_is_a_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "browsergrid.db").write_text("this is not SQLite")
     done = subprocess.run(

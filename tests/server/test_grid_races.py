@@ -190,6 +190,7 @@ async def answer_everything(members: list[Member], value: Callable[[dict[str, An
 # --- bugs ---------------------------------------------------------------------------------
 
 
+@pytest.mark.processes
 @pytest.mark.timeout(60)
 async def test_a_result_unstored_during_a_redis_outage_is_run_again(
     tmp_path: Path, grid: Callable[..., Awaitable[Member]]
@@ -384,6 +385,7 @@ async def test_a_store_error_right_after_a_take_loses_nothing(
     assert w.worker_id in b.sinks
 
 
+@pytest.mark.processes
 @pytest.mark.timeout(60)
 async def test_a_member_is_healthy_again_once_redis_is_back(
     tmp_path: Path, grid: Callable[..., Awaitable[Member]]

@@ -91,6 +91,7 @@ def test_kill_9_during_a_job_loses_and_repeats_nothing(
     assert_each_task_done_once(port, job_id, 1000)
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -116,6 +117,7 @@ def test_a_redis_that_cannot_be_used_is_a_one_line_error(
     assert done.stderr.strip().count("\n") == 0
 
 
+@pytest.mark.processes
 def test_browsergrid_redis_in_the_environment_is_the_default(tmp_path: Path) -> None:
     port = free_port()
     done = subprocess.run(

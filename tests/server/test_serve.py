@@ -260,6 +260,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.processes
 def test_port_in_use_is_a_one_line_error() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -270,6 +271,7 @@ def test_port_in_use_is_a_one_line_error() -> None:
     assert "Traceback" not in done.stderr + done.stdout
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize(
     "args",
     [

@@ -21,6 +21,8 @@ from websockets.sync.client import connect
 from browsergrid import AsyncClient, Client
 from tests._support import WELCOME_RESULT, Coordinator, Process, close_to
 
+pytestmark = pytest.mark.processes  # openssl makes the certificates; coordinators, the CLI
+
 
 @dataclass(frozen=True)
 class Tls:

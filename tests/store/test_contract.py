@@ -35,7 +35,7 @@ from tests.store._support import failure, job, result, tasks, worker
 Reopen = Callable[[], Awaitable[Store]]
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     opened = fresh_store(request.param, request, tmp_path)
     await opened.open()

@@ -257,6 +257,8 @@ async def test_a_follower_sees_what_another_store_writes(redis_url: str) -> None
         await writer.close()
 
 
+@pytest.mark.redis
+@pytest.mark.processes
 async def test_store_errors_while_redis_is_down_and_back_when_it_returns(
     tmp_path: Path,
 ) -> None:

@@ -377,11 +377,10 @@ class Scheduler:
         """A worker changes identity (a hello after it ran tasks): its replicas so far, and
         its leases of replicated tasks, were under the old name; drop them, so that one
         identity never counts twice in a quorum."""
-        for task_id in sorted(worker.voted):
-            task = self.tasks.get(task_id)
-            if task is not None:
-                task.replicas = [r for r in task.replicas if r.worker_id != worker.worker_id]
-                yield from self._reconsider(task, ev)
+        for task_id in sorted(worker.voted):  # live tasks only: _finish takes ended ones out
+            task = self.tasks[task_id]
+            task.replicas = [r for r in task.replicas if r.worker_id != worker.worker_id]
+            yield from self._reconsider(task, ev)
         worker.voted.clear()
         for task_id in sorted(worker.in_flight):
             task = self.tasks[task_id]
@@ -606,10 +605,7 @@ class Scheduler:
             self._finish(task, TaskState.FAILED)
             yield _failed(task, ev.stimulus_id)
             return
-        if task.leases:
-            if task.state is TaskState.QUEUED:
-                self._set_state(task, TaskState.LEASED)
-        elif task.state is TaskState.LEASED:
+        if not task.leases and task.state is TaskState.LEASED:  # with a lease it is LEASED
             self._set_state(task, TaskState.QUEUED)
         if (task.replicated and self._wants_more(task)) or not task.leases:
             self._enqueue(task, self.jobs[task.job_id])
