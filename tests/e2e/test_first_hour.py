@@ -11,7 +11,7 @@ The README's first shell command is run as written in that copy (parsed out of i
 ``--port N`` (a free port; the command passes its arguments on to ``browsergrid serve``),
 and ``exec`` before it, so that the process this test started becomes the coordinator itself
 (``scripts/serve`` ends by exec'ing it), stopped at the end by its PID (SIGINT, as Ctrl-C).
-It runs with this machine's pip and npm caches, without any $BROWSERGRID_*
+It runs with this machine's uv and npm caches, without any $BROWSERGRID_*
 variable, and with a fresh $XDG_DATA_HOME: the coordinator creates its admin token there,
 as on a new machine, and the clients find it by themselves. It takes about a minute.
 
@@ -37,7 +37,7 @@ import pytest
 from tests._support import ROOT, Process, free_port
 from tests.examples._examples import arguments, assert_prints_what_its_docstring_shows, run
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.processes]
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from browsergrid.server._app import node_modules
+from browsergrid._front_end import front_end_packages
 from browsergrid.server._page_assets import (
     IMMUTABLE,
     PYODIDE_FILES,
@@ -49,7 +49,7 @@ def client(pyodide: Pyodide | None, ops_module: Path | None = None) -> httpx.Asy
 
 
 async def test_the_installed_pyodide_is_the_pinned_one_and_its_files_are_served() -> None:
-    pyodide = find_pyodide(node_modules())
+    pyodide = find_pyodide(front_end_packages())
     assert pyodide is not None, "run 'npm ci' in the repository"
     assert pyodide.version == VERSION
     assert pyodide.path == f"vendor/pyodide/{VERSION}/"
@@ -187,6 +187,7 @@ async def test_the_ops_module_is_served_as_javascript_without_caching(tmp_path: 
         assert (await http.get("/ops-module.js")).status_code == 404  # no --ops-module
 
 
+@pytest.mark.processes
 def test_serve_refuses_an_ops_module_that_is_not_a_file(tmp_path: Path) -> None:
     missing = str(tmp_path / "missing.js")
     done = subprocess.run(

@@ -161,6 +161,7 @@ _KILLED_WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.processes
 def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
     path = tmp_path / "grid.db"
     command = [sys.executable, "-c", _KILLED_WRITER, str(path)]

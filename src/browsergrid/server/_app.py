@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from starlette.responses import (
 )
 from starlette.staticfiles import StaticFiles
 
+from browsergrid._front_end import front_end_packages
 from browsergrid._tokens import is_loopback
 from browsergrid._version import __version__
 from browsergrid.core import ClockTicked
@@ -46,14 +46,6 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 _SWAGGER = "swagger-ui-dist"
 _UPLOT = "uplot"
 _A_BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0.0.0 Safari/537.36"
-
-
-def node_modules() -> Path | None:
-    """Where ``npm ci`` put the front-end packages: $BROWSERGRID_NODE_MODULES when set,
-    else the repository's ``node_modules`` (an editable install); None when absent."""
-    configured = os.environ.get("BROWSERGRID_NODE_MODULES")
-    path = Path(configured) if configured else Path(__file__).resolve().parents[3] / "node_modules"
-    return path if (path / _SWAGGER).is_dir() else None
 
 
 def create_app(coordinator: Coordinator, access: Access | None = None) -> FastAPI:
@@ -135,7 +127,7 @@ def create_app(coordinator: Coordinator, access: Access | None = None) -> FastAP
         latency, and the process's CPU and memory (docs/dashboard.md lists them)."""
         return Response(render(registry), media_type=CONTENT_TYPE_LATEST)
 
-    vendor = node_modules()
+    vendor = front_end_packages()
     app.router.routes.extend(
         page_asset_routes(
             find_pyodide(vendor), config.ops_module, name=config.name, message=config.message
@@ -154,7 +146,8 @@ def create_app(coordinator: Coordinator, access: Access | None = None) -> FastAP
             log.warning("front-end packages missing: run 'npm ci' in the repository for /docs")
             return HTMLResponse(
                 "<h1>API docs need the front-end packages</h1><p>Run <code>npm ci</code> in "
-                "the browsergrid repository (or set BROWSERGRID_NODE_MODULES), then restart. "
+                "the browsergrid repository (or set BROWSERGRID_NODE_MODULES, or install a "
+                "full wheel), then restart. "
                 'The schema itself is at <a href="/openapi.json">/openapi.json</a>.</p>',
                 status_code=503,
             )
