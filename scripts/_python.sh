@@ -6,6 +6,10 @@ UV=.tools/uv/bin/uv
 UV_VERSION=$(sed -n 's/^uv==\([^ ]*\).*/\1/p' requirements/uv.txt)
 export UV_PYTHON_DOWNLOADS=never  # the machine's python3, never a Python downloaded by uv
 export UV_NO_PROGRESS=1
+# Write each installed module's bytecode at install time, as pip does (uv does not by
+# default): without it every coordinator or worker process compiles its dependencies from
+# source at start, which took the test suite from 11 to 20 minutes.
+export UV_COMPILE_BYTECODE=1
 
 # ensure_uv: the locked uv in .tools/uv (installed once, again when the lock moves it).
 ensure_uv() {
