@@ -57,6 +57,9 @@ def test_the_coordinators_panel_and_the_grid_workers_render(
 
         remote = page.locator(f"#workers-table tbody tr[data-coordinator='{b_id}']")
         remote.wait_for()
+        # the row may first show what b shared before the worker's hello reached the grid
+        row = f"#workers-table tbody tr[data-coordinator='{b_id}']"
+        page.wait_for_function(f'document.querySelector("{row}").innerText.includes("Python 3.")')
         assert "Python 3." in remote.inner_text()
         assert b_id[:8] in remote.inner_text()
         headers = page.locator("#workers-table thead th").all_inner_texts()
