@@ -7,7 +7,7 @@ BrowsergridError            catch this to catch them all
 ├── SubmitError             the coordinator refused a submission; ``code`` says why
 ├── TaskError               a task failed on every attempt; one reason per attempt
 ├── ConnectionLost          the connection to the coordinator closed; jobs go on there
-└── IllegalTransition       a bug: the scheduler was asked to move a task or worker
+└── IllegalTransition       a bug: a task, worker or connection was asked to move
                             between states where no such move exists
 """
 
@@ -117,7 +117,8 @@ class ConnectionLost(BrowsergridError):
 
 
 class IllegalTransition(BrowsergridError):
-    """A state change that the state diagram in docs/architecture.md does not allow.
+    """A state change that the state diagram in docs/architecture.md (or, for a connection,
+    ``ConnectionState``) does not allow.
 
     This is always a bug in browsergrid; please report it with the log lines around it.
     """

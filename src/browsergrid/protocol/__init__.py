@@ -1,7 +1,8 @@
-"""The wire format of docs/protocol.md: message types, encoding, decoding and limits.
+"""The wire format of docs/protocol.md: message types, encoding, decoding and limits, and
+the connection rules (``WorkerConnection``, ``ClientConnection``).
 
-Pure code: no sockets, no event loop. The coordinator, the Python worker and the Python
-client all use it.
+Pure code: no sockets, no event loop, no clock. The coordinator, the Python worker and the
+Python client all use it.
 """
 
 from browsergrid.protocol._client import (
@@ -25,6 +26,12 @@ from browsergrid.protocol._client import (
     encode_client_message,
     submit_options,
 )
+from browsergrid.protocol._connection import (
+    ClientConnection,
+    ConnectionState,
+    WorkerConnection,
+)
+from browsergrid.protocol._limits import Connections, RateLimit
 from browsergrid.protocol._messages import (
     CLOSE_GOING_AWAY,
     CLOSE_HEARTBEAT_TIMEOUT,
@@ -83,14 +90,18 @@ __all__ = [
     "CancelJob",
     "Cancelled",
     "Capacity",
+    "ClientConnection",
     "ClientError",
     "ClientMessage",
+    "ConnectionState",
+    "Connections",
     "CoordinatorMessage",
     "Done",
     "FailureRecord",
     "HandBack",
     "Hello",
     "Limits",
+    "RateLimit",
     "Replica",
     "Result",
     "ResultItem",
@@ -105,6 +116,7 @@ __all__ = [
     "Verdict",
     "Watch",
     "Welcome",
+    "WorkerConnection",
     "WorkerMessage",
     "check_arg_names",
     "decode_client_message",

@@ -8,7 +8,6 @@ upgrade checks to a ``Connection`` before it is accepted.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -19,6 +18,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from browsergrid._console import emit
 from browsergrid._tokens import is_loopback
 from browsergrid.protocol import CLOSE_GOING_AWAY
+from browsergrid.protocol._limits import Connections as Connections  # re-exported
+from browsergrid.protocol._limits import RateLimit as RateLimit  # re-exported
 from browsergrid.server._access import (
     UNAUTHORIZED,
     Access,
@@ -126,53 +127,6 @@ class BrowserChecks:
             await self.app(scope, receive, send)
             return
         await JSONResponse({"detail": detail}, status_code=403)(scope, receive, send)
-
-
-class RateLimit:
-    """A token bucket: ``rate`` messages per second on average, bursts up to ``burst``."""
-
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.tokens = burst
-        self.at = now
-        self.owed = 0  # messages granted beyond the rate (see ``grant``)
-
-    def allow(self, now: float) -> bool:
-        """Take one token; False when none is left (the caller refuses the message)."""
-        if self.owed:
-            self.owed -= 1
-            return True
-        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
-
-    def grant(self, count: int) -> None:
-        """``count`` more messages are owed (a worker was sent that many tasks, and may
-        answer each in a frame of its own): they never count against the rate."""
-        self.owed += count
-
-
-class Connections:
-    """Open WebSocket connections per address (``limit`` 0: no limit)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.open: Counter[str] = Counter()
-
-    def take(self, host: str) -> bool:
-        if self.limit and self.open[host] >= self.limit:
-            return False
-        self.open[host] += 1
-        return True
-
-    def give_back(self, host: str) -> None:
-        self.open[host] -= 1
-        if self.open[host] <= 0:
-            del self.open[host]
 
 
 async def guarded(
