@@ -173,6 +173,13 @@ def _parser() -> argparse.ArgumentParser:
         "the connection is closed with 1008",
     )
     serve.add_argument(
+        "--max-outbox-bytes",
+        type=int,
+        default=defaults.max_outbox_bytes,
+        help="unsent bytes one connection may have waiting; past this, or when nothing "
+        "drains for --heartbeat-timeout, it is not reading and is closed with 1008",
+    )
+    serve.add_argument(
         "--certfile",
         type=Path,
         metavar="PATH",
@@ -395,6 +402,7 @@ def _serve(args: argparse.Namespace) -> int:
         allow_origins=tuple(args.allow_origin),
         max_connections_per_address=args.max_connections_per_address,
         max_messages_per_s=args.max_messages_per_s,
+        max_outbox_bytes=args.max_outbox_bytes,
         max_tasks_per_job=args.max_tasks_per_job,
         max_args_bytes=args.max_args_bytes,
         max_body_bytes=args.max_body_bytes,

@@ -141,6 +141,10 @@ class ServeConfig:
     max_messages_per_s: float = 5000.0
     """Frames per second one connection may send on average (bursts of twice that); above
     it the connection gets an ``error`` frame and is closed with 1008."""
+    max_outbox_bytes: int = 4 * 1024 * 1024
+    """Unsent bytes one connection may have waiting; past this, or when nothing it was sent
+    drains for ``heartbeat_timeout_s``, the peer is not reading and is closed with 1008 (its
+    leases go back to the queue at once)."""
     certfile: Path | None = None
     """A PEM certificate (chain): with ``keyfile``, serve https:// and wss:// instead of
     http:// and ws://. Both files are read at start."""
@@ -189,6 +193,11 @@ class ServeConfig:
             raise ConfigError("--max-tasks-per-job, --max-args-bytes, --max-body-bytes: >= 1")
         if self.max_messages_per_s < 1:
             raise ConfigError("--max-messages-per-s must be at least 1")
+        if self.max_outbox_bytes < self.max_frame_bytes:
+            raise ConfigError(
+                "--max-outbox-bytes must be at least --max-frame-bytes "
+                f"({self.max_frame_bytes}), or honest peers would be closed"
+            )
         if self.heartbeat_interval_s <= 0 or self.heartbeat_timeout_s <= 0:
             raise ConfigError("--heartbeat-interval and --heartbeat-timeout must be positive")
         if self.memory and self.redis_url is not None:

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from browsergrid.core import WorkerIntroduced, WorkerJoined, WorkerLeft
+from browsergrid.protocol import Limits, WorkerConnection
 from browsergrid.server._coordinator import Coordinator, WorkerPeer
 
 CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0.0.0 Safari/537.36"
@@ -19,8 +20,11 @@ class Sink:
     def __init__(self) -> None:
         self.frames: list[dict[str, Any]] = []
 
-    async def send(self, frame: str) -> None:
+    def send(self, frame: str) -> None:
         self.frames.append(json.loads(frame))
+
+    async def drained(self) -> None:
+        pass
 
     async def close(self, code: int, reason: str) -> None:
         pass
@@ -40,6 +44,19 @@ class Sink:
         return [r for f in self.frames if f.get("type") == "done" for r in f["results"]]
 
 
+def rules(worker_id: int, *, hello: bool = False) -> WorkerConnection:
+    """A worker connection's rules as ``serve_worker`` makes them; after a hello with
+    ``hello`` (its welcome frame is dropped)."""
+    made = WorkerConnection(
+        worker_id, server="test", limits=Limits(), rate=5000.0, burst=10_000.0, now=0.0
+    )
+    if hello:
+        hello = {"type": "hello", "protocol": 1, "agent": "test", "ops": ["x"], "concurrency": 1}
+        assert made.receive_text(json.dumps(hello), 0.0)
+        made.data_to_send()
+    return made
+
+
 async def join(
     coordinator: Coordinator, key: str | None = None, *, concurrency: int = 1
 ) -> WorkerPeer:
@@ -51,7 +68,7 @@ async def join(
         agent=CHROME,
         connected_at=time.time(),
         sender=Sink(),
-        introduced=True,
+        rules=rules(0, hello=True),
         worker_key=key,
     )
     coordinator.workers[peer.worker_id] = peer

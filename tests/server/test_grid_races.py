@@ -12,17 +12,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from browsergrid.config import ServeConfig
 from browsergrid.core import ResultReported, WorkerJoined, WorkerLeft
 from browsergrid.protocol import PROTOCOL_VERSION, Hello, SubmitOptions
 from browsergrid.server._coordinator import ClientPeer, Coordinator, WorkerPeer
-from browsergrid.server._workers import _on_hello
+from browsergrid.server._workers import receive
 from browsergrid.store import JobState, RedisStore, StoreError
 from browsergrid.store._redis_grid import RedisGrid
 from tests._support import RedisServer
-from tests.server._peers import Sink
+from tests.server._peers import Sink, rules
 
 RM = "repeat_multiply"
 PC = "prime_count"
@@ -60,6 +61,7 @@ class Member:
             agent="test",
             connected_at=time.time(),
             sender=sink,
+            rules=rules(0),
         )
         self.sinks[peer.worker_id] = sink
         self.c.workers[peer.worker_id] = peer
@@ -74,7 +76,8 @@ class Member:
                 prefetch=0,
                 worker_key=key,
             )
-            assert await _on_hello(self.c, peer, sink, hello, now)  # type: ignore[arg-type]
+            await receive(self.c, peer, msgspec.json.encode(hello).decode(), now)
+            assert peer.introduced
         return peer
 
     async def leave(self, peer: WorkerPeer) -> None:

@@ -23,7 +23,7 @@ from browsergrid.protocol import SubmitOptions
 from browsergrid.server._coordinator import Coordinator, WorkerPeer
 from browsergrid.server._dashboard import Feed, Viewer
 from browsergrid.store import MemoryStore, SqliteStore, Store, StoreError, WorkerRecord
-from tests.server._peers import CHROME, Sink, join, leave
+from tests.server._peers import CHROME, Sink, join, leave, rules
 
 OP = "repeat_multiply"
 ARGS = {"initial": 1, "factor": 2, "times": 1}
@@ -84,7 +84,7 @@ async def answer(coordinator: Coordinator, peer: WorkerPeer, duration_ms: float 
 
 def test_a_record_carries_every_field_of_the_standing() -> None:
     standing = Standing(valid=7, invalid=2, consecutive_valid=3, error_rate=0.25)
-    peer = WorkerPeer(1, "127.0.0.1:1", "/ws", CHROME, 1000.0, Sink(), worker_key="k")
+    peer = WorkerPeer(1, "127.0.0.1:1", "/ws", CHROME, 1000.0, Sink(), rules(1), worker_key="k")
     assert peer.record() is not None
     assert {f: getattr(peer.record(), f) for f in dataclasses.asdict(standing)} == (
         dataclasses.asdict(Standing())
@@ -290,7 +290,10 @@ async def test_rows_built_only_for_changed_workers_are_those_built_for_all() -> 
         elif choice < 0.72:
             rng.choice(peers).tasks_done += 1
         elif choice < 0.75:  # joined, no hello yet: an exercise-style worker
-            peer = WorkerPeer(coordinator.next_id(), "127.0.0.1:2", "/", None, time.time(), Sink())
+            worker_id = coordinator.next_id()
+            peer = WorkerPeer(
+                worker_id, "127.0.0.1:2", "/", None, time.time(), Sink(), rules(worker_id)
+            )
             coordinator.workers[peer.worker_id] = peer
             if rng.random() < 0.5:  # the feed may see it before the scheduler does
                 now += 0.5

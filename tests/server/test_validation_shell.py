@@ -7,13 +7,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import msgspec
+
 from browsergrid.config import ServeConfig
 from browsergrid.core import ResultReported, WorkerJoined
 from browsergrid.protocol import PROTOCOL_VERSION, Hello, SubmitOptions, public_worker_key
 from browsergrid.server._coordinator import Coordinator, WorkerPeer
-from browsergrid.server._workers import _on_hello
+from browsergrid.server._workers import receive
 from browsergrid.store import MemoryStore, StoreError, WorkerRecord
-from tests.server._peers import Sink, leave
+from tests.server._peers import Sink, leave, rules
 
 OP = "repeat_multiply"
 ARGS = {"initial": 1, "factor": 2, "times": 1}
@@ -36,6 +38,7 @@ async def connect(coordinator: Coordinator, key: str) -> WorkerPeer:
         agent="test",
         connected_at=time.time(),
         sender=sink,
+        rules=rules(0),
     )
     coordinator.workers[peer.worker_id] = peer
     now = time.monotonic()
@@ -43,7 +46,8 @@ async def connect(coordinator: Coordinator, key: str) -> WorkerPeer:
     hello = Hello(
         protocol=PROTOCOL_VERSION, agent="test", ops=[OP], concurrency=1, prefetch=0, worker_key=key
     )
-    assert await _on_hello(coordinator, peer, sink, hello, now)  # type: ignore[arg-type]
+    await receive(coordinator, peer, msgspec.json.encode(hello).decode(), now)
+    assert peer.introduced
     return peer
 
 

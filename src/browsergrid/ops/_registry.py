@@ -8,14 +8,12 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final
 
-from browsergrid.ops import (
-    _hash_search,
-    _mandelbrot_tile,
-    _monte_carlo_pi,
-    _prime_count,
-    _python_function,
-    _repeat_multiply,
-)
+import browsergrid.ops._hash_search as _hash_search
+import browsergrid.ops._mandelbrot_tile as _mandelbrot_tile
+import browsergrid.ops._monte_carlo_pi as _monte_carlo_pi
+import browsergrid.ops._prime_count as _prime_count
+import browsergrid.ops._python_function as _python_function
+import browsergrid.ops._repeat_multiply as _repeat_multiply
 from browsergrid.ops._args import agree_exactly
 
 

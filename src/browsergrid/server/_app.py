@@ -171,11 +171,19 @@ def create_app(coordinator: Coordinator, access: Access | None = None) -> FastAP
 
     # ``serve`` answers these upgrades itself (``direct_websockets``), and these routes serve
     # them under any other ASGI server.
+    def connection(websocket: WebSocket) -> StarletteConnection:
+        config = coordinator.config
+        return StarletteConnection(
+            websocket,
+            max_unsent=config.max_outbox_bytes,
+            stall_timeout=config.heartbeat_timeout_s,
+        )
+
     async def worker_endpoint(websocket: WebSocket) -> None:
-        await serve_worker(coordinator, StarletteConnection(websocket), tokens)
+        await serve_worker(coordinator, connection(websocket), tokens)
 
     async def client_endpoint(websocket: WebSocket) -> None:
-        await serve_client(coordinator, StarletteConnection(websocket), tokens)
+        await serve_client(coordinator, connection(websocket), tokens)
 
     async def dashboard_endpoint(websocket: WebSocket) -> None:
         await serve_dashboard(coordinator.feed, websocket, tokens)

@@ -5,17 +5,17 @@ from __future__ import annotations
 import logging
 import time
 
-import msgspec
-
 from browsergrid._console import emit
 from browsergrid.errors import ProtocolError, SubmitError
 from browsergrid.protocol import (
     CLOSE_POLICY_VIOLATION,
     CancelJob,
+    ClientConnection,
     ClientError,
+    ClientMessage,
+    ConnectionState,
     Submit,
     Watch,
-    decode_client_message,
     encode_client_message,
 )
 from browsergrid.server._access import Access, Role
@@ -36,7 +36,8 @@ async def serve_client(coordinator: Coordinator, ws: Connection, access: Access)
 
 async def _serve_client(coordinator: Coordinator, ws: Connection) -> None:
     await ws.accept()
-    budget = coordinator.rate_limit()
+    rate = coordinator.config.max_messages_per_s
+    rules = ClientConnection(rate=rate, burst=2 * rate, now=time.monotonic())
     client = ClientPeer(client_id=coordinator.next_id(), address=ws.address, sender=ws)
     coordinator.clients[client.client_id] = client
     emit(
@@ -47,34 +48,46 @@ async def _serve_client(coordinator: Coordinator, ws: Connection) -> None:
         address=client.address,
     )
     try:
-        while True:
-            message = await ws.receive()
-            if isinstance(message, Closed):
+        while rules.state is ConnectionState.INTRODUCED:
+            frame = await ws.receive()
+            if isinstance(frame, Closed):
+                rules.closed(frame.code, frame.reason)
                 break
-            if not budget.allow(time.monotonic()):
-                coordinator.stats.errors["rate_limited"] += 1
-                limit = coordinator.config.max_messages_per_s
-                await _error(client, "rate_limited", f"more than {limit:g} messages per second")
-                await ws.close(CLOSE_POLICY_VIOLATION, "rate_limited")
-                break
-            text = message if isinstance(message, str) else message.decode("utf-8", "replace")
-            await _on_frame(coordinator, client, text)
+            now = time.monotonic()
+            if isinstance(frame, str):
+                messages = rules.receive_text(frame, now)
+            else:
+                messages = rules.receive_binary(frame, now)
+            for out in rules.data_to_send():
+                client.send(out)
+            if rules.rejected is not None:
+                _log_refusal(client, rules.rejected)
+                if rules.rejected.code == "rate_limited":
+                    coordinator.stats.errors["rate_limited"] += 1
+            for message in messages:
+                await _act(coordinator, client, message)
+        if rules.state is ConnectionState.CLOSING:
+            code = rules.close_code or CLOSE_POLICY_VIOLATION
+            await ws.close(code, rules.close_reason)
+            rules.closed(code, rules.close_reason)
     finally:
         coordinator.forget_client(client)
+        code, reason = rules.close_code or 1005, rules.close_reason
+        if ws.close_code is not None:  # closed from here (not reading, shutting down)
+            code, reason = ws.close_code, ws.close_reason
         emit(
             events,
             "client_disconnected",
-            f"client #{client.client_id} disconnected",
+            f"client #{client.client_id} disconnected: code={code}"
+            + (f" reason={reason}" if reason else ""),
             client_id=client.client_id,
+            code=code,
+            reason=reason,
         )
 
 
-async def _on_frame(coordinator: Coordinator, client: ClientPeer, text: str) -> None:
-    try:
-        message = decode_client_message(text)
-    except ProtocolError as exc:
-        await _error(client, exc.code, exc.message, _ref_of(text))
-        return
+async def _act(coordinator: Coordinator, client: ClientPeer, message: ClientMessage) -> None:
+    """Carry out a request the connection's rules let through."""
     match message:
         case Submit():
             try:
@@ -89,36 +102,28 @@ async def _on_frame(coordinator: Coordinator, client: ClientPeer, text: str) -> 
                     client_id=message.client_id,
                 )
             except SubmitError as exc:
-                await _error(client, exc.code, str(exc), message.ref)
+                _error(client, exc.code, str(exc), message.ref)
         case Watch():
             await coordinator.watch(client, message.job_ids, message.task_ids)
         case CancelJob():
             try:
                 await coordinator.cancel(message.job_id, requested_by=client)
             except KeyError:
-                await _error(client, "unknown_job", f"there is no job {message.job_id}")
+                _error(client, "unknown_job", f"there is no job {message.job_id}")
 
 
-def _ref_of(text: str) -> int | None:
-    """The ``ref`` of a frame that did not decode, so the client can fail that submit."""
-    try:
-        value = msgspec.json.decode(text)
-    except (msgspec.DecodeError, RecursionError):
-        return None
-    ref = value.get("ref") if isinstance(value, dict) else None
-    return ref if isinstance(ref, int) and not isinstance(ref, bool) else None
-
-
-async def _error(client: ClientPeer, code: str, message: str, ref: int | None = None) -> None:
+def _log_refusal(client: ClientPeer, refused: ProtocolError) -> None:
     emit(
         events,
         "client_request_refused",
-        f"client #{client.client_id}: {code}: {message}",
+        f"client #{client.client_id}: {refused.code}: {refused.message}",
         level=logging.WARNING,
         client_id=client.client_id,
-        code=code,
-        detail=message,
+        code=refused.code,
+        detail=refused.message,
     )
-    await client.send(
-        encode_client_message(ClientError(code=code, message=message, ref=ref)).decode()
-    )
+
+
+def _error(client: ClientPeer, code: str, message: str, ref: int | None = None) -> None:
+    _log_refusal(client, ProtocolError(code, message))
+    client.send(encode_client_message(ClientError(code=code, message=message, ref=ref)).decode())

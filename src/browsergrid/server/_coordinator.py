@@ -19,6 +19,7 @@ from typing import Any, Final, Protocol
 import msgspec
 
 from browsergrid._console import emit
+from browsergrid._version import __version__
 from browsergrid.config import ServeConfig
 from browsergrid.core import (
     CancelTask,
@@ -55,6 +56,7 @@ from browsergrid.protocol import (
     Replica,
     ResultRecord,
     SubmitOptions,
+    WorkerConnection,
     check_arg_names,
     encode_ack,
     encode_cancel,
@@ -86,14 +88,18 @@ _json_encode = msgspec.json.Encoder().encode
 
 
 class Peer(Protocol):
-    """A connection the coordinator can send text frames to."""
+    """A connection the coordinator can send text frames to: ``send`` queues a frame in the
+    peer's own outbox and never waits; only the peer's own writer awaits ``drained``."""
 
-    async def send(self, frame: str) -> None: ...
+    def send(self, frame: str) -> None: ...
+
+    async def drained(self) -> None: ...
 
 
 @dataclass(eq=False)
 class WorkerPeer:
-    """One worker connection, as the coordinator sees it."""
+    """One worker connection, as the coordinator sees it: its socket (``sender``), the
+    rules of its connection (``rules``: hello, rate, refusals) and its history."""
 
     worker_id: int
     address: str
@@ -101,7 +107,7 @@ class WorkerPeer:
     agent: str | None
     connected_at: float  # Unix time
     sender: Peer
-    introduced: bool = False
+    rules: WorkerConnection
     worker_key: str | None = None  # its lasting identity (hello), for its history
     first_seen: float = 0.0  # Unix time, from its history when it has one
     tasks_done: int = 0  # over its whole history
@@ -110,11 +116,21 @@ class WorkerPeer:
     leases: dict[int, float] = field(default_factory=dict)  # task id -> lease start
     standing: Standing | None = None  # its reputation (the scheduler's, kept up to date)
     left_at: float | None = None  # Unix time it disconnected
-    budget: RateLimit | None = None  # the frames it may send (its endpoint checks it)
     written: tuple[Any, ...] | None = None  # its ``history()`` as last stored
 
-    async def send(self, frame: str) -> None:
-        await self.sender.send(frame)
+    def send(self, frame: str) -> None:
+        self.sender.send(frame)
+
+    @property
+    def introduced(self) -> bool:
+        """It said hello (an exercise-style worker never does: it knows no ``tasks``,
+        ``cancel`` or ``ack``)."""
+        return self.rules.introduced
+
+    def answer(self) -> None:
+        """Send what its connection's rules queued (welcome, refusals), in order."""
+        for frame in self.rules.data_to_send():
+            self.sender.send(frame)
 
     def history(self) -> tuple[Any, ...]:
         """What its record holds but ``last_seen``: what makes a new write worth it."""
@@ -172,16 +188,35 @@ _Pushed = _Hold | Cancelled | ResultRecord | FailureRecord
 @dataclass(eq=False)
 class ClientPeer:
     """One submitting client connection. What it is told goes through ``outbox`` in order
-    (an ``accepted`` always before the results of its tasks), in batches."""
+    (an ``accepted`` always before the results of its tasks), in batches, encoded and sent
+    by a ``writer`` task of its own only as fast as the client reads (the task exists while
+    there is something to send)."""
 
     client_id: int
     address: str
     sender: Peer
     job_keys: dict[str, int] = field(default_factory=dict)
     outbox: list[_Pushed] = field(default_factory=list)
+    writer: asyncio.Task[None] | None = None
 
-    async def send(self, frame: str) -> None:
-        await self.sender.send(frame)
+    def send(self, frame: str) -> None:
+        self.sender.send(frame)
+
+    def ready(self, limit: int) -> list[_Pushed]:
+        """Take what may be sent now: up to the first hold still waiting for its tasks to be
+        stored, and at most ``limit`` outcomes."""
+        outbox = self.outbox
+        end, outcomes = 0, 0
+        for message in outbox:
+            if isinstance(message, _Hold) and message.message is None:
+                break
+            end += 1
+            if isinstance(message, ResultRecord | FailureRecord):
+                outcomes += 1
+                if outcomes >= limit:
+                    break
+        taken, self.outbox = outbox[:end], outbox[end:]
+        return taken
 
 
 QUARANTINED: Final = (
@@ -227,7 +262,6 @@ class Coordinator:
         self._ids = itertools.count(1)
         self._stimuli = itertools.count(1)
         self._flush_scheduled = False
-        self._flushing: set[asyncio.Task[None]] = set()
         self._acks: dict[int, list[int]] = {}  # worker id -> stored results to acknowledge
         self._unstored: list[Outcome] = []  # outcomes for the storer's next round
         self._next_round: asyncio.Future[None] | None = None  # done once they are reported
@@ -409,6 +443,19 @@ class Coordinator:
         that)."""
         rate = self.config.max_messages_per_s
         return RateLimit(rate, 2 * rate, time.monotonic())
+
+    def worker_rules(self, worker_id: int) -> WorkerConnection:
+        """The rules of a new worker connection: this coordinator's welcome and limits,
+        ``--max-messages-per-s`` (bursts of twice that)."""
+        rate = self.config.max_messages_per_s
+        return WorkerConnection(
+            worker_id,
+            server=f"browsergrid {__version__}",
+            limits=self.limits,
+            rate=rate,
+            burst=2 * rate,
+            now=time.monotonic(),
+        )
 
     def stimulus(self, kind: str) -> str:
         return f"{kind}-{next(self._stimuli)}"
@@ -778,6 +825,7 @@ class Coordinator:
         before anyone hears of them, then pushed to clients in batches."""
         outcomes: list[ResultRecord | FailureRecord] = []
         batches: dict[int, list[SendTask]] = {}
+        rejected: dict[int, list[RejectReport]] = {}
         for command in commands:
             match command:
                 case SendTask():
@@ -792,11 +840,11 @@ class Coordinator:
                 case TasksAccepted():
                     pass  # submit() acknowledges once the tasks are stored
                 case CancelTask():
-                    await self._send_cancel(command)
+                    self._send_cancel(command)
                 case JobCancelled():
                     await self._job_cancelled(command)
                 case RejectReport():
-                    await self._reject(command)
+                    rejected.setdefault(command.worker_id, []).append(command)
                 case ReplicaReported():
                     self._report_replica(command)
                 case WorkerQuarantined():
@@ -804,8 +852,10 @@ class Coordinator:
                 case TasksReleased():
                     if self.grid is not None:
                         self.grid.hand_back(command.task_ids, command.reasons)
+        for worker_id, reports in rejected.items():
+            self._reject(worker_id, reports)
         for worker_id, batch in batches.items():
-            await self._send_tasks(worker_id, batch)
+            self._send_tasks(worker_id, batch)
         if outcomes:
             await self._store_in_order(outcomes, wait=wait_stored)
         if self.grid is not None and self.scheduler.appetite()[0] > 0:
@@ -918,17 +968,16 @@ class Coordinator:
         client.outbox.append(hold)
         return hold
 
-    async def _send_tasks(self, worker_id: int, batch: list[SendTask]) -> None:
+    def _send_tasks(self, worker_id: int, batch: list[SendTask]) -> None:
         worker = self.workers.get(worker_id)
         if worker is None:
             return  # it left; its WorkerLeft event takes the leases back
-        if worker.budget is not None:
-            worker.budget.grant(len(batch))  # each task may come back in a frame of its own
+        worker.rules.tasks_sent(len(batch))  # each may come back in a frame of its own
         if worker.introduced and len(batch) > 1:
-            await worker.send(encode_tasks([(c.task_id, c.op, c.args) for c in batch]))
+            worker.send(encode_tasks([(c.task_id, c.op, c.args) for c in batch]))
         else:
             for command in batch:
-                await worker.send(encode_task(command.task_id, command.op, command.args))
+                worker.send(encode_task(command.task_id, command.op, command.args))
         if not events.isEnabledFor(logging.INFO):  # --quiet: no line to build per task
             return
         for command in batch:
@@ -991,7 +1040,7 @@ class Coordinator:
         peers = [self.workers[i] for i in command.worker_ids if i in self.workers]
         for peer in peers:
             if peer.introduced:
-                await peer.send(encode_server_error("quarantined", QUARANTINED))
+                peer.send(encode_server_error("quarantined", QUARANTINED))
         if command.worker_key is not None:
             await self._save_standing(command.worker_key, peers)
 
@@ -1105,12 +1154,12 @@ class Coordinator:
             )
         )
 
-    async def _send_cancel(self, command: CancelTask) -> None:
+    def _send_cancel(self, command: CancelTask) -> None:
         worker = self.workers.get(command.worker_id)
         if worker is not None:
             worker.leases.pop(command.task_id, None)
         if worker is not None and worker.introduced:  # exercise-style pages know no cancel
-            await worker.send(encode_cancel(command.task_id))
+            worker.send(encode_cancel(command.task_id))
 
     async def _job_cancelled(self, command: JobCancelled) -> None:
         emit(
@@ -1131,20 +1180,26 @@ class Coordinator:
         for client in self.subscribers.pop(command.job_id, ()):
             self.push(client, message)
 
-    async def _reject(self, command: RejectReport) -> None:
-        self.stats.errors["report_rejected"] += 1
+    def _reject(self, worker_id: int, reports: list[RejectReport]) -> None:
+        """Reports the scheduler could not use, from one worker's frame: one log line and
+        one ``unknown_task`` error frame for them all."""
+        self.stats.errors["report_rejected"] += len(reports)
+        first = reports[0]
         emit(
             events,
             "report_ignored",
-            f"[#{command.worker_id}] ignored report for task_id={command.task_id!r}: "
-            f"{command.reason}",
+            f"[#{worker_id}] ignored {len(reports)} report(s), the first for "
+            f"task_id={first.task_id!r}: {first.reason}",
             level=logging.WARNING,
-            worker_id=command.worker_id,
-            task_id=command.task_id,
+            worker_id=worker_id,
+            task_id=first.task_id,
+            count=len(reports),
+            stimulus_id=first.stimulus_id,
         )
-        worker = self.workers.get(command.worker_id)
+        worker = self.workers.get(worker_id)
         if worker is not None:
-            await worker.send(encode_server_error("unknown_task", command.reason, command.task_id))
+            worker.rules.reject([(r.task_id, r.reason) for r in reports])
+            worker.answer()
 
     # --- pushing outcomes to clients --------------------------------------------------
 
@@ -1166,9 +1221,7 @@ class Coordinator:
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:  # everything pushed in this pass goes in one flush
             self._flush_scheduled = True
-            task = asyncio.get_running_loop().create_task(self._flush())
-            self._flushing.add(task)
-            task.add_done_callback(self._flushing.discard)
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def _job_finished(self, job_id: int, done: int, failed: int) -> None:
         emit(
@@ -1180,24 +1233,38 @@ class Coordinator:
             failed=failed,
         )
 
-    async def _flush(self) -> None:
-        """Send every client what was gathered for it since the last flush, in order
-        (consecutive outcomes go out together in ``done`` frames), then the workers their
-        acks."""
+    def _flush(self) -> None:
+        """Start the writer of every client with something to send (it sends in order,
+        consecutive outcomes together in ``done`` frames, as fast as the client reads), then
+        send the workers their acks."""
         self._flush_scheduled = False
+        loop = asyncio.get_running_loop()
         for client in list(self.clients.values()):
-            held = next(
-                (i for i, m in enumerate(client.outbox) if isinstance(m, _Hold) and not m.message),
-                len(client.outbox),
-            )
-            outbox, client.outbox = client.outbox[:held], client.outbox[held:]
-            for frame in _frames(outbox):
-                await client.send(frame)
+            if client.outbox and client.writer is None:
+                client.writer = loop.create_task(self._write(client))
+        if self._acks:  # after the writers' first step: a result reaches its client first
+            loop.call_soon(self._send_acks)
+
+    def _send_acks(self) -> None:
         acks, self._acks = self._acks, {}
         for worker_id, task_ids in acks.items():
             peer = self.workers.get(worker_id)
             if peer is not None and peer.introduced:  # the exercise's page knows no ack
-                await peer.send(encode_ack(task_ids))
+                peer.send(encode_ack(task_ids))
+
+    async def _write(self, client: ClientPeer) -> None:
+        """A client's own writer: encode and send what may go now, a batch at a time, each
+        once the previous one has left; ends when nothing is left to send."""
+        try:
+            while client.client_id in self.clients:
+                ready = client.ready(_PUSH_BATCH)
+                if not ready:
+                    return
+                for frame in _frames(ready):
+                    client.send(frame)
+                await client.sender.drained()
+        finally:
+            client.writer = None
 
     def forget_client(self, client: ClientPeer) -> None:
         """The client disconnected: stop pushing to it (its jobs run on)."""
@@ -1210,11 +1277,16 @@ class Coordinator:
                     self.grid.unfollow(job_id)
 
     async def drain(self) -> None:
-        """Wait for stores and pushes in progress (used at shutdown)."""
+        """Wait for stores and pushes in progress (used at shutdown): what clients that
+        still read were told leaves before this returns."""
         while self._storer is not None:
             await asyncio.wait([self._storer])
-        while self._flushing:
-            await asyncio.gather(*self._flushing, return_exceptions=True)
+        if self._flush_scheduled:
+            self._flush()
+        writers = [c.writer for c in self.clients.values() if c.writer is not None]
+        if writers:
+            await asyncio.wait(writers, timeout=self.config.shutdown_timeout_s)
+        self._send_acks()
 
 
 _PUSH_BATCH = 2000  # outcomes per pushed frame (clients accept frames of any size)

@@ -278,6 +278,7 @@ def _uvicorn_config(
         heartbeat_timeout_s=config.heartbeat_timeout_s,
         proxy_headers=settings.proxy_headers,
         forwarded_allow_ips=settings.forwarded_allow_ips,
+        max_unsent=config.max_outbox_bytes,
     )
     return settings
 

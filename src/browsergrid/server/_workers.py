@@ -8,7 +8,6 @@ import time
 from typing import Literal
 
 from browsergrid._console import emit
-from browsergrid._version import __version__
 from browsergrid.core import (
     ResultReported,
     Standing,
@@ -19,22 +18,18 @@ from browsergrid.core import (
     WorkerJoined,
     WorkerLeft,
 )
-from browsergrid.errors import ProtocolError
 from browsergrid.protocol import (
     CLOSE_GOING_AWAY,
     CLOSE_POLICY_VIOLATION,
-    CLOSE_PROTOCOL_ERROR,
-    CLOSE_UNSUPPORTED_DATA,
-    PROTOCOL_VERSION,
     Capacity,
+    ConnectionState,
     HandBack,
     Hello,
     Result,
     Results,
     TaskError,
-    decode_worker_message,
+    WorkerMessage,
     encode_server_error,
-    encode_welcome,
     public_worker_key,
 )
 from browsergrid.server._access import Access, Role
@@ -58,16 +53,17 @@ async def serve_worker(coordinator: Coordinator, ws: Connection, access: Access)
 
 async def _serve_worker(coordinator: Coordinator, ws: Connection) -> None:
     await ws.accept()
-    budget = coordinator.rate_limit()
+    worker_id = coordinator.next_id()
     peer = WorkerPeer(
-        worker_id=coordinator.next_id(),
+        worker_id=worker_id,
         address=ws.address,
         path=ws.path,
         agent=ws.header("user-agent"),
         connected_at=time.time(),
         sender=ws,
-        budget=budget,
+        rules=coordinator.worker_rules(worker_id),
     )
+    rules = peer.rules
     coordinator.workers[peer.worker_id] = peer
     _tell_viewers(coordinator, peer, "connected")
     emit(
@@ -81,7 +77,6 @@ async def _serve_worker(coordinator: Coordinator, ws: Connection) -> None:
         agent=peer.agent,
     )
     _list_workers(coordinator)
-    code, reason = 1005, ""
     try:
         await coordinator.apply(
             WorkerJoined(
@@ -90,37 +85,22 @@ async def _serve_worker(coordinator: Coordinator, ws: Connection) -> None:
                 stimulus_id=coordinator.stimulus("join"),
             )
         )
-        while True:
-            message = await ws.receive()
-            if isinstance(message, Closed):
-                code, reason = message.code, message.reason
+        while rules.state in _OPEN:
+            frame = await ws.receive()
+            if isinstance(frame, Closed):
+                rules.closed(frame.code, frame.reason)
                 break
-            if not budget.allow(time.monotonic()):
-                coordinator.stats.errors["rate_limited"] += 1
-                await _refuse(
-                    peer,
-                    ws,
-                    "rate_limited",
-                    f"more than {coordinator.config.max_messages_per_s:g} messages per second",
-                    CLOSE_POLICY_VIOLATION,
-                )
-                break
-            if isinstance(message, bytes):
-                await _refuse(
-                    peer,
-                    ws,
-                    "binary_frame",
-                    "binary frames are not accepted; send JSON text",
-                    CLOSE_UNSUPPORTED_DATA,
-                )
-                break
-            if not await _on_frame(coordinator, peer, ws, message):
-                break
+            await receive(coordinator, peer, frame, time.monotonic())
+        if rules.state is ConnectionState.CLOSING:
+            code, reason = rules.close_code or CLOSE_POLICY_VIOLATION, rules.close_reason
+            await ws.close(code, reason)
+            rules.closed(code, reason)
     finally:
         peer.left_at = time.time()
         del coordinator.workers[peer.worker_id]
         _tell_viewers(coordinator, peer, "disconnected")
-        if ws.close_code is not None:
+        code, reason = rules.close_code or 1005, rules.close_reason
+        if ws.close_code is not None:  # closed from here (not reading, shutting down)
             code, reason = ws.close_code, ws.close_reason
         emit(
             events,
@@ -142,28 +122,47 @@ async def _serve_worker(coordinator: Coordinator, ws: Connection) -> None:
         )
 
 
-async def _on_frame(
-    coordinator: Coordinator, peer: WorkerPeer, sender: Connection, text: str
-) -> bool:
-    """Handle one text frame; False when the connection must end."""
-    try:
-        message = decode_worker_message(text)
-    except ProtocolError as exc:
-        coordinator.stats.errors["frame_rejected"] += 1
+_OPEN = (ConnectionState.NOT_INTRODUCED, ConnectionState.INTRODUCED)
+
+
+def _log_refusal(coordinator: Coordinator, peer: WorkerPeer, frame: str | bytes) -> None:
+    """A frame the connection's rules refused: an ignored frame, or a reason to close."""
+    refused = peer.rules.rejected
+    assert refused is not None
+    if peer.rules.state is ConnectionState.CLOSING:
+        if refused.code == "rate_limited":
+            coordinator.stats.errors["rate_limited"] += 1
         emit(
             events,
-            "frame_ignored",
-            f"[#{peer.worker_id}] ignored frame ({exc.code}): {exc.message}; "
-            f"frame={_preview(text)}",
+            "worker_refused",
+            f"[#{peer.worker_id}] closing: {refused.message}",
             level=logging.WARNING,
             worker_id=peer.worker_id,
-            code=exc.code,
-            detail=exc.message,
-            frame=_preview(text),
+            code=refused.code,
+            close_code=peer.rules.close_code,
         )
-        await peer.send(encode_server_error(exc.code, exc.message))
-        return True
-    now = time.monotonic()
+        return
+    if refused.code in ("not_introduced", "already_introduced"):
+        return
+    coordinator.stats.errors["frame_rejected"] += 1
+    text = frame if isinstance(frame, str) else ""
+    emit(
+        events,
+        "frame_ignored",
+        f"[#{peer.worker_id}] ignored frame ({refused.code}): {refused.message}; "
+        f"frame={_preview(text)}",
+        level=logging.WARNING,
+        worker_id=peer.worker_id,
+        code=refused.code,
+        detail=refused.message,
+        frame=_preview(text),
+    )
+
+
+async def _act(
+    coordinator: Coordinator, peer: WorkerPeer, message: WorkerMessage, now: float
+) -> None:
+    """Carry out a message the connection's rules let through."""
     match message:
         case Result() | Results():
             if message.agent:
@@ -198,10 +197,7 @@ async def _on_frame(
                 )
             )
         case Hello():
-            return await _on_hello(coordinator, peer, sender, message, now)
-        case Capacity() | HandBack() if not peer.introduced:
-            kind = "capacity" if isinstance(message, Capacity) else "hand_back"
-            await peer.send(encode_server_error("not_introduced", f"send hello before {kind}"))
+            await _on_hello(coordinator, peer, message, now)
         case Capacity():
             emit(
                 events,
@@ -235,25 +231,27 @@ async def _on_frame(
                     stimulus_id=coordinator.stimulus("hand_back"),
                 )
             )
-    return True
 
 
-async def _on_hello(
-    coordinator: Coordinator, peer: WorkerPeer, sender: Connection, hello: Hello, now: float
-) -> bool:
-    if hello.protocol != PROTOCOL_VERSION:
-        await _refuse(
-            peer,
-            sender,
-            "unsupported_protocol",
-            f"this coordinator speaks protocol {PROTOCOL_VERSION}, not {hello.protocol}",
-            CLOSE_PROTOCOL_ERROR,
-        )
-        return False
-    if peer.introduced:
-        await peer.send(encode_server_error("already_introduced", "hello was already received"))
-        return True
-    peer.introduced = True
+async def receive(
+    coordinator: Coordinator, peer: WorkerPeer, frame: str | bytes, now: float
+) -> None:
+    """One frame from ``peer``'s socket, as its endpoint handles it: through its rules,
+    then the answers sent, the refusal logged and the messages carried out."""
+    rules = peer.rules
+    messages = (
+        rules.receive_text(frame, now) if isinstance(frame, str) else rules.receive_binary(now)
+    )
+    peer.answer()  # refusals, and welcome before anything the coordinator sends
+    if rules.rejected is not None:
+        _log_refusal(coordinator, peer, frame)
+    for message in messages:
+        await _act(coordinator, peer, message, now)
+
+
+async def _on_hello(coordinator: Coordinator, peer: WorkerPeer, hello: Hello, now: float) -> None:
+    """A hello the rules accepted (its welcome is sent): take up the worker's identity and
+    tell the scheduler."""
     peer.agent = hello.agent
     standing = None
     key = public_worker_key(hello.worker_key) if hello.worker_key is not None else None
@@ -270,8 +268,6 @@ async def _on_hello(
                 worker_id=peer.worker_id,
             )
             key = None
-    welcome = encode_welcome(peer.worker_id, f"browsergrid {__version__}", coordinator.limits)
-    await peer.send(welcome)
     emit(
         events,
         "worker_introduced",
@@ -299,8 +295,7 @@ async def _on_hello(
     if key is not None:  # both at once: a history write never sees one without the other
         peer.worker_key, peer.standing = key, coordinator.scheduler.standing(key)
     if coordinator.scheduler.workers[peer.worker_id].quarantined:
-        await peer.send(encode_server_error("quarantined", QUARANTINED))
-    return True
+        peer.send(encode_server_error("quarantined", QUARANTINED))
 
 
 async def _recall(coordinator: Coordinator, peer: WorkerPeer, worker_key: str) -> Standing | None:
@@ -329,23 +324,6 @@ async def _recall(coordinator: Coordinator, peer: WorkerPeer, worker_key: str) -
     if known is None:
         return None
     return Standing(**{f.name: getattr(known, f.name) for f in dataclasses.fields(Standing)})
-
-
-async def _refuse(
-    peer: WorkerPeer, sender: Connection, code: str, message: str, close_code: int
-) -> None:
-    """Tell the worker what was wrong, then close with ``close_code``."""
-    emit(
-        events,
-        "worker_refused",
-        f"[#{peer.worker_id}] closing: {message}",
-        level=logging.WARNING,
-        worker_id=peer.worker_id,
-        code=code,
-        close_code=close_code,
-    )
-    await peer.send(encode_server_error(code, message))
-    await sender.close(close_code, message)
 
 
 async def close_all_workers(coordinator: Coordinator, reason: str = "server shutting down") -> None:

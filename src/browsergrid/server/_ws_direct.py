@@ -36,7 +36,14 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from browsergrid.server._peers import Closed, Connection
+from browsergrid.server._peers import (
+    CLOSE_NOT_READING,
+    MAX_UNSENT,
+    Closed,
+    Connection,
+    stalled_reason,
+    unsent_reason,
+)
 
 log = logging.getLogger("browsergrid.server")
 _quiet = logging.getLogger("browsergrid.server.ws")  # websockets' own per-connection logs
@@ -54,10 +61,13 @@ _KEEPALIVE_FAILED = 1011
 
 class Keepalive:
     """Pings every connection each ``interval`` seconds and closes the ones that do not
-    answer within ``timeout``: one timer for all of them, not one per connection.
+    answer within ``timeout``: one timer for all of them, not one per connection. Closes
+    too (1008) the ones whose outbox has not drained for ``timeout``: a peer that answers
+    pings but reads nothing else is not alive for us.
 
-    Connections wait in two insertion-ordered dicts (next ping due, pong deadline); both
-    orders are the deadlines' order, so each sweep stops at the first one not yet due.
+    Connections wait in three insertion-ordered dicts (next ping due, pong deadline, stuck
+    since); each order is the deadlines' order, so each sweep stops at the first one not
+    yet due.
     """
 
     def __init__(self, interval: float | None, timeout: float | None) -> None:
@@ -65,6 +75,7 @@ class Keepalive:
         self.timeout = timeout if timeout and timeout > 0 else None
         self._due: dict[DirectWebSocket, float] = {}
         self._waiting: dict[DirectWebSocket, float] = {}
+        self._stuck: dict[DirectWebSocket, float] = {}  # writing paused since (loop time)
         self._timer: asyncio.TimerHandle | None = None
         self._step = min(1.0, self.interval / 4, (self.timeout or 4.0) / 4) if self.interval else 0
 
@@ -78,6 +89,7 @@ class Keepalive:
     def remove(self, conn: DirectWebSocket) -> None:
         self._due.pop(conn, None)
         self._waiting.pop(conn, None)
+        self._stuck.pop(conn, None)
         if not self._due and self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -85,6 +97,15 @@ class Keepalive:
     def answered(self, conn: DirectWebSocket) -> None:
         """Any pong counts: the peer is alive."""
         self._waiting.pop(conn, None)
+
+    def stuck(self, conn: DirectWebSocket, now: float) -> None:
+        """Its transport stopped taking bytes (over the high-water mark)."""
+        if conn in self._due:
+            self._stuck.setdefault(conn, now)
+
+    def moving(self, conn: DirectWebSocket) -> None:
+        """Its transport takes bytes again."""
+        self._stuck.pop(conn, None)
 
     def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
@@ -97,6 +118,15 @@ class Keepalive:
         for conn in late:
             del self._waiting[conn]
             conn.keepalive_failed()
+        if self.timeout is not None:
+            stalled = []
+            for conn, since in self._stuck.items():
+                if since + self.timeout > now:
+                    break
+                stalled.append(conn)
+            for conn in stalled:
+                del self._stuck[conn]
+                conn.give_up(stalled_reason(self.timeout))
         due = []
         for conn, when in self._due.items():
             if when > now:
@@ -120,6 +150,7 @@ class DirectWebSocket(asyncio.Protocol, Connection):
     routes: ClassVar[Mapping[str, Endpoint]] = {}
     keepalive: ClassVar[Keepalive] = Keepalive(None, None)
     proxy: ClassVar[ProxyHeadersMiddleware | None] = None
+    max_unsent: ClassVar[int] = MAX_UNSENT
 
     __slots__ = (
         "__weakref__",
@@ -135,6 +166,7 @@ class DirectWebSocket(asyncio.Protocol, Connection):
         "_parts",
         "_path",
         "_query",
+        "_queued",
         "_read_paused",
         "_response",
         "_state",
@@ -171,6 +203,7 @@ class DirectWebSocket(asyncio.Protocol, Connection):
         self._text = True
         self._flushing = False
         self._writable: asyncio.Future[None] | None = None
+        self._queued = 0  # bytes given to websockets and not yet to the transport
         self._read_paused = False
         self._ended = False
         self._close_timer: asyncio.TimerHandle | None = None
@@ -230,13 +263,18 @@ class DirectWebSocket(asyncio.Protocol, Connection):
     def pause_writing(self) -> None:
         if self._delegate is not None:
             self._delegate.pause_writing()
-        elif self._writable is None or self._writable.done():
-            self._writable = asyncio.get_running_loop().create_future()
+            return
+        loop = asyncio.get_running_loop()
+        if self._writable is None or self._writable.done():
+            self._writable = loop.create_future()
+        self.keepalive.stuck(self, loop.time())
 
     def resume_writing(self) -> None:
         if self._delegate is not None:
             self._delegate.resume_writing()
-        elif self._writable is not None and not self._writable.done():
+            return
+        self.keepalive.moving(self)
+        if self._writable is not None and not self._writable.done():
             self._writable.set_result(None)
 
     def shutdown(self) -> None:
@@ -400,18 +438,48 @@ class DirectWebSocket(asyncio.Protocol, Connection):
             self._inbox.append(message)  # every later receive sees it too
         return message
 
-    async def send(self, frame: str) -> None:
+    @property
+    def unsent(self) -> int:
+        transport = self._transport
+        buffered = transport.get_write_buffer_size() if transport is not None else 0
+        return self._queued + buffered
+
+    def send(self, frame: str) -> None:
+        ws = self._ws
+        if ws is None or ws.state is not State.OPEN or self._ended:
+            return
+        if self.unsent > self.max_unsent:  # what it was sent before still waits
+            self.give_up(unsent_reason(self.max_unsent))
+            return
+        data = frame.encode()
+        try:
+            ws.send_text(data)
+        except InvalidState:
+            return
+        self._queued += len(data)
+        self._write_soon()
+
+    async def drained(self) -> None:
+        self._flush()
         writable = self._writable
         if writable is not None and not writable.done():
             await writable
+
+    def give_up(self, reason: str) -> None:
+        """The peer does not read: end the connection now (1008), dropping what it was
+        not sent, so its endpoint sees ``Closed`` and its work goes elsewhere."""
         ws = self._ws
         if ws is None or ws.state is not State.OPEN:
             return
-        try:
-            ws.send_text(frame.encode())
-        except InvalidState:
-            return
-        self._write_soon()
+        self.close_code, self.close_reason = CLOSE_NOT_READING, reason
+        ws.fail(CLOSE_NOT_READING, reason[:120])
+        self._end(CLOSE_NOT_READING, reason)
+        self._queued = 0
+        ws.data_to_send()  # the close frame would sit behind what it does not read
+        if self._transport is not None:
+            self._transport.abort()
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
 
     async def close(self, code: int, reason: str) -> None:
         ws = self._ws
@@ -512,6 +580,7 @@ class DirectWebSocket(asyncio.Protocol, Connection):
         if ws is None or transport is None:
             return
         writes = ws.data_to_send()
+        self._queued = 0
         if writes and not transport.is_closing():
             transport.write(b"".join(writes) if len(writes) > 1 else writes[0])
 
@@ -538,6 +607,7 @@ def direct_websockets(
     heartbeat_timeout_s: float | None,
     proxy_headers: bool,
     forwarded_allow_ips: list[str] | str | None,
+    max_unsent: int = MAX_UNSENT,
 ) -> type[asyncio.Protocol]:
     """The class to give uvicorn as ``Config(ws=...)``: upgrades to a path of ``routes``
     run that endpoint directly; others go to uvicorn's websockets-sansio protocol."""
@@ -557,4 +627,5 @@ def direct_websockets(
     RoutedWebSocket.routes = dict(routes)
     RoutedWebSocket.keepalive = Keepalive(heartbeat_interval_s, heartbeat_timeout_s)
     RoutedWebSocket.proxy = proxy
+    RoutedWebSocket.max_unsent = max_unsent
     return RoutedWebSocket
