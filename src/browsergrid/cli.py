@@ -173,6 +173,13 @@ def _parser() -> argparse.ArgumentParser:
         "the connection is closed with 1008",
     )
     serve.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the scheduler's random draws (spot checks); the seed used is logged "
+        "at start, so a run can be replayed",
+    )
+    serve.add_argument(
         "--max-outbox-bytes",
         type=int,
         default=defaults.max_outbox_bytes,
@@ -403,6 +410,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_connections_per_address=args.max_connections_per_address,
         max_messages_per_s=args.max_messages_per_s,
         max_outbox_bytes=args.max_outbox_bytes,
+        seed=args.seed,
         max_tasks_per_job=args.max_tasks_per_job,
         max_args_bytes=args.max_args_bytes,
         max_body_bytes=args.max_body_bytes,

@@ -141,6 +141,10 @@ class ServeConfig:
     max_messages_per_s: float = 5000.0
     """Frames per second one connection may send on average (bursts of twice that); above
     it the connection gets an ``error`` frame and is closed with 1008."""
+    seed: int | None = None
+    """Seed of the scheduler's random draws (the spot checks of adaptive replication);
+    None draws one at start. The seed used is logged (``scheduler_seeded``), so a run's
+    draws can be replayed with ``--seed``."""
     max_outbox_bytes: int = 4 * 1024 * 1024
     """Unsent bytes one connection may have waiting; past this, or when nothing it was sent
     drains for ``heartbeat_timeout_s``, the peer is not reading and is closed with 1008 (its

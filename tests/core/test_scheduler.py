@@ -1583,31 +1583,31 @@ def test_something_that_is_not_an_event_raises() -> None:
 # --- what readers of the scheduler's state are told (dashboard, metrics) -----------------
 
 
-def test_changed_jobs_names_jobs_whose_counts_moved() -> None:
+def test_changes_since_names_jobs_whose_counts_moved() -> None:
     s = plain()
-    assert s.changed_jobs == set()
+    assert s.changes_since(0).jobs == set()
     s.handle(submit())  # job 1, queued
     s.handle(submit())  # job 2, queued
-    assert s.changed_jobs == {1, 2}
-    s.changed_jobs.clear()
+    changes = s.changes_since(0)
+    assert changes.jobs == {1, 2}
     s.handle(join(1))  # job 1's task is leased
-    assert s.changed_jobs == {1}
-    s.changed_jobs.clear()
+    changes = s.changes_since(changes.mark)
+    assert changes.jobs == {1}
     s.handle(result(1, 1))  # job 1 done, job 2's task leased
-    assert s.changed_jobs == {1, 2}
-    s.changed_jobs.clear()
+    changes = s.changes_since(changes.mark)
+    assert changes.jobs == {1, 2}
     s.handle(cancel(2))
-    assert s.changed_jobs == {2}
-    s.changed_jobs.clear()
+    changes = s.changes_since(changes.mark)
+    assert changes.jobs == {2}
     s.handle(tick(1.0))
-    assert s.changed_jobs == set()
+    assert s.changes_since(changes.mark).jobs == set()
 
 
 def test_welcome_tasks_change_no_job() -> None:
     s = Scheduler()
     s.handle(join(1))
     s.handle(result(1, 1, WELCOME_RESULT))
-    assert s.changed_jobs == set()
+    assert s.changes_since(0).jobs == set()
 
 
 def test_lost_leases_are_counted_by_kind() -> None:
@@ -1692,7 +1692,7 @@ def _figures(s: Scheduler) -> dict[int, tuple[Any, ...]]:
 @pytest.mark.parametrize("seed", range(12))
 def test_leased_count_and_changed_workers_follow_random_events(seed: int) -> None:
     """The count of leased tasks that ``_speculate`` checks first, and the workers the
-    dashboard builds rows for again (``changed_workers``), stay exact whatever happens:
+    dashboard builds rows for again (``changes_since``), stay exact whatever happens:
     joins, hellos, leaves, replicated jobs, disagreements and quarantines, errors, expiries,
     copies of stragglers and cancellations."""
     rng = random.Random(seed)
@@ -1703,7 +1703,7 @@ def test_leased_count_and_changed_workers_follow_random_events(seed: int) -> Non
         speculate_min_s=0.5,
         rng=rng.random,
     )
-    now, next_id, jobs = 0.0, 1, []
+    now, next_id, jobs, mark = 0.0, 1, [], 0
     for step in range(600):
         before = _figures(s)
         workers = sorted(s.workers)
@@ -1756,9 +1756,11 @@ def test_leased_count_and_changed_workers_follow_random_events(seed: int) -> Non
         ]
         assert s._leased == len(leased), f"step {step}: {event}"
         after = _figures(s)
-        moved = {w for w in before.keys() | after.keys() if before.get(w) != after.get(w)}
-        assert moved <= s.changed_workers, f"step {step}: {event}"
-        s.changed_workers.clear()
+        moved = {w for w in before.keys() & after.keys() if before[w] != after[w]}
+        changes = s.changes_since(mark)
+        assert moved | (after.keys() - before.keys()) <= changes.workers, f"step {step}: {event}"
+        assert changes.workers <= s.workers.keys()  # one that left is not named
+        mark = changes.mark
 
 
 # --- workers cold for an op (Pyodide's start-up) ------------------------------------------

@@ -8,6 +8,7 @@ import pytest
 
 from browsergrid.core import (
     JobOptions,
+    JobsForgotten,
     RestoredTask,
     Scheduler,
     Standing,
@@ -113,16 +114,17 @@ def test_stranded_tasks_are_released_when_their_workers_leave() -> None:
     s.handle(taken(7, 101, 102, 103))
     assert s.handle(release()) == []  # a worker here runs them
     assert s.handle(leave(1, now=1.0)) == []  # its lease is queued again here
+    job = s.jobs[7]
     assert s.handle(release()) == [
         TasksReleased(
             task_ids=(101, 102, 103),
             reasons=(("worker 1 disconnected",), (), ()),
             stimulus_id="release",
-        )
+        ),
+        JobsForgotten(jobs=(job,), stimulus_id="release"),  # nothing of it is left here
     ]
-    job = s.jobs[7]
     assert (job.total, job.live, job.counts) == (0, set(), counts())
-    assert not s.tasks
+    assert not s.jobs and not s.tasks
     # taken again later (from the shared queue), they run as new
     s.handle(join(2))
     s.handle(hello(2, {RM}, concurrency=1))
@@ -135,10 +137,13 @@ def test_release_keeps_tasks_of_ops_a_worker_here_runs() -> None:
     s.handle(hello(1, {RM}, concurrency=1))
     s.handle(taken(7, 101, 102))
     s.handle(taken(8, 201, op=MC))
+    job = s.jobs[8]
     assert s.handle(release()) == [
-        TasksReleased(task_ids=(201,), reasons=((),), stimulus_id="release")
+        TasksReleased(task_ids=(201,), reasons=((),), stimulus_id="release"),
+        JobsForgotten(jobs=(job,), stimulus_id="release"),
     ]
     assert s.jobs[7].counts == counts(queued=1, leased=1)
+    assert 8 not in s.jobs
 
 
 def test_release_keeps_a_replicated_task_with_its_quorum_under_way() -> None:
@@ -157,10 +162,27 @@ def test_release_keeps_a_replicated_task_with_its_quorum_under_way() -> None:
 
 def test_released_ids_left_in_the_heap_are_skipped() -> None:
     s = plain()
-    s.handle(taken(7, 101, 102))
+    s.handle(join(1))
+    s.handle(hello(1, {RM}, concurrency=1))
+    s.handle(taken(7, 101, 102, op=MC))
+    s.handle(taken(7, 103))  # leased to worker 1: the job stays
     s.handle(release())
-    s.handle(taken(7, 103))
-    assert s.handle(join(1)) == [send(1, 103, "join-1")]
+    s.handle(taken(7, 104, op=MC))
+    s.handle(join(2))
+    assert s.handle(hello(2, {MC}, concurrency=1)) == [send(2, 104, "hello-2", op=MC)]
+
+
+def test_a_job_with_tasks_still_to_report_stays_when_the_rest_is_released() -> None:
+    s = plain()
+    s.handle(join(1))
+    s.handle(hello(1, {RM}, concurrency=1))
+    s.handle(taken(7, 101))
+    s.handle(taken(7, 102, op=MC))
+    s.handle(result(1, 101, 8.0))
+    assert s.handle(release()) == [
+        TasksReleased(task_ids=(102,), reasons=((),), stimulus_id="release")
+    ]
+    assert s.jobs[7].finished and s.jobs[7].unreported == 1  # 101's outcome is on its way
 
 
 def test_a_scheduler_without_shared_queue_events_is_unchanged() -> None:

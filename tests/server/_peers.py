@@ -9,7 +9,8 @@ from typing import Any
 
 from browsergrid.core import WorkerIntroduced, WorkerJoined, WorkerLeft
 from browsergrid.protocol import Limits, WorkerConnection
-from browsergrid.server._coordinator import Coordinator, WorkerPeer
+from browsergrid.server._coordinator import Coordinator
+from browsergrid.server._state import WorkerPeer
 
 CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0.0.0 Safari/537.36"
 

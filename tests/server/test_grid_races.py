@@ -18,7 +18,8 @@ import pytest
 from browsergrid.config import ServeConfig
 from browsergrid.core import ResultReported, WorkerJoined, WorkerLeft
 from browsergrid.protocol import PROTOCOL_VERSION, Hello, SubmitOptions
-from browsergrid.server._coordinator import ClientPeer, Coordinator, WorkerPeer
+from browsergrid.server._coordinator import Coordinator
+from browsergrid.server._state import ClientPeer, WorkerPeer
 from browsergrid.server._workers import receive
 from browsergrid.store import JobState, RedisStore, StoreError
 from browsergrid.store._redis_grid import RedisGrid

@@ -20,8 +20,9 @@ from browsergrid.core import (
     WorkerJoined,
 )
 from browsergrid.protocol import SubmitOptions
-from browsergrid.server._coordinator import Coordinator, WorkerPeer
+from browsergrid.server._coordinator import Coordinator
 from browsergrid.server._dashboard import Feed, Viewer
+from browsergrid.server._state import WorkerPeer
 from browsergrid.store import MemoryStore, SqliteStore, Store, StoreError, WorkerRecord
 from tests.server._peers import CHROME, Sink, join, leave, rules
 

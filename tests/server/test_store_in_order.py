@@ -14,7 +14,8 @@ from typing import Any
 from browsergrid.config import ServeConfig
 from browsergrid.core import ResultReported
 from browsergrid.protocol import SubmitOptions
-from browsergrid.server._coordinator import ClientPeer, Coordinator, WorkerPeer
+from browsergrid.server._coordinator import Coordinator
+from browsergrid.server._state import ClientPeer, WorkerPeer
 from browsergrid.store import JobInfo, MemoryStore, Outcome, StoreError, TaskRecord
 from tests.server._peers import Sink, join
 
@@ -155,9 +156,9 @@ async def test_stop_waits_for_results_on_their_way_to_the_store() -> None:
 
 
 async def test_past_the_limit_a_worker_waits_for_its_round(monkeypatch: Any) -> None:
-    from browsergrid.server import _coordinator
+    from browsergrid.server import _store_pipeline
 
-    monkeypatch.setattr(_coordinator, "_UNSTORED", 3)
+    monkeypatch.setattr(_store_pipeline, "UNSTORED_LIMIT", 3)
     coordinator, store, peer, client, ids = await setup(5)
     await asyncio.wait_for(report(coordinator, peer, ids[0]), 1)
     await settle()  # its write begins

@@ -12,7 +12,8 @@ import msgspec
 from browsergrid.config import ServeConfig
 from browsergrid.core import ResultReported, WorkerJoined
 from browsergrid.protocol import PROTOCOL_VERSION, Hello, SubmitOptions, public_worker_key
-from browsergrid.server._coordinator import Coordinator, WorkerPeer
+from browsergrid.server._coordinator import Coordinator
+from browsergrid.server._state import WorkerPeer
 from browsergrid.server._workers import receive
 from browsergrid.store import MemoryStore, StoreError, WorkerRecord
 from tests.server._peers import Sink, leave, rules
@@ -81,8 +82,8 @@ def held(coordinator: Coordinator, peer: WorkerPeer) -> set[int]:
 
 
 async def test_quarantine_of_a_worker_that_already_left_is_not_stored() -> None:
-    """The saboteur answers wrongly and disconnects before the quorum settles: it is
-    quarantined in memory only (no connected peer to remember), so a restart clears it."""
+    """The saboteur answers wrongly and disconnects before the quorum settles: no connected
+    peer remembers it, yet its quarantine is stored, and it leaves memory once reported."""
     store = MemoryStore()
     coordinator = await started(store)
     bad = public_worker_key("saboteur-secret")
@@ -101,9 +102,11 @@ async def test_quarantine_of_a_worker_that_already_left_is_not_stored() -> None:
     await answer(coordinator, honest1, task_id, RIGHT)
     assert task_id in held(coordinator, honest2)
     await answer(coordinator, honest2, task_id, RIGHT)
-    assert coordinator.scheduler.standing(bad).quarantined  # in memory: yes
     record = await store.worker(bad)
     assert record is not None and record.quarantined, "the quarantine was never stored"
+    assert bad not in coordinator.scheduler.standings  # memory lets go; the store keeps it
+    back = await connect(coordinator, "saboteur-secret")
+    assert coordinator.scheduler.workers[back.worker_id].quarantined
 
 
 async def test_a_replicated_result_keeps_its_worker_key_when_that_worker_left() -> None:

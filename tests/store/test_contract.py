@@ -675,6 +675,51 @@ async def test_prune_ends_followers_of_removed_jobs(store: Store) -> None:
     assert await asyncio.wait_for(collect(store, 1, follow=True), 5) == []
 
 
+async def test_prune_workers_removes_history_not_seen_since(store: Store, reopen: Reopen) -> None:
+    await store.record_workers([worker("a", 10.0), worker("b", 20.0), worker("c", 30.0)])
+    assert await store.prune_workers(10.0) == 0  # strictly before
+    assert await store.prune_workers(25.0) == 2
+    assert [w.worker_key for w in await store.workers()] == ["c"]
+    assert await store.worker("a") is None
+    assert await store.prune_workers(25.0) == 0
+    await store.record_workers([worker("a", 40.0)])  # back: a record of its own again
+    again = await reopen()
+    assert [w.worker_key for w in await again.workers()] == ["a", "c"]
+
+
+async def test_prune_workers_keeps_the_quarantined_and_those_asked(store: Store) -> None:
+    """A liar's record outlives retention (else it could wait to be trusted afresh), and
+    the caller keeps its connected workers (their last write may be long ago)."""
+    await store.record_workers(
+        [
+            worker("liar", 1.0, invalid=5, error_rate=0.6, quarantined=True),
+            worker("connected", 2.0),
+            worker("gone", 3.0),
+            worker("recent", 50.0),
+        ]
+    )
+    assert await store.prune_workers(1e12, keep=["connected", "unknown"]) == 2
+    assert [w.worker_key for w in await store.workers()] == ["connected", "liar"]
+    assert await store.prune_workers(1e12) == 1
+    liar = await store.worker("liar")
+    assert liar is not None and liar.quarantined
+
+
+async def test_prune_workers_goes_on_past_a_batch(store: Store) -> None:
+    """More workers than one step removes (10,000), kept ones among the oldest."""
+    await store.record_workers([worker(f"w{n:05}", float(n)) for n in range(10_050)])
+    keep = [f"w{n:05}" for n in range(0, 10_050, 2)]  # every other one, oldest first
+    assert await store.prune_workers(10_020.0, keep=keep) == 5_010
+    assert len(await store.workers()) == 10_050 - 5_010
+    assert await store.prune_workers(10_020.0) == 5_010
+
+
+async def test_prune_leaves_workers_to_prune_workers(store: Store) -> None:
+    await store.record_workers([worker("a", 10.0)])
+    assert await store.prune(1e12) == 0
+    assert await store.worker("a") is not None
+
+
 # --- open and close ----------------------------------------------------------------------
 
 
@@ -692,6 +737,8 @@ async def test_closed_store_refuses_calls(store: Store) -> None:
         await store.record_throughput([ThroughputSample(1, 1, 0)])
     with pytest.raises(StoreError):
         await store.throughput(0.0)
+    with pytest.raises(StoreError):
+        await store.prune_workers(0.0)
     await store.open()
     await store.open()  # twice is fine
     summary = await store.job(1)

@@ -8,6 +8,7 @@ from browsergrid.core._commands import (
     CancelTask,
     Command,
     JobCancelled,
+    JobsForgotten,
     RejectReport,
     ReplicaReported,
     ReplicaVerdict,
@@ -25,6 +26,7 @@ from browsergrid.core._events import (
     JobCancelRequested,
     JobOptions,
     JobRestored,
+    OutcomesReported,
     RestoredTask,
     ResultReported,
     StrandedReleased,
@@ -40,12 +42,13 @@ from browsergrid.core._events import (
 )
 from browsergrid.core._model import FINAL_STATES, Job, Lease, Task, TaskState, Worker, WorkerState
 from browsergrid.core._reputation import Standing
-from browsergrid.core._scheduler import EXERCISE_OPS, LossKind, Scheduler, WelcomeTask
+from browsergrid.core._scheduler import EXERCISE_OPS, Changes, LossKind, Scheduler, WelcomeTask
 
 __all__ = [
     "EXERCISE_OPS",
     "FINAL_STATES",
     "CancelTask",
+    "Changes",
     "ClockTicked",
     "Command",
     "Event",
@@ -54,8 +57,10 @@ __all__ = [
     "JobCancelled",
     "JobOptions",
     "JobRestored",
+    "JobsForgotten",
     "Lease",
     "LossKind",
+    "OutcomesReported",
     "RejectReport",
     "ReplicaReported",
     "ReplicaVerdict",

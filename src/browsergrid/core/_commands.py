@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from browsergrid.core._events import TaskId
+from browsergrid.core._model import Job
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -137,6 +138,22 @@ class JobCancelled:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class JobsForgotten:
+    """These jobs left the scheduler's memory (all their tasks final and reported, see
+    ``OutcomesReported``): drop what the shell keeps for them alone, and from now on read
+    them from the store (``jobs[job_id]`` raises KeyError). ``jobs`` are the jobs as they
+    ended, final counts and all, handed over for a last look (a dashboard's final row):
+    the scheduler holds them no more."""
+
+    jobs: tuple[Job, ...]
+    stimulus_id: str
+
+    @property
+    def job_ids(self) -> tuple[int, ...]:
+        return tuple(job.job_id for job in self.jobs)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RejectReport:
     """A worker reported on a task it does not hold: tell it (``unknown_task``), keep going."""
 
@@ -154,6 +171,7 @@ Command = (
     | TaskDone
     | TaskFailed
     | JobCancelled
+    | JobsForgotten
     | RejectReport
     | ReplicaReported
     | WorkerQuarantined

@@ -211,6 +211,38 @@ class StrandedReleased:
     stimulus_id: str = ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutcomesReported:
+    """The shell is done with these finished tasks: their outcomes are stored and whoever
+    follows their jobs was told. Until then the scheduler keeps each finished job task's
+    job (counts, ``finished``) for the shell to read; after it, what only they kept ends.
+
+    When to send it: after each round of outcomes is written to the store, acknowledged
+    and pushed to clients (and whatever reads ``jobs`` for that round, such as whether
+    the job finished and its counts, has read it), with the ``task_id`` of every job task
+    a ``TaskDone`` or ``TaskFailed`` named in it; and, once a ``JobCancelled`` is stored
+    and pushed, with its ``task_ids``.
+    Outcomes that could not be stored are not reported (their job stays, as the store has
+    it running), unless they were handed to someone else (another coordinator).
+
+    What it does: a job whose tasks are all final (``Job.finished``) and all reported
+    leaves ``jobs`` at once, answered by ``JobsForgotten``; afterwards ``jobs[job_id]``
+    raises KeyError: read the job from the store, and take it up again with
+    ``JobRestored`` (exact counts and the next index) to add tasks to it. A job still
+    running stays, with exact counts, and takes more tasks as before; only the bookkeeping
+    of its reported tasks ends. The reputation of an identity with no connected worker,
+    no replica waiting and no judged outcome unreported leaves ``standings``.
+
+    Ids that are not of a finished job task here (a task still queued or leased, a
+    welcome task, an unknown or already reported id) are ignored: sending one late,
+    twice or by mistake changes nothing. Never dispatches: ``handle`` returns at most a
+    ``JobsForgotten``, so the shell may send it from anywhere, with no ``await``."""
+
+    task_ids: Sequence[int]
+    now: float
+    stimulus_id: str = ""
+
+
 Event = (
     JobRestored
     | TasksTaken
@@ -225,4 +257,5 @@ Event = (
     | ResultReported
     | TaskErrorReported
     | ClockTicked
+    | OutcomesReported
 )

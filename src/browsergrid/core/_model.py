@@ -113,6 +113,7 @@ class Job:
     total: int = 0
     cancelled: bool = False
     live: set[int] = field(default_factory=set)  # ids of its tasks not yet final
+    unreported: int = 0  # final tasks whose outcomes the shell has not reported yet
     counts: dict[TaskState, int] = field(default_factory=lambda: dict.fromkeys(TaskState, 0))
     queues: dict[str, list[int]] = field(default_factory=dict)  # op -> heap of queued task ids
     wanting: dict[int, None] = field(default_factory=dict)

@@ -8,12 +8,13 @@ import random
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 from browsergrid.core._commands import (
     CancelTask,
     Command,
     JobCancelled,
+    JobsForgotten,
     RejectReport,
     ReplicaReported,
     ReplicaVerdict,
@@ -30,6 +31,7 @@ from browsergrid.core._events import (
     Event,
     JobCancelRequested,
     JobRestored,
+    OutcomesReported,
     RestoredTask,
     ResultReported,
     StrandedReleased,
@@ -66,6 +68,7 @@ _MAX_IGNORED: Final = 4096  # late reports remembered per worker, to drop them q
 _MAX_SKIPS: Final = 64  # queued tasks a worker failed, looked past per dispatch
 _MAX_OTHERS_LOOKED: Final = 256  # workers looked at to tell whether another can take a task
 _MAX_WANTING_LOOKS: Final = 8  # replicated tasks under way a worker looks at before fresh ones
+_STALE_DEADLINES: Final = 1024  # deadlines of ended leases kept past twice those running
 
 Agree = Callable[[str, Mapping[str, Any], Any, Any], bool]
 """``agree(op, args, a, b)``: whether two workers' results for a task are the same (exactly,
@@ -74,6 +77,15 @@ or within the op's tolerance); must never raise."""
 
 def _equal(op: str, args: Mapping[str, Any], a: Any, b: Any) -> bool:
     return bool(a == b)
+
+
+class Changes(NamedTuple):
+    """What ``Scheduler.changes_since`` returns: the jobs and workers that changed after
+    the mark it was given, and the mark to give it next time."""
+
+    jobs: frozenset[int]
+    workers: frozenset[int]
+    mark: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +121,16 @@ class Scheduler:
       and sent nothing more. With ``adaptive``, a task leased first to an established
       worker needs only its result ("trusted"), unless a spot check (probability
       ``spot_check``, drawn from ``rng``) asks for the full quorum.
+    - What ends leaves memory. A final task leaves ``tasks`` at once; its job keeps its
+      counts until the shell says the task's outcome is stored and told
+      (``OutcomesReported``). A job whose tasks are all final and reported leaves ``jobs``
+      (``JobsForgotten``): the store has it from then on, and ``JobRestored`` takes it up
+      again. A worker leaves ``workers`` when it leaves; the reputation of an identity
+      leaves ``standings`` once no connected worker has it and nothing pending was cast
+      or judged under it (the store keeps it); an op's mean duration goes with the last
+      worker that runs it.
+    - Readers (dashboard, metrics) read, never write: ``changes_since`` tells each reader
+      what changed since its own last look.
     """
 
     def __init__(
@@ -140,6 +162,9 @@ class Scheduler:
         self.spot_check = spot_check
         self._random = rng or random.Random().random
         self.standings: dict[str, Standing] = {}  # worker identity -> reputation
+        self._holds: Counter[str] = Counter()
+        """Lasting identity -> connected workers with it, its replicas waiting for a
+        quorum and its judged outcomes not yet reported: its standing goes at 0."""
         self.welcome = welcome
         self.lease_timeout_s = lease_timeout_s
         self.op_lease_timeouts = dict(op_lease_timeouts or {})
@@ -158,11 +183,15 @@ class Scheduler:
         self._rings: dict[int, deque[int]] = {}  # priority -> jobs with queued tasks
         self._ringed: set[int] = set()
         self._deadlines: list[tuple[float, int, int]] = []  # (deadline, task id, worker id)
+        self._leases = 0  # leases running now: the deadlines worth keeping
         self._leased = 0  # tasks leased now, welcome tasks aside: those that may straggle
-        self.changed_jobs: set[int] = set()  # jobs whose counts changed: a reader empties it
-        self.changed_workers: set[int] = set()
-        """Workers whose state, tasks in flight, concurrency, counts or speed may have
-        changed, or that left: a reader (the dashboard feed) empties it."""
+        self._unreported: dict[int, int] = {}  # final job task -> its job, until reported
+        self._unreported_keys: dict[int, tuple[str, ...]] = {}  # -> lasting identities judged
+        self._mark = 0  # changes so far (see changes_since)
+        self._job_marks: dict[int, int] = {}  # job id -> mark of its last change, in order
+        self._worker_marks: dict[int, int] = {}
+        """Worker id -> mark of its last change (state, tasks in flight, concurrency,
+        counts or speed), oldest first; a worker leaves it when it leaves."""
         self.lost_leases: Counter[LossKind] = Counter()  # leases that ended without a result
         self._task_ids = itertools.count(next_task_id)
         self._job_ids = itertools.count(next_job_id)
@@ -198,6 +227,8 @@ class Scheduler:
                 commands = list(self._error(event))
             case ClockTicked():
                 commands = list(self._tick(event))
+            case OutcomesReported():
+                return list(self._reported(event))  # it frees nothing a worker could take
             case _:
                 raise TypeError(f"not a scheduler event: {event!r}")
         commands.extend(self._dispatch(event.now, event.stimulus_id))
@@ -216,7 +247,7 @@ class Scheduler:
         job.counts[TaskState.FAILED] = ev.failed
         job.counts[TaskState.CANCELLED] = ev.cancelled
         self.jobs[job.job_id] = job
-        self.changed_jobs.add(job.job_id)
+        self._changed_job(job.job_id)
         for restored in ev.tasks:
             self._queue_restored(restored, job)
         yield from ()
@@ -230,7 +261,7 @@ class Scheduler:
             )
         if job.cancelled:
             raise ValueError(f"job {ev.job_id} was cancelled")
-        self.changed_jobs.add(job.job_id)
+        self._changed_job(job.job_id)
         for restored in ev.tasks:
             job.total += 1
             self._queue_restored(restored, job)
@@ -272,6 +303,7 @@ class Scheduler:
             and self._op_workers[task.op] <= 0
         )
         reasons = []
+        forgotten: list[Job] = []
         for task_id in stranded:
             task = self.tasks.pop(task_id)
             reasons.append(tuple(task.reasons))
@@ -282,13 +314,18 @@ class Scheduler:
             job.wanting.pop(task_id, None)
             job.counts[TaskState.QUEUED] -= 1
             job.total -= 1
-            self.changed_jobs.add(job.job_id)
+            self._changed_job(job.job_id)
             if not job.queued() or not job.live:
                 self._unring(job)
+            if job.finished and not job.unreported:  # nothing left here to report
+                self._forget(job)
+                forgotten.append(job)
         if stranded:
             yield TasksReleased(
                 task_ids=tuple(stranded), reasons=tuple(reasons), stimulus_id=ev.stimulus_id
             )
+        if forgotten:
+            yield JobsForgotten(jobs=tuple(forgotten), stimulus_id=ev.stimulus_id)
 
     def appetite(self) -> tuple[int, frozenset[str]]:
         """What the workers here could take now that nothing queued here suits them (call it
@@ -350,10 +387,10 @@ class Scheduler:
     def _introduced(self, ev: WorkerIntroduced) -> Iterator[Command]:
         worker = self.workers[ev.worker_id]
         worker.move_to(WorkerState.INTRODUCED)
-        self._op_workers.subtract(worker.ops)
+        self._op_workers.update(ev.ops)  # first: an op it keeps keeps its mean
+        self._ops_dropped(worker.ops)
         worker.ops = ev.ops
         worker.cold = set(ev.cold & ev.ops)
-        self._op_workers.update(worker.ops)
         worker.concurrency = ev.concurrency
         worker.prefetch_cap = min(ev.prefetch, self.max_prefetch)
         worker.prefetch = worker.prefetch_cap
@@ -364,7 +401,8 @@ class Scheduler:
             worker.key = ev.key
             if ev.key not in self.standings and ev.standing is not None:
                 self.standings[ev.key] = ev.standing
-        if self.standing(worker.key).quarantined:
+            self._hold(ev.key)
+        if self._standing_of(worker.key).quarantined:
             worker.quarantined = True
             for task_id in sorted(worker.in_flight):
                 task = self.tasks[task_id]
@@ -379,7 +417,7 @@ class Scheduler:
         identity never counts twice in a quorum."""
         for task_id in sorted(worker.voted):  # live tasks only: _finish takes ended ones out
             task = self.tasks[task_id]
-            task.replicas = [r for r in task.replicas if r.worker_id != worker.worker_id]
+            self._drop_replicas(task, lambda r: r.worker_id == worker.worker_id)
             yield from self._reconsider(task, ev)
         worker.voted.clear()
         for task_id in sorted(worker.in_flight):
@@ -389,11 +427,63 @@ class Scheduler:
                 yield from self._reconsider(task, ev)
 
     def standing(self, key: str) -> Standing:
-        """The reputation of worker identity ``key`` (a fresh one for a newcomer)."""
+        """The reputation of worker identity ``key``: the one the scheduler keeps (and
+        updates) for an identity it knows, else a fresh one it does not keep. Reading it
+        changes nothing; after ``WorkerIntroduced`` with ``key`` it is the one kept."""
+        found = self.standings.get(key)
+        return Standing() if found is None else found
+
+    def _standing_of(self, key: str) -> Standing:
+        """The standing kept for ``key``, made on first use: for a connected worker's
+        identity, or one held (``_holds``) by a replica or a judged outcome."""
         found = self.standings.get(key)
         if found is None:
             found = self.standings[key] = Standing()
         return found
+
+    def _hold(self, key: str) -> None:
+        """Something needs lasting identity ``key``'s standing (a connection, a replica)."""
+        if not key.startswith("#"):
+            self._holds[key] += 1
+
+    def _unhold(self, key: str) -> None:
+        """What ``_hold`` took is over: the last one lets the standing go (the store has it)."""
+        if key.startswith("#"):
+            return  # a connection's own name: it goes with the connection
+        self._holds[key] -= 1
+        if self._holds[key] <= 0:
+            del self._holds[key]
+            self.standings.pop(key, None)
+
+    def _ops_dropped(self, ops: Iterable[str]) -> None:
+        """A worker no longer runs ``ops``: an op nobody runs leaves, with its mean."""
+        for op in ops:
+            self._op_workers[op] -= 1
+            if self._op_workers[op] <= 0:
+                del self._op_workers[op]
+                self.op_mean_s.pop(op, None)
+
+    def changes_since(self, mark: int) -> Changes:
+        """The jobs and workers that changed after ``mark`` (0: all of them), with the mark
+        to pass next time. It changes nothing, so any number of readers each keep their own
+        mark; it costs what changed, not what exists. A job or worker that left is not
+        named (its entry leaves with it): a reader holding one finds it gone from ``jobs``
+        or ``workers``. Marks are this scheduler's: with a new one, start again from 0."""
+        return Changes(
+            jobs=_since(self._job_marks, mark),
+            workers=_since(self._worker_marks, mark),
+            mark=self._mark,
+        )
+
+    def _changed_job(self, job_id: int) -> None:
+        self._mark += 1
+        self._job_marks.pop(job_id, None)  # to the end: the newest changes come last
+        self._job_marks[job_id] = self._mark
+
+    def _changed_worker(self, worker_id: int) -> None:
+        self._mark += 1
+        self._worker_marks.pop(worker_id, None)
+        self._worker_marks[worker_id] = self._mark
 
     def _capacity(self, ev: WorkerCapacityChanged) -> Iterator[Command]:
         worker = self.workers[ev.worker_id]
@@ -428,8 +518,8 @@ class Scheduler:
     def _left(self, ev: WorkerLeft) -> Iterator[Command]:
         worker = self.workers.pop(ev.worker_id)
         worker.move_to(WorkerState.GONE)
-        self.changed_workers.add(worker.worker_id)
-        self._op_workers.subtract(worker.ops)
+        self._worker_marks.pop(worker.worker_id, None)
+        self._ops_dropped(worker.ops)
         self._hungry.pop(worker.worker_id, None)
         for task_id in sorted(worker.in_flight):
             task = self.tasks[task_id]
@@ -437,6 +527,8 @@ class Scheduler:
             yield from self._lose(task, worker, reason, "disconnected", ev)
         if worker.key.startswith("#"):  # no lasting identity: its reputation ends with it
             self.standings.pop(worker.key, None)
+        else:
+            self._unhold(worker.key)
 
     def _submitted(self, ev: TasksSubmitted) -> Iterator[Command]:
         if ev.job_id is None:
@@ -464,7 +556,7 @@ class Scheduler:
             job.counts[TaskState.QUEUED] += 1
             job.live.add(task.task_id)
             self._enqueue(task, job)
-        self.changed_jobs.add(job.job_id)
+        self._changed_job(job.job_id)
         yield TasksAccepted(
             job_id=job.job_id,
             first_task_id=first_task_id,
@@ -476,7 +568,7 @@ class Scheduler:
     def _cancel(self, ev: JobCancelRequested) -> Iterator[Command]:
         job = self.jobs[ev.job_id]
         job.cancelled = True
-        self.changed_jobs.add(job.job_id)
+        self._changed_job(job.job_id)
         cancelled = sorted(job.live)
         for task_id in cancelled:
             task = self.tasks[task_id]
@@ -509,7 +601,7 @@ class Scheduler:
         yield _done(task, ev.worker_id, ev.result, ev.duration_ms, ev.stimulus_id)
 
     def _count_work(self, worker: Worker, duration_ms: float, *, welcome: bool) -> None:
-        self.changed_workers.add(worker.worker_id)
+        self._changed_worker(worker.worker_id)
         worker.tasks_done += 1
         if welcome:
             worker.speed_ms = duration_ms
@@ -533,6 +625,7 @@ class Scheduler:
         if task.needed < task.quorum and not self.standing(worker.key).trusted:
             task.needed = task.quorum  # trusted when leased, caught lying since: check it
         task.replicas.append(Replica(worker.worker_id, worker.key, ev.result, ev.duration_ms))
+        self._hold(worker.key)  # judged under it, even if its worker leaves meanwhile
         yield ReplicaReported(
             worker_id=worker.worker_id,
             task_id=task.task_id,
@@ -574,7 +667,7 @@ class Scheduler:
             for replica in task.replicas:
                 if replica.key.startswith("#") and replica.worker_id not in self.workers:
                     continue  # no lasting identity, and gone: nobody is left to judge
-                standing = self.standing(replica.key)
+                standing = self._standing_of(replica.key)
                 if standing.judge(id(replica) in agreeing):
                     yield from self._quarantine(replica.key, standing, ev)
 
@@ -640,7 +733,7 @@ class Scheduler:
                     yield from self._reconsider(task, ev)
         tainted = [t for t in self.tasks.values() if any(r.key == key for r in t.replicas)]
         for task in tainted:
-            task.replicas = [replica for replica in task.replicas if replica.key != key]
+            self._drop_replicas(task, lambda replica: replica.key == key)
             yield from self._reconsider(task, ev)
         yield WorkerQuarantined(
             worker_key=None if key.startswith("#") else key,
@@ -651,6 +744,16 @@ class Scheduler:
             stimulus_id=ev.stimulus_id,
         )
 
+    def _drop_replicas(self, task: Task, dropped: Callable[[Replica], bool]) -> None:
+        """Throw away the replicas of ``task`` that ``dropped`` picks (they count no more)."""
+        kept = []
+        for replica in task.replicas:
+            if dropped(replica):
+                self._unhold(replica.key)
+            else:
+                kept.append(replica)
+        task.replicas = kept
+
     def _error(self, ev: TaskErrorReported) -> Iterator[Command]:
         task = self._held(ev.worker_id, ev.task_id)
         worker = self.workers[ev.worker_id]
@@ -659,7 +762,7 @@ class Scheduler:
             return
         worker.failures += 1
         worker.cold.discard(task.op)
-        self.changed_workers.add(worker.worker_id)
+        self._changed_worker(worker.worker_id)
         reason = f"worker {ev.worker_id} reported: {ev.message}"
         yield from self._lose(task, worker, reason, "error", ev)
 
@@ -674,6 +777,28 @@ class Scheduler:
             reason = f"worker {worker_id} passed the {task.lease_timeout_s:g} s deadline"
             yield self._take_back(task, worker, reason, ev)
             yield from self._lose(task, worker, reason, "expired", ev, released=True)
+
+    def _reported(self, ev: OutcomesReported) -> Iterator[Command]:
+        forgotten: list[Job] = []
+        for task_id in ev.task_ids:
+            job_id = self._unreported.pop(task_id, None)
+            if job_id is None:
+                continue  # not a final job task, or reported already
+            for key in self._unreported_keys.pop(task_id, ()):
+                self._unhold(key)
+            job = self.jobs[job_id]
+            job.unreported -= 1
+            if not job.unreported and job.finished:
+                self._forget(job)
+                forgotten.append(job)
+        if forgotten:
+            yield JobsForgotten(jobs=tuple(forgotten), stimulus_id=ev.stimulus_id)
+
+    def _forget(self, job: Job) -> None:
+        """The job is over and told: it leaves memory (the store has it)."""
+        self._unring(job)  # a task released from it may have stayed in its queue
+        del self.jobs[job.job_id]
+        self._job_marks.pop(job.job_id, None)
 
     # --- task life -------------------------------------------------------------------
 
@@ -720,7 +845,10 @@ class Scheduler:
         task.attempts += 1
         lease = Lease(start=now, deadline=now + task.lease_timeout_s, speculative=speculative)
         task.leases[worker.worker_id] = lease
+        self._leases += 1
         heapq.heappush(self._deadlines, (lease.deadline, task.task_id, worker.worker_id))
+        if len(self._deadlines) > 2 * self._leases + _STALE_DEADLINES:
+            self._drop_stale_deadlines()
         worker.in_flight.add(task.task_id)
         self._credit_changed(worker)
         if task.replicated and not speculative:
@@ -744,9 +872,23 @@ class Scheduler:
     def _release(self, task: Task, worker: Worker) -> Lease:
         """End ``worker``'s lease on ``task`` and give the worker its credit back."""
         lease = task.leases.pop(worker.worker_id)
+        self._leases -= 1
         worker.in_flight.discard(task.task_id)
         self._credit_changed(worker)
         return lease
+
+    def _drop_stale_deadlines(self) -> None:
+        """Deadlines of ended leases wait in the heap until their time (a minute, by
+        default): past twice as many as the leases running, keep only the running ones."""
+        running = []
+        for entry in self._deadlines:
+            deadline, task_id, worker_id = entry
+            task = self.tasks.get(task_id)
+            lease = task.leases.get(worker_id) if task else None
+            if lease is not None and lease.deadline == deadline:
+                running.append(entry)
+        heapq.heapify(running)
+        self._deadlines = running
 
     def _take_back(self, task: Task, worker: Worker, reason: str, ev: Event) -> CancelTask:
         """End a lease the worker may still be working on: tell it, ignore its late report."""
@@ -798,7 +940,7 @@ class Scheduler:
             counts = self.jobs[task.job_id].counts
             counts[old] -= 1
             counts[new] += 1
-            self.changed_jobs.add(task.job_id)
+            self._changed_job(task.job_id)
 
     def _finish(self, task: Task, final: TaskState) -> None:
         self._set_state(task, final)
@@ -812,6 +954,17 @@ class Scheduler:
             job = self.jobs[task.job_id]
             job.live.discard(task.task_id)
             job.wanting.pop(task.task_id, None)
+            self._unreported_outcome(task, job)
+
+    def _unreported_outcome(self, task: Task, job: Job) -> None:
+        """Keep the job until the shell reports the final task's outcome (and the standings
+        its replicas judged, for the shell to store): see ``OutcomesReported``."""
+        if task.task_id not in self._unreported:  # (in a grid, a task may be taken again)
+            self._unreported[task.task_id] = job.job_id
+            job.unreported += 1
+        keys = tuple(r.key for r in task.replicas if not r.key.startswith("#"))
+        if keys:  # held since they came: now until the outcome is reported
+            self._unreported_keys[task.task_id] = self._unreported_keys.get(task.task_id, ()) + keys
 
     def _held(self, worker_id: int, task_id: TaskId) -> Task | None:
         """The task if ``worker_id`` holds a lease on it now, else None."""
@@ -851,8 +1004,10 @@ class Scheduler:
 
     def _credit_changed(self, worker: Worker) -> None:
         """After a change of its state, tasks in flight, concurrency, prefetch or quarantine."""
-        self.changed_workers.add(worker.worker_id)
-        if worker.credit > 0 and worker.state is not WorkerState.GONE:
+        if worker.state is WorkerState.GONE:
+            return  # _left took it out of _hungry and of the changes
+        self._changed_worker(worker.worker_id)
+        if worker.credit > 0:
             self._hungry.setdefault(worker.worker_id)
         else:
             self._hungry.pop(worker.worker_id, None)
@@ -1021,6 +1176,17 @@ class Scheduler:
                     break
 
 
+def _since(marks: dict[int, int], mark: int) -> frozenset[int]:
+    """The ids in ``marks`` (oldest change first) that changed after ``mark``: read from
+    the newest back, so the cost is what changed."""
+    changed = []
+    for key, changed_at in reversed(marks.items()):
+        if changed_at <= mark:
+            break
+        changed.append(key)
+    return frozenset(changed)
+
+
 def _failed(task: Task, stimulus_id: str) -> TaskFailed:
     """The command reporting ``task`` failed, with why each of its attempts failed."""
     return TaskFailed(
@@ -1059,4 +1225,4 @@ def _done(
     )
 
 
-__all__ = ["EXERCISE_OPS", "FINAL_STATES", "Scheduler", "WelcomeTask"]
+__all__ = ["EXERCISE_OPS", "FINAL_STATES", "Changes", "Scheduler", "WelcomeTask"]

@@ -19,9 +19,10 @@ from browsergrid.protocol import (
     encode_client_message,
 )
 from browsergrid.server._access import Access, Role
-from browsergrid.server._coordinator import ClientPeer, Coordinator
+from browsergrid.server._coordinator import Coordinator
 from browsergrid.server._guard import guarded
 from browsergrid.server._peers import Closed, Connection
+from browsergrid.server._state import ClientPeer
 
 events = logging.getLogger("browsergrid.server.events")
 

@@ -10,11 +10,12 @@ import asyncio
 import dataclasses
 import itertools
 import logging
+import random
+import secrets
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import msgspec
 
@@ -30,12 +31,13 @@ from browsergrid.core import (
     JobCancelRequested,
     JobOptions,
     JobRestored,
+    JobsForgotten,
+    OutcomesReported,
     RejectReport,
     ReplicaReported,
     RestoredTask,
     Scheduler,
     SendTask,
-    Standing,
     TaskDone,
     TaskFailed,
     TasksAccepted,
@@ -50,7 +52,6 @@ from browsergrid.ops import OPS, agree_op
 from browsergrid.protocol import (
     Accepted,
     Cancelled,
-    Done,
     FailureRecord,
     Limits,
     Replica,
@@ -58,9 +59,7 @@ from browsergrid.protocol import (
     SubmitOptions,
     WorkerConnection,
     check_arg_names,
-    encode_ack,
     encode_cancel,
-    encode_client_message,
     encode_server_error,
     encode_task,
     encode_tasks,
@@ -69,7 +68,16 @@ from browsergrid.server._dashboard import Feed
 from browsergrid.server._grid import GridLink
 from browsergrid.server._grid_view import grid_ops, snapshot
 from browsergrid.server._guard import Connections, RateLimit
+from browsergrid.server._push import Push
+from browsergrid.server._state import (
+    QUARANTINED,
+    AcceptedSlot,
+    ClientPeer,
+    Pushed,
+    WorkerPeer,
+)
 from browsergrid.server._stats import RecentResult, Stats
+from browsergrid.server._store_pipeline import StorePipeline
 from browsergrid.store import (
     JobInfo,
     JobState,
@@ -87,145 +95,6 @@ events = logging.getLogger("browsergrid.server.events")
 _json_encode = msgspec.json.Encoder().encode
 
 
-class Peer(Protocol):
-    """A connection the coordinator can send text frames to: ``send`` queues a frame in the
-    peer's own outbox and never waits; only the peer's own writer awaits ``drained``."""
-
-    def send(self, frame: str) -> None: ...
-
-    async def drained(self) -> None: ...
-
-
-@dataclass(eq=False)
-class WorkerPeer:
-    """One worker connection, as the coordinator sees it: its socket (``sender``), the
-    rules of its connection (``rules``: hello, rate, refusals) and its history."""
-
-    worker_id: int
-    address: str
-    path: str
-    agent: str | None
-    connected_at: float  # Unix time
-    sender: Peer
-    rules: WorkerConnection
-    worker_key: str | None = None  # its lasting identity (hello), for its history
-    first_seen: float = 0.0  # Unix time, from its history when it has one
-    tasks_done: int = 0  # over its whole history
-    failures: int = 0
-    compute_ms: float = 0.0
-    leases: dict[int, float] = field(default_factory=dict)  # task id -> lease start
-    standing: Standing | None = None  # its reputation (the scheduler's, kept up to date)
-    left_at: float | None = None  # Unix time it disconnected
-    written: tuple[Any, ...] | None = None  # its ``history()`` as last stored
-
-    def send(self, frame: str) -> None:
-        self.sender.send(frame)
-
-    @property
-    def introduced(self) -> bool:
-        """It said hello (an exercise-style worker never does: it knows no ``tasks``,
-        ``cancel`` or ``ack``)."""
-        return self.rules.introduced
-
-    def answer(self) -> None:
-        """Send what its connection's rules queued (welcome, refusals), in order."""
-        for frame in self.rules.data_to_send():
-            self.sender.send(frame)
-
-    def history(self) -> tuple[Any, ...]:
-        """What its record holds but ``last_seen``: what makes a new write worth it."""
-        standing = self.standing or _FRESH
-        return (
-            self.worker_key,
-            self.agent,
-            self.first_seen or self.connected_at,
-            self.tasks_done,
-            self.failures,
-            self.compute_ms,
-            standing.valid,
-            standing.invalid,
-            standing.consecutive_valid,
-            standing.error_rate,
-            standing.quarantined,
-        )
-
-    def record(self) -> WorkerRecord | None:
-        """Its history as the store keeps it (None for a worker with no lasting identity)."""
-        if self.worker_key is None:
-            return None
-        standing = self.standing or _FRESH  # read field by field: asdict() deep-copies
-        return WorkerRecord(
-            worker_key=self.worker_key,
-            agent=self.agent,
-            first_seen=self.first_seen or self.connected_at,
-            last_seen=self.left_at or time.time(),
-            tasks_done=self.tasks_done,
-            failures=self.failures,
-            compute_ms=self.compute_ms,
-            valid=standing.valid,
-            invalid=standing.invalid,
-            consecutive_valid=standing.consecutive_valid,
-            error_rate=standing.error_rate,
-            quarantined=standing.quarantined,
-        )
-
-
-_FRESH: Final = Standing()
-"""The standing of a worker not yet judged (read only, never handed out)."""
-
-
-@dataclass(eq=False)
-class _Hold:
-    """A place in a client's outbox for an "accepted" not yet sendable (tasks not yet
-    stored): nothing behind it is sent before it."""
-
-    message: Accepted | None = None
-
-
-_Pushed = _Hold | Cancelled | ResultRecord | FailureRecord
-
-
-@dataclass(eq=False)
-class ClientPeer:
-    """One submitting client connection. What it is told goes through ``outbox`` in order
-    (an ``accepted`` always before the results of its tasks), in batches, encoded and sent
-    by a ``writer`` task of its own only as fast as the client reads (the task exists while
-    there is something to send)."""
-
-    client_id: int
-    address: str
-    sender: Peer
-    job_keys: dict[str, int] = field(default_factory=dict)
-    outbox: list[_Pushed] = field(default_factory=list)
-    writer: asyncio.Task[None] | None = None
-
-    def send(self, frame: str) -> None:
-        self.sender.send(frame)
-
-    def ready(self, limit: int) -> list[_Pushed]:
-        """Take what may be sent now: up to the first hold still waiting for its tasks to be
-        stored, and at most ``limit`` outcomes."""
-        outbox = self.outbox
-        end, outcomes = 0, 0
-        for message in outbox:
-            if isinstance(message, _Hold) and message.message is None:
-                break
-            end += 1
-            if isinstance(message, ResultRecord | FailureRecord):
-                outcomes += 1
-                if outcomes >= limit:
-                    break
-        taken, self.outbox = outbox[:end], outbox[end:]
-        return taken
-
-
-QUARANTINED: Final = (
-    "this worker's results kept disagreeing with other workers' results for the same tasks; "
-    "it will be sent no more tasks"
-)
-"""The message of the ``quarantined`` error frame a quarantined worker is sent."""
-
-
 GRID_WELCOME_IDS: Final = 2**52
 """In a grid, the first id of this coordinator's welcome tasks: they are its own and never
 stored, and the ids the grid hands out (from 1, in Redis) never reach this far, while
@@ -238,10 +107,11 @@ class Coordinator:
     def __init__(self, config: ServeConfig, store: Store) -> None:
         self.config = config
         self.store = store
+        self.seed = config.seed if config.seed is not None else secrets.randbits(32)
         self.public_url: str | None = None  # where it listens, once it does (http(s)://...)
         self.grid: GridLink | None = None  # with a RedisStore: shared with other coordinators
         if isinstance(store, RedisStore):
-            self.grid = GridLink(self, store, snapshot)
+            self.grid = GridLink(self, store, lambda: snapshot(self))
         self.scheduler = self._scheduler()
         self.limits = Limits(
             max_frame_bytes=config.max_frame_bytes,
@@ -261,15 +131,12 @@ class Coordinator:
         self.connections = Connections(config.max_connections_per_address)
         self._ids = itertools.count(1)
         self._stimuli = itertools.count(1)
-        self._flush_scheduled = False
-        self._acks: dict[int, list[int]] = {}  # worker id -> stored results to acknowledge
-        self._unstored: list[Outcome] = []  # outcomes for the storer's next round
-        self._next_round: asyncio.Future[None] | None = None  # done once they are reported
-        self._storer: asyncio.Task[None] | None = None
-        self._inserting: set[asyncio.Future[None]] = set()  # done once the tasks are written
+        self.pushes = Push(self.clients, self.workers, drain_timeout_s=config.shutdown_timeout_s)
+        self.pipeline = StorePipeline(self._write_outcomes, self._report_stored)
 
     def _scheduler(self, next_job_id: int = 1, next_task_id: int = 1) -> Scheduler:
         return Scheduler(
+            rng=random.Random(self.seed).random,
             welcome=self.config.welcome,
             lease_timeout_s=self.config.lease_timeout_s,
             op_lease_timeouts={name: op.lease_timeout_s for name, op in OPS.items()},
@@ -284,6 +151,13 @@ class Coordinator:
         """Open the store and take up the jobs a previous run left unfinished; raises
         StoreError when the store cannot be used."""
         await self.store.open()
+        emit(
+            log,
+            "scheduler_seeded",
+            f"spot checks are drawn with seed {self.seed} (serve --seed {self.seed} draws "
+            "them again)",
+            seed=self.seed,
+        )
         if self.grid is not None:  # the shared queue holds what is unfinished
             self.scheduler = self._scheduler(next_task_id=GRID_WELCOME_IDS)
             await self.grid.start()
@@ -305,14 +179,25 @@ class Coordinator:
         return None if self.grid is not None else self.scheduler.jobs.get(job_id)
 
     async def prune(self) -> None:
-        """Remove finished jobs older than the retention period (--retain)."""
+        """Remove finished jobs older than the retention period (--retain), and the history
+        of workers not seen for as long (but connected and quarantined ones)."""
+        cutoff = time.time() - self.config.retain_s
+        connected = [p.worker_key for p in self.workers.values() if p.worker_key]
         try:
-            removed = await self.store.prune(time.time() - self.config.retain_s)
+            removed = await self.store.prune(cutoff)
+            forgotten = await self.store.prune_workers(cutoff, keep=connected)
         except StoreError as exc:
             self.store_failed(exc)
             return
         if removed:
             emit(log, "pruned", f"removed {removed} job(s) past retention", jobs=removed)
+        if forgotten:
+            emit(
+                log,
+                "pruned_workers",
+                f"removed the history of {forgotten} worker(s) not seen within retention",
+                workers=forgotten,
+            )
 
     @property
     def healthy(self) -> bool:
@@ -499,6 +384,8 @@ class Coordinator:
                     "as JSON (--max-args-bytes)",
                 )
         job_id = client.job_keys.get(job_key) if client and job_key else None
+        if job_id is not None and self.grid is None and job_id not in self.scheduler.jobs:
+            job_id = await self._take_up(job_id)  # finished and forgotten: from the store
         client_key = f"{client_id}/{job_key}" if client_id and job_key else None
         if job_id is None and client_key is not None:  # a client back after a reconnect
             job_id = await self._job_for(client_key)
@@ -555,26 +442,22 @@ class Coordinator:
         ]
         # The tasks go out to workers before the store writes them, so that a small task
         # runs while its insert commits; no outcome is written before the insert is
-        # (``_inserting``). The client follows the job at once, but what it is sent stops
-        # at ``hold`` until the tasks are stored and "accepted" can go first.
+        # (``StorePipeline.inserting``). The client follows the job at once, but what it is
+        # sent stops at ``hold`` until the tasks are stored and "accepted" can go first.
         hold = self._hold(ack, client, job_key)
-        inserted = asyncio.get_running_loop().create_future()
-        self._inserting.add(inserted)
         unstored: StoreError | ValueError | None = None
-        try:
-            await self._execute(commands, wait_stored=False)
-            await asyncio.sleep(0)  # one pass of the loop: the task frames leave now
-            if job_id is None:
-                info = self._job_info(ack.job_id, op, options, submitted_by, client_key)
-                self.job_infos[ack.job_id] = info
-                await self.store.add_job(info, records)
-            else:
-                await self.store.add_tasks(records)
-        except (StoreError, ValueError) as exc:
-            unstored = exc
-        finally:
-            self._inserting.discard(inserted)
-            inserted.set_result(None)
+        with self.pipeline.inserting():
+            try:
+                await self._execute(commands, wait_stored=False)
+                await asyncio.sleep(0)  # one pass of the loop: the task frames leave now
+                if job_id is None:
+                    info = self._job_info(ack.job_id, op, options, submitted_by, client_key)
+                    self.job_infos[ack.job_id] = info
+                    await self.store.add_job(info, records)
+                else:
+                    await self.store.add_tasks(records)
+            except (StoreError, ValueError) as exc:
+                unstored = exc
         if unstored is not None:
             if hold is not None and client is not None:
                 client.outbox.remove(hold)
@@ -590,6 +473,23 @@ class Coordinator:
         self.store_recovered()
         self._accepted(ack, hold, ref, op, options, new=job_id is None)
         return ack
+
+    async def _take_up(self, job_id: int) -> int:
+        """A job this client added to before, forgotten since it finished: take it up
+        again from the store (exact counts, the next index) so tasks can be added."""
+        try:
+            summary = await self.store.job(job_id)
+        except StoreError as exc:
+            self.store_failed(exc)
+            raise SubmitError("store_unavailable", str(exc)) from None
+        if job_id in self.scheduler.jobs:  # taken up meanwhile
+            return job_id
+        if summary is None:
+            raise SubmitError("bad_args", f"job {job_id} no longer exists")
+        if summary.state is JobState.CANCELLED:
+            raise SubmitError("job_cancelled", f"job {job_id} was cancelled")
+        await self.apply(self._restored(summary, []))
+        return job_id
 
     async def _job_for(self, client_key: str) -> int | None:
         """The job a client created under ``client_key`` before it reconnected; one that
@@ -633,8 +533,17 @@ class Coordinator:
         if self.grid is not None:
             await self._cancel_shared(job_id, requested_by, self.grid)
             return
-        if job_id not in self.scheduler.jobs:
-            raise KeyError(job_id)
+        if job_id not in self.scheduler.jobs:  # ended and forgotten, or no such job
+            try:
+                summary = await self.store.job(job_id)
+            except StoreError as exc:
+                self.store_failed(exc)
+                raise
+            if summary is None:
+                raise KeyError(job_id)
+            if requested_by is not None:  # nothing left to cancel
+                self.push(requested_by, Cancelled(job_id=job_id, task_ids=[]))
+            return
         if requested_by is not None:
             self.subscribers[job_id].add(requested_by)
         await self.apply(
@@ -765,7 +674,7 @@ class Coordinator:
     def _accepted(
         self,
         ack: TasksAccepted,
-        hold: _Hold | None,
+        hold: AcceptedSlot | None,
         ref: int,
         op: str,
         options: SubmitOptions,
@@ -777,7 +686,7 @@ class Coordinator:
             hold.message = Accepted(
                 ref=ref, job_id=ack.job_id, first_task_id=ack.first_task_id, count=ack.count
             )
-            self._schedule_flush()
+            self.pushes.schedule()
         if new:
             emit(
                 events,
@@ -826,6 +735,7 @@ class Coordinator:
         outcomes: list[ResultRecord | FailureRecord] = []
         batches: dict[int, list[SendTask]] = {}
         rejected: dict[int, list[RejectReport]] = {}
+        reported: list[int] = []  # cancelled tasks, stored and told
         for command in commands:
             match command:
                 case SendTask():
@@ -843,6 +753,9 @@ class Coordinator:
                     self._send_cancel(command)
                 case JobCancelled():
                     await self._job_cancelled(command)
+                    reported.extend(command.task_ids)
+                case JobsForgotten():
+                    self._forgot(command)
                 case RejectReport():
                     rejected.setdefault(command.worker_id, []).append(command)
                 case ReplicaReported():
@@ -852,45 +765,16 @@ class Coordinator:
                 case TasksReleased():
                     if self.grid is not None:
                         self.grid.hand_back(command.task_ids, command.reasons)
+        if reported:
+            self._reported(reported)
         for worker_id, reports in rejected.items():
             self._reject(worker_id, reports)
         for worker_id, batch in batches.items():
             self._send_tasks(worker_id, batch)
         if outcomes:
-            await self._store_in_order(outcomes, wait=wait_stored)
+            await self.pipeline.store(outcomes, wait=wait_stored)
         if self.grid is not None and self.scheduler.appetite()[0] > 0:
             self.grid.wake()
-
-    async def _store_in_order(self, outcomes: list[Outcome], *, wait: bool) -> None:
-        """Hand ``outcomes`` to the storer, which stores in rounds: all the outcomes that
-        arrived while the previous round was being written go in one write, and each
-        round is reported (acks, pushes) before the next. With ``wait``, or past
-        ``_UNSTORED`` outcomes waiting, return once the round holding these is reported."""
-        self._unstored.extend(outcomes)
-        if self._next_round is None:
-            self._next_round = asyncio.get_running_loop().create_future()
-        reported = self._next_round
-        if self._storer is None:
-            self._storer = asyncio.ensure_future(self._store_rounds())
-        if wait or len(self._unstored) >= _UNSTORED:
-            await asyncio.shield(reported)
-
-    async def _store_rounds(self) -> None:
-        try:
-            while self._unstored:
-                if self._inserting:  # the tasks of these outcomes may be among them
-                    await asyncio.wait(list(self._inserting))
-                batch, self._unstored = self._unstored, []
-                reported, self._next_round = self._next_round, None
-                try:
-                    await self._report_stored(batch, await self._write_outcomes(batch))
-                except Exception:
-                    log.exception("storing results failed; they are not reported")
-                finally:
-                    if reported is not None and not reported.done():
-                        reported.set_result(None)
-        finally:
-            self._storer = None
 
     async def _write_outcomes(
         self, outcomes: list[Outcome]
@@ -908,6 +792,7 @@ class Coordinator:
             self.store_failed(exc)
             if self.grid is not None:  # another coordinator may store them
                 self.grid.hand_back(o.task_id for o in outcomes)
+                self._reported([o.task_id for o in outcomes])
             return None
         self.store_recovered()
         return recorded, finished
@@ -921,7 +806,7 @@ class Coordinator:
         if written is None:
             return
         recorded, finished = written
-        self._acknowledge(outcomes)
+        self.pushes.acknowledge(outcomes)
         if self.grid is not None:  # clients follow the store's log instead
             self.grid.finished(o.task_id for o in outcomes)
             for job_id, done, failed in finished:
@@ -929,6 +814,26 @@ class Coordinator:
         else:
             self._route([o for o, new in zip(outcomes, recorded, strict=True) if new])
         await self._save_judged_absentees(outcomes)
+        self._reported([o.task_id for o in outcomes])
+
+    def _reported(self, task_ids: list[int]) -> None:
+        """These outcomes are stored and told: the scheduler may forget them."""
+        event = OutcomesReported(
+            task_ids=task_ids, now=time.monotonic(), stimulus_id=self.stimulus("reported")
+        )
+        for command in self.scheduler.handle(event):
+            if isinstance(command, JobsForgotten):
+                self._forgot(command)
+
+    def _forgot(self, command: JobsForgotten) -> None:
+        """Jobs the scheduler let go of: so does the coordinator (the store has them)."""
+        self.feed.forgotten(command.jobs)
+        for job in command.jobs:
+            self.job_infos.pop(job.job_id, None)
+            if self.grid is None:
+                self.subscribers.pop(job.job_id, None)
+            for state in (TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED):
+                self.stats.ended[state] += job.counts[state]
 
     async def _save_judged_absentees(self, outcomes: list[ResultRecord | FailureRecord]) -> None:
         """A quorum judged workers that have left since they sent their replica: store
@@ -945,18 +850,9 @@ class Coordinator:
             for key in sorted(judged):
                 await self._save_standing(key, [])
 
-    def _acknowledge(self, outcomes: list[ResultRecord | FailureRecord]) -> None:
-        """Tell each browsergrid worker that its results are stored (``ack``): at the next
-        flush, after the clients' frames, so that a result reaches its client first."""
-        for outcome in outcomes:
-            if isinstance(outcome, ResultRecord):  # a replicated task: every replica's worker
-                for worker_id in [r.worker_id for r in outcome.replicas] or [outcome.worker_id]:
-                    self._acks.setdefault(worker_id, []).append(outcome.task_id)
-        self._schedule_flush()
-
     def _hold(
         self, ack: TasksAccepted, client: ClientPeer | None, job_key: str | None
-    ) -> _Hold | None:
+    ) -> AcceptedSlot | None:
         """Let ``client`` follow the job now; its outbox waits at the returned hold until the
         tasks are stored (the hold then becomes their "accepted")."""
         if client is None:
@@ -964,7 +860,7 @@ class Coordinator:
         if job_key:
             client.job_keys[job_key] = ack.job_id
         self.subscribers[ack.job_id].add(client)
-        hold = _Hold()
+        hold = AcceptedSlot()
         client.outbox.append(hold)
         return hold
 
@@ -992,6 +888,7 @@ class Coordinator:
                 op=command.op,
                 welcome=command.welcome,
                 speculative=command.speculative,
+                stimulus_id=command.stimulus_id,
             )
 
     def _credit(self, worker: WorkerPeer | None, task_id: int, duration_ms: float) -> float | None:
@@ -1019,6 +916,7 @@ class Coordinator:
             task_id=command.task_id,
             job_id=command.job_id,
             duration_ms=command.duration_ms,
+            stimulus_id=command.stimulus_id,
         )
 
     async def _quarantined(self, command: WorkerQuarantined) -> None:
@@ -1036,6 +934,7 @@ class Coordinator:
             valid=command.valid,
             invalid=command.invalid,
             error_rate=round(command.error_rate, 4),
+            stimulus_id=command.stimulus_id,
         )
         peers = [self.workers[i] for i in command.worker_ids if i in self.workers]
         for peer in peers:
@@ -1076,6 +975,7 @@ class Coordinator:
             agent=agent,
             welcome=command.welcome,
             verdict=command.verdict,
+            stimulus_id=command.stimulus_id,
         )
 
     def _report_done(self, command: TaskDone, outcomes: list[ResultRecord | FailureRecord]) -> None:
@@ -1141,6 +1041,7 @@ class Coordinator:
             job_id=command.job_id,
             op=command.op,
             reasons=list(command.reasons),
+            stimulus_id=command.stimulus_id,
         )
         if command.job_id is None:
             return
@@ -1168,6 +1069,7 @@ class Coordinator:
             f"job {command.job_id} cancelled: {len(command.task_ids)} task(s) will not run",
             job_id=command.job_id,
             cancelled=len(command.task_ids),
+            stimulus_id=command.stimulus_id,
         )
         if self.grid is not None:  # cancelled in the store already; followers tell clients
             self.grid.finished(command.task_ids)
@@ -1214,14 +1116,9 @@ class Coordinator:
             counts = self.scheduler.jobs[job_id].counts
             self._job_finished(job_id, counts[TaskState.DONE], counts[TaskState.FAILED])
 
-    def push(self, client: ClientPeer, message: _Pushed) -> None:
-        client.outbox.append(message)
-        self._schedule_flush()
-
-    def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:  # everything pushed in this pass goes in one flush
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+    def push(self, client: ClientPeer, message: Pushed) -> None:
+        """Tell ``client`` ``message`` after what it was told before (see ``Push``)."""
+        self.pushes.push(client, message)
 
     def _job_finished(self, job_id: int, done: int, failed: int) -> None:
         emit(
@@ -1232,39 +1129,6 @@ class Coordinator:
             done=done,
             failed=failed,
         )
-
-    def _flush(self) -> None:
-        """Start the writer of every client with something to send (it sends in order,
-        consecutive outcomes together in ``done`` frames, as fast as the client reads), then
-        send the workers their acks."""
-        self._flush_scheduled = False
-        loop = asyncio.get_running_loop()
-        for client in list(self.clients.values()):
-            if client.outbox and client.writer is None:
-                client.writer = loop.create_task(self._write(client))
-        if self._acks:  # after the writers' first step: a result reaches its client first
-            loop.call_soon(self._send_acks)
-
-    def _send_acks(self) -> None:
-        acks, self._acks = self._acks, {}
-        for worker_id, task_ids in acks.items():
-            peer = self.workers.get(worker_id)
-            if peer is not None and peer.introduced:  # the exercise's page knows no ack
-                peer.send(encode_ack(task_ids))
-
-    async def _write(self, client: ClientPeer) -> None:
-        """A client's own writer: encode and send what may go now, a batch at a time, each
-        once the previous one has left; ends when nothing is left to send."""
-        try:
-            while client.client_id in self.clients:
-                ready = client.ready(_PUSH_BATCH)
-                if not ready:
-                    return
-                for frame in _frames(ready):
-                    client.send(frame)
-                await client.sender.drained()
-        finally:
-            client.writer = None
 
     def forget_client(self, client: ClientPeer) -> None:
         """The client disconnected: stop pushing to it (its jobs run on)."""
@@ -1279,47 +1143,8 @@ class Coordinator:
     async def drain(self) -> None:
         """Wait for stores and pushes in progress (used at shutdown): what clients that
         still read were told leaves before this returns."""
-        while self._storer is not None:
-            await asyncio.wait([self._storer])
-        if self._flush_scheduled:
-            self._flush()
-        writers = [c.writer for c in self.clients.values() if c.writer is not None]
-        if writers:
-            await asyncio.wait(writers, timeout=self.config.shutdown_timeout_s)
-        self._send_acks()
-
-
-_PUSH_BATCH = 2000  # outcomes per pushed frame (clients accept frames of any size)
-_UNSTORED = 10_000  # outcomes waiting for the store past which a worker's frames wait too
-
-
-def _frames(outbox: list[_Pushed]) -> list[str]:
-    frames: list[str] = []
-    results: list[ResultRecord] = []
-    failures: list[FailureRecord] = []
-
-    def close_batch() -> None:
-        if results or failures:
-            frames.append(
-                encode_client_message(Done(results=results[:], failures=failures[:])).decode()
-            )
-            results.clear()
-            failures.clear()
-
-    for message in outbox:
-        if isinstance(message, ResultRecord):
-            results.append(message)
-        elif isinstance(message, FailureRecord):
-            failures.append(message)
-        else:
-            close_batch()
-            sent = message.message if isinstance(message, _Hold) else message
-            assert sent is not None  # _flush stops before an unfilled hold
-            frames.append(encode_client_message(sent).decode())
-        if len(results) + len(failures) >= _PUSH_BATCH:
-            close_batch()
-    close_batch()
-    return frames
+        await self.pipeline.drain()
+        await self.pushes.drain()
 
 
 def _short(value: Any, limit: int = 200) -> str:

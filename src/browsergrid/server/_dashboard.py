@@ -18,7 +18,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -38,6 +38,7 @@ from browsergrid.server._grid_view import (
 )
 from browsergrid.server._guard import guarded
 from browsergrid.server._peers import StarletteConnection
+from browsergrid.server._state import CoordinatorState, GridMembership, WorkerPeer
 from browsergrid.server._stats import RecentResult, WorkerEvent
 from browsergrid.store import (
     JobInfo,
@@ -47,10 +48,6 @@ from browsergrid.store import (
     ThroughputSample,
     WorkerRecord,
 )
-
-if TYPE_CHECKING:
-    from browsergrid.server._coordinator import Coordinator, WorkerPeer
-    from browsergrid.server._grid import GridLink
 
 log = logging.getLogger("browsergrid.server")
 
@@ -107,7 +104,7 @@ class Viewer:
 class Feed:
     """What the dashboard shows, kept up to date from the coordinator's state."""
 
-    def __init__(self, coordinator: Coordinator) -> None:
+    def __init__(self, coordinator: CoordinatorState) -> None:
         self.coordinator = coordinator
         self.viewers: set[Viewer] = set()
         self.throughput: deque[ThroughputSample] = deque()
@@ -120,13 +117,17 @@ class Feed:
         self._finished: deque[tuple[float, int]] = deque()  # (time, results + failed)
         self._sent_workers: dict[int, Row] = {}  # what viewers hold, by worker id
         self._sent_peers: dict[int, WorkerPeer] = {}
-        self._rows_from: object = None  # the scheduler whose changed_workers the rows follow
+        self._rows_from: object = None  # the scheduler whose changes the rows follow
         # (None: build every row again)
+        self._marks_of: object = None  # the scheduler that ``_mark`` is a mark of
+        self._mark = 0  # what the scheduler had changed when last read (changes_since)
         self._stored_jobs: list[JobSummary] = []  # read for snapshots
         self._stored_history: list[WorkerRecord] = []
         self._agents: dict[int, tuple[tuple[str | None, bool], Agent]] = {}
         self._throughput_sent = 0  # the last second sent
         self._sent_jobs: dict[int, tuple[Any, ...]] = {}
+        self._forgotten: dict[int, Job] = {}  # jobs that left the scheduler: final rows
+        self._forgotten_infos: dict[int, JobInfo] = {}
         self._running: dict[int, deque[tuple[float, int]]] = {}  # job -> (time, finished)
         self._ended_at: dict[int, float] = {}
         self._results_sent = 0
@@ -145,6 +146,15 @@ class Feed:
         self._grid_seconds: dict[int, dict[str, tuple[int, int]]] = {}  # second -> by coordinator
         self._grid_sums: dict[int, tuple[int, int]] = {}
         self._changed_seconds: dict[int, ThroughputSample] = {}
+
+    def forgotten(self, jobs: tuple[Job, ...]) -> None:
+        """Jobs the scheduler let go of (ended, stored): their last row goes out at the
+        next tick, and they stop counting as running."""
+        for job in jobs:
+            info = self.coordinator.job_infos.get(job.job_id)
+            if (self.viewers or job.job_id in self._running) and info is not None:
+                self._forgotten[job.job_id] = job
+                self._forgotten_infos[job.job_id] = info
 
     # --- the clock -------------------------------------------------------------------
 
@@ -263,19 +273,24 @@ class Feed:
         if grid is not None:
             self._merge_seconds(grid, now)
         scheduler = self.coordinator.scheduler
-        changed_ids = set(scheduler.changed_jobs)
-        scheduler.changed_jobs.clear()
+        if self._marks_of is not scheduler:  # a new scheduler: its marks start again
+            self._marks_of, self._mark = scheduler, 0
+        changed = scheduler.changes_since(self._mark)
+        self._mark = changed.mark
+        changed_ids = set(changed.jobs)
         # rows of workers the scheduler changed are built again; all of them after a call
         # that did not finish (these changes would be lost) or with a new scheduler
-        changed_workers: set[int] | None = set(scheduler.changed_workers)
-        scheduler.changed_workers.clear()
+        changed_workers: set[int] | None = set(changed.workers)
         if self._rows_from is not scheduler:
             changed_workers = None
         self._rows_from = None  # until the rows are built
+        forgotten, self._forgotten = self._forgotten, {}
         if grid is not None:  # the scheduler holds only this coordinator's share of jobs
             changed_ids.clear()
+        else:
+            changed_ids.update(forgotten)
         for job_id in changed_ids:  # which jobs run, watched or not (totals need them)
-            job = scheduler.jobs.get(job_id)
+            job = scheduler.jobs.get(job_id) or forgotten.get(job_id)
             if job is not None and not job.finished and not job.cancelled:
                 self._running.setdefault(job_id, deque())
             elif not self.viewers:
@@ -289,6 +304,7 @@ class Feed:
             self._views_changed = True
             self._grid_progress.clear()
             self._mark_sent()
+            self._forgotten_infos.clear()
             return None
         frame: Row = {"type": "update", "now": now, "totals": self.totals()}
         workers, gone, history = self._worker_changes(changed_workers)
@@ -298,7 +314,11 @@ class Feed:
             frame["gone"] = gone
         if history:
             frame["history"] = history
-        jobs = self._job_changes(changed_ids, now) if grid is None else self._grid_job_changes()
+        jobs = (
+            self._job_changes(changed_ids, now, forgotten)
+            if grid is None
+            else self._grid_job_changes()
+        )
         if jobs:
             frame["jobs"] = jobs
         if grid is None:
@@ -318,6 +338,7 @@ class Feed:
         if grid is not None and (changes := self._grid_changes(grid)):
             frame["grid"] = changes
         self._mark_sent()
+        self._forgotten_infos.clear()
         return frame
 
     def _mark_sent(self) -> None:
@@ -508,11 +529,13 @@ class Feed:
 
     # --- jobs ------------------------------------------------------------------------
 
-    def _job_changes(self, changed_ids: set[int], now: float) -> list[Row]:
+    def _job_changes(
+        self, changed_ids: set[int], now: float, forgotten: dict[int, Job]
+    ) -> list[Row]:
         rows: list[Row] = []
         scheduler = self.coordinator.scheduler
         for job_id in sorted(changed_ids | set(self._running)):
-            job = scheduler.jobs.get(job_id)
+            job = scheduler.jobs.get(job_id) or forgotten.get(job_id)
             if job is None:
                 continue
             row = self._live_job_row(job_id, job, now)
@@ -531,7 +554,7 @@ class Feed:
         self, job_id: int, job: Job, now: float, ended_at: float | None = None
     ) -> Row | None:
         """The job as the scheduler has it now; ``ended_at``: when the store says it ended."""
-        info = self.coordinator.job_infos.get(job_id)
+        info = self.coordinator.job_infos.get(job_id) or self._forgotten_infos.get(job_id)
         if info is None:
             return None
         counts = job.counts
@@ -591,7 +614,7 @@ class Feed:
 
     # --- the grid (serve --redis) ----------------------------------------------------
 
-    def _others(self, grid: GridLink) -> list[tuple[str, Shared]]:
+    def _others(self, grid: GridMembership) -> list[tuple[str, Shared]]:
         """The other live coordinators' snapshots (decoded again only when they changed,
         that is at most once a second each)."""
         members = grid.members
@@ -614,7 +637,7 @@ class Feed:
             self._views = views
         return [(coordinator_id, view[1]) for coordinator_id, view in self._views.items()]
 
-    def _coordinator_rows(self, grid: GridLink) -> list[Row]:
+    def _coordinator_rows(self, grid: GridMembership) -> list[Row]:
         """A CoordinatorRow per live coordinator, oldest first: this one's live figures,
         the others' as their latest snapshots say."""
         coordinator = self.coordinator
@@ -655,7 +678,7 @@ class Feed:
         rows.sort(key=lambda row: (row["started_at"], row["id"]))
         return rows
 
-    def _grid_totals(self, grid: GridLink) -> Row:
+    def _grid_totals(self, grid: GridMembership) -> Row:
         """Totals over every live coordinator; queued and leased over the running jobs read."""
         coordinators = self._coordinator_rows(grid)
         queued = leased = 0
@@ -680,7 +703,7 @@ class Feed:
             "store": self.coordinator.store_problem or "ok",
         }
 
-    def _grid_changes(self, grid: GridLink) -> Row:
+    def _grid_changes(self, grid: GridMembership) -> Row:
         """The ``grid`` of an update: the coordinators (whole, when any changed), and the
         other coordinators' workers that joined, changed or left (as ``workers``/``gone``)."""
         changes: Row = {}
@@ -719,7 +742,7 @@ class Feed:
             changes["gone"] = gone
         return changes
 
-    async def _read_grid_jobs(self, grid: GridLink, now: float) -> None:
+    async def _read_grid_jobs(self, grid: GridMembership, now: float) -> None:
         """Jobs with grid-wide counts: the ``GRID_JOBS`` newest from the store, of which the
         running ones and the ``RECENT_JOBS`` newest are shown, with the tasks coordinators
         hold now as ``leased``. Two reads, whatever the number of tasks; the last good
@@ -782,7 +805,7 @@ class Feed:
             del self._sent_jobs[job_id]
         return rows
 
-    def _merge_seconds(self, grid: GridLink, now: float) -> None:
+    def _merge_seconds(self, grid: GridMembership, now: float) -> None:
         """Sum each recent second over the coordinators (this one's own seconds and those
         the others' snapshots carry); a second whose sum grew is held, and sent, anew."""
         seen = self._grid_seconds

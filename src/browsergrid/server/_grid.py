@@ -21,16 +21,22 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Coroutine, Iterable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 from browsergrid._console import emit
-from browsergrid.core import JobCancelRequested, RestoredTask, StrandedReleased, TasksTaken
+from browsergrid.core import (
+    Event,
+    JobCancelRequested,
+    JobOptions,
+    RestoredTask,
+    Scheduler,
+    StrandedReleased,
+    TasksTaken,
+)
 from browsergrid.protocol import Cancelled
+from browsergrid.server._state import ClientPeer, Pushed
 from browsergrid.store import JobInfo, JobState, RedisStore, StoreError
 from browsergrid.store._redis_grid import BEAT_S, RedisGrid, Taken
-
-if TYPE_CHECKING:
-    from browsergrid.server._coordinator import Coordinator
 
 log = logging.getLogger("browsergrid.server")
 
@@ -41,15 +47,37 @@ _CANCELLED_KEPT: Final = 10_000
 _STOP_WAIT_S: Final = 5.0
 
 
+class GridHost(Protocol):
+    """What the grid link needs of its coordinator: its scheduler and who follows which
+    job, the events to feed it, the clients to push to, and the store's health."""
+
+    scheduler: Scheduler
+    subscribers: defaultdict[int, set[ClientPeer]]
+    job_infos: dict[int, JobInfo]
+    closing: bool
+
+    async def apply(self, *evs: Event, wait_stored: bool = True) -> None: ...
+
+    def stimulus(self, kind: str) -> str: ...
+
+    def push(self, client: ClientPeer, message: Pushed) -> None: ...
+
+    def job_options(self, info: JobInfo) -> JobOptions: ...
+
+    def store_failed(self, exc: StoreError) -> None: ...
+
+    def store_recovered(self) -> None: ...
+
+
 class GridLink:
     """Joins ``coordinator`` to the grid on ``store``'s Redis; ``start`` after the store is
     open, ``stop`` before it closes."""
 
     def __init__(
         self,
-        coordinator: Coordinator,
+        coordinator: GridHost,
         store: RedisStore,
-        snapshot: Callable[[Coordinator], bytes],
+        snapshot: Callable[[], bytes],
     ) -> None:
         self.coordinator = coordinator
         self.store = store
@@ -269,7 +297,7 @@ class GridLink:
     # --- presence, failover, signals ---------------------------------------------------
 
     async def beat(self) -> None:
-        await self.grid.beat(self.snapshot(self.coordinator))
+        await self.grid.beat(self.snapshot())
         self.members = await self.grid.members()
         self.coordinator.store_recovered()  # Redis answers again (an idle member writes little)
         self._retry_writes()

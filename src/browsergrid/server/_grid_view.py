@@ -10,16 +10,14 @@ closed (for the throughput chart), and a row per connected worker, at most
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import msgspec
 
 from browsergrid._version import __version__
 from browsergrid.core import Worker, WorkerState
 from browsergrid.server._agents import describe
-
-if TYPE_CHECKING:
-    from browsergrid.server._coordinator import Coordinator
+from browsergrid.server._state import CoordinatorState
 
 SHARED_WORKERS: Final = 250
 """Worker rows a snapshot carries at most (the first connected); its counts stay exact."""
@@ -74,7 +72,7 @@ class Shared(msgspec.Struct, frozen=True):
 _read = msgspec.json.Decoder(Shared).decode
 
 
-def snapshot(coordinator: Coordinator) -> bytes:
+def snapshot(coordinator: CoordinatorState) -> bytes:
     """This coordinator now: when it started, its workers and the ops they run, and what
     the other dashboards show of it."""
     ops: set[str] = set()
@@ -100,7 +98,9 @@ def snapshot(coordinator: Coordinator) -> bytes:
     )
 
 
-def shared_workers(coordinator: Coordinator, limit: int = SHARED_WORKERS) -> list[SharedWorker]:
+def shared_workers(
+    coordinator: CoordinatorState, limit: int = SHARED_WORKERS
+) -> list[SharedWorker]:
     """Rows of the first ``limit`` workers connected (by connection id)."""
     rows: list[SharedWorker] = []
     scheduler_workers = coordinator.scheduler.workers

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from starlette.responses import JSONResponse
@@ -29,9 +28,7 @@ from browsergrid.server._access import (
     query_token,
 )
 from browsergrid.server._peers import Connection
-
-if TYPE_CHECKING:
-    from browsergrid.server._coordinator import Coordinator
+from browsergrid.server._state import CoordinatorState
 
 events = logging.getLogger("browsergrid.server.events")
 
@@ -130,7 +127,7 @@ class BrowserChecks:
 
 
 async def guarded(
-    coordinator: Coordinator,
+    coordinator: CoordinatorState,
     conn: Connection,
     serve: Callable[[], Awaitable[None]],
     *,

@@ -7,7 +7,6 @@ Values are read when Prometheus scrapes, from counters the coordinator keeps any
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import (
@@ -20,15 +19,13 @@ from prometheus_client.registry import Collector
 
 from browsergrid.core import TaskState
 from browsergrid.server._agents import describe
-
-if TYPE_CHECKING:
-    from browsergrid.server._coordinator import Coordinator
+from browsergrid.server._state import CoordinatorState
 
 
 class CoordinatorCollector(Collector):
     """Reads one coordinator's state at each scrape."""
 
-    def __init__(self, coordinator: Coordinator) -> None:
+    def __init__(self, coordinator: CoordinatorState) -> None:
         self.coordinator = coordinator
 
     def collect(self) -> Iterator[Metric]:
@@ -68,6 +65,8 @@ class CoordinatorCollector(Collector):
         for job in coordinator.scheduler.jobs.values():
             for state, count in job.counts.items():
                 by_state[state] += count
+        for state in TaskState:  # jobs that ended and left memory
+            by_state[state] += stats.ended[state]
         for state, count in by_state.items():
             tasks.add_metric([state.value], count)
         yield tasks
@@ -113,7 +112,7 @@ class CoordinatorCollector(Collector):
         )
 
 
-def metrics_registry(coordinator: Coordinator) -> CollectorRegistry:
+def metrics_registry(coordinator: CoordinatorState) -> CollectorRegistry:
     """A registry of this coordinator's metrics and its process (CPU, memory, open files);
     no process-global state, so several coordinators can live in one test process."""
     registry = CollectorRegistry(auto_describe=True)

@@ -99,6 +99,7 @@ class Stats:
     results: int = 0  # results accepted (welcome tasks included)
     failed: int = 0  # tasks that failed for good
     errors: Counter[ErrorKind] = field(default_factory=Counter)
+    ended: Counter[str] = field(default_factory=Counter)  # final tasks of forgotten jobs, by state
     latency: Histogram = field(default_factory=Histogram)  # lease to result, seconds
     recent: deque[RecentResult] = field(default_factory=lambda: deque(maxlen=20))
     connections: int = 0  # connects and disconnects so far

@@ -33,9 +33,10 @@ from browsergrid.protocol import (
     public_worker_key,
 )
 from browsergrid.server._access import Access, Role
-from browsergrid.server._coordinator import QUARANTINED, Coordinator, WorkerPeer
+from browsergrid.server._coordinator import Coordinator
 from browsergrid.server._guard import guarded
 from browsergrid.server._peers import Closed, Connection
+from browsergrid.server._state import QUARANTINED, WorkerPeer
 from browsergrid.server._stats import WorkerEvent
 from browsergrid.store import StoreError
 

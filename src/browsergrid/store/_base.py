@@ -7,7 +7,7 @@ client, a result to a worker) before the write that records it has returned.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -188,4 +188,11 @@ class Store(Protocol):
     async def prune(self, finished_before: float) -> int:
         """Remove jobs (with their tasks and outcomes) that ended before this Unix time,
         and throughput samples of seconds before it; returns how many jobs were removed.
-        Running jobs are never removed."""
+        Running jobs are never removed. Worker history is ``prune_workers``'s."""
+
+    async def prune_workers(self, seen_before: float, *, keep: Collection[str] = ()) -> int:
+        """Remove the history of workers last seen before this Unix time; returns how many
+        were removed. Kept whatever their age: the workers in ``keep`` (pass the connected
+        ones: their ``last_seen`` is that of their last write, which may be old), and
+        quarantined identities: a liar must not get a clean record back by staying away
+        until its own is removed. Removes in batches, like ``prune``."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -326,6 +326,18 @@ class MemoryStore:
         self._check()
         seconds = sorted(at for at in self._throughput if at >= since)
         return [ThroughputSample(at, *self._throughput[at]) for at in seconds]
+
+    async def prune_workers(self, seen_before: float, *, keep: Collection[str] = ()) -> int:
+        self._check()
+        kept = set(keep)
+        old = [
+            key
+            for key, worker in self._workers.items()
+            if worker.last_seen < seen_before and not worker.quarantined and key not in kept
+        ]
+        for key in old:
+            del self._workers[key]
+        return len(old)
 
     async def prune(self, finished_before: float) -> int:
         self._check()

@@ -37,7 +37,7 @@ Keys (P is the prefix, J a job id, T a task id)::
     P coord:ID        string  a live coordinator's snapshot (JSON), expiring unless renewed
     P coords          zset    coordinator ids, scored by their last renewal (Unix time)
     P workers         hash    worker key -> the WorkerRecord as JSON
-    P workers:seen    zset    worker keys scored by last_seen
+    P workers:seen    zset    worker keys scored by last_seen: prune_workers()
     P throughput      zset    Unix seconds with counts, scored by themselves
     P throughput:n    hash    "<second>:d" -> tasks done in it, "<second>:f" -> failed
 
@@ -65,7 +65,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -412,6 +412,29 @@ end
 return #seconds == tonumber(ARGV[3]) and 1 or 0
 """
 
+_PRUNE_WORKERS: Final = """
+-- ARGV: prefix, seen_before, workers to look at at most, how many to skip (those kept by
+-- the steps before: the oldest), then the keys to keep. A quarantined worker is kept too.
+-- Returns {workers removed, workers looked at and kept, 1 if there may be more}.
+local p = ARGV[1]
+local keep = {}
+for i = 5, #ARGV do keep[ARGV[i]] = true end
+local keys = redis.call('ZRANGE', p .. 'workers:seen', '-inf', '(' .. ARGV[2], 'BYSCORE',
+  'LIMIT', ARGV[4], ARGV[3])
+local removed, kept = 0, 0
+for _, key in ipairs(keys) do
+  local record = redis.call('HGET', p .. 'workers', key)
+  if keep[key] or (record and cjson.decode(record).quarantined) then
+    kept = kept + 1
+  else
+    redis.call('HDEL', p .. 'workers', key)
+    redis.call('ZREM', p .. 'workers:seen', key)
+    removed = removed + 1
+  end
+end
+return {removed, kept, #keys == tonumber(ARGV[3]) and 1 or 0}
+"""
+
 _JOBS: Final = """
 -- ARGV: prefix, the highest score wanted ("+inf" or "(" .. before), limit
 local p = ARGV[1]
@@ -504,6 +527,7 @@ _SCRIPTS: Final = {
     "record_throughput": _RECORD_THROUGHPUT,
     "prune_jobs": _PRUNE_JOBS_STEP,
     "prune_throughput": _PRUNE_THROUGHPUT,
+    "prune_workers": _PRUNE_WORKERS,
     "jobs": _JOBS,
     "outcome_page": _OUTCOME_PAGE,
     "workers": _WORKERS,
@@ -851,6 +875,17 @@ class RedisStore:
         while await self._write("prune_throughput", [before, _PRUNE_BATCH]):
             pass
         return removed
+
+    async def prune_workers(self, seen_before: float, *, keep: Collection[str] = ()) -> int:
+        before, kept = repr(float(seen_before)), sorted(set(keep))
+        removed = skip = 0
+        while True:
+            count, held, more = await self._write(
+                "prune_workers", [before, _PRUNE_BATCH, skip, *kept]
+            )
+            removed, skip = removed + int(count), skip + int(held)
+            if not more:
+                return removed
 
     # --- reads -------------------------------------------------------------------------
 

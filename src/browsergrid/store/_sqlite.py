@@ -28,7 +28,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import chain
@@ -292,6 +292,11 @@ _PRUNE_CANDIDATES: Final = (
 _PRUNE_THROUGHPUT: Final = (
     "DELETE FROM throughput WHERE at IN "
     "(SELECT at FROM throughput WHERE at < ? ORDER BY at LIMIT ?)"
+)
+_PRUNE_WORKERS: Final = (  # the kept keys: a JSON array (json_each), as there may be many
+    "DELETE FROM workers WHERE worker_key IN "
+    "(SELECT worker_key FROM workers WHERE last_seen < ? AND NOT quarantined "
+    "AND worker_key NOT IN (SELECT value FROM json_each(?)) LIMIT ?)"
 )
 _THROUGHPUT_SINCE: Final = "SELECT at, done, failed FROM throughput WHERE at >= ? ORDER BY at"
 _ADD_THROUGHPUT: Final = (
@@ -1037,6 +1042,16 @@ class SqliteStore:
             pass
         return removed
 
+    async def prune_workers(self, seen_before: float, *, keep: Collection[str] = ()) -> int:
+        kept = _encode(sorted(set(keep))).decode()  # text: JSON functions refuse a BLOB
+        removed = 0
+        while True:
+            step = functools.partial(_prune_workers, seen_before, kept, _PRUNE_BATCH)
+            count = await self._write(step)
+            removed += count
+            if count < _PRUNE_BATCH:
+                return removed
+
     # --- reads -------------------------------------------------------------------------
 
     async def job_for(self, client_key: str) -> int | None:
@@ -1292,6 +1307,15 @@ def _prune_throughput(
     """Remove at most ``budget`` throughput samples of seconds before ``finished_before``;
     True when there may be more."""
     return connection.execute(_PRUNE_THROUGHPUT, (finished_before, budget)).rowcount == budget
+
+
+def _prune_workers(
+    seen_before: float, kept: str, budget: int, connection: sqlite3.Connection, touched: set[int]
+) -> int:
+    """Remove at most ``budget`` workers seen before ``seen_before``, neither quarantined
+    nor in ``kept`` (JSON); returns how many."""
+    count: int = connection.execute(_PRUNE_WORKERS, (seen_before, kept, budget)).rowcount
+    return count
 
 
 def _summary(row: tuple[Any, ...]) -> JobSummary:
