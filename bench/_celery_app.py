@@ -1,7 +1,7 @@
 """The Celery app of bench/throughput.py: one trivial task, ``inc``.
 
 Its 2 worker processes (``celery -A bench._celery_app worker``) are started by
-``bench/_peers.py``, which passes the URL of its own ``redis-server`` (broker and result
+``bench/_peer_systems.py``, which passes the URL of its own ``redis-server`` (broker and result
 backend) in ``$BENCH_CELERY_REDIS``. Everything else is Celery's default.
 """
 

@@ -56,8 +56,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
-from bench._peers import stop  # noqa: E402
+from bench._peer_systems import stop  # noqa: E402
 from bench._report import write_results  # noqa: E402
+from bench.idle import rss_kb  # noqa: E402
 
 TOKEN = secrets.token_urlsafe(16)  # the admin token of the coordinator started here
 OP = "repeat_multiply"
@@ -71,15 +72,6 @@ class Sample:
     phase: str
     done: int  # jobs or tasks of the phase finished so far
     rss_kb: int  # the coordinator's VmRSS
-
-
-def rss_kb(pid: int) -> int:
-    """Resident memory of process ``pid`` (VmRSS), in KiB."""
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 def log(message: str) -> None:

@@ -23,7 +23,7 @@ import uvloop
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench._peers import percentile  # noqa: E402
+from bench._peer_systems import percentile  # noqa: E402
 from bench._report import write_results  # noqa: E402
 from browsergrid.protocol import ResultRecord  # noqa: E402
 from browsergrid.store import JobInfo, MemoryStore, SqliteStore, Store, TaskRecord  # noqa: E402

@@ -7,7 +7,8 @@
 Runs on this machine only (127.0.0.1): a coordinator and 2 Python worker processes, once with
 the default SQLite store (in a fresh temporary --data-dir) and once with --memory (and once
 with --redis URL when given, under a fresh key prefix each run, left behind); then the peers,
-each with 2 worker processes doing the same trivial work (``inc(x) = x + 1``, bench/_peers.py):
+each with 2 worker processes doing the same trivial work (``inc(x) = x + 1``,
+bench/_peer_systems.py):
 Dask's LocalCluster (defaults, and worker-saturation: inf), Ray (num_cpus=2) and Celery with
 its own redis-server as broker and result backend (2 solo workers). A peer that is not
 installed is skipped with a note. Runs go round robin (every system once, then again), so a
@@ -44,15 +45,15 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
-from bench._peers import (  # noqa: E402
+from bench._peer_systems import (  # noqa: E402
     Start,
     celery_redis,
     dask_cluster,
     ray_local,
     run_peer,
 )
-from bench._peers import percentile as percentile  # noqa: E402 (also bench/grid.py's)
-from bench._peers import stop as stop  # noqa: E402 (also bench/grid.py's)
+from bench._peer_systems import percentile as percentile  # noqa: E402 (also bench/grid.py's)
+from bench._peer_systems import stop as stop  # noqa: E402 (also bench/grid.py's)
 from bench._report import write_results  # noqa: E402
 
 SQLITE = "browsergrid, SQLite (default)"

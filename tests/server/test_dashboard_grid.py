@@ -20,7 +20,7 @@ import websockets
 
 from browsergrid.config import ServeConfig
 from browsergrid.server._coordinator import Coordinator as InProcess
-from browsergrid.server._grid_view import (
+from browsergrid.server._grid_snapshot import (
     SHARED_WORKERS,
     Shared,
     read_shared,
@@ -29,7 +29,7 @@ from browsergrid.server._grid_view import (
 )
 from browsergrid.store import MemoryStore
 from tests._support import FIXTURES, ROOT, Coordinator, Process, slow_tasks, submit_job
-from tests.server._peers import join
+from tests.server._fakes import join
 
 Row = dict[str, Any]
 

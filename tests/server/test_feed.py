@@ -14,7 +14,7 @@ from browsergrid.protocol import SubmitOptions
 from browsergrid.server._coordinator import Coordinator
 from browsergrid.server._dashboard import Viewer
 from browsergrid.store import MemoryStore
-from tests.server._peers import join, leave
+from tests.server._fakes import join, leave
 
 
 class Page:

@@ -22,9 +22,9 @@ from browsergrid.server._coordinator import Coordinator
 from browsergrid.server._state import ClientPeer, WorkerPeer
 from browsergrid.server._workers import receive
 from browsergrid.store import JobState, RedisStore, StoreError
-from browsergrid.store._redis_grid import RedisGrid
+from browsergrid.store._shared_queue import SharedQueue
 from tests._support import RedisServer
-from tests.server._peers import Sink, rules
+from tests.server._fakes import Sink, rules
 
 RM = "repeat_multiply"
 PC = "prime_count"
@@ -325,7 +325,7 @@ async def test_a_handed_back_task_keeps_its_failed_attempts(
     await a.c.submit(RM, [rm_args(1)], SubmitOptions())
     await until(lambda: len(a.sinks[w.worker_id].tasks()) == 1)
     await a.leave(w)  # its tab crashed on the task: one attempt used
-    probe = RedisGrid(a.store, "probe")
+    probe = SharedQueue(a.store, "probe")
     await probe.beat(b"{}")
     taken: list[Any] = []
 
@@ -344,7 +344,7 @@ async def test_one_task_met_twice_in_one_take_still_runs(
 ) -> None:
     c = await grid()
     ack = await c.c.submit(RM, [rm_args(5)], SubmitOptions())
-    stalled, claimer = RedisGrid(c.store, "stalled"), RedisGrid(c.store, "claimer")
+    stalled, claimer = SharedQueue(c.store, "stalled"), SharedQueue(c.store, "claimer")
     await stalled.beat(b"{}")
     await claimer.beat(b"{}")
     (held,) = await stalled.take({RM}, 1)

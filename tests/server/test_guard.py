@@ -13,7 +13,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from browsergrid import AsyncClient, SubmitError
-from browsergrid.server._guard import Connections, RateLimit, is_loopback, origin_allowed
+from browsergrid.server._guard import is_loopback, origin_allowed
 from tests._support import AUTH, Coordinator, Process
 
 NONE: frozenset[str] = frozenset()
@@ -72,31 +72,6 @@ def test_origin_allowed(
 )
 def test_is_loopback(host: str, expected: bool) -> None:
     assert is_loopback(host) is expected
-
-
-def test_rate_limit_allows_bursts_then_the_average_rate() -> None:
-    limit = RateLimit(rate=10, burst=20, now=0.0)
-    assert sum(limit.allow(0.0) for _ in range(30)) == 20  # the burst
-    assert not limit.allow(0.05)  # half a token came back
-    assert limit.allow(0.1)  # one whole token
-    assert sum(limit.allow(10.0) for _ in range(30)) == 20  # refilled, never above the burst
-
-
-def test_connections_are_counted_per_address() -> None:
-    connections = Connections(limit=2)
-    assert connections.take("10.0.0.1") and connections.take("10.0.0.1")
-    assert not connections.take("10.0.0.1")
-    assert connections.take("10.0.0.2")
-    connections.give_back("10.0.0.1")
-    assert connections.take("10.0.0.1")
-    connections.give_back("10.0.0.1")
-    connections.give_back("10.0.0.1")
-    assert "10.0.0.1" not in connections.open
-    unlimited = Connections(limit=0)
-    assert all(unlimited.take("10.0.0.1") for _ in range(1000))
-
-
-# --- on a real coordinator -------------------------------------------------------------
 
 
 async def test_a_foreign_page_is_refused_its_own_page_and_tools_are_not(
@@ -259,12 +234,3 @@ async def test_a_name_that_is_not_this_machine_is_refused_on_loopback(
             pass
     assert refused.value.response.status_code == 403
     assert not [e for e in coordinator.events() if e.get("level") == "error"]
-
-
-def test_tasks_sent_to_a_worker_are_owed_frames_beyond_the_rate() -> None:
-    limit = RateLimit(rate=10, burst=20, now=0.0)
-    assert sum(limit.allow(0.0) for _ in range(20)) == 20
-    limit.grant(100)  # it was sent 100 tasks: each result may come in a frame of its own
-    assert sum(limit.allow(0.0) for _ in range(150)) == 100
-    limit.grant(5)
-    assert sum(limit.allow(100.0) for _ in range(50)) == 5 + 20  # time refills to the burst

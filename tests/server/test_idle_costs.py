@@ -24,7 +24,7 @@ from browsergrid.server._coordinator import Coordinator
 from browsergrid.server._dashboard import Feed, Viewer
 from browsergrid.server._state import WorkerPeer
 from browsergrid.store import MemoryStore, SqliteStore, Store, StoreError, WorkerRecord
-from tests.server._peers import CHROME, Sink, join, leave, rules
+from tests.server._fakes import CHROME, Sink, join, leave, rules
 
 OP = "repeat_multiply"
 ARGS = {"initial": 1, "factor": 2, "times": 1}

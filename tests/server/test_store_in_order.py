@@ -17,7 +17,7 @@ from browsergrid.protocol import SubmitOptions
 from browsergrid.server._coordinator import Coordinator
 from browsergrid.server._state import ClientPeer, WorkerPeer
 from browsergrid.store import JobInfo, MemoryStore, Outcome, StoreError, TaskRecord
-from tests.server._peers import Sink, join
+from tests.server._fakes import Sink, join
 
 OP = "repeat_multiply"
 

@@ -16,7 +16,7 @@ from browsergrid.server._coordinator import Coordinator
 from browsergrid.server._state import WorkerPeer
 from browsergrid.server._workers import receive
 from browsergrid.store import MemoryStore, StoreError, WorkerRecord
-from tests.server._peers import Sink, leave, rules
+from tests.server._fakes import Sink, leave, rules
 
 OP = "repeat_multiply"
 ARGS = {"initial": 1, "factor": 2, "times": 1}

@@ -37,7 +37,7 @@ from browsergrid.server._dashboard import run_feed, serve_dashboard
 from browsergrid.server._guard import BrowserChecks
 from browsergrid.server._metrics import metrics_registry, render
 from browsergrid.server._page_assets import find_pyodide, page_asset_routes
-from browsergrid.server._peers import StarletteConnection
+from browsergrid.server._websocket import StarletteConnection
 from browsergrid.server._workers import serve_worker
 
 log = logging.getLogger("browsergrid.server")

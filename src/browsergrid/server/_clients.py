@@ -21,8 +21,8 @@ from browsergrid.protocol import (
 from browsergrid.server._access import Access, Role
 from browsergrid.server._coordinator import Coordinator
 from browsergrid.server._guard import guarded
-from browsergrid.server._peers import Closed, Connection
 from browsergrid.server._state import ClientPeer
+from browsergrid.server._websocket import Closed, Connection
 
 events = logging.getLogger("browsergrid.server.events")
 

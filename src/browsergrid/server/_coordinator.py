@@ -65,8 +65,8 @@ from browsergrid.protocol import (
     encode_tasks,
 )
 from browsergrid.server._dashboard import Feed
-from browsergrid.server._grid import GridLink
-from browsergrid.server._grid_view import grid_ops, snapshot
+from browsergrid.server._grid_link import GridLink
+from browsergrid.server._grid_snapshot import grid_ops, snapshot
 from browsergrid.server._guard import Connections, RateLimit
 from browsergrid.server._push import Push
 from browsergrid.server._state import (
@@ -389,7 +389,7 @@ class Coordinator:
         client_key = f"{client_id}/{job_key}" if client_id and job_key else None
         if job_id is None and client_key is not None:  # a client back after a reconnect
             job_id = await self._job_for(client_key)
-        held = await self._held(job_id)
+        held = await self._task_count(job_id)
         try:
             job_options = JobOptions(
                 name=options.name,
@@ -443,8 +443,8 @@ class Coordinator:
         # The tasks go out to workers before the store writes them, so that a small task
         # runs while its insert commits; no outcome is written before the insert is
         # (``StorePipeline.inserting``). The client follows the job at once, but what it is
-        # sent stops at ``hold`` until the tasks are stored and "accepted" can go first.
-        hold = self._hold(ack, client, job_key)
+        # sent stops at ``slot`` until the tasks are stored and "accepted" can go first.
+        slot = self._accepted_slot(ack, client, job_key)
         unstored: StoreError | ValueError | None = None
         with self.pipeline.inserting():
             try:
@@ -459,8 +459,8 @@ class Coordinator:
             except (StoreError, ValueError) as exc:
                 unstored = exc
         if unstored is not None:
-            if hold is not None and client is not None:
-                client.outbox.remove(hold)
+            if slot is not None and client is not None:
+                client.outbox.remove(slot)
             if isinstance(unstored, StoreError):
                 self.store_failed(unstored)
             await self.apply(
@@ -471,7 +471,7 @@ class Coordinator:
             code = "store_unavailable" if isinstance(unstored, StoreError) else "conflict"
             raise SubmitError(code, f"the tasks could not be stored: {unstored}") from None
         self.store_recovered()
-        self._accepted(ack, hold, ref, op, options, new=job_id is None)
+        self._accepted(ack, slot, ref, op, options, new=job_id is None)
         return ack
 
     async def _take_up(self, job_id: int) -> int:
@@ -562,7 +562,7 @@ class Coordinator:
             ops.update(grid_ops(self.grid.members.values()))
         return ops
 
-    async def _held(self, job_id: int | None) -> int:
+    async def _task_count(self, job_id: int | None) -> int:
         """How many tasks job ``job_id`` holds (0 for a new job); SubmitError if it was
         cancelled."""
         if job_id is None:
@@ -626,7 +626,7 @@ class Coordinator:
             )
             for offset, item in enumerate(args)
         ]
-        hold = self._hold(ack, client, job_key)
+        slot = self._accepted_slot(ack, client, job_key)
         try:
             if new:
                 info = self._job_info(job_id, op, options, submitted_by, client_key)
@@ -635,14 +635,14 @@ class Coordinator:
             else:
                 await store.add_tasks(records)
         except (StoreError, ValueError) as exc:
-            if hold is not None and client is not None:
-                client.outbox.remove(hold)
+            if slot is not None and client is not None:
+                client.outbox.remove(slot)
             if isinstance(exc, StoreError):
                 self.store_failed(exc)
             code = "store_unavailable" if isinstance(exc, StoreError) else "conflict"
             raise SubmitError(code, f"the tasks could not be stored: {exc}") from None
         self.store_recovered()
-        self._accepted(ack, hold, ref, op, options, new=new)
+        self._accepted(ack, slot, ref, op, options, new=new)
         if client is not None:
             self.grid.follow(job_id)  # now that the store has the job
         self.grid.wake()
@@ -674,7 +674,7 @@ class Coordinator:
     def _accepted(
         self,
         ack: TasksAccepted,
-        hold: AcceptedSlot | None,
+        slot: AcceptedSlot | None,
         ref: int,
         op: str,
         options: SubmitOptions,
@@ -682,8 +682,8 @@ class Coordinator:
         new: bool,
     ) -> None:
         """The tasks are stored: the client may hear "accepted", then their outcomes."""
-        if hold is not None:
-            hold.message = Accepted(
+        if slot is not None:
+            slot.message = Accepted(
                 ref=ref, job_id=ack.job_id, first_task_id=ack.first_task_id, count=ack.count
             )
             self.pushes.schedule()
@@ -850,19 +850,19 @@ class Coordinator:
             for key in sorted(judged):
                 await self._save_standing(key, [])
 
-    def _hold(
+    def _accepted_slot(
         self, ack: TasksAccepted, client: ClientPeer | None, job_key: str | None
     ) -> AcceptedSlot | None:
-        """Let ``client`` follow the job now; its outbox waits at the returned hold until the
-        tasks are stored (the hold then becomes their "accepted")."""
+        """Let ``client`` follow the job now; its outbox waits at the returned slot until the
+        tasks are stored (the slot then becomes their "accepted")."""
         if client is None:
             return None
         if job_key:
             client.job_keys[job_key] = ack.job_id
         self.subscribers[ack.job_id].add(client)
-        hold = AcceptedSlot()
-        client.outbox.append(hold)
-        return hold
+        slot = AcceptedSlot()
+        client.outbox.append(slot)
+        return slot
 
     def _send_tasks(self, worker_id: int, batch: list[SendTask]) -> None:
         worker = self.workers.get(worker_id)

@@ -6,7 +6,7 @@ Nothing here runs per task; the cost of a tick grows with the number of connecte
 and running jobs only, and only while someone is watching.
 
 In a grid (``serve --redis``) the feed shows the whole grid: the other coordinators and
-their workers from the snapshots they renew every second (``_grid_view.py``), jobs with
+their workers from the snapshots they renew every second (``_grid_snapshot.py``), jobs with
 grid-wide counts read from the store (at most once a second, while someone watches), and
 throughput summed per second over the coordinators.
 """
@@ -29,7 +29,7 @@ from browsergrid.protocol import CLOSE_GOING_AWAY, CLOSE_POLICY_VIOLATION
 from browsergrid.server._access import Access, Role
 from browsergrid.server._agents import Agent, describe
 from browsergrid.server._demo import DEMO
-from browsergrid.server._grid_view import (
+from browsergrid.server._grid_snapshot import (
     SHARED_SECONDS,
     Shared,
     SharedWorker,
@@ -37,9 +37,9 @@ from browsergrid.server._grid_view import (
     worker_state,
 )
 from browsergrid.server._guard import guarded
-from browsergrid.server._peers import StarletteConnection
 from browsergrid.server._state import CoordinatorState, GridMembership, WorkerPeer
 from browsergrid.server._stats import RecentResult, WorkerEvent
+from browsergrid.server._websocket import StarletteConnection
 from browsergrid.store import (
     JobInfo,
     JobState,

@@ -27,8 +27,8 @@ from browsergrid.server._access import (
     presented_token,
     query_token,
 )
-from browsergrid.server._peers import Connection
 from browsergrid.server._state import CoordinatorState
+from browsergrid.server._websocket import Connection
 
 events = logging.getLogger("browsergrid.server.events")
 

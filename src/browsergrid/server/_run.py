@@ -26,7 +26,7 @@ from browsergrid.server._app import create_app
 from browsergrid.server._clients import serve_client
 from browsergrid.server._coordinator import Coordinator
 from browsergrid.server._dashboard import close_all_viewers
-from browsergrid.server._peers import Connection
+from browsergrid.server._websocket import Connection
 from browsergrid.server._workers import close_all_workers, serve_worker
 from browsergrid.server._ws_direct import direct_websockets
 from browsergrid.store import MemoryStore, RedisStore, SqliteStore, Store, StoreError

@@ -25,7 +25,7 @@ from browsergrid.protocol import (
 from browsergrid.protocol._limits import Connections, RateLimit
 from browsergrid.server._stats import Stats
 from browsergrid.store import JobInfo, Store, ThroughputSample, WorkerRecord
-from browsergrid.store._redis_grid import RedisGrid
+from browsergrid.store._shared_queue import SharedQueue
 
 
 class Peer(Protocol):
@@ -50,7 +50,7 @@ class GridMembership(Protocol):
     it: its id, the live coordinators' snapshots, and the shared queue."""
 
     members: dict[str, bytes]
-    grid: RedisGrid
+    grid: SharedQueue
 
     @property
     def coordinator_id(self) -> str: ...

@@ -35,9 +35,9 @@ from browsergrid.protocol import (
 from browsergrid.server._access import Access, Role
 from browsergrid.server._coordinator import Coordinator
 from browsergrid.server._guard import guarded
-from browsergrid.server._peers import Closed, Connection
 from browsergrid.server._state import QUARANTINED, WorkerPeer
 from browsergrid.server._stats import WorkerEvent
+from browsergrid.server._websocket import Closed, Connection
 from browsergrid.store import StoreError
 
 events = logging.getLogger("browsergrid.server.events")

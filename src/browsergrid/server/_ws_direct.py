@@ -36,7 +36,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from browsergrid.server._peers import (
+from browsergrid.server._websocket import (
     CLOSE_NOT_READING,
     MAX_UNSENT,
     Closed,

@@ -30,7 +30,7 @@ Keys (P is the prefix, J a job id, T a task id)::
     P job:J:ops       set     the ops of the job's tasks (one queue stream each)
     P q:J:OP          stream  the shared queue of job J's tasks of op OP: one entry (t=T) per
                               task to run, read by the coordinators through the consumer
-                              group "grid" (store/_redis_grid.py); deleted when J ends
+                              group "grid" (store/_shared_queue.py); deleted when J ends
     P queue           zset    "J:OP" for each queue stream, scored by minus J's priority
     P take:turn       string  a counter of takes: where a take starts among equal priorities
     P grid            channel "work" when tasks are queued, "cancel:J" when J is cancelled
@@ -678,7 +678,7 @@ class RedisStore:
         log.debug("closed %s", self._shown)
 
     def client(self) -> aioredis.Redis:
-        """The open store's Redis client (for ``RedisGrid``); StoreError if not open."""
+        """The open store's Redis client (for ``SharedQueue``); StoreError if not open."""
         return self._open_client()
 
     def errors(self) -> contextlib.AbstractContextManager[None]:

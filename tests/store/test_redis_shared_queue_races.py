@@ -1,4 +1,4 @@
-"""``RedisGrid`` on a real Redis, in the corners: many queues, small takes, claims racing,
+"""``SharedQueue`` on a real Redis, in the corners: many queues, small takes, claims racing,
 a coordinator that stalls and comes back, queues that end while entries are pending."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from browsergrid.store import JobState, RedisStore, TaskRecord
-from browsergrid.store._redis_grid import RedisGrid
+from browsergrid.store._shared_queue import SharedQueue
 from tests.store._support import job, result, tasks
 
 OP = "prime_count"
@@ -31,14 +31,14 @@ async def test_a_take_sees_work_behind_a_thousand_queues_it_cannot_serve(
     ]
     await asyncio.gather(*others)  # one pipeline
     await store.add_job(job(1001), tasks(1001, 1001, 2))
-    grid = RedisGrid(store, "a")
+    grid = SharedQueue(store, "a")
     assert ids(await grid.take({OP}, 10)) == [1001, 1002]
 
 
 async def test_jobs_of_one_priority_share_takes_of_one_task(store: RedisStore) -> None:
     await store.add_job(job(1), tasks(1, 1, 10))
     await store.add_job(job(2), tasks(2, 11, 10))
-    grid = RedisGrid(store, "a")
+    grid = SharedQueue(store, "a")
     jobs = []
     for _ in range(4):
         (taken,) = await grid.take({OP}, 1)
@@ -52,7 +52,7 @@ async def test_jobs_of_one_priority_share_takes_of_one_task(store: RedisStore) -
 async def test_two_coordinators_claiming_at_once_split_a_dead_ones_tasks(
     store: RedisStore,
 ) -> None:
-    dead, b, c = RedisGrid(store, "dead"), RedisGrid(store, "b"), RedisGrid(store, "c")
+    dead, b, c = SharedQueue(store, "dead"), SharedQueue(store, "b"), SharedQueue(store, "c")
     for grid in (dead, b, c):
         await grid.beat(b"{}")
     await store.add_job(job(1), tasks(1, 1, 6))
@@ -71,7 +71,7 @@ async def test_a_stalled_coordinator_back_after_a_claim_cannot_end_a_task_twice(
     """A's key expired while it was alive; B claimed its task and stored an outcome. A's
     late outcome is refused, its ack of the same entry is harmless, and the job's counts
     stay right."""
-    a, b = RedisGrid(store, "a"), RedisGrid(store, "b")
+    a, b = SharedQueue(store, "a"), SharedQueue(store, "b")
     await a.beat(b"{}")
     await b.beat(b"{}")
     await store.add_job(job(1), tasks(1, 1, 2))
@@ -97,7 +97,7 @@ async def test_a_stalled_coordinator_back_after_a_claim_cannot_end_a_task_twice(
 
 
 async def test_a_hand_back_after_its_job_ended_queues_nothing(store: RedisStore) -> None:
-    grid = RedisGrid(store, "a")
+    grid = SharedQueue(store, "a")
     await store.add_job(job(1), tasks(1, 1, 2))
     taken = await grid.take({OP}, 2)
     await store.cancel_job(1, at=1.0)
@@ -113,7 +113,7 @@ async def test_a_session_job_that_finished_and_grows_is_queued_afresh(
 ) -> None:
     """A job finished while a coordinator still held a stale entry of it; it gets more
     tasks (a new stream): the stale ack and hand back touch nothing of the new queue."""
-    a, b = RedisGrid(store, "a"), RedisGrid(store, "b")
+    a, b = SharedQueue(store, "a"), SharedQueue(store, "b")
     await store.add_job(job(1), tasks(1, 1, 1))
     (old,) = await a.take({OP}, 1)
     await store.add_outcomes([result(old.task)])  # finished: the queue is gone
@@ -128,7 +128,7 @@ async def test_a_stale_ack_or_hand_back_spares_a_new_entry_with_the_same_id(
 ) -> None:
     """A queue made again within the same millisecond may give a new task the stale
     entry's id: ending the stale entry must not delete the new task's."""
-    a = RedisGrid(store, "a")
+    a = SharedQueue(store, "a")
     await store.add_job(job(1), tasks(1, 1, 1))
     (old,) = await a.take({OP}, 1)
     client, key = store.client(), f"{store.prefix}q:{old.queue}"
@@ -141,7 +141,7 @@ async def test_a_stale_ack_or_hand_back_spares_a_new_entry_with_the_same_id(
 
 
 async def test_prune_with_entries_still_pending_leaves_no_queue(store: RedisStore) -> None:
-    grid = RedisGrid(store, "a")
+    grid = SharedQueue(store, "a")
     await store.add_job(job(1), tasks(1, 1, 3))
     held = await grid.take({OP}, 3)
     await store.cancel_job(1, at=1.0)
@@ -158,7 +158,7 @@ async def test_prune_with_entries_still_pending_leaves_no_queue(store: RedisStor
 async def test_a_redundant_job_left_by_one_coordinator_is_still_taken_by_another(
     store: RedisStore,
 ) -> None:
-    small, big = RedisGrid(store, "small"), RedisGrid(store, "big")
+    small, big = SharedQueue(store, "small"), SharedQueue(store, "big")
     await store.add_job(job(1, redundancy=2), tasks(1, 1, 2))
     await store.add_job(job(2), tasks(2, 3, 2))
     assert ids(await small.take({OP}, 10, identities=1)) == [3, 4]  # only what it can settle
@@ -166,7 +166,7 @@ async def test_a_redundant_job_left_by_one_coordinator_is_still_taken_by_another
 
 
 async def test_pending_counts_only_what_is_held(store: RedisStore) -> None:
-    grid = RedisGrid(store, "a")
+    grid = SharedQueue(store, "a")
     await store.add_job(job(1), tasks(1, 1, 4))
     taken = await grid.take({OP}, 3)
     assert await grid.pending([1]) == {1: 3}

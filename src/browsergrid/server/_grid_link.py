@@ -1,7 +1,7 @@
 """``GridLink``: a coordinator's part in a grid of coordinators that share one Redis.
 
 With ``serve --redis URL`` every coordinator is equal: a job submitted to any of them is
-stored in Redis and queued in the shared queue (``store/_redis_grid.py``); each
+stored in Redis and queued in the shared queue (``store/_shared_queue.py``); each
 coordinator takes from it what its own workers can run now (``Scheduler.appetite``), runs
 those tasks with its scheduler as usual, stores their outcomes and acknowledges them.
 Clients hear of outcomes by following the job's log in Redis, whoever produced them.
@@ -36,7 +36,7 @@ from browsergrid.core import (
 from browsergrid.protocol import Cancelled
 from browsergrid.server._state import ClientPeer, Pushed
 from browsergrid.store import JobInfo, JobState, RedisStore, StoreError
-from browsergrid.store._redis_grid import BEAT_S, RedisGrid, Taken
+from browsergrid.store._shared_queue import BEAT_S, SharedQueue, Taken
 
 log = logging.getLogger("browsergrid.server")
 
@@ -81,7 +81,7 @@ class GridLink:
     ) -> None:
         self.coordinator = coordinator
         self.store = store
-        self.grid = RedisGrid(store)
+        self.grid = SharedQueue(store)
         self.snapshot = snapshot
         self.taken: dict[int, Taken] = {}  # task id -> its queue entry, while it is ours
         self.members: dict[str, bytes] = {}  # the live coordinators' snapshots, by id

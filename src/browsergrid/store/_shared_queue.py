@@ -1,7 +1,7 @@
-"""``RedisGrid``: the queue, presence and signals that coordinators on one Redis share.
+"""``SharedQueue``: the queue, presence and signals that coordinators on one Redis share.
 
 Every coordinator started with ``serve --redis URL`` opens a ``RedisStore`` and a
-``RedisGrid`` on it. The store keeps the truth (jobs, tasks, outcomes, histories); the grid
+``SharedQueue`` on it. The store keeps the truth (jobs, tasks, outcomes, histories); the grid
 is how the coordinators divide the work:
 
 - **Queue.** Storing a task also adds an entry for it to the stream of its job and op
@@ -268,7 +268,7 @@ class Signal:
     job_id: int | None = None
 
 
-class RedisGrid:
+class SharedQueue:
     """The shared queue and presence of the coordinators on ``store``'s Redis (opened).
 
     ``coordinator_id`` names this coordinator in Redis (a fresh one per process: a
@@ -397,4 +397,4 @@ def _taken(reply: Sequence[bytes]) -> list[Taken]:
     return out
 
 
-__all__ = ["BEAT_S", "DEAD_AFTER_S", "RedisGrid", "Signal", "Taken"]
+__all__ = ["BEAT_S", "DEAD_AFTER_S", "SharedQueue", "Signal", "Taken"]
