@@ -113,7 +113,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--retain",
         default="7d",
-        help="remove finished jobs (and their results) older than this: 7d, 12h, 30m",
+        help="remove finished jobs (and their results) older than this, and the history of "
+        "workers not seen for as long (but quarantined ones): 7d, 12h, 30m",
     )
     serve.add_argument(
         "--work-buffer",

@@ -117,7 +117,8 @@ class ServeConfig:
     """SQLite's synchronous mode: ``normal`` survives a crash of the coordinator process,
     ``full`` also a power cut (slower: every commit waits for the disk)."""
     retain_s: float = 7 * 86400.0
-    """Finished jobs older than this are removed, with their results (--retain 7d)."""
+    """Finished jobs older than this are removed, with their results, and the history of
+    workers not seen for as long but quarantined ones (--retain 7d)."""
     log_format: LogFormat = "text"
     """``text`` for people, ``json`` (one object per line) for machines."""
     quiet: bool = False

@@ -444,7 +444,7 @@ class Coordinator:
         # runs while its insert commits; no outcome is written before the insert is
         # (``StorePipeline.inserting``). The client follows the job at once, but what it is
         # sent stops at ``slot`` until the tasks are stored and "accepted" can go first.
-        slot = self._accepted_slot(ack, client, job_key)
+        slot = self._accepted_slot(ack, client, job_key, client_key)
         unstored: StoreError | ValueError | None = None
         with self.pipeline.inserting():
             try:
@@ -626,7 +626,7 @@ class Coordinator:
             )
             for offset, item in enumerate(args)
         ]
-        slot = self._accepted_slot(ack, client, job_key)
+        slot = self._accepted_slot(ack, client, job_key, client_key)
         try:
             if new:
                 info = self._job_info(job_id, op, options, submitted_by, client_key)
@@ -830,6 +830,8 @@ class Coordinator:
         self.feed.forgotten(command.jobs)
         for job in command.jobs:
             self.job_infos.pop(job.job_id, None)
+            for client in self.clients.values():
+                client.forget(job.job_id)
             if self.grid is None:
                 self.subscribers.pop(job.job_id, None)
             for state in (TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED):
@@ -851,7 +853,11 @@ class Coordinator:
                 await self._save_standing(key, [])
 
     def _accepted_slot(
-        self, ack: TasksAccepted, client: ClientPeer | None, job_key: str | None
+        self,
+        ack: TasksAccepted,
+        client: ClientPeer | None,
+        job_key: str | None,
+        client_key: str | None,
     ) -> AcceptedSlot | None:
         """Let ``client`` follow the job now; its outbox waits at the returned slot until the
         tasks are stored (the slot then becomes their "accepted")."""
@@ -859,6 +865,8 @@ class Coordinator:
             return None
         if job_key:
             client.job_keys[job_key] = ack.job_id
+            if client_key is not None:  # the store finds it again: see ClientPeer.forget
+                client.findable[ack.job_id] = job_key
         self.subscribers[ack.job_id].add(client)
         slot = AcceptedSlot()
         client.outbox.append(slot)

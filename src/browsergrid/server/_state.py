@@ -187,12 +187,22 @@ class ClientPeer:
     client_id: int
     address: str
     sender: Peer
-    job_keys: dict[str, int] = field(default_factory=dict)
+    job_keys: dict[str, int] = field(default_factory=dict)  # its jobs, by its job_key
     outbox: list[Pushed] = field(default_factory=list)
     writer: asyncio.Task[None] | None = None
+    findable: dict[int, str] = field(default_factory=dict)  # job id -> job_key, see forget
 
     def send(self, frame: str) -> None:
         self.sender.send(frame)
+
+    def forget(self, job_id: int) -> None:
+        """Job ``job_id`` left the coordinator's memory: so does its job key, when it was
+        submitted with a ``client_id`` (a later submit under that key finds the job in the
+        store by ``client_id/job_key``). Without one, the key stays: it is all that finds
+        the job again."""
+        job_key = self.findable.pop(job_id, None)
+        if job_key is not None and self.job_keys.get(job_key) == job_id:
+            del self.job_keys[job_key]
 
     def ready(self, limit: int) -> list[Pushed]:
         """Take what may be sent now: up to the first hold still waiting for its tasks to be
