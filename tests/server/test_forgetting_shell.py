@@ -13,7 +13,7 @@ from browsergrid.config import ServeConfig
 from browsergrid.core import ResultReported, TasksAccepted
 from browsergrid.protocol import SubmitOptions
 from browsergrid.server._coordinator import Coordinator
-from browsergrid.server._state import ClientPeer, WorkerPeer
+from browsergrid.server._state import FORGOTTEN_KEYS, ClientPeer, WorkerPeer
 from browsergrid.store import MemoryStore
 from tests.server._fakes import Sink, join
 
@@ -82,13 +82,53 @@ async def test_a_job_key_whose_job_was_forgotten_takes_it_up_from_the_store(
     first = await submit(2)
     await answer_all(coordinator, peer)
     assert first.job_id not in coordinator.scheduler.jobs  # all done: forgotten
-    # with a client_id the store finds the job by it, so the key leaves memory too
-    assert client.job_keys == ({} if client_id else {"s": first.job_id})
+    assert client.job_keys == {"s": first.job_id}  # a session's next submit needs it
     more = await submit(1)
     assert more.job_id == first.job_id and more.first_index == 2
     await answer_all(coordinator, peer)
     summary = await coordinator.store.job(first.job_id)
     assert summary is not None and (summary.total, summary.done) == (3, 3)
+    await coordinator.stop()
+
+
+async def test_a_session_takes_its_job_up_again_without_reading_the_store() -> None:
+    coordinator, peer, client = await started()
+    reads: list[int] = []
+    read = coordinator.store.job
+
+    async def counted(job_id: int) -> object:
+        reads.append(job_id)
+        return await read(job_id)
+
+    coordinator.store.job = counted  # type: ignore[method-assign,assignment]
+    for n in range(5):
+        ack = await coordinator.submit(
+            OP, [ARGS], SubmitOptions(), client=client, job_key="s", client_id="c-1"
+        )
+        assert ack.first_index == n
+        await answer_all(coordinator, peer)
+    assert reads == []  # each next submit found the job that ended moments ago in memory
+    await coordinator.stop()
+
+
+async def test_the_keys_of_forgotten_jobs_leave_memory_when_the_store_finds_them() -> None:
+    coordinator, peer, client = await started()
+    for n in range(FORGOTTEN_KEYS + 10):
+        await coordinator.submit(
+            OP, [ARGS], SubmitOptions(), client=client, job_key=f"j{n}", client_id="c-1"
+        )
+        await answer_all(coordinator, peer)
+    assert len(client.job_keys) == FORGOTTEN_KEYS  # the latest ones
+    assert "j0" not in client.job_keys
+    again = await coordinator.submit(
+        OP, [ARGS], SubmitOptions(), client=client, job_key="j0", client_id="c-1"
+    )
+    assert again.first_index == 1  # found in the store by client_id/job_key
+    await answer_all(coordinator, peer)
+    for n in range(FORGOTTEN_KEYS + 10):  # without a client_id a key is all that finds it
+        await coordinator.submit(OP, [ARGS], SubmitOptions(), client=client, job_key=f"k{n}")
+        await answer_all(coordinator, peer)
+    assert all(f"k{n}" in client.job_keys for n in range(FORGOTTEN_KEYS + 10))
     await coordinator.stop()
 
 

@@ -13,7 +13,7 @@ import logging
 import random
 import secrets
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -133,6 +133,7 @@ class Coordinator:
         self._stimuli = itertools.count(1)
         self.pushes = Push(self.clients, self.workers, drain_timeout_s=config.shutdown_timeout_s)
         self.pipeline = StorePipeline(self._write_outcomes, self._report_stored)
+        self._ended: OrderedDict[int, tuple[float, JobSummary]] = OrderedDict()
 
     def _scheduler(self, next_job_id: int = 1, next_task_id: int = 1) -> Scheduler:
         return Scheduler(
@@ -476,12 +477,17 @@ class Coordinator:
 
     async def _take_up(self, job_id: int) -> int:
         """A job this client added to before, forgotten since it finished: take it up
-        again from the store (exact counts, the next index) so tasks can be added."""
-        try:
-            summary = await self.store.job(job_id)
-        except StoreError as exc:
-            self.store_failed(exc)
-            raise SubmitError("store_unavailable", str(exc)) from None
+        again (exact counts, the next index) so tasks can be added; from the store unless
+        it ended moments ago."""
+        kept = self._ended.pop(job_id, None)
+        if kept is not None and time.monotonic() - kept[0] < _ENDED_KEPT_S:
+            summary: JobSummary | None = kept[1]
+        else:
+            try:
+                summary = await self.store.job(job_id)
+            except StoreError as exc:
+                self.store_failed(exc)
+                raise SubmitError("store_unavailable", str(exc)) from None
         if job_id in self.scheduler.jobs:  # taken up meanwhile
             return job_id
         if summary is None:
@@ -826,10 +832,17 @@ class Coordinator:
                 self._forgot(command)
 
     def _forgot(self, command: JobsForgotten) -> None:
-        """Jobs the scheduler let go of: so does the coordinator (the store has them)."""
+        """Jobs the scheduler let go of: so does the coordinator (the store has them), but
+        for a few recent ones, kept to be taken up again without reading the store (a
+        session's next ``submit``)."""
         self.feed.forgotten(command.jobs)
+        ended = self._ended
         for job in command.jobs:
-            self.job_infos.pop(job.job_id, None)
+            info = self.job_infos.pop(job.job_id, None)
+            if info is not None and not job.cancelled and self.grid is None:
+                ended[job.job_id] = (time.monotonic(), _summary(job, info))
+                if len(ended) > _ENDED_KEPT:
+                    ended.popitem(last=False)
             for client in self.clients.values():
                 client.forget(job.job_id)
             if self.grid is None:
@@ -863,10 +876,8 @@ class Coordinator:
         tasks are stored (the slot then becomes their "accepted")."""
         if client is None:
             return None
-        if job_key:
-            client.job_keys[job_key] = ack.job_id
-            if client_key is not None:  # the store finds it again: see ClientPeer.forget
-                client.findable[ack.job_id] = job_key
+        if job_key:  # with a client_id the store finds it again: see ClientPeer.forget
+            client.remember(job_key, ack.job_id, findable=client_key is not None)
         self.subscribers[ack.job_id].add(client)
         slot = AcceptedSlot()
         client.outbox.append(slot)
@@ -1153,6 +1164,25 @@ class Coordinator:
         still read were told leaves before this returns."""
         await self.pipeline.drain()
         await self.pushes.drain()
+
+
+_ENDED_KEPT: Final = 256  # jobs that ended lately, kept to be taken up without a store read
+_ENDED_KEPT_S: Final = 60.0  # ... for this long at most (the store is the truth)
+
+
+def _summary(job: Job, info: JobInfo) -> JobSummary:
+    """A job the scheduler let go of (every task final, stored and told), as the store
+    would summarise it."""
+    counts = job.counts
+    return JobSummary(
+        info=info,
+        state=JobState.FINISHED,
+        total=job.total,
+        done=counts[TaskState.DONE],
+        failed=counts[TaskState.FAILED],
+        cancelled=counts[TaskState.CANCELLED],
+        finished_at=time.time(),
+    )
 
 
 def _short(value: Any, limit: int = 200) -> str:

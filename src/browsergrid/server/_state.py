@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -191,18 +192,32 @@ class ClientPeer:
     outbox: list[Pushed] = field(default_factory=list)
     writer: asyncio.Task[None] | None = None
     findable: dict[int, str] = field(default_factory=dict)  # job id -> job_key, see forget
+    forgotten: OrderedDict[str, None] = field(default_factory=OrderedDict)  # keys, oldest first
 
     def send(self, frame: str) -> None:
         self.sender.send(frame)
 
     def forget(self, job_id: int) -> None:
-        """Job ``job_id`` left the coordinator's memory: so does its job key, when it was
-        submitted with a ``client_id`` (a later submit under that key finds the job in the
-        store by ``client_id/job_key``). Without one, the key stays: it is all that finds
-        the job again."""
+        """Job ``job_id`` left the coordinator's memory: so does its job key, once
+        ``FORGOTTEN_KEYS`` later ones went too, when it was submitted with a ``client_id``
+        (a later submit under that key finds the job in the store by
+        ``client_id/job_key``). Without one, the key stays: it is all that finds the job."""
         job_key = self.findable.pop(job_id, None)
-        if job_key is not None and self.job_keys.get(job_key) == job_id:
-            del self.job_keys[job_key]
+        if job_key is None:
+            return
+        self.forgotten[job_key] = None
+        self.forgotten.move_to_end(job_key)
+        while len(self.forgotten) > FORGOTTEN_KEYS:
+            oldest, _ = self.forgotten.popitem(last=False)
+            self.job_keys.pop(oldest, None)
+
+    def remember(self, job_key: str, job_id: int, *, findable: bool) -> None:
+        """Its submit under ``job_key`` went into job ``job_id``; ``findable``: the store
+        finds it by the submit's ``client_id`` too."""
+        self.job_keys[job_key] = job_id
+        self.forgotten.pop(job_key, None)
+        if findable:
+            self.findable[job_id] = job_key
 
     def ready(self, limit: int) -> list[Pushed]:
         """Take what may be sent now: up to the first hold still waiting for its tasks to be
@@ -220,6 +235,10 @@ class ClientPeer:
         taken, self.outbox = outbox[:end], outbox[end:]
         return taken
 
+
+FORGOTTEN_KEYS: Final = 64
+"""Job keys of a client kept after their jobs left memory (a session's next submit finds
+its job without asking the store)."""
 
 QUARANTINED: Final = (
     "this worker's results kept disagreeing with other workers' results for the same tasks; "
