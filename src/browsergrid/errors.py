@@ -36,13 +36,16 @@ class ProtocolError(BrowsergridError):
     """A frame does not follow docs/protocol.md.
 
     ``code`` is the error code sent back to the peer (``bad_json``, ``bad_message``,
-    ``unknown_type``); the connection may go on.
+    ``unknown_type``); the connection may go on. ``about``: the integer ``task_id`` (or
+    ``ref``) of the refused frame, when it is a JSON object that has one (the error frame
+    names it).
     """
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, about: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.about = about
 
 
 class SubmitError(BrowsergridError):

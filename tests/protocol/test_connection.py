@@ -387,6 +387,15 @@ def test_the_unknown_reports_of_one_frame_get_one_error() -> None:
     ]
 
 
+def test_long_task_ids_are_cut_in_the_list_of_a_coalesced_error() -> None:
+    conn = worker()
+    long_id = "x" * 100
+    conn.reject([(long_id, "stale"), (2, "stale")])
+    [error] = errors(conn)
+    assert error.message == f"2 reports ignored (task_ids '{'x' * 39}..., 2); the first: stale"
+    assert error.task_id == long_id  # echoed as the worker sent it
+
+
 # --- small when idle ---------------------------------------------------------------------
 
 

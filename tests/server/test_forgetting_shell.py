@@ -11,10 +11,11 @@ import pytest
 
 from browsergrid.config import ServeConfig
 from browsergrid.core import ResultReported, TasksAccepted
-from browsergrid.protocol import SubmitOptions
+from browsergrid.protocol import CancelJob, SubmitOptions
+from browsergrid.server._clients import _act
 from browsergrid.server._coordinator import Coordinator
 from browsergrid.server._state import FORGOTTEN_KEYS, ClientPeer, WorkerPeer
-from browsergrid.store import MemoryStore
+from browsergrid.store import MemoryStore, StoreError
 from tests.server._fakes import Sink, join
 
 OP = "repeat_multiply"
@@ -143,6 +144,22 @@ async def test_cancelling_a_job_that_ended_answers_cancelled_with_no_tasks() -> 
     ]
     with pytest.raises(KeyError):
         await coordinator.cancel(ack.job_id + 1000)
+    await coordinator.stop()
+
+
+async def test_a_cancel_the_store_cannot_answer_gets_an_error_not_a_dropped_connection() -> None:
+    coordinator, peer, client = await started()
+    ack = await coordinator.submit(OP, [ARGS], SubmitOptions(), client=client)
+    await answer_all(coordinator, peer)  # ended: only the store knows it now
+
+    async def unreadable(job_id: int) -> None:
+        raise StoreError("disk unreadable")
+
+    coordinator.store.job = unreadable  # type: ignore[method-assign,assignment]
+    await _act(coordinator, client, CancelJob(job_id=ack.job_id))
+    await coordinator.drain()
+    [error] = frames_of(client, "error")
+    assert error["code"] == "store_unavailable"
     await coordinator.stop()
 
 

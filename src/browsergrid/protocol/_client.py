@@ -85,7 +85,7 @@ def decode_client_message(frame: str | bytes) -> ClientMessage:
         message: ClientMessage = _client_decoder.decode(frame)
         return message
     except msgspec.ValidationError as exc:
-        raise _classify(frame, str(exc), _CLIENT_TYPES) from None
+        raise _classify(frame, str(exc), _CLIENT_TYPES, about="ref") from None
     except (msgspec.DecodeError, RecursionError) as exc:
         raise ProtocolError("bad_json", f"frame is not valid JSON: {exc}") from None
     except UnicodeError:  # a str with a lone surrogate: no WebSocket text frame holds one

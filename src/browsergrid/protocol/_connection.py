@@ -41,8 +41,6 @@ import enum
 from collections.abc import Sequence
 from typing import Final
 
-import msgspec
-
 from browsergrid.errors import IllegalTransition, ProtocolError
 from browsergrid.protocol._client import (
     ClientError,
@@ -69,6 +67,7 @@ from browsergrid.protocol._messages import (
 )
 
 _LISTED_TASKS: Final = 5  # task ids named in one coalesced ``unknown_task`` message
+_QUOTED_CHARS: Final = 40  # of each, at most
 
 
 class ConnectionState(enum.Enum):
@@ -216,7 +215,7 @@ class WorkerConnection(_Connection):
             message = decode_worker_message(text)
         except ProtocolError as exc:
             if self._allow(now, 1):
-                self._refuse_frame(exc.code, exc.message, _int_member(text, "task_id"))
+                self._refuse_frame(exc.code, exc.message, exc.about)
             return []
         if not self._allow(now, len(message.results) if isinstance(message, Results) else 1):
             return []
@@ -254,7 +253,7 @@ class WorkerConnection(_Connection):
             return
         task_id, reason = reports[0]
         if len(reports) > 1:
-            ids = ", ".join(repr(t) for t, _ in reports[:_LISTED_TASKS])
+            ids = ", ".join(_quoted(t) for t, _ in reports[:_LISTED_TASKS])
             more = ", ..." if len(reports) > _LISTED_TASKS else ""
             reason = f"{len(reports)} reports ignored (task_ids {ids}{more}); the first: {reason}"
         self._send(encode_server_error("unknown_task", reason, task_id))
@@ -323,7 +322,7 @@ class ClientConnection(_Connection):
         try:
             return [decode_client_message(text)]
         except ProtocolError as exc:
-            self._refuse_frame(exc.code, exc.message, _int_member(text, "ref"))
+            self._refuse_frame(exc.code, exc.message, exc.about)
             return []
 
     def receive_binary(self, data: bytes, now: float) -> list[ClientMessage]:
@@ -336,12 +335,8 @@ class ClientConnection(_Connection):
         self._send(encode_client_message(ClientError(code=code, message=message, ref=ref)).decode())
 
 
-def _int_member(text: str, name: str) -> int | None:
-    """Member ``name`` of a frame that did not decode, when it is an integer (the task or
-    submit the error is about); None when the frame is not a JSON object or has none."""
-    try:
-        value = msgspec.json.decode(text)
-    except (msgspec.DecodeError, RecursionError, UnicodeError):
-        return None
-    member = value.get(name) if isinstance(value, dict) else None
-    return member if isinstance(member, int) and not isinstance(member, bool) else None
+def _quoted(task_id: TaskId | None) -> str:
+    """A task id for a message: a worker's string ids may be long, and the frame it gets
+    back should not grow with them."""
+    text = repr(task_id)
+    return text if len(text) <= _QUOTED_CHARS else text[:_QUOTED_CHARS] + "..."

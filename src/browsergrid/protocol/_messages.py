@@ -108,7 +108,7 @@ def decode_worker_message(frame: str | bytes) -> WorkerMessage:
         message: WorkerMessage = _worker_decoder.decode(frame)
         return message
     except msgspec.ValidationError as exc:
-        raise classify_frame(frame, str(exc), _WORKER_TYPES) from None
+        raise classify_frame(frame, str(exc), _WORKER_TYPES, about="task_id") from None
     except msgspec.DecodeError as exc:
         raise ProtocolError("bad_json", f"frame is not valid JSON: {exc}") from None
     except RecursionError:
@@ -125,8 +125,11 @@ def _too_deep() -> ProtocolError:
     return ProtocolError("bad_json", "frame is nested too deeply")
 
 
-def classify_frame(frame: str | bytes, detail: str, known: frozenset[str]) -> ProtocolError:
-    """Name what is wrong with a JSON frame that failed typed decoding (error path only)."""
+def classify_frame(
+    frame: str | bytes, detail: str, known: frozenset[str], about: str | None = None
+) -> ProtocolError:
+    """Name what is wrong with a JSON frame that failed typed decoding (error path only);
+    with ``about``, the error carries that member of the frame when it is an integer."""
     try:
         value = msgspec.json.decode(frame)
     except msgspec.DecodeError as exc:  # typed decoding can stop before a syntax error
@@ -135,12 +138,14 @@ def classify_frame(frame: str | bytes, detail: str, known: frozenset[str]) -> Pr
         return _too_deep()
     if not isinstance(value, dict):
         return ProtocolError("bad_json", "a frame must hold one JSON object")
+    member = value.get(about) if about is not None else None
+    named = member if isinstance(member, int) and not isinstance(member, bool) else None
     kind = value.get("type")
     if not isinstance(kind, str):
-        return ProtocolError("bad_message", "member 'type' (a string) is missing")
+        return ProtocolError("bad_message", "member 'type' (a string) is missing", named)
     if kind not in known:
-        return ProtocolError("unknown_type", f"unknown message type {kind!r}")
-    return ProtocolError("bad_message", f"bad {kind!r} message: {detail}")
+        return ProtocolError("unknown_type", f"unknown message type {kind!r}", named)
+    return ProtocolError("bad_message", f"bad {kind!r} message: {detail}", named)
 
 
 # --- coordinator to worker -------------------------------------------------------------

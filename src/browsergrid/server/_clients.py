@@ -23,6 +23,7 @@ from browsergrid.server._coordinator import Coordinator
 from browsergrid.server._guard import guarded
 from browsergrid.server._state import ClientPeer
 from browsergrid.server._websocket import Closed, Connection
+from browsergrid.store import StoreError
 
 events = logging.getLogger("browsergrid.server.events")
 
@@ -111,6 +112,8 @@ async def _act(coordinator: Coordinator, client: ClientPeer, message: ClientMess
                 await coordinator.cancel(message.job_id, requested_by=client)
             except KeyError:
                 _error(client, "unknown_job", f"there is no job {message.job_id}")
+            except StoreError as exc:
+                _error(client, "store_unavailable", f"the job could not be read: {exc}")
 
 
 def _log_refusal(client: ClientPeer, refused: ProtocolError) -> None:

@@ -476,9 +476,9 @@ class Coordinator:
         return ack
 
     async def _take_up(self, job_id: int) -> int:
-        """A job this client added to before, forgotten since it finished: take it up
-        again (exact counts, the next index) so tasks can be added; from the store unless
-        it ended moments ago."""
+        """A job that ended and left memory (forgotten, or finished before a restart):
+        take it up again (exact counts, the next index) so tasks can be added; from the
+        store unless it ended moments ago. SubmitError when it was cancelled or is gone."""
         kept = self._ended.pop(job_id, None)
         if kept is not None and time.monotonic() - kept[0] < _ENDED_KEPT_S:
             summary: JobSummary | None = kept[1]
@@ -502,18 +502,14 @@ class Coordinator:
         finished before a restart is taken up again, so that tasks can be added to it."""
         try:
             job_id = await self.store.job_for(client_key)
-            summary = await self.store.job(job_id) if job_id is not None else None
         except StoreError as exc:
             self.store_failed(exc)
             raise SubmitError("store_unavailable", str(exc)) from None
-        if job_id is None or summary is None or job_id in self.scheduler.jobs:
+        if job_id is None or job_id in self.scheduler.jobs:
             return job_id
         if self.grid is not None:  # the job is in the shared queue, not taken up here
             return job_id
-        if summary.state is JobState.CANCELLED:
-            raise SubmitError("job_cancelled", f"job {job_id} was cancelled")
-        await self.apply(self._restored(summary, []))
-        return job_id
+        return await self._take_up(job_id)
 
     async def watch(self, client: ClientPeer, job_ids: list[int], task_ids: list[int]) -> None:
         """A client back after a reconnect: push what it missed, then follow its jobs."""
