@@ -12,7 +12,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from browsergrid.server._ws_direct import Keepalive
+from browsergrid.server._keepalive import Keepalive
 from tests._support import AUTH, Coordinator, connected_workers
 
 HELLO = {

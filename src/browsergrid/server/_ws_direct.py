@@ -10,7 +10,7 @@ Why: an idle worker held through ASGI cost 37 KiB (uvicorn's queue, events and t
 scope, and a coroutine for each of the app's middleware and routing layers) and every
 frame went through them. A direct one costs a fraction of that (bench/README.md,
 ``idle.py``). Frames written in one pass of the event loop leave in one write, and one
-timer pings every connection (``Keepalive``) instead of one timer each.
+timer pings every connection (``_keepalive``) instead of one timer each.
 """
 
 from __future__ import annotations
@@ -36,12 +36,13 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from browsergrid.server._forwarded import forwarded_client, trusted_proxy
+from browsergrid.server._keepalive import Keepalive
 from browsergrid.server._websocket import (
     CLOSE_NOT_READING,
     MAX_UNSENT,
     Closed,
     Connection,
-    stalled_reason,
     unsent_reason,
 )
 
@@ -57,89 +58,6 @@ _PAUSE_READING_AT = 64  # messages queued and not yet received: stop reading the
 _GOING_AWAY = 1001
 _SERVICE_RESTART = 1012
 _KEEPALIVE_FAILED = 1011
-
-
-class Keepalive:
-    """Pings every connection each ``interval`` seconds and closes the ones that do not
-    answer within ``timeout``: one timer for all of them, not one per connection. Closes
-    too (1008) the ones whose outbox has not drained for ``timeout``: a peer that answers
-    pings but reads nothing else is not alive for us.
-
-    Connections wait in three insertion-ordered dicts (next ping due, pong deadline, stuck
-    since); each order is the deadlines' order, so each sweep stops at the first one not
-    yet due.
-    """
-
-    def __init__(self, interval: float | None, timeout: float | None) -> None:
-        self.interval = interval if interval and interval > 0 else None
-        self.timeout = timeout if timeout and timeout > 0 else None
-        self._due: dict[DirectWebSocket, float] = {}
-        self._waiting: dict[DirectWebSocket, float] = {}
-        self._stuck: dict[DirectWebSocket, float] = {}  # writing paused since (loop time)
-        self._timer: asyncio.TimerHandle | None = None
-        self._step = min(1.0, self.interval / 4, (self.timeout or 4.0) / 4) if self.interval else 0
-
-    def add(self, conn: DirectWebSocket, now: float) -> None:
-        if self.interval is None:
-            return
-        self._due[conn] = now + self.interval
-        if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self._step, self._sweep)
-
-    def remove(self, conn: DirectWebSocket) -> None:
-        self._due.pop(conn, None)
-        self._waiting.pop(conn, None)
-        self._stuck.pop(conn, None)
-        if not self._due and self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def answered(self, conn: DirectWebSocket) -> None:
-        """Any pong counts: the peer is alive."""
-        self._waiting.pop(conn, None)
-
-    def stuck(self, conn: DirectWebSocket, now: float) -> None:
-        """Its transport stopped taking bytes (over the high-water mark)."""
-        if conn in self._due:
-            self._stuck.setdefault(conn, now)
-
-    def moving(self, conn: DirectWebSocket) -> None:
-        """Its transport takes bytes again."""
-        self._stuck.pop(conn, None)
-
-    def _sweep(self) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        late = []
-        for conn, deadline in self._waiting.items():
-            if deadline > now:
-                break
-            late.append(conn)
-        for conn in late:
-            del self._waiting[conn]
-            conn.keepalive_failed()
-        if self.timeout is not None:
-            stalled = []
-            for conn, since in self._stuck.items():
-                if since + self.timeout > now:
-                    break
-                stalled.append(conn)
-            for conn in stalled:
-                del self._stuck[conn]
-                conn.give_up(stalled_reason(self.timeout))
-        due = []
-        for conn, when in self._due.items():
-            if when > now:
-                break
-            due.append(conn)
-        assert self.interval is not None
-        for conn in due:
-            del self._due[conn]
-            self._due[conn] = now + self.interval
-            if self.timeout is not None and conn not in self._waiting:
-                self._waiting[conn] = now + self.timeout
-            conn.ping()
-        self._timer = loop.call_later(self._step, self._sweep) if self._due else None
 
 
 class DirectWebSocket(asyncio.Protocol, Connection):
@@ -338,7 +256,10 @@ class DirectWebSocket(asyncio.Protocol, Connection):
     async def _run(self, endpoint: Endpoint) -> None:
         try:
             if self.proxy is not None:
-                await self._apply_proxy_headers(self.proxy)
+                secure = self._transport is not None and is_ssl(self._transport)
+                self._client = await forwarded_client(
+                    self.proxy, self._headers, self._client, secure=secure
+                )
             await endpoint(self)
         except Exception:
             log.exception("a WebSocket endpoint failed; closing its connection")
@@ -352,24 +273,6 @@ class DirectWebSocket(asyncio.Protocol, Connection):
                 await self.close(1000, "")
             if self._close_timer is None:
                 self._close_transport()
-
-    async def _apply_proxy_headers(self, proxy: ProxyHeadersMiddleware) -> None:
-        """X-Forwarded-For/-Proto from a trusted proxy, as uvicorn applies them to ASGI."""
-        if "x-forwarded-for" not in self._headers and "x-forwarded-proto" not in self._headers:
-            return
-        scope: dict[str, Any] = {
-            "type": "websocket",
-            "client": self._client,
-            "scheme": "wss" if self._transport and is_ssl(self._transport) else "ws",
-            "headers": [
-                (name.encode("latin-1"), value.encode("latin-1"))
-                for name, value in self._headers.items()
-            ],
-        }
-
-        await proxy(scope, _never_receive, _never_send)  # type: ignore[arg-type]  # sets "client"
-        client = scope.get("client")
-        self._client = (str(client[0]), int(client[1] or 0)) if client else None
 
     # --- Connection ----------------------------------------------------------------------
 
@@ -592,14 +495,6 @@ class DirectWebSocket(asyncio.Protocol, Connection):
             self._transport.close()
 
 
-async def _never_receive() -> dict[str, Any]:
-    raise RuntimeError("not used")
-
-
-async def _never_send(message: Any) -> None:
-    raise RuntimeError("not used")
-
-
 def direct_websockets(
     routes: Mapping[str, Endpoint],
     *,
@@ -612,20 +507,11 @@ def direct_websockets(
     """The class to give uvicorn as ``Config(ws=...)``: upgrades to a path of ``routes``
     run that endpoint directly; others go to uvicorn's websockets-sansio protocol."""
 
-    async def unused(scope: Any, receive: Any, send: Any) -> None:
-        return None
-
-    proxy = (
-        ProxyHeadersMiddleware(unused, trusted_hosts=forwarded_allow_ips or "127.0.0.1")
-        if proxy_headers
-        else None
-    )
-
     class RoutedWebSocket(DirectWebSocket):
         __slots__ = ()
 
     RoutedWebSocket.routes = dict(routes)
     RoutedWebSocket.keepalive = Keepalive(heartbeat_interval_s, heartbeat_timeout_s)
-    RoutedWebSocket.proxy = proxy
+    RoutedWebSocket.proxy = trusted_proxy(proxy_headers, forwarded_allow_ips)
     RoutedWebSocket.max_unsent = max_unsent
     return RoutedWebSocket
