@@ -12,7 +12,7 @@ from browsergrid.config import ServeConfig
 from browsergrid.core import ResultReported
 from browsergrid.protocol import SubmitOptions
 from browsergrid.server._coordinator import Coordinator
-from browsergrid.server._dashboard import Viewer
+from browsergrid.server._feed import Viewer
 from browsergrid.store import MemoryStore
 from tests.server._fakes import join, leave
 

@@ -21,7 +21,7 @@ from browsergrid.core import (
 )
 from browsergrid.protocol import SubmitOptions
 from browsergrid.server._coordinator import Coordinator
-from browsergrid.server._dashboard import Feed, Viewer
+from browsergrid.server._feed import Feed, Viewer
 from browsergrid.server._state import WorkerPeer
 from browsergrid.store import MemoryStore, SqliteStore, Store, StoreError, WorkerRecord
 from tests.server._fakes import CHROME, Sink, join, leave, rules

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from browsergrid.server._dashboard import Feed, Viewer
+from browsergrid.server._feed import Feed, Viewer
 from browsergrid.server._stats import Histogram, Stats, WorkerEvent
 from browsergrid.store import ThroughputSample
 

@@ -64,7 +64,7 @@ from browsergrid.protocol import (
     encode_task,
     encode_tasks,
 )
-from browsergrid.server._dashboard import Feed
+from browsergrid.server._feed import Feed
 from browsergrid.server._grid_link import GridLink
 from browsergrid.server._grid_snapshot import grid_ops, snapshot
 from browsergrid.server._guard import Connections, RateLimit
