@@ -27,7 +27,6 @@ from browsergrid._console import emit
 from browsergrid.core import (
     Event,
     JobCancelRequested,
-    JobOptions,
     RestoredTask,
     Scheduler,
     StrandedReleased,
@@ -35,6 +34,7 @@ from browsergrid.core import (
 )
 from browsergrid.protocol import Cancelled
 from browsergrid.server._state import ClientPeer, Pushed
+from browsergrid.server._submit import job_options
 from browsergrid.store import JobInfo, JobState, RedisStore, StoreError
 from browsergrid.store._shared_queue import BEAT_S, SharedQueue, Taken
 
@@ -61,8 +61,6 @@ class GridHost(Protocol):
     def stimulus(self, kind: str) -> str: ...
 
     def push(self, client: ClientPeer, message: Pushed) -> None: ...
-
-    def job_options(self, info: JobInfo) -> JobOptions: ...
 
     def store_failed(self, exc: StoreError) -> None: ...
 
@@ -204,7 +202,7 @@ class GridLink:
     def _taken_event(self, job_id: int, info: JobInfo, items: list[Taken]) -> TasksTaken:
         return TasksTaken(
             job_id=job_id,
-            options=self.coordinator.job_options(info),
+            options=job_options(info),
             tasks=[
                 RestoredTask(
                     task_id=t.task.task_id,

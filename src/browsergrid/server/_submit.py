@@ -1,0 +1,133 @@
+"""What a submit must be before anything is queued, and what is stored for it.
+
+``check_tasks`` and ``check_options`` raise ``SubmitError`` with the code the client is
+sent (docs/protocol.md, "Client errors"); ``Coordinator.submit`` calls them first, so a
+refused submit queues nothing. ``job_info`` and ``task_records`` are what the store keeps.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import msgspec
+
+from browsergrid._console import emit
+from browsergrid.config import ServeConfig
+from browsergrid.core import JobOptions, TasksAccepted, TaskSpec
+from browsergrid.errors import SubmitError
+from browsergrid.protocol import SubmitOptions, check_arg_names
+from browsergrid.store import JobInfo, TaskRecord
+
+events = logging.getLogger("browsergrid.server.events")
+_json_encode = msgspec.json.Encoder().encode
+
+
+def check_tasks(
+    op: str, args: Sequence[dict[str, Any]], known_ops: Collection[str], config: ServeConfig
+) -> list[TaskSpec]:
+    """The tasks of a submit (``op`` once per ``args`` item), or SubmitError
+    (``bad_args``, ``unknown_op``, ``args_too_large``)."""
+    if not args:
+        raise SubmitError("bad_args", "a job needs at least one task")
+    if op not in known_ops:
+        raise SubmitError("unknown_op", f"no worker runs op {op!r}; known ops: {sorted(known_ops)}")
+    limit = config.max_args_bytes
+    for index, item in enumerate(args):
+        try:
+            check_arg_names(item)
+        except ValueError as exc:
+            raise SubmitError("bad_args", str(exc)) from None
+        if len(_json_encode(item)) > limit:
+            raise SubmitError(
+                "args_too_large",
+                f"the arguments of task {index} of this submit are over {limit} bytes "
+                "as JSON (--max-args-bytes)",
+            )
+    return [TaskSpec(op=op, args=item) for item in args]
+
+
+def check_options(options: SubmitOptions, held: int, count: int, config: ServeConfig) -> JobOptions:
+    """The scheduler's options for a submit of ``count`` tasks to a job holding ``held``,
+    or SubmitError (``bad_options``, ``too_many_tasks``)."""
+    try:
+        job_options = JobOptions(
+            name=options.name,
+            priority=options.priority,
+            lease_timeout_s=options.lease_timeout,
+            max_attempts=options.max_attempts,
+            redundancy=options.redundancy,
+            max_replicas=options.max_replicas,
+            adaptive=options.adaptive,
+        )
+    except ValueError as exc:
+        raise SubmitError("bad_options", str(exc)) from None
+    if held + count > config.max_tasks_per_job:
+        raise SubmitError(
+            "too_many_tasks",
+            f"a job holds at most {config.max_tasks_per_job} tasks "
+            f"(--max-tasks-per-job); this one would hold {held + count}",
+        )
+    return job_options
+
+
+def task_records(ack: TasksAccepted, tasks: Sequence[TaskSpec]) -> list[TaskRecord]:
+    """The tasks ``ack`` accepted, as the store keeps them."""
+    return [
+        TaskRecord(
+            task_id=ack.first_task_id + offset,
+            job_id=ack.job_id,
+            index=ack.first_index + offset,
+            op=task.op,
+            args=task.args,
+        )
+        for offset, task in enumerate(tasks)
+    ]
+
+
+def job_info(
+    job_id: int, op: str, options: SubmitOptions, submitted_by: str, client_key: str | None
+) -> JobInfo:
+    """A new job, as the store keeps it."""
+    return JobInfo(
+        job_id=job_id,
+        name=options.name,
+        op=op,
+        priority=options.priority,
+        created_at=time.time(),
+        submitted_by=submitted_by,
+        lease_timeout=options.lease_timeout,
+        max_attempts=options.max_attempts,
+        client_key=client_key,
+        redundancy=options.redundancy,
+        max_replicas=options.max_replicas,
+        adaptive=options.adaptive,
+    )
+
+
+def log_submitted(ack: TasksAccepted, op: str, options: SubmitOptions) -> None:
+    emit(
+        events,
+        "job_submitted",
+        f"job {ack.job_id} submitted: {ack.count} x {op}"
+        + (f" ({options.name})" if options.name else ""),
+        job_id=ack.job_id,
+        op=op,
+        count=ack.count,
+        name=options.name,
+    )
+
+
+def job_options(info: JobInfo) -> JobOptions:
+    """The scheduler's options for a stored job."""
+    return JobOptions(
+        name=info.name,
+        priority=info.priority,
+        lease_timeout_s=info.lease_timeout,
+        max_attempts=info.max_attempts,
+        redundancy=info.redundancy,
+        max_replicas=info.max_replicas,
+        adaptive=info.adaptive,
+    )
