@@ -71,7 +71,7 @@ _FIXTURE_MARKS = {
     "start_coordinator": "processes",  # and coordinator
     "start_worker": "processes",
     "exercise_server": "processes",
-    "grid": "processes",
+    "served": "processes",
 }
 """The marker of every test that uses one of these fixtures of this file, directly or through
 other fixtures. A test that starts processes itself, or through a fixture of its module,
@@ -95,7 +95,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def _is_ours(definitions: Sequence[pytest.FixtureDef[Any]], name: str) -> bool:
     """Whether the test gets this file's fixture ``name``, not only a test module's fixture
-    of the same name (test_grid_races.py's ``grid`` runs coordinators in-process)."""
+    of the same name (test_wheel.py's ``served`` serves an installed wheel instead)."""
     for definition in reversed(definitions):  # the closest first
         if definition.func.__module__ == __name__:
             return True
@@ -206,7 +206,9 @@ def artifacts() -> Path:
 
 
 @dataclass
-class Grid:
+class Served:
+    """A coordinator with two Python workers connected."""
+
     coordinator: Coordinator
     workers: list[Process]
 
@@ -216,7 +218,7 @@ class Grid:
 
 
 @pytest.fixture(scope="module")
-def grid() -> Iterator[Grid]:
+def served() -> Iterator[Served]:
     coordinator = Coordinator(0, ("--quiet",))
     workers = [
         Process([sys.executable, "-m", "browsergrid", "worker", coordinator.ws_url, "--quiet"])
@@ -225,7 +227,7 @@ def grid() -> Iterator[Grid]:
     try:
         for worker in workers:
             worker.wait_for_line(lambda line: "connected to" in line)
-        yield Grid(coordinator, workers)
+        yield Served(coordinator, workers)
     finally:
         for worker in workers:
             worker.end()

@@ -1,4 +1,5 @@
-"""``browsergrid submit | status | results | cancel`` as a user runs them, against a real grid."""
+"""``browsergrid submit | status | results | cancel`` as a user runs them, against a real
+coordinator with two Python workers (conftest's ``served``)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ import pytest
 
 from browsergrid._cli_jobs import parse_assignments
 from browsergrid.errors import ConfigError
-from tests.conftest import Grid
+from tests.conftest import Served
 
 
-def cli(grid: Grid | None, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "BROWSERGRID_SERVER": grid.url if grid else "http://127.0.0.1:1"}
+def cli(served: Served | None, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "BROWSERGRID_SERVER": served.url if served else "http://127.0.0.1:1"}
     return subprocess.run(
         [sys.executable, "-m", "browsergrid", *args],
         capture_output=True,
@@ -29,9 +30,9 @@ def cli(grid: Grid | None, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_submit_wait_shows_progress_and_a_summary(grid: Grid) -> None:
+def test_submit_wait_shows_progress_and_a_summary(served: Served) -> None:
     done = cli(
-        grid,
+        served,
         "submit",
         "monte_carlo_pi",
         "samples=1000",
@@ -46,37 +47,37 @@ def test_submit_wait_shows_progress_and_a_summary(grid: Grid) -> None:
     job_id = int(done.stdout.strip())
     assert "20/20" in done.stderr and "tasks/s" in done.stderr
     assert f"job {job_id}: 20 done, 0 failed, 0 cancelled" in done.stderr
-    lines = [json.loads(line) for line in cli(grid, "results", str(job_id)).stdout.splitlines()]
+    lines = [json.loads(line) for line in cli(served, "results", str(job_id)).stdout.splitlines()]
     assert len(lines) == 20 and {line["status"] for line in lines} == {"done"}
     assert {json.dumps(line["result"]) for line in lines} == {
         '{"hits": 783, "samples": 1000}'
     }  # one seed, one answer
 
 
-def test_args_file_and_csv_export(grid: Grid, tmp_path: Path) -> None:
+def test_args_file_and_csv_export(served: Served, tmp_path: Path) -> None:
     args_file = tmp_path / "args.jsonl"
     args_file.write_text("\n".join(json.dumps({"lo": 0, "hi": 10**k}) for k in range(1, 4)))
-    done = cli(grid, "submit", "prime_count", "--args-file", str(args_file), "--wait")
+    done = cli(served, "submit", "prime_count", "--args-file", str(args_file), "--wait")
     assert done.returncode == 0, done.stderr
     job_id = done.stdout.strip()
-    exported = cli(grid, "results", job_id, "--format", "csv", "--follow").stdout
+    exported = cli(served, "results", job_id, "--format", "csv", "--follow").stdout
     rows = list(csv.DictReader(io.StringIO(exported)))
     assert sorted((int(r["index"]), int(r["result"])) for r in rows) == [(0, 4), (1, 25), (2, 168)]
     assert {r["verdict"] for r in rows} == {"unchecked"}
 
 
-def test_submit_with_redundancy_has_each_result_checked(grid: Grid) -> None:
-    done = cli(grid, "submit", "prime_count", "lo=0", "hi=1000", "--redundancy", "2", "--wait")
+def test_submit_with_redundancy_has_each_result_checked(served: Served) -> None:
+    done = cli(served, "submit", "prime_count", "lo=0", "hi=1000", "--redundancy", "2", "--wait")
     assert done.returncode == 0, done.stderr
-    [line] = cli(grid, "results", done.stdout.strip()).stdout.splitlines()
+    [line] = cli(served, "results", done.stdout.strip()).stdout.splitlines()
     record = json.loads(line)
     assert (record["result"], record["verdict"]) == (168, "quorum")
     assert [replica["agreed"] for replica in record["replicas"]] == [True, True]
 
 
-def test_a_failed_task_makes_submit_wait_exit_1_with_its_reasons(grid: Grid) -> None:
+def test_a_failed_task_makes_submit_wait_exit_1_with_its_reasons(served: Served) -> None:
     done = cli(
-        grid,
+        served,
         "submit",
         "repeat_multiply",
         "initial=oops",
@@ -90,37 +91,37 @@ def test_a_failed_task_makes_submit_wait_exit_1_with_its_reasons(grid: Grid) -> 
     assert "0 done, 1 failed" in done.stderr and "'initial'" in done.stderr
 
 
-def test_submit_without_wait_prints_the_job_id(grid: Grid) -> None:
-    done = cli(grid, "submit", "repeat_multiply", "initial=1", "factor=2", "times=3")
+def test_submit_without_wait_prints_the_job_id(served: Served) -> None:
+    done = cli(served, "submit", "repeat_multiply", "initial=1", "factor=2", "times=3")
     assert done.returncode == 0 and done.stdout.strip().isdigit()
 
 
-def test_status_as_tables_and_json(grid: Grid) -> None:
-    table = cli(grid, "status")
+def test_status_as_tables_and_json(served: Served) -> None:
+    table = cli(served, "status")
     assert table.returncode == 0 and "workers (2)" in table.stdout and "jobs" in table.stdout
-    data = json.loads(cli(grid, "status", "--format", "json").stdout)
+    data = json.loads(cli(served, "status", "--format", "json").stdout)
     assert len(data["workers"]) == 2 and {w["kind"] for w in data["workers"]} == {"python"}
 
 
-def test_cancel(grid: Grid) -> None:
-    job_id = cli(grid, "submit", "prime_count", "lo=0", "hi=10000000", "--count", "300").stdout
-    done = cli(grid, "cancel", job_id.strip())
+def test_cancel(served: Served) -> None:
+    job_id = cli(served, "submit", "prime_count", "lo=0", "hi=10000000", "--count", "300").stdout
+    done = cli(served, "cancel", job_id.strip())
     assert done.returncode == 0 and "cancelled" in done.stdout
 
 
-def test_demo_shows_progress_and_where_to_watch(grid: Grid) -> None:
-    run = cli(grid, "demo")
+def test_demo_shows_progress_and_where_to_watch(served: Served) -> None:
+    run = cli(served, "demo")
     assert run.returncode == 0, run.stderr
     job_id = int(run.stdout.strip())
     assert f"demo job {job_id}: 80 tiles" in run.stderr
-    assert f"{grid.url}/dashboard?token=" in run.stderr  # its Run demo button works too
+    assert f"{served.url}/dashboard?token=" in run.stderr  # its Run demo button works too
     assert f"demo job {job_id}: 80 tiles painted\n" in run.stderr
-    lines = cli(grid, "results", str(job_id)).stdout.splitlines()
+    lines = cli(served, "results", str(job_id)).stdout.splitlines()
     assert len(lines) == 80
 
 
-def test_demo_without_wait_prints_the_job_id(grid: Grid) -> None:
-    run = cli(grid, "demo", "--no-wait")
+def test_demo_without_wait_prints_the_job_id(served: Served) -> None:
+    run = cli(served, "demo", "--no-wait")
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().isdigit()
 
@@ -137,8 +138,8 @@ def test_demo_without_wait_prints_the_job_id(grid: Grid) -> None:
         (("submit", "prime_count", "hi=9", "--adaptive"), "needs redundancy of at least 2"),
     ],
 )
-def test_mistakes_are_one_line_errors(grid: Grid, args: tuple[str, ...], message: str) -> None:
-    done = cli(grid, *args)
+def test_mistakes_are_one_line_errors(served: Served, args: tuple[str, ...], message: str) -> None:
+    done = cli(served, *args)
     assert done.returncode in (1, 2)
     assert message in done.stderr and "Traceback" not in done.stderr
     assert done.stderr.strip().count("\n") == 0

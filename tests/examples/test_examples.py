@@ -1,5 +1,5 @@
 """The worked examples of examples/, each run as a process the way its docstring says, against a
-real coordinator and two real Python workers (conftest's ``grid``; sir_sweep.py gets two more
+real coordinator and two real Python workers (conftest's ``served``; sir_sweep.py gets two more
 started with ``--python-functions``), in a temporary directory. Each must exit 0 and print
 what its docstring shows (tests/examples/_examples.py), and what it prints must be right."""
 
@@ -19,7 +19,7 @@ import pytest
 
 from browsergrid.ops import run_op
 from tests._support import Coordinator, Process
-from tests.conftest import Grid
+from tests.conftest import Served
 from tests.examples._examples import (
     EXAMPLES,
     arguments,
@@ -31,30 +31,30 @@ from tests.examples._examples import (
 pytestmark = pytest.mark.timeout(120)
 
 
-def run_example(name: str, index: int, grid: Grid, cwd: Path, **env: str) -> str:
+def run_example(name: str, index: int, served: Served, cwd: Path, **env: str) -> str:
     """Run the docstring's ``index``-th command of examples/NAME with this Python against
-    ``grid``; the admin token comes from $BROWSERGRID_TOKEN (tests/conftest.py)."""
-    argv = [sys.executable, str(EXAMPLES / name), *arguments(name, index, grid.url)]
+    ``served``; the admin token comes from $BROWSERGRID_TOKEN (tests/conftest.py)."""
+    argv = [sys.executable, str(EXAMPLES / name), *arguments(name, index, served.url)]
     return run(argv, cwd, {**os.environ, **env})
 
 
-def test_pi(grid: Grid, tmp_path: Path) -> None:
-    output = run_example("pi.py", 0, grid, tmp_path)
+def test_pi(served: Served, tmp_path: Path) -> None:
+    output = run_example("pi.py", 0, served, tmp_path)
     assert_prints_what_its_docstring_shows("pi.py", output)
     found = re.search(r"pi ~ (\S+) from 2,000,000 samples", output)
     assert found is not None and abs(float(found[1]) - math.pi) < 0.01
 
 
-def test_primes_with_the_token_on_its_command_line(grid: Grid, tmp_path: Path) -> None:
+def test_primes_with_the_token_on_its_command_line(served: Served, tmp_path: Path) -> None:
     # no token in the environment, and no token file (tests/conftest.py): only --token
-    output = run_example("primes.py", 1, grid, tmp_path, BROWSERGRID_TOKEN="")
+    output = run_example("primes.py", 1, served, tmp_path, BROWSERGRID_TOKEN="")
     assert_prints_what_its_docstring_shows("primes.py", output)
     assert "78,498 primes below 1,000,000" in output
     assert "5,761,455 primes below 100,000,000 (20 tasks, " in output  # pi(10**8)
 
 
-def test_mandelbrot_writes_the_png(grid: Grid, tmp_path: Path) -> None:
-    output = run_example("mandelbrot.py", 0, grid, tmp_path)
+def test_mandelbrot_writes_the_png(served: Served, tmp_path: Path) -> None:
+    output = run_example("mandelbrot.py", 0, served, tmp_path)
     assert_prints_what_its_docstring_shows("mandelbrot.py", output)
     width, height, pixels = read_png(tmp_path / "mandelbrot.png")
     assert (width, height) == (512, 384)
@@ -74,12 +74,12 @@ def test_mandelbrot_writes_the_png(grid: Grid, tmp_path: Path) -> None:
 
 
 def test_sir_sweep_sends_a_plain_function(
-    grid: Grid, start_worker: Callable[..., Process], tmp_path: Path
+    served: Served, start_worker: Callable[..., Process], tmp_path: Path
 ) -> None:
     for _ in range(2):
-        worker = start_worker(grid.coordinator.ws_url, "--python-functions", "--quiet")
+        worker = start_worker(served.coordinator.ws_url, "--python-functions", "--quiet")
         worker.wait_for_line(lambda line: "runs the Python functions clients submit" in line)
-    output = run_example("sir_sweep.py", 0, grid, tmp_path)
+    output = run_example("sir_sweep.py", 0, served, tmp_path)
     assert_prints_what_its_docstring_shows("sir_sweep.py", output)
     example = load("sir_sweep.py")
     top = 100 * example.peak_infected(0.6, 0.05)  # computed here, as on the workers

@@ -92,7 +92,7 @@ def test_the_codes_are_read_from_the_protocol_document() -> None:
 
 
 @dataclass
-class Grid:
+class Target:
     """A coordinator (in memory) with one Python worker; ``accepted`` adds up the tasks each
     ``accepted`` answer (HTTP 201 or client frame) reported, by job."""
 
@@ -115,26 +115,26 @@ def start_worker(coordinator: Coordinator) -> Process:
     return worker
 
 
-def running_grid(*extra: str) -> Iterator[Grid]:
+def running_target(*extra: str) -> Iterator[Target]:
     coordinator = Coordinator(0, ("--memory", "--quiet", *extra))
     try:
-        grid = Grid(coordinator, start_worker(coordinator))
+        target = Target(coordinator, start_worker(coordinator))
         try:
-            yield grid
+            yield target
         finally:
-            grid.worker.end()
+            target.worker.end()
     finally:
         coordinator.end()
 
 
-def still_works(grid: Grid) -> None:
+def still_works(target: Target) -> None:
     """Nothing lost: the coordinator is up and healthy, every accepted job holds all its
     tasks, the worker is still connected, and a new worker runs a new job right."""
-    assert grid.coordinator.proc.poll() is None, grid.coordinator.output()
-    with httpx.Client(headers=AUTH, base_url=grid.url, timeout=30) as http:
+    assert target.coordinator.proc.poll() is None, target.coordinator.output()
+    with httpx.Client(headers=AUTH, base_url=target.url, timeout=30) as http:
         assert http.get("/healthz").status_code == 200
         jobs = {job["job_id"]: job for job in http.get("/api/jobs", params={"limit": 1000}).json()}
-        for job_id, count in grid.accepted.items():
+        for job_id, count in target.accepted.items():
             assert job_id in jobs, f"job {job_id} was accepted, and is gone"
             job = jobs[job_id]
             assert job["total"] == count, job
@@ -149,9 +149,9 @@ def still_works(grid: Grid) -> None:
         for job_id, job in jobs.items():
             if job["state"] == "running":
                 assert http.post(f"/api/jobs/{job_id}/cancel").status_code == 200
-        grid.worker.end()
-        grid.worker = start_worker(grid.coordinator)
-        with browsergrid.Client(grid.url) as client:
+        target.worker.end()
+        target.worker = start_worker(target.coordinator)
+        with browsergrid.Client(target.url) as client:
             job = client.submit_job("prime_count", [{"lo": 0, "hi": 10**k} for k in range(1, 5)])
             assert client.gather(job.futures, timeout=30) == [4, 25, 168, 1229]
         accepted = http.post("/api/jobs", json={"op": "prime_count", "args": [{"lo": 0, "hi": 30}]})
@@ -160,7 +160,7 @@ def still_works(grid: Grid) -> None:
         with http.stream("GET", path, params={"follow": "true"}) as response:
             (line,) = [json.loads(line) for line in response.iter_lines() if line]
         assert (line["status"], line["result"]) == ("done", 10)
-    assert_no_errors_logged(grid.coordinator)
+    assert_no_errors_logged(target.coordinator)
 
 
 def assert_no_errors_logged(coordinator: Coordinator) -> None:
@@ -180,7 +180,7 @@ def assert_no_errors_logged(coordinator: Coordinator) -> None:
 RESULTS = "GET /api/jobs/{job_id}/results"
 CONFIG = schemathesis.Config.from_dict(
     {
-        # With the admin token, which opens every operation. The grid also has a dashboard
+        # With the admin token, which opens every operation. The coordinator also has a dashboard
         # token, so every operation requires one: schemathesis' ignored_auth check then sends
         # each again without a token and with a wrong one, and wants a 401.
         "auth": {"openapi": {"bearer": {"bearer": TEST_TOKEN}}},
@@ -203,15 +203,16 @@ CONFIG = schemathesis.Config.from_dict(
 
 
 @pytest.fixture(scope="module")
-def api_grid() -> Iterator[Grid]:
-    """A grid with a cancelled job and a finished one, for fuzzed job ids to find."""
-    for grid in running_grid("--dashboard-token", "fuzz-dashboard-token"):
-        seed_jobs(grid)
-        yield grid
+def api_target() -> Iterator[Target]:
+    """A coordinator and a worker, with a cancelled job and a finished one for fuzzed job ids
+    to find."""
+    for target in running_target("--dashboard-token", "fuzz-dashboard-token"):
+        seed_jobs(target)
+        yield target
 
 
-def seed_jobs(grid: Grid) -> None:
-    with httpx.Client(headers=AUTH, base_url=grid.url, timeout=30) as http:
+def seed_jobs(target: Target) -> None:
+    with httpx.Client(headers=AUTH, base_url=target.url, timeout=30) as http:
         long, short = (
             http.post("/api/jobs", json=body).json()
             for body in (
@@ -225,18 +226,18 @@ def seed_jobs(grid: Grid) -> None:
         with http.stream("GET", path, params={"follow": "true"}) as response:
             assert len([line for line in response.iter_lines() if line]) == 3
     for accepted in (long, short):
-        grid.accepted[accepted["job_id"]] += accepted["count"]
+        target.accepted[accepted["job_id"]] += accepted["count"]
 
 
 @pytest.mark.processes
 @pytest.mark.parametrize("mode", list(schemathesis.GenerationMode), ids=str)
 def test_the_api_answers_as_its_schema_says(
-    api_grid: Grid, mode: schemathesis.GenerationMode
+    api_target: Target, mode: schemathesis.GenerationMode
 ) -> None:
     """Every operation of /openapi.json with data that fits the schema (positive) and data
     that does not (negative), under schemathesis' default checks ("not a server error",
     status code, content type and response schema conformance, data acceptance)."""
-    schema = schemathesis.openapi.from_url(f"{api_grid.url}/openapi.json", config=CONFIG)
+    schema = schemathesis.openapi.from_url(f"{api_target.url}/openapi.json", config=CONFIG)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert RESULTS in [operation.label for operation in operations]
     for operation in operations:
@@ -245,11 +246,11 @@ def test_the_api_answers_as_its_schema_says(
             for location in (operation.path_parameters, operation.query, operation.headers)
         )
         if mode.is_positive or takes_input:  # without input there is nothing to get wrong
-            fuzz_operation(api_grid, operation, mode)
+            fuzz_operation(api_target, operation, mode)
 
 
 def fuzz_operation(
-    grid: Grid, operation: schemathesis.APIOperation, mode: schemathesis.GenerationMode
+    target: Target, operation: schemathesis.APIOperation, mode: schemathesis.GenerationMode
 ) -> None:
     @settings(
         max_examples=40,
@@ -265,24 +266,24 @@ def fuzz_operation(
         except requests.RequestException:
             if operation.label != RESULTS:
                 raise
-            still_following(grid, case.path_parameters["job_id"], started)
+            still_following(target, case.path_parameters["job_id"], started)
             return
         if response.status_code == 201:
             accepted = response.json()
-            grid.accepted[accepted["job_id"]] += accepted["count"]
+            target.accepted[accepted["job_id"]] += accepted["count"]
 
     check()
 
 
-def still_following(grid: Grid, job_id: Any, started: float) -> None:
+def still_following(target: Target, job_id: Any, started: float) -> None:
     """A results stream went quiet: right only while its job runs (``follow=true``)."""
-    job = httpx.get(f"{grid.url}/api/jobs/{job_id}", headers=AUTH, timeout=30).json()
+    job = httpx.get(f"{target.url}/api/jobs/{job_id}", headers=AUTH, timeout=30).json()
     assert job["state"] == "running" or job["finished_at"] >= started, job
 
 
 @pytest.mark.processes
-def test_nothing_is_lost_after_the_api_fuzzing(api_grid: Grid) -> None:
-    still_works(api_grid)
+def test_nothing_is_lost_after_the_api_fuzzing(api_target: Target) -> None:
+    still_works(api_target)
 
 
 # --- raw WebSocket frames -------------------------------------------------------------------
@@ -307,10 +308,10 @@ class Storm:
     coordinator answers frames in order, so what arrives before the marker's error answers
     the frame (or was pushed meanwhile: tasks, results)."""
 
-    def __init__(self, grid: Grid, endpoint: str) -> None:
-        self.grid = grid
+    def __init__(self, target: Target, endpoint: str) -> None:
+        self.target = target
         self.endpoint = endpoint
-        self.url = f"ws://127.0.0.1:{grid.coordinator.port}{endpoint}"
+        self.url = f"ws://127.0.0.1:{target.coordinator.port}{endpoint}"
         self.opened = ExitStack()
         self.ws: ClientConnection | None = None
         self.marks = 0
@@ -391,7 +392,7 @@ class Storm:
                 self.answered(message.ref)
         elif isinstance(message, Accepted):
             self.answered(message.ref)
-            self.grid.accepted[message.job_id] += message.count
+            self.target.accepted[message.job_id] += message.count
         return message
 
     def answered(self, ref: int) -> None:
@@ -467,8 +468,8 @@ SEND = {"/ws": send_to_worker_endpoint, "/client": send_to_client_endpoint}
 
 
 @pytest.fixture(scope="module")
-def storm_grid() -> Iterator[Grid]:
-    yield from running_grid()
+def storm_grid() -> Iterator[Target]:
+    yield from running_target()
 
 
 @pytest.mark.processes
@@ -480,7 +481,7 @@ def storm_grid() -> Iterator[Grid]:
 )
 @given(data=st.data())
 def test_a_storm_of_frames_gets_errors_and_documented_closes(
-    storm_grid: Grid, endpoint: str, data: st.DataObject
+    storm_grid: Target, endpoint: str, data: st.DataObject
 ) -> None:
     """About 200 frames per endpoint: text, binary, any JSON, message-shaped objects,
     mutated valid frames, and frames just under, at and over the size limit."""
@@ -492,7 +493,7 @@ def test_a_storm_of_frames_gets_errors_and_documented_closes(
 
 
 @pytest.mark.processes
-def test_nothing_is_lost_after_the_storm(storm_grid: Grid) -> None:
+def test_nothing_is_lost_after_the_storm(storm_grid: Target) -> None:
     still_works(storm_grid)
 
 
@@ -501,7 +502,7 @@ def test_nothing_is_lost_after_the_storm(storm_grid: Grid) -> None:
 
 @pytest.fixture(scope="module")
 def lone_coordinator() -> Iterator[Coordinator]:
-    """A coordinator of their own for the tests below: their errors stay out of the grid's log."""
+    """A coordinator of their own for the tests below: their errors stay out of the target's log."""
     coordinator = Coordinator(0, ("--memory",))
     try:
         yield coordinator
