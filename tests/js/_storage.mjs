@@ -7,6 +7,7 @@ export function memoryStorage(initial = {}) {
     items,
     getItem: (key) => items.get(key) ?? null,
     setItem: (key, value) => items.set(key, String(value)),
+    removeItem: (key) => items.delete(key),
   };
 }
 

@@ -3,7 +3,8 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { refusing } from './_storage.mjs';
+import { workerKeyFor } from '../../src/browsergrid/web/js/identity.js';
+import { memoryStorage, refusing } from './_storage.mjs';
 
 class FakeElement {
   constructor() {
@@ -177,10 +178,12 @@ async function openPage(
   globalThis.Worker = FakeWorker;
   loaded += 1;
   await import(`../../src/browsergrid/web/js/page.js?instance=${loaded}`);
-  for (let turn = 0; turn < 100 && page.sockets.length === 0; turn += 1) {
+  // it connects once it knows its ops and its worker keys (WebCrypto works off the main thread: give it time)
+  const until = Date.now() + 5000;
+  while (page.sockets.length === 0 && Date.now() < until) {
     await new Promise((resolve) => {
       setImmediate(resolve);
-    }); // it connects once it knows its ops
+    });
   }
   const ws = page.sockets[0];
   if (open) ws.open();
@@ -747,5 +750,24 @@ test('a localStorage that throws on every touch does not break the page: the set
     ws.receive(task(1));
     page.workers[0].answer({ result: 2, duration_ms: 3 });
     assert.equal(status.tasksDone, 1);
+  });
+});
+
+test('each coordinator of ?coordinators= is sent a worker_key of its own; the local secret is sent to none', async () => {
+  const storage = memoryStorage();
+  await withStorage(storage, async () => {
+    const { ws } = await openPage(1, '&coordinators=ws://a.test/ws,wss://b.test/ws');
+    const secret = storage.items.get('browsergrid.tab_secret.0');
+    assert.match(secret, /^[0-9a-f]{64}$/);
+    const second = reconnectNow(ws);
+    assert.deepEqual([ws.url, second.url], ['ws://a.test/ws', 'wss://b.test/ws']);
+    const [toA, toB] = [ws, second].map((socket) => socket.sent[0].worker_key);
+    assert.equal(toA, await workerKeyFor(secret, 'ws://a.test'));
+    assert.equal(toB, await workerKeyFor(secret, 'wss://b.test'));
+    assert.notEqual(toA, toB);
+    assert.equal(reconnectNow(second).sent[0].worker_key, toA); // back to A: the same key
+    for (const socket of page.sockets) {
+      assert.ok(socket.sent.every((frame) => !JSON.stringify(frame).includes(secret)));
+    }
   });
 });

@@ -33,7 +33,7 @@ def claim_identity(data_dir: Path) -> Identity:
         raise ConfigError(f"cannot create {folder}: {exc.strerror}") from None
     for slot in range(_SLOTS):
         path = folder / f"{slot}.key"
-        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open as the lock
+        handle = _open_private(path)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -48,3 +48,22 @@ def claim_identity(data_dir: Path) -> Identity:
             os.fsync(handle.fileno())
         return Identity(key, handle)
     raise ConfigError(f"all {_SLOTS} worker slots in {folder} are taken")
+
+
+def _open_private(path: Path) -> IO[str]:
+    """``path`` open for reading and appending, readable by its owner alone: a key is a
+    credential (an established identity's trust). A new file is made 0600; one an older
+    version made 0644 is tightened."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"cannot open {path}: {exc.strerror}") from None
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    except OSError as exc:
+        os.close(fd)
+        raise ConfigError(
+            f"cannot make {path} private (chmod 600 it, or remove it): {exc.strerror}"
+        ) from None
+    return os.fdopen(fd, "a+", encoding="utf-8")

@@ -6,7 +6,7 @@ import { Contribution, formatComputeTime } from './contribution.js';
 import { CoordinatorRing, coordinatorsFrom, failoverDelay } from './coordinators.js';
 import { restUntil } from './duty-cycle.js';
 import { LANGUAGES, pageLanguage, rememberLanguage } from './i18n.js';
-import { claimWorkerKey } from './identity.js';
+import { claimWorkerKeys } from './identity.js';
 import { availableOps } from './ops.js';
 import { STRINGS } from './page-strings.js';
 import { preview } from './preview.js';
@@ -112,7 +112,7 @@ const paused = () => pauseReasons.size > 0;
 let socket = null;
 let welcomedBy = null; // the socket whose coordinator sent welcome: only it hears capacity and hand_back
 let helloConcurrency = null; // the concurrency the hello of the current socket announced
-let workerKey; // this tab's lasting identity (identity.js), sent in hello
+let workerKeys = new Map(); // this tab's lasting identity (identity.js): the worker_key for each coordinator URL
 let ops = availableOps(); // hello.ops: the built-in ops, then python and the ops module's (offerOps)
 let computeSetup = null; // what each compute worker is told to set up (offerOps); null: built-in ops only
 let coordinatorName = DEFAULT_NAME;
@@ -724,7 +724,7 @@ function connect() {
         ops,
         concurrency: helloConcurrency,
         prefetch: helloConcurrency,
-        worker_key: workerKey,
+        worker_key: workerKeys.get(serverUrl), // undefined: no lasting identity (no storage or WebCrypto)
         cold: coldOps(ops, warm),
       }),
     );
@@ -808,7 +808,7 @@ watchBattery().catch((err) => log(`Battery status unavailable: ${err}`));
 const configured = setUpFromConfig().catch((err) =>
   log(`Only the built-in ops are offered: ${err}`),
 );
-Promise.all([claimWorkerKey(), configured]).then(([key]) => {
-  workerKey = key;
+Promise.all([claimWorkerKeys(coordinators.urls), configured]).then(([keys]) => {
+  workerKeys = keys;
   connect();
 });
