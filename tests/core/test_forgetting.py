@@ -417,6 +417,7 @@ def _check(s: Scheduler) -> None:
             holds[worker.key] += 1
     for task in s.tasks.values():
         holds.update(r.key for r in task.replicas if not r.key.startswith("#"))
+        holds.update(key for key in task.error_keys if not key.startswith("#"))
     for keys in s._unreported_keys.values():
         holds.update(keys)
     assert s._holds == holds

@@ -477,6 +477,11 @@ class ReplicationMachine(RuleBasedStateMachine):
             fresh = [w for w in candidates if w.worker_id not in task.failed_on]
             idle = [w for w in candidates if w.credit > 0]
             ready = [w for w in idle if w.worker_id not in task.failed_on or not fresh]
+            if task.replicated and self.s._wants_voucher(task):  # for a vouched worker
+                ready = [w for w in ready if w.standing.vouched]
+            if task.reasons:  # lost before: it waits for a reliable worker, if one could run it
+                reliable = {w.worker_id for w in fresh if w.standing.reliable and w.concurrency > 0}
+                ready = [w for w in ready if w.standing.reliable or not reliable - {w.worker_id}]
             if ready:
                 found.append(
                     f"task {task.task_id} (state {task.state.value}, leases "
@@ -614,8 +619,8 @@ def test_a_worker_caught_lying_loses_the_trust_its_leases_were_granted_with() ->
     _worker(s, 1, "t", standing=Standing(consecutive_valid=10, valid=10, error_rate=0.05))
     s.workers[1].concurrency = 2
     s._credit_changed(s.workers[1])
-    _worker(s, 2, "h2")
-    _worker(s, 3, "h3")
+    _worker(s, 2, "h2", standing=Standing(valid=3))  # vouched: they may outvote T
+    _worker(s, 3, "h3", standing=Standing(valid=3))
     s.handle(  # task 1: checked job, to T and h2
         TasksSubmitted(tasks=[TaskSpec(op=OP, args={})], options=JobOptions(redundancy=2), now=0)
     )

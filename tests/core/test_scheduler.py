@@ -1018,28 +1018,34 @@ def test_error_goes_back_to_the_only_worker_that_runs_the_op() -> None:
     assert s.workers[2].in_flight == set()
 
 
-def test_task_fails_after_max_attempts_with_one_reason_per_attempt() -> None:
+def test_task_fails_after_max_attempts_losses_that_point_at_it() -> None:
+    """A new worker's dropped connection is no fault of the task: it is a reason, not an
+    attempt. The sole worker's passed deadline and errors are: the third fails it."""
     s = plain(lease_timeout_s=60.0, max_attempts=3)
     s.handle(join(1))
     assert s.handle(submit(now=0.0, sid="s")) == [accepted(1, 1, "s"), send(1, 1, "s")]
     assert s.handle(leave(1, now=1.0)) == []
-    assert s.tasks[1].state is TaskState.QUEUED
+    assert s.tasks[1].state is TaskState.QUEUED and s.tasks[1].charges == 0
     assert s.handle(join(2, now=2.0)) == [send(2, 1, "join-2")]
     assert s.handle(tick(62.0)) == [
         cancel_task(2, 1, "worker 2 passed the 60 s deadline", "tick"),
         send(2, 1, "tick"),
     ]
-    assert s.handle(error(2, 1, "out of memory", now=63.0, sid="e")) == [
+    assert s.handle(error(2, 1, "out of memory", now=63.0, sid="e")) == [send(2, 1, "e")]
+    assert s.tasks[1].charges == 2
+    assert s.handle(error(2, 1, "out of memory", now=64.0, sid="f")) == [
         failed(
             1,
             "worker 1 disconnected",
             "worker 2 passed the 60 s deadline",
             "worker 2 reported: out of memory",
-            sid="e",
+            "worker 2 reported: out of memory",
+            sid="f",
         )
     ]
     assert s.tasks == {}
-    assert (s.workers[2].in_flight, s.workers[2].failures) == (set(), 1)
+    assert (s.workers[2].in_flight, s.workers[2].failures) == (set(), 2)
+    assert s.standing("#2").lost == 1  # the deadline: the task failed, its errors are forgiven
 
 
 @pytest.mark.parametrize(
@@ -1203,7 +1209,7 @@ def test_expired_welcome_task_is_cancelled_and_its_late_result_dropped() -> None
 def test_tasks_expiring_together_go_out_oldest_first() -> None:
     s = plain(lease_timeout_s=10.0)
     s.handle(join(1))
-    s.handle(hello(1, {RM}, 2))
+    s.handle(hello(1, {RM}, 4))  # two losses: it still holds two of its four
     s.handle(submit(now=0.0))  # task 1, deadline 10
     s.handle(submit(job_id=1, now=1.0))  # task 2, deadline 11
     assert s.handle(tick(20.0)) == [

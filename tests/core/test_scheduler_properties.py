@@ -514,7 +514,7 @@ class SchedulerMachine(RuleBasedStateMachine):
     @invariant()
     def no_worker_with_credit_is_left_out(self) -> None:
         """Any queued task a worker with credit could run was kept for another worker, one
-        that has not failed it yet."""
+        that has not failed it yet; a task lost before, for a reliable one."""
         queued = [t for t in self.sched.tasks.values() if t.state is TaskState.QUEUED]
         for worker in self.sched.workers.values():
             if worker.credit == 0:
@@ -522,6 +522,18 @@ class SchedulerMachine(RuleBasedStateMachine):
             for task in queued:
                 if task.op not in worker.ops:
                     continue
+                if task.reasons and not worker.standing.reliable:
+                    reliable = [
+                        other
+                        for other in self.sched.workers.values()
+                        if other is not worker
+                        and other.standing.reliable
+                        and other.concurrency > 0
+                        and task.op in other.ops
+                        and other.worker_id not in task.failed_on
+                    ]
+                    if reliable:
+                        continue
                 assert worker.worker_id in task.failed_on
                 assert any(
                     task.op in other.ops and other.worker_id not in task.failed_on

@@ -595,3 +595,23 @@ def test_each_client_error_is_sent_and_only_rate_limited_closes(code: str) -> No
     assert [e.code for e in client_errors(conn)] == [code]
     closes = code == "rate_limited"
     assert conn.close_code == (CLOSE_POLICY_VIOLATION if closes else None)
+
+
+def test_a_frame_nested_deeper_than_max_depth_is_refused_before_decoding() -> None:
+    from browsergrid.errors import ProtocolError
+    from browsergrid.protocol import MAX_DEPTH, decode_worker_message
+    from browsergrid.protocol._client import decode_client_message
+    from browsergrid.protocol._messages import nested_too_deep
+
+    deep = "[" * MAX_DEPTH + "]" * MAX_DEPTH  # the frame's object is one more level
+    frame = '{"type": "result", "task_id": 1, "duration_ms": 1, "result": %s}'
+    assert decode_worker_message(frame % ("[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1)))
+    for decode in (decode_worker_message, decode_client_message):
+        with pytest.raises(ProtocolError) as refused:
+            decode(frame % deep)
+        assert refused.value.code == "bad_json" and str(MAX_DEPTH) in refused.value.message
+    assert nested_too_deep((frame % deep).encode())
+    strings = '{"type": "error", "task_id": 1, "message": "%s"}' % ('[{\\"' * 200)
+    assert not nested_too_deep(strings) and not nested_too_deep(strings.encode())
+    flat = "[" + ",".join(["[1]"] * 500) + "]"  # many brackets, two levels
+    assert not nested_too_deep(flat) and not nested_too_deep(flat.encode())

@@ -92,7 +92,7 @@ async def leave(coordinator: Coordinator, peer: WorkerPeer) -> None:
     """As serve_worker does when a connection ends."""
     peer.left_at = time.time()
     del coordinator.workers[peer.worker_id]
-    await coordinator.remember_workers([peer])
     await coordinator.apply(
         WorkerLeft(worker_id=peer.worker_id, now=time.monotonic(), stimulus_id="leave")
     )
+    await coordinator.remember_workers([peer])

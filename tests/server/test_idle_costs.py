@@ -83,20 +83,36 @@ async def answer(coordinator: Coordinator, peer: WorkerPeer, duration_ms: float 
 # --- the periodic history write ---------------------------------------------------------------
 
 
+STORED = [f.name for f in dataclasses.fields(Standing) if f.name not in ("done", "welcomed")]
+"""The standing's fields a WorkerRecord keeps under their own names: ``done`` is the record's
+``tasks_done``, and ``welcomed`` is earned again by each run's connections."""
+
+
 def test_a_record_carries_every_field_of_the_standing() -> None:
-    standing = Standing(valid=7, invalid=2, consecutive_valid=3, error_rate=0.25)
+    standing = Standing(
+        valid=7,
+        invalid=2,
+        consecutive_valid=3,
+        error_rate=0.25,
+        done=9,
+        lost=4,
+        loss_rate=0.5,
+        welcomed=True,
+    )
     peer = WorkerPeer(1, "127.0.0.1:1", "/ws", CHROME, 1000.0, Sink(), rules(1), worker_key="k")
     assert peer.record() is not None
-    assert {f: getattr(peer.record(), f) for f in dataclasses.asdict(standing)} == (
-        dataclasses.asdict(Standing())
-    )
+    fresh = Standing()
+    assert {f: getattr(peer.record(), f) for f in STORED} == {f: getattr(fresh, f) for f in STORED}
+    history = peer.history()
     peer.standing = standing
     record = peer.record()
     assert record is not None
-    assert {f: getattr(record, f) for f in dataclasses.asdict(standing)} == (
-        dataclasses.asdict(standing)
-    )
+    assert {f: getattr(record, f) for f in STORED} == {f: getattr(standing, f) for f in STORED}
     assert (record.first_seen, record.agent) == (1000.0, CHROME)
+    assert peer.history() != history
+    before = peer.history()
+    standing.lose()
+    assert peer.history() != before  # a loss alone makes the history worth writing again
     peer.worker_key = None
     assert peer.record() is None
 

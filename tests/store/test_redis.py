@@ -5,6 +5,7 @@ after Redis restarts. The shared promises are in ``test_contract.py``."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -212,6 +213,26 @@ async def test_a_newer_key_layout_is_refused(redis_url: str, raw: aioredis.Redis
     await raw.set(prefix + "schema", "not a number")
     with pytest.raises(StoreError, match="give another"):
         await store.open()
+
+
+async def test_a_worker_stored_before_its_loss_record_reads_back_with_none_lost(
+    store: RedisStore, redis_url: str, raw: aioredis.Redis
+) -> None:
+    """The worker hash holds each WorkerRecord as JSON: fields an older browsergrid did not
+    write read back with their defaults, and the next write stores them."""
+    prefix = redis_url.split("prefix=")[1]
+    seen = worker("w", 10.0, valid=4, error_rate=0.2)
+    stored = json.loads(_redis._encode(seen))
+    del stored["lost"], stored["loss_rate"]
+    await raw.hset(prefix + "workers", "w", json.dumps(stored))
+    back = await store.worker("w")
+    assert back == seen and back is not None and (back.lost, back.loss_rate) == (0, 0.0)
+    assert await store.workers() == [seen]
+    losing = worker("w", 20.0, valid=4, error_rate=0.2, lost=2, loss_rate=0.4375)
+    await store.record_workers([losing])
+    written = json.loads(await raw.hget(prefix + "workers", "w"))
+    assert (written["lost"], written["loss_rate"]) == (2, 0.4375)
+    assert await store.worker("w") == losing
 
 
 async def test_layout_1_is_moved_to_2_with_its_queued_tasks_in_the_shared_queue(

@@ -79,6 +79,10 @@ class Gate:
         await self.blocker
 
 
+LATEST = _sqlite.SCHEMA_VERSION
+"""The schema version this code creates and migrates to."""
+
+
 def read_schema_version(path: Path) -> int:
     with sqlite3.connect(path) as connection:
         row = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'")
@@ -129,7 +133,7 @@ async def test_pragmas(tmp_path: Path, store: SqliteStore) -> None:
         assert await pragma(full, "synchronous") == 2  # FULL
     finally:
         await full.close()
-    assert read_schema_version(store.path) == len(_sqlite.MIGRATIONS) == 3
+    assert read_schema_version(store.path) == len(_sqlite.MIGRATIONS) == LATEST == 4
 
 
 def test_synchronous_must_be_known(tmp_path: Path) -> None:
@@ -514,7 +518,7 @@ async def test_newer_schema_is_refused(store: SqliteStore) -> None:
     with pytest.raises(StoreError) as caught:
         await SqliteStore(store.path).open()
     message = str(caught.value)
-    assert "schema version 7" in message and "version 3 at most" in message
+    assert "schema version 7" in message and f"version {LATEST} at most" in message
     assert str(store.path) in message
 
 
@@ -523,7 +527,7 @@ async def test_empty_file_is_version_0_and_gets_the_schema(tmp_path: Path) -> No
     path.touch()
     store = await reopened(path)
     await store.close()
-    assert read_schema_version(path) == 3
+    assert read_schema_version(path) == LATEST
 
 
 class OldData(NamedTuple):
@@ -614,7 +618,7 @@ async def test_version_1_database_gets_the_throughput_table(tmp_path: Path) -> N
     old = old_database(path, 1)
     again = await reopened(path)
     try:
-        assert read_schema_version(path) == 3
+        assert read_schema_version(path) == LATEST
         assert await again.throughput(0.0) == []
         await again.record_throughput([ThroughputSample(100, 2, 1)])
         assert await again.throughput(0.0) == [ThroughputSample(100, 2, 1)]
@@ -631,7 +635,7 @@ async def test_version_2_database_gets_the_validation_columns(tmp_path: Path) ->
     old = old_database(path, 2)
     again = await reopened(path)
     try:
-        assert read_schema_version(path) == 3
+        assert read_schema_version(path) == LATEST
         summary = await again.job(1)
         assert summary is not None
         info = summary.info
@@ -675,7 +679,40 @@ async def test_version_2_database_gets_the_validation_columns(tmp_path: Path) ->
         await again.close()
 
 
-_V4 = """
+async def test_version_3_database_gets_the_loss_record(tmp_path: Path) -> None:
+    """A worker stored before losses were kept reads back with its standing and a clean
+    loss record; its finished tasks were always ``tasks_done``."""
+    path = tmp_path / "grid.db"
+    old = old_database(path, 3)
+    with contextlib.closing(sqlite3.connect(path)) as connection, connection:
+        connection.execute(
+            "UPDATE workers SET valid = 4, invalid = 1, consecutive_valid = 2, "
+            "error_rate = 0.2, quarantined = 1 WHERE worker_key = 'w'"
+        )
+    judged = msgspec.structs.replace(
+        old.worker, valid=4, invalid=1, consecutive_valid=2, error_rate=0.2, quarantined=True
+    )
+    again = await reopened(path)
+    try:
+        assert read_schema_version(path) == LATEST
+        seen = await again.worker("w")
+        assert seen == judged and await again.workers() == [judged]
+        assert seen is not None
+        assert (seen.lost, seen.loss_rate, seen.tasks_done) == (0, 0.0, old.worker.tasks_done)
+        assert type(seen.loss_rate) is float
+        losing = msgspec.structs.replace(judged, lost=3, loss_rate=0.578125)
+        await again.record_workers([losing])
+        assert await again.worker("w") == losing
+    finally:
+        await again.close()
+    last = await reopened(path)
+    try:
+        assert await last.worker("w") == losing
+    finally:
+        await last.close()
+
+
+_NEXT = """
 ALTER TABLE workers ADD COLUMN region TEXT;
 UPDATE workers SET region = 'eu';
 CREATE INDEX jobs_by_name ON jobs (name);
@@ -690,7 +727,7 @@ async def test_older_schema_is_migrated_with_its_data(
     await store.add_outcomes([result(first[0])])
     await store.record_workers([worker("w", 3.0)])
     await store.close()
-    monkeypatch.setattr(_sqlite, "MIGRATIONS", [*_sqlite.MIGRATIONS, _V4])
+    monkeypatch.setattr(_sqlite, "MIGRATIONS", [*_sqlite.MIGRATIONS, _NEXT])
     again = await reopened(store.path)
     try:
         region = await again._read(lambda c: c.execute("SELECT region FROM workers").fetchone())
@@ -700,7 +737,7 @@ async def test_older_schema_is_migrated_with_its_data(
         assert [t.task_id for t in (await again.unfinished())[1]] == [2]
     finally:
         await again.close()
-    assert read_schema_version(store.path) == 4
+    assert read_schema_version(store.path) == LATEST + 1
 
 
 async def test_failed_migration_leaves_the_version(
@@ -709,9 +746,10 @@ async def test_failed_migration_leaves_the_version(
     await store.add_job(job(1), [])
     await store.close()
     monkeypatch.setattr(_sqlite, "MIGRATIONS", [*_sqlite.MIGRATIONS, "CREATE TABLE jobs (x);"])
-    with pytest.raises(StoreError, match=r"cannot migrate .* to schema version 4 .*stays at 3"):
+    stays = rf"cannot migrate .* to schema version {LATEST + 1} .*stays at {LATEST}"
+    with pytest.raises(StoreError, match=stays):
         await SqliteStore(store.path).open()
-    assert read_schema_version(store.path) == 3
+    assert read_schema_version(store.path) == LATEST
     monkeypatch.undo()
     again = await reopened(store.path)
     try:
@@ -771,8 +809,8 @@ async def test_new_file_is_created_at_the_current_version_in_one_step(
     path = tmp_path / "grid.db"
     store = await reopened(path)
     await store.close()
-    assert read_schema_version(path) == len(_sqlite.MIGRATIONS) == 3
-    assert store_log(caplog) == [f"{path}: created at schema version 3"]
+    assert read_schema_version(path) == len(_sqlite.MIGRATIONS) == LATEST
+    assert store_log(caplog) == [f"{path}: created at schema version {LATEST}"]
     assert "migrated" not in caplog.text
     caplog.clear()
     again = await reopened(path)  # an up-to-date file: nothing to say
@@ -795,7 +833,7 @@ async def test_new_schema_is_the_one_the_migrations_reach(tmp_path: Path) -> Non
     assert meta == reached_meta
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", range(1, LATEST))
 async def test_old_database_is_migrated_a_step_at_a_time(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, version: int
 ) -> None:
@@ -812,9 +850,9 @@ async def test_old_database_is_migrated_a_step_at_a_time(
     finally:
         await again.close()
     assert store_log(caplog) == [
-        f"{path}: schema migrated to version {target}" for target in range(version + 1, 4)
+        f"{path}: schema migrated to version {target}" for target in range(version + 1, LATEST + 1)
     ]
-    migrated_from_0(tmp_path / "reference.db", 3)
+    migrated_from_0(tmp_path / "reference.db", LATEST)
     assert schema_of(path)[0] == schema_of(tmp_path / "reference.db")[0]  # meta: ids differ
 
 
@@ -823,15 +861,15 @@ async def test_new_file_behind_the_migrations_gets_the_rest(
 ) -> None:
     # SCHEMA left behind a newer migration (the test above fails then): a new file still
     # ends at the newest version.
-    monkeypatch.setattr(_sqlite, "MIGRATIONS", [*_sqlite.MIGRATIONS, _V4])
+    monkeypatch.setattr(_sqlite, "MIGRATIONS", [*_sqlite.MIGRATIONS, _NEXT])
     caplog.set_level(logging.INFO, logger="browsergrid.store")
     path = tmp_path / "grid.db"
     store = await reopened(path)
     await store.close()
-    assert read_schema_version(path) == 4
+    assert read_schema_version(path) == LATEST + 1
     assert store_log(caplog) == [
-        f"{path}: created at schema version 3",
-        f"{path}: schema migrated to version 4",
+        f"{path}: created at schema version {LATEST}",
+        f"{path}: schema migrated to version {LATEST + 1}",
     ]
 
 
@@ -843,14 +881,16 @@ async def test_failed_creation_leaves_the_file_empty(
     with pytest.raises(StoreError) as caught:
         await SqliteStore(path).open()
     message = str(caught.value)
-    assert message.startswith(f"cannot create {path} at schema version 3 (nothing was written")
+    assert message.startswith(
+        f"cannot create {path} at schema version {LATEST} (nothing was written"
+    )
     assert "table jobs already exists" in message
     with contextlib.closing(sqlite3.connect(path)) as connection:
         assert connection.execute("SELECT count(*) FROM sqlite_master").fetchone() == (0,)
     monkeypatch.undo()
     again = await reopened(path)
     await again.close()
-    assert read_schema_version(path) == 3
+    assert read_schema_version(path) == LATEST
 
 
 async def test_missing_directories_are_created(tmp_path: Path) -> None:

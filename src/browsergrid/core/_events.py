@@ -79,10 +79,13 @@ class JobRestored:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerJoined:
-    """A connection opened; until ``WorkerIntroduced`` it is an exercise-style worker."""
+    """A connection opened; until ``WorkerIntroduced`` it is an exercise-style worker.
+    ``address`` is where it connects from (the replicas of one task go to workers at
+    different addresses when there are some)."""
 
     worker_id: int
     now: float
+    address: str | None = None
     stimulus_id: str = ""
 
 

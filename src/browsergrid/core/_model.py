@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from browsergrid.core._events import JobOptions
+from browsergrid.core._reputation import Standing
 from browsergrid.errors import IllegalTransition
 
 
@@ -65,6 +66,8 @@ class Replica:
     key: str
     result: Any
     duration_ms: float
+    address: str | None = None  # where its worker connected from
+    vouched: bool = False  # its identity was vouched when it came (see _reputation.py)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -83,12 +86,16 @@ class Task:
     leases: dict[int, Lease] = field(default_factory=dict)  # worker id -> lease
     attempts: int = 0  # leases granted so far
     reasons: list[str] = field(default_factory=list)  # why each failed lease failed
+    charges: int = 0  # of those, the losses that point at the task (see _reputation.py)
+    error_keys: list[str] = field(default_factory=list)  # identities whose error reports
+    # wait for the task's end: proven theirs if it is done, forgiven if it fails
     failed_on: set[int] = field(default_factory=set)  # workers to avoid when re-issuing
     quorum: int = 1  # agreeing results from distinct worker identities it needs (redundancy)
     needed: int = 1  # agreeing results it needs now (1 for a trusted worker, adaptive jobs)
     max_replicas: int = 1  # results gathered at most before it fails for want of a quorum
     adaptive: bool = False
     replicas: list[Replica] = field(default_factory=list)  # results waiting for a quorum
+    vouch: bool = False  # a vouched worker could replicate it: its quorum needs one
     queued: bool = False  # in its job's queue now (a replicated task may be leased too)
 
     @property
@@ -158,13 +165,17 @@ class Worker:
     key: str = ""  # lasting identity (its reputation's); "#<worker_id>" when it has none
     quarantined: bool = False  # its results kept disagreeing: it is sent nothing more
     voted: set[int] = field(default_factory=set)  # tasks with its replica awaiting a quorum
+    standing: Standing = field(default_factory=Standing)  # its identity's (the scheduler's)
+    address: str | None = None  # where it connected from
 
     @property
     def credit(self) -> int:
-        """How many more tasks it may be sent now (``concurrency + prefetch`` in all)."""
+        """How many more tasks it may be sent now (``concurrency + prefetch`` in all, fewer
+        while its identity loses leases: ``Standing.slots``)."""
         if self.quarantined or self.concurrency == 0:  # paused: nothing, not even prefetch
             return 0
-        return max(0, self.concurrency + self.prefetch - len(self.in_flight))
+        held = self.standing.slots(self.concurrency + self.prefetch)  # fewer as it loses
+        return max(0, held - len(self.in_flight))
 
     @property
     def idle(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import random
@@ -69,6 +70,9 @@ _MAX_SKIPS: Final = 64  # queued tasks a worker failed, looked past per dispatch
 _MAX_OTHERS_LOOKED: Final = 256  # workers looked at to tell whether another can take a task
 _MAX_WANTING_LOOKS: Final = 8  # replicated tasks under way a worker looks at before fresh ones
 _STALE_DEADLINES: Final = 1024  # deadlines of ended leases kept past twice those running
+_MAX_RELIABLE_LISTED: Final = 64  # reliable workers of an op remembered per event
+MAX_DURATION_MS: Final = 86_400_000.0
+"""A reported compute time counts as at most a day (a lease never runs longer)."""
 
 Agree = Callable[[str, Mapping[str, Any], Any, Any], bool]
 """``agree(op, args, a, b)``: whether two workers' results for a task are the same (exactly,
@@ -109,8 +113,13 @@ class Scheduler:
       asked for.
     - Jobs with queued tasks share workers round robin; a higher ``priority`` goes first.
     - A lease ends with a result, or is lost (disconnect, deadline, error report); a lost
-      task is queued again, avoiding the worker it failed on, until it has failed
-      ``max_attempts`` times; then it fails with one reason per attempt.
+      task is queued again, avoiding the worker it failed on, and goes next to a reliable
+      worker when one can take it. It fails once ``max_attempts`` of its losses point at
+      the task rather than at the worker (``core/_reputation.py``: an error or a passed
+      deadline from a reliable worker or from the only one that could run it, a dropped
+      connection from an established one), or after ``max_losses`` losses of any kind,
+      with one reason per loss. The worker pays for every loss: its loss rate rises, it
+      holds fewer tasks at once, and one that keeps losing is quarantined.
     - When a worker sits idle with nothing queued for it, a task running longer than
       ``speculate_factor`` times its op's mean (and at least ``speculate_min_s``) is copied
       to it; the first result wins and the other copy is cancelled.
@@ -149,6 +158,7 @@ class Scheduler:
         agree: Agree = _equal,
         spot_check: float = 0.1,
         rng: Callable[[], float] | None = None,
+        max_losses: int | None = None,
     ) -> None:
         if lease_timeout_s <= 0:
             raise ValueError("lease_timeout_s must be positive")
@@ -169,6 +179,9 @@ class Scheduler:
         self.lease_timeout_s = lease_timeout_s
         self.op_lease_timeouts = dict(op_lease_timeouts or {})
         self.max_attempts = max_attempts
+        self.max_losses = max_losses
+        """Losses of any kind after which a task fails (None: ``4 * max_attempts``, at
+        least 12): the bound for a task every worker dies on."""
         self.speculate_factor = speculate_factor
         self.speculate_min_s = speculate_min_s
         self.max_prefetch = max_prefetch
@@ -180,6 +193,10 @@ class Scheduler:
         self._op_workers: Counter[str] = Counter()  # how many connected workers run each op
         self._hungry: dict[int, None] = {}  # workers with credit, in join order
         self._cold_may_start: dict[str, bool] = {}  # per dispatch pass: see _may_start
+        self._reliable: dict[str, list[Worker]] = {}  # per event: see _reliable_of
+        self._vouched: dict[str, list[Worker]] = {}  # per event: see _vouched_of
+        self._proven: list[str] = []  # identities whose error reports proved wrong
+        self._key_workers: dict[str, set[int]] = {}  # lasting identity -> its workers
         self._rings: dict[int, deque[int]] = {}  # priority -> jobs with queued tasks
         self._ringed: set[int] = set()
         self._deadlines: list[tuple[float, int, int]] = []  # (deadline, task id, worker id)
@@ -200,6 +217,8 @@ class Scheduler:
 
     def handle(self, event: Event) -> list[Command]:
         """Apply one event; returns the commands to carry out, in order."""
+        self._reliable.clear()
+        self._vouched.clear()
         match event:
             case JobRestored():
                 commands = list(self._restored(event))
@@ -231,6 +250,8 @@ class Scheduler:
                 return list(self._reported(event))  # it frees nothing a worker could take
             case _:
                 raise TypeError(f"not a scheduler event: {event!r}")
+        if self._proven:
+            commands.extend(self._judge_proven(event))
         commands.extend(self._dispatch(event.now, event.stimulus_id))
         if isinstance(event, ClockTicked) and self.speculate_factor is not None:
             commands.extend(self._speculate(event.now, event.stimulus_id))
@@ -273,6 +294,7 @@ class Scheduler:
             raise ValueError(f"job {job_id}: a task was restored twice")
 
     def _queue_restored(self, restored: RestoredTask, job: Job) -> None:
+        job_max = job.options.max_attempts or self.max_attempts
         task = Task(
             task_id=restored.task_id,
             job_id=job.job_id,
@@ -280,9 +302,12 @@ class Scheduler:
             op=restored.op,
             args=restored.args,
             lease_timeout_s=self._lease_timeout(restored.op, None, job),
-            max_attempts=job.options.max_attempts or self.max_attempts,
+            max_attempts=job_max,
             attempts=restored.attempts,
             reasons=list(restored.reasons),
+            # which losses pointed at the task is not stored: count them all, but one more
+            # attempt is always left
+            charges=min(len(restored.reasons), max(0, job_max - 1)),
         )
         self._replicate_as(task, job)
         self.tasks[task.task_id] = task
@@ -307,6 +332,8 @@ class Scheduler:
         for task_id in stranded:
             task = self.tasks.pop(task_id)
             reasons.append(tuple(task.reasons))
+            for key in task.error_keys:  # it goes on elsewhere: no verdict here
+                self._unhold(key)
             task.queued = False  # its id stays in its job's heap: _take skips it
             assert task.job_id is not None
             job = self.jobs[task.job_id]
@@ -374,7 +401,9 @@ class Scheduler:
             prefetch=0,
             joined_at=ev.now,
             key=f"#{ev.worker_id}",
+            address=ev.address,
         )
+        worker.standing = self._standing_of(worker.key)
         self.workers[ev.worker_id] = worker
         self._op_workers.update(worker.ops)
         self._credit_changed(worker)
@@ -397,11 +426,15 @@ class Scheduler:
         self._fit_prefetch(worker)
         if ev.key is not None and ev.key != worker.key:
             yield from self._forget_votes(worker, ev)  # cast under its connection's name
-            self.standings.pop(worker.key, None)
+            before = self.standings.pop(worker.key, worker.standing)
             worker.key = ev.key
             if ev.key not in self.standings and ev.standing is not None:
                 self.standings[ev.key] = ev.standing
             self._hold(ev.key)
+            self._key_workers.setdefault(ev.key, set()).add(worker.worker_id)
+            worker.standing = self._standing_of(ev.key)
+            if before.welcomed:  # it answered its welcome task before hello
+                worker.standing.welcomed = True
         if self._standing_of(worker.key).quarantined:
             worker.quarantined = True
             for task_id in sorted(worker.in_flight):
@@ -492,7 +525,7 @@ class Scheduler:
         if not 0 < ev.share <= 1:
             raise ValueError(f"share must be in (0, 1], not {ev.share}")
         if worker.mean_ms is not None:  # its tasks take longer (or shorter) from now on
-            worker.mean_ms *= worker.share / ev.share
+            worker.mean_ms = min(worker.mean_ms * worker.share / ev.share, MAX_DURATION_MS)
         worker.share = ev.share
         worker.concurrency = ev.concurrency
         if ev.prefetch is not None:
@@ -521,14 +554,15 @@ class Scheduler:
         self._worker_marks.pop(worker.worker_id, None)
         self._ops_dropped(worker.ops)
         self._hungry.pop(worker.worker_id, None)
-        for task_id in sorted(worker.in_flight):
+        for n, task_id in enumerate(sorted(worker.in_flight)):
             task = self.tasks[task_id]
-            reason = f"worker {worker.worker_id} disconnected"
-            yield from self._lose(task, worker, reason, "disconnected", ev)
+            reason = f"worker {worker.worker_id} disconnected"  # one loss for its reputation:
+            yield from self._lose(task, worker, reason, "disconnected", ev, counted=n == 0)
         if worker.key.startswith("#"):  # no lasting identity: its reputation ends with it
             self.standings.pop(worker.key, None)
         else:
             self._unhold(worker.key)
+            self._forget_worker_of(worker.key, worker.worker_id)
 
     def _submitted(self, ev: TasksSubmitted) -> Iterator[Command]:
         if ev.job_id is None:
@@ -581,6 +615,8 @@ class Scheduler:
         yield JobCancelled(job_id=job.job_id, task_ids=tuple(cancelled), stimulus_id=ev.stimulus_id)
 
     def _result(self, ev: ResultReported) -> Iterator[Command]:
+        if not 0.0 <= ev.duration_ms <= MAX_DURATION_MS:  # NaN too: a worker says anything
+            ev = dataclasses.replace(ev, duration_ms=_bounded_ms(ev.duration_ms))
         task = self._held(ev.worker_id, ev.task_id)
         worker = self.workers[ev.worker_id]
         if task is None:
@@ -588,8 +624,9 @@ class Scheduler:
             return
         lease = self._release(task, worker)
         worker.cold.discard(task.op)  # started up: warm from now on
-        if task.pinned_to is None:  # a welcome task says how fast a worker is, not an op
-            self._learn_duration(task.op, ev.now - lease.start)
+        worker.standing.finished(welcome=task.pinned_to is not None)
+        if task.pinned_to is None and self._op_workers[task.op] > 0:  # a welcome task says
+            self._learn_duration(task.op, ev.now - lease.start)  # how fast a worker is
         if task.replicated:
             yield from self._replica(task, worker, ev)
             return
@@ -609,6 +646,7 @@ class Scheduler:
             mean = worker.mean_ms
             worker.mean_ms = duration_ms if mean is None else mean + _EWMA * (duration_ms - mean)
             self._fit_prefetch(worker)
+        self._refresh_credit(worker)  # its loss rate fell: it may hold more
 
     # --- replicated tasks ----------------------------------------------------------------
 
@@ -624,7 +662,16 @@ class Scheduler:
         self._count_work(worker, ev.duration_ms, welcome=False)
         if task.needed < task.quorum and not self.standing(worker.key).trusted:
             task.needed = task.quorum  # trusted when leased, caught lying since: check it
-        task.replicas.append(Replica(worker.worker_id, worker.key, ev.result, ev.duration_ms))
+        task.replicas.append(
+            Replica(
+                worker.worker_id,
+                worker.key,
+                ev.result,
+                ev.duration_ms,
+                worker.address,
+                worker.standing.vouched,
+            )
+        )
         self._hold(worker.key)  # judged under it, even if its worker leaves meanwhile
         yield ReplicaReported(
             worker_id=worker.worker_id,
@@ -672,18 +719,47 @@ class Scheduler:
                     yield from self._quarantine(replica.key, standing, ev)
 
     def _best_group(self, task: Task) -> list[Replica]:
-        """The largest set of the task's replicas that agree (the earliest such set)."""
+        """The largest set of the task's replicas that agree (the earliest such set); while
+        a vouched identity has a replica or could replicate it, the largest with a vouched
+        member."""
         groups = self._groups_of(task)
+        if groups and self._needs_voucher(task):
+            groups = [g for g in groups if any(r.vouched for r in g)]
         return groups[0] if groups else []
+
+    def _needs_voucher(self, task: Task) -> bool:
+        """True once a vouched worker held a lease of ``task`` or could have taken one when
+        it was leased: from then on only a group with a vouched member settles it (never
+        undone, so a quorum never appears by itself when a vouched worker leaves)."""
+        return task.vouch
+
+    def _vouched_can_take(self, task: Task) -> bool:
+        """True if a connected vouched worker, not paused, could take ``task`` now."""
+        return any(self._eligible(task, w) and w.concurrency > 0 for w in self._vouched_of(task.op))
+
+    def _vouched_of(self, op: str) -> list[Worker]:
+        """Connected vouched workers that run ``op`` (the first few), found once per event."""
+        found = self._vouched.get(op)
+        if found is None:
+            candidates = (w for w in self.workers.values() if op in w.ops and w.standing.vouched)
+            found = self._vouched[op] = list(itertools.islice(candidates, _MAX_RELIABLE_LISTED))
+        return found
 
     def _wants_more(self, task: Task) -> bool:
         """True if a replicated task needs another worker on it now: the leases running
         cannot make a quorum even if they all agree, and it may have more replicas."""
         running = len(task.leases)
-        return (
-            running + len(self._best_group(task)) < task.needed
-            and running + len(task.replicas) < task.max_replicas
+        if running + len(task.replicas) >= task.max_replicas:
+            return False
+        if not task.vouch:
+            return running + len(self._best_group(task)) < task.needed
+        # a group may settle with a vouched member: one it has, or a vouched lease running
+        vouched_running = any(self.workers[w].standing.vouched for w in task.leases)
+        potential = max(
+            (len(g) for g in self._groups_of(task) if vouched_running or any(r.vouched for r in g)),
+            default=0,
         )
+        return running + potential < task.needed
 
     def _reconsider(self, task: Task, ev: Event) -> Iterator[Command]:
         """After a replica came, went or was thrown away: queue the task for another worker,
@@ -767,6 +843,7 @@ class Scheduler:
         yield from self._lose(task, worker, reason, "error", ev)
 
     def _tick(self, ev: ClockTicked) -> Iterator[Command]:
+        late: set[int] = set()  # workers that passed a deadline: one loss each per tick
         while self._deadlines and self._deadlines[0][0] <= ev.now:
             deadline, task_id, worker_id = heapq.heappop(self._deadlines)
             task = self.tasks.get(task_id)
@@ -776,7 +853,11 @@ class Scheduler:
             worker = self.workers[worker_id]
             reason = f"worker {worker_id} passed the {task.lease_timeout_s:g} s deadline"
             yield self._take_back(task, worker, reason, ev)
-            yield from self._lose(task, worker, reason, "expired", ev, released=True)
+            counted = worker_id not in late
+            late.add(worker_id)
+            yield from self._lose(
+                task, worker, reason, "expired", ev, released=True, counted=counted
+            )
 
     def _reported(self, ev: OutcomesReported) -> Iterator[Command]:
         forgotten: list[Job] = []
@@ -851,6 +932,8 @@ class Scheduler:
             self._drop_stale_deadlines()
         worker.in_flight.add(task.task_id)
         self._credit_changed(worker)
+        if task.replicated and not task.vouch:
+            task.vouch = worker.standing.vouched or self._vouched_can_take(task)
         if task.replicated and not speculative:
             if not task.replicas and len(task.leases) == 1:  # a first replica: how many?
                 trusted = task.adaptive and self.standing(worker.key).trusted
@@ -912,24 +995,57 @@ class Scheduler:
         ev: Event,
         *,
         released: bool = False,
+        counted: bool = True,
     ) -> Iterator[Command]:
-        """``worker``'s lease ended without a result: queue again, cancel or fail the task."""
+        """``worker``'s lease ended without a result: queue again, cancel or fail the task.
+        The loss counts against the worker (once for the leases one incident ends:
+        ``counted``), against the task only when it points at the task (see the class
+        docstring)."""
         if not released:
             self._release(task, worker)
         self.lost_leases[kind] += 1
         task.reasons.append(reason)
         task.failed_on.add(worker.worker_id)
+        standing = worker.standing
+        if kind == "disconnected":
+            task.charges += standing.established
+        elif standing.reliable or not self._reliable_other(task, worker):
+            task.charges += 1
+        if counted:
+            standing.lose()
+            self._refresh_credit(worker)  # it holds fewer tasks at once now
+        if kind == "error" and task.pinned_to is None:
+            task.error_keys.append(worker.key)  # judged when the task ends
+            self._hold(worker.key)
+        yield from self._after_loss(task, ev)
+        if kind != "error" and counted and standing.judge_losses():
+            yield from self._quarantine(worker.key, standing, ev)
+
+    def _after_loss(self, task: Task, ev: Event) -> Iterator[Command]:
         if task.leases:
             if task.replicated and self._wants_more(task):
                 self._enqueue(task, self.jobs[task.job_id])  # type: ignore[index]
             return  # another copy is still running
         if task.pinned_to is not None:
             self._finish(task, TaskState.CANCELLED)  # a welcome task measures one worker only
-        elif len(task.reasons) < task.max_attempts:
+        elif task.charges < task.max_attempts and len(task.reasons) < self._loss_limit(task):
             yield from self._reconsider(task, ev)
         else:
             self._finish(task, TaskState.FAILED)
             yield _failed(task, ev.stimulus_id)
+
+    def _loss_limit(self, task: Task) -> int:
+        return self.max_losses or max(12, 4 * task.max_attempts)
+
+    def _judge_proven(self, ev: Event) -> Iterator[Command]:
+        """Error reports on tasks that were done elsewhere since: the reporters' losses
+        are proven theirs; quarantine those that keep losing."""
+        proven, self._proven = self._proven, []
+        for key in proven:
+            standing = self.standings.get(key)
+            if standing is not None and standing.judge_losses():
+                yield from self._quarantine(key, standing, ev)
+            self._unhold(key)
 
     def _set_state(self, task: Task, new: TaskState) -> None:
         old = task.state
@@ -946,6 +1062,16 @@ class Scheduler:
         self._set_state(task, final)
         task.queued = False
         del self.tasks[task.task_id]
+        if task.error_keys:  # its error reports: wrong if it was done, right if it failed
+            if final is TaskState.DONE:
+                self._proven.extend(task.error_keys)  # judged, then let go, by handle()
+            else:
+                for key in task.error_keys:
+                    if final is TaskState.FAILED and key in self.standings:
+                        self.standings[key].forgive()
+                        self._refresh_credit(self._workers_of(key))
+                    self._unhold(key)
+            task.error_keys = []
         for replica in task.replicas:  # replicas no longer wait for this task's quorum
             voter = self.workers.get(replica.worker_id)
             if voter is not None:
@@ -955,6 +1081,29 @@ class Scheduler:
             job.live.discard(task.task_id)
             job.wanting.pop(task.task_id, None)
             self._unreported_outcome(task, job)
+
+    def _forget_worker_of(self, key: str, worker_id: int) -> None:
+        twins = self._key_workers[key]
+        twins.discard(worker_id)
+        if not twins:
+            del self._key_workers[key]
+
+    def _workers_of(self, key: str) -> Iterable[int]:
+        """The ids of the connected workers of identity ``key``."""
+        if key.startswith("#"):  # a connection's own name
+            return (int(key[1:]),)
+        return self._key_workers.get(key, ())
+
+    def _refresh_credit(self, changed: Worker | Iterable[int]) -> None:
+        """An identity's loss rate changed (``changed``: one of its workers, or the ids of
+        them all): each of its connected workers may hold more, or fewer, tasks now."""
+        if isinstance(changed, Worker):
+            self._credit_changed(changed)
+            changed = self._workers_of(changed.key)
+        for worker_id in changed:
+            worker = self.workers.get(worker_id)
+            if worker is not None:
+                self._credit_changed(worker)
 
     def _unreported_outcome(self, task: Task, job: Job) -> None:
         """Keep the job until the shell reports the final task's outcome (and the standings
@@ -1105,10 +1254,74 @@ class Scheduler:
 
     def _may_take(self, task: Task, worker: Worker) -> bool:
         """Whether ``worker`` may have ``task``: never a second replica for one worker
-        identity, and not one it failed while another worker could take it."""
+        identity, not one it failed while another worker could take it, and not a task
+        lost before when it is unreliable and a reliable worker could take it."""
         if not self._eligible(task, worker):
             return False
+        if task.reasons and not worker.standing.reliable and self._reliable_other(task, worker):
+            return False
+        if task.replicated and not worker.standing.vouched and self._wants_voucher(task):
+            return False
+        if task.replicated and self._address_taken(task, worker):
+            return False
         return worker.worker_id not in task.failed_on or not self._others_can_run(task, worker)
+
+    def _address_taken(self, task: Task, worker: Worker) -> bool:
+        """True if ``worker`` connects from an address that already has a replica or a
+        lease of ``task`` while a worker from another address could take it."""
+        if worker.address is None:
+            return False
+        taken = {r.address for r in task.replicas}
+        taken.update(self.workers[w].address for w in task.leases)
+        if worker.address not in taken:
+            return False
+        candidates = (
+            other
+            for other in self.workers.values()
+            if other.address not in taken and other.concurrency > 0
+        )
+        return any(
+            self._eligible(task, other)
+            for other in itertools.islice(candidates, _MAX_OTHERS_LOOKED)
+        )
+
+    def _wants_voucher(self, task: Task) -> bool:
+        """True if the next lease of ``task`` is for a vouched worker (one could take it):
+        when it could complete a quorum without a vouched identity, or its results
+        disagree."""
+        if not self._vouched_can_take(task):
+            return False
+        groups = self._groups_of(task)
+        vouched = any(r.vouched for r in task.replicas) or any(
+            self.workers[w].standing.vouched for w in task.leases
+        )
+        if vouched:
+            return len(groups) > 1
+        largest = len(groups[0]) if groups else 0
+        return largest + len(task.leases) >= task.needed - 1
+
+    def _reliable_other(self, task: Task, worker: Worker) -> bool:
+        """True if a reliable worker other than ``worker``, that has not failed ``task`` and
+        is not paused, could take it (among the first reliable ones of its op)."""
+        return any(
+            other is not worker
+            and other.worker_id not in task.failed_on
+            and other.concurrency > 0
+            and self._eligible(task, other)
+            for other in self._reliable_of(task.op)
+        )
+
+    def _reliable_of(self, op: str) -> list[Worker]:
+        """Connected reliable workers that run ``op`` (the first few), found once per event."""
+        found = self._reliable.get(op)
+        if found is None:
+            candidates = (
+                w
+                for w in self.workers.values()
+                if op in w.ops and w.standing.reliable and w.state is not WorkerState.GONE
+            )
+            found = self._reliable[op] = list(itertools.islice(candidates, _MAX_RELIABLE_LISTED))
+        return found
 
     def _eligible(self, task: Task, worker: Worker) -> bool:
         """Whether ``worker`` could hold ``task`` besides the leases it has: it runs the op,
@@ -1174,6 +1387,13 @@ class Scheduler:
                 ):
                     yield self._lease(task, worker, now, stimulus_id, speculative=True)
                     break
+
+
+def _bounded_ms(duration_ms: float) -> float:
+    """A reported duration as the scheduler counts it: from 0 to ``MAX_DURATION_MS``."""
+    if duration_ms != duration_ms:  # NaN
+        return MAX_DURATION_MS
+    return min(max(duration_ms, 0.0), MAX_DURATION_MS)
 
 
 def _since(marks: dict[int, int], mark: int) -> frozenset[int]:

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 
 from browsergrid.errors import ProtocolError
+from browsergrid.protocol._messages import MAX_DEPTH, nested_too_deep
 from browsergrid.protocol._messages import classify_frame as _classify
 
 _Name = Annotated[str, msgspec.Meta(max_length=200)]
@@ -81,6 +82,8 @@ _client_decoder: Final = msgspec.json.Decoder(ClientMessage)
 
 def decode_client_message(frame: str | bytes) -> ClientMessage:
     """Decode one frame from a client; raises ProtocolError naming what is wrong."""
+    if nested_too_deep(frame):
+        raise ProtocolError("bad_json", f"frame nests arrays or objects deeper than {MAX_DEPTH}")
     try:
         message: ClientMessage = _client_decoder.decode(frame)
         return message

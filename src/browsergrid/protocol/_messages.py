@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -11,6 +12,10 @@ from browsergrid.errors import ProtocolError
 
 PROTOCOL_VERSION: Final = 1
 MAX_FRAME_BYTES: Final = 1024 * 1024
+MAX_DEPTH: Final = 64
+"""Arrays and objects nest at most this deep in a frame (the frame's own object is the
+first level): far below Python's recursion limit, so no value a peer sends can break a
+decoder, a log line or a ``repr`` downstream."""
 
 CLOSE_GOING_AWAY: Final = 1001
 CLOSE_PROTOCOL_ERROR: Final = 1002
@@ -104,6 +109,8 @@ def decode_worker_message(frame: str | bytes) -> WorkerMessage:
     Raises ProtocolError whose ``code`` is the error code to send back (see protocol.md);
     after it the connection can go on.
     """
+    if nested_too_deep(frame):
+        raise _too_deep()
     try:
         message: WorkerMessage = _worker_decoder.decode(frame)
         return message
@@ -111,7 +118,7 @@ def decode_worker_message(frame: str | bytes) -> WorkerMessage:
         raise classify_frame(frame, str(exc), _WORKER_TYPES, about="task_id") from None
     except msgspec.DecodeError as exc:
         raise ProtocolError("bad_json", f"frame is not valid JSON: {exc}") from None
-    except RecursionError:
+    except RecursionError:  # pragma: no cover - nested_too_deep refused it already
         raise _too_deep() from None
     except UnicodeError:  # a str with a lone surrogate: no WebSocket text frame holds one
         raise _not_text() from None
@@ -122,7 +129,36 @@ def _not_text() -> ProtocolError:
 
 
 def _too_deep() -> ProtocolError:
-    return ProtocolError("bad_json", "frame is nested too deeply")
+    return ProtocolError("bad_json", f"frame nests arrays or objects deeper than {MAX_DEPTH}")
+
+
+_STRINGS: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_STRINGS_B: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS: Final = re.compile(r"[^\[\]{}]+")
+_NOT_BRACKETS_B: Final = re.compile(rb"[^\[\]{}]+")
+
+
+def nested_too_deep(frame: str | bytes) -> bool:
+    """True if ``frame`` (JSON text) nests arrays or objects deeper than ``MAX_DEPTH``.
+    Cheap for the usual frame: only one with more than ``MAX_DEPTH`` opening brackets is
+    scanned (strings left out), before it is decoded."""
+    if isinstance(frame, str):
+        if frame.count("[") + frame.count("{") <= MAX_DEPTH:
+            return False
+        brackets = _NOT_BRACKETS.sub("", _STRINGS.sub("", frame))
+    else:
+        if frame.count(b"[") + frame.count(b"{") <= MAX_DEPTH:
+            return False
+        brackets = _NOT_BRACKETS_B.sub(b"", _STRINGS_B.sub(b"", frame)).decode("ascii")
+    depth = 0
+    for bracket in brackets:
+        if bracket in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        else:
+            depth -= 1
+    return False
 
 
 def classify_frame(

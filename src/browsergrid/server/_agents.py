@@ -11,6 +11,10 @@ import ua_parser
 
 WorkerKind = Literal["browser", "python", "exercise", "other"]
 
+MAX_AGENT_CHARS = 512
+"""How much of an agent string is read: as much as a ``hello`` may carry. A User-Agent
+header may be far longer, and ua-parser's regular expressions take seconds on 60 KB."""
+
 # browsergrid's Python worker: "browsergrid-python/0.1.0 (Python 3.11.7; Linux)".
 _PYTHON = re.compile(r"browsergrid-python/\S+(?: \(Python (?P<py>[\d.]+); (?P<os>[^)]+)\))?")
 
@@ -35,8 +39,9 @@ class Agent:
 
 def describe(agent: str | None, *, introduced: bool = True) -> Agent:
     """Read ``agent`` (a browser's User-Agent or the Python worker's agent). A worker that
-    never said hello is the classroom exercise's page (``kind="exercise"``)."""
-    browser, os_name, kind = _parse(agent or "")
+    never said hello is the classroom exercise's page (``kind="exercise"``). Only its first
+    ``MAX_AGENT_CHARS`` characters are read."""
+    browser, os_name, kind = _parse((agent or "")[:MAX_AGENT_CHARS])
     if not introduced:
         kind = "exercise"
     return Agent(kind=kind, browser=browser, os=os_name)

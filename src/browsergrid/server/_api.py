@@ -6,13 +6,17 @@ from the models below.
 
 from __future__ import annotations
 
+import json
+import math
+import sys
 import time
-from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal, cast
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any, Literal, NoReturn, cast
 
 import msgspec
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
 from browsergrid.core import TaskState, WorkerState
@@ -24,6 +28,16 @@ from browsergrid.server._demo import DEMO
 from browsergrid.store import StoreError
 
 _json = msgspec.json.Encoder()
+
+MAX_JOB_ID = 2**63 - 1
+"""Job ids run from 1 to this (64-bit integers, as the stores keep them); a path or
+``before=`` outside that range gets 400 (SQLite could not even look it up)."""
+_ID_RANGE = {"minimum": 1, "maximum": MAX_JOB_ID}
+
+JobId = Annotated[
+    int,
+    Path(description=f"1 to {MAX_JOB_ID}; others get 400", json_schema_extra=_ID_RANGE),
+]
 
 
 class JobRequest(BaseModel):
@@ -131,6 +145,8 @@ class WorkerHistory(BaseModel):
     invalid: int = Field(description="its results a quorum disagreed with")
     error_rate: float = Field(description="estimated share of wrong results (new: 0.1)")
     quarantined: bool = Field(description="its results kept disagreeing: it gets no tasks")
+    lost: int = Field(description="leases it lost: errors, passed deadlines, dropped connections")
+    loss_rate: float = Field(description="recent share of lost leases (new: 0; slows it down)")
 
 
 class Problem(BaseModel):
@@ -147,9 +163,74 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+class _FiniteJsonRequest(Request):
+    """A request whose JSON body may hold finite numbers only: ``NaN``, ``Infinity`` and
+    numbers past a float's range (``1e400``) get 400, as the WebSocket API refuses them.
+    Python's ``json`` reads them as ``nan`` and ``inf``, which nothing downstream expects
+    and no JSON answer can carry. An integer too long for Python to convert gets 400 too."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            body = await self.body()
+            try:
+                self._json = json.loads(body, parse_constant=_not_a_number, parse_float=_finite)
+            except json.JSONDecodeError:
+                raise  # not JSON: FastAPI answers 422, as for any malformed body
+            except ValueError:  # the only other: an integer past Python's digit limit
+                raise HTTPException(
+                    status.HTTP_400_BAD_REQUEST,
+                    "a number in the body is out of range: integers may have at most "
+                    f"{sys.get_int_max_str_digits()} digits",
+                ) from None
+        return self._json
+
+
+class _FiniteJsonRoute(APIRoute):
+    """Routes that read their JSON body with ``_FiniteJsonRequest``."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            return await handler(_FiniteJsonRequest(request.scope, request.receive))
+
+        return route
+
+
+def _not_a_number(name: str) -> NoReturn:
+    raise HTTPException(
+        status.HTTP_400_BAD_REQUEST,
+        f"the body holds {name}, which JSON does not allow: numbers must be finite",
+    )
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            f"the number {_shown(text)} in the body is out of range: numbers must be finite, "
+            "at most about 1.8e308",
+        )
+    return number
+
+
+def _check_id(name: str, value: int) -> None:
+    """400 for an id no job can have (a store could not even look it up)."""
+    if not 1 <= value <= MAX_JOB_ID:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            f"{name} must be from 1 to {MAX_JOB_ID}, not {_shown(str(value))}",
+        )
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def create_api(coordinator: Coordinator) -> APIRouter:
     """The ``/api`` routes, bound to ``coordinator``."""
-    api = APIRouter(prefix="/api", tags=["jobs"])
+    api = APIRouter(prefix="/api", tags=["jobs"], route_class=_FiniteJsonRoute)
 
     @api.post("/jobs", status_code=status.HTTP_201_CREATED, responses=_ERRORS)
     async def submit_job(request: JobRequest) -> JobAccepted:
@@ -182,12 +263,20 @@ def create_api(coordinator: Coordinator) -> APIRouter:
             raise HTTPException(_submit_status(exc), str(exc)) from None
         return JobAccepted(job_id=ack.job_id, first_task_id=ack.first_task_id, count=ack.count)
 
-    @api.get("/jobs")
+    @api.get("/jobs", responses={code: _ERRORS[code] for code in (400, 503)})
     async def list_jobs(
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        before: Annotated[int | None, Query(description="only jobs with smaller ids")] = None,
+        before: Annotated[
+            int | None,
+            Query(
+                description=f"only jobs with smaller ids (1 to {MAX_JOB_ID}; others get 400)",
+                json_schema_extra=_ID_RANGE,
+            ),
+        ] = None,
     ) -> list[JobStatus]:
         """Jobs newest first, from the store: they outlive restarts (see --retain)."""
+        if before is not None:
+            _check_id("before", before)
         try:
             summaries = await coordinator.store.jobs(limit=limit, before=before)
         except StoreError as exc:
@@ -195,12 +284,12 @@ def create_api(coordinator: Coordinator) -> APIRouter:
         return [await _status(coordinator, s.info.job_id) for s in summaries]
 
     @api.get("/jobs/{job_id}", responses=_ERRORS)
-    async def get_job(job_id: int) -> JobStatus:
+    async def get_job(job_id: JobId) -> JobStatus:
         """One job with its counts by state, rate and ETA."""
         return await _status(coordinator, job_id)
 
     @api.post("/jobs/{job_id}/cancel", responses=_ERRORS)
-    async def cancel_job(job_id: int) -> JobStatus:
+    async def cancel_job(job_id: JobId) -> JobStatus:
         """Cancel the job's unfinished tasks; finished ones keep their results."""
         before = await _status(coordinator, job_id)  # 404 for an unknown job
         if before.state == "running":
@@ -226,7 +315,7 @@ def create_api(coordinator: Coordinator) -> APIRouter:
         response_class=StreamingResponse,
     )
     async def job_results(
-        job_id: int,
+        job_id: JobId,
         follow: Annotated[
             bool, Query(description="keep the stream open until the job finishes")
         ] = False,
@@ -270,6 +359,8 @@ def create_api(coordinator: Coordinator) -> APIRouter:
                 invalid=r.invalid,
                 error_rate=round(r.error_rate, 4),
                 quarantined=r.quarantined,
+                lost=r.lost,
+                loss_rate=round(r.loss_rate, 4),
             )
             for r in records
         ]
@@ -324,7 +415,9 @@ def _submit_status(exc: SubmitError) -> int:
 
 
 async def _status(coordinator: Coordinator, job_id: int) -> JobStatus:
-    """The job as the store has it, with live counts while this coordinator runs it."""
+    """The job as the store has it, with live counts while this coordinator runs it; 400
+    for an id out of range, 404 for an unknown job."""
+    _check_id("job_id", job_id)
     try:
         summary = await coordinator.store.job(job_id)
     except StoreError as exc:

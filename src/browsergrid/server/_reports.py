@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from browsergrid._console import emit
@@ -129,7 +130,7 @@ def report_done(command: TaskDone, worker: WorkerPeer | None, stats: Stats) -> R
         )
     )
     if events.isEnabledFor(logging.INFO):  # --quiet: no line to build per result
-        _log_result(command, agent)
+        _never_raising(_log_result, command, agent)
     if command.job_id is None:
         return None
     return ResultRecord(
@@ -160,17 +161,7 @@ def report_done(command: TaskDone, worker: WorkerPeer | None, stats: Stats) -> R
 def report_failed(command: TaskFailed, stats: Stats) -> FailureRecord | None:
     """Count and log a task that failed for good; its record to store."""
     stats.failed += 1
-    emit(
-        log,
-        "task_failed",
-        f"task {command.task_id} ({command.op}) failed: " + "; ".join(command.reasons),
-        level=logging.WARNING,
-        task_id=command.task_id,
-        job_id=command.job_id,
-        op=command.op,
-        reasons=list(command.reasons),
-        stimulus_id=command.stimulus_id,
-    )
+    _never_raising(_log_failed, command)
     if command.job_id is None:
         return None
     return FailureRecord(
@@ -270,6 +261,29 @@ def _log_result(command: TaskDone, agent: str | None) -> None:
         verdict=command.verdict,
         stimulus_id=command.stimulus_id,
     )
+
+
+def _log_failed(command: TaskFailed) -> None:
+    emit(
+        log,
+        "task_failed",
+        f"task {command.task_id} ({command.op}) failed: " + "; ".join(command.reasons),
+        level=logging.WARNING,
+        task_id=command.task_id,
+        job_id=command.job_id,
+        op=command.op,
+        reasons=list(command.reasons),
+        stimulus_id=command.stimulus_id,
+    )
+
+
+def _never_raising(write: Callable[..., None], *args: Any) -> None:
+    """Write a log line about an outcome; if it cannot be written (a value the log cannot
+    show), say so instead: the outcome is stored and told all the same."""
+    try:
+        write(*args)
+    except Exception as exc:  # a log line never costs an outcome
+        log.warning("could not log an outcome (%s: %.200s)", type(exc).__name__, exc)
 
 
 def _short(value: Any, limit: int = 200) -> str:

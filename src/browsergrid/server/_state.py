@@ -140,6 +140,8 @@ class WorkerPeer:
             standing.consecutive_valid,
             standing.error_rate,
             standing.quarantined,
+            standing.lost,
+            standing.loss_rate,
         )
 
     def record(self) -> WorkerRecord | None:
@@ -160,6 +162,8 @@ class WorkerPeer:
             consecutive_valid=standing.consecutive_valid,
             error_rate=standing.error_rate,
             quarantined=standing.quarantined,
+            lost=standing.lost,  # its finished tasks are ``tasks_done``
+            loss_rate=standing.loss_rate,
         )
 
 

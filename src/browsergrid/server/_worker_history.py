@@ -1,14 +1,15 @@
 """``WorkerHistory``: what the store keeps of each worker identity, and when it is written.
 
 A worker with a lasting identity (``worker_key`` in its hello) has a history: tasks done,
-failures, compute time, agent, and its standing (reputation) as quorums judged it. The
-coordinator writes it when the worker leaves, every 10 s for those whose history changed,
-at shutdown, and at once when a quorum judges a worker (quarantined, or gone already).
+failures, compute time, agent, and its standing (reputation): as quorums judged it, and the
+leases it lost, with its loss rate. The coordinator writes it when the worker leaves (once
+the scheduler took back its leases, so with the loss that made), every 10 s for those whose
+history changed, at shutdown, and at once when a quorum judges a worker (quarantined, or
+gone already).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Protocol
 
 import msgspec
@@ -100,7 +101,16 @@ class WorkerHistory:
         try:
             known = await self.host.store.worker(key)
             if known is not None and standing is not None:
-                updated = msgspec.structs.replace(known, **dataclasses.asdict(standing))
+                updated = msgspec.structs.replace(  # its tasks_done stays the store's
+                    known,
+                    valid=standing.valid,
+                    invalid=standing.invalid,
+                    consecutive_valid=standing.consecutive_valid,
+                    error_rate=standing.error_rate,
+                    quarantined=standing.quarantined,
+                    lost=standing.lost,
+                    loss_rate=standing.loss_rate,
+                )
                 await self.host.store.record_workers([updated])
         except StoreError as exc:
             self.host.store_failed(exc)

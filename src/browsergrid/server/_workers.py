@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from typing import Literal
 
-from browsergrid._console import emit
+from browsergrid._console import emit, one_line
 from browsergrid.core import (
     ResultReported,
     Standing,
@@ -33,6 +32,7 @@ from browsergrid.protocol import (
     public_worker_key,
 )
 from browsergrid.server._access import Access, Role
+from browsergrid.server._agents import MAX_AGENT_CHARS
 from browsergrid.server._coordinator import Coordinator
 from browsergrid.server._guard import guarded
 from browsergrid.server._state import QUARANTINED, WorkerPeer
@@ -59,7 +59,7 @@ async def _serve_worker(coordinator: Coordinator, ws: Connection) -> None:
         worker_id=worker_id,
         address=ws.address,
         path=ws.path,
-        agent=ws.header("user-agent"),
+        agent=_cut(ws.header("user-agent")),
         connected_at=time.time(),
         sender=ws,
         rules=coordinator.worker_rules(worker_id),
@@ -83,6 +83,7 @@ async def _serve_worker(coordinator: Coordinator, ws: Connection) -> None:
             WorkerJoined(
                 worker_id=peer.worker_id,
                 now=time.monotonic(),
+                address=ws.client[0] if ws.client else None,
                 stimulus_id=coordinator.stimulus("join"),
             )
         )
@@ -113,7 +114,6 @@ async def _serve_worker(coordinator: Coordinator, ws: Connection) -> None:
             reason=reason,
         )
         _list_workers(coordinator)
-        await coordinator.remember_workers([peer])
         await coordinator.apply(
             WorkerLeft(
                 worker_id=peer.worker_id,
@@ -121,6 +121,7 @@ async def _serve_worker(coordinator: Coordinator, ws: Connection) -> None:
                 stimulus_id=coordinator.stimulus("leave"),
             )
         )
+        await coordinator.remember_workers([peer])  # after: with the loss of what it held
 
 
 _OPEN = (ConnectionState.NOT_INTRODUCED, ConnectionState.INTRODUCED)
@@ -136,7 +137,7 @@ def _log_refusal(coordinator: Coordinator, peer: WorkerPeer, frame: str | bytes)
         emit(
             events,
             "worker_refused",
-            f"[#{peer.worker_id}] closing: {refused.message}",
+            f"[#{peer.worker_id}] closing: {one_line(refused.message)}",
             level=logging.WARNING,
             worker_id=peer.worker_id,
             code=refused.code,
@@ -324,7 +325,16 @@ async def _recall(coordinator: Coordinator, peer: WorkerPeer, worker_key: str) -
     )
     if known is None:
         return None
-    return Standing(**{f.name: getattr(known, f.name) for f in dataclasses.fields(Standing)})
+    return Standing(  # ``welcomed`` is not kept: each run's connections earn it again
+        valid=known.valid,
+        invalid=known.invalid,
+        consecutive_valid=known.consecutive_valid,
+        error_rate=known.error_rate,
+        quarantined=known.quarantined,
+        done=known.tasks_done,
+        lost=known.lost,
+        loss_rate=known.loss_rate,
+    )
 
 
 async def close_all_workers(coordinator: Coordinator, reason: str = "server shutting down") -> None:
@@ -355,7 +365,8 @@ def _list_workers(coordinator: Coordinator) -> None:
     peers = list(coordinator.workers.values())
     lines = [f"connected workers ({len(peers)}):"] if peers else ["no workers connected"]
     lines += [
-        f"  - #{p.worker_id} {p.address} {p.agent or ''}".rstrip() for p in peers[:_LISTED_WORKERS]
+        f"  - #{p.worker_id} {p.address} {one_line(p.agent or '')}".rstrip()
+        for p in peers[:_LISTED_WORKERS]
     ]
     if len(peers) > _LISTED_WORKERS:
         lines.append(f"  ... and {len(peers) - _LISTED_WORKERS} more")
@@ -366,6 +377,11 @@ def _list_workers(coordinator: Coordinator) -> None:
         count=len(peers),
         worker_ids=[p.worker_id for p in peers[:_LISTED_WORKERS]],
     )
+
+
+def _cut(agent: str | None) -> str | None:
+    """A User-Agent as kept and shown: its first ``MAX_AGENT_CHARS`` characters."""
+    return agent if agent is None or len(agent) <= MAX_AGENT_CHARS else agent[:MAX_AGENT_CHARS]
 
 
 def _preview(text: str, limit: int = 80) -> str:

@@ -90,6 +90,8 @@ class WorkerRecord(msgspec.Struct, frozen=True):
     consecutive_valid: int = 0  # valid results since its last invalid one
     error_rate: float = 0.1  # estimate, as BOINC keeps it (core/_reputation.py)
     quarantined: bool = False  # it kept disagreeing: it gets no more work
+    lost: int = 0  # leases it lost: error reports, passed deadlines, dropped connections
+    loss_rate: float = 0.0  # moves toward 1 with each loss, decays with each finished task
 
 
 class ThroughputSample(msgspec.Struct, frozen=True):

@@ -49,7 +49,9 @@ and so does one call with a thousand outcomes. Reads are single commands or read
 scripts, each one snapshot.
 
 Encoding: records are JSON made by msgspec, as SqliteStore stores them, so both backends
-give back the same values (and ``redis-cli`` shows them readably).
+give back the same values (and ``redis-cli`` shows them readably). A field that a record
+written by an older browsergrid lacks reads back as its default (a worker's ``lost`` and
+``loss_rate``: nothing lost), so adding a field with a default needs no new layout.
 
 Ids: ``next_ids`` reads the two counters. ``reserve_ids`` takes ranges from them with
 INCRBY, which is how several coordinators sharing one Redis will hand out ids without

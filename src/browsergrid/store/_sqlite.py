@@ -143,12 +143,20 @@ ALTER TABLE workers ADD COLUMN error_rate REAL NOT NULL DEFAULT 0.1;
 ALTER TABLE workers ADD COLUMN quarantined INTEGER NOT NULL DEFAULT 0;
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3]
+_V4: Final = """
+-- Each worker's loss record beside its standing: the leases it lost (errors, passed
+-- deadlines, dropped connections) and its loss rate. Its finished tasks are tasks_done.
+-- Rows from before read back as a clean record: nothing lost.
+ALTER TABLE workers ADD COLUMN lost INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE workers ADD COLUMN loss_rate REAL NOT NULL DEFAULT 0.0;
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4]
 """``MIGRATIONS[n]`` takes the schema from version n to n + 1 (0 is an empty file). Append
 a script to change the schema, then update ``SCHEMA`` to match; never edit one that has
 shipped."""
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 SCHEMA: Final = """
 CREATE TABLE meta (
     key TEXT PRIMARY KEY,
@@ -221,7 +229,9 @@ CREATE TABLE workers (
     invalid INTEGER NOT NULL DEFAULT 0,
     consecutive_valid INTEGER NOT NULL DEFAULT 0,
     error_rate REAL NOT NULL DEFAULT 0.1,
-    quarantined INTEGER NOT NULL DEFAULT 0
+    quarantined INTEGER NOT NULL DEFAULT 0,
+    lost INTEGER NOT NULL DEFAULT 0,  -- its loss record (tasks_done: what it finished)
+    loss_rate REAL NOT NULL DEFAULT 0.0
 ) WITHOUT ROWID;
 
 CREATE TABLE throughput (
@@ -272,7 +282,7 @@ _OUTCOME_COLUMNS: Final = (  # the last: a failure's reasons, or a result's repl
 )
 _WORKER_COLUMNS: Final = (
     "worker_key, agent, first_seen, last_seen, tasks_done, failures, compute_ms, valid, "
-    "invalid, consecutive_valid, error_rate, quarantined"
+    "invalid, consecutive_valid, error_rate, quarantined, lost, loss_rate"
 )
 
 
@@ -319,7 +329,7 @@ _RECORD_FAILURE: Final = (
 )
 _RECORD_WORKERS: Final = (
     f"INSERT OR REPLACE INTO workers ({_WORKER_COLUMNS}) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _COUNT_OUTCOMES: Final = (  # a job's new outcomes; the job is finished when they were its last
     "UPDATE jobs SET done = done + :done, failed = failed + :failed, "
@@ -1010,6 +1020,8 @@ class SqliteStore:
                 w.consecutive_valid,
                 w.error_rate,
                 w.quarantined,
+                w.lost,
+                w.loss_rate,
             )
             for w in workers
         ]
@@ -1374,7 +1386,7 @@ def _outcome(row: tuple[Any, ...]) -> Outcome:
 
 def _worker(row: tuple[Any, ...]) -> WorkerRecord:
     # worker_key, agent, first_seen, last_seen, tasks_done, failures, compute_ms, valid,
-    # invalid, consecutive_valid, error_rate, quarantined
+    # invalid, consecutive_valid, error_rate, quarantined, lost, loss_rate
     return WorkerRecord(
         worker_key=row[0],
         agent=row[1],
@@ -1388,6 +1400,8 @@ def _worker(row: tuple[Any, ...]) -> WorkerRecord:
         consecutive_valid=row[9],
         error_rate=row[10],
         quarantined=bool(row[11]),
+        lost=row[12],
+        loss_rate=row[13],
     )
 
 
