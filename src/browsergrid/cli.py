@@ -167,6 +167,14 @@ def _parser() -> argparse.ArgumentParser:
         help="largest HTTP request body (larger ones get 413)",
     )
     serve.add_argument(
+        "--request-timeout",
+        type=float,
+        default=defaults.request_timeout_s,
+        metavar="SECONDS",
+        help="an HTTP request's headers must arrive within this many seconds, and its body "
+        "within as long again plus 1 s per KiB; slower ones get 408 and are closed",
+    )
+    serve.add_argument(
         "--max-messages-per-s",
         type=float,
         default=defaults.max_messages_per_s,
@@ -415,6 +423,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_tasks_per_job=args.max_tasks_per_job,
         max_args_bytes=args.max_args_bytes,
         max_body_bytes=args.max_body_bytes,
+        request_timeout_s=args.request_timeout,
         certfile=args.certfile,
         keyfile=args.keyfile,
         ops_python=tuple(args.ops_python),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +140,11 @@ class ServeConfig:
     max_body_bytes: int = 8 * 1024 * 1024
     """Largest HTTP request body (a job of about 100,000 small tasks); a larger one gets 413.
     The body is parsed whole, so this bounds the memory one request can take."""
+    request_timeout_s: float = 10.0
+    """An HTTP request's headers must arrive within this many seconds of the connection
+    opening (or, on a kept-alive connection, of the request's first byte), and its body
+    within as long again after them, plus a second per KiB received; a slower request gets
+    HTTP 408 and its connection is closed, so slow senders cannot hold connections open."""
     max_messages_per_s: float = 5000.0
     """Frames per second one connection may send on average (bursts of twice that); above
     it the connection gets an ``error`` frame and is closed with 1008."""
@@ -196,6 +202,8 @@ class ServeConfig:
             raise ConfigError("--max-connections-per-address must be >= 0")
         if min(self.max_tasks_per_job, self.max_args_bytes, self.max_body_bytes) < 1:
             raise ConfigError("--max-tasks-per-job, --max-args-bytes, --max-body-bytes: >= 1")
+        if not 0 < self.request_timeout_s < math.inf:
+            raise ConfigError("--request-timeout must be a positive number of seconds")
         if self.max_messages_per_s < 1:
             raise ConfigError("--max-messages-per-s must be at least 1")
         if self.max_outbox_bytes < self.max_frame_bytes:

@@ -26,6 +26,8 @@ from browsergrid.server._app import create_app
 from browsergrid.server._clients import serve_client
 from browsergrid.server._coordinator import Coordinator
 from browsergrid.server._dashboard import close_all_viewers
+from browsergrid.server._http_timeouts import timed_http
+from browsergrid.server._open_files import raise_open_files_limit
 from browsergrid.server._websocket import Connection
 from browsergrid.server._workers import close_all_workers, serve_worker
 from browsergrid.server._ws_direct import direct_websockets
@@ -57,6 +59,7 @@ def serve(config: ServeConfig) -> None:
     file cannot be read or created.
     """
     setup_console(config.log_format, quiet=config.quiet)
+    raise_open_files_limit()
     check_tls(config)
     register_custom_ops(config)
     sock = bind(config.host, config.port)
@@ -73,6 +76,7 @@ def serve(config: ServeConfig) -> None:
             "open_to_the_network",
             warning,
             level=logging.WARNING,
+            lines=True,
             host=config.host,
             open=open_doors(config),
         )
@@ -256,6 +260,7 @@ def _uvicorn_config(
 
     settings = uvicorn.Config(
         create_app(coordinator, access),
+        http=timed_http(config.request_timeout_s),  # slow senders get 408 (slowloris)
         ws="websockets-sansio",
         ws_per_message_deflate=False,  # triples memory per connection (bench-anchors.md)
         ws_ping_interval=config.heartbeat_interval_s,
@@ -323,6 +328,7 @@ class _Server(uvicorn.Server):
                 f"browsergrid coordinator ready: workers connect to {ws_url}\n"
                 f"open {page_url} in a browser to make it a worker\n"
                 f"dashboard: {dashboard_url}\n{_admin_line(self.admin)}",
+                lines=True,
                 ws_url=ws_url,
                 page_url=page_url,
                 dashboard_url=dashboard_url,
