@@ -196,7 +196,9 @@ class Scheduler:
         self._reliable: dict[str, list[Worker]] = {}  # per event: see _reliable_of
         self._vouched: dict[str, list[Worker]] = {}  # per event: see _vouched_of
         self._proven: list[str] = []  # identities whose error reports proved wrong
-        self._key_workers: dict[str, set[int]] = {}  # lasting identity -> its workers
+        self._key_workers: dict[str, int | set[int]] = {}
+        """Lasting identity -> its connected worker (an id; a set of ids for several: rare,
+        and a set costs an idle worker 200 bytes)."""
         self._rings: dict[int, deque[int]] = {}  # priority -> jobs with queued tasks
         self._ringed: set[int] = set()
         self._deadlines: list[tuple[float, int, int]] = []  # (deadline, task id, worker id)
@@ -431,7 +433,7 @@ class Scheduler:
             if ev.key not in self.standings and ev.standing is not None:
                 self.standings[ev.key] = ev.standing
             self._hold(ev.key)
-            self._key_workers.setdefault(ev.key, set()).add(worker.worker_id)
+            self._add_worker_of(ev.key, worker.worker_id)
             worker.standing = self._standing_of(ev.key)
             if before.welcomed:  # it answered its welcome task before hello
                 worker.standing.welcomed = True
@@ -1082,17 +1084,30 @@ class Scheduler:
             job.wanting.pop(task.task_id, None)
             self._unreported_outcome(task, job)
 
+    def _add_worker_of(self, key: str, worker_id: int) -> None:
+        known = self._key_workers.get(key)
+        if known is None:
+            self._key_workers[key] = worker_id
+        elif isinstance(known, int):
+            self._key_workers[key] = {known, worker_id}
+        else:
+            known.add(worker_id)
+
     def _forget_worker_of(self, key: str, worker_id: int) -> None:
-        twins = self._key_workers[key]
-        twins.discard(worker_id)
-        if not twins:
+        known = self._key_workers[key]
+        if isinstance(known, int):
             del self._key_workers[key]
+            return
+        known.discard(worker_id)
+        if len(known) == 1:
+            self._key_workers[key] = known.pop()
 
     def _workers_of(self, key: str) -> Iterable[int]:
         """The ids of the connected workers of identity ``key``."""
         if key.startswith("#"):  # a connection's own name
             return (int(key[1:]),)
-        return self._key_workers.get(key, ())
+        known = self._key_workers.get(key, ())
+        return (known,) if isinstance(known, int) else known
 
     def _refresh_credit(self, changed: Worker | Iterable[int]) -> None:
         """An identity's loss rate changed (``changed``: one of its workers, or the ids of
