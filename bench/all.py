@@ -14,7 +14,9 @@ It runs, each as its own process and one at a time (they would disturb each othe
 - ``dashboard.py``: 1,000 fake workers doing tasks: throughput and the spread of tasks over
   workers (Jain's fairness index), memory and SQLite;
 - ``browsers.py``: headless Chromium with 4 worker pages on ``monte_carlo_pi``, beside
-  Python workers on the same op.
+  Python workers on the same op;
+- ``churn.py``: one trivial job through 2 Python workers, alone and beside simulated tabs
+  that come and go (200; 40 with --quick): tasks/s, re-issued and failed tasks.
 
 Each writes its own ``results/NAME.md`` and ``.json``; this one reads them and writes
 ``results/all.md`` and ``.json`` (``all-quick.*`` with --quick).
@@ -35,7 +37,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from bench._report import RESULTS, write_results  # noqa: E402
 
-PARTS = ("throughput", "idle", "dashboard", "browsers")
+PARTS = ("throughput", "idle", "dashboard", "browsers", "churn")
 TARGET_TASKS_PER_S = 20_000
 TARGET_PEER_RATIO = 10
 TARGET_P50_MS = 1.0
@@ -135,6 +137,15 @@ def summarize(results: dict[str, dict[str, Any] | None]) -> tuple[list[str], lis
                 f"| browsers, monte_carlo_pi | {row['system']} ({row['workers']}) | "
                 f"{row['tasks_per_s']:,.1f} tasks/s, {row['msamples_per_s']:,.1f} million "
                 "points/s |"
+            )
+    if (churn := results.get("churn")) is not None:
+        tabs = churn["args"]["tabs"]
+        for row in churn["runs"]:
+            rows.append(
+                f"| churn | {f'beside {tabs} tabs that come and go' if row['churn'] else 'alone'}"
+                f" | {row['tasks_per_s']:,.0f} tasks/s; {row['reissued']:,} re-issued, "
+                f"{row['failed']:,} failed; every result right: "
+                f"{'yes' if row['all_right'] else 'NO'} |"
             )
     return rows, verdicts
 
