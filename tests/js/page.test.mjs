@@ -115,7 +115,7 @@ class FakeWorker {
 
 const page = { sockets: [], workers: [], logs: [], warnings: [] };
 let loaded = 0;
-console.log = (line) => page.logs.push(String(line)); // the page logs every line to the console too
+console.log = (line) => page.logs.push(String(line)); // the page logs its lines to the console too
 console.warn = (line) => page.warnings.push(String(line));
 
 // /page-config.json as `fetch` answers it: `config` (null: 404, undefined: the fetch fails).
@@ -770,4 +770,24 @@ test('each coordinator of ?coordinators= is sent a worker_key of its own; the lo
       assert.ok(socket.sent.every((frame) => !JSON.stringify(frame).includes(secret)));
     }
   });
+});
+
+test("the console gets a task's lines for the first 50 only; the page's log gets them all", async () => {
+  const { ws, workers, elements } = await openPage(1);
+  ws.receive({ type: 'welcome', protocol: 1, worker_id: 7, server: 'test', limits: {} });
+  for (let id = 1; id <= 40; id += 1) {
+    ws.receive(task(id));
+    workers[0].answer({ result: 2, duration_ms: 1 });
+  }
+  const taskLines = page.logs.filter(
+    (line) => line.startsWith('Task received') || line.startsWith('Result sent'),
+  );
+  assert.equal(taskLines.length, 50); // 25 tasks' two lines each
+  assert.ok(page.logs.some((line) => line.startsWith('Welcome')));
+  assert.equal(results(ws).length, 40);
+  await new Promise((resolve) => {
+    setTimeout(resolve, 300); // the page's log is drawn in batches
+  });
+  const shown = elements.get('log').children.length;
+  assert.ok(shown >= 80, `${shown} lines on the page`);
 });

@@ -91,6 +91,17 @@ export class Contribution {
   }
 }
 
+// One formatter per locale, made once: building one costs more than the redraw that uses it.
+const secondsFormats = new Map();
+function secondsFormat(locale) {
+  let format = secondsFormats.get(locale);
+  if (format === undefined) {
+    format = new Intl.NumberFormat(locale, { maximumFractionDigits: 1 });
+    secondsFormats.set(locale, format);
+  }
+  return format;
+}
+
 // A compute time for people: "0 s", "< 1 ms", "850 ms", "42.5 s", "3 min 20 s", "2 h 05 min"; `locale` sets the decimal mark.
 export function formatComputeTime(ms, locale = 'en') {
   const value = isCount(ms) ? ms : 0;
@@ -98,7 +109,7 @@ export function formatComputeTime(ms, locale = 'en') {
   if (value < 1) return '< 1 ms';
   if (value < 1000) return `${Math.round(value)} ms`;
   if (value < 60_000) {
-    return `${new Intl.NumberFormat(locale, { maximumFractionDigits: 1 }).format(value / 1000)} s`;
+    return `${secondsFormat(locale).format(value / 1000)} s`;
   }
   const seconds = Math.floor(value / 1000);
   if (seconds < 3600)

@@ -170,11 +170,39 @@ window.browsergrid = {
 // makes the browser lay the page out, which twice per task took CPU from the compute Web Workers.
 const unshownLog = [];
 let logTimer = null;
+// toLocaleTimeString's format, made once: the call builds a formatter each time (a line costs more)
+const clock = new Intl.DateTimeFormat([], {
+  hour: 'numeric',
+  minute: '2-digit',
+  second: '2-digit',
+  hour12: false,
+});
+// The console gets every line but a task's own (received, result sent, error sent) past the first
+// CONSOLE_TASK_LINES: a console line costs the main thread about as much as a 1 ms task (more with
+// DevTools or a driver listening), and the page's main thread stands between the socket and the compute
+// Web Workers. Past them, one line every CONSOLE_SUMMARY_MS counts the task lines left out.
+const CONSOLE_TASK_LINES = 50;
+const CONSOLE_SUMMARY_MS = 10_000;
+let consoleTaskLines = 0;
+let unshownTaskLines = 0;
+let summaryTimer = null;
 
-function log(line) {
-  console.log(line);
-  unshownLog.push([new Date().toLocaleTimeString([], { hour12: false }), line]);
+function log(line, { task = false } = {}) {
+  if (!task || consoleTaskLines < CONSOLE_TASK_LINES) {
+    console.log(line);
+    if (task) consoleTaskLines += 1;
+  } else {
+    unshownTaskLines += 1;
+    if (summaryTimer === null) summaryTimer = setTimeout(summarizeTaskLines, CONSOLE_SUMMARY_MS);
+  }
+  unshownLog.push([Date.now(), line]); // formatted when shown: only the last MAX_LOG_LINES are
   if (logTimer === null) logTimer = setTimeout(showLog, RENDER_MS);
+}
+
+function summarizeTaskLines() {
+  summaryTimer = null;
+  console.log(`(${unshownTaskLines} task line(s) shown on the page only)`);
+  unshownTaskLines = 0;
 }
 
 function showLog() {
@@ -184,7 +212,7 @@ function showLog() {
   for (const [when, line] of unshownLog.splice(0).slice(-MAX_LOG_LINES)) {
     const item = document.createElement('li');
     const time = document.createElement('time');
-    time.textContent = when;
+    time.textContent = clock.format(when);
     item.append(time, ` ${line}`);
     list.append(item);
   }
@@ -399,7 +427,7 @@ function finish(slot, outcome) {
     log(`Result dropped: task_id=${task.task_id} (its connection closed)`);
   } else if ('error' in outcome) {
     jobSocket.send(taskErrorMessage({ task_id: task.task_id, message: outcome.error }));
-    log(`Error sent: task_id=${task.task_id} message=${clip(outcome.error)}`);
+    log(`Error sent: task_id=${task.task_id} message=${clip(outcome.error)}`, { task: true });
   } else {
     const { result, duration_ms } = outcome;
     warm.add(task.op);
@@ -413,6 +441,7 @@ function finish(slot, outcome) {
     scheduleFlush();
     log(
       `Result sent: task_id=${task.task_id} result=${preview(result, MAX_LOGGED_CHARS)} duration_ms=${duration_ms}`,
+      { task: true },
     );
   }
   dispatch();
@@ -603,7 +632,7 @@ function option(text, value) {
 // --- coordinator connection ---
 
 function enqueue(ws, task) {
-  log(`Task received: task_id=${task.task_id} op=${task.op}`);
+  log(`Task received: task_id=${task.task_id} op=${task.op}`, { task: true });
   queue.push({ socket: ws, task, cancelled: false });
 }
 
