@@ -630,6 +630,9 @@ test('this session: tasks done and their compute time', async () => {
   ws.receive(task(2));
   workers[0].answer({ error: 'no' }); // a failed task is not counted as given
   assert.deepEqual(status.contribution.session, { tasks: 1, computeMs: 1500 });
+  await new Promise((resolve) => {
+    setTimeout(resolve, 300); // the figures are redrawn at most every RENDER_MS while tasks run
+  });
   assert.equal(elements.get('tasks-done').textContent, '1');
   assert.equal(elements.get('session-time').textContent, '1.5 s');
 });

@@ -637,10 +637,13 @@ function enqueue(ws, task) {
 }
 
 // Tasks that arrive while paused go straight back (after welcome; before it they wait for the resume).
+// A task frame comes per task: its redraw waits for the next one (RENDER_MS), as a result's does;
+// the state is up to date at once.
 function afterTasks(ws) {
   if (paused() && welcomed() && ws === socket) handBack(queue.splice(0), 'paused');
   dispatch();
-  render();
+  status.state = currentState();
+  renderSoon();
 }
 
 // The coordinator took the task back: drop it if it waits; if it runs, let it finish unreported.
