@@ -13,8 +13,9 @@ It runs, each as its own process and one at a time (they would disturb each othe
   accept time, memory per connection, CPU while idle with heartbeats;
 - ``dashboard.py``: 1,000 fake workers doing tasks: throughput and the spread of tasks over
   workers (Jain's fairness index), memory and SQLite;
-- ``browsers.py``: headless Chromium with 4 worker pages on ``monte_carlo_pi``, beside
-  Python workers on the same op;
+- ``browsers.py``: the grid's rate against the raw rate of the same workers on
+  ``monte_carlo_pi`` (efficiency), by task length: 2 and 4 headless Chromium pages, and 2
+  Python workers against ``multiprocessing.Pool(2)``; the task length at 50% efficiency;
 - ``churn.py``: one trivial job through 2 Python workers, alone and beside simulated tabs
   that come and go (200; 40 with --quick): tasks/s, re-issued and failed tasks.
 
@@ -44,6 +45,11 @@ TARGET_P50_MS = 1.0
 TARGET_KB_PER_CONNECTION = 20
 TARGET_IDLE_CPU_PCT = 5
 TARGET_DURABLE = 0.5
+TARGET_TAB_EFFICIENCY = 0.90  # of the same pages' raw rate, for tasks of TARGET_TAB_FROM_MS and up
+TARGET_TAB_FROM_MS = 5
+TARGET_PYTHON_EFFICIENCY = 0.95  # of multiprocessing.Pool's rate, tasks of 40 ms and up
+TARGET_PYTHON_FROM_MS = 40
+TARGET_TAB_HALF_MS = 1.0  # the task length at which tabs reach 50% efficiency
 
 
 def run_part(name: str, quick: bool) -> float:
@@ -67,6 +73,45 @@ def load(name: str, quick: bool) -> dict[str, Any] | None:
 
 def verdict(met: bool) -> str:
     return "met" if met else "NOT met"
+
+
+def half_text(stage: dict[str, Any]) -> str:
+    relation, ms = stage["half"]["relation"], stage["half"]["ms"]
+    if relation == "<":
+        return f"under {ms:.2f} ms (the smallest measured)"
+    if relation == ">":
+        return f"over {ms:.1f} ms (the largest measured)"
+    return f"{ms:.2f} ms"
+
+
+def browser_verdicts(stage: dict[str, Any]) -> list[str]:
+    """Issue 22's targets for one kind of worker of ``browsers.py``, on the sizes it measured."""
+    tabs = stage["kind"] == "tabs"
+    least, target = (
+        (TARGET_TAB_FROM_MS, TARGET_TAB_EFFICIENCY)
+        if tabs
+        else (TARGET_PYTHON_FROM_MS, TARGET_PYTHON_EFFICIENCY)
+    )
+    found = []
+    large = [row for row in stage["rows"] if row["size_ms"] >= least]
+    if large:
+        shown = ", ".join(f"{r['size_ms']} ms {r['efficiency']:.1%}" for r in large)
+        met = all(row["efficiency"] >= target for row in large)
+        found.append(
+            f"{stage['label']}, tasks of {least} ms and more: {shown} of the raw rate, at least "
+            f"{target:.0%}: {verdict(met)}"
+        )
+    if tabs:
+        relation, ms = stage["half"]["relation"], stage["half"]["ms"]
+        smallest = min(row["size_ms"] for row in stage["rows"])
+        met = (relation == "=" and ms <= TARGET_TAB_HALF_MS) or (
+            relation == "<" and smallest <= TARGET_TAB_HALF_MS
+        )
+        found.append(
+            f"{stage['label']}: 50% efficiency at {half_text(stage)}, at most "
+            f"{TARGET_TAB_HALF_MS:g} ms: {verdict(met)}"
+        )
+    return found
 
 
 def summarize(results: dict[str, dict[str, Any] | None]) -> tuple[list[str], list[str]]:
@@ -132,12 +177,13 @@ def summarize(results: dict[str, dict[str, Any] | None]) -> tuple[list[str], lis
                 f"{row['tasks_median']:g}), Jain's index {row['jain']:.3f} |"
             )
     if (browsers := results.get("browsers")) is not None:
-        for row in browsers["rows"]:
+        for stage in browsers.get("stages", []):  # none in results of before issue 22
             rows.append(
-                f"| browsers, monte_carlo_pi | {row['system']} ({row['workers']}) | "
-                f"{row['tasks_per_s']:,.1f} tasks/s, {row['msamples_per_s']:,.1f} million "
-                "points/s |"
+                f"| browsers, monte_carlo_pi, grid / raw | {stage['label']} | efficiency "
+                + ", ".join(f"{r['size_ms']} ms {r['efficiency']:.0%}" for r in stage["rows"])
+                + f"; 50% at {half_text(stage)} |"
             )
+            verdicts += browser_verdicts(stage)
     if (churn := results.get("churn")) is not None:
         tabs = churn["args"]["tabs"]
         for row in churn["runs"]:

@@ -1,16 +1,19 @@
-"""The regression benchmark: the coordinator's hot paths in under a minute, against the
+"""The regression benchmark: the coordinator's hot paths in about a minute, against the
 figures recorded in ``bench/regress-baseline.json``.
 
-    python bench/regress.py                  # about 45 s; exit 1 if a figure regressed
+    python bench/regress.py                  # about 70 s; exit 1 if a figure regressed
     python bench/regress.py --save-baseline  # record the median of 3 runs as the baseline
-    python bench/regress.py --runs 3         # compare the median of 3 runs (about 2 min)
+    python bench/regress.py --runs 3         # compare the median of 3 runs (about 3.5 min)
 
 It runs, one after the other:
 
 - ``throughput.py --quick --tasks 3000 --latency 200``: trivial tasks/s and single-task
   p50 latency with 2 Python workers, SQLite and memory;
 - ``idle.py --quick --connections 1000 --idle-seconds 5 --heartbeat-interval 5``:
-  accept time, memory per idle connection and idle CPU with a ping every 5 s.
+  accept time, memory per idle connection and idle CPU with a ping every 5 s;
+- ``browsers.py --quick --sizes 5 --python-sizes 20`` (about 25 s): the grid's efficiency,
+  in % of the raw rate of the same workers, for 2 Chromium pages on tasks of 5 ms and for
+  2 Python workers (against ``multiprocessing.Pool(2)``) on tasks of 20 ms.
 
 A figure regressed when it is worse than the baseline by more than ``--tolerance``
 (default 25%: this machine is shared and noisy; run again before believing one). Idle CPU
@@ -32,6 +35,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 BASELINE = HERE / "regress-baseline.json"
 IDLE_NAME, THROUGHPUT_NAME = "idle-regress", "throughput-regress"
+BROWSERS_NAME = "browsers-regress"
 
 # figure: (higher is better, how to read it from the runs)
 FIGURES: dict[str, bool] = {
@@ -42,6 +46,8 @@ FIGURES: dict[str, bool] = {
     "idle_kib_per_connection": False,
     "idle_cpu_ms_per_accept": False,
     "idle_cpu_percent": False,
+    "tab_efficiency_5ms_percent": True,
+    "python_efficiency_20ms_percent": True,
 }
 _CPU_POINTS = 1.0  # idle CPU: allowed rise in points of a core
 
@@ -74,9 +80,17 @@ def measure() -> dict[str, float]:
             IDLE_NAME,
         ]
     )
+    run(
+        [
+            *(python, str(HERE / "browsers.py"), "--quick", "--sizes", "5"),
+            *("--python-sizes", "20", "--name", BROWSERS_NAME),
+        ]
+    )
     rows = json.loads((RESULTS / f"{THROUGHPUT_NAME}.json").read_text())["rows"]
     (idle,) = json.loads((RESULTS / f"{IDLE_NAME}.json").read_text())["rows"]
     sqlite, memory = rows["browsergrid, SQLite (default)"], rows["browsergrid, memory"]
+    tabs, python_workers = json.loads((RESULTS / f"{BROWSERS_NAME}.json").read_text())["stages"]
+    (tab_row,), (python_row,) = tabs["rows"], python_workers["rows"]
     return {
         "sqlite_tasks_per_s": sqlite["tasks_per_s"],
         "memory_tasks_per_s": memory["tasks_per_s"],
@@ -85,6 +99,8 @@ def measure() -> dict[str, float]:
         "idle_kib_per_connection": idle["kb_per_connection"],
         "idle_cpu_ms_per_accept": idle["server_cpu_ms_per_accept"],
         "idle_cpu_percent": idle["idle"]["cpu_percent"],
+        "tab_efficiency_5ms_percent": tab_row["efficiency"] * 100,
+        "python_efficiency_20ms_percent": python_row["efficiency"] * 100,
     }
 
 
