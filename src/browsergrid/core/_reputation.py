@@ -110,13 +110,19 @@ class Standing:
             return asked
         return max(1, int(asked * (1.0 - self.loss_rate) + 0.5))
 
-    def finished(self, *, welcome: bool = False) -> None:
-        """Count one task it finished with a result."""
+    def finished(self, *, welcome: bool = False) -> bool:
+        """Count one task it finished with a result; True if its loss rate fell (it may
+        hold more tasks at once)."""
         if welcome:
             self.welcomed = True
         else:
             self.done += 1
+        if self.loss_rate == 0.0:
+            return False
         self.loss_rate *= DONE_DECAY
+        if self.loss_rate < 1e-3:  # a clean record again: nothing left to count down
+            self.loss_rate = 0.0
+        return True
 
     def lose(self) -> None:
         """Count one lease it lost (call ``judge_losses`` where a loss is proven its own)."""

@@ -70,7 +70,6 @@ _MAX_SKIPS: Final = 64  # queued tasks a worker failed, looked past per dispatch
 _MAX_OTHERS_LOOKED: Final = 256  # workers looked at to tell whether another can take a task
 _MAX_WANTING_LOOKS: Final = 8  # replicated tasks under way a worker looks at before fresh ones
 _STALE_DEADLINES: Final = 1024  # deadlines of ended leases kept past twice those running
-_MAX_RELIABLE_LISTED: Final = 64  # reliable workers of an op remembered per event
 MAX_DURATION_MS: Final = 86_400_000.0
 """A reported compute time counts as at most a day (a lease never runs longer)."""
 
@@ -626,7 +625,8 @@ class Scheduler:
             return
         lease = self._release(task, worker)
         worker.cold.discard(task.op)  # started up: warm from now on
-        worker.standing.finished(welcome=task.pinned_to is not None)
+        if worker.standing.finished(welcome=task.pinned_to is not None):
+            self._refresh_credit(worker.key)  # its loss rate fell: its workers may hold more
         if task.pinned_to is None and self._op_workers[task.op] > 0:  # a welcome task says
             self._learn_duration(task.op, ev.now - lease.start)  # how fast a worker is
         if task.replicated:
@@ -648,7 +648,6 @@ class Scheduler:
             mean = worker.mean_ms
             worker.mean_ms = duration_ms if mean is None else mean + _EWMA * (duration_ms - mean)
             self._fit_prefetch(worker)
-        self._refresh_credit(worker)  # its loss rate fell: it may hold more
 
     # --- replicated tasks ----------------------------------------------------------------
 
@@ -721,30 +720,26 @@ class Scheduler:
                     yield from self._quarantine(replica.key, standing, ev)
 
     def _best_group(self, task: Task) -> list[Replica]:
-        """The largest set of the task's replicas that agree (the earliest such set); while
-        a vouched identity has a replica or could replicate it, the largest with a vouched
-        member."""
+        """The largest set of the task's replicas that agree (the earliest such set); once
+        a vouched worker held a lease of it or could have (``task.vouch``, set at lease
+        time and never undone, so a quorum never appears by itself when a vouched worker
+        leaves), the largest with a vouched member."""
         groups = self._groups_of(task)
-        if groups and self._needs_voucher(task):
+        if groups and task.vouch:
             groups = [g for g in groups if any(r.vouched for r in g)]
         return groups[0] if groups else []
-
-    def _needs_voucher(self, task: Task) -> bool:
-        """True once a vouched worker held a lease of ``task`` or could have taken one when
-        it was leased: from then on only a group with a vouched member settles it (never
-        undone, so a quorum never appears by itself when a vouched worker leaves)."""
-        return task.vouch
 
     def _vouched_can_take(self, task: Task) -> bool:
         """True if a connected vouched worker, not paused, could take ``task`` now."""
         return any(self._eligible(task, w) and w.concurrency > 0 for w in self._vouched_of(task.op))
 
     def _vouched_of(self, op: str) -> list[Worker]:
-        """Connected vouched workers that run ``op`` (the first few), found once per event."""
+        """Vouched workers that run ``op`` among the first connected, once per event (see
+        ``_reliable_of``)."""
         found = self._vouched.get(op)
         if found is None:
-            candidates = (w for w in self.workers.values() if op in w.ops and w.standing.vouched)
-            found = self._vouched[op] = list(itertools.islice(candidates, _MAX_RELIABLE_LISTED))
+            looked = itertools.islice(self.workers.values(), _MAX_OTHERS_LOOKED)
+            found = self._vouched[op] = [w for w in looked if op in w.ops and w.standing.vouched]
         return found
 
     def _wants_more(self, task: Task) -> bool:
@@ -1015,7 +1010,7 @@ class Scheduler:
             task.charges += 1
         if counted:
             standing.lose()
-            self._refresh_credit(worker)  # it holds fewer tasks at once now
+            self._refresh_credit(worker.key)  # its workers hold fewer tasks at once now
         if kind == "error" and task.pinned_to is None:
             task.error_keys.append(worker.key)  # judged when the task ends
             self._hold(worker.key)
@@ -1071,7 +1066,7 @@ class Scheduler:
                 for key in task.error_keys:
                     if final is TaskState.FAILED and key in self.standings:
                         self.standings[key].forgive()
-                        self._refresh_credit(self._workers_of(key))
+                        self._refresh_credit(key)
                     self._unhold(key)
             task.error_keys = []
         for replica in task.replicas:  # replicas no longer wait for this task's quorum
@@ -1102,20 +1097,15 @@ class Scheduler:
         if len(known) == 1:
             self._key_workers[key] = known.pop()
 
-    def _workers_of(self, key: str) -> Iterable[int]:
-        """The ids of the connected workers of identity ``key``."""
+    def _refresh_credit(self, key: str) -> None:
+        """Identity ``key``'s loss rate changed: each of its connected workers may hold
+        more, or fewer, tasks now."""
         if key.startswith("#"):  # a connection's own name
-            return (int(key[1:]),)
-        known = self._key_workers.get(key, ())
-        return (known,) if isinstance(known, int) else known
-
-    def _refresh_credit(self, changed: Worker | Iterable[int]) -> None:
-        """An identity's loss rate changed (``changed``: one of its workers, or the ids of
-        them all): each of its connected workers may hold more, or fewer, tasks now."""
-        if isinstance(changed, Worker):
-            self._credit_changed(changed)
-            changed = self._workers_of(changed.key)
-        for worker_id in changed:
+            ids: Iterable[int] = (int(key[1:]),)
+        else:
+            known = self._key_workers.get(key, ())
+            ids = (known,) if isinstance(known, int) else known
+        for worker_id in ids:
             worker = self.workers.get(worker_id)
             if worker is not None:
                 self._credit_changed(worker)
@@ -1283,21 +1273,17 @@ class Scheduler:
 
     def _address_taken(self, task: Task, worker: Worker) -> bool:
         """True if ``worker`` connects from an address that already has a replica or a
-        lease of ``task`` while a worker from another address could take it."""
+        lease of ``task`` while a worker from another address could take it (among the
+        first few hundred connected)."""
         if worker.address is None:
             return False
         taken = {r.address for r in task.replicas}
         taken.update(self.workers[w].address for w in task.leases)
         if worker.address not in taken:
             return False
-        candidates = (
-            other
-            for other in self.workers.values()
-            if other.address not in taken and other.concurrency > 0
-        )
         return any(
-            self._eligible(task, other)
-            for other in itertools.islice(candidates, _MAX_OTHERS_LOOKED)
+            other.address not in taken and other.concurrency > 0 and self._eligible(task, other)
+            for other in itertools.islice(self.workers.values(), _MAX_OTHERS_LOOKED)
         )
 
     def _wants_voucher(self, task: Task) -> bool:
@@ -1327,15 +1313,16 @@ class Scheduler:
         )
 
     def _reliable_of(self, op: str) -> list[Worker]:
-        """Connected reliable workers that run ``op`` (the first few), found once per event."""
+        """Reliable workers that run ``op`` among the first connected (the longest-lived: a
+        few hundred at most, so an event costs no scan of a large grid), once per event."""
         found = self._reliable.get(op)
         if found is None:
-            candidates = (
+            looked = itertools.islice(self.workers.values(), _MAX_OTHERS_LOOKED)
+            found = self._reliable[op] = [
                 w
-                for w in self.workers.values()
+                for w in looked
                 if op in w.ops and w.standing.reliable and w.state is not WorkerState.GONE
-            )
-            found = self._reliable[op] = list(itertools.islice(candidates, _MAX_RELIABLE_LISTED))
+            ]
         return found
 
     def _eligible(self, task: Task, worker: Worker) -> bool:
