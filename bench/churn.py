@@ -35,18 +35,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform
 import random
 import secrets
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -55,57 +51,11 @@ from typing import Any, Final
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from bench._peer_systems import stop  # noqa: E402
 from bench._report import write_results  # noqa: E402
-from bench.throughput import settle  # noqa: E402
+from bench.throughput import TOKEN, browsergrid_grid, settle  # noqa: E402
 
-TOKEN: Final = secrets.token_urlsafe(16)  # the admin token of the coordinators started here
 WARM_UP: Final = 2_000
 WELCOME_TIMES: Final = 1_000_000  # the welcome task's ``times``; the job's tasks use 1
-
-
-@contextlib.contextmanager
-def grid(workers: int, prefetch: int) -> Iterator[tuple[str, str]]:
-    """A coordinator in memory and its Python workers; yields (HTTP URL, WebSocket URL)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "BROWSERGRID_TOKEN": TOKEN}
-    with tempfile.TemporaryDirectory(prefix="browsergrid-bench-") as data_dir:
-        serve = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "browsergrid", "serve", "--port", "0", "--quiet"),
-                *("--log-format", "json", "--memory", "--data-dir", data_dir),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        procs: list[subprocess.Popen[Any]] = [serve]
-        try:
-            assert serve.stdout is not None
-            url = ""
-            for line in serve.stdout:
-                entry = json.loads(line)
-                if entry.get("event") == "ready":
-                    url = entry["ws_url"]
-                    break
-            if not url:
-                raise RuntimeError(f"browsergrid serve exited ({serve.wait()}) before ready")
-            procs += [
-                subprocess.Popen(
-                    [
-                        *(sys.executable, "-m", "browsergrid", "worker", url, "--quiet"),
-                        *("--prefetch", str(prefetch), "--data-dir", data_dir),
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    env=env,
-                )
-                for _ in range(workers)
-            ]
-            yield url.replace("ws://", "http://").removesuffix("/ws"), url
-        finally:
-            stop(procs[1:] + procs[:1])  # workers first, then the coordinator
-            if serve.stdout is not None:
-                serve.stdout.close()
 
 
 # --- the tabs ---------------------------------------------------------------------------------
@@ -304,7 +254,11 @@ def one_run(args: argparse.Namespace, churn: bool) -> Run:
     from browsergrid import Client
 
     job_args = [{"initial": float(i), "factor": 1.0, "times": 1} for i in range(args.tasks)]
-    with grid(2, args.prefetch) as (http_url, ws_url), Client(http_url, token=TOKEN) as client:
+    with (
+        browsergrid_grid(2, args.prefetch, ["--memory"], welcome=True) as http_url,
+        Client(http_url, token=TOKEN) as client,
+    ):
+        ws_url = http_url.replace("http://", "ws://", 1) + "/ws"
         wait_for_workers(http_url, 2)
         warm_up = list(client.map("repeat_multiply", job_args[:WARM_UP], timeout=args.timeout))
         assert warm_up == [float(i) for i in range(min(WARM_UP, args.tasks))]

@@ -77,8 +77,11 @@ TARGET_DURABLE = 0.5
 
 
 @contextmanager
-def browsergrid_grid(workers: int, prefetch: int, store: list[str]) -> Iterator[str]:
-    """A coordinator (``store``: its store options, e.g. ``["--memory"]``) and its workers."""
+def browsergrid_grid(
+    workers: int, prefetch: int, store: list[str], *, welcome: bool = False
+) -> Iterator[str]:
+    """A coordinator (``store``: its store options, e.g. ``["--memory"]``; ``welcome``:
+    with its welcome task, as tabs meet it) and its workers; yields its HTTP URL."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "BROWSERGRID_TOKEN": TOKEN}
     with tempfile.TemporaryDirectory(prefix="browsergrid-bench-") as data_dir:
         if store[:1] == ["--redis"]:  # a fresh key prefix: no jobs of an earlier run
@@ -95,7 +98,7 @@ def browsergrid_grid(workers: int, prefetch: int, store: list[str]) -> Iterator[
                 "--quiet",
                 "--log-format",
                 "json",
-                "--no-welcome-task",
+                *(() if welcome else ("--no-welcome-task",)),
                 "--data-dir",
                 data_dir,
                 *store,
