@@ -4,6 +4,7 @@ slowing and quarantine for losses, and reported durations no worker can poison."
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from hypothesis import given, settings
@@ -50,9 +51,19 @@ def leased_to(s: Scheduler, worker_id: int) -> set[int]:
 
 
 def honest(s: Scheduler, worker_id: int, key: str = "honest") -> None:
-    """A worker that finished its welcome task: reliable."""
+    """A worker whose identity has a record (job tasks finished in an earlier run):
+    established. It answers its welcome task."""
     s.handle(join(worker_id))
-    s.handle(keyed(worker_id, key))
+    s.handle(
+        WorkerIntroduced(
+            worker_id=worker_id,
+            ops=frozenset({RM}),
+            concurrency=1,
+            key=key,
+            standing=Standing(done=ESTABLISHED_AFTER),
+            now=0.0,
+        )
+    )
     (welcome,) = leased_to(s, worker_id)
     s.handle(result(worker_id, welcome))
 
@@ -90,6 +101,27 @@ def test_churn_beside_an_honest_worker_fails_nothing() -> None:
     assert len([d for d in done if not d.welcome]) == 20
 
 
+def outcomes_of(commands: list[object]) -> list[TaskDone | TaskFailed]:
+    return [c for c in commands if isinstance(c, TaskDone | TaskFailed)]
+
+
+def spam(s: Scheduler, spammers: list[int], honest_ids: list[int]) -> list[TaskDone | TaskFailed]:
+    """Job 1 runs: the spammers answer every job task they hold with an error, the honest
+    workers answer theirs with a result, round after round until the job ends."""
+    outcomes: list[TaskDone | TaskFailed] = []
+    for _ in range(400):
+        if not s.jobs or not s.jobs[1].live:
+            break
+        for spammer in spammers:
+            for task_id in sorted(leased_to(s, spammer)):
+                if s.tasks[task_id].pinned_to is None:
+                    outcomes += outcomes_of(s.handle(error(spammer, task_id, "nope")))
+        for worker_id in honest_ids:
+            for task_id in sorted(leased_to(s, worker_id)):
+                outcomes += outcomes_of(s.handle(result(worker_id, task_id)))
+    return outcomes
+
+
 def test_error_spam_beside_an_honest_worker_fails_nothing() -> None:
     s = Scheduler(max_attempts=3)
     honest(s, 1)
@@ -98,29 +130,72 @@ def test_error_spam_beside_an_honest_worker_fails_nothing() -> None:
         s.handle(join(spammer))
         s.handle(keyed(spammer, f"spam-{spammer}", concurrency=2))
     s.handle(submit(*[RM] * 40))
-    outcomes: list[TaskDone | TaskFailed] = []
-    for _ in range(400):
-        if not s.jobs[1].live:
-            break
-        for spammer in spammers:
-            for task_id in sorted(leased_to(s, spammer)):
-                task = s.tasks[task_id]
-                if task.pinned_to is not None:
-                    continue
-                outcomes += [
-                    c
-                    for c in s.handle(error(spammer, task_id, "nope"))
-                    if isinstance(c, TaskDone | TaskFailed)
-                ]
-        for task_id in sorted(leased_to(s, 1)):
-            outcomes += [
-                c for c in s.handle(result(1, task_id)) if isinstance(c, TaskDone | TaskFailed)
-            ]
+    outcomes = spam(s, spammers, [1])
     assert [o for o in outcomes if isinstance(o, TaskFailed)] == []
     assert len([o for o in outcomes if isinstance(o, TaskDone) and not o.welcome]) == 40
     for spammer in spammers:  # their errors proved wrong: they pay, slowed down
         standing = s.standing(f"spam-{spammer}")
         assert standing.lost > 0 and not standing.reliable
+
+
+def churn_of_spammers(s: Scheduler, record: Standing | None) -> list[TaskDone | TaskFailed]:
+    """Job 1 runs beside honest worker 1: every other connection is a fresh identity (with
+    ``record`` as its past) that answers its welcome task, reports an error for each job
+    task it gets, and leaves; three per round, until the job ends."""
+    outcomes: list[TaskDone | TaskFailed] = []
+    minted = 100
+    for _ in range(300):
+        if not s.jobs or not s.jobs[1].live:
+            break
+        for _ in range(3):
+            minted += 1
+            s.handle(join(minted))
+            s.handle(
+                WorkerIntroduced(
+                    worker_id=minted,
+                    ops=frozenset({RM}),
+                    concurrency=2,
+                    key=f"minted-{minted}",
+                    standing=None if record is None else dataclasses.replace(record),
+                    now=0.0,
+                )
+            )
+            (welcome,) = [t for t in leased_to(s, minted) if s.tasks[t].pinned_to is not None]
+            outcomes += outcomes_of(s.handle(result(minted, welcome)))
+            for task_id in sorted(leased_to(s, minted)):
+                outcomes += outcomes_of(s.handle(error(minted, task_id, "nope")))
+            s.handle(leave(minted))
+        for task_id in sorted(leased_to(s, 1)):
+            outcomes += outcomes_of(s.handle(result(1, task_id)))
+    return outcomes
+
+
+def test_identities_minted_to_answer_a_welcome_and_err_fail_nothing() -> None:
+    """Answering a welcome task costs a minted identity nothing, so it earns nothing: beside
+    one honest worker as new as they are (a fresh grid, no record anywhere), strangers'
+    errors count against a task only when no other worker could run it."""
+    s = Scheduler(max_attempts=3)
+    s.handle(join(1))
+    s.handle(keyed(1, "honest-but-new"))
+    (welcome,) = leased_to(s, 1)
+    s.handle(result(1, welcome))
+    s.handle(submit(*[RM] * 20))
+    outcomes = churn_of_spammers(s, None)
+    assert [o for o in outcomes if isinstance(o, TaskFailed)] == []
+    assert len([o for o in outcomes if isinstance(o, TaskDone) and not o.welcome]) == 20
+    assert s.standing("honest-but-new").reliable
+
+
+def test_identities_with_a_short_record_fail_nothing_beside_an_established_worker() -> None:
+    """Identities that each finished a job task before (reliable, not established), each
+    erring on what it gets once: an established worker could take every task instead, so
+    nothing is charged to the tasks."""
+    s = Scheduler(max_attempts=3)
+    honest(s, 1)
+    s.handle(submit(*[RM] * 20))
+    outcomes = churn_of_spammers(s, Standing(done=1))
+    assert [o for o in outcomes if isinstance(o, TaskFailed)] == []
+    assert len([o for o in outcomes if isinstance(o, TaskDone) and not o.welcome]) == 20
 
 
 def test_a_task_lost_once_waits_for_a_reliable_worker() -> None:
@@ -314,13 +389,23 @@ def test_a_huge_duration_then_a_share_keeps_every_number_finite() -> None:
     assert done.duration_ms == 0.0
 
 
-def test_a_welcome_answered_before_hello_still_counts() -> None:
+def test_a_welcome_task_earns_no_reliability_and_cleans_no_record() -> None:
     s = Scheduler(welcome=WelcomeTask())
     s.handle(join(1))
+    s.handle(
+        WorkerIntroduced(
+            worker_id=1,
+            ops=frozenset({RM}),
+            concurrency=1,
+            key="lossy",
+            standing=Standing(lost=2, loss_rate=0.4),
+            now=0.0,
+        )
+    )
     (welcome,) = leased_to(s, 1)
     s.handle(result(1, welcome))
-    s.handle(keyed(1, "late-hello"))
-    assert s.standing("late-hello").reliable
+    standing = s.standing("lossy")
+    assert (standing.done, standing.loss_rate, standing.reliable) == (0, 0.4, False)
 
 
 def test_job_options_do_not_change_the_loss_rules() -> None:

@@ -992,17 +992,20 @@ def test_a_task_every_capable_worker_failed_still_runs_until_it_fails() -> None:
     assert s.handle(error(1, 1, "one", sid="e1")) == [send(2, 1, "e1")]
     assert s.handle(error(2, 1, "two", sid="e2")) == [send(1, 1, "e2")]
     assert s.tasks[1].failed_on == {1, 2}
-    assert s.handle(error(1, 1, "three", sid="e3")) == [
+    assert s.tasks[1].charges == 1  # new workers: the first error had another to go to
+    assert s.handle(error(1, 1, "three", sid="e3")) == [send(2, 1, "e3")]
+    assert s.handle(error(2, 1, "four", sid="e4")) == [
         failed(
             1,
             "worker 1 reported: one",
             "worker 2 reported: two",
             "worker 1 reported: three",
-            sid="e3",
+            "worker 2 reported: four",
+            sid="e4",
         )
     ]
     assert s.tasks == {}
-    assert (s.workers[1].failures, s.workers[2].failures) == (2, 1)
+    assert (s.workers[1].failures, s.workers[2].failures) == (2, 2)
     assert s.jobs[1].counts == counts(failed=1)
 
 

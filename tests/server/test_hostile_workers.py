@@ -199,8 +199,8 @@ async def in_thread(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 def honest_worker(
     coordinator: Coordinator, start_worker: Callable[..., Process], *extra: str
 ) -> int:
-    """Start ``browsergrid worker`` and wait until it has answered its welcome task (so it
-    is reliable); its worker id."""
+    """Start ``browsergrid worker`` and wait until it has answered its welcome task (its
+    speed is known; a welcome task earns no record); its worker id."""
     before = {w["worker_id"] for w in connected_workers(coordinator)}
     start_worker(coordinator.ws_url, "--quiet", *extra)
     deadline = time.monotonic() + 15
@@ -337,6 +337,52 @@ async def test_error_spam_fails_no_task_of_an_honest_job(
         await raw.close()
     assert results == [prime_count(lo, hi) for lo, hi in ranges]
     assert spams[0] > 0  # the spammers were sent tasks of the job and errored them
+
+
+async def mint_and_err(url: str, stop: asyncio.Event, errors: list[int]) -> None:
+    """One saboteur, over and over until ``stop`` is set: a fresh identity says hello,
+    answers its welcome task right (which costs it nothing), reports an error for the first
+    job task it is sent and leaves (within 0.5 s at most); ``errors`` counts the errors."""
+    ops = ["prime_count", "repeat_multiply"]
+    while not stop.is_set():
+        raw = await Raw.open(url, hello(ops, key=fresh_key("mint"), concurrency=2, prefetch=2))
+        leave_at = time.monotonic() + 0.5
+        with contextlib.suppress(TimeoutError, ConnectionClosed):
+            while (left := leave_at - time.monotonic()) > 0:
+                task = await raw.task(wait_s=left)
+                if is_welcome(task):
+                    await raw.answer(task, right_answer(task))
+                    continue
+                await raw.send({"type": "error", "task_id": task["task_id"], "message": "nope"})
+                errors[0] += 1
+                break
+        await raw.close()
+
+
+async def test_identities_that_answer_their_welcome_then_err_fail_no_task(
+    start_coordinator: Callable[..., Coordinator], start_worker: Callable[..., Process]
+) -> None:
+    """A fresh grid (no record anywhere): the honest worker is as new as the saboteurs,
+    which mint an identity per connection and answer its welcome task right."""
+    coordinator = start_coordinator("--memory", "--quiet")
+    honest_worker(coordinator, start_worker, "--prefetch", "1")
+    errors = [0]
+    ranges = [(k * 20_000, (k + 1) * 20_000 + k) for k in range(200)]
+    stop = asyncio.Event()
+    async with asyncio.TaskGroup() as group:
+        for _ in range(6):
+            group.create_task(mint_and_err(coordinator.ws_url, stop, errors))
+        try:
+            async with AsyncClient(f"http://127.0.0.1:{coordinator.port}") as client:
+                futures = [
+                    client.options(max_attempts=3).submit("prime_count", lo=lo, hi=hi)
+                    for lo, hi in ranges
+                ]
+                results = await gathered(futures, 60)
+        finally:
+            stop.set()  # each saboteur leaves within 0.5 s
+    assert results == [prime_count(lo, hi) for lo, hi in ranges]
+    assert errors[0] >= 50, errors  # they were sent tasks of the job and errored them
 
 
 # --- 3. a poisoned running mean --------------------------------------------------------------

@@ -83,9 +83,9 @@ async def answer(coordinator: Coordinator, peer: WorkerPeer, duration_ms: float 
 # --- the periodic history write ---------------------------------------------------------------
 
 
-STORED = [f.name for f in dataclasses.fields(Standing) if f.name not in ("done", "welcomed")]
+STORED = [f.name for f in dataclasses.fields(Standing) if f.name != "done"]
 """The standing's fields a WorkerRecord keeps under their own names: ``done`` is the record's
-``tasks_done``, and ``welcomed`` is earned again by each run's connections."""
+``job_tasks_done`` (its ``tasks_done`` counts welcome tasks too)."""
 
 
 def test_a_record_carries_every_field_of_the_standing() -> None:
@@ -97,7 +97,6 @@ def test_a_record_carries_every_field_of_the_standing() -> None:
         done=9,
         lost=4,
         loss_rate=0.5,
-        welcomed=True,
     )
     peer = WorkerPeer(1, "127.0.0.1:1", "/ws", CHROME, 1000.0, Sink(), rules(1), worker_key="k")
     assert peer.record() is not None
@@ -108,6 +107,7 @@ def test_a_record_carries_every_field_of_the_standing() -> None:
     record = peer.record()
     assert record is not None
     assert {f: getattr(record, f) for f in STORED} == {f: getattr(standing, f) for f in STORED}
+    assert record.job_tasks_done == standing.done
     assert (record.first_seen, record.agent) == (1000.0, CHROME)
     assert peer.history() != history
     before = peer.history()

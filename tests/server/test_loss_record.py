@@ -1,5 +1,5 @@
 """A worker identity's loss record (``Standing.lost`` and ``loss_rate``, with ``done`` kept
-as the history's ``tasks_done``) is stored with its history and read back at hello, so a
+as the history's ``job_tasks_done``) is stored with its history and read back at hello, so a
 restart of the coordinator does not wipe it: in process on an SQLite file, then with a real
 coordinator and a worker on a raw WebSocket."""
 
@@ -34,8 +34,9 @@ SECRET = "losing-5b1f0c9e2d7a4c3b8e6f1a2d3c4b5a69"
 NAME = public_worker_key(SECRET)
 
 
-async def started(path: Path) -> Coordinator:
-    coordinator = Coordinator(ServeConfig(memory=True, welcome=None), SqliteStore(path))
+async def started(path: Path, *, welcome: bool = False) -> Coordinator:
+    config = ServeConfig(memory=True) if welcome else ServeConfig(memory=True, welcome=None)
+    coordinator = Coordinator(config, SqliteStore(path))
     await coordinator.start()
     return coordinator
 
@@ -99,13 +100,14 @@ async def test_a_dropped_connection_is_stored_as_a_loss_and_read_back_after_a_re
         await leave(coordinator, peer)
         record = await stored(coordinator)  # written as it left: with the loss it made
         assert (record.tasks_done, record.lost, record.loss_rate) == (3, 1, 0.25)
+        assert record.job_tasks_done == 3
     finally:
         await coordinator.stop()
 
     again = await started(path)
     try:
         back = await connect_peer(again, SECRET)
-        # done is its tasks_done; welcomed is not kept (no welcome task this run)
+        # done is its job_tasks_done (no welcome task this run: the same as tasks_done)
         assert again.scheduler.standing(NAME) == Standing(done=3, lost=1, loss_rate=0.25)
         await again.remember_workers()  # the periodic write keeps the record it was given
         record = await stored(again)
@@ -113,8 +115,32 @@ async def test_a_dropped_connection_is_stored_as_a_loss_and_read_back_after_a_re
         await answer_held(again, back)  # a task left from before the restart
         await leave(again, back)  # holding the last one: a second loss
         record = await stored(again)
-        assert (record.tasks_done, record.lost) == (4, 2)
+        assert (record.tasks_done, record.lost, record.job_tasks_done) == (4, 2, 4)
         assert record.loss_rate == pytest.approx(0.25 * 0.9 + (1 - 0.25 * 0.9) * 0.25)
+    finally:
+        await again.stop()
+
+
+async def test_an_answered_welcome_task_is_no_record_after_a_restart(tmp_path: Path) -> None:
+    """Any identity minted for the purpose answers its welcome task: it counts in the
+    history's ``tasks_done`` (the dashboard shows it) but never as job work, before or
+    after a restart."""
+    path = tmp_path / "grid.db"
+    coordinator = await started(path, welcome=True)
+    try:
+        peer = await connect_peer(coordinator, SECRET)
+        await answer_held(coordinator, peer)  # its welcome task
+        assert not coordinator.scheduler.standing(NAME).reliable
+        await leave(coordinator, peer)
+        record = await stored(coordinator)
+        assert (record.tasks_done, record.job_tasks_done) == (1, 0)
+    finally:
+        await coordinator.stop()
+    again = await started(path, welcome=True)
+    try:
+        await connect_peer(again, SECRET)
+        standing = again.scheduler.standing(NAME)
+        assert (standing.done, standing.reliable) == (0, False)
     finally:
         await again.stop()
 

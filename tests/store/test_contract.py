@@ -583,14 +583,14 @@ async def test_worker_standing_round_trips(store: Store, reopen: Reopen) -> None
 
 
 async def test_worker_loss_record_round_trips(store: Store, reopen: Reopen) -> None:
-    losing = worker("a", 10.0, tasks_done=12, lost=5, loss_rate=0.578125)
+    losing = worker("a", 10.0, tasks_done=12, lost=5, loss_rate=0.578125, job_tasks_done=11)
     gone_bad = worker("b", 20.0, lost=9, loss_rate=0.92, quarantined=True)
     await store.record_workers([losing, gone_bad, worker("c", 5.0)])
     same(await store.workers(), [gone_bad, losing, worker("c", 5.0)])
     same(await store.worker("a"), losing)
     fresh = await store.worker("c")
     assert fresh is not None
-    same((fresh.lost, fresh.loss_rate), (0, 0.0))  # a float, as the rate always is
+    same((fresh.lost, fresh.loss_rate, fresh.job_tasks_done), (0, 0.0, 0))  # a float rate
     better = worker("a", 30.0, tasks_done=20, lost=5, loss_rate=0.25)  # replaces every field
     await store.record_workers([better])
     same(await store.worker("a"), better)

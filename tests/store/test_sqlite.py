@@ -133,7 +133,7 @@ async def test_pragmas(tmp_path: Path, store: SqliteStore) -> None:
         assert await pragma(full, "synchronous") == 2  # FULL
     finally:
         await full.close()
-    assert read_schema_version(store.path) == len(_sqlite.MIGRATIONS) == LATEST == 4
+    assert read_schema_version(store.path) == len(_sqlite.MIGRATIONS) == LATEST == 5
 
 
 def test_synchronous_must_be_known(tmp_path: Path) -> None:
@@ -710,6 +710,26 @@ async def test_version_3_database_gets_the_loss_record(tmp_path: Path) -> None:
         assert await last.worker("w") == losing
     finally:
         await last.close()
+
+
+async def test_version_4_database_gets_the_job_tasks_done(tmp_path: Path) -> None:
+    """A worker stored before job tasks were counted apart from welcome tasks reads back
+    with none: its next finished job task makes it reliable again."""
+    path = tmp_path / "grid.db"
+    old = old_database(path, 4)
+    with contextlib.closing(sqlite3.connect(path)) as connection, connection:
+        connection.execute("UPDATE workers SET lost = 2, loss_rate = 0.4375 WHERE worker_key = 'w'")
+    losing = msgspec.structs.replace(old.worker, lost=2, loss_rate=0.4375)
+    again = await reopened(path)
+    try:
+        assert read_schema_version(path) == LATEST
+        seen = await again.worker("w")
+        assert seen == losing and seen is not None and seen.job_tasks_done == 0
+        worked = msgspec.structs.replace(losing, tasks_done=9, job_tasks_done=7)
+        await again.record_workers([worked])
+        assert await again.worker("w") == worked
+    finally:
+        await again.close()
 
 
 _NEXT = """

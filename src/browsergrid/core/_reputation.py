@@ -19,11 +19,15 @@ connections it dropped with tasks in hand), with a loss rate kept the way BOINC 
 host's error rate: each loss moves it a quarter of the way to 1, each finished task takes
 a tenth off. From it:
 
-- **reliable**: it finished something (its welcome task counts) and loses less than half
-  the time. A task lost before goes next to a reliable worker when one can take it, and
-  an error or a passed deadline counts against a task only when its worker is reliable.
+- **reliable**: it finished a job task (a welcome task proves nothing: any identity
+  minted for the purpose answers one) and loses less than half the time. A task lost
+  before goes next to a reliable worker when one can take it.
 - **established**: reliable with ``ESTABLISHED_AFTER`` finished job tasks. Only an
   established worker's dropped connection counts against the tasks it held: tabs close.
+  An error or a passed deadline counts against a task when its worker is established,
+  when it is reliable and no established worker could take the task instead, or when no
+  other worker at all could (``Scheduler._charges``): strangers alone cannot fail a task
+  while someone with a record could run it.
 - **slowed**: it holds at most ``1 - loss_rate`` of the tasks it asked for (at least one),
   as BOINC halves a failing host's daily quota and gives it back with valid results.
 - **quarantined for losses**: ``LOSS_QUARANTINE_AFTER`` losses and a loss rate of
@@ -75,7 +79,6 @@ class Standing:
     done: int = 0  # job tasks it finished with a result
     lost: int = 0  # leases it lost: error reports, passed deadlines, dropped connections
     loss_rate: float = 0.0
-    welcomed: bool = False  # a connection of this identity finished its welcome task
 
     @property
     def trusted(self) -> bool:
@@ -91,13 +94,9 @@ class Standing:
 
     @property
     def reliable(self) -> bool:
-        """It finished something and loses less than half the time: its errors and passed
-        deadlines count against a task, and tasks lost before may go to it."""
-        return (
-            not self.quarantined
-            and (self.done > 0 or self.welcomed)
-            and self.loss_rate < UNRELIABLE_AT
-        )
+        """It finished a job task and loses less than half the time: tasks lost before may
+        go to it, and its errors and passed deadlines may count against a task."""
+        return not self.quarantined and self.done > 0 and self.loss_rate < UNRELIABLE_AT
 
     @property
     def established(self) -> bool:
@@ -110,13 +109,10 @@ class Standing:
             return asked
         return max(1, int(asked * (1.0 - self.loss_rate) + 0.5))
 
-    def finished(self, *, welcome: bool = False) -> bool:
-        """Count one task it finished with a result; True if its loss rate fell (it may
-        hold more tasks at once)."""
-        if welcome:
-            self.welcomed = True
-        else:
-            self.done += 1
+    def finished(self) -> bool:
+        """Count one job task it finished with a result (never a welcome task: it would
+        clean a record for free); True if its loss rate fell (it may hold more at once)."""
+        self.done += 1
         if self.loss_rate == 0.0:
             return False
         self.loss_rate *= DONE_DECAY

@@ -114,8 +114,9 @@ class Scheduler:
     - A lease ends with a result, or is lost (disconnect, deadline, error report); a lost
       task is queued again, avoiding the worker it failed on, and goes next to a reliable
       worker when one can take it. It fails once ``max_attempts`` of its losses point at
-      the task rather than at the worker (``core/_reputation.py``: an error or a passed
-      deadline from a reliable worker or from the only one that could run it, a dropped
+      the task rather than at the worker (``core/_reputation.py``, ``_charges``: an error
+      or a passed deadline from an established worker, from a reliable one when no
+      established one could take the task, or from the only worker that could; a dropped
       connection from an established one), or after ``max_losses`` losses of any kind,
       with one reason per loss. The worker pays for every loss: its loss rate rises, it
       holds fewer tasks at once, and one that keeps losing is quarantined.
@@ -427,15 +428,13 @@ class Scheduler:
         self._fit_prefetch(worker)
         if ev.key is not None and ev.key != worker.key:
             yield from self._forget_votes(worker, ev)  # cast under its connection's name
-            before = self.standings.pop(worker.key, worker.standing)
+            self.standings.pop(worker.key, None)  # its connection's name: nothing lasting
             worker.key = ev.key
             if ev.key not in self.standings and ev.standing is not None:
                 self.standings[ev.key] = ev.standing
             self._hold(ev.key)
             self._add_worker_of(ev.key, worker.worker_id)
             worker.standing = self._standing_of(ev.key)
-            if before.welcomed:  # it answered its welcome task before hello
-                worker.standing.welcomed = True
         if self._standing_of(worker.key).quarantined:
             worker.quarantined = True
             for task_id in sorted(worker.in_flight):
@@ -625,7 +624,7 @@ class Scheduler:
             return
         lease = self._release(task, worker)
         worker.cold.discard(task.op)  # started up: warm from now on
-        if worker.standing.finished(welcome=task.pinned_to is not None):
+        if task.pinned_to is None and worker.standing.finished():
             self._refresh_credit(worker.key)  # its loss rate fell: its workers may hold more
         if task.pinned_to is None and self._op_workers[task.op] > 0:  # a welcome task says
             self._learn_duration(task.op, ev.now - lease.start)  # how fast a worker is
@@ -1004,10 +1003,7 @@ class Scheduler:
         task.reasons.append(reason)
         task.failed_on.add(worker.worker_id)
         standing = worker.standing
-        if kind == "disconnected":
-            task.charges += standing.established
-        elif standing.reliable or not self._reliable_other(task, worker):
-            task.charges += 1
+        task.charges += self._charges(task, worker, kind)
         if counted:
             standing.lose()
             self._refresh_credit(worker.key)  # its workers hold fewer tasks at once now
@@ -1017,6 +1013,19 @@ class Scheduler:
         yield from self._after_loss(task, ev)
         if kind != "error" and counted and standing.judge_losses():
             yield from self._quarantine(worker.key, standing, ev)
+
+    def _charges(self, task: Task, worker: Worker, kind: LossKind) -> bool:
+        """Whether ``worker`` losing ``task`` points at the task: a dropped connection
+        when the worker is established; an error or a passed deadline when it is
+        established, when it is reliable and no established worker could take the task
+        instead, or when no other worker at all could. Strangers with no record, however
+        many, charge nothing while a worker with one could run the task."""
+        standing = worker.standing
+        if kind == "disconnected" or standing.established:
+            return standing.established
+        if standing.reliable:
+            return not self._reliable_other(task, worker, established=True)
+        return not self._others_can_run(task, worker)
 
     def _after_loss(self, task: Task, ev: Event) -> Iterator[Command]:
         if task.leases:
@@ -1301,11 +1310,13 @@ class Scheduler:
         largest = len(groups[0]) if groups else 0
         return largest + len(task.leases) >= task.needed - 1
 
-    def _reliable_other(self, task: Task, worker: Worker) -> bool:
-        """True if a reliable worker other than ``worker``, that has not failed ``task`` and
-        is not paused, could take it (among the first reliable ones of its op)."""
+    def _reliable_other(self, task: Task, worker: Worker, *, established: bool = False) -> bool:
+        """True if a reliable (or ``established``) worker other than ``worker``, that has
+        not failed ``task`` and is not paused, could take it (among the first reliable ones
+        of its op)."""
         return any(
             other is not worker
+            and (not established or other.standing.established)
             and other.worker_id not in task.failed_on
             and other.concurrency > 0
             and self._eligible(task, other)

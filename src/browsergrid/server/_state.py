@@ -142,6 +142,7 @@ class WorkerPeer:
             standing.quarantined,
             standing.lost,
             standing.loss_rate,
+            standing.done,
         )
 
     def record(self) -> WorkerRecord | None:
@@ -162,8 +163,9 @@ class WorkerPeer:
             consecutive_valid=standing.consecutive_valid,
             error_rate=standing.error_rate,
             quarantined=standing.quarantined,
-            lost=standing.lost,  # its finished tasks are ``tasks_done``
+            lost=standing.lost,
             loss_rate=standing.loss_rate,
+            job_tasks_done=standing.done,
         )
 
 

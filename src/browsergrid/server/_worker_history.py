@@ -110,6 +110,7 @@ class WorkerHistory:
                     quarantined=standing.quarantined,
                     lost=standing.lost,
                     loss_rate=standing.loss_rate,
+                    job_tasks_done=standing.done,
                 )
                 await self.host.store.record_workers([updated])
         except StoreError as exc:

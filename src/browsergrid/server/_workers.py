@@ -325,13 +325,13 @@ async def _recall(coordinator: Coordinator, peer: WorkerPeer, worker_key: str) -
     )
     if known is None:
         return None
-    return Standing(  # ``welcomed`` is not kept: each run's connections earn it again
+    return Standing(
         valid=known.valid,
         invalid=known.invalid,
         consecutive_valid=known.consecutive_valid,
         error_rate=known.error_rate,
         quarantined=known.quarantined,
-        done=known.tasks_done,
+        done=known.job_tasks_done,  # tasks_done counts welcome tasks: no record of work
         lost=known.lost,
         loss_rate=known.loss_rate,
     )

@@ -92,6 +92,7 @@ class WorkerRecord(msgspec.Struct, frozen=True):
     quarantined: bool = False  # it kept disagreeing: it gets no more work
     lost: int = 0  # leases it lost: error reports, passed deadlines, dropped connections
     loss_rate: float = 0.0  # moves toward 1 with each loss, decays with each finished task
+    job_tasks_done: int = 0  # of tasks_done, job tasks: its standing's record (welcomes aside)
 
 
 class ThroughputSample(msgspec.Struct, frozen=True):

@@ -151,12 +151,19 @@ ALTER TABLE workers ADD COLUMN lost INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE workers ADD COLUMN loss_rate REAL NOT NULL DEFAULT 0.0;
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4]
+_V5: Final = """
+-- The job tasks each worker finished (tasks_done counts its welcome tasks too, which any
+-- identity minted for the purpose answers): what makes its standing reliable. Rows from
+-- before start at 0: such a worker earns it again with its next finished job task.
+ALTER TABLE workers ADD COLUMN job_tasks_done INTEGER NOT NULL DEFAULT 0;
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5]
 """``MIGRATIONS[n]`` takes the schema from version n to n + 1 (0 is an empty file). Append
 a script to change the schema, then update ``SCHEMA`` to match; never edit one that has
 shipped."""
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 SCHEMA: Final = """
 CREATE TABLE meta (
     key TEXT PRIMARY KEY,
@@ -230,8 +237,9 @@ CREATE TABLE workers (
     consecutive_valid INTEGER NOT NULL DEFAULT 0,
     error_rate REAL NOT NULL DEFAULT 0.1,
     quarantined INTEGER NOT NULL DEFAULT 0,
-    lost INTEGER NOT NULL DEFAULT 0,  -- its loss record (tasks_done: what it finished)
-    loss_rate REAL NOT NULL DEFAULT 0.0
+    lost INTEGER NOT NULL DEFAULT 0,  -- its loss record
+    loss_rate REAL NOT NULL DEFAULT 0.0,
+    job_tasks_done INTEGER NOT NULL DEFAULT 0  -- of tasks_done, job tasks (no welcome)
 ) WITHOUT ROWID;
 
 CREATE TABLE throughput (
@@ -282,7 +290,7 @@ _OUTCOME_COLUMNS: Final = (  # the last: a failure's reasons, or a result's repl
 )
 _WORKER_COLUMNS: Final = (
     "worker_key, agent, first_seen, last_seen, tasks_done, failures, compute_ms, valid, "
-    "invalid, consecutive_valid, error_rate, quarantined, lost, loss_rate"
+    "invalid, consecutive_valid, error_rate, quarantined, lost, loss_rate, job_tasks_done"
 )
 
 
@@ -329,7 +337,7 @@ _RECORD_FAILURE: Final = (
 )
 _RECORD_WORKERS: Final = (
     f"INSERT OR REPLACE INTO workers ({_WORKER_COLUMNS}) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _COUNT_OUTCOMES: Final = (  # a job's new outcomes; the job is finished when they were its last
     "UPDATE jobs SET done = done + :done, failed = failed + :failed, "
@@ -1022,6 +1030,7 @@ class SqliteStore:
                 w.quarantined,
                 w.lost,
                 w.loss_rate,
+                w.job_tasks_done,
             )
             for w in workers
         ]
@@ -1386,7 +1395,7 @@ def _outcome(row: tuple[Any, ...]) -> Outcome:
 
 def _worker(row: tuple[Any, ...]) -> WorkerRecord:
     # worker_key, agent, first_seen, last_seen, tasks_done, failures, compute_ms, valid,
-    # invalid, consecutive_valid, error_rate, quarantined, lost, loss_rate
+    # invalid, consecutive_valid, error_rate, quarantined, lost, loss_rate, job_tasks_done
     return WorkerRecord(
         worker_key=row[0],
         agent=row[1],
@@ -1402,6 +1411,7 @@ def _worker(row: tuple[Any, ...]) -> WorkerRecord:
         quarantined=bool(row[11]),
         lost=row[12],
         loss_rate=row[13],
+        job_tasks_done=row[14],
     )
 
 
