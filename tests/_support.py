@@ -85,10 +85,11 @@ class Process:
         deadline = time.monotonic() + timeout
         seen = 0
         while True:
-            for line in self.lines[seen:]:
+            new = self.lines[seen:]  # the reader thread appends meanwhile: count what was read
+            for line in new:
                 if predicate(line):
                     return line
-            seen = len(self.lines)
+            seen += len(new)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise AssertionError(f"timed out; output of {self.args}:\n" + self.output())
