@@ -110,7 +110,7 @@ def test_pause_hands_every_task_back_and_another_tab_runs_them_as_first_attempts
 
     page.click("#pause")  # Resume: work again
     wait_until(page, lambda: len(of_type(frames, "capacity")) == 2)
-    assert of_type(frames, "capacity")[1] == {"type": "capacity", "concurrency": 1, "prefetch": 1}
+    assert of_type(frames, "capacity")[1] == {"type": "capacity", "concurrency": 1, "prefetch": 16}
     short = {"op": "monte_carlo_pi", "args": [{"samples": 1000, "seed": 1}]}
     again = submit_job(coordinator.port, short)
     wait_for(lambda: job_state(coordinator.port, again)["state"] == "finished", timeout=30)

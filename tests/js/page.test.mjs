@@ -196,7 +196,7 @@ function task(task_id, args = { initial: 2, factor: 1, times: 3 }) {
 
 const results = (ws) => ws.sent.filter((m) => m.type === 'result' || m.type === 'error');
 
-test('hello asks for one waiting task per compute worker (prefetch = concurrency)', async () => {
+test('hello asks for 16 waiting tasks per compute worker (the coordinator trims that to its work buffer)', async () => {
   const { ws, workers } = await openPage(3);
   assert.equal(workers.length, 3);
   const [hello] = ws.sent;
@@ -204,7 +204,7 @@ test('hello asks for one waiting task per compute worker (prefetch = concurrency
   assert.equal(hello.protocol, 1);
   assert.equal(hello.agent, 'FakeBrowser/1.0');
   assert.equal(hello.concurrency, 3);
-  assert.equal(hello.prefetch, 3);
+  assert.equal(hello.prefetch, 48);
   assert.ok(hello.ops.includes('repeat_multiply'));
 });
 
@@ -480,6 +480,50 @@ const WELCOME = { type: 'welcome', protocol: 1, worker_id: 7, server: 'test', li
 const after = (ws, type) => ws.sent.filter((m) => m.type === type);
 const control = (elements, id) => elements.get(id);
 
+const reports = (ws) => ws.sent.filter((m) => ['result', 'results', 'error'].includes(m.type));
+const reported = (task_id) => ({ task_id, result: 2, duration_ms: 1 });
+
+test('after welcome, results wait until they are half of what the tab holds, then go in one frame', async () => {
+  const { ws, workers, status } = await openPage(1);
+  ws.receive(WELCOME);
+  ws.receive({ type: 'tasks', tasks: Array.from({ length: 8 }, (_, i) => task(i + 1)) });
+  for (let i = 0; i < 3; i += 1) workers[0].answer({ result: 2, duration_ms: 1 });
+  assert.deepEqual(reports(ws), []); // 3 results, 1 running, 4 waiting: held
+  assert.equal(status.tasksDone, 3); // counted when computed
+  workers[0].answer({ result: 2, duration_ms: 1 }); // 4 results of 8 held: sent
+  const agent = 'FakeBrowser/1.0';
+  assert.deepEqual(reports(ws), [{ type: 'results', results: [1, 2, 3, 4].map(reported), agent }]);
+  workers[0].answer({ result: 2, duration_ms: 1 });
+  workers[0].answer({ result: 2, duration_ms: 1 }); // 2 results, 1 running, 1 waiting
+  workers[0].answer({ result: 2, duration_ms: 1 }); // nothing left to start: sent at once
+  workers[0].answer({ result: 2, duration_ms: 1 });
+  assert.deepEqual(reports(ws).slice(1), [
+    { type: 'results', results: [5, 6].map(reported), agent },
+    { type: 'result', ...reported(7), agent },
+    { type: 'result', ...reported(8), agent },
+  ]);
+});
+
+test('a result waits 50 ms at most, and goes before the capacity and hand_back of a pause', async () => {
+  const { ws, workers, elements } = await openPage(1);
+  ws.receive(WELCOME);
+  ws.receive({ type: 'tasks', tasks: Array.from({ length: 8 }, (_, i) => task(i + 1)) });
+  workers[0].answer({ result: 2, duration_ms: 1 });
+  assert.deepEqual(reports(ws), []);
+  await new Promise((resolve) => {
+    setTimeout(resolve, 80);
+  });
+  assert.deepEqual(reports(ws), [{ type: 'result', ...reported(1), agent: 'FakeBrowser/1.0' }]);
+  workers[0].answer({ result: 2, duration_ms: 1 });
+  const before = ws.sent.length;
+  control(elements, 'pause').click();
+  assert.deepEqual(ws.sent.slice(before), [
+    { type: 'result', ...reported(2), agent: 'FakeBrowser/1.0' },
+    { type: 'capacity', concurrency: 0 },
+    { type: 'hand_back', task_ids: [3, 4, 5, 6, 7, 8] },
+  ]);
+});
+
 test('Pause stops the running task now, says capacity 0 and hands back every task held; Resume asks again', async () => {
   const { ws, workers, status, elements } = await openPage(1);
   ws.receive(WELCOME);
@@ -503,7 +547,7 @@ test('Pause stops the running task now, says capacity 0 and hands back every tas
   assert.deepEqual(after(ws, 'hand_back').at(-1), { type: 'hand_back', task_ids: [3] });
   assert.deepEqual(page.workers[1].posted, []);
   control(elements, 'pause').click();
-  assert.deepEqual(ws.sent.at(-1), { type: 'capacity', concurrency: 1, prefetch: 1 });
+  assert.deepEqual(ws.sent.at(-1), { type: 'capacity', concurrency: 1, prefetch: 16 });
   assert.equal(status.paused, false);
   ws.receive(task(4));
   assert.deepEqual(
@@ -570,15 +614,15 @@ test('a server that never welcomes hears neither capacity nor hand_back: its tas
 test('fewer workers: a compute worker is ended, capacity says so, tasks beyond it go back; more: new workers', async () => {
   const { ws, elements, status } = await openPage(2);
   ws.receive(WELCOME);
-  ws.receive({ type: 'tasks', tasks: [task(1), task(2), task(3), task(4)] });
+  ws.receive({ type: 'tasks', tasks: Array.from({ length: 20 }, (_, i) => task(i + 1)) });
   const [first, second] = page.workers;
   control(elements, 'workers').change({ value: '1' });
   assert.equal(second.terminated, true);
   assert.equal(first.terminated, undefined);
   assert.equal(status.workers, 1);
   assert.deepEqual(ws.sent.slice(1), [
-    { type: 'capacity', concurrency: 1, prefetch: 1 },
-    { type: 'hand_back', task_ids: [3, 4] }, // 1 running + 1 waiting fit; task 2 waits again here
+    { type: 'capacity', concurrency: 1, prefetch: 16 },
+    { type: 'hand_back', task_ids: [18, 19, 20] }, // 1 running + 16 waiting fit; task 2 waits again here
   ]);
   first.answer({ result: 2, duration_ms: 1 });
   assert.deepEqual(
@@ -588,7 +632,7 @@ test('fewer workers: a compute worker is ended, capacity says so, tasks beyond i
   control(elements, 'workers').change({ value: '3' });
   assert.equal(status.workers, 3);
   assert.equal(page.workers.length, 4); // two more started
-  assert.deepEqual(ws.sent.at(-1), { type: 'capacity', concurrency: 3, prefetch: 3 });
+  assert.deepEqual(ws.sent.at(-1), { type: 'capacity', concurrency: 3, prefetch: 48 });
 });
 
 test('a CPU share goes to every compute worker and to the coordinator, and again after a reconnect', async () => {
@@ -599,12 +643,12 @@ test('a CPU share goes to every compute worker and to the coordinator, and again
     page.workers.map((w) => w.share),
     [0.5, 0.5],
   );
-  assert.deepEqual(ws.sent.at(-1), { type: 'capacity', concurrency: 2, prefetch: 2, share: 0.5 });
+  assert.deepEqual(ws.sent.at(-1), { type: 'capacity', concurrency: 2, prefetch: 32, share: 0.5 });
   const next = reconnectNow(ws);
   assert.equal(next.sent.length, 1); // hello only, until welcome
   next.receive(WELCOME);
   assert.deepEqual(next.sent.slice(1), [
-    { type: 'capacity', concurrency: 2, prefetch: 2, share: 0.5 },
+    { type: 'capacity', concurrency: 2, prefetch: 32, share: 0.5 },
   ]);
   control(elements, 'workers').change({ value: '3' });
   assert.equal(page.workers.at(-1).share, 0.5); // a new compute worker starts at the share
@@ -654,7 +698,7 @@ test('with the setting on, a hidden tab pauses and a visible one resumes; with i
   assert.deepEqual(ws.sent.at(-1), { type: 'capacity', concurrency: 0 });
   hide(false);
   assert.equal(status.paused, false);
-  assert.deepEqual(ws.sent.at(-1), { type: 'capacity', concurrency: 1, prefetch: 1 });
+  assert.deepEqual(ws.sent.at(-1), { type: 'capacity', concurrency: 1, prefetch: 16 });
 });
 
 test('on battery, with the setting on, the tab pauses; plugged in again, it resumes', async () => {
@@ -741,7 +785,7 @@ test('a localStorage that throws on every touch does not break the page: the set
     assert.deepEqual(ws.sent.at(-1), {
       type: 'capacity',
       concurrency: 1,
-      prefetch: 1,
+      prefetch: 16,
       share: 0.25,
     });
     ws.receive(task(1));
@@ -775,7 +819,7 @@ test('each coordinator of ?coordinators= is sent a worker_key of its own; the lo
   });
 });
 
-test("the console gets a task's lines for the first 50 only; the page's log gets them all", async () => {
+test("the console gets a task's lines for the first 50 only; the page's log, a batch's last 4", async () => {
   const { ws, workers, elements } = await openPage(1);
   ws.receive({ type: 'welcome', protocol: 1, worker_id: 7, server: 'test', limits: {} });
   for (let id = 1; id <= 40; id += 1) {
@@ -791,6 +835,17 @@ test("the console gets a task's lines for the first 50 only; the page's log gets
   await new Promise((resolve) => {
     setTimeout(resolve, 300); // the page's log is drawn in batches
   });
-  const shown = elements.get('log').children.length;
-  assert.ok(shown >= 80, `${shown} lines on the page`);
+  const shown = elements.get('log').children.map((item) => item.children[1].trim());
+  const counted = shown.indexOf('(76 more task lines)'); // 80 in the batch: 4 shown after it
+  assert.ok(counted >= 0, shown.join('\n'));
+  assert.deepEqual(
+    shown.slice(counted + 1).map((line) => line.split(' duration_ms')[0]),
+    [
+      'Task received: task_id=39 op=repeat_multiply',
+      'Result sent: task_id=39 result=2',
+      'Task received: task_id=40 op=repeat_multiply',
+      'Result sent: task_id=40 result=2',
+    ],
+  );
+  assert.ok(shown.some((line) => line.startsWith('Welcome')));
 });

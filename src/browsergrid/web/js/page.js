@@ -16,6 +16,7 @@ import {
   helloMessage,
   parseServerMessage,
   resultMessage,
+  resultsMessage,
   taskErrorMessage,
 } from './protocol.js';
 import { loadSettings, SHARES, saveSettings, workerChoices, workersFromQuery } from './settings.js';
@@ -26,6 +27,14 @@ const MAX_LOGGED_CHARS = 200;
 const MAX_HAND_BACK = 4096; // protocol.md: one hand_back holds 1 to 4096 task ids
 const SETUP_WAIT_MS = 15000; // longest wait for the ops module's op names before connecting without them
 const RENDER_MS = 250; // the page's figures are redrawn at most this often while tasks run
+// Each WebSocket frame costs the browser about half a millisecond of CPU (network service, browser process,
+// renderer IO), taken from the compute Web Workers on the same cores. So a tab asks for several tasks per
+// compute worker (the coordinator trims that to --work-buffer seconds of work at the tab's speed) and
+// sends its results several to a `results` frame: once they are half of what it holds, when it has
+// nothing left to start, or RESULTS_HOLD_MS after the first, whichever comes first. The coordinator
+// answers a `results` frame with one `tasks` frame (and one `ack`): three frames per batch, not per task.
+const PREFETCH_PER_WORKER = 16;
+const RESULTS_HOLD_MS = 50;
 const FLUSH_MS = 1000; // the contribution totals reach localStorage at most this often (and when the tab goes)
 const DEFAULT_NAME = 'browsergrid'; // the heading until /page-config.json names the coordinator
 const FILE_PAGE_SERVER = 'ws://127.0.0.1:8765/ws';
@@ -119,6 +128,8 @@ let coordinatorName = DEFAULT_NAME;
 let battery = null; // the Battery Status API's manager, where the browser has it
 let flushTimer = null;
 let renderTimer = null; // a redraw asked for by tasks (renderSoon)
+const unsent = []; // results of the current socket's tasks not sent yet: {task_id, result, duration_ms}
+let unsentTimer = null; // sends them RESULTS_HOLD_MS after the first
 const warm = new Set(); // ops with a start-up cost that ran a task here (capabilities.js COLD_OPS)
 
 window.browsergrid = {
@@ -167,8 +178,11 @@ window.browsergrid = {
 };
 
 // Lines reach the page's log in batches (at most every RENDER_MS): reading the list's scroll position
-// makes the browser lay the page out, which twice per task took CPU from the compute Web Workers.
+// makes the browser lay the page out, which twice per task took CPU from the compute Web Workers. Of a
+// batch's task lines (received, result sent, error sent) the last LOG_TASK_LINES are shown, after one
+// line that counts the others: hundreds of lines a second are unreadable, and each costs a list item.
 const unshownLog = [];
+const LOG_TASK_LINES = 4;
 let logTimer = null;
 // toLocaleTimeString's format, made once: the call builds a formatter each time (a line costs more)
 const clock = new Intl.DateTimeFormat([], {
@@ -195,7 +209,7 @@ function log(line, { task = false } = {}) {
     unshownTaskLines += 1;
     if (summaryTimer === null) summaryTimer = setTimeout(summarizeTaskLines, CONSOLE_SUMMARY_MS);
   }
-  unshownLog.push([Date.now(), line]); // formatted when shown: only the last MAX_LOG_LINES are
+  unshownLog.push([Date.now(), line, task]); // formatted when shown: only the last MAX_LOG_LINES are
   if (logTimer === null) logTimer = setTimeout(showLog, RENDER_MS);
 }
 
@@ -209,7 +223,19 @@ function showLog() {
   logTimer = null;
   const list = view.log;
   const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 4;
-  for (const [when, line] of unshownLog.splice(0).slice(-MAX_LOG_LINES)) {
+  const batch = unshownLog.splice(0);
+  const taskLines = batch.filter(([, , task]) => task).length;
+  let skipped = taskLines - LOG_TASK_LINES;
+  const shown = [];
+  for (const entry of batch) {
+    if (entry[2] && skipped > 0) {
+      skipped -= 1;
+      if (skipped === 0) shown.push([entry[0], `(${taskLines - LOG_TASK_LINES} more task lines)`]);
+    } else {
+      shown.push(entry);
+    }
+  }
+  for (const [when, line] of shown.slice(-MAX_LOG_LINES)) {
     const item = document.createElement('li');
     const time = document.createElement('time');
     time.textContent = clock.format(when);
@@ -426,14 +452,20 @@ function finish(slot, outcome) {
   } else if (jobSocket !== socket || jobSocket.readyState !== WebSocket.OPEN) {
     log(`Result dropped: task_id=${task.task_id} (its connection closed)`);
   } else if ('error' in outcome) {
+    sendResults();
     jobSocket.send(taskErrorMessage({ task_id: task.task_id, message: outcome.error }));
     log(`Error sent: task_id=${task.task_id} message=${clip(outcome.error)}`, { task: true });
   } else {
     const { result, duration_ms } = outcome;
     warm.add(task.op);
-    jobSocket.send(
-      resultMessage({ task_id: task.task_id, result, duration_ms, agent: navigator.userAgent }),
-    );
+    if (welcomed()) {
+      unsent.push({ task_id: task.task_id, result, duration_ms });
+    } else {
+      // an exercise server knows only `result`
+      jobSocket.send(
+        resultMessage({ task_id: task.task_id, result, duration_ms, agent: navigator.userAgent }),
+      );
+    }
     status.tasksDone += 1;
     status.lastResult = result;
     status.lastDuration = duration_ms;
@@ -445,7 +477,38 @@ function finish(slot, outcome) {
     );
   }
   dispatch();
+  if (unsent.length > 0) resultsDue();
   renderSoon();
+}
+
+// Sends the results held once they are half of what this tab holds of the socket's tasks, or nothing is
+// left to start (the coordinator has nothing more for it, or is about to send the next batch); else
+// RESULTS_HOLD_MS after the first (see PREFETCH_PER_WORKER).
+function resultsDue() {
+  const waiting = queue.filter((job) => job.socket === socket).length;
+  const running = pool.filter((slot) => slot.job !== null && slot.job.socket === socket).length;
+  if (waiting === 0 || 2 * unsent.length >= waiting + running + unsent.length) sendResults();
+  else if (unsentTimer === null) unsentTimer = setTimeout(sendResults, RESULTS_HOLD_MS);
+}
+
+// Sends every result held, in one frame (before anything else this tab tells the coordinator).
+function sendResults() {
+  if (unsentTimer !== null) {
+    clearTimeout(unsentTimer);
+    unsentTimer = null;
+  }
+  if (unsent.length === 0) return;
+  const results = unsent.splice(0);
+  if (!isOpen()) {
+    log(`Results dropped: ${results.length} (the connection closed)`);
+    return;
+  }
+  const agent = navigator.userAgent;
+  socket.send(
+    results.length === 1
+      ? resultMessage({ ...results[0], agent })
+      : resultsMessage({ results, agent }),
+  );
 }
 
 // Ends the compute worker of `slot` at once and puts a fresh one in its place; returns its job, if any.
@@ -461,6 +524,7 @@ function handBack(jobs, why) {
     .filter((job) => job.socket === socket && !job.cancelled)
     .map((job) => job.task.task_id);
   if (ids.length === 0 || !welcomed()) return;
+  sendResults();
   for (let start = 0; start < ids.length; start += MAX_HAND_BACK) {
     socket.send(handBackMessage({ task_ids: ids.slice(start, start + MAX_HAND_BACK) }));
   }
@@ -471,12 +535,12 @@ function handBack(jobs, why) {
 function sendCapacity() {
   if (!welcomed()) return;
   const concurrency = paused() ? 0 : workerCount();
-  const capacity = paused()
-    ? { concurrency }
-    : { concurrency, prefetch: concurrency, share: settings.share };
+  const prefetch = concurrency * PREFETCH_PER_WORKER;
+  const capacity = paused() ? { concurrency } : { concurrency, prefetch, share: settings.share };
+  sendResults();
   socket.send(capacityMessage(capacity));
   log(
-    `Capacity sent: concurrency=${concurrency}${paused() ? '' : ` prefetch=${concurrency} share=${settings.share}`}`,
+    `Capacity sent: concurrency=${concurrency}${paused() ? '' : ` prefetch=${prefetch} share=${settings.share}`}`,
   );
 }
 
@@ -524,7 +588,7 @@ function togglePause() {
 // Tasks beyond what `workerCount()` workers hold (concurrency + prefetch) go back to the coordinator.
 function handBackExcess() {
   const running = pool.filter((slot) => slot.job !== null && !slot.job.cancelled).length;
-  const room = Math.max(0, 2 * workerCount() - running);
+  const room = Math.max(0, (1 + PREFETCH_PER_WORKER) * workerCount() - running);
   if (queue.length > room) handBack(queue.splice(room), 'fewer workers');
 }
 
@@ -619,7 +683,10 @@ function setUpControls() {
     if (document.visibilityState === 'hidden') contribution.flush();
     checkVisibility();
   });
-  window.addEventListener('pagehide', () => contribution.flush());
+  window.addEventListener('pagehide', () => {
+    sendResults();
+    contribution.flush();
+  });
 }
 
 function option(text, value) {
@@ -747,15 +814,16 @@ function connect() {
     status.connects += 1;
     backoff.connected(openedAt);
     log(`Connected to ${shownUrl}`);
-    // prefetch = concurrency: each compute worker has its next task waiting when it finishes. Paused, hello
-    // still says the settings (concurrency is at least 1); capacity 0 follows the welcome.
+    // A few tasks waiting per compute worker (PREFETCH_PER_WORKER). Paused, hello still says the settings
+    // (concurrency is at least 1); capacity 0 follows the welcome.
     helloConcurrency = workerCount();
+    unsent.length = 0; // results of an earlier connection's tasks: the coordinator re-issued those
     ws.send(
       helloMessage({
         agent: navigator.userAgent,
         ops,
         concurrency: helloConcurrency,
-        prefetch: helloConcurrency,
+        prefetch: helloConcurrency * PREFETCH_PER_WORKER,
         worker_key: workerKeys.get(serverUrl), // undefined: no lasting identity (no storage or WebCrypto)
         cold: coldOps(ops, warm),
       }),
