@@ -4,6 +4,7 @@ reaches the client through the grid, by task length.
     python bench/browsers.py            # 2 then 4 pages, then 2 Python workers: about 105 s
     python bench/browsers.py --quick    # 2 pages at 1 and 5 ms, Python at 1 and 20 ms: ~30 s
     python bench/browsers.py --quick --sizes 5 --python-sizes 20   # regress.py's: ~20 s
+    python bench/browsers.py --sizes '' --python-sizes '' # Pyodide's start only: ~15 s
 
 One op, ``monte_carlo_pi``, in tasks of about 1, 5, 20 and 100 ms in a Web Worker (``--sizes``)
 and 1, 5, 20, 40 and 100 ms in CPython (``--python-sizes``). For each size it measures two
@@ -16,7 +17,7 @@ rates in the same run, one after the other:
   own time. In Python: ``multiprocessing.Pool(2).map`` of the worker's own ``run_op`` on the
   same arguments as the grid's job.
 - grid: one job (``Client.map``) through one coordinator (``serve --memory``) to the same pages
-  (``?workers=1``: one compute Web Worker each, prefetch 1) or to 2 ``browsergrid worker``
+  (``?workers=1``: one compute Web Worker each, 16 tasks waiting) or to 2 ``browsergrid worker``
   processes (``--concurrency 1``, default prefetch), timed from the submit to the last result.
   Its size: for tabs, what a short job of the same tasks (0.1 s of the raw rate) shows the grid
   does in ``--seconds``; for Python, the Pool's tasks, the same args. At least 8 tasks per
@@ -33,7 +34,15 @@ efficiency reaches 50% for good (interpolated on a log scale between the sizes a
 last one below 50%) is the grid's granularity. During each raw loop and grid job the CPU time
 of each part is read from /proc: Web Workers, the pages' main threads, the rest of Chromium,
 the coordinator, Python workers or Pool processes, this script (with Playwright's driver),
-and the rest of the machine. Chromium is Debian's (``$BROWSERGRID_CHROMIUM`` or ``chromium``
+and the rest of the machine.
+
+Then Pyodide's start (``--pyodide-visits``, 3; 2 with ``--quick``; 0: none): one Chromium
+profile, new to the coordinator's origin, and one page after the other in it (each a visit:
+a new page, its own compute Web Worker and Pyodide), idle after its welcome task, is sent a
+one-task ``python`` job; the time from the submit to the result, and what the page's log says
+of Python's start (the first visit saves a snapshot, later ones start from it).
+
+Chromium is Debian's (``$BROWSERGRID_CHROMIUM`` or ``chromium``
 on the PATH), driven by Playwright with ``executable_path``; it is never downloaded.
 """
 
@@ -448,6 +457,69 @@ def bench_tabs(page_counts: list[int], sizes: list[int], seconds: float) -> list
     return stages
 
 
+def square(x: int) -> int:
+    """The function of the ``python`` job that times Pyodide's start: nothing else to do."""
+    return x * x
+
+
+def bench_pyodide(visits: int) -> list[dict[str, Any]]:
+    """A tab's first python task, visit after visit in one new Chromium profile: the time
+    from the submit to the result, and the page's line on how Python started."""
+    from playwright.sync_api import sync_playwright
+
+    executable = os.environ.get("BROWSERGRID_CHROMIUM") or shutil.which("chromium")
+    if executable is None:
+        raise SystemExit("Chromium not found: install Debian's 'chromium' package")
+    found = []
+    with (
+        browsergrid_grid(0, 64, ["--memory"], welcome=True) as url,
+        Client(url, token=TOKEN) as client,
+        sync_playwright() as playwright,
+        tempfile.TemporaryDirectory(prefix="browsergrid-chromium-") as profile,
+    ):
+        context = playwright.chromium.launch_persistent_context(
+            profile, executable_path=executable, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            for visit in range(1, visits + 1):
+                page = context.new_page()
+                lines: list[str] = []
+                page.on("console", lambda message, lines=lines: lines.append(message.text))
+                page.goto(f"{url}/?workers=1")
+                page.wait_for_function("window.browsergrid.tasksDone >= 1", timeout=60_000)
+                page.wait_for_timeout(500)  # idle, as a tab waiting for work is
+                quiet()
+                started = time.perf_counter()
+                future = client.submit(square, visit)
+                while not future.done():  # Playwright runs its handlers inside its own calls
+                    page.wait_for_timeout(5)
+                ms = (time.perf_counter() - started) * 1000
+                assert future.result() == visit * visit
+                start = "; ".join(
+                    line for line in lines if line.startswith(("Python started", "Python's"))
+                )
+                found.append({"visit": visit, "ms": round(ms, 1), "python_start": start})
+                print(f"  Pyodide, visit {visit}: {ms:,.0f} ms ({start})", flush=True)
+                page.close()
+        finally:
+            context.close()
+    return found
+
+
+def render_pyodide(visits: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "### Pyodide's start: a tab's first `python` task, from the submit to the result",
+        "",
+        "One Chromium profile, one visit after the other (a new page each time).",
+        "",
+        "| visit | submit to result | the page's log |",
+        "|---|---|---|",
+    ]
+    for row in visits:
+        lines.append(f"| {row['visit']} | {row['ms']:,.0f} ms | {row['python_start']} |")
+    return lines
+
+
 def _run(args: dict[str, Any]) -> Any:
     return run_op(OP, args)
 
@@ -607,6 +679,9 @@ def main() -> None:
     )
     parser.add_argument("--python-workers", type=int, default=2)
     parser.add_argument("--seconds", type=float, help="per raw loop and grid job (3; --quick 2)")
+    parser.add_argument(
+        "--pyodide-visits", type=int, help="visits timing Pyodide's start (3; --quick 2; 0: none)"
+    )
     parser.add_argument("--quick", action="store_true", help="a smaller run: about 30 s")
     parser.add_argument("--name", help="results name (default: browsers, or browsers-quick)")
     args = parser.parse_args()
@@ -618,6 +693,8 @@ def main() -> None:
         sizes = QUICK_PYTHON_SIZES_MS if args.quick else PYTHON_SIZES_MS
         args.python_sizes = ",".join(map(str, sizes))
     args.seconds = args.seconds or (2.0 if args.quick else 3.0)
+    if args.pyodide_visits is None:
+        args.pyodide_visits = 2 if args.quick else 3
     WAIT_QUIET_S[0] = 5.0 if args.quick else 20.0
     started = time.monotonic()
     load = os.getloadavg()[0]
@@ -626,6 +703,7 @@ def main() -> None:
         stages += bench_tabs(sizes_arg(args.pages), sizes_arg(args.sizes), args.seconds)
     if sizes_arg(args.python_sizes) and args.python_workers > 0:
         stages.append(bench_python(args.python_workers, sizes_arg(args.python_sizes), args.seconds))
+    pyodide = bench_pyodide(args.pyodide_visits) if args.pyodide_visits > 0 else []
     for stage in stages:
         relation, ms = half_length((r["ms_alone"], r["efficiency"]) for r in stage["rows"])
         stage["half"] = {"relation": relation, "ms": ms}
@@ -638,10 +716,18 @@ def main() -> None:
     ]
     for stage in stages:
         lines += ["", *render(stage)]
+    if pyodide:
+        lines += ["", *render_pyodide(pyodide)]
     write_results(
         args.name or ("browsers-quick" if args.quick else "browsers"),
         "\n".join(lines) + "\n",
-        {"args": vars(args), "seconds": round(seconds, 1), "load": load, "stages": stages},
+        {
+            "args": vars(args),
+            "seconds": round(seconds, 1),
+            "load": load,
+            "stages": stages,
+            "pyodide": pyodide,
+        },
     )
 
 

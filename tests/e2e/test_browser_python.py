@@ -168,3 +168,30 @@ def test_without_pyodide_the_page_does_not_offer_python_and_the_log_says_how_to_
     assert "cold" not in hello
     assert "python" not in coordinator.event("worker_introduced")["ops"]
     assert not [url for url in watch.local if "/vendor/pyodide/" in url]
+
+
+@pytest.mark.timeout(150)
+def test_a_later_tab_starts_python_from_the_snapshot_the_first_one_saved(
+    coordinator: Coordinator, page: Any
+) -> None:
+    """The first Python start in a browser saves a snapshot of the fresh interpreter in the
+    origin's Cache Storage; a tab opened later (a new compute Web Worker, a new Pyodide)
+    starts from it and computes the same. How much faster: ``bench/browsers.py``."""
+    from tests.client._functions import sieve
+
+    first_lines: list[str] = []
+    page.on("console", lambda message: first_lines.append(message.text))
+    page.goto(f"{coordinator.page_url}?workers=1")
+    with Client(f"http://127.0.0.1:{coordinator.port}") as client:
+        assert settled(page, client.submit(sieve, 1_000), 90).result() == sieve(1_000)
+        assert any("saved a snapshot for the next start" in line for line in first_lines)
+        kept = "caches.open('browsergrid-pyodide-snapshots').then((c) => c.keys())"
+        assert len(page.evaluate(kept)) == 1
+        page.goto("about:blank")  # the first tab leaves
+
+        later = page.context.new_page()
+        later_lines: list[str] = []
+        later.on("console", lambda message: later_lines.append(message.text))
+        later.goto(f"{coordinator.page_url}?workers=1")
+        assert settled(later, client.submit(sieve, 2_000), 60).result() == sieve(2_000)
+    assert any(line.endswith("from this browser's snapshot") for line in later_lines), later_lines

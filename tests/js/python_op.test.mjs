@@ -4,14 +4,18 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { createPythonOp, PythonError } from '../../src/browsergrid/web/js/python-op.js';
+import {
+  cacheSnapshots,
+  createPythonOp,
+  PythonError,
+} from '../../src/browsergrid/web/js/python-op.js';
 
 const PYODIDE = 'http://grid.test/vendor/pyodide/314.0.7/';
 const RUNNER = 'http://grid.test/py/python_function.py';
 
 // A fake Pyodide whose runner answers `answer(argsText)`; `calls` counts what happened.
 function fakes(answer, { failLoads = 0 } = {}) {
-  const calls = { imports: [], fetches: [], loads: [], ran: [], runJson: [] };
+  const calls = { imports: [], fetches: [], loads: [], ran: [], runJson: [], snapshots: 0 };
   const namespace = {
     entries: new Map(),
     get(name) {
@@ -20,6 +24,10 @@ function fakes(answer, { failLoads = 0 } = {}) {
   };
   const pyodideApi = {
     globals: { get: (name) => (name === 'dict' ? () => namespace : undefined) },
+    makeMemorySnapshot() {
+      calls.snapshots += 1;
+      return new Uint8Array([1, 2, 3]);
+    },
     runPython(source, { globals }) {
       calls.ran.push(source);
       globals.entries.set('run_json', (text) => {
@@ -36,6 +44,7 @@ function fakes(answer, { failLoads = 0 } = {}) {
         loadPyodide: async (options) => {
           calls.loads.push(options);
           if (calls.loads.length <= failLoads) throw new Error('out of memory');
+          if (options._loadSnapshot?.[0] === 9) throw new Error('bad snapshot');
           return pyodideApi;
         },
       };
@@ -98,4 +107,109 @@ test('a failed load fails the task and is tried again on the next one', async ()
   });
   assert.equal(await python({}), 1);
   assert.equal(calls.loads.length, 2);
+});
+
+// Snapshots kept in a Map, as Cache Storage keeps them by URL.
+function mapSnapshots({ failGet = false } = {}) {
+  const kept = new Map();
+  return {
+    kept,
+    get: async (key) => {
+      if (failGet) throw new Error('QuotaExceededError');
+      return kept.get(key) ?? null;
+    },
+    put: async (key, bytes) => {
+      kept.set(key, bytes);
+    },
+    delete: async (key) => {
+      kept.delete(key);
+    },
+  };
+}
+
+const SNAPSHOT_KEY = `${PYODIDE}interpreter.snapshot`;
+
+test('the first start saves a snapshot of the fresh interpreter; the next start, in another worker, begins from it', async () => {
+  const snapshots = mapSnapshots();
+  const first = fakes(() => '{"result": 1}');
+  const lines = [];
+  const told = (line) => lines.push(line);
+  const python = createPythonOp({ pyodide: PYODIDE, runner: RUNNER, ...first, snapshots, told });
+  assert.equal(await python({}), 1);
+  assert.deepEqual(first.calls.loads, [{ indexURL: PYODIDE, _makeSnapshot: true }]);
+  assert.equal(first.calls.snapshots, 1); // taken before the runner ran in it
+  assert.deepEqual([...snapshots.kept.keys()], [SNAPSHOT_KEY]); // stored before the first task ran
+  assert.match(
+    lines[0],
+    /^Python started in \d+ ms, and saved a snapshot for the next start in \d+ ms$/,
+  );
+
+  const next = fakes(() => '{"result": 2}');
+  const again = createPythonOp({ pyodide: PYODIDE, runner: RUNNER, ...next, snapshots, told });
+  assert.equal(await again({}), 2);
+  assert.deepEqual(next.calls.loads, [
+    { indexURL: PYODIDE, _loadSnapshot: new Uint8Array([1, 2, 3]) },
+  ]);
+  assert.equal(next.calls.snapshots, 0);
+  assert.match(lines[1], /^Python started in \d+ ms from this browser's snapshot$/);
+});
+
+test('a snapshot that fails to load is deleted, and Python starts afresh and saves a new one', async () => {
+  const snapshots = mapSnapshots();
+  snapshots.kept.set(SNAPSHOT_KEY, new Uint8Array([9])); // another build's, or damaged
+  const { calls, importModule, fetchText } = fakes(() => '{"result": 3}');
+  const lines = [];
+  const python = createPythonOp({
+    pyodide: PYODIDE,
+    runner: RUNNER,
+    importModule,
+    fetchText,
+    snapshots,
+    told: (line) => lines.push(line),
+  });
+  assert.equal(await python({}), 3);
+  assert.deepEqual(
+    calls.loads.map((options) => Object.keys(options)),
+    [
+      ['indexURL', '_loadSnapshot'],
+      ['indexURL', '_makeSnapshot'],
+    ],
+  );
+  assert.equal(lines[0], "Python's snapshot could not be used (bad snapshot): starting afresh");
+  assert.deepEqual(snapshots.kept.get(SNAPSHOT_KEY), new Uint8Array([1, 2, 3]));
+});
+
+test('storage that refuses, or none at all: Python starts afresh, without a snapshot', async () => {
+  const refusing = fakes(() => '{"result": 4}');
+  const snapshots = mapSnapshots({ failGet: true });
+  const python = createPythonOp({ pyodide: PYODIDE, runner: RUNNER, ...refusing, snapshots });
+  assert.equal(await python({}), 4);
+  assert.deepEqual(refusing.calls.loads, [{ indexURL: PYODIDE, _makeSnapshot: true }]);
+  const none = fakes(() => '{"result": 5}');
+  const plain = createPythonOp({ pyodide: PYODIDE, runner: RUNNER, ...none, snapshots: null });
+  assert.equal(await plain({}), 5);
+  assert.deepEqual(none.calls.loads, [{ indexURL: PYODIDE }]);
+  assert.equal(none.calls.snapshots, 0);
+  assert.equal(cacheSnapshots(undefined), null); // where the browser has no Cache Storage
+});
+
+test("Cache Storage keeps one snapshot: saving one deletes another Pyodide build's", async () => {
+  const entries = new Map();
+  const cache = {
+    put: async (key, response) => {
+      entries.set(key, new Uint8Array(await response.arrayBuffer()));
+    },
+    match: async (key) => (entries.has(key) ? new Response(entries.get(key)) : undefined),
+    keys: async () => [...entries.keys()].map((url) => ({ url })),
+    delete: async (request) => entries.delete(request.url ?? request),
+  };
+  const snapshots = cacheSnapshots({ open: async () => cache });
+  const older = 'http://grid.test/vendor/pyodide/313.0.1/interpreter.snapshot';
+  await snapshots.put(older, new Uint8Array([7]));
+  assert.deepEqual(await snapshots.get(older), new Uint8Array([7]));
+  await snapshots.put(SNAPSHOT_KEY, new Uint8Array([1, 2]));
+  assert.deepEqual([...entries.keys()], [SNAPSHOT_KEY]);
+  assert.equal(await snapshots.get(older), null);
+  await snapshots.delete(SNAPSHOT_KEY);
+  assert.equal(await snapshots.get(SNAPSHOT_KEY), null);
 });

@@ -4,6 +4,7 @@
 // answers {setup: {ops, skipped, error}} with the ops module's op names. Without it, built-in ops only.
 // {share} sets the volunteer's CPU share (duty-cycle.js): after each task the worker rests in
 // proportion to how long it computed before it starts the next; a task under way is not interrupted.
+// Besides results and errors it may post {log}: a line for the page's log (how Python started).
 
 import { opsFromModule, PYTHON } from './capabilities.js';
 import { restUntil } from './duty-cycle.js';
@@ -18,7 +19,8 @@ let wake = null; // ends a rest early, to count it again with a new share
 
 async function setUp({ python, opsModule }) {
   const answer = { ops: [], skipped: [], error: null };
-  if (python) extra[PYTHON] = createPythonOp(python);
+  if (python)
+    extra[PYTHON] = createPythonOp({ ...python, told: (log) => self.postMessage({ log }) });
   if (opsModule) {
     try {
       const { ops, skipped } = opsFromModule(await import(opsModule), [

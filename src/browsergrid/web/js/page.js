@@ -393,8 +393,12 @@ function startComputeWorker() {
   slot.setUp = new Promise((resolve) => {
     slot.setupDone = resolve;
   });
-  slot.worker.onmessage = ({ data }) =>
-    data.setup ? slot.setupDone(data.setup) : finish(slot, data);
+  slot.worker.onmessage = ({ data }) => {
+    if (data.setup) slot.setupDone(data.setup);
+    else if (typeof data.log === 'string')
+      log(data.log); // how Python started (python-op.js)
+    else finish(slot, data);
+  };
   slot.worker.onerror = (event) => {
     event.preventDefault();
     const reason = `compute worker ${pool.indexOf(slot) + 1} failed: ${event.message || 'script error'}`;
