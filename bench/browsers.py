@@ -60,8 +60,8 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
-from contextlib import suppress
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -420,16 +420,17 @@ def tab_stage(
     }
 
 
-def bench_tabs(page_counts: list[int], sizes: list[int], seconds: float) -> list[dict[str, Any]]:
-    """One coordinator and one Chromium; for each count of pages (growing), raw and grid."""
+@contextmanager
+def grid_and_chromium(*, welcome: bool = False) -> Iterator[tuple[str, Client, Any]]:
+    """A coordinator (``serve --memory``; ``welcome``: with its welcome task), a client of it,
+    and Debian's Chromium with a new profile: yields (its URL, the client, the browser)."""
     from playwright.sync_api import sync_playwright
 
     executable = os.environ.get("BROWSERGRID_CHROMIUM") or shutil.which("chromium")
     if executable is None:
         raise SystemExit("Chromium not found: install Debian's 'chromium' package")
-    stages = []
     with (
-        browsergrid_grid(0, 64, ["--memory"]) as url,
+        browsergrid_grid(0, 64, ["--memory"], welcome=welcome) as url,
         Client(url, token=TOKEN) as client,
         sync_playwright() as playwright,
         tempfile.TemporaryDirectory(prefix="browsergrid-chromium-") as profile,
@@ -438,22 +439,29 @@ def bench_tabs(page_counts: list[int], sizes: list[int], seconds: float) -> list
             profile, executable_path=executable, headless=True, args=CHROMIUM_ARGS
         )
         try:
-            pages: list[Any] = []
-            calibration = None
-            for count in sorted(page_counts):
-                while len(pages) < count:
-                    page = context.new_page()
-                    page.goto(f"{url}/?workers=1")
-                    page.evaluate(MAKE_RAW_JS, RAW_WORKER % {"origin": url})
-                    ask_raw(page, {"samples": WARM_UP_SAMPLES, "seed": 0, "count": WARM_UP_TASKS})
-                    pages.append(page)
-                wait_for_workers(url, count)
-                if calibration is None:
-                    quiet()
-                    calibration = calibrate_tab(pages[0], sizes)
-                stages.append(tab_stage(client, pages, calibration, sizes, seconds))
+            yield url, client, context
         finally:
             context.close()
+
+
+def bench_tabs(page_counts: list[int], sizes: list[int], seconds: float) -> list[dict[str, Any]]:
+    """One coordinator and one Chromium; for each count of pages (growing), raw and grid."""
+    stages = []
+    with grid_and_chromium() as (url, client, context):
+        pages: list[Any] = []
+        calibration = None
+        for count in sorted(page_counts):
+            while len(pages) < count:
+                page = context.new_page()
+                page.goto(f"{url}/?workers=1")
+                page.evaluate(MAKE_RAW_JS, RAW_WORKER % {"origin": url})
+                ask_raw(page, {"samples": WARM_UP_SAMPLES, "seed": 0, "count": WARM_UP_TASKS})
+                pages.append(page)
+            wait_for_workers(url, count)
+            if calibration is None:
+                quiet()
+                calibration = calibrate_tab(pages[0], sizes)
+            stages.append(tab_stage(client, pages, calibration, sizes, seconds))
     return stages
 
 
@@ -465,44 +473,28 @@ def square(x: int) -> int:
 def bench_pyodide(visits: int) -> list[dict[str, Any]]:
     """A tab's first python task, visit after visit in one new Chromium profile: the time
     from the submit to the result, and the page's line on how Python started."""
-    from playwright.sync_api import sync_playwright
-
-    executable = os.environ.get("BROWSERGRID_CHROMIUM") or shutil.which("chromium")
-    if executable is None:
-        raise SystemExit("Chromium not found: install Debian's 'chromium' package")
     found = []
-    with (
-        browsergrid_grid(0, 64, ["--memory"], welcome=True) as url,
-        Client(url, token=TOKEN) as client,
-        sync_playwright() as playwright,
-        tempfile.TemporaryDirectory(prefix="browsergrid-chromium-") as profile,
-    ):
-        context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=executable, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            for visit in range(1, visits + 1):
-                page = context.new_page()
-                lines: list[str] = []
-                page.on("console", lambda message, lines=lines: lines.append(message.text))
-                page.goto(f"{url}/?workers=1")
-                page.wait_for_function("window.browsergrid.tasksDone >= 1", timeout=60_000)
-                page.wait_for_timeout(500)  # idle, as a tab waiting for work is
-                quiet()
-                started = time.perf_counter()
-                future = client.submit(square, visit)
-                while not future.done():  # Playwright runs its handlers inside its own calls
-                    page.wait_for_timeout(5)
-                ms = (time.perf_counter() - started) * 1000
-                assert future.result() == visit * visit
-                start = "; ".join(
-                    line for line in lines if line.startswith(("Python started", "Python's"))
-                )
-                found.append({"visit": visit, "ms": round(ms, 1), "python_start": start})
-                print(f"  Pyodide, visit {visit}: {ms:,.0f} ms ({start})", flush=True)
-                page.close()
-        finally:
-            context.close()
+    with grid_and_chromium(welcome=True) as (url, client, context):
+        for visit in range(1, visits + 1):
+            page = context.new_page()
+            lines: list[str] = []
+            page.on("console", lambda message, lines=lines: lines.append(message.text))
+            page.goto(f"{url}/?workers=1")
+            page.wait_for_function("window.browsergrid.tasksDone >= 1", timeout=60_000)
+            page.wait_for_timeout(500)  # idle, as a tab waiting for work is
+            quiet()
+            started = time.perf_counter()
+            future = client.submit(square, visit)
+            while not future.done():  # Playwright runs its handlers inside its own calls
+                page.wait_for_timeout(5)
+            ms = (time.perf_counter() - started) * 1000
+            assert future.result() == visit * visit
+            start = "; ".join(
+                line for line in lines if line.startswith(("Python started", "Python's"))
+            )
+            found.append({"visit": visit, "ms": round(ms, 1), "python_start": start})
+            print(f"  Pyodide, visit {visit}: {ms:,.0f} ms ({start})", flush=True)
+            page.close()
     return found
 
 

@@ -42,8 +42,22 @@ from tests.core.test_scheduler import (
 )
 
 
-def keyed(worker_id: int, key: str, concurrency: int = 1, ops: frozenset[str] = frozenset({RM})):
-    return WorkerIntroduced(worker_id=worker_id, ops=ops, concurrency=concurrency, key=key, now=0.0)
+def keyed(
+    worker_id: int,
+    key: str,
+    concurrency: int = 1,
+    ops: frozenset[str] = frozenset({RM}),
+    standing: Standing | None = None,
+) -> WorkerIntroduced:
+    """Hello from ``worker_id`` as identity ``key`` (``standing``: what the store knows of it)."""
+    return WorkerIntroduced(
+        worker_id=worker_id,
+        ops=ops,
+        concurrency=concurrency,
+        key=key,
+        standing=standing,
+        now=0.0,
+    )
 
 
 def leased_to(s: Scheduler, worker_id: int) -> set[int]:
@@ -54,16 +68,7 @@ def honest(s: Scheduler, worker_id: int, key: str = "honest") -> None:
     """A worker whose identity has a record (job tasks finished in an earlier run):
     established. It answers its welcome task."""
     s.handle(join(worker_id))
-    s.handle(
-        WorkerIntroduced(
-            worker_id=worker_id,
-            ops=frozenset({RM}),
-            concurrency=1,
-            key=key,
-            standing=Standing(done=ESTABLISHED_AFTER),
-            now=0.0,
-        )
-    )
+    s.handle(keyed(worker_id, key, 1, standing=Standing(done=ESTABLISHED_AFTER)))
     (welcome,) = leased_to(s, worker_id)
     s.handle(result(worker_id, welcome))
 
@@ -151,13 +156,11 @@ def churn_of_spammers(s: Scheduler, record: Standing | None) -> list[TaskDone | 
             minted += 1
             s.handle(join(minted))
             s.handle(
-                WorkerIntroduced(
-                    worker_id=minted,
-                    ops=frozenset({RM}),
-                    concurrency=2,
-                    key=f"minted-{minted}",
+                keyed(
+                    minted,
+                    f"minted-{minted}",
+                    2,
                     standing=None if record is None else dataclasses.replace(record),
-                    now=0.0,
                 )
             )
             (welcome,) = [t for t in leased_to(s, minted) if s.tasks[t].pinned_to is not None]
@@ -392,16 +395,7 @@ def test_a_huge_duration_then_a_share_keeps_every_number_finite() -> None:
 def test_a_welcome_task_earns_no_reliability_and_cleans_no_record() -> None:
     s = Scheduler(welcome=WelcomeTask())
     s.handle(join(1))
-    s.handle(
-        WorkerIntroduced(
-            worker_id=1,
-            ops=frozenset({RM}),
-            concurrency=1,
-            key="lossy",
-            standing=Standing(lost=2, loss_rate=0.4),
-            now=0.0,
-        )
-    )
+    s.handle(keyed(1, "lossy", 1, standing=Standing(lost=2, loss_rate=0.4)))
     (welcome,) = leased_to(s, 1)
     s.handle(result(1, welcome))
     standing = s.standing("lossy")
@@ -423,13 +417,8 @@ def test_minted_identities_get_no_wrong_result_accepted_beside_vouched_workers()
     for worker_id in (1, 2):
         s.handle(join(worker_id))
         s.handle(
-            WorkerIntroduced(
-                worker_id=worker_id,
-                ops=frozenset({RM}),
-                concurrency=1,
-                key=f"honest-{worker_id}",
-                standing=Standing(valid=5, consecutive_valid=5),
-                now=0.0,
+            keyed(
+                worker_id, f"honest-{worker_id}", 1, standing=Standing(valid=5, consecutive_valid=5)
             )
         )
     minted = list(range(10, 30))
