@@ -504,6 +504,18 @@ test('after welcome, results wait until they are half of what the tab holds, the
   ]);
 });
 
+test("results go together in frames of at most half the coordinator's largest frame", async () => {
+  const { ws, workers } = await openPage(1);
+  ws.receive({ ...WELCOME, limits: { max_frame_bytes: 4000 } }); // 2,000 bytes a frame
+  ws.receive({ type: 'tasks', tasks: Array.from({ length: 8 }, (_, i) => task(i + 1)) });
+  const big = 'x'.repeat(200); // counted 3 × 202 + 100 = 706 bytes: two to a frame
+  for (let i = 0; i < 8; i += 1) workers[0].answer({ result: big, duration_ms: 1 });
+  assert.deepEqual(
+    reports(ws).map((m) => (m.type === 'results' ? m.results.map((r) => r.task_id) : [m.task_id])),
+    [[1, 2], [3, 4], [5, 6], [7], [8]],
+  );
+});
+
 test('a result waits 50 ms at most, and goes before the capacity and hand_back of a pause', async () => {
   const { ws, workers, elements } = await openPage(1);
   ws.receive(WELCOME);

@@ -129,6 +129,7 @@ let battery = null; // the Battery Status API's manager, where the browser has i
 let flushTimer = null;
 let renderTimer = null; // a redraw asked for by tasks (renderSoon)
 const unsent = []; // results of the current socket's tasks not sent yet: {task_id, result, duration_ms}
+let frameLimit = 1048576; // the coordinator's largest frame (welcome's limits.max_frame_bytes)
 let unsentTimer = null; // sends them RESULTS_HOLD_MS after the first
 const warm = new Set(); // ops with a start-up cost that ran a task here (capabilities.js COLD_OPS)
 
@@ -507,12 +508,27 @@ function sendResults() {
     log(`Results dropped: ${results.length} (the connection closed)`);
     return;
   }
+  // Frames of at most half the coordinator's limit, counting 3 bytes per UTF-16 unit (UTF-8's most): a
+  // large result goes alone, as it went before results were sent together.
   const agent = navigator.userAgent;
-  socket.send(
-    results.length === 1
-      ? resultMessage({ ...results[0], agent })
-      : resultsMessage({ results, agent }),
-  );
+  let batch = [];
+  let bytes = 0;
+  const send = () => {
+    socket.send(
+      batch.length === 1
+        ? resultMessage({ ...batch[0], agent })
+        : resultsMessage({ results: batch, agent }),
+    );
+    batch = [];
+    bytes = 0;
+  };
+  for (const item of results) {
+    const size = 3 * (JSON.stringify(item.result)?.length ?? 4) + 100;
+    if (batch.length > 0 && bytes + size > frameLimit / 2) send();
+    batch.push(item);
+    bytes += size;
+  }
+  send();
 }
 
 // Ends the compute worker of `slot` at once and puts a fresh one in its place; returns its job, if any.
@@ -754,9 +770,10 @@ const HANDLERS = {
     render();
   },
   // hello could not say everything (paused: concurrency 0; a CPU share; a change since): capacity says the rest.
-  welcome(ws, { worker_id, server, protocol }) {
+  welcome(ws, { worker_id, server, protocol, limits }) {
     status.workerId = worker_id;
     welcomedBy = ws;
+    if (Number.isInteger(limits?.max_frame_bytes)) frameLimit = limits.max_frame_bytes;
     log(`Welcome: worker_id=${worker_id} server=${server} protocol=${protocol}`);
     if (paused() || settings.share !== 1 || workerCount() !== helloConcurrency) sendCapacity();
     if (paused()) handBack(queue.splice(0), 'paused');
