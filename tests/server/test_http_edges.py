@@ -68,6 +68,13 @@ def test_the_largest_id_is_looked_up(api: httpx.Client) -> None:
         ('{"op": "prime_count", "args": [{"lo": NaN, "hi": 10}]}', "the body holds NaN"),
         ('{"op": "prime_count", "args": [{"lo": 0, "hi": 1e400}]}', "out of range"),
         (JOB + ', "priority": ' + "9" * 5000 + "}", "integers may have at most"),
+        (
+            '{"op": "prime_count", "args": [{"lo": 0, "hi": 10, "x": '
+            + "[" * 5000
+            + "]" * 5000
+            + "}]}",
+            "the body nests arrays and objects too deep",
+        ),
     ],
 )
 def test_numbers_out_of_range_in_a_body_get_400(api: httpx.Client, body: str, detail: str) -> None:

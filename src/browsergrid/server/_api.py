@@ -167,7 +167,8 @@ class _FiniteJsonRequest(Request):
     """A request whose JSON body may hold finite numbers only: ``NaN``, ``Infinity`` and
     numbers past a float's range (``1e400``) get 400, as the WebSocket API refuses them.
     Python's ``json`` reads them as ``nan`` and ``inf``, which nothing downstream expects
-    and no JSON answer can carry. An integer too long for Python to convert gets 400 too."""
+    and no JSON answer can carry. An integer too long for Python to convert gets 400 too,
+    and so does a body nested too deep for Python's reader (said as such)."""
 
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
@@ -176,6 +177,12 @@ class _FiniteJsonRequest(Request):
                 self._json = json.loads(body, parse_constant=_not_a_number, parse_float=_finite)
             except json.JSONDecodeError:
                 raise  # not JSON: FastAPI answers 422, as for any malformed body
+            except RecursionError:  # arrays or objects nested about a thousand deep
+                raise HTTPException(
+                    status.HTTP_400_BAD_REQUEST,
+                    "the body nests arrays and objects too deep to be read "
+                    f"(Python's limit: {sys.getrecursionlimit()} levels, fewer in practice)",
+                ) from None
             except ValueError:  # the only other: an integer past Python's digit limit
                 raise HTTPException(
                     status.HTTP_400_BAD_REQUEST,
