@@ -7,10 +7,13 @@ import json
 import time
 from typing import Any
 
+import msgspec
+
 from browsergrid.core import WorkerIntroduced, WorkerJoined, WorkerLeft
-from browsergrid.protocol import Limits, WorkerConnection
+from browsergrid.protocol import PROTOCOL_VERSION, Hello, Limits, WorkerConnection
 from browsergrid.server._coordinator import Coordinator
 from browsergrid.server._state import WorkerPeer
+from browsergrid.server._workers import receive
 
 CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0.0.0 Safari/537.36"
 
@@ -85,6 +88,29 @@ async def join(
             stimulus_id="hello",
         ),
     )
+    return peer
+
+
+async def connect(coordinator: Coordinator, key: str, op: str = "repeat_multiply") -> WorkerPeer:
+    """As serve_worker does: join, then a real ``hello`` frame with ``key`` (one ``op``, one
+    task at a time), read by the coordinator's own ``receive``."""
+    peer = WorkerPeer(
+        worker_id=coordinator.next_id(),
+        address="127.0.0.1:1",
+        path="/ws",
+        agent="test",
+        connected_at=time.time(),
+        sender=Sink(),
+        rules=rules(0),
+    )
+    coordinator.workers[peer.worker_id] = peer
+    now = time.monotonic()
+    await coordinator.apply(WorkerJoined(worker_id=peer.worker_id, now=now, stimulus_id="join"))
+    hello = Hello(
+        protocol=PROTOCOL_VERSION, agent="test", ops=[op], concurrency=1, prefetch=0, worker_key=key
+    )
+    await receive(coordinator, peer, msgspec.json.encode(hello).decode(), now)
+    assert peer.introduced
     return peer
 
 

@@ -14,20 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import msgspec
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from browsergrid.config import ServeConfig
-from browsergrid.core import ResultReported, Standing, WorkerJoined
-from browsergrid.protocol import PROTOCOL_VERSION, Hello, SubmitOptions, public_worker_key
+from browsergrid.core import ResultReported, Standing
+from browsergrid.protocol import SubmitOptions, public_worker_key
 from browsergrid.server._coordinator import Coordinator
 from browsergrid.server._state import WorkerPeer
-from browsergrid.server._workers import receive
 from browsergrid.store import SqliteStore, WorkerRecord
 from tests import _support
 from tests._support import AUTH, free_port, job_state, submit_job, wait_for
-from tests.server._fakes import Sink, leave, rules
+from tests.server._fakes import connect as connect_peer
+from tests.server._fakes import leave
 
 OP = "repeat_multiply"
 SECRET = "losing-5b1f0c9e2d7a4c3b8e6f1a2d3c4b5a69"
@@ -39,28 +38,6 @@ async def started(path: Path, *, welcome: bool = False) -> Coordinator:
     coordinator = Coordinator(config, SqliteStore(path))
     await coordinator.start()
     return coordinator
-
-
-async def connect_peer(coordinator: Coordinator, key: str) -> WorkerPeer:
-    """As serve_worker does: join, then hello with ``key`` (one task at a time)."""
-    peer = WorkerPeer(
-        worker_id=coordinator.next_id(),
-        address="127.0.0.1:1",
-        path="/ws",
-        agent="test",
-        connected_at=time.time(),
-        sender=Sink(),
-        rules=rules(0),
-    )
-    coordinator.workers[peer.worker_id] = peer
-    now = time.monotonic()
-    await coordinator.apply(WorkerJoined(worker_id=peer.worker_id, now=now, stimulus_id="join"))
-    hello = Hello(
-        protocol=PROTOCOL_VERSION, agent="test", ops=[OP], concurrency=1, prefetch=0, worker_key=key
-    )
-    await receive(coordinator, peer, msgspec.json.encode(hello).decode(), now)
-    assert peer.introduced
-    return peer
 
 
 async def answer_held(coordinator: Coordinator, peer: WorkerPeer) -> None:

@@ -7,16 +7,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import msgspec
-
 from browsergrid.config import ServeConfig
-from browsergrid.core import ResultReported, WorkerJoined
-from browsergrid.protocol import PROTOCOL_VERSION, Hello, SubmitOptions, public_worker_key
+from browsergrid.core import ResultReported
+from browsergrid.protocol import SubmitOptions, public_worker_key
 from browsergrid.server._coordinator import Coordinator
 from browsergrid.server._state import WorkerPeer
-from browsergrid.server._workers import receive
 from browsergrid.store import MemoryStore, StoreError, WorkerRecord
-from tests.server._fakes import Sink, leave, rules
+from tests.server._fakes import connect, leave
 
 OP = "repeat_multiply"
 ARGS = {"initial": 1, "factor": 2, "times": 1}
@@ -27,29 +24,6 @@ async def started(store: MemoryStore) -> Coordinator:
     coordinator = Coordinator(ServeConfig(memory=True, welcome=None), store)
     await coordinator.start()
     return coordinator
-
-
-async def connect(coordinator: Coordinator, key: str) -> WorkerPeer:
-    """As serve_worker does: join, then hello with ``key``."""
-    sink = Sink()
-    peer = WorkerPeer(
-        worker_id=coordinator.next_id(),
-        address="127.0.0.1:1",
-        path="/ws",
-        agent="test",
-        connected_at=time.time(),
-        sender=sink,
-        rules=rules(0),
-    )
-    coordinator.workers[peer.worker_id] = peer
-    now = time.monotonic()
-    await coordinator.apply(WorkerJoined(worker_id=peer.worker_id, now=now, stimulus_id="join"))
-    hello = Hello(
-        protocol=PROTOCOL_VERSION, agent="test", ops=[OP], concurrency=1, prefetch=0, worker_key=key
-    )
-    await receive(coordinator, peer, msgspec.json.encode(hello).decode(), now)
-    assert peer.introduced
-    return peer
 
 
 async def answer(coordinator: Coordinator, peer: WorkerPeer, task_id: int, value: Any) -> None:

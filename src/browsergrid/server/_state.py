@@ -127,7 +127,6 @@ class WorkerPeer:
 
     def history(self) -> tuple[Any, ...]:
         """What its record holds but ``last_seen``: what makes a new write worth it."""
-        standing = self.standing or FRESH
         return (
             self.worker_key,
             self.agent,
@@ -135,21 +134,13 @@ class WorkerPeer:
             self.tasks_done,
             self.failures,
             self.compute_ms,
-            standing.valid,
-            standing.invalid,
-            standing.consecutive_valid,
-            standing.error_rate,
-            standing.quarantined,
-            standing.lost,
-            standing.loss_rate,
-            standing.done,
+            *record_fields(self.standing or FRESH).values(),
         )
 
     def record(self) -> WorkerRecord | None:
         """Its history as the store keeps it (None for a worker with no lasting identity)."""
         if self.worker_key is None:
             return None
-        standing = self.standing or FRESH  # read field by field: asdict() deep-copies
         return WorkerRecord(
             worker_key=self.worker_key,
             agent=self.agent,
@@ -158,19 +149,42 @@ class WorkerPeer:
             tasks_done=self.tasks_done,
             failures=self.failures,
             compute_ms=self.compute_ms,
-            valid=standing.valid,
-            invalid=standing.invalid,
-            consecutive_valid=standing.consecutive_valid,
-            error_rate=standing.error_rate,
-            quarantined=standing.quarantined,
-            lost=standing.lost,
-            loss_rate=standing.loss_rate,
-            job_tasks_done=standing.done,
+            **record_fields(self.standing or FRESH),
         )
 
 
 FRESH: Final = Standing()
 """The standing of a worker not yet judged (read only, never handed out)."""
+
+
+def record_fields(standing: Standing) -> dict[str, Any]:
+    """The fields of a ``WorkerRecord`` that keep ``standing`` (read field by field:
+    ``asdict()`` deep-copies); its ``done`` is the record's ``job_tasks_done``, since
+    ``tasks_done`` counts welcome tasks too. ``standing_of`` reads them back."""
+    return {
+        "valid": standing.valid,
+        "invalid": standing.invalid,
+        "consecutive_valid": standing.consecutive_valid,
+        "error_rate": standing.error_rate,
+        "quarantined": standing.quarantined,
+        "lost": standing.lost,
+        "loss_rate": standing.loss_rate,
+        "job_tasks_done": standing.done,
+    }
+
+
+def standing_of(record: WorkerRecord) -> Standing:
+    """The standing a stored history keeps (see ``record_fields``)."""
+    return Standing(
+        valid=record.valid,
+        invalid=record.invalid,
+        consecutive_valid=record.consecutive_valid,
+        error_rate=record.error_rate,
+        quarantined=record.quarantined,
+        done=record.job_tasks_done,
+        lost=record.lost,
+        loss_rate=record.loss_rate,
+    )
 
 
 @dataclass(eq=False)

@@ -16,7 +16,7 @@ import msgspec
 
 from browsergrid.core import Scheduler
 from browsergrid.protocol import FailureRecord, ResultRecord
-from browsergrid.server._state import WorkerPeer
+from browsergrid.server._state import WorkerPeer, record_fields
 from browsergrid.store import Store, StoreError, WorkerRecord
 
 
@@ -101,17 +101,8 @@ class WorkerHistory:
         try:
             known = await self.host.store.worker(key)
             if known is not None and standing is not None:
-                updated = msgspec.structs.replace(  # its tasks_done stays the store's
-                    known,
-                    valid=standing.valid,
-                    invalid=standing.invalid,
-                    consecutive_valid=standing.consecutive_valid,
-                    error_rate=standing.error_rate,
-                    quarantined=standing.quarantined,
-                    lost=standing.lost,
-                    loss_rate=standing.loss_rate,
-                    job_tasks_done=standing.done,
-                )
+                # its tasks_done stays the store's
+                updated = msgspec.structs.replace(known, **record_fields(standing))
                 await self.host.store.record_workers([updated])
         except StoreError as exc:
             self.host.store_failed(exc)

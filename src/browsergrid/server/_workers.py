@@ -35,7 +35,7 @@ from browsergrid.server._access import Access, Role
 from browsergrid.server._agents import MAX_AGENT_CHARS
 from browsergrid.server._coordinator import Coordinator
 from browsergrid.server._guard import guarded
-from browsergrid.server._state import QUARANTINED, WorkerPeer
+from browsergrid.server._state import QUARANTINED, WorkerPeer, standing_of
 from browsergrid.server._stats import WorkerEvent
 from browsergrid.server._websocket import Closed, Connection
 from browsergrid.store import StoreError
@@ -325,16 +325,7 @@ async def _recall(coordinator: Coordinator, peer: WorkerPeer, worker_key: str) -
     )
     if known is None:
         return None
-    return Standing(
-        valid=known.valid,
-        invalid=known.invalid,
-        consecutive_valid=known.consecutive_valid,
-        error_rate=known.error_rate,
-        quarantined=known.quarantined,
-        done=known.job_tasks_done,  # tasks_done counts welcome tasks: no record of work
-        lost=known.lost,
-        loss_rate=known.loss_rate,
-    )
+    return standing_of(known)
 
 
 async def close_all_workers(coordinator: Coordinator, reason: str = "server shutting down") -> None:
