@@ -523,7 +523,8 @@ function sendResults() {
     bytes = 0;
   };
   for (const item of results) {
-    const size = 3 * (JSON.stringify(item.result)?.length ?? 4) + 100;
+    // measured only when results go together (a lone one is sent as it is, stringified once)
+    const size = results.length === 1 ? 0 : 3 * (JSON.stringify(item.result)?.length ?? 4) + 100;
     if (batch.length > 0 && bytes + size > frameLimit / 2) send();
     batch.push(item);
     bytes += size;
