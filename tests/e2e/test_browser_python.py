@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from browsergrid import Client, TaskError
-from browsergrid.server._page_assets import IMMUTABLE, PYODIDE_FILES
+from browsergrid._front_end import front_end_packages
+from browsergrid.server._page_assets import IMMUTABLE, PYODIDE_FILES, SNAPSHOT
 from tests._support import Coordinator, wait_until
 
 pytestmark = pytest.mark.browser
@@ -115,13 +116,14 @@ def test_python_tasks_run_under_pyodide_served_by_the_coordinator(
 
     assert watch.outside == []  # nothing was asked of the network, so nothing was refused
     served = {url.rsplit("/", 1)[1] for url in watch.local if "/vendor/pyodide/" in url}
-    assert served == set(PYODIDE_FILES)
+    types = {**PYODIDE_FILES, SNAPSHOT: "application/octet-stream"}  # npm ci made the snapshot
+    assert served == set(types)
     for url in {url for url in watch.local if "/vendor/pyodide/" in url}:
         response = httpx.head(url)
         assert response.status_code == 200, url
         assert response.headers["cache-control"] == IMMUTABLE
         name = url.rsplit("/", 1)[1]
-        assert response.headers["content-type"].split(";")[0] == PYODIDE_FILES[name], url
+        assert response.headers["content-type"].split(";")[0] == types[name], url
 
 
 @pytest.mark.timeout(150)
@@ -170,9 +172,65 @@ def test_without_pyodide_the_page_does_not_offer_python_and_the_log_says_how_to_
     assert not [url for url in watch.local if "/vendor/pyodide/" in url]
 
 
+@pytest.fixture
+def unsnapshotted(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    start_coordinator: Callable[..., Coordinator],
+) -> Coordinator:
+    """A coordinator whose Pyodide has no interpreter snapshot (``npm ci`` made none): the
+    repository's front-end packages, linked from a node_modules without it."""
+    packages = front_end_packages()
+    assert packages is not None, "run 'npm ci' in the repository"
+    linked = tmp_path / "node_modules"
+    for package in packages.iterdir():
+        if package.is_dir() and package.name != "pyodide":
+            (linked / package.name).parent.mkdir(parents=True, exist_ok=True)
+            (linked / package.name).symlink_to(package)
+    (linked / "pyodide").mkdir()
+    for file in (packages / "pyodide").iterdir():
+        if not file.name.startswith("interpreter.snapshot"):
+            (linked / "pyodide" / file.name).symlink_to(file)
+    monkeypatch.setenv("BROWSERGRID_NODE_MODULES", str(linked))
+    coordinator = start_coordinator()
+    assert coordinator.event("pyodide_snapshot_missing")["why"] == "none was made"
+    return coordinator
+
+
+DRAW = "import random\n\n\ndef draw():\n    return [random.random() for _ in range(3)]\n"
+
+
+@pytest.mark.timeout(150)
+def test_a_new_browser_starts_python_from_the_coordinators_snapshot_and_each_tab_draws_anew(
+    coordinator: Coordinator, page: Any
+) -> None:
+    """With a snapshot ``npm ci`` made, a browser that never ran Python starts it from the
+    coordinator's (well under a second instead of 2-3: ``bench/browsers.py``), and so does
+    the next tab, from the copy the first kept in Cache Storage. Every interpreter started
+    from those bytes holds the same state; each tab reseeds ``random``, so no two tabs draw
+    the same numbers."""
+    draws, starts = [], []
+    with Client(f"http://127.0.0.1:{coordinator.port}") as client:
+        for tab in (page, page.context.new_page()):
+            lines: list[str] = []
+            tab.on("console", lambda message, lines=lines: lines.append(message.text))
+            tab.goto(f"{coordinator.page_url}?workers=1")
+            [drawn] = client.submit_job("python", [call(DRAW, "draw")]).futures
+            draws.append(settled(tab, drawn, 60).result())
+            starts += [line for line in lines if line.startswith("Python started in")]
+            assert not [line for line in lines if "saved a snapshot" in line], lines
+            if tab is page:  # the copy is kept in the background: a tab closed at once keeps none
+                wait_until(tab, lambda lines=lines: any("Kept the snapshot" in n for n in lines))
+            tab.goto("about:blank")  # the tab leaves; the next one starts its own Pyodide
+    assert starts[0].endswith("from the coordinator's snapshot"), starts
+    assert starts[1].endswith("from this browser's snapshot"), starts
+    first, second = draws
+    assert len(set(first) | set(second)) == 6, draws
+
+
 @pytest.mark.timeout(150)
 def test_a_later_tab_starts_python_from_the_snapshot_the_first_one_saved(
-    coordinator: Coordinator, page: Any
+    unsnapshotted: Coordinator, page: Any
 ) -> None:
     """The first Python start in a browser saves a snapshot of the fresh interpreter in the
     origin's Cache Storage; a tab opened later (a new compute Web Worker, a new Pyodide)
@@ -181,8 +239,8 @@ def test_a_later_tab_starts_python_from_the_snapshot_the_first_one_saved(
 
     first_lines: list[str] = []
     page.on("console", lambda message: first_lines.append(message.text))
-    page.goto(f"{coordinator.page_url}?workers=1")
-    with Client(f"http://127.0.0.1:{coordinator.port}") as client:
+    page.goto(f"{unsnapshotted.page_url}?workers=1")
+    with Client(f"http://127.0.0.1:{unsnapshotted.port}") as client:
         assert settled(page, client.submit(sieve, 1_000), 90).result() == sieve(1_000)
         assert any("saved a snapshot for the next start" in line for line in first_lines)
         kept = "caches.open('browsergrid-pyodide-snapshots').then((c) => c.keys())"
@@ -192,6 +250,6 @@ def test_a_later_tab_starts_python_from_the_snapshot_the_first_one_saved(
         later = page.context.new_page()
         later_lines: list[str] = []
         later.on("console", lambda message: later_lines.append(message.text))
-        later.goto(f"{coordinator.page_url}?workers=1")
+        later.goto(f"{unsnapshotted.page_url}?workers=1")
         assert settled(later, client.submit(sieve, 2_000), 60).result() == sieve(2_000)
     assert any(line.endswith("from this browser's snapshot") for line in later_lines), later_lines

@@ -96,7 +96,11 @@ test('setupFrom resolves page-config.json URLs against its own; anything missing
   assert.deepEqual(
     setupFrom(
       {
-        python: { pyodide: 'vendor/pyodide/314.0.7/', runner: 'py/python_function.py' },
+        python: {
+          pyodide: 'vendor/pyodide/314.0.7/',
+          runner: 'py/python_function.py',
+          snapshot: 'vendor/pyodide/314.0.7/interpreter.snapshot',
+        },
         ops_module: 'ops-module.js',
       },
       at,
@@ -105,10 +109,15 @@ test('setupFrom resolves page-config.json URLs against its own; anything missing
       python: {
         pyodide: 'https://grid.test:8443/sub/vendor/pyodide/314.0.7/',
         runner: 'https://grid.test:8443/sub/py/python_function.py',
+        snapshot: 'https://grid.test:8443/sub/vendor/pyodide/314.0.7/interpreter.snapshot',
       },
       opsModule: 'https://grid.test:8443/sub/ops-module.js',
     },
   );
+  for (const snapshot of [null, undefined, 5]) {
+    const python = { pyodide: 'p/', runner: 'r.py', snapshot };
+    assert.equal(setupFrom({ python }, at).python.snapshot, null, String(snapshot)); // fresh starts
+  }
   for (const config of [
     null,
     {},

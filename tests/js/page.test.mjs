@@ -372,7 +372,11 @@ function reconnectNow(ws) {
 }
 
 const PYTHON_CONFIG = {
-  python: { pyodide: 'vendor/pyodide/314.0.7/', runner: 'py/python_function.py' },
+  python: {
+    pyodide: 'vendor/pyodide/314.0.7/',
+    runner: 'py/python_function.py',
+    snapshot: 'vendor/pyodide/314.0.7/interpreter.snapshot',
+  },
   ops_module: null,
 };
 
@@ -382,6 +386,7 @@ test('with Pyodide served, hello offers python as cold; after a python result, a
     python: {
       pyodide: 'http://grid.test/vendor/pyodide/314.0.7/',
       runner: 'http://grid.test/py/python_function.py',
+      snapshot: 'http://grid.test/vendor/pyodide/314.0.7/interpreter.snapshot',
     },
     opsModule: null,
   };

@@ -11,6 +11,7 @@ import {
 } from '../../src/browsergrid/web/js/python-op.js';
 
 const PYODIDE = 'http://grid.test/vendor/pyodide/314.0.7/';
+const RESEED = 'import random\nrandom.seed()'; // run first in every interpreter, however it started
 const RUNNER = 'http://grid.test/py/python_function.py';
 
 // A fake Pyodide whose runner answers `answer(argsText)`; `calls` counts what happened.
@@ -28,9 +29,9 @@ function fakes(answer, { failLoads = 0 } = {}) {
       calls.snapshots += 1;
       return new Uint8Array([1, 2, 3]);
     },
-    runPython(source, { globals }) {
+    runPython(source, { globals } = {}) {
       calls.ran.push(source);
-      globals.entries.set('run_json', (text) => {
+      globals?.entries.set('run_json', (text) => {
         calls.runJson.push(text);
         return answer(text);
       });
@@ -73,7 +74,7 @@ test('Pyodide loads on the first task only; every task calls run_json with the a
   assert.deepEqual(calls.imports, [`${PYODIDE}pyodide.mjs`]);
   assert.deepEqual(calls.fetches, [RUNNER]);
   assert.deepEqual(calls.loads, [{ indexURL: PYODIDE }]);
-  assert.deepEqual(calls.ran, ['def run_json(text): ...']);
+  assert.deepEqual(calls.ran, [RESEED, 'def run_json(text): ...']);
   assert.deepEqual(JSON.parse(calls.runJson[0]), args);
 });
 
@@ -175,7 +176,10 @@ test('a snapshot that fails to load is deleted, and Python starts afresh and sav
       ['indexURL', '_makeSnapshot'],
     ],
   );
-  assert.equal(lines[0], "Python's snapshot could not be used (bad snapshot): starting afresh");
+  assert.equal(
+    lines[0],
+    "Python's start from this browser's snapshot failed (bad snapshot): trying on",
+  );
   assert.deepEqual(snapshots.kept.get(SNAPSHOT_KEY), new Uint8Array([1, 2, 3]));
 });
 
@@ -212,4 +216,72 @@ test("Cache Storage keeps one snapshot: saving one deletes another Pyodide build
   assert.equal(await snapshots.get(older), null);
   await snapshots.delete(SNAPSHOT_KEY);
   assert.equal(await snapshots.get(SNAPSHOT_KEY), null);
+});
+
+const SERVED = 'http://grid.test/vendor/pyodide/314.0.7/interpreter.snapshot';
+
+// The coordinator's snapshot at SERVED: `bytes`, or a failed fetch when null.
+function serving(bytes) {
+  const asked = [];
+  const fetchBytes = async (url) => {
+    asked.push(url);
+    if (bytes === null) throw new Error(`GET ${url}: HTTP 404`);
+    return bytes;
+  };
+  return { asked, fetchBytes };
+}
+
+test("with none of its own, a browser starts Python from the coordinator's snapshot, then keeps a copy", async () => {
+  const snapshots = mapSnapshots();
+  const { calls, importModule, fetchText } = fakes(() => '{"result": 6}');
+  const { asked, fetchBytes } = serving(new Uint8Array([7, 7]));
+  const lines = [];
+  const python = createPythonOp({
+    ...{ pyodide: PYODIDE, runner: RUNNER, snapshot: SERVED, importModule, fetchText },
+    ...{ fetchBytes, snapshots, told: (line) => lines.push(line) },
+  });
+  assert.equal(await python({}), 6);
+  assert.deepEqual(asked, [SERVED]);
+  assert.deepEqual(calls.loads, [{ indexURL: PYODIDE, _loadSnapshot: new Uint8Array([7, 7]) }]);
+  assert.equal(calls.snapshots, 0);
+  assert.match(lines[0], /^Python started in \d+ ms from the coordinator's snapshot$/);
+  assert.deepEqual(snapshots.kept.get(SNAPSHOT_KEY), new Uint8Array([7, 7])); // for the next start
+  assert.match(lines[1], /^Kept the snapshot for the next start in \d+ ms$/);
+  assert.equal(calls.ran[0], RESEED); // before anything else runs: every tab starts from these bytes
+});
+
+test("the browser's own snapshot comes before the coordinator's, which is then not fetched", async () => {
+  const snapshots = mapSnapshots();
+  snapshots.kept.set(SNAPSHOT_KEY, new Uint8Array([1, 2, 3]));
+  const { calls, importModule, fetchText } = fakes(() => '{"result": 7}');
+  const { asked, fetchBytes } = serving(new Uint8Array([7, 7]));
+  const python = createPythonOp({
+    ...{ pyodide: PYODIDE, runner: RUNNER, snapshot: SERVED, importModule, fetchText },
+    ...{ fetchBytes, snapshots },
+  });
+  assert.equal(await python({}), 7);
+  assert.deepEqual(asked, []);
+  assert.deepEqual(calls.loads, [{ indexURL: PYODIDE, _loadSnapshot: new Uint8Array([1, 2, 3]) }]);
+});
+
+test("a coordinator's snapshot that cannot be fetched or loaded: Python starts afresh and saves its own", async () => {
+  for (const bytes of [null, new Uint8Array([9])]) {
+    const snapshots = mapSnapshots();
+    const { calls, importModule, fetchText } = fakes(() => '{"result": 8}');
+    const { fetchBytes } = serving(bytes);
+    const lines = [];
+    const python = createPythonOp({
+      ...{ pyodide: PYODIDE, runner: RUNNER, snapshot: SERVED, importModule, fetchText },
+      ...{ fetchBytes, snapshots, told: (line) => lines.push(line) },
+    });
+    assert.equal(await python({}), 8);
+    assert.deepEqual(calls.loads.at(-1), { indexURL: PYODIDE, _makeSnapshot: true });
+    assert.deepEqual(snapshots.kept.get(SNAPSHOT_KEY), new Uint8Array([1, 2, 3]));
+    const why =
+      bytes === null
+        ? `The coordinator's snapshot could not be fetched (GET ${SERVED}: HTTP 404)`
+        : "Python's start from the coordinator's snapshot failed (bad snapshot): trying on";
+    assert.equal(lines[0], why);
+    assert.match(lines[1], /saved a snapshot for the next start/);
+  }
 });

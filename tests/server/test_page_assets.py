@@ -4,6 +4,8 @@ types, cached for a year under its version), the python op's runner verbatim, th
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import logging
 import subprocess
@@ -19,6 +21,8 @@ from browsergrid.server._page_assets import (
     IMMUTABLE,
     PYODIDE_FILES,
     RUNNER,
+    SNAPSHOT_FILE,
+    SNAPSHOT_STAMP,
     Pyodide,
     find_pyodide,
     page_asset_routes,
@@ -59,6 +63,69 @@ async def test_the_installed_pyodide_is_the_pinned_one_and_its_files_are_served(
     assert wasm.content[:4] == b"\0asm"
     assert wasm.headers["content-type"] == "application/wasm"
     assert wasm.headers["cache-control"] == IMMUTABLE
+
+
+def stamp(root: Path, wasm_sha256: str | None = None) -> Path:
+    """Give the fake Pyodide in ``root`` a snapshot (gzip) and its stamp, naming its own
+    build unless ``wasm_sha256`` says another; ``root`` back."""
+    directory = root / "pyodide"
+    (directory / SNAPSHOT_FILE).write_bytes(gzip.compress(b"a fresh interpreter"))
+    own = hashlib.sha256((directory / "pyodide.asm.wasm").read_bytes()).hexdigest()
+    made_with = {"pyodide": "1.2.3", "wasm_sha256": wasm_sha256 or own}
+    (directory / SNAPSHOT_STAMP).write_text(json.dumps(made_with))
+    return root
+
+
+async def test_the_installed_pyodide_has_the_snapshot_npm_ci_made_of_it() -> None:
+    pyodide = find_pyodide(front_end_packages())
+    assert pyodide is not None and pyodide.snapshot is not None, "run 'npm ci' in the repository"
+    url = page_config(pyodide, None)["python"]["snapshot"]
+    assert url == f"vendor/pyodide/{VERSION}/interpreter.snapshot"
+    async with client(pyodide) as http:
+        response = await http.get(f"/{url}", headers={"Accept-Encoding": "gzip, br"})
+    assert response.status_code == 200
+    assert response.headers["content-encoding"] == "gzip"
+    assert len(response.content) > 10_000_000  # unpacked by httpx as by a browser: ~31 MB
+
+
+async def test_a_snapshot_of_this_build_is_served_gzip_encoded_for_a_year(tmp_path: Path) -> None:
+    pyodide = find_pyodide(stamp(fake_pyodide(tmp_path)))
+    assert pyodide is not None and pyodide.snapshot == tmp_path / "pyodide" / SNAPSHOT_FILE
+    assert page_config(pyodide, None)["python"]["snapshot"] == (
+        "vendor/pyodide/1.2.3/interpreter.snapshot"
+    )
+    async with client(pyodide) as http:
+        response = await http.get("/vendor/pyodide/1.2.3/interpreter.snapshot")
+        assert response.status_code == 200
+        assert response.content == b"a fresh interpreter"
+        assert response.headers["content-encoding"] == "gzip"
+        assert response.headers["cache-control"] == IMMUTABLE
+        assert response.headers["content-type"] == "application/octet-stream"
+        for path in (SNAPSHOT_FILE, SNAPSHOT_STAMP):  # only under the snapshot's own name
+            assert (await http.get(f"/vendor/pyodide/1.2.3/{path}")).status_code == 404
+        refused = await http.get(
+            "/vendor/pyodide/1.2.3/interpreter.snapshot", headers={"Accept-Encoding": "identity"}
+        )
+    assert refused.status_code == 406
+    assert "send Accept-Encoding: gzip" in refused.json()["detail"]
+
+
+@pytest.mark.parametrize("made_with", ["another build", "none"])
+async def test_without_a_snapshot_of_this_build_tabs_start_afresh_and_the_log_says_how_to_fix_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, made_with: str
+) -> None:
+    root = fake_pyodide(tmp_path)
+    if made_with == "another build":
+        stamp(root, wasm_sha256="0" * 64)
+    with caplog.at_level(logging.INFO, logger="browsergrid.server"):
+        pyodide = find_pyodide(root)
+    assert pyodide is not None and pyodide.snapshot is None
+    assert page_config(pyodide, None)["python"]["snapshot"] is None
+    [record] = [r for r in caplog.records if r.__dict__["event"] == "pyodide_snapshot_missing"]
+    assert "tabs will start Python afresh" in record.getMessage()
+    assert "run 'npm ci' in the browsergrid repository" in record.getMessage()
+    async with client(pyodide) as http:
+        assert (await http.get("/vendor/pyodide/1.2.3/interpreter.snapshot")).status_code == 404
 
 
 async def test_each_pyodide_file_has_its_type_and_a_year_of_cache(tmp_path: Path) -> None:
@@ -143,7 +210,11 @@ async def test_page_config_says_what_there_is(tmp_path: Path) -> None:
         "message": None,
     }
     assert page_config(pyodide, tmp_path / "my_ops.js", name="Aula 3", message="¡Gracias!") == {
-        "python": {"pyodide": "vendor/pyodide/314.0.7/", "runner": "py/python_function.py"},
+        "python": {
+            "pyodide": "vendor/pyodide/314.0.7/",
+            "runner": "py/python_function.py",
+            "snapshot": None,
+        },
         "ops_module": "ops-module.js",
         "name": "Aula 3",
         "message": "¡Gracias!",

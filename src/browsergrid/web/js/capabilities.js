@@ -13,7 +13,13 @@ export function setupFrom(config, configUrl) {
   const python = config?.python;
   const usable = typeof python?.pyodide === 'string' && typeof python?.runner === 'string';
   return {
-    python: usable ? { pyodide: at(python.pyodide), runner: at(python.runner) } : null,
+    python: usable
+      ? {
+          pyodide: at(python.pyodide),
+          runner: at(python.runner),
+          snapshot: typeof python.snapshot === 'string' ? at(python.snapshot) : null,
+        }
+      : null,
     opsModule: typeof config?.ops_module === 'string' ? at(config.ops_module) : null,
   };
 }

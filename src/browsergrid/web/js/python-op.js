@@ -1,12 +1,17 @@
 // The python op in a compute Web Worker: Pyodide (served by the coordinator) runs the runner
 // src/browsergrid/ops/_python_function.py, the same file the Python worker imports.
-// Pyodide loads on the first python task and stays loaded for the worker's life. Starting it takes
-// about 2 s, nearly all of it CPython's own start; so the first start in a browser also saves a memory
-// snapshot of the fresh interpreter (Pyodide's `makeMemorySnapshot`, about 30 MB) in the origin's Cache
-// Storage, and later starts in that browser (other tabs, other visits) begin from it: about 0.3 s.
+// Pyodide loads on the first python task and stays loaded for the worker's life. A fresh start takes
+// 2-3 s, nearly all of it CPython's own start; starting from a memory snapshot of the fresh interpreter
+// (Pyodide's `makeMemorySnapshot`, about 30 MB) takes well under a second. So a start takes, in order:
+// 1. the snapshot this browser saved in the origin's Cache Storage, if any;
+// 2. the coordinator's (`snapshot`, the URL /page-config.json gives: made by `npm ci` with this very
+//    build, gzip-encoded, about 6 MB), then kept in Cache Storage, in the background, for 1 next time;
+// 3. a fresh start, which also saves a snapshot in Cache Storage for the next start in this browser.
 // A snapshot belongs to one Pyodide build (its key is under that build's URL); one that fails to load is
-// deleted and Pyodide starts afresh. Where Cache Storage is missing (a page over plain http:// from
-// another machine is no secure context), every start is a fresh one.
+// dropped and the next way is tried. Where Cache Storage is missing (a page over plain http:// from
+// another machine is no secure context), 1 and the saving in 3 are skipped.
+// Every interpreter started from one snapshot holds the same state, `random`'s generator included: each
+// start reseeds it from the browser's entropy, or every tab would draw the same "random" numbers.
 
 // A task whose function failed: its message is the Python traceback, sent as the task error as is.
 export class PythonError extends Error {
@@ -38,18 +43,23 @@ export function cacheSnapshots(storage = globalThis.caches) {
   };
 }
 
-// `pyodide`: the URL of Pyodide's directory (trailing slash); `runner`: the URL of the runner's source.
-// `importModule`, `fetchText` and `snapshots` are the browser's, replaced in tests; `told(line)` hears
-// how Pyodide started, for the page's log.
+async function fetched(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`GET ${url}: HTTP ${response.status}`);
+  return response;
+}
+
+// `pyodide`: the URL of Pyodide's directory (trailing slash); `runner`: the URL of the runner's source;
+// `snapshot`: the URL of the coordinator's snapshot, or null when it has none.
+// `importModule`, `fetchText`, `fetchBytes` and `snapshots` are the browser's, replaced in tests;
+// `told(line)` hears how Pyodide started, for the page's log.
 export function createPythonOp({
   pyodide,
   runner,
+  snapshot: served = null,
   importModule = (url) => import(url),
-  fetchText = async (url) => {
-    const response = await fetch(url);
-    if (!response.ok) throw new Error(`GET ${url}: HTTP ${response.status}`);
-    return response.text();
-  },
+  fetchText = async (url) => (await fetched(url)).text(),
+  fetchBytes = async (url) => new Uint8Array(await (await fetched(url)).arrayBuffer()),
   snapshots = cacheSnapshots(),
   told = () => {},
 }) {
@@ -64,19 +74,48 @@ export function createPythonOp({
     }
   }
 
+  // Pyodide started from `bytes` (a snapshot), or null when it would not load from them.
+  async function resumed(loadPyodide, bytes, whose, started) {
+    try {
+      const python = await loadPyodide({ indexURL: pyodide, _loadSnapshot: bytes });
+      told(
+        `Python started in ${Math.round(performance.now() - started)} ms from ${whose} snapshot`,
+      );
+      return python;
+    } catch (err) {
+      told(`Python's start from ${whose} snapshot failed (${err?.message ?? err}): trying on`);
+      return null;
+    }
+  }
+
+  // A copy of the coordinator's snapshot in Cache Storage, saved in the background.
+  function keep(bytes) {
+    const began = performance.now();
+    snapshots
+      ?.put(key, bytes)
+      .then(() =>
+        told(`Kept the snapshot for the next start in ${Math.round(performance.now() - began)} ms`),
+      )
+      .catch(() => {}); // storage refused: the next start downloads it again (the HTTP cache keeps it)
+  }
+
   async function start(loadPyodide) {
     const started = performance.now();
-    const snapshot = await saved();
-    if (snapshot !== null) {
-      try {
-        const python = await loadPyodide({ indexURL: pyodide, _loadSnapshot: snapshot });
-        told(
-          `Python started in ${Math.round(performance.now() - started)} ms from this browser's snapshot`,
-        );
+    const own = await saved();
+    if (own !== null) {
+      const python = await resumed(loadPyodide, own, "this browser's", started);
+      if (python !== null) return python;
+      await snapshots.delete(key).catch(() => {});
+    }
+    if (served !== null) {
+      const bytes = await fetchBytes(served).catch((err) => {
+        told(`The coordinator's snapshot could not be fetched (${err?.message ?? err})`);
+        return null;
+      });
+      const python = bytes && (await resumed(loadPyodide, bytes, "the coordinator's", started));
+      if (python) {
+        keep(bytes); // while the first task runs: the next start needs neither download nor unpacking
         return python;
-      } catch (err) {
-        told(`Python's snapshot could not be used (${err?.message ?? err}): starting afresh`);
-        await snapshots.delete(key).catch(() => {});
       }
     }
     if (snapshots === null) return loadPyodide({ indexURL: pyodide });
@@ -101,6 +140,7 @@ export function createPythonOp({
       fetchText(runner),
     ]);
     const python = await start(loadPyodide);
+    python.runPython('import random\nrandom.seed()'); // a snapshot's generator state is every tab's
     const namespace = python.globals.get('dict')();
     python.runPython(source, { globals: namespace });
     return namespace.get('run_json');
