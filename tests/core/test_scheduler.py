@@ -637,6 +637,44 @@ def test_with_a_work_buffer_prefetch_shrinks_when_tasks_get_slow() -> None:
     assert (worker.prefetch, worker.credit, len(worker.in_flight)) == (1, 0, 4)
 
 
+def test_a_worker_fast_on_one_job_holds_one_task_per_slot_of_the_next_until_it_timed_one() -> None:
+    """A tab that asked for 16 waiting tasks, measured on 1 ms tasks, met a job of 5 s tasks:
+    it took 17 of them at once, 80 s of work that no other worker could then take."""
+    s = plain(buffer_s=0.1)
+    s.handle(join(1))
+    s.handle(hello(1, {RM}, 1, prefetch=16))
+    s.handle(submit(*[RM] * 2))  # job 1, tasks 1-2
+    for task_id in (1, 2):
+        s.handle(result(1, task_id, duration_ms=1.0))
+    worker = s.workers[1]
+    assert (worker.prefetch, worker.in_flight) == (16, set())  # 0.1 s is 100 such tasks
+    s.handle(submit(*[RM] * 30))  # job 2, tasks 3-32: one runs, one waits
+    assert worker.in_flight == {3, 4}
+    s.handle(result(1, 3, duration_ms=5000.0))  # 5 s each: still one waiting, no more
+    assert worker.in_flight == {4, 5}
+    s.handle(join(2))
+    s.handle(hello(2, {RM}, 1, prefetch=16))
+    assert s.workers[2].in_flight == {6, 7}  # the rest is there for the others
+    s.handle(submit(*[RM] * 40))  # job 3, tasks 33-72: a new job, one per slot again
+    s.handle(result(1, 4, duration_ms=5000.0))
+    s.handle(result(1, 5, duration_ms=5000.0))
+    assert worker.in_flight == {8, 33}  # the jobs in turn
+
+
+def test_a_worker_keeps_its_speed_on_its_last_eight_jobs() -> None:
+    s = plain(buffer_s=0.1)
+    s.handle(join(1))
+    s.handle(hello(1, {RM}, 1, prefetch=4))
+    for job_id in range(1, 11):
+        s.handle(submit(RM))  # job and task job_id
+        s.handle(result(1, job_id, duration_ms=float(job_id)))
+    assert s.workers[1].job_ms == {job_id: float(job_id) for job_id in range(3, 11)}
+    s.handle(submit(RM, job_id=4))  # task 11, timed again: kept as the most recent
+    s.handle(result(1, 11, duration_ms=9.0))
+    assert list(s.workers[1].job_ms)[-1] == 4
+    assert s.workers[1].job_ms[4] == pytest.approx(4.0 + 0.2 * (9.0 - 4.0))
+
+
 def test_a_work_buffer_leaves_workers_without_prefetch_alone() -> None:
     s = Scheduler(buffer_s=1.0)
     s.handle(join(1))  # anonymous, welcome task 1

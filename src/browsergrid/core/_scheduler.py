@@ -64,6 +64,7 @@ LossKind = Literal["disconnected", "error", "expired"]
 EXERCISE_OPS: Final = frozenset({"repeat_multiply"})
 """What a worker that never says hello can run (the exercise's page), one task at a time."""
 
+_JOB_MEANS_KEPT: Final = 8  # per worker: a job left out of its last 8 starts at one per slot
 _EWMA: Final = 0.2  # weight of the newest duration in an op's running mean
 _MAX_IGNORED: Final = 4096  # late reports remembered per worker, to drop them quietly
 _MAX_SKIPS: Final = 64  # queued tasks a worker failed, looked past per dispatch
@@ -109,7 +110,9 @@ class Scheduler:
     - Workers get at most ``concurrency + prefetch`` tasks at once, only of ops they run.
       With ``buffer_s``, a worker's prefetch is trimmed to about that many seconds of work
       at its measured speed (many tiny tasks in flight, few long ones), never above what it
-      asked for.
+      asked for; and of each job it holds, beyond what runs, about that many seconds at its
+      own speed on that job (one per slot until it has timed one of the job's tasks), so a
+      worker fast on one job never takes a long queue of another's slow tasks at once.
     - Jobs with queued tasks share workers round robin; a higher ``priority`` goes first.
     - A lease ends with a result, or is lost (disconnect, deadline, error report); a lost
       task is queued again, avoiding the worker it failed on, and goes next to a reliable
@@ -635,17 +638,24 @@ class Scheduler:
             yield self._take_back(task, self.workers[other_id], "another copy finished first", ev)
         self._finish(task, TaskState.DONE)
         welcome = task.pinned_to is not None
-        self._count_work(worker, ev.duration_ms, welcome=welcome)
+        self._count_work(worker, task.job_id, ev.duration_ms, welcome=welcome)
         yield _done(task, ev.worker_id, ev.result, ev.duration_ms, ev.stimulus_id)
 
-    def _count_work(self, worker: Worker, duration_ms: float, *, welcome: bool) -> None:
+    def _count_work(
+        self, worker: Worker, job_id: int | None, duration_ms: float, *, welcome: bool
+    ) -> None:
         self._changed_worker(worker.worker_id)
         worker.tasks_done += 1
-        if welcome:
+        if welcome or job_id is None:  # a welcome task has no job
             worker.speed_ms = duration_ms
         else:
             mean = worker.mean_ms
             worker.mean_ms = duration_ms if mean is None else mean + _EWMA * (duration_ms - mean)
+            on_job = worker.job_ms.pop(job_id, None)  # put back last: the most recent kept
+            on_job = duration_ms if on_job is None else on_job + _EWMA * (duration_ms - on_job)
+            worker.job_ms[job_id] = on_job
+            if len(worker.job_ms) > _JOB_MEANS_KEPT:
+                del worker.job_ms[next(iter(worker.job_ms))]
             self._fit_prefetch(worker)
 
     # --- replicated tasks ----------------------------------------------------------------
@@ -659,7 +669,7 @@ class Scheduler:
     def _replica(self, task: Task, worker: Worker, ev: ResultReported) -> Iterator[Command]:
         """A replicated task's result came in: accept it with its quorum, ask for more
         replicas, or fail the task when the replicas it may have are used up."""
-        self._count_work(worker, ev.duration_ms, welcome=False)
+        self._count_work(worker, task.job_id, ev.duration_ms, welcome=False)
         if task.needed < task.quorum and not self.standing(worker.key).trusted:
             task.needed = task.quorum  # trusted when leased, caught lying since: check it
         task.replicas.append(
@@ -1201,12 +1211,25 @@ class Scheduler:
             for _ in range(len(ring)):
                 job = self.jobs[ring[0]]
                 ring.rotate(-1)
+                if not self._may_hold(job, worker):
+                    continue
                 task = self._take(job, worker)
                 if task is not None:
                     if not job.queued():
                         self._unring(job)
                     return task
         return None
+
+    def _may_hold(self, job: Job, worker: Worker) -> bool:
+        """With ``buffer_s``: whether ``worker`` may take one more task of ``job``. Beyond
+        its slots it holds about ``buffer_s`` of waiting work at the speed it showed on this
+        job, at least one task per slot: one per slot until it has timed one."""
+        waiting = len(worker.in_flight) + 1 - worker.concurrency  # counting this one
+        if self.buffer_s is None or waiting <= 0:
+            return True
+        mean_ms = worker.job_ms.get(job.job_id)
+        per_slot = 1 if mean_ms is None else int(self.buffer_s * 1000 / max(mean_ms, 0.001))
+        return waiting <= max(1, per_slot) * worker.concurrency
 
     def _unring(self, job: Job) -> None:
         """Take a job with nothing queued out of the round robin."""
