@@ -661,6 +661,29 @@ def test_a_worker_fast_on_one_job_holds_one_task_per_slot_of_the_next_until_it_t
     assert worker.in_flight == {8, 33}  # the jobs in turn
 
 
+def test_a_job_the_worker_has_not_timed_gets_its_turn_then_waits_for_its_speed() -> None:
+    s = plain(buffer_s=0.1)
+    s.handle(join(1))
+    s.handle(hello(1, {RM}, 1, prefetch=16))
+    s.handle(submit(*[RM] * 200))  # job 1: tasks 1-200
+    s.handle(result(1, 1, duration_ms=1.0))  # then 1 ms each: it holds 1 + 16
+    worker = s.workers[1]
+    assert (len(worker.in_flight), worker.credit) == (17, 0)
+    urgent = JobOptions(priority=10)
+    s.handle(submit(*[RM] * 5, options=urgent))  # job 2: tasks 201-205
+    assert s.handle(result(1, 2, duration_ms=1.0, sid="next")) == [
+        done(1, 2, "next", index=1, duration_ms=1.0),
+        send(1, 201, "next"),  # first, whatever job 1 holds: a higher priority
+    ]
+    # a task of a job it has not timed may be long: nothing more until it reports one
+    assert (worker.prefetch, worker.credit) == (1, 0)
+    for task_id in range(3, 18):
+        s.handle(result(1, task_id, duration_ms=1.0))
+    assert worker.credit == 0 and 201 in worker.in_flight
+    s.handle(result(1, 201, duration_ms=2.0))  # job 2 timed: fast too
+    assert worker.prefetch == 16
+
+
 def test_a_worker_keeps_its_speed_on_its_last_eight_jobs() -> None:
     s = plain(buffer_s=0.1)
     s.handle(join(1))
@@ -1955,6 +1978,7 @@ def test_a_lower_share_slows_the_expected_speed_and_a_bad_one_is_refused() -> No
     assert s.workers[1].mean_ms == 10.0
     s.handle(capacity(1, 1, share=0.25))
     assert s.workers[1].mean_ms == 40.0
+    assert s.workers[1].job_ms == {1: 40.0}  # and on each job
     assert s.workers[1].prefetch == 25  # about 1 s of work at its new speed
     with pytest.raises(ValueError, match="share"):
         s.handle(capacity(1, 1, share=0.0))

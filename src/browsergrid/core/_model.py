@@ -155,6 +155,7 @@ class Worker:
     prefetch_cap: int = 0  # what it asked for in hello
     mean_ms: float | None = None  # running mean of the compute time it reports
     job_ms: dict[int, float] = field(default_factory=dict)  # the same per job, its last few
+    job_held: dict[int, int] = field(default_factory=dict)  # job id -> its tasks in in_flight
     share: float = 1.0  # of a core each of its tasks gets (a volunteer's CPU share)
     joined_at: float
     state: WorkerState = WorkerState.ANONYMOUS

@@ -110,9 +110,9 @@ class Scheduler:
     - Workers get at most ``concurrency + prefetch`` tasks at once, only of ops they run.
       With ``buffer_s``, a worker's prefetch is trimmed to about that many seconds of work
       at its measured speed (many tiny tasks in flight, few long ones), never above what it
-      asked for; and of each job it holds, beyond what runs, about that many seconds at its
-      own speed on that job (one per slot until it has timed one of the job's tasks), so a
-      worker fast on one job never takes a long queue of another's slow tasks at once.
+      asked for. That speed is the one it showed on the slowest job it holds tasks of (one
+      task per slot while it holds one it has not timed yet), so a worker fast on one job
+      never takes a long row of another job's slow tasks at once.
     - Jobs with queued tasks share workers round robin; a higher ``priority`` goes first.
     - A lease ends with a result, or is lost (disconnect, deadline, error report); a lost
       task is queued again, avoiding the worker it failed on, and goes next to a reliable
@@ -529,6 +529,8 @@ class Scheduler:
             raise ValueError(f"share must be in (0, 1], not {ev.share}")
         if worker.mean_ms is not None:  # its tasks take longer (or shorter) from now on
             worker.mean_ms = min(worker.mean_ms * worker.share / ev.share, MAX_DURATION_MS)
+        for job_id, on_job in worker.job_ms.items():
+            worker.job_ms[job_id] = min(on_job * worker.share / ev.share, MAX_DURATION_MS)
         worker.share = ev.share
         worker.concurrency = ev.concurrency
         if ev.prefetch is not None:
@@ -937,7 +939,9 @@ class Scheduler:
         if len(self._deadlines) > 2 * self._leases + _STALE_DEADLINES:
             self._drop_stale_deadlines()
         worker.in_flight.add(task.task_id)
-        self._credit_changed(worker)
+        if task.job_id is not None:
+            worker.job_held[task.job_id] = worker.job_held.get(task.job_id, 0) + 1
+        self._fit_prefetch(worker)
         if task.replicated and not task.vouch:
             task.vouch = worker.standing.vouched or self._vouched_can_take(task)
         if task.replicated and not speculative:
@@ -963,7 +967,11 @@ class Scheduler:
         lease = task.leases.pop(worker.worker_id)
         self._leases -= 1
         worker.in_flight.discard(task.task_id)
-        self._credit_changed(worker)
+        if task.job_id is not None:
+            left = worker.job_held.pop(task.job_id) - 1
+            if left:
+                worker.job_held[task.job_id] = left
+        self._fit_prefetch(worker)
         return lease
 
     def _drop_stale_deadlines(self) -> None:
@@ -1165,15 +1173,31 @@ class Scheduler:
     # --- choosing work -----------------------------------------------------------------
 
     def _fit_prefetch(self, worker: Worker) -> None:
-        """With ``buffer_s``: hold about that much work beyond what runs (1 until measured)."""
-        if self.buffer_s is None or worker.prefetch_cap == 0:
-            return
-        if worker.mean_ms is None:
-            wanted = 1
-        else:
-            wanted = max(1, int(self.buffer_s * 1000 / max(worker.mean_ms, 0.001)))
-        worker.prefetch = min(worker.prefetch_cap, wanted * worker.concurrency)
+        """With ``buffer_s``: hold about that much work beyond what runs, at the speed of
+        ``_expected_ms`` (1 per slot until there is one); then its credit changed."""
+        if self.buffer_s is not None and worker.prefetch_cap > 0:
+            expected = self._expected_ms(worker)
+            if expected is None:
+                wanted = 1
+            else:
+                wanted = max(1, int(self.buffer_s * 1000 / max(expected, 0.001)))
+            worker.prefetch = min(worker.prefetch_cap, wanted * worker.concurrency)
         self._credit_changed(worker)
+
+    @staticmethod
+    def _expected_ms(worker: Worker) -> float | None:
+        """What a task ``worker`` holds is expected to take: what it took on the slowest job
+        it holds tasks of, None while it holds one it has not timed; holding none, its mean
+        over all its tasks (None before its first)."""
+        if not worker.job_held:
+            return worker.mean_ms
+        slowest = 0.0
+        for job_id in worker.job_held:
+            on_job = worker.job_ms.get(job_id)
+            if on_job is None:
+                return None
+            slowest = max(slowest, on_job)
+        return slowest
 
     def _credit_changed(self, worker: Worker) -> None:
         """After a change of its state, tasks in flight, concurrency, prefetch or quarantine."""
@@ -1211,25 +1235,12 @@ class Scheduler:
             for _ in range(len(ring)):
                 job = self.jobs[ring[0]]
                 ring.rotate(-1)
-                if not self._may_hold(job, worker):
-                    continue
                 task = self._take(job, worker)
                 if task is not None:
                     if not job.queued():
                         self._unring(job)
                     return task
         return None
-
-    def _may_hold(self, job: Job, worker: Worker) -> bool:
-        """With ``buffer_s``: whether ``worker`` may take one more task of ``job``. Beyond
-        its slots it holds about ``buffer_s`` of waiting work at the speed it showed on this
-        job, at least one task per slot: one per slot until it has timed one."""
-        waiting = len(worker.in_flight) + 1 - worker.concurrency  # counting this one
-        if self.buffer_s is None or waiting <= 0:
-            return True
-        mean_ms = worker.job_ms.get(job.job_id)
-        per_slot = 1 if mean_ms is None else int(self.buffer_s * 1000 / max(mean_ms, 0.001))
-        return waiting <= max(1, per_slot) * worker.concurrency
 
     def _unring(self, job: Job) -> None:
         """Take a job with nothing queued out of the round robin."""
