@@ -3,18 +3,31 @@
 // interpreter.snapshot.json, which names the Pyodide build it belongs to (the SHA-256 of its
 // pyodide.asm.wasm: the coordinator serves the snapshot only with that very build).
 //
-// A tab then starts Python from it in well under a second on its first visit, instead of 2-3 s of
-// CPython's own start (bench/README.md). Pyodide's maintainers made snapshots to be made once and
-// handed out; one made here, in Node.js, loads in any browser with the same build of Pyodide.
+// A tab then starts Python from it in about a second on its first visit, instead of 2-3 s of
+// CPython's own start (bench/README.md). `_makeSnapshot` and `_loadSnapshot` are Pyodide's private
+// options: a snapshot belongs to one build, and one made here, in Node.js, loads in Chromium with the
+// same build (tests/e2e/test_browser_python.py); a browser that cannot load it starts Python afresh.
+// The stamp also holds the SHA-256 of the unpacked snapshot, which the page checks a kept copy against.
 //
 // `npm ci` runs this (package.json's postinstall), after installing Pyodide: about 4 s of CPU.
 // It never fails the install: without a snapshot, tabs start Python afresh as before.
 import { createHash } from 'node:crypto';
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 
 const directory = new URL('../node_modules/pyodide/', import.meta.url);
 const at = (name) => new URL(name, directory);
+const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
+
+function put(name, content) {
+  const part = at(`${name}.part`);
+  try {
+    writeFileSync(part, content);
+    renameSync(part, at(name));
+  } finally {
+    rmSync(part, { force: true });
+  }
+}
 
 try {
   const wasm = readFileSync(at('pyodide.asm.wasm'));
@@ -24,17 +37,19 @@ try {
   process.argv[1] = './this.program';
   const { loadPyodide } = await import(at('pyodide.mjs').href);
   const python = await loadPyodide({ _makeSnapshot: true, stdout: () => {}, stderr: () => {} });
-  const packed = gzipSync(python.makeMemorySnapshot());
+  const snapshot = python.makeMemorySnapshot();
   const stamp = {
     pyodide: version,
-    wasm_sha256: createHash('sha256').update(wasm).digest('hex'),
+    wasm_sha256: sha256(wasm),
+    snapshot_sha256: sha256(snapshot),
     made_by: `Node.js ${process.version}`,
   };
-  // written aside then renamed: a coordinator starting meanwhile sees the old pair or the new one
-  writeFileSync(at('interpreter.snapshot.gz.part'), packed);
-  renameSync(at('interpreter.snapshot.gz.part'), at('interpreter.snapshot.gz'));
-  writeFileSync(at('interpreter.snapshot.json'), `${JSON.stringify(stamp, null, 2)}\n`);
-  const size = (packed.length / 1e6).toFixed(1);
+  // each written aside then renamed: a coordinator starting meanwhile reads whole files (a snapshot
+  // and a stamp of two runs still agree: one build, and the page checks the digest it is given)
+  put('interpreter.snapshot.gz', gzipSync(snapshot));
+  put('interpreter.snapshot.json', `${JSON.stringify(stamp, null, 2)}\n`);
+  const packed = statSync(at('interpreter.snapshot.gz'));
+  const size = (packed.size / 1e6).toFixed(1);
   console.log(`browsergrid: made Pyodide ${version}'s interpreter snapshot for tabs (${size} MB)`);
 } catch (err) {
   console.warn(

@@ -285,3 +285,61 @@ test("a coordinator's snapshot that cannot be fetched or loaded: Python starts a
     assert.match(lines[1], /saved a snapshot for the next start/);
   }
 });
+
+// A digest that names bytes by their first value: [7, 7] is the coordinator's.
+const COORDINATORS = 'c'.repeat(64);
+const digest = async (bytes) => (bytes[0] === 7 ? COORDINATORS : 'f'.repeat(64));
+
+test("a kept copy of the coordinator's snapshot is used while its digest matches", async () => {
+  const snapshots = mapSnapshots();
+  snapshots.kept.set(SNAPSHOT_KEY, new Uint8Array([7, 7]));
+  const { calls, importModule, fetchText } = fakes(() => '{"result": 9}');
+  const { asked, fetchBytes } = serving(new Uint8Array([7, 7]));
+  const lines = [];
+  const python = createPythonOp({
+    ...{ pyodide: PYODIDE, runner: RUNNER, snapshot: SERVED, snapshotSha256: COORDINATORS },
+    ...{ importModule, fetchText, fetchBytes, digest, snapshots, told: (line) => lines.push(line) },
+  });
+  assert.equal(await python({}), 9);
+  assert.deepEqual(asked, []);
+  assert.deepEqual(calls.loads, [{ indexURL: PYODIDE, _loadSnapshot: new Uint8Array([7, 7]) }]);
+  assert.match(lines[0], /from this browser's snapshot$/);
+});
+
+test("a snapshot in Cache Storage that is not the coordinator's is dropped for the coordinator's", async () => {
+  const snapshots = mapSnapshots();
+  snapshots.kept.set(SNAPSHOT_KEY, new Uint8Array([1, 2, 3])); // a tampered one, or an old one
+  const { calls, importModule, fetchText } = fakes(() => '{"result": 10}');
+  const { asked, fetchBytes } = serving(new Uint8Array([7, 7]));
+  const lines = [];
+  const python = createPythonOp({
+    ...{ pyodide: PYODIDE, runner: RUNNER, snapshot: SERVED, snapshotSha256: COORDINATORS },
+    ...{ importModule, fetchText, fetchBytes, digest, snapshots, told: (line) => lines.push(line) },
+  });
+  assert.equal(await python({}), 10);
+  assert.deepEqual(asked, [SERVED]);
+  assert.deepEqual(calls.loads, [{ indexURL: PYODIDE, _loadSnapshot: new Uint8Array([7, 7]) }]);
+  assert.equal(
+    lines[0],
+    "This browser's snapshot is not the coordinator's: starting from the coordinator's",
+  );
+  assert.match(lines[1], /from the coordinator's snapshot$/);
+  assert.deepEqual(snapshots.kept.get(SNAPSHOT_KEY), new Uint8Array([7, 7])); // kept anew
+});
+
+test("a browser's own snapshot that fails to load is dropped, and the coordinator's is used and kept", async () => {
+  const snapshots = mapSnapshots();
+  snapshots.kept.set(SNAPSHOT_KEY, new Uint8Array([9])); // damaged: loadPyodide throws
+  const { calls, importModule, fetchText } = fakes(() => '{"result": 11}');
+  const { fetchBytes } = serving(new Uint8Array([7, 7]));
+  const python = createPythonOp({
+    ...{ pyodide: PYODIDE, runner: RUNNER, snapshot: SERVED, importModule, fetchText },
+    ...{ fetchBytes, snapshots },
+  });
+  assert.equal(await python({}), 11);
+  assert.deepEqual(
+    calls.loads.map((options) => options._loadSnapshot),
+    [new Uint8Array([9]), new Uint8Array([7, 7])],
+  );
+  assert.deepEqual(snapshots.kept.get(SNAPSHOT_KEY), new Uint8Array([7, 7]));
+});

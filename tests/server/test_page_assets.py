@@ -71,7 +71,11 @@ def stamp(root: Path, wasm_sha256: str | None = None) -> Path:
     directory = root / "pyodide"
     (directory / SNAPSHOT_FILE).write_bytes(gzip.compress(b"a fresh interpreter"))
     own = hashlib.sha256((directory / "pyodide.asm.wasm").read_bytes()).hexdigest()
-    made_with = {"pyodide": "1.2.3", "wasm_sha256": wasm_sha256 or own}
+    made_with = {
+        "pyodide": "1.2.3",
+        "wasm_sha256": wasm_sha256 or own,
+        "snapshot_sha256": hashlib.sha256(b"a fresh interpreter").hexdigest(),
+    }
     (directory / SNAPSHOT_STAMP).write_text(json.dumps(made_with))
     return root
 
@@ -91,9 +95,12 @@ async def test_the_installed_pyodide_has_the_snapshot_npm_ci_made_of_it() -> Non
 async def test_a_snapshot_of_this_build_is_served_gzip_encoded_for_a_year(tmp_path: Path) -> None:
     pyodide = find_pyodide(stamp(fake_pyodide(tmp_path)))
     assert pyodide is not None and pyodide.snapshot == tmp_path / "pyodide" / SNAPSHOT_FILE
-    assert page_config(pyodide, None)["python"]["snapshot"] == (
-        "vendor/pyodide/1.2.3/interpreter.snapshot"
-    )
+    assert page_config(pyodide, None)["python"] == {
+        "pyodide": "vendor/pyodide/1.2.3/",
+        "runner": "py/python_function.py",
+        "snapshot": "vendor/pyodide/1.2.3/interpreter.snapshot",
+        "snapshot_sha256": hashlib.sha256(b"a fresh interpreter").hexdigest(),
+    }
     async with client(pyodide) as http:
         response = await http.get("/vendor/pyodide/1.2.3/interpreter.snapshot")
         assert response.status_code == 200
@@ -103,26 +110,43 @@ async def test_a_snapshot_of_this_build_is_served_gzip_encoded_for_a_year(tmp_pa
         assert response.headers["content-type"] == "application/octet-stream"
         for path in (SNAPSHOT_FILE, SNAPSHOT_STAMP):  # only under the snapshot's own name
             assert (await http.get(f"/vendor/pyodide/1.2.3/{path}")).status_code == 404
-        refused = await http.get(
-            "/vendor/pyodide/1.2.3/interpreter.snapshot", headers={"Accept-Encoding": "identity"}
-        )
-    assert refused.status_code == 406
-    assert "send Accept-Encoding: gzip" in refused.json()["detail"]
+        for accepted, status in [
+            ("identity", 406),
+            ("gzip;q=0, identity", 406),
+            ("", 406),
+            ("*", 200),
+            ("br, GZIP;q=0.5", 200),
+            ("gzip;q=oops", 406),
+        ]:
+            answer = await http.get(
+                "/vendor/pyodide/1.2.3/interpreter.snapshot", headers={"Accept-Encoding": accepted}
+            )
+            assert answer.status_code == status, accepted
+            if status == 406:
+                assert "send Accept-Encoding: gzip" in answer.json()["detail"]
 
 
-@pytest.mark.parametrize("made_with", ["another build", "none"])
+@pytest.mark.parametrize("made_with", ["another build", "none", "no digest"])
 async def test_without_a_snapshot_of_this_build_tabs_start_afresh_and_the_log_says_how_to_fix_it(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, made_with: str
 ) -> None:
     root = fake_pyodide(tmp_path)
     if made_with == "another build":
         stamp(root, wasm_sha256="0" * 64)
+    elif made_with == "no digest":
+        stamp(root)
+        stamped = json.loads((root / "pyodide" / SNAPSHOT_STAMP).read_text())
+        stamped["snapshot_sha256"] = "not a digest"
+        (root / "pyodide" / SNAPSHOT_STAMP).write_text(json.dumps(stamped))
     with caplog.at_level(logging.INFO, logger="browsergrid.server"):
         pyodide = find_pyodide(root)
     assert pyodide is not None and pyodide.snapshot is None
     assert page_config(pyodide, None)["python"]["snapshot"] is None
     [record] = [r for r in caplog.records if r.__dict__["event"] == "pyodide_snapshot_missing"]
-    assert "tabs will start Python afresh" in record.getMessage()
+    assert "each browser's first Python start will take 2-3 s" in record.getMessage()
+    assert record.__dict__["fields"]["why"] == (
+        "another build's" if made_with == "another build" else "none was made"
+    )
     assert "run 'npm ci' in the browsergrid repository" in record.getMessage()
     async with client(pyodide) as http:
         assert (await http.get("/vendor/pyodide/1.2.3/interpreter.snapshot")).status_code == 404
@@ -214,6 +238,7 @@ async def test_page_config_says_what_there_is(tmp_path: Path) -> None:
             "pyodide": "vendor/pyodide/314.0.7/",
             "runner": "py/python_function.py",
             "snapshot": None,
+            "snapshot_sha256": None,
         },
         "ops_module": "ops-module.js",
         "name": "Aula 3",

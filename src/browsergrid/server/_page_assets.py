@@ -9,7 +9,9 @@
 - ``/ops-module.js``: the file of ``serve --ops-module`` (custom JavaScript ops);
 - ``/page-config.json``: which of these this coordinator has, as URLs relative to itself.
   ``python`` is null without Pyodide's files (the page then does not offer the op); its
-  ``snapshot`` is null without a snapshot of this build (tabs then start Python afresh); and
+  ``snapshot`` is null without a snapshot of this build (tabs then start Python afresh),
+  else its URL, with ``snapshot_sha256`` the SHA-256 of its unpacked bytes (a tab keeps a
+  copy only while it matches); and
   ``ops_module`` null without ``--ops-module``; and what the page says of its coordinator:
   ``name`` (``serve --name``) and ``message`` (``--message``, null without it), which the
   page shows as text.
@@ -48,7 +50,9 @@ SNAPSHOT = "interpreter.snapshot"
 SNAPSHOT_FILE = "interpreter.snapshot.gz"
 SNAPSHOT_STAMP = "interpreter.snapshot.json"
 """The snapshot's URL (under Pyodide's), its file (gzip) and what names its build: the
-SHA-256 of the ``pyodide.asm.wasm`` it was made with (``scripts/pyodide-snapshot.mjs``)."""
+SHA-256 of the ``pyodide.asm.wasm`` it was made with and of the snapshot itself, unpacked
+(``scripts/pyodide-snapshot.mjs``)."""
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 RUNNER = Path(__file__).resolve().parent.parent / "ops" / "_python_function.py"
 RUNNER_PATH = "py/python_function.py"
 OPS_MODULE_PATH = "ops-module.js"
@@ -66,6 +70,7 @@ class Pyodide:
     directory: Path
     version: str
     snapshot: Path | None = None  # the gzip file of a snapshot made with this build, if any
+    snapshot_sha256: str | None = None  # the SHA-256 of that snapshot, unpacked
 
     @property
     def path(self) -> str:
@@ -83,7 +88,7 @@ def find_pyodide(node_modules: Path | None) -> Pyodide | None:
         missing = _missing(directory)
         version = None if missing else _version(directory)
         if version is not None:
-            return Pyodide(directory, version, _snapshot(directory))
+            return Pyodide(directory, version, *_snapshot(directory))
         where = f"{directory} lacks {missing or 'a version in package.json'}"
     fix = "run 'npm ci' in the browsergrid repository, then restart"
     emit(
@@ -106,31 +111,34 @@ def _missing(directory: Path) -> str:
     return ""
 
 
-def _snapshot(directory: Path) -> Path | None:
-    """The snapshot's file when its stamp names the build in ``directory``; None (and why,
-    in the log: tabs then start Python afresh) when there is none or it is another build's."""
+def _snapshot(directory: Path) -> tuple[Path, str] | tuple[None, None]:
+    """The snapshot's file and digest when its stamp names the build in ``directory``; else
+    (None, None), and why in the log: tabs then start Python afresh."""
     try:
         stamp = json.loads((directory / SNAPSHOT_STAMP).read_text(encoding="utf-8"))
-        made_with = stamp["wasm_sha256"] if isinstance(stamp, dict) else None
+        made_with, digest = stamp["wasm_sha256"], stamp["snapshot_sha256"]
         with (directory / "pyodide.asm.wasm").open("rb") as wasm:
             this_build = hashlib.file_digest(wasm, "sha256").hexdigest()
-    except (OSError, ValueError, KeyError):
-        made_with = this_build = None
-    if made_with is not None and made_with == this_build and (directory / SNAPSHOT_FILE).is_file():
-        return directory / SNAPSHOT_FILE
-    why = "another build's" if made_with is not None else "none was made"
+    except (OSError, ValueError, KeyError, TypeError):
+        made_with = digest = this_build = None
+    file = directory / SNAPSHOT_FILE
+    ours = made_with is not None and made_with == this_build
+    if ours and isinstance(digest, str) and _SHA256.fullmatch(digest) and file.is_file():
+        return file, digest
+    why = "another build's" if made_with is not None and not ours else "none was made"
     fix = (
-        "run 'npm ci' in the browsergrid repository (it makes one), then restart (a wheel has none)"
+        "run 'npm ci' in the browsergrid repository (it makes one), then restart;"
+        " an installed wheel carries none"
     )
     emit(
         log,
         "pyodide_snapshot_missing",
-        f"tabs will start Python afresh, in 2-3 s each: no interpreter snapshot of this Pyodide"
-        f" build ({why}); {fix}",
+        "each browser's first Python start will take 2-3 s: no interpreter snapshot of this"
+        f" Pyodide build ({why}); {fix}",
         why=why,
         fix=fix,
     )
-    return None
+    return None, None
 
 
 def _version(directory: Path) -> str | None:
@@ -153,7 +161,12 @@ def page_config(
     python = None
     if pyodide is not None:
         snapshot = pyodide.path + SNAPSHOT if pyodide.snapshot else None
-        python = {"pyodide": pyodide.path, "runner": RUNNER_PATH, "snapshot": snapshot}
+        python = {
+            "pyodide": pyodide.path,
+            "runner": RUNNER_PATH,
+            "snapshot": snapshot,
+            "snapshot_sha256": pyodide.snapshot_sha256 if snapshot else None,
+        }
     return {
         "python": python,
         "ops_module": OPS_MODULE_PATH if ops_module else None,
@@ -162,11 +175,27 @@ def page_config(
     }
 
 
+def _takes_gzip(accepted: str) -> bool:
+    """Whether an Accept-Encoding header lets the response be gzip: named, or ``*``, with
+    a weight above 0."""
+    weights: dict[str, float] = {}
+    for part in accepted.split(","):
+        name, _, params = part.partition(";")
+        weight = 1.0
+        key, _, value = params.strip().partition("=")
+        if key.strip().lower() == "q":
+            try:
+                weight = float(value)
+            except ValueError:
+                weight = 0.0
+        weights[name.strip().lower()] = weight
+    return weights.get("gzip", weights.get("*", 0.0)) > 0
+
+
 def snapshot_file(request: Request, path: Path) -> Response:
     """The snapshot, gzip-encoded as stored (the browser unpacks it); a 406 that says so to
     a client that does not take gzip."""
-    accepted = request.headers.get("accept-encoding", "")
-    if "gzip" not in {part.split(";")[0].strip().lower() for part in accepted.split(",")}:
+    if not _takes_gzip(request.headers.get("accept-encoding", "")):
         detail = "the interpreter snapshot is served gzip-encoded only: send Accept-Encoding: gzip"
         return JSONResponse({"detail": detail}, status_code=406)
     if not path.is_file():

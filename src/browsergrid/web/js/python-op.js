@@ -3,7 +3,9 @@
 // Pyodide loads on the first python task and stays loaded for the worker's life. A fresh start takes
 // 2-3 s, nearly all of it CPython's own start; starting from a memory snapshot of the fresh interpreter
 // (Pyodide's `makeMemorySnapshot`, about 30 MB) takes well under a second. So a start takes, in order:
-// 1. the snapshot this browser saved in the origin's Cache Storage, if any;
+// 1. the snapshot this browser saved in the origin's Cache Storage, if any, and only while it is the
+//    coordinator's when the coordinator has one (its SHA-256 is checked): a python task runs with the
+//    page's origin and could store a tampered interpreter there for every later tab to start from;
 // 2. the coordinator's (`snapshot`, the URL /page-config.json gives: made by `npm ci` with this very
 //    build, gzip-encoded, about 6 MB), then kept in Cache Storage, in the background, for 1 next time;
 // 3. a fresh start, which also saves a snapshot in Cache Storage for the next start in this browser.
@@ -43,6 +45,11 @@ export function cacheSnapshots(storage = globalThis.caches) {
   };
 }
 
+async function sha256Hex(bytes) {
+  const hash = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+  return Array.from(hash, (byte) => byte.toString(16).padStart(2, '0')).join('');
+}
+
 async function fetched(url) {
   const response = await fetch(url);
   if (!response.ok) throw new Error(`GET ${url}: HTTP ${response.status}`);
@@ -50,16 +57,19 @@ async function fetched(url) {
 }
 
 // `pyodide`: the URL of Pyodide's directory (trailing slash); `runner`: the URL of the runner's source;
-// `snapshot`: the URL of the coordinator's snapshot, or null when it has none.
-// `importModule`, `fetchText`, `fetchBytes` and `snapshots` are the browser's, replaced in tests;
+// `snapshot`: the URL of the coordinator's snapshot, or null when it has none; `snapshotSha256`: its
+// SHA-256 (hex), unpacked.
+// `importModule`, `fetchText`, `fetchBytes`, `digest` and `snapshots` are the browser's, replaced in tests;
 // `told(line)` hears how Pyodide started, for the page's log.
 export function createPythonOp({
   pyodide,
   runner,
   snapshot: served = null,
+  snapshotSha256 = null,
   importModule = (url) => import(url),
   fetchText = async (url) => (await fetched(url)).text(),
   fetchBytes = async (url) => new Uint8Array(await (await fetched(url)).arrayBuffer()),
+  digest = sha256Hex,
   snapshots = cacheSnapshots(),
   told = () => {},
 }) {
@@ -101,7 +111,12 @@ export function createPythonOp({
 
   async function start(loadPyodide) {
     const started = performance.now();
-    const own = await saved();
+    let own = await saved();
+    if (own !== null && snapshotSha256 !== null && (await digest(own)) !== snapshotSha256) {
+      told("This browser's snapshot is not the coordinator's: starting from the coordinator's");
+      await snapshots.delete(key).catch(() => {});
+      own = null;
+    }
     if (own !== null) {
       const python = await resumed(loadPyodide, own, "this browser's", started);
       if (python !== null) return python;
