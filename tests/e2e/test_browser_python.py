@@ -106,6 +106,8 @@ def test_python_tasks_run_under_pyodide_served_by_the_coordinator(
     assert lines[1] == '  File "<browsergrid:ratio>", line 2, in ratio'
     assert lines[2] == "    return a / b"
     assert lines[-1] == "ZeroDivisionError: division by zero"
+    # Playwright reports a sent frame asynchronously: the client may hear of it first
+    wait_until(page, lambda: bool(watch.frames("error")) and len(watch.frames("result")) >= 3)
     [sent_error] = watch.frames("error")
     assert sent_error["message"] == error.remote_traceback  # as Python wrote it, unprefixed
 
