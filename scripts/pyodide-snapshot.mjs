@@ -7,7 +7,6 @@
 // CPython's own start (bench/README.md). `_makeSnapshot` and `_loadSnapshot` are Pyodide's private
 // options: a snapshot belongs to one build, and one made here, in Node.js, loads in Chromium with the
 // same build (tests/e2e/test_browser_python.py); a browser that cannot load it starts Python afresh.
-// The stamp also holds the SHA-256 of the unpacked snapshot, which the page checks a kept copy against.
 //
 // `npm ci` runs this (package.json's postinstall), after installing Pyodide: about 4 s of CPU.
 // It never fails the install: without a snapshot, tabs start Python afresh as before.
@@ -41,11 +40,10 @@ try {
   const stamp = {
     pyodide: version,
     wasm_sha256: sha256(wasm),
-    snapshot_sha256: sha256(snapshot),
     made_by: `Node.js ${process.version}`,
   };
   // each written aside then renamed: a coordinator starting meanwhile reads whole files (a snapshot
-  // and a stamp of two runs still agree: one build, and the page checks the digest it is given)
+  // and a stamp of two runs still agree: both name one build)
   put('interpreter.snapshot.gz', gzipSync(snapshot));
   put('interpreter.snapshot.json', `${JSON.stringify(stamp, null, 2)}\n`);
   const packed = statSync(at('interpreter.snapshot.gz'));

@@ -376,7 +376,6 @@ const PYTHON_CONFIG = {
     pyodide: 'vendor/pyodide/314.0.7/',
     runner: 'py/python_function.py',
     snapshot: 'vendor/pyodide/314.0.7/interpreter.snapshot',
-    snapshot_sha256: 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa',
   },
   ops_module: null,
 };
@@ -388,7 +387,6 @@ test('with Pyodide served, hello offers python as cold; after a python result, a
       pyodide: 'http://grid.test/vendor/pyodide/314.0.7/',
       runner: 'http://grid.test/py/python_function.py',
       snapshot: 'http://grid.test/vendor/pyodide/314.0.7/interpreter.snapshot',
-      snapshotSha256: 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa',
     },
     opsModule: null,
   };

@@ -9,9 +9,8 @@
 - ``/ops-module.js``: the file of ``serve --ops-module`` (custom JavaScript ops);
 - ``/page-config.json``: which of these this coordinator has, as URLs relative to itself.
   ``python`` is null without Pyodide's files (the page then does not offer the op); its
-  ``snapshot`` is null without a snapshot of this build (tabs then start Python afresh),
-  else its URL, with ``snapshot_sha256`` the SHA-256 of its unpacked bytes (a tab keeps a
-  copy only while it matches); and
+  ``snapshot`` is null without a snapshot of this build (tabs then start Python afresh and
+  each browser saves its own), else its URL; and
   ``ops_module`` null without ``--ops-module``; and what the page says of its coordinator:
   ``name`` (``serve --name``) and ``message`` (``--message``, null without it), which the
   page shows as text.
@@ -50,9 +49,7 @@ SNAPSHOT = "interpreter.snapshot"
 SNAPSHOT_FILE = "interpreter.snapshot.gz"
 SNAPSHOT_STAMP = "interpreter.snapshot.json"
 """The snapshot's URL (under Pyodide's), its file (gzip) and what names its build: the
-SHA-256 of the ``pyodide.asm.wasm`` it was made with and of the snapshot itself, unpacked
-(``scripts/pyodide-snapshot.mjs``)."""
-_SHA256 = re.compile(r"[0-9a-f]{64}")
+SHA-256 of the ``pyodide.asm.wasm`` it was made with (``scripts/pyodide-snapshot.mjs``)."""
 RUNNER = Path(__file__).resolve().parent.parent / "ops" / "_python_function.py"
 RUNNER_PATH = "py/python_function.py"
 OPS_MODULE_PATH = "ops-module.js"
@@ -70,7 +67,6 @@ class Pyodide:
     directory: Path
     version: str
     snapshot: Path | None = None  # the gzip file of a snapshot made with this build, if any
-    snapshot_sha256: str | None = None  # the SHA-256 of that snapshot, unpacked
 
     @property
     def path(self) -> str:
@@ -88,7 +84,7 @@ def find_pyodide(node_modules: Path | None) -> Pyodide | None:
         missing = _missing(directory)
         version = None if missing else _version(directory)
         if version is not None:
-            return Pyodide(directory, version, *_snapshot(directory))
+            return Pyodide(directory, version, _snapshot(directory))
         where = f"{directory} lacks {missing or 'a version in package.json'}"
     fix = "run 'npm ci' in the browsergrid repository, then restart"
     emit(
@@ -111,20 +107,20 @@ def _missing(directory: Path) -> str:
     return ""
 
 
-def _snapshot(directory: Path) -> tuple[Path, str] | tuple[None, None]:
-    """The snapshot's file and digest when its stamp names the build in ``directory``; else
-    (None, None), and why in the log: tabs then start Python afresh."""
+def _snapshot(directory: Path) -> Path | None:
+    """The snapshot's file when its stamp names the build in ``directory``; else None, and
+    why in the log: tabs then start Python afresh."""
     try:
         stamp = json.loads((directory / SNAPSHOT_STAMP).read_text(encoding="utf-8"))
-        made_with, digest = stamp["wasm_sha256"], stamp["snapshot_sha256"]
+        made_with = stamp["wasm_sha256"]
         with (directory / "pyodide.asm.wasm").open("rb") as wasm:
             this_build = hashlib.file_digest(wasm, "sha256").hexdigest()
     except (OSError, ValueError, KeyError, TypeError):
-        made_with = digest = this_build = None
+        made_with = this_build = None
     file = directory / SNAPSHOT_FILE
     ours = made_with is not None and made_with == this_build
-    if ours and isinstance(digest, str) and _SHA256.fullmatch(digest) and file.is_file():
-        return file, digest
+    if ours and file.is_file():
+        return file
     why = "another build's" if made_with is not None and not ours else "none was made"
     fix = (
         "run 'npm ci' in the browsergrid repository (it makes one), then restart;"
@@ -138,7 +134,7 @@ def _snapshot(directory: Path) -> tuple[Path, str] | tuple[None, None]:
         why=why,
         fix=fix,
     )
-    return None, None
+    return None
 
 
 def _version(directory: Path) -> str | None:
@@ -165,7 +161,6 @@ def page_config(
             "pyodide": pyodide.path,
             "runner": RUNNER_PATH,
             "snapshot": snapshot,
-            "snapshot_sha256": pyodide.snapshot_sha256 if snapshot else None,
         }
     return {
         "python": python,

@@ -6,16 +6,6 @@ export const COLD_OPS = [PYTHON]; // ops with a start-up cost (Pyodide loads) un
 const MAX_OPS = 64; // protocol.md: hello.ops holds 1 to 64 names of 1 to 64 characters
 const MAX_OP_NAME = 64;
 
-const SHA256 = /^[0-9a-f]{64}$/;
-
-// The coordinator's snapshot: its URL and digest, both null when it has none (or says it oddly).
-function snapshotOf(python, at) {
-  const given = typeof python.snapshot === 'string' && SHA256.test(python.snapshot_sha256 ?? '');
-  return given
-    ? { snapshot: at(python.snapshot), snapshotSha256: python.snapshot_sha256 }
-    : { snapshot: null, snapshotSha256: null };
-}
-
 // The absolute URLs a compute worker needs, from /page-config.json (`config`, fetched from
 // `configUrl`); null members: the coordinator has no Pyodide, or no --ops-module.
 export function setupFrom(config, configUrl) {
@@ -27,7 +17,7 @@ export function setupFrom(config, configUrl) {
       ? {
           pyodide: at(python.pyodide),
           runner: at(python.runner),
-          ...snapshotOf(python, at),
+          snapshot: typeof python.snapshot === 'string' ? at(python.snapshot) : null,
         }
       : null,
     opsModule: typeof config?.ops_module === 'string' ? at(config.ops_module) : null,

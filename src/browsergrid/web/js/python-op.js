@@ -2,16 +2,17 @@
 // src/browsergrid/ops/_python_function.py, the same file the Python worker imports.
 // Pyodide loads on the first python task and stays loaded for the worker's life. A fresh start takes
 // 2-3 s, nearly all of it CPython's own start; starting from a memory snapshot of the fresh interpreter
-// (Pyodide's `makeMemorySnapshot`, about 30 MB) takes well under a second. So a start takes, in order:
-// 1. the snapshot this browser saved in the origin's Cache Storage, if any, and only while it is the
-//    coordinator's when the coordinator has one (its SHA-256 is checked): a python task runs with the
-//    page's origin and could store a tampered interpreter there for every later tab to start from;
-// 2. the coordinator's (`snapshot`, the URL /page-config.json gives: made by `npm ci` with this very
-//    build, gzip-encoded, about 6 MB), then kept in Cache Storage, in the background, for 1 next time;
-// 3. a fresh start, which also saves a snapshot in Cache Storage for the next start in this browser.
-// A snapshot belongs to one Pyodide build (its key is under that build's URL); one that fails to load is
-// dropped and the next way is tried. Where Cache Storage is missing (a page over plain http:// from
-// another machine is no secure context), 1 and the saving in 3 are skipped.
+// (Pyodide's `makeMemorySnapshot`, about 30 MB) takes well under a second. So a start takes:
+// - where the coordinator serves one (`snapshot`, the URL /page-config.json gives: made by `npm ci` with
+//   this very build, gzip-encoded, about 6 MB), the coordinator's, from the browser's HTTP cache after
+//   the first download. Never a copy in the origin's Cache Storage: a python task runs with the page's
+//   origin and could store a tampered interpreter there for every later start. One that fails to load:
+//   a fresh start;
+// - else the snapshot this browser saved in Cache Storage, if any; else a fresh start, which saves one
+//   there for the next start in this browser.
+// A snapshot belongs to one Pyodide build (its key is under that build's URL); a saved one that fails to
+// load is deleted and Python starts afresh. Where Cache Storage is missing (a page over plain http:// from
+// another machine is no secure context), nothing is saved.
 // Every interpreter started from one snapshot holds the same state, `random`'s generator included: each
 // start reseeds it from the browser's entropy, or every tab would draw the same "random" numbers.
 
@@ -45,11 +46,6 @@ export function cacheSnapshots(storage = globalThis.caches) {
   };
 }
 
-async function sha256Hex(bytes) {
-  const hash = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
-  return Array.from(hash, (byte) => byte.toString(16).padStart(2, '0')).join('');
-}
-
 async function fetched(url) {
   const response = await fetch(url);
   if (!response.ok) throw new Error(`GET ${url}: HTTP ${response.status}`);
@@ -57,19 +53,16 @@ async function fetched(url) {
 }
 
 // `pyodide`: the URL of Pyodide's directory (trailing slash); `runner`: the URL of the runner's source;
-// `snapshot`: the URL of the coordinator's snapshot, or null when it has none; `snapshotSha256`: its
-// SHA-256 (hex), unpacked.
-// `importModule`, `fetchText`, `fetchBytes`, `digest` and `snapshots` are the browser's, replaced in tests;
+// `snapshot`: the URL of the coordinator's snapshot, or null when it has none.
+// `importModule`, `fetchText`, `fetchBytes` and `snapshots` are the browser's, replaced in tests;
 // `told(line)` hears how Pyodide started, for the page's log.
 export function createPythonOp({
   pyodide,
   runner,
   snapshot: served = null,
-  snapshotSha256 = null,
   importModule = (url) => import(url),
   fetchText = async (url) => (await fetched(url)).text(),
   fetchBytes = async (url) => new Uint8Array(await (await fetched(url)).arrayBuffer()),
-  digest = sha256Hex,
   snapshots = cacheSnapshots(),
   told = () => {},
 }) {
@@ -98,40 +91,22 @@ export function createPythonOp({
     }
   }
 
-  // A copy of the coordinator's snapshot in Cache Storage, saved in the background.
-  function keep(bytes) {
-    const began = performance.now();
-    snapshots
-      ?.put(key, bytes)
-      .then(() =>
-        told(`Kept the snapshot for the next start in ${Math.round(performance.now() - began)} ms`),
-      )
-      .catch(() => {}); // storage refused: the next start downloads it again (the HTTP cache keeps it)
-  }
-
   async function start(loadPyodide) {
     const started = performance.now();
-    let own = await saved();
-    if (own !== null && snapshotSha256 !== null && (await digest(own)) !== snapshotSha256) {
-      told("This browser's snapshot is not the coordinator's: starting from the coordinator's");
-      await snapshots.delete(key).catch(() => {});
-      own = null;
-    }
-    if (own !== null) {
-      const python = await resumed(loadPyodide, own, "this browser's", started);
-      if (python !== null) return python;
-      await snapshots.delete(key).catch(() => {});
-    }
     if (served !== null) {
+      snapshots?.delete(key).catch(() => {}); // one an earlier start saved: 30 MB back to the volunteer
       const bytes = await fetchBytes(served).catch((err) => {
         told(`The coordinator's snapshot could not be fetched (${err?.message ?? err})`);
         return null;
       });
       const python = bytes && (await resumed(loadPyodide, bytes, "the coordinator's", started));
-      if (python) {
-        keep(bytes); // while the first task runs: the next start needs neither download nor unpacking
-        return python;
-      }
+      return python || loadPyodide({ indexURL: pyodide }); // afresh: the next start tries it again
+    }
+    const own = await saved();
+    if (own !== null) {
+      const python = await resumed(loadPyodide, own, "this browser's", started);
+      if (python !== null) return python;
+      await snapshots.delete(key).catch(() => {});
     }
     if (snapshots === null) return loadPyodide({ indexURL: pyodide });
     const python = await loadPyodide({ indexURL: pyodide, _makeSnapshot: true });
