@@ -639,16 +639,14 @@ class Scheduler:
         for other_id in list(task.leases):
             yield self._take_back(task, self.workers[other_id], "another copy finished first", ev)
         self._finish(task, TaskState.DONE)
-        welcome = task.pinned_to is not None
-        self._count_work(worker, task.job_id, ev.duration_ms, welcome=welcome)
+        self._count_work(worker, task.job_id, ev.duration_ms)
         yield _done(task, ev.worker_id, ev.result, ev.duration_ms, ev.stimulus_id)
 
-    def _count_work(
-        self, worker: Worker, job_id: int | None, duration_ms: float, *, welcome: bool
-    ) -> None:
+    def _count_work(self, worker: Worker, job_id: int | None, duration_ms: float) -> None:
+        """A result of ``job_id``'s task (None: its welcome task) took ``duration_ms``."""
         self._changed_worker(worker.worker_id)
         worker.tasks_done += 1
-        if welcome or job_id is None:  # a welcome task has no job
+        if job_id is None:  # its welcome task: its first speed sample
             worker.speed_ms = duration_ms
         else:
             mean = worker.mean_ms
@@ -671,7 +669,7 @@ class Scheduler:
     def _replica(self, task: Task, worker: Worker, ev: ResultReported) -> Iterator[Command]:
         """A replicated task's result came in: accept it with its quorum, ask for more
         replicas, or fail the task when the replicas it may have are used up."""
-        self._count_work(worker, task.job_id, ev.duration_ms, welcome=False)
+        self._count_work(worker, task.job_id, ev.duration_ms)
         if task.needed < task.quorum and not self.standing(worker.key).trusted:
             task.needed = task.quorum  # trusted when leased, caught lying since: check it
         task.replicas.append(
