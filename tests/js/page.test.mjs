@@ -220,6 +220,7 @@ test('a tasks frame queues every task; each result goes back in its own result f
     task_id: 1,
     op: 'repeat_multiply',
     args: { initial: 2, factor: 1, times: 3 },
+    blobs: { base: 'http://grid.test', key: null }, // this welcome has no blob_key (an older coordinator)
   });
   assert.equal(status.state, 'working');
   workers[0].answer({ result: 2, duration_ms: 1.5 });
@@ -410,6 +411,7 @@ test('with Pyodide served, hello offers python as cold; after a python result, a
     task_id: 1,
     op: 'python',
     args: { function: { name: 'f' }, args: [1], kwargs: {} },
+    blobs: { base: 'http://grid.test', key: null },
   });
   workers[0].answer({ error: 'Traceback (most recent call last):\nValueError: no' });
   assert.deepEqual(results(ws), [
@@ -477,6 +479,27 @@ test('an ops module that fails to load is logged, and the page offers the other 
   });
   assert.equal(ws.sent[0].ops.at(-1), 'python');
   assert.ok(page.logs.includes(setupAnswer.error));
+});
+
+test("each task tells its compute worker where its blobs come from: its connection's coordinator and key", async () => {
+  const { ws, workers } = await openPage(1, '&token=T');
+  ws.receive(task('welcome-1')); // before welcome: no key yet
+  assert.deepEqual(workers[0].posted[0].blobs, { base: 'http://grid.test', key: null });
+  ws.receive({ ...WELCOME, blob_key: 'key-1' });
+  ws.receive(task(2));
+  workers[0].answer({ result: 2, duration_ms: 1 });
+  assert.deepEqual(workers[0].posted[1].blobs, { base: 'http://grid.test', key: 'key-1' });
+  const next = reconnectNow(ws);
+  next.receive({ ...WELCOME, blob_key: 'key-2' }); // a new connection, a new key
+  next.receive(task(3));
+  workers[0].answer({ result: 2, duration_ms: 1 });
+  assert.deepEqual(workers[0].posted.at(-1), {
+    task_id: 3,
+    op: 'repeat_multiply',
+    args: { initial: 2, factor: 1, times: 3 },
+    blobs: { base: 'http://grid.test', key: 'key-2' },
+  });
+  assert.ok(!page.logs.some((line) => line.includes('key-'))); // a secret of the connection
 });
 
 // --- the volunteer's controls: pause, workers, CPU share, hidden tab, battery ---

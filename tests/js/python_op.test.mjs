@@ -16,7 +16,15 @@ const RUNNER = 'http://grid.test/py/python_function.py';
 
 // A fake Pyodide whose runner answers `answer(argsText)`; `calls` counts what happened.
 function fakes(answer, { failLoads = 0 } = {}) {
-  const calls = { imports: [], fetches: [], loads: [], ran: [], runJson: [], snapshots: 0 };
+  const calls = {
+    imports: [],
+    fetches: [],
+    loads: [],
+    ran: [],
+    runJson: [],
+    blobs: [],
+    snapshots: 0,
+  };
   const namespace = {
     entries: new Map(),
     get(name) {
@@ -31,8 +39,10 @@ function fakes(answer, { failLoads = 0 } = {}) {
     },
     runPython(source, { globals } = {}) {
       calls.ran.push(source);
-      globals?.entries.set('run_json', (text) => {
+      globals?.entries.set('run_json', (...given) => {
+        const [text] = given;
         calls.runJson.push(text);
+        calls.blobs.push(given.slice(1)); // the contents of the blobs, when the arguments refer to some
         return answer(text);
       });
     },
@@ -90,6 +100,20 @@ test('an error from the runner is a PythonError whose text is the traceback, unp
   assert.ok(error instanceof PythonError);
   assert.equal(String(error), traceback);
   assert.equal(error.message, traceback);
+});
+
+test('refs stay in the JSON: the blobs they name go beside it, as a Map of bytes', async () => {
+  const { calls, importModule, fetchText } = fakes(() => JSON.stringify({ result: 1 }));
+  const python = createPythonOp({ pyodide: PYODIDE, runner: RUNNER, importModule, fetchText });
+  const ref = { $blob: 'a'.repeat(64), size: 2 };
+  const args = { function: { name: 'f', source: '', sha256: 'ab' }, args: [ref], kwargs: {} };
+  const contents = new Map([['a'.repeat(64), new Uint8Array([1, 2])]]);
+  assert.equal(await python(args, contents), 1);
+  assert.deepEqual(JSON.parse(calls.runJson[0]), args);
+  assert.equal(calls.blobs[0][0], contents);
+  await python({ ...args, args: [3] }, new Map()); // no blobs: run_json(text), as before blobs
+  await python({ ...args, args: [4] });
+  assert.deepEqual(calls.blobs.slice(1), [[], []]);
 });
 
 test('a result that is null or false is a result', async () => {

@@ -5,7 +5,11 @@
 // {share} sets the volunteer's CPU share (duty-cycle.js): after each task the worker rests in
 // proportion to how long it computed before it starts the next; a task under way is not interrupted.
 // Besides results and errors it may post {log}: a line for the page's log (how Python started).
+// A task message {task_id, op, args, blobs} carries its connection's blob context {base, key}
+// (blobs.js): the refs in its arguments are fetched (or found in Cache Storage) before the op runs,
+// and a result too large for a frame is uploaded and reported as a ref.
 
+import { createBlobs, findRefs, resolveRefs } from './blobs.js';
 import { opsFromModule, PYTHON } from './capabilities.js';
 import { restUntil } from './duty-cycle.js';
 import { OPS, runOp } from './ops.js';
@@ -16,6 +20,7 @@ let ready = Promise.resolve(); // tasks wait for the setup
 let share = 1; // the part of a core this worker computes, over time
 let last = null; // {end, duration} of the last task (ms, performance.now clock)
 let wake = null; // ends a rest early, to count it again with a new share
+const blobs = createBlobs(); // this worker's fetches in flight; the blobs kept are the page's
 
 async function setUp({ python, opsModule }) {
   const answer = { ops: [], skipped: [], error: null };
@@ -36,9 +41,13 @@ async function setUp({ python, opsModule }) {
   return answer;
 }
 
-async function run(op, args) {
-  if (!Object.hasOwn(extra, op)) return runOp(op, args); // hash_search returns a Promise (crypto.subtle)
-  const result = await extra[op](args);
+// `contents`: the blobs the arguments' refs name. Every op but python gets the refs replaced by them;
+// python gets the arguments as sent and the contents beside (python-op.js).
+async function run(op, args, contents) {
+  if (op === PYTHON && Object.hasOwn(extra, op)) return extra[op](args, contents);
+  const resolved = contents.size > 0 ? resolveRefs(args, contents) : args;
+  if (!Object.hasOwn(extra, op)) return runOp(op, resolved); // hash_search returns a Promise (crypto.subtle)
+  const result = await extra[op](resolved);
   if (op !== PYTHON && (result === undefined || JSON.stringify(result) === undefined)) {
     throw new Error(`${op} returned ${typeof result}: an op returns a JSON value`);
   }
@@ -68,22 +77,30 @@ self.onmessage = async ({ data }) => {
     wake?.();
     return;
   }
-  const { task_id, op, args } = data;
+  const { task_id, op, args, blobs: context = null } = data;
   await ready;
+  let contents;
+  try {
+    contents = await blobs.contents(findRefs(args), context); // before the rest, which follows in full
+  } catch (err) {
+    self.postMessage({ task_id, error: String(err) });
+    return;
+  }
   await rest();
   const started = performance.now();
-  const computed = () => {
-    const ended = performance.now();
-    last = { end: ended, duration: ended - started }; // a failed task used the CPU too: it is rested after
-    return ended - started;
-  };
+  let ended = null;
   try {
-    const result = await run(op, args);
+    const result = await run(op, args, contents);
+    ended = performance.now();
+    // uploaded after the clock stopped: duration_ms is the op's compute time, not the upload's
+    const sent = await blobs.upload(result, context, task_id);
     // microsecond steps: enough to tell workers apart by speed, stable across timer precision
-    const duration_ms = Math.max(0, Math.round(computed() * 1000) / 1000);
-    self.postMessage({ task_id, result, duration_ms });
+    const duration_ms = Math.max(0, Math.round((ended - started) * 1000) / 1000);
+    self.postMessage({ task_id, result: sent, duration_ms });
   } catch (err) {
-    computed();
     self.postMessage({ task_id, error: String(err) });
+  } finally {
+    ended ??= performance.now(); // a failed task used the CPU too: it is rested after
+    last = { end: ended, duration: ended - started };
   }
 };

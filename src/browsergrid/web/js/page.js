@@ -1,6 +1,7 @@
 // Worker page main thread: keeps the coordinator connection, feeds tasks to a Web Worker pool, shows status,
 // and applies the volunteer's settings (workers, CPU share, pausing), telling the coordinator of each change.
 import { ReconnectBackoff } from './backoff.js';
+import { blobBase } from './blobs.js';
 import { coldOps, helloOps, PYTHON, setupFrom } from './capabilities.js';
 import { Contribution, formatComputeTime } from './contribution.js';
 import { CoordinatorRing, coordinatorsFrom, failoverDelay } from './coordinators.js';
@@ -132,6 +133,9 @@ const unsent = []; // results of the current socket's tasks not sent yet: {task_
 let frameLimit = 1048576; // the coordinator's largest frame (welcome's limits.max_frame_bytes)
 let unsentTimer = null; // sends them RESULTS_HOLD_MS after the first
 const warm = new Set(); // ops with a start-up cost that ran a task here (capabilities.js COLD_OPS)
+// socket -> {base, key}: where its tasks' blobs come from (blobs.js): the coordinator's http(s) origin,
+// and welcome's blob_key (null until then, or from an older coordinator). Each task carries its own.
+const blobContexts = new WeakMap();
 
 window.browsergrid = {
   get state() {
@@ -423,7 +427,8 @@ function dispatch() {
       if (queue.length === 0) break;
       slot.job = queue.shift();
       const { task_id, op, args } = slot.job.task;
-      slot.worker.postMessage({ task_id, op, args });
+      const blobs = blobContexts.get(slot.job.socket) ?? null;
+      slot.worker.postMessage({ task_id, op, args, blobs });
     }
   }
 }
@@ -771,9 +776,11 @@ const HANDLERS = {
     render();
   },
   // hello could not say everything (paused: concurrency 0; a CPU share; a change since): capacity says the rest.
-  welcome(ws, { worker_id, server, protocol, limits }) {
+  welcome(ws, { worker_id, server, protocol, limits, blob_key = null }) {
     status.workerId = worker_id;
     welcomedBy = ws;
+    const blobs = blobContexts.get(ws);
+    if (blobs !== undefined) blobContexts.set(ws, { ...blobs, key: blob_key });
     if (Number.isInteger(limits?.max_frame_bytes)) frameLimit = limits.max_frame_bytes;
     log(`Welcome: worker_id=${worker_id} server=${server} protocol=${protocol}`);
     if (paused() || settings.share !== 1 || workerCount() !== helloConcurrency) sendCapacity();
@@ -829,6 +836,7 @@ function connect() {
     return;
   }
   socket = ws;
+  blobContexts.set(ws, { base: blobBase(serverUrl), key: null });
   let openedAt = null; // when it opened; null while it has not
   log(`Connecting to ${shownUrl}`);
   ws.onopen = () => {

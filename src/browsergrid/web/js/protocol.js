@@ -47,14 +47,19 @@ function decodeAck({ type, task_ids }) {
   return { ok: true, message: { type, task_ids } };
 }
 
-function decodeWelcome({ type, protocol, worker_id, server, limits }) {
+// `blob_key` (docs/protocol.md, "Blobs") is left out of the message when absent: an older coordinator.
+function decodeWelcome({ type, protocol, worker_id, server, limits, blob_key = null }) {
   if (!Number.isInteger(protocol))
     return invalid('bad_message', 'welcome: protocol must be an integer');
   if (!Number.isInteger(worker_id))
     return invalid('bad_message', 'welcome: worker_id must be an integer');
   if (typeof server !== 'string') return invalid('bad_message', 'welcome: server must be a string');
   if (!isObject(limits)) return invalid('bad_message', 'welcome: limits must be an object');
-  return { ok: true, message: { type, protocol, worker_id, server, limits } };
+  if (blob_key !== null && typeof blob_key !== 'string')
+    return invalid('bad_message', 'welcome: blob_key must be a string or absent');
+  const message = { type, protocol, worker_id, server, limits };
+  if (blob_key !== null) message.blob_key = blob_key;
+  return { ok: true, message };
 }
 
 function decodeError({ type, code, message, task_id = null }) {

@@ -147,10 +147,14 @@ export function createPythonOp({
   }
 
   // The op: the task's arguments ({function, args, kwargs}) in, the function's result out;
-  // throws PythonError with the traceback when the function (or its source) fails.
-  return async function python(args) {
+  // throws PythonError with the traceback when the function (or its source) fails. `contents`: the
+  // blobs the arguments' refs name (blobs.js), a Map sha256 -> Uint8Array. The refs stay in the JSON:
+  // the runner puts each blob in its ref's place as Python's `bytes` (or the JSON value it holds), and
+  // Pyodide hands it the Map as a mapping whose values are Uint8Array proxies (one copy, to_bytes).
+  return async function python(args, contents = new Map()) {
     const run = await runJson();
-    const outcome = JSON.parse(run(JSON.stringify(args)));
+    const text = JSON.stringify(args);
+    const outcome = JSON.parse(contents.size > 0 ? run(text, contents) : run(text));
     if (Object.hasOwn(outcome, 'error')) throw new PythonError(outcome.error);
     return outcome.result;
   };
