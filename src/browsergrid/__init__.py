@@ -16,6 +16,7 @@ from browsergrid.errors import (
     SubmitError,
     TaskError,
 )
+from browsergrid.protocol import Ref
 
 __all__ = [
     "AsyncClient",
@@ -25,6 +26,7 @@ __all__ = [
     "ConfigError",
     "ConnectionLost",
     "ProtocolError",
+    "Ref",
     "SubmitError",
     "TaskError",
     "__version__",

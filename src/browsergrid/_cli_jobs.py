@@ -101,6 +101,20 @@ def add_job_commands(commands: Any, add_server: Any) -> None:
     cancel.add_argument("job_id", type=int, metavar="JOB")
     add_server(cancel)
 
+    put = commands.add_parser(
+        "put",
+        help="upload a file as a blob and print its ref",
+        description="Upload a file once (streamed) and print its ref, "
+        '{"$blob": SHA256, "size": N, "format": F}: put it in any task\'s arguments '
+        "(browsergrid submit OP data='REF', or in --args-file) and the worker's op "
+        "receives the file's bytes, or with --json the JSON value the file holds.",
+    )
+    put.add_argument("file", type=Path, metavar="FILE")
+    put.add_argument(
+        "--json", action="store_true", help="the file is JSON text: ops receive its value"
+    )
+    add_server(put)
+
     demo = commands.add_parser(
         "demo",
         help="run the demo: a Mandelbrot image the dashboard paints tile by tile",
@@ -123,6 +137,8 @@ def run_job_command(args: argparse.Namespace) -> int:
                 return _results(args, sys.stdout)
             case "demo":
                 return _demo(args)
+            case "put":
+                return _put(args)
             case _:
                 return _cancel(args)
     except httpx.HTTPError as exc:
@@ -478,6 +494,16 @@ def _demo(args: argparse.Namespace) -> int:
     )
     print(job_id)
     return 1 if missing else 0
+
+
+def _put(args: argparse.Namespace) -> int:
+    if not args.file.is_file():
+        raise BrowsergridError(f"{args.file} is not a file")
+    params = {"format": "json" if args.json else "bytes"}
+    with _http(args) as http, args.file.open("rb") as handle:
+        ref = _checked(http.post("/api/blobs", params=params, content=handle))
+    print(json.dumps(ref))
+    return 0
 
 
 def _cancel(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from browsergrid.client import SERVER_ENV
 from browsergrid.config import (
     DASHBOARD_TOKEN_ENV,
     DATA_DIR_ENV,
+    DEFAULT_BLOB_CACHE_BYTES,
     MAX_MESSAGE_CHARS,
     MAX_NAME_CHARS,
     REDIS_ENV,
@@ -167,6 +168,20 @@ def _parser() -> argparse.ArgumentParser:
         help="largest HTTP request body (larger ones get 413)",
     )
     serve.add_argument(
+        "--max-blob-size",
+        type=int,
+        default=defaults.max_blob_size,
+        metavar="BYTES",
+        help="largest blob one upload may hold (larger ones get 413)",
+    )
+    serve.add_argument(
+        "--max-blob-bytes",
+        type=int,
+        default=defaults.max_blob_bytes,
+        metavar="BYTES",
+        help="all blobs kept, in bytes: an upload past it gets 507 instead of filling the disk",
+    )
+    serve.add_argument(
         "--request-timeout",
         type=float,
         default=defaults.request_timeout_s,
@@ -305,6 +320,13 @@ def _parser() -> argparse.ArgumentParser:
         "this process's rights (only for coordinators whose submitters you trust)",
     )
     worker.add_argument(
+        "--blob-cache-bytes",
+        type=int,
+        default=DEFAULT_BLOB_CACHE_BYTES,
+        metavar="BYTES",
+        help="blobs kept in the data directory (least recently used first out; 0: none)",
+    )
+    worker.add_argument(
         "--ops-python",
         type=Path,
         action="append",
@@ -423,6 +445,8 @@ def _serve(args: argparse.Namespace) -> int:
         max_tasks_per_job=args.max_tasks_per_job,
         max_args_bytes=args.max_args_bytes,
         max_body_bytes=args.max_body_bytes,
+        max_blob_size=args.max_blob_size,
+        max_blob_bytes=args.max_blob_bytes,
         request_timeout_s=args.request_timeout,
         certfile=args.certfile,
         keyfile=args.keyfile,
@@ -444,7 +468,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from browsergrid._tokens import hide_token
     from browsergrid.ops import load_ops_files
-    from browsergrid.worker import Backoff, PythonWorker, claim_identity
+    from browsergrid.worker import Backoff, BlobCache, PythonWorker, claim_identity
 
     for url in args.url:
         if not url.startswith(("ws://", "wss://")):
@@ -457,8 +481,12 @@ def _worker(args: argparse.Namespace) -> int:
 
     if args.max_backoff < 1:
         raise ConfigError("--max-backoff must be at least 1 second")
+    if args.blob_cache_bytes < 0:
+        raise ConfigError("--blob-cache-bytes must be >= 0")
     custom_ops = load_ops_files(args.ops_python)
-    identity = claim_identity(args.data_dir or default_data_dir())
+    data_dir = args.data_dir or default_data_dir()
+    identity = claim_identity(data_dir)
+    cache = BlobCache(data_dir / "blobs", args.blob_cache_bytes) if args.blob_cache_bytes else None
 
     async def run() -> None:
         worker = PythonWorker(
@@ -470,6 +498,7 @@ def _worker(args: argparse.Namespace) -> int:
             token=args.token or env_token(WORKER_TOKEN_ENV),
             python_functions=args.python_functions,
             custom_ops=custom_ops,
+            blob_cache=cache,
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

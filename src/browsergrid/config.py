@@ -6,7 +6,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from browsergrid.core import WelcomeTask
 from browsergrid.errors import ConfigError
@@ -30,6 +30,10 @@ DEFAULT_NAME = "browsergrid"
 """The coordinator's name on the worker page when ``serve`` is given no ``--name``."""
 MAX_NAME_CHARS = 80
 MAX_MESSAGE_CHARS = 500
+
+
+DEFAULT_BLOB_CACHE_BYTES: Final = 1024**3
+"""What a Python worker keeps of fetched blobs on disk by default (``--blob-cache-bytes``)."""
 
 
 def default_data_dir() -> Path:
@@ -140,6 +144,12 @@ class ServeConfig:
     max_body_bytes: int = 8 * 1024 * 1024
     """Largest HTTP request body (a job of about 100,000 small tasks); a larger one gets 413.
     The body is parsed whole, so this bounds the memory one request can take."""
+    max_blob_size: int = 256 * 1024 * 1024
+    """Largest blob one upload may hold (``POST /api/blobs``, a worker's ``PUT /blobs``);
+    a larger one gets 413 ``blob_too_large``."""
+    max_blob_bytes: int = 10 * 1024**3
+    """All blobs kept, in bytes: an upload that would pass it gets 507 ``blob_store_full``
+    rather than fill the disk (blobs no task needs go after ``retain_s``)."""
     request_timeout_s: float = 10.0
     """An HTTP request's headers must arrive within this many seconds of the connection
     opening (or, on a kept-alive connection, of the request's first byte), and its body
@@ -202,6 +212,8 @@ class ServeConfig:
             raise ConfigError("--max-connections-per-address must be >= 0")
         if min(self.max_tasks_per_job, self.max_args_bytes, self.max_body_bytes) < 1:
             raise ConfigError("--max-tasks-per-job, --max-args-bytes, --max-body-bytes: >= 1")
+        if min(self.max_blob_size, self.max_blob_bytes) < 1:
+            raise ConfigError("--max-blob-size and --max-blob-bytes must be at least 1")
         if not 0 < self.request_timeout_s < math.inf:
             raise ConfigError("--request-timeout must be a positive number of seconds")
         if self.max_messages_per_s < 1:

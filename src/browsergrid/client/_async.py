@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
+from browsergrid.client._blobs import fetch_blob, put_blob
 from browsergrid.client._engine import Endpoint, Engine, Servers, endpoints, http_get_any
 from browsergrid.client._function import OP as PYTHON_OP
 from browsergrid.client._function import function_task, job_tasks
-from browsergrid.protocol import SubmitOptions, submit_options
+from browsergrid.protocol import Ref, SubmitOptions, submit_options
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -148,6 +149,7 @@ class AsyncClient(_AsyncSubmitter):
             self.coordinators,
             asyncio.get_running_loop(),
             reconnect_timeout=self.reconnect_timeout,
+            fetch=fetch_blob,
         )
         await self.engine.connect()
         return self
@@ -171,6 +173,11 @@ class AsyncClient(_AsyncSubmitter):
     def token(self) -> str | None:
         """The admin token sent to the coordinator connected to."""
         return self._endpoint.token
+
+    async def put(self, data: Any) -> Ref:
+        """Upload ``data`` once (bytes, or any JSON value) and get its ``Ref`` to pass in
+        tasks' arguments (see ``Client.put``)."""
+        return await asyncio.to_thread(put_blob, self._endpoint, data)
 
     async def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
         engine: Engine | None = getattr(self, "engine", None)

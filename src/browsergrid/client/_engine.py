@@ -37,11 +37,13 @@ from browsergrid.protocol import (
     Cancelled,
     ClientError,
     Done,
+    Ref,
     SubmitOptions,
     Watch,
     check_arg_names,
     decode_coordinator_message,
     encode_client_message,
+    result_ref,
 )
 
 log = logging.getLogger("browsergrid.client")
@@ -253,9 +255,12 @@ class Engine:
         loop: asyncio.AbstractEventLoop,
         *,
         reconnect_timeout: float = 120,
+        fetch: Callable[[Endpoint, Ref], Any] | None = None,
     ) -> None:
         if not coordinators:
             raise ValueError("no coordinator to connect to")
+        self.fetch = fetch  # reads a result kept as a blob (blocking: run in a thread)
+        self._fetches: set[asyncio.Task[None]] = set()
         self.coordinators = list(coordinators)
         self.current = 0  # index in coordinators of the one connected (or last connected)
         self.loop = loop
@@ -600,8 +605,15 @@ class Engine:
     def _done(self, message: Done) -> None:
         for record in message.results:
             item = self._finished(record.job_id, record.task_id)
-            if item is not None and not item.future.done():
+            if item is None or item.future.done():
+                continue
+            ref = _result_ref(record.result) if self.fetch is not None else None
+            if ref is None:
                 item.future.set_result(record.result)
+                continue
+            fetching = asyncio.ensure_future(self._fetch(item, ref))
+            self._fetches.add(fetching)
+            fetching.add_done_callback(self._fetches.discard)
         for failure in message.failures:
             item = self._finished(failure.job_id, failure.task_id)
             if item is not None and not item.future.done():
@@ -609,6 +621,18 @@ class Engine:
                     item.op, item.args, failure.reasons, failure.task_id, failure.job_id
                 )
                 item.future.set_exception(error)
+
+    async def _fetch(self, item: _Item, ref: Ref) -> None:
+        """Resolve ``item``'s future with the content of its result kept as a blob."""
+        assert self.fetch is not None
+        try:
+            value = await asyncio.to_thread(self.fetch, self.endpoint, ref)
+        except BrowsergridError as exc:
+            if not item.future.done():
+                item.future.set_exception(exc)
+            return
+        if not item.future.done():
+            item.future.set_result(value)
 
     def _finished(self, job_id: int, task_id: int) -> _Item | None:
         """The item of a task that ended, now forgotten; None for a task not waited for
@@ -675,3 +699,12 @@ class Engine:
                 pending.job_id.set_exception(error)
         self._pending.clear()
         self._tasks.clear()
+
+
+def _result_ref(result: Any) -> Ref | None:
+    """The ref a result is, when the worker kept it as a blob; None for any other result
+    (a malformed ref included: it is handed over as it came)."""
+    try:
+        return result_ref(result)
+    except ValueError:
+        return None

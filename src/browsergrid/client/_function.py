@@ -37,8 +37,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from browsergrid.protocol import Ref
+
 OP = "python"
-_JSON_TYPES = "dict (with str keys), list, tuple, str, int, float, bool and None"
+_JSON_TYPES = (
+    "dict (with str keys), list, tuple, str, int, float, bool, None and Ref "
+    "(client.put(data) uploads bytes or a large value once and returns one)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,7 +356,7 @@ def _check_json(value: Any, what: str) -> None:
 
 
 def _problems(value: Any, path: str) -> Iterator[tuple[str, str]]:
-    if value is None or isinstance(value, str | bool | int):
+    if value is None or isinstance(value, str | bool | int | Ref):
         return
     if isinstance(value, float):
         if not math.isfinite(value):

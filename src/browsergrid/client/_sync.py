@@ -10,10 +10,11 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from browsergrid._loop import new_event_loop
+from browsergrid.client._blobs import fetch_blob, put_blob
 from browsergrid.client._engine import Endpoint, Engine, Servers, endpoints, http_get_any
 from browsergrid.client._function import OP as PYTHON_OP
 from browsergrid.client._function import function_task, job_tasks
-from browsergrid.protocol import SubmitOptions, submit_options
+from browsergrid.protocol import Ref, SubmitOptions, submit_options
 
 Future = concurrent.futures.Future
 P = ParamSpec("P")
@@ -170,7 +171,9 @@ class Client(_Submitter):
             target=self._loop.run_forever, name="browsergrid-client", daemon=True
         )
         self._thread.start()
-        self.engine = Engine(coordinators, self._loop, reconnect_timeout=reconnect_timeout)
+        self.engine = Engine(
+            coordinators, self._loop, reconnect_timeout=reconnect_timeout, fetch=fetch_blob
+        )
         try:
             connecting = asyncio.run_coroutine_threadsafe(self.engine.connect(), self._loop)
             connecting.result(timeout * len(coordinators))  # ``timeout`` for each one tried
@@ -241,6 +244,14 @@ class Client(_Submitter):
     def gather(futures: Iterable[Future[Any]], timeout: float | None = None) -> list[Any]:
         """Every result, in the order of ``futures``; raises the first TaskError met."""
         return [future.result(timeout) for future in futures]
+
+    def put(self, data: Any) -> Ref:
+        """Upload ``data`` once (bytes, or any JSON value) and get its ``Ref``: pass the ref
+        in any task's arguments, and the worker's op receives the data itself (bytes, or
+        the JSON value), fetched once per worker and cached there. Data the coordinator
+        holds already is not sent again. Raises TypeError for data that is neither, and
+        BrowsergridError when the coordinator refuses it (its message names the limit)."""
+        return put_blob(self.engine.endpoint, data)
 
     def jobs(self, *, limit: int = 100) -> list[dict[str, Any]]:
         """Recent jobs, newest first, with their counts (kept across coordinator restarts)."""

@@ -9,7 +9,7 @@ from Python files (``load_ops_files``) and join ``OPS`` by ``register_ops``.
 """
 
 from browsergrid.ops._custom import load_ops_files, load_ops_module
-from browsergrid.ops._python_function import FunctionError
+from browsergrid.ops._python_function import FunctionError, substitute_blobs
 from browsergrid.ops._registry import (
     BUILT_IN_OPS,
     OPS,
@@ -32,5 +32,6 @@ __all__ = [
     "load_ops_module",
     "register_ops",
     "run_op",
+    "substitute_blobs",
     "verify_op",
 ]

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 OP = "python"
+BLOB = "$blob"  # the member that makes a JSON object a ref to a blob (docs/protocol.md)
 _KEPT = 64  # compiled functions kept per worker (a worker seldom sees more at once)
 _compiled: OrderedDict[str, Callable[..., Any]] = OrderedDict()
 
@@ -51,14 +52,47 @@ def run(args: Mapping[str, Any]) -> Any:
     return result
 
 
-def run_json(text: str) -> str:
+def run_json(text: str, contents: Mapping[str, Any] | None = None) -> str:
     """``run`` for callers outside Python (the page's Pyodide worker): a task's arguments
-    as JSON in; ``{"result": value}`` or ``{"error": message}`` as JSON out."""
+    as JSON in; ``{"result": value}`` or ``{"error": message}`` as JSON out. ``contents``
+    maps the SHA-256 of each blob the arguments refer to (docs/protocol.md, "Refs") to its
+    bytes (``bytes``, a ``memoryview``, or a JavaScript ``Uint8Array`` proxy); each ref is
+    replaced by its content before the call (``substitute_blobs``)."""
     try:
-        result = run(json.loads(text))
+        args = json.loads(text)
+        if contents:
+            args = substitute_blobs(args, {h: _as_bytes(v) for h, v in contents.items()})
+        result = run(args)
     except Exception as exc:  # reported to the coordinator as the task's error
         return json.dumps({"error": str(exc) or type(exc).__name__})
     return json.dumps({"result": result}, allow_nan=False)
+
+
+def substitute_blobs(value: Any, contents: Mapping[str, bytes]) -> Any:
+    """``value`` with every ref (a dict with a ``$blob`` member, at any depth) replaced by
+    its blob's content from ``contents`` (SHA-256 -> bytes): the bytes themselves, or the
+    JSON value they hold for a ref of ``"format": "json"``. A ref whose blob is not in
+    ``contents`` is left as it is. Values without refs come back unchanged (not copied)."""
+    if isinstance(value, dict):
+        digest = value.get(BLOB)
+        if isinstance(digest, str):
+            data = contents.get(digest)
+            if data is None:
+                return value
+            return json.loads(data) if value.get("format") == "json" else data
+        changed = {k: substitute_blobs(v, contents) for k, v in value.items()}
+        same = all(changed[k] is v for k, v in value.items())
+        return value if same else changed
+    if isinstance(value, list):
+        items = [substitute_blobs(v, contents) for v in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    return value
+
+
+def _as_bytes(data: Any) -> bytes:
+    """Bytes from what a caller passes: bytes, a buffer, or a Pyodide JsProxy."""
+    to_bytes = getattr(data, "to_bytes", None)
+    return bytes(to_bytes() if callable(to_bytes) and not isinstance(data, int) else data)
 
 
 def verify(args: Mapping[str, Any], result: Any) -> bool:

@@ -74,8 +74,10 @@ from browsergrid.protocol._messages import (
     encode_welcome,
     public_worker_key,
 )
+from browsergrid.protocol._refs import BLOB, Format, Ref, as_ref, is_digest, refs_in, result_ref
 
 __all__ = [
+    "BLOB",
     "CLOSE_GOING_AWAY",
     "CLOSE_HEARTBEAT_TIMEOUT",
     "CLOSE_POLICY_VIOLATION",
@@ -100,10 +102,12 @@ __all__ = [
     "CoordinatorMessage",
     "Done",
     "FailureRecord",
+    "Format",
     "HandBack",
     "Hello",
     "Limits",
     "RateLimit",
+    "Ref",
     "Replica",
     "Result",
     "ResultItem",
@@ -120,6 +124,7 @@ __all__ = [
     "Welcome",
     "WorkerConnection",
     "WorkerMessage",
+    "as_ref",
     "check_arg_names",
     "decode_client_message",
     "decode_coordinator_message",
@@ -138,6 +143,9 @@ __all__ = [
     "encode_task_error",
     "encode_tasks",
     "encode_welcome",
+    "is_digest",
     "public_worker_key",
+    "refs_in",
+    "result_ref",
     "submit_options",
 ]

@@ -177,7 +177,7 @@ class WorkerConnection(_Connection):
     or ``cancel``.
     """
 
-    __slots__ = ("_limits", "_server", "_welcomed", "worker_id")
+    __slots__ = ("_limits", "_server", "_welcomed", "blob_key", "worker_id")
 
     def __init__(
         self,
@@ -188,9 +188,11 @@ class WorkerConnection(_Connection):
         rate: float,
         burst: float,
         now: float,
+        blob_key: str | None = None,
     ) -> None:
         super().__init__(ConnectionState.NOT_INTRODUCED, rate, burst, now)
         self.worker_id = worker_id
+        self.blob_key = blob_key  # sent in ``welcome``: the worker's key for blob requests
         self._server = server  # for ``welcome``: shared by every connection, encoded on hello
         self._limits = limits
         self._welcomed = False  # said hello: still True once closing
@@ -271,7 +273,7 @@ class WorkerConnection(_Connection):
             return []
         self._move(ConnectionState.INTRODUCED)
         self._welcomed = True
-        self._send(encode_welcome(self.worker_id, self._server, self._limits))
+        self._send(encode_welcome(self.worker_id, self._server, self._limits, self.blob_key))
         return [hello]
 
     def _allow(self, now: float, cost: int) -> bool:

@@ -221,13 +221,14 @@ class Limits(msgspec.Struct, frozen=True):
     heartbeat_timeout_s: float = 20.0
 
 
-class Welcome(msgspec.Struct, tag_field="type", tag="welcome", frozen=True):
+class Welcome(msgspec.Struct, tag_field="type", tag="welcome", frozen=True, omit_defaults=True):
     """The coordinator's answer to ``hello``."""
 
     protocol: int
     worker_id: int
     server: str
     limits: Limits
+    blob_key: str | None = None  # for blob requests (docs/protocol.md, "Blobs"); None: old
 
 
 class ServerError(msgspec.Struct, tag_field="type", tag="error", frozen=True):
@@ -358,9 +359,15 @@ def encode_cancel(task_id: TaskId) -> str:
     return _encoder.encode({"type": "cancel", "task_id": task_id}).decode()
 
 
-def encode_welcome(worker_id: int, server: str, limits: Limits) -> str:
-    """The answer to ``hello``."""
-    message = Welcome(protocol=PROTOCOL_VERSION, worker_id=worker_id, server=server, limits=limits)
+def encode_welcome(worker_id: int, server: str, limits: Limits, blob_key: str | None = None) -> str:
+    """The answer to ``hello``; ``blob_key`` is the connection's key for blob requests."""
+    message = Welcome(
+        protocol=PROTOCOL_VERSION,
+        worker_id=worker_id,
+        server=server,
+        limits=limits,
+        blob_key=blob_key,
+    )
     return _encoder.encode(message).decode()
 
 

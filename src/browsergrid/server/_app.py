@@ -30,6 +30,7 @@ from browsergrid.core import ClockTicked
 from browsergrid.server._access import Access, AccessChecks, document_access, load_admin_token
 from browsergrid.server._agents import describe
 from browsergrid.server._api import create_api
+from browsergrid.server._blob_routes import blob_exempt, create_blob_router
 from browsergrid.server._body_limit import BodyLimit
 from browsergrid.server._clients import serve_client
 from browsergrid.server._coordinator import Coordinator
@@ -79,7 +80,8 @@ def create_app(coordinator: Coordinator, access: Access | None = None) -> FastAP
         redoc_url=None,
     )
     app.include_router(create_api(coordinator))
-    app.add_middleware(BodyLimit, max_bytes=coordinator.config.max_body_bytes)
+    app.include_router(create_blob_router(coordinator, tokens))
+    app.add_middleware(BodyLimit, max_bytes=coordinator.config.max_body_bytes, exempt=blob_exempt)
 
     def refused() -> None:
         coordinator.stats.errors["unauthorized"] += 1

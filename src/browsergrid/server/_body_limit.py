@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -10,12 +12,15 @@ class BodyLimit:
     """413 for a request whose Content-Length passes ``max_bytes``. A body sent without
     Content-Length (chunked) is read here, at most ``max_bytes`` of it, and handed on."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, exempt: Callable[[str], bool] = lambda path: False
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.exempt = exempt  # paths that stream their bodies and bound them themselves
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or self.exempt(scope["path"]):
             await self.app(scope, receive, send)
             return
         length = dict(scope["headers"]).get(b"content-length")

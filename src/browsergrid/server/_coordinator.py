@@ -17,7 +17,7 @@ import random
 import secrets
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from browsergrid._console import emit
@@ -51,7 +51,9 @@ from browsergrid.protocol import (
     ResultRecord,
     SubmitOptions,
     WorkerConnection,
+    refs_in,
 )
+from browsergrid.server._blob_store import DiskBlobs
 from browsergrid.server._feed import Feed
 from browsergrid.server._grid_snapshot import snapshot
 from browsergrid.server._guard import Connections, RateLimit
@@ -133,6 +135,21 @@ class Coordinator:
         self.pushes = Push(self.clients, self.workers, drain_timeout_s=config.shutdown_timeout_s)
         self.pipeline = StorePipeline(self._write_outcomes, self._report_stored)
         self.history = WorkerHistory(self)
+        self.blobs = DiskBlobs(
+            config.data_dir / "blobs",
+            max_size=config.max_blob_size,
+            max_total=config.max_blob_bytes,
+        )
+        self.blob_keys: dict[str, int] = {}  # a worker connection's blob_key -> its id
+        # The coordinators of a Redis grid do not share blobs yet: none are taken there, and
+        # workers get no blob key (so they send every result inline).
+        self.blobs_shared_problem: str | None = (
+            "this coordinator keeps its store in Redis, as one of a grid, and the "
+            "coordinators of a grid do not share blobs yet: send the data in the tasks' "
+            "arguments, or use a coordinator on SQLite"
+            if isinstance(store, RedisStore)
+            else None
+        )
 
     def _scheduler(self, next_job_id: int = 1, next_task_id: int = 1) -> Scheduler:
         return Scheduler(
@@ -156,6 +173,7 @@ class Coordinator:
         """Open the store and take up what is unfinished (jobs a previous run left, or the
         grid's queue); raises StoreError when the store cannot be used."""
         await self.store.open()
+        await self.blobs.open()
         emit(
             log,
             "scheduler_seeded",
@@ -190,6 +208,11 @@ class Coordinator:
             return
         if removed:
             emit(log, "pruned", f"removed {removed} job(s) past retention", jobs=removed)
+        blobs = await self.blobs.prune(cutoff, self._needs_blob())
+        if blobs:
+            emit(
+                log, "pruned_blobs", f"removed {blobs} blob(s) unused within retention", blobs=blobs
+            )
         if forgotten:
             emit(
                 log,
@@ -197,6 +220,22 @@ class Coordinator:
                 f"removed the history of {forgotten} worker(s) not seen within retention",
                 workers=forgotten,
             )
+
+    def _needs_blob(self) -> Callable[[str], bool]:
+        """Whether an unfinished task of this coordinator refers to a blob (the refs of
+        every task it holds are gathered at the first question)."""
+        needed: set[str] | None = None
+
+        def needs(digest: str) -> bool:
+            nonlocal needed
+            if needed is None:
+                needed = set()
+                for task in self.scheduler.tasks.values():
+                    with contextlib.suppress(ValueError):
+                        needed.update(ref.sha256 for ref in refs_in(task.args))
+            return digest in needed
+
+        return needs
 
     @property
     def healthy(self) -> bool:
@@ -247,6 +286,7 @@ class Coordinator:
             rate=rate,
             burst=2 * rate,
             now=time.monotonic(),
+            blob_key=None if self.blobs_shared_problem else secrets.token_urlsafe(18),
         )
 
     def stimulus(self, kind: str) -> str:
@@ -272,7 +312,10 @@ class Coordinator:
         Raises SubmitError (``unknown_op``, ``bad_args``, ``job_cancelled``, ...; see
         ``_submit.py``) and queues nothing when any task is refused.
         """
-        tasks = check_tasks(op, args, self.known_ops(), self.config)
+        refs: set[str] = set()
+        tasks = check_tasks(op, args, self.known_ops(), self.config, self.blobs.size, refs)
+        if refs:
+            await self.blobs.touch(refs)
         queue = self.queue
         job_id = client.job_keys.get(job_key) if client and job_key else None
         client_key = f"{client_id}/{job_key}" if client_id and job_key else None

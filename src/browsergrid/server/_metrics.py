@@ -105,6 +105,19 @@ class CoordinatorCollector(Collector):
             buckets=[(le, float(count)) for le, count in latency.cumulative()],
             sum_value=latency.sum,
         )
+        yield CounterMetricFamily(
+            "browsergrid_blobs_stored", "Blobs uploaded that were not held yet.", stats.blobs_stored
+        )
+        yield CounterMetricFamily(
+            "browsergrid_blob_fetches",
+            "Blob downloads (GET /blobs/...) answered with content.",
+            value=stats.blob_fetches,
+        )
+        yield CounterMetricFamily(
+            "browsergrid_blob_bytes_served",
+            "Bytes of blobs sent to workers and clients (a range counts its length).",
+            value=stats.blob_bytes_served,
+        )
         yield GaugeMetricFamily(
             "browsergrid_store_healthy",
             "1 while the store works, 0 while it fails (work is refused meanwhile).",

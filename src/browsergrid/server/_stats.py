@@ -104,6 +104,9 @@ class Stats:
     recent: deque[RecentResult] = field(default_factory=lambda: deque(maxlen=20))
     connections: int = 0  # connects and disconnects so far
     worker_events: deque[WorkerEvent] = field(default_factory=lambda: deque(maxlen=50))
+    blobs_stored: int = 0  # blobs uploaded that were not held yet
+    blob_fetches: int = 0  # GET /blobs answered with content (200 or 206)
+    blob_bytes_served: int = 0  # the bytes those answers carried
 
     def worker_event(self, event: WorkerEvent) -> None:
         self.connections += 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import msgspec
@@ -18,18 +18,26 @@ from browsergrid._console import emit
 from browsergrid.config import ServeConfig
 from browsergrid.core import JobOptions, TasksAccepted, TaskSpec
 from browsergrid.errors import SubmitError
-from browsergrid.protocol import SubmitOptions, check_arg_names
+from browsergrid.protocol import BLOB, SubmitOptions, check_arg_names, refs_in
 from browsergrid.store import JobInfo, TaskRecord
 
 events = logging.getLogger("browsergrid.server.events")
 _json_encode = msgspec.json.Encoder().encode
+_BLOB_MEMBER = f'"{BLOB}"'.encode()
 
 
 def check_tasks(
-    op: str, args: Sequence[dict[str, Any]], known_ops: Collection[str], config: ServeConfig
+    op: str,
+    args: Sequence[dict[str, Any]],
+    known_ops: Collection[str],
+    config: ServeConfig,
+    blob_size: Callable[[str], int | None] = lambda digest: None,
+    refs: set[str] | None = None,
 ) -> list[TaskSpec]:
     """The tasks of a submit (``op`` once per ``args`` item), or SubmitError
-    (``bad_args``, ``unknown_op``, ``args_too_large``)."""
+    (``bad_args``, ``unknown_op``, ``args_too_large``, ``unknown_blob``). Every ref of the
+    arguments must name a blob held (``blob_size``: its size, None when not held); their
+    SHA-256s are added to ``refs``."""
     if not args:
         raise SubmitError("bad_args", "a job needs at least one task")
     if op not in known_ops:
@@ -40,13 +48,40 @@ def check_tasks(
             check_arg_names(item)
         except ValueError as exc:
             raise SubmitError("bad_args", str(exc)) from None
-        if len(_json_encode(item)) > limit:
+        encoded = _json_encode(item)
+        if len(encoded) > limit:
             raise SubmitError(
                 "args_too_large",
                 f"the arguments of task {index} of this submit are over {limit} bytes "
                 "as JSON (--max-args-bytes)",
             )
+        if _BLOB_MEMBER in encoded:  # a cheap test first: most arguments hold no ref
+            _check_refs(item, index, blob_size, refs if refs is not None else set())
     return [TaskSpec(op=op, args=item) for item in args]
+
+
+def _check_refs(
+    item: dict[str, Any], index: int, blob_size: Callable[[str], int | None], refs: set[str]
+) -> None:
+    try:
+        found = list(refs_in(item))
+    except ValueError as exc:
+        raise SubmitError("bad_args", f"task {index} of this submit: {exc}") from None
+    for ref in found:
+        size = blob_size(ref.sha256)
+        if size is None:
+            raise SubmitError(
+                "unknown_blob",
+                f"task {index} of this submit refers to blob {ref.sha256}, which this "
+                "coordinator does not hold: upload it first (Client.put, POST /api/blobs)",
+            )
+        if size != ref.size:
+            raise SubmitError(
+                "unknown_blob",
+                f"task {index} of this submit refers to blob {ref.sha256} with size "
+                f"{ref.size}, but it holds {size} bytes",
+            )
+        refs.add(ref.sha256)
 
 
 def check_options(options: SubmitOptions, held: int, count: int, config: ServeConfig) -> JobOptions:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Literal
 
 from browsergrid._console import emit, one_line
@@ -18,6 +19,7 @@ from browsergrid.core import (
     WorkerLeft,
 )
 from browsergrid.protocol import (
+    BLOB,
     CLOSE_GOING_AWAY,
     CLOSE_POLICY_VIOLATION,
     Capacity,
@@ -25,11 +27,13 @@ from browsergrid.protocol import (
     HandBack,
     Hello,
     Result,
+    ResultItem,
     Results,
     TaskError,
     WorkerMessage,
     encode_server_error,
     public_worker_key,
+    result_ref,
 )
 from browsergrid.server._access import Access, Role
 from browsergrid.server._agents import MAX_AGENT_CHARS
@@ -66,6 +70,8 @@ async def _serve_worker(coordinator: Coordinator, ws: Connection) -> None:
     )
     rules = peer.rules
     coordinator.workers[peer.worker_id] = peer
+    if rules.blob_key is not None:
+        coordinator.blob_keys[rules.blob_key] = peer.worker_id
     _tell_viewers(coordinator, peer, "connected")
     emit(
         events,
@@ -100,6 +106,8 @@ async def _serve_worker(coordinator: Coordinator, ws: Connection) -> None:
     finally:
         peer.left_at = time.time()
         del coordinator.workers[peer.worker_id]
+        if rules.blob_key is not None:
+            coordinator.blob_keys.pop(rules.blob_key, None)
         _tell_viewers(coordinator, peer, "disconnected")
         code, reason = rules.close_code or 1005, rules.close_reason
         if ws.close_code is not None:  # closed from here (not reading, shutting down)
@@ -169,7 +177,11 @@ async def _act(
         case Result() | Results():
             if message.agent:
                 peer.agent = message.agent
-            items = message.results if isinstance(message, Results) else [message]
+            items: Sequence[ResultItem | Result] = (
+                message.results if isinstance(message, Results) else [message]
+            )
+            if any(isinstance(item.result, dict) and BLOB in item.result for item in items):
+                items = await _with_blobs_held(coordinator, peer, items, now)
             stimulus_id = coordinator.stimulus("result")
             await coordinator.apply(  # read the next frame while the store commits these
                 *(
@@ -233,6 +245,50 @@ async def _act(
                     stimulus_id=coordinator.stimulus("hand_back"),
                 )
             )
+
+
+async def _with_blobs_held(
+    coordinator: Coordinator, peer: WorkerPeer, items: Sequence[ResultItem | Result], now: float
+) -> list[ResultItem | Result]:
+    """The results whose refs name a blob the coordinator holds, with that size (touched,
+    so kept for the retention period); each other one is taken as the worker's error
+    report: it reported a large result it did not upload (docs/protocol.md, "Blobs")."""
+    kept: list[ResultItem | Result] = []
+    held: list[str] = []
+    for item in items:
+        try:
+            ref = result_ref(item.result)
+        except ValueError as exc:
+            problem: str | None = f"its result is a malformed ref: {exc}"
+        else:
+            size = None if ref is None else coordinator.blobs.size(ref.sha256)
+            if ref is None or size == ref.size:
+                problem = None
+                if ref is not None:
+                    held.append(ref.sha256)
+            elif size is None:
+                problem = f"its result refers to blob {ref.sha256}, which it did not upload"
+            else:
+                problem = f"its result refers to blob {ref.sha256} of {ref.size} bytes, not {size}"
+        if problem is None:
+            kept.append(item)
+            continue
+        emit(
+            events,
+            "result_blob_missing",
+            f"[#{peer.worker_id}] task {item.task_id}: {problem}",
+            level=logging.WARNING,
+            worker_id=peer.worker_id,
+            task_id=item.task_id,
+        )
+        await _act(
+            coordinator,
+            peer,
+            TaskError(task_id=item.task_id, message=f"the worker failed the task: {problem}"),
+            now,
+        )
+    await coordinator.blobs.touch(held)
+    return kept
 
 
 async def receive(

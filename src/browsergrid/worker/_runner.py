@@ -7,12 +7,15 @@ import asyncio
 import contextlib
 import logging
 import platform
+import ssl
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
+import msgspec
 import websockets
 from websockets.asyncio.client import ClientConnection
 
@@ -37,6 +40,7 @@ from browsergrid.protocol import (
     encode_task_error,
 )
 from browsergrid.worker._backoff import Backoff
+from browsergrid.worker._blobs import BlobCache, BlobError, Blobs, http_base, may_hold_refs
 
 log = logging.getLogger("browsergrid.worker")
 events = logging.getLogger("browsergrid.worker.events")
@@ -128,6 +132,7 @@ class PythonWorker:
         token: str | None = None,
         python_functions: bool = False,
         custom_ops: Mapping[str, Op] | None = None,
+        blob_cache: BlobCache | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -144,6 +149,7 @@ class PythonWorker:
         self.worker_key = worker_key
         self.backoff = backoff or Backoff()
         self.ops = worker_ops(python_functions=python_functions, custom=custom_ops)
+        self.blob_cache = blob_cache  # where fetched blobs are kept (None: fetched each time)
         self.worker_id: int | None = None
         self.tasks_done = 0
         self.tasks_acknowledged = 0  # results the coordinator confirmed it stored
@@ -171,7 +177,6 @@ class PythonWorker:
     async def run(self) -> None:
         """Connect, work and reconnect until ``stop()``; raises AuthError if the coordinator
         refuses the join token (or its absence)."""
-        loop = asyncio.get_running_loop()
         custom = sorted(set(self.ops) - set(BUILT_IN_OPS))
         if custom:
             emit(log, "custom_ops", f"custom ops: {', '.join(custom)}", ops=custom)
@@ -182,6 +187,13 @@ class PythonWorker:
                 "this worker runs the Python functions clients submit (op python), with "
                 "this process's rights",
             )
+        async with httpx.AsyncClient(verify=ssl.create_default_context()) as http:
+            await self._work(http)
+        emit(log, "stopped", "worker stopped")
+
+    async def _work(self, http: httpx.AsyncClient) -> None:
+        """Connect, work and reconnect until ``stop()`` (``http``: for blobs)."""
+        loop = asyncio.get_running_loop()
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="browsergrid-op") as pool:
             while not self._stop.is_set():
                 opened_at: float | None = None
@@ -207,7 +219,7 @@ class PythonWorker:
                             self.worker_key,
                         )
                         await ws.send(hello)
-                        await _Session(self, ws, pool).serve()
+                        await _Session(self, ws, pool, http).serve()
                         code = ws.close_code
                         emit(
                             log,
@@ -229,7 +241,6 @@ class PythonWorker:
                 delay = self._next_attempt(loop.time(), opened_at)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), delay)
-        emit(log, "stopped", "worker stopped")
 
     def _next_attempt(self, now: float, opened_at: float | None) -> float:
         """After a connection to ``url`` failed or dropped at ``now`` (``opened_at``: when it
@@ -276,10 +287,17 @@ class PythonWorker:
 class _Session:
     """One connection: tasks wait in ``queue``; ``concurrency`` runners take them in batches."""
 
-    def __init__(self, worker: PythonWorker, ws: ClientConnection, pool: ThreadPoolExecutor):
+    def __init__(
+        self,
+        worker: PythonWorker,
+        ws: ClientConnection,
+        pool: ThreadPoolExecutor,
+        http: httpx.AsyncClient,
+    ):
         self.worker = worker
         self.ws = ws
         self.pool = pool
+        self.blobs = Blobs(http_base(worker.url), None, worker.blob_cache, http)
         self.queue: deque[Task] = deque()
         self.ready = asyncio.Event()
         self.welcomed = False  # a server that never welcomes knows only single results
@@ -313,6 +331,7 @@ class _Session:
                 self.worker.tasks_acknowledged += len(message.task_ids)
             case Welcome():
                 self.welcomed = True
+                self.blobs.key = message.blob_key
                 self.worker.worker_id = message.worker_id
                 emit(
                     log,
@@ -353,11 +372,43 @@ class _Session:
                 continue
             share = max(1, min(_BATCH, len(self.queue) // self.worker.concurrency))
             batch = [self.queue.popleft() for _ in range(min(share, len(self.queue)))]
-            if _quick(self.worker.ops, batch):  # the two thread hops would cost far more
+            batch, unresolved = await self._resolve(batch)
+            if not batch:
+                outcomes = []
+            elif _quick(self.worker.ops, batch):  # the two thread hops would cost far more
                 outcomes = _run_batch(self.worker.ops, batch)
             else:
                 outcomes = await loop.run_in_executor(self.pool, _run_batch, self.worker.ops, batch)
-            await self._report(outcomes)
+            await self._report(await self._upload(outcomes) + unresolved)
+
+    async def _resolve(self, batch: list[Task]) -> tuple[list[Task], list[_Outcome]]:
+        """The tasks with their refs replaced by the blobs' contents, and the failures of
+        those whose blobs could not be had."""
+        ready: list[Task] = []
+        failed: list[_Outcome] = []
+        for task in batch:
+            if not may_hold_refs(task.args):
+                ready.append(task)
+                continue
+            try:
+                args = await self.blobs.resolve(task.args)
+            except BlobError as exc:
+                failed.append((task.task_id, False, str(exc), 0.0))
+                continue
+            ready.append(task if args is task.args else msgspec.structs.replace(task, args=args))
+        return ready, failed
+
+    async def _upload(self, outcomes: list[_Outcome]) -> list[_Outcome]:
+        """The outcomes with each large result uploaded and replaced by its ref."""
+        uploaded: list[_Outcome] = []
+        for task_id, ok, value, ms in outcomes:
+            if ok:
+                try:
+                    value = await self.blobs.upload(task_id, value)
+                except BlobError as exc:
+                    ok, value = False, str(exc)
+            uploaded.append((task_id, ok, value, ms))
+        return uploaded
 
     async def _report(self, outcomes: list[_Outcome]) -> None:
         results = [(task_id, value, ms) for task_id, ok, value, ms in outcomes if ok]

@@ -1,0 +1,205 @@
+"""The Python worker's blobs (docs/protocol.md, "Blobs"): the contents a task's refs name,
+fetched from the coordinator and kept on disk; a large result uploaded as a blob.
+
+``BlobCache`` keeps blobs in a folder of the worker's data directory, at most ``max_bytes``,
+least recently used first out, and checks each one's SHA-256 whenever it reads it back.
+``Blobs`` is one connection's access: the coordinator's HTTP base and ``blob_key``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import msgspec
+
+from browsergrid.config import DEFAULT_BLOB_CACHE_BYTES
+from browsergrid.ops import substitute_blobs
+from browsergrid.protocol import Ref, refs_in
+
+INLINE_RESULT_BYTES: Final = 65536
+"""A result whose JSON is longer goes as a blob (the page's threshold too)."""
+_TIMEOUT = httpx.Timeout(30, read=300, write=300)
+
+
+class BlobError(Exception):
+    """A blob could not be had (or a result not uploaded): the task fails with this message."""
+
+
+class BlobCache:
+    """Blobs kept on disk in ``folder`` (created when needed), ``max_bytes`` at most."""
+
+    def __init__(self, folder: Path, max_bytes: int = DEFAULT_BLOB_CACHE_BYTES) -> None:
+        self.folder = folder
+        self.max_bytes = max_bytes
+
+    def get(self, digest: str) -> bytes | None:
+        """The blob's bytes when kept and still right (a bad copy is removed); blocking."""
+        path = self.folder / digest
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return None
+        if hashlib.sha256(data).hexdigest() != digest:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(path)  # used now: the last to go
+        return data
+
+    def put(self, digest: str, data: bytes) -> None:
+        """Keep a blob (checked by the caller), making room by removing the least recently
+        used; a blob over ``max_bytes`` is not kept. Blocking; a full disk keeps nothing."""
+        if len(data) > self.max_bytes:
+            return
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._make_room(len(data))
+            temp = self.folder / f".{secrets.token_hex(8)}.part"
+            temp.write_bytes(data)
+            os.replace(temp, self.folder / digest)
+        except OSError:
+            with contextlib.suppress(OSError, UnboundLocalError):
+                temp.unlink()
+
+    def _make_room(self, size: int) -> None:
+        kept = []
+        for path in self.folder.iterdir():
+            with contextlib.suppress(OSError):
+                stat = path.stat()
+                kept.append((stat.st_mtime, stat.st_size, path))
+        total = sum(size for _, size, _ in kept)
+        for _, old_size, path in sorted(kept):
+            if total + size <= self.max_bytes:
+                break
+            with contextlib.suppress(OSError):
+                path.unlink()
+                total -= old_size
+
+
+def http_base(ws_url: str) -> str:
+    """The coordinator's HTTP origin for a WebSocket URL: ``ws://H:P/ws?token=T`` ->
+    ``http://H:P``."""
+    parts = urlsplit(ws_url)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    return urlunsplit((scheme, parts.netloc, "", "", ""))
+
+
+class Blobs:
+    """One connection's blobs: fetch what tasks refer to, upload large results."""
+
+    def __init__(
+        self, base: str, key: str | None, cache: BlobCache | None, http: httpx.AsyncClient
+    ) -> None:
+        self.base = base
+        self.key = key
+        self.cache = cache
+        self.http = http
+        self._loading: dict[str, asyncio.Future[bytes]] = {}
+
+    async def resolve(self, args: dict[str, Any]) -> dict[str, Any]:
+        """``args`` with each ref replaced by its content; BlobError when one cannot be had."""
+        try:
+            refs = {ref.sha256: ref for ref in refs_in(args)}
+        except ValueError as exc:
+            raise BlobError(str(exc)) from None
+        contents = {digest: await self._content(ref) for digest, ref in refs.items()}
+        resolved: dict[str, Any] = substitute_blobs(args, contents)
+        return resolved
+
+    async def _content(self, ref: Ref) -> bytes:
+        loading = self._loading.get(ref.sha256)
+        if loading is None:  # tasks needing one blob share its fetch
+            loading = asyncio.ensure_future(self._load(ref))
+            self._loading[ref.sha256] = loading
+            loading.add_done_callback(lambda _: self._loading.pop(ref.sha256, None))
+        data = await asyncio.shield(loading)
+        if len(data) != ref.size:
+            raise BlobError(f"blob {ref.sha256[:12]}: it has {len(data)} bytes, not {ref.size}")
+        return data
+
+    async def _load(self, ref: Ref) -> bytes:
+        if self.cache is not None:
+            kept = await asyncio.to_thread(self.cache.get, ref.sha256)
+            if kept is not None:
+                return kept
+        try:
+            response = await self.http.get(
+                f"{self.base}/blobs/{ref.sha256}",
+                params={"key": self.key} if self.key else None,
+                timeout=_TIMEOUT,
+            )
+        except httpx.HTTPError as exc:
+            raise BlobError(f"blob {ref.sha256[:12]}: GET failed: {exc}") from None
+        if response.status_code != 200:
+            raise BlobError(f"blob {ref.sha256[:12]}: GET answered {_problem(response)}")
+        data = response.content
+        digest = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+        if digest != ref.sha256:
+            raise BlobError(
+                f"blob {ref.sha256[:12]}: fetched {len(data)} bytes whose SHA-256 is "
+                f"{digest[:12]}, not the ref's"
+            )
+        if self.cache is not None:
+            await asyncio.to_thread(self.cache.put, ref.sha256, data)
+        return data
+
+    async def upload(self, task_id: int | str, result: Any) -> Any:
+        """``result``, or the ref of the blob it was uploaded as when its JSON passes
+        ``INLINE_RESULT_BYTES``; BlobError when the upload fails."""
+        if self.key is None or isinstance(result, int | float | bool) or result is None:
+            return result
+        if isinstance(result, str) and len(result) * 3 <= INLINE_RESULT_BYTES:
+            return result
+        text = msgspec.json.encode(result)
+        if len(text) <= INLINE_RESULT_BYTES:
+            return result
+        digest = hashlib.sha256(text).hexdigest()
+        try:
+            response = await self.http.put(
+                f"{self.base}/blobs/{digest}",
+                params={"key": self.key, "task_id": str(task_id)},
+                content=text,
+                headers={"Content-Type": "application/octet-stream"},
+                timeout=_TIMEOUT,
+            )
+        except httpx.HTTPError as exc:
+            raise BlobError(
+                f"the result ({len(text)} bytes) could not be uploaded: {exc}"
+            ) from None
+        if response.status_code not in (200, 201):
+            raise BlobError(
+                f"the result ({len(text)} bytes) could not be uploaded: PUT answered "
+                f"{_problem(response)}"
+            )
+        return Ref(digest, len(text), "json").to_json()
+
+
+def may_hold_refs(args: Mapping[str, Any]) -> bool:
+    """Whether a task's arguments may hold a ref: they have an object or an array to look
+    into (a cheap test, so that tasks of plain numbers are not walked)."""
+    return any(isinstance(value, dict | list) for value in args.values())
+
+
+def _problem(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        return f"HTTP {response.status_code} {body.get('code', '')}: {body.get('detail', '')}"
+    return f"HTTP {response.status_code}"
+
+
+def cache_folder(data_dir: Path) -> Path:
+    """Where a worker with data directory ``data_dir`` keeps blobs."""
+    return data_dir / "blobs"

@@ -1,0 +1,352 @@
+"""Blobs on a real coordinator (docs/protocol.md, "Blobs"): uploads, fetches with their cache
+headers and ranges, refs checked at submit, a worker's large result uploaded under its
+lease, and every bad upload refused with nothing kept."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from tests._support import AUTH, Coordinator, job_results, job_state, submit_job
+
+pytestmark = pytest.mark.processes
+
+WORKER_TOKEN = "blob-test-join-token"
+DATA = bytes(range(256)) * 1000  # 256,000 bytes: more than one chunk of a stream
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def coordinator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Coordinator]:
+    data_dir = tmp_path_factory.mktemp("blobs")
+    started = Coordinator(
+        0,
+        (
+            "--quiet",
+            "--data-dir",
+            str(data_dir),
+            "--worker-token",
+            WORKER_TOKEN,
+            "--max-blob-size",
+            "1000000",
+            "--max-blob-bytes",
+            "3000000",
+            "--welcome-times",
+            "0",
+        ),
+    )
+    started.data_dir = data_dir  # type: ignore[attr-defined]
+    try:
+        yield started
+    finally:
+        started.end()
+
+
+@pytest.fixture(scope="module")
+def api(coordinator: Coordinator) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=f"http://127.0.0.1:{coordinator.port}", headers=AUTH, timeout=30
+    ) as client:
+        yield client
+
+
+def put(api: httpx.Client, data: bytes, form: str = "bytes") -> httpx.Response:
+    return api.post("/api/blobs", params={"format": form}, content=data)
+
+
+def test_an_upload_answers_its_ref_and_is_served_immutable(api: httpx.Client) -> None:
+    first = put(api, DATA)
+    assert first.status_code == 201, first.text
+    assert first.json() == {"$blob": sha(DATA), "size": len(DATA), "format": "bytes"}
+    again = put(api, DATA)
+    assert again.status_code == 200
+    assert again.json() == first.json()
+
+    got = api.get(f"/blobs/{sha(DATA)}")
+    assert got.status_code == 200
+    assert got.content == DATA
+    assert got.headers["etag"] == f'"{sha(DATA)}"'
+    assert got.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert got.headers["content-type"] == "application/octet-stream"
+    assert got.headers["access-control-allow-origin"] == "*"
+
+    part = api.get(f"/blobs/{sha(DATA)}", headers={"Range": "bytes=10-19"})
+    assert part.status_code == 206
+    assert part.content == DATA[10:20]
+    head = api.head(f"/blobs/{sha(DATA)}")
+    assert head.status_code == 200
+    assert head.headers["content-length"] == str(len(DATA))
+
+
+def test_uploading_needs_the_admin_token(coordinator: Coordinator) -> None:
+    response = httpx.post(f"http://127.0.0.1:{coordinator.port}/api/blobs", content=b"x")
+    assert response.status_code == 401
+    assert response.json()["code"] == "unauthorized"
+
+
+def test_fetching_needs_a_token_or_a_leased_key_where_a_join_token_is_set(
+    coordinator: Coordinator, api: httpx.Client
+) -> None:
+    put(api, b"secret stuff")
+    url = f"http://127.0.0.1:{coordinator.port}/blobs/{sha(b'secret stuff')}"
+    for headers, params in (
+        ({}, {}),
+        ({"Authorization": f"Bearer {WORKER_TOKEN}"}, {}),  # the join token is no read token
+        ({"Authorization": "Bearer nonsense"}, {}),
+        ({}, {"key": "nonsense"}),
+    ):
+        refused = httpx.get(url, headers=headers, params=params)
+        assert refused.status_code == 403, (headers, params)
+        assert refused.json()["code"] == "blob_not_leased"
+
+
+@pytest.mark.parametrize("name", ["0" * 64, "nothex", "A" * 64])
+def test_a_blob_not_held_is_404(api: httpx.Client, name: str) -> None:
+    response = api.get(f"/blobs/{name}")
+    assert response.status_code == 404
+    assert response.json()["code"] == "unknown_blob"
+
+
+def test_bad_uploads_keep_nothing(coordinator: Coordinator, api: httpx.Client) -> None:
+    not_json = b'{"half": '
+    response = put(api, not_json, "json")
+    assert response.status_code == 400
+    assert response.json()["code"] == "bad_json"
+    assert api.get(f"/blobs/{sha(not_json)}").status_code == 404
+
+    too_large = b"x" * 1_000_001
+    response = put(api, too_large)
+    assert response.status_code == 413
+    assert response.json()["code"] == "blob_too_large"
+    assert "--max-blob-size" in response.json()["detail"]
+
+    json_value = json.dumps({"a": [1, 2, 3]}).encode()
+    assert put(api, json_value, "json").json()["format"] == "json"
+
+    tmp = coordinator.data_dir / "blobs" / "tmp"  # type: ignore[attr-defined]
+    assert list(tmp.iterdir()) == []
+
+
+def test_an_upload_cut_short_keeps_nothing(coordinator: Coordinator) -> None:
+    body = b"y" * 50_000
+    with socket.create_connection(("127.0.0.1", coordinator.port)) as raw:
+        raw.sendall(
+            b"POST /api/blobs HTTP/1.1\r\nHost: x\r\n"
+            + f"Authorization: {AUTH['Authorization']}\r\n".encode()
+            + b"Content-Length: 100000\r\n\r\n"
+            + body
+        )
+        time.sleep(0.3)
+    tmp = coordinator.data_dir / "blobs" / "tmp"  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 5
+    while list(tmp.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(tmp.iterdir()) == []
+    with httpx.Client(headers=AUTH) as client:
+        url = f"http://127.0.0.1:{coordinator.port}/blobs/{sha(body)}"
+        assert client.get(url).status_code == 404
+
+
+def test_the_store_refuses_uploads_past_its_total(tmp_path: Path) -> None:
+    small = Coordinator(0, ("--quiet", "--data-dir", str(tmp_path), "--max-blob-bytes", "1000"))
+    try:
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{small.port}", headers=AUTH, timeout=30
+        ) as api:
+            assert put(api, b"a" * 600).status_code == 201
+            full = put(api, b"b" * 600)
+            assert full.status_code == 507
+            assert full.json()["code"] == "blob_store_full"
+    finally:
+        small.end()
+
+
+@pytest.mark.parametrize(
+    ("ref", "words"),
+    [
+        ({"$blob": "0" * 64, "size": 3}, "does not hold"),
+        ({"$blob": "0" * 63, "size": 3}, "64 lowercase hex"),
+        ({"$blob": "0" * 64}, "'size'"),
+    ],
+)
+def test_a_submit_with_a_bad_ref_queues_nothing(
+    api: httpx.Client, ref: dict[str, Any], words: str
+) -> None:
+    response = api.post("/api/jobs", json={"op": "prime_count", "args": [{"lo": ref}]})
+    assert response.status_code in (400, 422), response.text
+    assert words in response.text
+
+
+def test_a_submit_with_a_ref_of_the_wrong_size_is_refused(api: httpx.Client) -> None:
+    put(api, DATA)
+    response = api.post(
+        "/api/jobs",
+        json={"op": "prime_count", "args": [{"lo": {"$blob": sha(DATA), "size": 5}}]},
+    )
+    assert response.status_code == 400
+    assert f"holds {len(DATA)} bytes" in response.text
+
+
+@contextlib.contextmanager
+def hello(coordinator: Coordinator, ops: list[str]) -> Iterator[tuple[ClientConnection, str]]:
+    """A raw worker that said hello with ``ops``, and its blob key."""
+    with connect(f"ws://127.0.0.1:{coordinator.port}/ws?token={WORKER_TOKEN}") as ws:
+        ws.send(
+            json.dumps(
+                {"type": "hello", "protocol": 1, "agent": "test", "ops": ops, "concurrency": 1}
+            )
+        )
+        while True:
+            frame = json.loads(ws.recv(10))
+            if frame["type"] == "welcome":
+                yield ws, frame["blob_key"]
+                return
+
+
+def next_task(ws: ClientConnection) -> dict[str, Any]:
+    while True:
+        frame = json.loads(ws.recv(10))
+        if frame["type"] == "task":
+            return frame
+        if frame["type"] == "tasks":
+            return frame["tasks"][0]
+
+
+def test_a_worker_fetches_what_its_task_refers_to_and_uploads_its_large_result(
+    coordinator: Coordinator, api: httpx.Client
+) -> None:
+    ref = put(api, DATA).json()
+    other = put(api, b"not for this task").json()
+    with (
+        hello(coordinator, ["blob_echo"]) as (ws, key),
+        hello(coordinator, ["nothing_at_all"]) as (_intruder, intruder_key),
+    ):
+        job_id = submit_job(
+            coordinator.port, {"op": "blob_echo", "args": [{"data": ref}], "max_attempts": 1}
+        )
+        task = next_task(ws)
+        assert task["data"] == ref
+        base = f"http://127.0.0.1:{coordinator.port}"
+        fetched = httpx.get(f"{base}/blobs/{ref['$blob']}", params={"key": key})
+        assert fetched.status_code == 200
+        assert fetched.content == DATA
+        for digest, who in ((other["$blob"], key), (ref["$blob"], intruder_key)):
+            refused = httpx.get(f"{base}/blobs/{digest}", params={"key": who})
+            assert refused.status_code == 403
+
+        result = json.dumps({"echo": DATA.hex()[:200_000]}).encode()
+        url = f"{base}/blobs/{sha(result)}"
+        task_id = str(task["task_id"])
+        refused = httpx.put(url, params={"key": intruder_key, "task_id": task_id}, content=result)
+        assert refused.status_code == 403
+        assert refused.json()["code"] == "not_leased"
+        wrong = httpx.put(
+            f"{base}/blobs/{sha(b'other')}", params={"key": key, "task_id": task_id}, content=result
+        )
+        assert wrong.status_code == 400
+        assert wrong.json()["code"] == "hash_mismatch"
+        stored = httpx.put(url, params={"key": key, "task_id": task_id}, content=result)
+        assert stored.status_code == 201, stored.text
+        result_ref = stored.json()
+        assert result_ref == {"$blob": sha(result), "size": len(result), "format": "json"}
+
+        ws.send(
+            json.dumps(
+                {
+                    "type": "result",
+                    "task_id": task["task_id"],
+                    "result": result_ref,
+                    "duration_ms": 1,
+                }
+            )
+        )
+        deadline = time.monotonic() + 10
+        while job_state(coordinator.port, job_id)["state"] != "finished":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        outcome = job_results(coordinator.port, job_id)[0]
+        assert outcome["result"] == result_ref
+        assert api.get(f"/blobs/{sha(result)}").content == result  # a client reads it
+
+
+def test_a_result_that_names_a_blob_never_uploaded_is_the_workers_error(
+    coordinator: Coordinator,
+) -> None:
+    with hello(coordinator, ["liar_op"]) as (ws, _key):
+        job_id = submit_job(
+            coordinator.port, {"op": "liar_op", "args": [{"n": 1}], "max_attempts": 1}
+        )
+        task = next_task(ws)
+        fake = {"$blob": "1" * 64, "size": 10, "format": "json"}
+        ws.send(
+            json.dumps(
+                {"type": "result", "task_id": task["task_id"], "result": fake, "duration_ms": 1}
+            )
+        )
+        deadline = time.monotonic() + 10
+        while job_state(coordinator.port, job_id)["state"] != "finished":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        outcome = job_results(coordinator.port, job_id)[0]
+        assert "did not upload" in " ".join(outcome["reasons"])
+
+
+def test_the_cli_uploads_a_file_and_prints_its_ref(
+    coordinator: Coordinator, tmp_path: Path
+) -> None:
+    data_file = tmp_path / "values.json"
+    data_file.write_text('{"values": [1, 2, 3]}', encoding="utf-8")
+    server = f"http://127.0.0.1:{coordinator.port}"
+    printed = subprocess.run(
+        [sys.executable, "-m", "browsergrid", "put", str(data_file), "--json", "--server", server],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    content = data_file.read_bytes()
+    assert json.loads(printed) == {"$blob": sha(content), "size": len(content), "format": "json"}
+    missing = subprocess.run(
+        [sys.executable, "-m", "browsergrid", "put", str(tmp_path / "nope"), "--server", server],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode != 0
+    assert "is not a file" in missing.stderr
+
+
+@pytest.mark.redis
+def test_a_coordinator_on_redis_takes_no_blobs_yet(redis_url: str, tmp_path: Path) -> None:
+    grid = Coordinator(0, ("--quiet", "--data-dir", str(tmp_path), "--redis", redis_url))
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{grid.port}", headers=AUTH) as api:
+            refused = put(api, b"data")
+        assert refused.status_code == 501
+        assert refused.json()["code"] == "blobs_unavailable"
+        with connect(f"ws://127.0.0.1:{grid.port}/ws") as ws:
+            ws.send(
+                json.dumps(
+                    {"type": "hello", "protocol": 1, "agent": "t", "ops": ["x"], "concurrency": 1}
+                )
+            )
+            frames = [json.loads(ws.recv(10)) for _ in range(2)]
+        [welcome] = [frame for frame in frames if frame["type"] == "welcome"]
+        assert "blob_key" not in welcome
+    finally:
+        grid.end()
