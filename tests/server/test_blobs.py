@@ -350,3 +350,22 @@ def test_a_coordinator_on_redis_takes_no_blobs_yet(redis_url: str, tmp_path: Pat
         assert "blob_key" not in welcome
     finally:
         grid.end()
+
+
+def test_a_python_functions_source_travels_once_as_a_blob(coordinator: Coordinator) -> None:
+    source = "def twice(x):\n    return 2 * x\n"
+    function = {"name": "twice", "source": source, "sha256": sha(source.encode())}
+    with hello(coordinator, ["python"]) as (ws, key):
+        submit_job(
+            coordinator.port,
+            {"op": "python", "args": [{"function": function, "args": [k]} for k in range(3)]},
+        )
+        sent = next_task(ws)["function"]
+        assert (sent["name"], sent["sha256"]) == ("twice", function["sha256"])
+        text = json.dumps(source, separators=(",", ":")).encode()
+        assert sent["source"] == {"$blob": sha(text), "size": len(text), "format": "json"}
+        url = f"http://127.0.0.1:{coordinator.port}/blobs/{sha(text)}"
+        fetched = httpx.get(url, params={"key": key})
+        assert fetched.status_code == 200  # the worker holding the task may fetch its source
+        assert json.loads(fetched.content) == source
+    assert httpx.get(url, params={"key": key}).status_code == 403  # its connection is gone

@@ -144,6 +144,28 @@ class DiskBlobs:
             with contextlib.suppress(OSError):
                 await asyncio.to_thread(temp.unlink, missing_ok=True)
 
+    async def keep(self, content: bytes, form: Format) -> Ref:
+        """Keep bytes the coordinator has in hand (a small blob: hashed here, written in a
+        thread only when not held); BlobRefused when there is no room."""
+        digest = hashlib.sha256(content).hexdigest()
+        if digest not in self.sizes:
+            self._check_room(len(content))
+            self.reserved += len(content)
+            try:
+                await asyncio.to_thread(self._write, digest, content)
+            finally:
+                self.reserved -= len(content)
+            if digest not in self.sizes:  # another keep of the same bytes may have won
+                self.sizes[digest] = len(content)
+                self.total += len(content)
+        return Ref(digest, len(content), form)
+
+    def _write(self, digest: str, content: bytes) -> None:
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        temp = self._tmp / secrets.token_hex(8)
+        temp.write_bytes(content)
+        _place(temp, self.path(digest))
+
     def _check_room(self, size: int) -> None:
         if size > self.max_size:
             raise BlobRefused(

@@ -43,7 +43,7 @@ from browsergrid.core import (
     WorkerQuarantined,
 )
 from browsergrid.errors import SubmitError
-from browsergrid.ops import OPS, agree_op
+from browsergrid.ops import OPS, PYTHON_OP, agree_op
 from browsergrid.protocol import (
     Accepted,
     FailureRecord,
@@ -86,6 +86,7 @@ from browsergrid.server._submit import (
     check_tasks,
     job_info,
     log_submitted,
+    sources_as_blobs,
     task_records,
 )
 from browsergrid.server._worker_history import WorkerHistory
@@ -314,6 +315,8 @@ class Coordinator:
         """
         refs: set[str] = set()
         tasks = check_tasks(op, args, self.known_ops(), self.config, self.blobs.size, refs)
+        if op == PYTHON_OP and self.blobs_shared_problem is None:
+            refs |= await sources_as_blobs(tasks, self.blobs)
         if refs:
             await self.blobs.touch(refs)
         queue = self.queue

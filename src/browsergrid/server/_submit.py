@@ -19,6 +19,7 @@ from browsergrid.config import ServeConfig
 from browsergrid.core import JobOptions, TasksAccepted, TaskSpec
 from browsergrid.errors import SubmitError
 from browsergrid.protocol import BLOB, SubmitOptions, check_arg_names, refs_in
+from browsergrid.server._blob_store import BlobRefused, DiskBlobs
 from browsergrid.store import JobInfo, TaskRecord
 
 events = logging.getLogger("browsergrid.server.events")
@@ -82,6 +83,29 @@ def _check_refs(
                 f"{ref.size}, but it holds {size} bytes",
             )
         refs.add(ref.sha256)
+
+
+async def sources_as_blobs(tasks: Sequence[TaskSpec], blobs: DiskBlobs) -> set[str]:
+    """Turn the function source of each ``python`` task into a ref to a blob holding it
+    (JSON text of the string), so that a source travels once per worker, not once per
+    task: workers resolve the ref, and keep the blob. A source that finds no room in the
+    store stays inline. Returns the SHA-256s of the blobs referred to."""
+    made: dict[str, dict[str, Any] | None] = {}
+    for task in tasks:
+        function = task.args.get("function")
+        source = function.get("source") if isinstance(function, dict) else None
+        if not isinstance(source, str):
+            continue
+        if source not in made:
+            try:
+                made[source] = (await blobs.keep(_json_encode(source), "json")).to_json()
+            except BlobRefused:
+                made[source] = None
+        ref = made[source]
+        if ref is not None:
+            assert isinstance(function, dict)
+            task.args["function"] = {**function, "source": ref}
+    return {ref[BLOB] for ref in made.values() if ref is not None}
 
 
 def check_options(options: SubmitOptions, held: int, count: int, config: ServeConfig) -> JobOptions:

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import os
 import secrets
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -28,6 +29,8 @@ from browsergrid.protocol import Ref, refs_in
 INLINE_RESULT_BYTES: Final = 65536
 """A result whose JSON is longer goes as a blob (the page's threshold too)."""
 _TIMEOUT = httpx.Timeout(30, read=300, write=300)
+_SMALL_BYTES = 65536  # blobs up to this size are also kept in memory ...
+_SMALL_COUNT = 64  # ... this many at most (4 MiB)
 
 
 class BlobError(Exception):
@@ -105,6 +108,9 @@ class Blobs:
         self.cache = cache
         self.http = http
         self._loading: dict[str, asyncio.Future[bytes]] = {}
+        # small blobs (a python function's source, named by every task of its job) in memory
+        # too: a task then costs no disk read; bytes are immutable, so they are shared as is
+        self._small: OrderedDict[str, bytes] = OrderedDict()
 
     async def resolve(self, args: dict[str, Any]) -> dict[str, Any]:
         """``args`` with each ref replaced by its content; BlobError when one cannot be had."""
@@ -117,15 +123,26 @@ class Blobs:
         return resolved
 
     async def _content(self, ref: Ref) -> bytes:
+        data = self._small.get(ref.sha256)
+        if data is None:
+            data = await self._shared_load(ref)
+            if len(data) <= _SMALL_BYTES:
+                self._small[ref.sha256] = data
+                if len(self._small) > _SMALL_COUNT:
+                    self._small.popitem(last=False)
+        else:
+            self._small.move_to_end(ref.sha256)
+        if len(data) != ref.size:
+            raise BlobError(f"blob {ref.sha256[:12]}: it has {len(data)} bytes, not {ref.size}")
+        return data
+
+    async def _shared_load(self, ref: Ref) -> bytes:
         loading = self._loading.get(ref.sha256)
         if loading is None:  # tasks needing one blob share its fetch
             loading = asyncio.ensure_future(self._load(ref))
             self._loading[ref.sha256] = loading
             loading.add_done_callback(lambda _: self._loading.pop(ref.sha256, None))
-        data = await asyncio.shield(loading)
-        if len(data) != ref.size:
-            raise BlobError(f"blob {ref.sha256[:12]}: it has {len(data)} bytes, not {ref.size}")
-        return data
+        return await asyncio.shield(loading)
 
     async def _load(self, ref: Ref) -> bytes:
         if self.cache is not None:

@@ -11,6 +11,8 @@ export const BLOB = '$blob';
 export const CACHE_NAME = 'browsergrid-blobs-v1';
 export const CACHE_BYTES = 256 * 1024 * 1024;
 export const INLINE_RESULT_BYTES = 65536; // a result's JSON up to this many bytes goes in the frame
+const SMALL_BYTES = 65536; // blobs up to this size are also kept in memory, per compute worker
+const SMALL_TOTAL = 4 * 1024 * 1024; // ... up to this many bytes in all
 const STORED = 'x-browsergrid-stored'; // when a cache entry was stored (ms since the epoch)
 const SIZE = 'x-browsergrid-size'; // its length: the index is rebuilt from headers, never bodies
 const SHA256 = /^[0-9a-f]{64}$/;
@@ -136,6 +138,8 @@ export function createBlobs({
   pageUrl = globalThis.location?.href,
 } = {}) {
   const loading = new Map(); // sha256 -> Promise of its bytes: tasks needing one blob share its fetch
+  const small = new Map(); // sha256 -> bytes of a small blob, checked when fetched (remember)
+  let smallBytes = 0;
   let opened = null; // Promise of the Cache, or of null where there is none (or it is refused)
   let index = new Map(); // cache key (URL) -> {size, stored}: what the cache holds, oldest first out
   let writing = Promise.resolve(); // stores go one at a time: each counts what the last left
@@ -254,6 +258,14 @@ export function createBlobs({
   }
 
   async function get(sha, size, context) {
+    const memo = small.get(sha);
+    if (memo !== undefined) {
+      if (memo.length !== size)
+        throw new Error(
+          `blob ${shortSha(sha)}: it has ${memo.length} bytes, not the ref's ${size}`,
+        );
+      return memo.slice(); // a copy: an op may write into what it is given
+    }
     if (!loading.has(sha)) {
       loading.set(
         sha,
@@ -264,7 +276,21 @@ export function createBlobs({
     // a cached copy, or one fetched for another task, has the right SHA-256; the ref may still be wrong
     if (bytes.length !== size)
       throw new Error(`blob ${shortSha(sha)}: it has ${bytes.length} bytes, not the ref's ${size}`);
+    remember(sha, bytes);
     return bytes;
+  }
+
+  // Small blobs (a python function's source, named by every task of its job) are kept in this worker's
+  // memory too, so that a task costs no Cache Storage read; at most SMALL_TOTAL bytes, oldest first out.
+  function remember(sha, bytes) {
+    if (bytes.length > SMALL_BYTES || small.has(sha)) return;
+    small.set(sha, bytes.slice());
+    smallBytes += bytes.length;
+    for (const [old, kept] of small) {
+      if (smallBytes <= SMALL_TOTAL) break;
+      small.delete(old);
+      smallBytes -= kept.length;
+    }
   }
 
   return {
