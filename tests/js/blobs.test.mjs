@@ -482,3 +482,39 @@ test('a small blob is kept in memory too, and each task gets its own copy of it'
     await server.close();
   }
 });
+
+test("a failure that is not the task's is marked to hand the task back; a missing blob is not", async () => {
+  const server = await coordinator(new Map());
+  try {
+    const blobs = createBlobs({ caches: null });
+    const context = { base: server.base, key: 'k' };
+    const missing = await blobs.contents(findRefs({ x: ref(TEST) }), context).catch((err) => err);
+    assert.match(String(missing), /answered HTTP 404/);
+    assert.equal(missing.handBack, undefined);
+    const down = await blobs
+      .contents(findRefs({ x: ref(TEST) }), { base: 'http://127.0.0.1:9', key: 'k' })
+      .catch((err) => err);
+    assert.match(String(down), /GET \/blobs\/.* failed/);
+    assert.equal(down.handBack, true);
+  } finally {
+    await server.close();
+  }
+});
+
+test('with Web Locks, one compute worker at a time loads a blob', async () => {
+  const server = await coordinator(new Map([[TEST_SHA, TEST]]));
+  const held = [];
+  const locks = {
+    async request(name, work) {
+      held.push(name);
+      return work();
+    },
+  };
+  try {
+    const blobs = createBlobs({ caches: null, locks });
+    await blobs.contents(findRefs({ x: ref(TEST) }), { base: server.base, key: 'k' });
+    assert.deepEqual(held, [`browsergrid-blob:${TEST_SHA}`]);
+  } finally {
+    await server.close();
+  }
+});

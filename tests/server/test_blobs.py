@@ -264,6 +264,9 @@ def test_a_worker_fetches_what_its_task_refers_to_and_uploads_its_large_result(
         assert stored.status_code == 201, stored.text
         result_ref = stored.json()
         assert result_ref == {"$blob": sha(result), "size": len(result), "format": "json"}
+        again = httpx.put(url, params={"key": key, "task_id": task_id}, content=result)
+        assert again.status_code == 409  # one upload per lease: a lease cannot fill the disk
+        assert again.json()["code"] == "already_uploaded"
 
         ws.send(
             json.dumps(
@@ -369,3 +372,35 @@ def test_a_python_functions_source_travels_once_as_a_blob(coordinator: Coordinat
         assert fetched.status_code == 200  # the worker holding the task may fetch its source
         assert json.loads(fetched.content) == source
     assert httpx.get(url, params={"key": key}).status_code == 403  # its connection is gone
+
+
+def test_a_result_may_name_only_the_blob_its_lease_uploaded(
+    coordinator: Coordinator, api: httpx.Client
+) -> None:
+    ref = put(api, DATA).json()  # a blob the coordinator holds, but not this task's result
+    with hello(coordinator, ["borrower"]) as (ws, _key):
+        job_id = submit_job(
+            coordinator.port, {"op": "borrower", "args": [{"data": ref}], "max_attempts": 1}
+        )
+        task = next_task(ws)
+        borrowed = {**ref, "format": "json"}
+        ws.send(
+            json.dumps(
+                {"type": "result", "task_id": task["task_id"], "result": borrowed, "duration_ms": 1}
+            )
+        )
+        deadline = time.monotonic() + 10
+        while job_state(coordinator.port, job_id)["state"] != "finished":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    [outcome] = job_results(coordinator.port, job_id)
+    assert "did not upload for this task" in " ".join(outcome["reasons"])
+
+
+def test_a_stranger_learns_nothing_of_which_blobs_exist(
+    coordinator: Coordinator, api: httpx.Client
+) -> None:
+    held = put(api, b"exists").json()["$blob"]
+    base = f"http://127.0.0.1:{coordinator.port}/blobs"
+    answers = {httpx.get(f"{base}/{digest}").status_code for digest in (held, "9" * 64)}
+    assert answers == {403}

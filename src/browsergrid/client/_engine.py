@@ -627,9 +627,17 @@ class Engine:
         assert self.fetch is not None
         try:
             value = await asyncio.to_thread(self.fetch, self.endpoint, ref)
-        except BrowsergridError as exc:
+        except asyncio.CancelledError:  # the client was closed
+            item.future.cancel()
+            raise
+        except Exception as exc:  # a wrong blob (not JSON) fails this future, never hangs it
+            error = (
+                exc
+                if isinstance(exc, BrowsergridError)
+                else BrowsergridError(f"the result kept as blob {ref.sha256} is unreadable: {exc}")
+            )
             if not item.future.done():
-                item.future.set_exception(exc)
+                item.future.set_exception(error)
             return
         if not item.future.done():
             item.future.set_result(value)
@@ -666,6 +674,8 @@ class Engine:
     def _cancel_all(self) -> None:
         """The user closed the client: nobody waits for what is pending any more."""
         self._lost = ConnectionLost("the client was closed")
+        for fetching in self._fetches:
+            fetching.cancel()
         for pending in self._pending.values():
             for item in pending.items:
                 item.future.cancel()

@@ -59,17 +59,18 @@ def create_blob_router(coordinator: Coordinator, access: Access) -> APIRouter:
         """A blob's bytes (immutable: cache them by their SHA-256). Where the coordinator
         has a join or read token, a worker presents the ``key`` of its connection, which must
         hold a task that refers to the blob; a client, the admin or read token."""
-        if not is_digest(digest) or blobs.size(digest) is None:
-            return _refusal(404, "unknown_blob", f"this coordinator holds no blob {digest[:64]}")
         if (access.worker is not None or access.dashboard is not None) and not (
             _reader(access, request) or _fetch_allowed(coordinator, key, digest)
-        ):
+        ):  # before looking: no answer tells a stranger which blobs exist
             return _refusal(
                 403,
                 "blob_not_leased",
                 "fetching blobs here needs the admin or read token, or the key of a worker "
                 "connection holding a task that refers to this blob",
             )
+        if not is_digest(digest) or blobs.size(digest) is None:
+            return _refusal(404, "unknown_blob", f"this coordinator holds no blob {digest[:64]}")
+        blobs.touch([digest])
         if request.method == "GET":
             _count_fetch(coordinator, blobs.size(digest) or 0, request.headers.get("range"))
         return FileResponse(
@@ -91,6 +92,7 @@ def create_blob_router(coordinator: Coordinator, access: Access) -> APIRouter:
             200: {"description": "held already"},
             400: {"description": "hash_mismatch, bad_json or truncated"},
             403: {"description": "not_leased"},
+            409: {"description": "already_uploaded: one upload per lease"},
             413: {"description": "blob_too_large"},
             507: {"description": "blob_store_full"},
         },
@@ -104,14 +106,25 @@ def create_blob_router(coordinator: Coordinator, access: Access) -> APIRouter:
         ],
     ) -> Response:
         """A worker's large result, as UTF-8 JSON text; its ``result`` is then the ref this
-        returns. Only the connection holding the task's lease may upload it."""
+        returns. Only the connection holding the task's lease may upload it, once."""
         worker_id = coordinator.blob_keys.get(key)
         task = coordinator.scheduler.tasks.get(task_id)
         if worker_id is None or task is None or worker_id not in task.leases:
             return _refusal(403, "not_leased", f"this connection does not hold task {task_id}")
+        lease = (worker_id, task_id)
+        if lease in coordinator.lease_uploads:
+            return _refusal(
+                409, "already_uploaded", f"this connection uploaded a result of task {task_id}"
+            )
         if not is_digest(digest):
             return _refusal(400, "hash_mismatch", "the path must be the body's SHA-256")
-        return await _receive(coordinator, request, "json", digest, f"worker #{worker_id}")
+        coordinator.lease_uploads[lease] = ""  # taken: a second upload meanwhile is refused
+        answer = await _receive(coordinator, request, "json", digest, f"worker #{worker_id}")
+        if answer.status_code in (200, 201) and worker_id in coordinator.workers:
+            coordinator.lease_uploads[lease] = digest
+        else:  # refused, or the worker left meanwhile: it may try again on a new lease
+            coordinator.lease_uploads.pop(lease, None)
+        return answer
 
     @router.post(
         "/api/blobs",
@@ -145,6 +158,9 @@ def create_blob_router(coordinator: Coordinator, access: Access) -> APIRouter:
 async def _receive(
     coordinator: Coordinator, request: Request, form: Format, expected: str | None, who: str
 ) -> Response:
+    """Keep the request's body as a blob; its ref, or the refusal. A worker's body
+    (``expected`` given) is not parsed: JSON of hundreds of MiB built in memory would hold
+    the event loop, and a result that is not JSON fails where it is read, by its client."""
     length = request.headers.get("content-length")
     try:
         ref, created = await coordinator.blobs.receive(
@@ -152,6 +168,7 @@ async def _receive(
             form=form,
             expected=expected,
             length=int(length) if length is not None and length.isdigit() else None,
+            check_json=expected is None,
         )
     except BlobRefused as exc:
         emit(

@@ -48,12 +48,14 @@ class DiskBlobs:
         self.max_total = max_total
         self.sizes: dict[str, int] = {}
         self.total = 0  # bytes of all blobs kept
+        self.used: dict[str, float] = {}  # when each was last uploaded, submitted or fetched
         self.reserved = 0  # bytes of uploads under way, counted against max_total
         self._tmp = root / "tmp"
 
     async def open(self) -> None:
         """Create the folder, drop what interrupted uploads left, and read the sizes."""
         self.sizes = await asyncio.to_thread(self._scan)
+        self.used = dict.fromkeys(self.sizes, time.time())  # a restart renews their time
         self.total = sum(self.sizes.values())
 
     def _scan(self) -> dict[str, int]:
@@ -85,20 +87,21 @@ class DiskBlobs:
         form: Format,
         expected: str | None = None,
         length: int | None = None,
+        check_json: bool = True,
     ) -> tuple[Ref, bool]:
         """Keep the bytes of ``chunks`` as a blob: ``(ref, created)``, ``created`` False
-        when it was held already. ``expected``: the SHA-256 the bytes must have; ``length``:
-        the announced Content-Length (checked before reading). Raises BlobRefused
-        (blob_too_large, blob_store_full, hash_mismatch, bad_json, truncated) and keeps
-        nothing then, nor when ``chunks`` raises (the sender left)."""
-        if expected is not None and expected in self.sizes:  # the same bytes, by their name
-            return Ref(expected, self.sizes[expected], form), False
+        when it was held already (it is then marked used now). ``expected``: the SHA-256
+        the bytes must have; ``length``: the announced Content-Length (checked before
+        reading); ``check_json``: parse a ``json`` blob (a trusted client's: parsing builds
+        the whole value in memory). Raises BlobRefused (blob_too_large, blob_store_full,
+        hash_mismatch, bad_json, truncated) and keeps nothing then, nor when ``chunks``
+        raises (the sender left)."""
         if length is not None:
             self._check_room(length)
         self._tmp.mkdir(parents=True, exist_ok=True)
         temp = self._tmp / secrets.token_hex(8)
         sha = hashlib.sha256()
-        seen = 0
+        seen = 0  # bytes received, and counted in ``reserved``
         pending: list[bytes] = []
         pending_bytes = 0
         handle = await asyncio.to_thread(open, temp, "wb")
@@ -107,8 +110,8 @@ class DiskBlobs:
                 async for chunk in chunks:
                     if not chunk:
                         continue
+                    self._check_room(seen + len(chunk), uploading=seen)
                     seen += len(chunk)
-                    self._check_room(seen)
                     self.reserved += len(chunk)
                     sha.update(chunk)
                     pending.append(chunk)
@@ -129,16 +132,10 @@ class DiskBlobs:
                     "hash_mismatch",
                     f"the body's SHA-256 is {digest}, not {expected}: nothing was kept",
                 )
-            if form == "json":
+            if form == "json" and check_json:
                 await asyncio.to_thread(_check_json, temp)
-            ref = Ref(digest, seen, form)
-            if digest in self.sizes:
-                return ref, False
-            target = self.path(digest)
-            await asyncio.to_thread(_place, temp, target)
-            self.sizes[digest] = seen
-            self.total += seen
-            return ref, True
+            created = await self._add(digest, seen, lambda: _place(temp, self.path(digest)))
+            return Ref(digest, seen, form), created
         finally:
             self.reserved -= seen
             with contextlib.suppress(OSError):
@@ -152,13 +149,25 @@ class DiskBlobs:
             self._check_room(len(content))
             self.reserved += len(content)
             try:
-                await asyncio.to_thread(self._write, digest, content)
+                await self._add(digest, len(content), lambda: self._write(digest, content))
             finally:
                 self.reserved -= len(content)
-            if digest not in self.sizes:  # another keep of the same bytes may have won
-                self.sizes[digest] = len(content)
-                self.total += len(content)
+        else:
+            self.used[digest] = time.time()
         return Ref(digest, len(content), form)
+
+    async def _add(self, digest: str, size: int, write: Callable[[], None]) -> bool:
+        """Put a checked blob in place (``write``, in a thread) unless held: whether it was
+        new. Counted once however many uploads of the same bytes race here."""
+        self.used[digest] = time.time()
+        if digest in self.sizes:
+            return False
+        await asyncio.to_thread(write)
+        if digest in self.sizes:  # another upload of the same bytes finished first
+            return False
+        self.sizes[digest] = size
+        self.total += size
+        return True
 
     def _write(self, digest: str, content: bytes) -> None:
         self._tmp.mkdir(parents=True, exist_ok=True)
@@ -166,14 +175,16 @@ class DiskBlobs:
         temp.write_bytes(content)
         _place(temp, self.path(digest))
 
-    def _check_room(self, size: int) -> None:
+    def _check_room(self, size: int, uploading: int = 0) -> None:
+        """Refuse a blob of ``size`` bytes, of which ``uploading`` are already counted in
+        ``reserved`` (an upload under way)."""
         if size > self.max_size:
             raise BlobRefused(
                 413,
                 "blob_too_large",
                 f"a blob may hold at most {self.max_size} bytes (--max-blob-size)",
             )
-        if self.total + self.reserved + size > self.max_total:
+        if self.total + self.reserved - uploading + size > self.max_total:
             raise BlobRefused(
                 507,
                 "blob_store_full",
@@ -182,31 +193,30 @@ class DiskBlobs:
                 "after --retain",
             )
 
-    async def touch(self, digests: Iterable[str]) -> None:
-        """Mark blobs as used now (``prune`` keeps them for the retention period)."""
-        paths = [self.path(d) for d in set(digests) if d in self.sizes]
-        if paths:
-            await asyncio.to_thread(_touch, paths)
+    def touch(self, digests: Iterable[str]) -> None:
+        """Mark blobs as used now: ``prune`` keeps them for the retention period."""
+        now = time.time()
+        for digest in digests:
+            if digest in self.sizes:
+                self.used[digest] = now
 
-    async def prune(self, unused_since: float, needed: Callable[[str], bool]) -> int:
+    def prune(self, unused_since: float, needed: Callable[[str], bool]) -> int:
         """Remove the blobs last used before ``unused_since`` (Unix time) for which
-        ``needed(digest)`` is false; how many went."""
-        old = await asyncio.to_thread(self._unused_since, unused_since)
-        gone = [digest for digest in old if not needed(digest)]
-        for digest in gone:
-            self.total -= self.sizes.pop(digest, 0)
-        await asyncio.to_thread(_remove, [self.path(d) for d in gone])
-        return len(gone)
-
-    def _unused_since(self, cutoff: float) -> list[str]:
-        old = []
-        for digest in list(self.sizes):
+        ``needed(digest)`` is false; how many went. Runs on the event loop, without a
+        pause, so no upload or submit of the same blob comes between the choice and the
+        removal (unlinking a file is quick); a file that cannot be removed is kept."""
+        gone = 0
+        for digest in [d for d in self.sizes if self.used.get(d, 0.0) < unused_since]:
+            if needed(digest):
+                continue
             try:
-                if self.path(digest).stat().st_mtime < cutoff:
-                    old.append(digest)
-            except FileNotFoundError:  # removed by hand: forget it
-                self.total -= self.sizes.pop(digest, 0)
-        return old
+                self.path(digest).unlink(missing_ok=True)
+            except OSError:
+                continue
+            self.total -= self.sizes.pop(digest)
+            self.used.pop(digest, None)
+            gone += 1
+        return gone
 
 
 def _check_json(path: Path) -> None:
@@ -219,16 +229,3 @@ def _check_json(path: Path) -> None:
 def _place(temp: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(temp, target)
-
-
-def _touch(paths: list[Path]) -> None:
-    now = time.time()
-    for path in paths:
-        with contextlib.suppress(FileNotFoundError):
-            os.utime(path, (now, now))
-
-
-def _remove(paths: list[Path]) -> None:
-    for path in paths:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()

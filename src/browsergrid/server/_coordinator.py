@@ -142,6 +142,9 @@ class Coordinator:
             max_total=config.max_blob_bytes,
         )
         self.blob_keys: dict[str, int] = {}  # a worker connection's blob_key -> its id
+        # (worker id, task id) -> the blob that lease uploaded as its result: one upload per
+        # lease, and the only blob its result may name
+        self.lease_uploads: dict[tuple[int, int], str] = {}
         # The coordinators of a Redis grid do not share blobs yet: none are taken there, and
         # workers get no blob key (so they send every result inline).
         self.blobs_shared_problem: str | None = (
@@ -209,7 +212,7 @@ class Coordinator:
             return
         if removed:
             emit(log, "pruned", f"removed {removed} job(s) past retention", jobs=removed)
-        blobs = await self.blobs.prune(cutoff, self._needs_blob())
+        blobs = self.blobs.prune(cutoff, self._needs_blob())
         if blobs:
             emit(
                 log, "pruned_blobs", f"removed {blobs} blob(s) unused within retention", blobs=blobs
@@ -317,8 +320,7 @@ class Coordinator:
         tasks = check_tasks(op, args, self.known_ops(), self.config, self.blobs.size, refs)
         if op == PYTHON_OP and self.blobs_shared_problem is None:
             refs |= await sources_as_blobs(tasks, self.blobs)
-        if refs:
-            await self.blobs.touch(refs)
+        self.blobs.touch(refs)  # now, before any pause: a prune meanwhile keeps them
         queue = self.queue
         job_id = client.job_keys.get(job_key) if client and job_key else None
         client_key = f"{client_id}/{job_key}" if client_id and job_key else None

@@ -26,10 +26,12 @@ from browsergrid.protocol import (
     ConnectionState,
     HandBack,
     Hello,
+    Ref,
     Result,
     ResultItem,
     Results,
     TaskError,
+    TaskId,
     WorkerMessage,
     encode_server_error,
     public_worker_key,
@@ -108,6 +110,9 @@ async def _serve_worker(coordinator: Coordinator, ws: Connection) -> None:
         del coordinator.workers[peer.worker_id]
         if rules.blob_key is not None:
             coordinator.blob_keys.pop(rules.blob_key, None)
+            uploads = coordinator.lease_uploads
+            for lease in [lease for lease in uploads if lease[0] == peer.worker_id]:
+                del uploads[lease]
         _tell_viewers(coordinator, peer, "disconnected")
         code, reason = rules.close_code or 1005, rules.close_reason
         if ws.close_code is not None:  # closed from here (not reading, shutting down)
@@ -254,22 +259,13 @@ async def _with_blobs_held(
     so kept for the retention period); each other one is taken as the worker's error
     report: it reported a large result it did not upload (docs/protocol.md, "Blobs")."""
     kept: list[ResultItem | Result] = []
-    held: list[str] = []
     for item in items:
         try:
             ref = result_ref(item.result)
         except ValueError as exc:
             problem: str | None = f"its result is a malformed ref: {exc}"
         else:
-            size = None if ref is None else coordinator.blobs.size(ref.sha256)
-            if ref is None or size == ref.size:
-                problem = None
-                if ref is not None:
-                    held.append(ref.sha256)
-            elif size is None:
-                problem = f"its result refers to blob {ref.sha256}, which it did not upload"
-            else:
-                problem = f"its result refers to blob {ref.sha256} of {ref.size} bytes, not {size}"
+            problem = None if ref is None else _unheld(coordinator, peer, item.task_id, ref)
         if problem is None:
             kept.append(item)
             continue
@@ -287,8 +283,23 @@ async def _with_blobs_held(
             TaskError(task_id=item.task_id, message=f"the worker failed the task: {problem}"),
             now,
         )
-    await coordinator.blobs.touch(held)
     return kept
+
+
+def _unheld(coordinator: Coordinator, peer: WorkerPeer, task_id: TaskId, ref: Ref) -> str | None:
+    """What is wrong with a result that is ``ref``, or None: it must name, as JSON, the blob
+    this worker uploaded for this very task (``PUT /blobs``), with its size."""
+    uploaded = (
+        coordinator.lease_uploads.pop((peer.worker_id, task_id), None)
+        if isinstance(task_id, int)
+        else None
+    )
+    if uploaded != ref.sha256:
+        return f"its result refers to blob {ref.sha256}, which it did not upload for this task"
+    if ref.format != "json" or coordinator.blobs.size(ref.sha256) != ref.size:
+        return f"its result refers to blob {ref.sha256} as {ref.size} bytes of {ref.format}"
+    coordinator.blobs.touch([ref.sha256])
+    return None
 
 
 async def receive(

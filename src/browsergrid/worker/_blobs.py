@@ -34,7 +34,14 @@ _SMALL_COUNT = 64  # ... this many at most (4 MiB)
 
 
 class BlobError(Exception):
-    """A blob could not be had (or a result not uploaded): the task fails with this message."""
+    """A blob could not be had (or a result not uploaded). ``hand_back``: not the task's
+    fault (the network, this connection's key, the coordinator's trouble): the worker hands
+    the task back, for another worker, rather than fail it; else the task fails with this
+    message (no such blob, a wrong hash, a result too large)."""
+
+    def __init__(self, message: str, *, hand_back: bool = False) -> None:
+        super().__init__(message)
+        self.hand_back = hand_back
 
 
 class BlobCache:
@@ -119,7 +126,10 @@ class Blobs:
         except ValueError as exc:
             raise BlobError(str(exc)) from None
         contents = {digest: await self._content(ref) for digest, ref in refs.items()}
-        resolved: dict[str, Any] = substitute_blobs(args, contents)
+        try:
+            resolved: dict[str, Any] = substitute_blobs(args, contents)
+        except (ValueError, RecursionError) as exc:  # a json ref to bytes that are not JSON
+            raise BlobError(f"a blob of format json does not hold JSON: {exc}") from None
         return resolved
 
     async def _content(self, ref: Ref) -> bytes:
@@ -156,9 +166,12 @@ class Blobs:
                 timeout=_TIMEOUT,
             )
         except httpx.HTTPError as exc:
-            raise BlobError(f"blob {ref.sha256[:12]}: GET failed: {exc}") from None
-        if response.status_code != 200:
-            raise BlobError(f"blob {ref.sha256[:12]}: GET answered {_problem(response)}")
+            raise BlobError(f"blob {ref.sha256[:12]}: GET failed: {exc}", hand_back=True) from None
+        if response.status_code != 200:  # 404: no such blob, wherever the task goes
+            raise BlobError(
+                f"blob {ref.sha256[:12]}: GET answered {_problem(response)}",
+                hand_back=response.status_code != 404,
+            )
         data = response.content
         digest = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
         if digest != ref.sha256:
@@ -191,12 +204,13 @@ class Blobs:
             )
         except httpx.HTTPError as exc:
             raise BlobError(
-                f"the result ({len(text)} bytes) could not be uploaded: {exc}"
+                f"the result ({len(text)} bytes) could not be uploaded: {exc}", hand_back=True
             ) from None
-        if response.status_code not in (200, 201):
+        if response.status_code not in (200, 201):  # too large or no room: wherever it runs
             raise BlobError(
                 f"the result ({len(text)} bytes) could not be uploaded: PUT answered "
-                f"{_problem(response)}"
+                f"{_problem(response)}",
+                hand_back=response.status_code not in (413, 507),
             )
         return Ref(digest, len(text), "json").to_json()
 

@@ -31,9 +31,11 @@ from browsergrid.protocol import (
     Cancel,
     ServerError,
     Task,
+    TaskId,
     Tasks,
     Welcome,
     decode_server_message,
+    encode_hand_back,
     encode_hello,
     encode_result,
     encode_results,
@@ -372,18 +374,23 @@ class _Session:
                 continue
             share = max(1, min(_BATCH, len(self.queue) // self.worker.concurrency))
             batch = [self.queue.popleft() for _ in range(min(share, len(self.queue)))]
-            batch, unresolved = await self._resolve(batch)
+            handed_back: list[TaskId] = []
+            batch, unresolved = await self._resolve(batch, handed_back)
             if not batch:
                 outcomes = []
             elif _quick(self.worker.ops, batch):  # the two thread hops would cost far more
                 outcomes = _run_batch(self.worker.ops, batch)
             else:
                 outcomes = await loop.run_in_executor(self.pool, _run_batch, self.worker.ops, batch)
-            await self._report(await self._upload(outcomes) + unresolved)
+            await self._report(await self._upload(outcomes, handed_back) + unresolved)
+            await self._hand_back(handed_back)
 
-    async def _resolve(self, batch: list[Task]) -> tuple[list[Task], list[_Outcome]]:
+    async def _resolve(
+        self, batch: list[Task], handed_back: list[TaskId]
+    ) -> tuple[list[Task], list[_Outcome]]:
         """The tasks with their refs replaced by the blobs' contents, and the failures of
-        those whose blobs could not be had."""
+        those whose blobs could not be had by the task's fault (the others are added to
+        ``handed_back``)."""
         ready: list[Task] = []
         failed: list[_Outcome] = []
         for task in batch:
@@ -393,22 +400,43 @@ class _Session:
             try:
                 args = await self.blobs.resolve(task.args)
             except BlobError as exc:
-                failed.append((task.task_id, False, str(exc), 0.0))
+                if exc.hand_back:
+                    handed_back.append(task.task_id)
+                else:
+                    failed.append((task.task_id, False, str(exc), 0.0))
                 continue
             ready.append(task if args is task.args else msgspec.structs.replace(task, args=args))
         return ready, failed
 
-    async def _upload(self, outcomes: list[_Outcome]) -> list[_Outcome]:
-        """The outcomes with each large result uploaded and replaced by its ref."""
+    async def _upload(self, outcomes: list[_Outcome], handed_back: list[TaskId]) -> list[_Outcome]:
+        """The outcomes with each large result uploaded and replaced by its ref (those whose
+        upload failed by no fault of the task are added to ``handed_back``)."""
         uploaded: list[_Outcome] = []
         for task_id, ok, value, ms in outcomes:
             if ok:
                 try:
                     value = await self.blobs.upload(task_id, value)
                 except BlobError as exc:
+                    if exc.hand_back:
+                        handed_back.append(task_id)
+                        continue
                     ok, value = False, str(exc)
             uploaded.append((task_id, ok, value, ms))
         return uploaded
+
+    async def _hand_back(self, task_ids: list[TaskId]) -> None:
+        """Give tasks back (docs/protocol.md, ``hand_back``): another worker may do better."""
+        if not task_ids:
+            return
+        emit(
+            log,
+            "handed_back",
+            f"handed back {len(task_ids)} task(s) whose blobs could not be moved",
+            level=logging.WARNING,
+            task_ids=task_ids,
+        )
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await self.ws.send(encode_hand_back(task_ids))
 
     async def _report(self, outcomes: list[_Outcome]) -> None:
         results = [(task_id, value, ms) for task_id, ok, value, ms in outcomes if ok]

@@ -104,6 +104,15 @@ export async function sha256Hex(bytes, subtle = globalThis.crypto?.subtle) {
 
 // --- HTTP ---
 
+// An error that is not the task's fault (the network, this connection's key, the coordinator's
+// trouble): the page hands such a task back (the coordinator gives it to another worker, and counts no
+// attempt) rather than fail it.
+function notTheTasks(message) {
+  const err = new Error(message);
+  err.handBack = true;
+  return err;
+}
+
 // "HTTP 403 blob_not_leased: <detail>": the status and the coordinator's JSON body, when it has one.
 async function httpProblem(response) {
   let body = null;
@@ -126,7 +135,8 @@ function blobUrl(base, sha, params) {
 
 // --- the store: fetch, check, keep ---
 
-// `fetch`, `caches` (null or undefined: nothing is kept), `subtle` (undefined: sizes only, see sha256Hex) and `now` are
+// `fetch`, `caches` (null or undefined: nothing is kept), `subtle` (undefined: sizes only, see sha256Hex),
+// `locks` (navigator.locks: one compute worker at a time loads a blob) and `now` are
 // the worker's, replaced in tests; `limit`: the bytes kept at most; `pageUrl`: the page's URL, under
 // which blobs are kept (its /blobs/<sha256>, whichever coordinator served it: the SHA-256 names the bytes).
 export function createBlobs({
@@ -136,7 +146,12 @@ export function createBlobs({
   now = Date.now,
   limit = CACHE_BYTES,
   pageUrl = globalThis.location?.href,
+  locks = globalThis.navigator?.locks,
 } = {}) {
+  // The page's compute workers share Cache Storage: one of them at a time loads a given blob, so
+  // that the others find it kept rather than download it too (Web Locks; without them, each fetches).
+  const oneAtATime = (sha, work) =>
+    locks ? locks.request(`browsergrid-blob:${sha}`, work) : work();
   const loading = new Map(); // sha256 -> Promise of its bytes: tasks needing one blob share its fetch
   const small = new Map(); // sha256 -> bytes of a small blob, checked when fetched (remember)
   let smallBytes = 0;
@@ -231,10 +246,13 @@ export function createBlobs({
       // no-store: the copy in Cache Storage is the one kept, not a second in the HTTP cache
       response = await fetch(blobUrl(base, sha, { key }), { cache: 'no-store' });
     } catch (err) {
-      throw new Error(`blob ${shortSha(sha)}: ${where} failed: ${err?.message ?? err}`);
+      throw notTheTasks(`blob ${shortSha(sha)}: ${where} failed: ${err?.message ?? err}`);
     }
-    if (!response.ok)
-      throw new Error(`blob ${shortSha(sha)}: ${where} answered ${await httpProblem(response)}`);
+    if (!response.ok) {
+      const problem = `blob ${shortSha(sha)}: ${where} answered ${await httpProblem(response)}`;
+      // 404: no such blob, wherever the task goes; anything else is this connection's trouble
+      throw response.status === 404 ? new Error(problem) : notTheTasks(problem);
+    }
     return new Uint8Array(await response.arrayBuffer());
   }
 
@@ -269,7 +287,7 @@ export function createBlobs({
     if (!loading.has(sha)) {
       loading.set(
         sha,
-        load(sha, size, context).finally(() => loading.delete(sha)),
+        oneAtATime(sha, () => load(sha, size, context)).finally(() => loading.delete(sha)),
       );
     }
     const bytes = await loading.get(sha);
@@ -327,9 +345,13 @@ export function createBlobs({
           body: bytes,
         });
       } catch (err) {
-        throw new Error(`${failed} failed: ${err?.message ?? err}`);
+        throw notTheTasks(`${failed} failed: ${err?.message ?? err}`);
       }
-      if (!response.ok) throw new Error(`${failed} answered ${await httpProblem(response)}`);
+      if (!response.ok) {
+        const problem = `${failed} answered ${await httpProblem(response)}`;
+        // too large (413) or no room (507) wherever it runs: the task fails; else hand it back
+        throw [413, 507].includes(response.status) ? new Error(problem) : notTheTasks(problem);
+      }
       return { [BLOB]: sha, size: bytes.length, format: 'json' };
     },
   };

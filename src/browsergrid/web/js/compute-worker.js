@@ -7,7 +7,8 @@
 // Besides results and errors it may post {log}: a line for the page's log (how Python started).
 // A task message {task_id, op, args, blobs} carries its connection's blob context {base, key}
 // (blobs.js): the refs in its arguments are fetched (or found in Cache Storage) before the op runs,
-// and a result too large for a frame is uploaded and reported as a ref.
+// and a result too large for a frame is uploaded and reported as a ref. A blob that cannot be fetched,
+// or a result not uploaded, for a reason that is not the task's, is posted as {task_id, handBack}.
 
 import { createBlobs, findRefs, resolveRefs } from './blobs.js';
 import { opsFromModule, PYTHON } from './capabilities.js';
@@ -83,7 +84,9 @@ self.onmessage = async ({ data }) => {
   try {
     contents = await blobs.contents(findRefs(args), context); // before the rest, which follows in full
   } catch (err) {
-    self.postMessage({ task_id, error: String(err) });
+    self.postMessage(
+      err?.handBack ? { task_id, handBack: String(err) } : { task_id, error: String(err) },
+    );
     return;
   }
   await rest();
@@ -98,7 +101,9 @@ self.onmessage = async ({ data }) => {
     const duration_ms = Math.max(0, Math.round((ended - started) * 1000) / 1000);
     self.postMessage({ task_id, result: sent, duration_ms });
   } catch (err) {
-    self.postMessage({ task_id, error: String(err) });
+    self.postMessage(
+      err?.handBack ? { task_id, handBack: String(err) } : { task_id, error: String(err) },
+    );
   } finally {
     ended ??= performance.now(); // a failed task used the CPU too: it is rested after
     last = { end: ended, duration: ended - started };

@@ -461,6 +461,8 @@ function finish(slot, outcome) {
     log(`Dropped cancelled task task_id=${task.task_id} (it finished after the cancel)`);
   } else if (jobSocket !== socket || jobSocket.readyState !== WebSocket.OPEN) {
     log(`Result dropped: task_id=${task.task_id} (its connection closed)`);
+  } else if ('handBack' in outcome) {
+    handBack([{ socket: jobSocket, task, cancelled }], clip(outcome.handBack)); // another worker may
   } else if ('error' in outcome) {
     sendResults();
     jobSocket.send(taskErrorMessage({ task_id: task.task_id, message: outcome.error }));
