@@ -461,7 +461,7 @@ test('compute worker: an op gets its refs resolved; a large result goes up as a 
   }
 });
 
-test('a small blob is kept in memory too, and each task gets its own copy of it', async () => {
+test('a blob used lately is kept in memory too, and each task gets its own copy of it', async () => {
   const server = await coordinator(new Map([[TEST_SHA, TEST]]));
   try {
     const blobs = createBlobs({ caches: null });

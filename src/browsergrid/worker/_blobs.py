@@ -29,8 +29,7 @@ from browsergrid.protocol import Ref, refs_in
 INLINE_RESULT_BYTES: Final = 65536
 """A result whose JSON is longer goes as a blob (the page's threshold too)."""
 _TIMEOUT = httpx.Timeout(30, read=300, write=300)
-_SMALL_BYTES = 65536  # blobs up to this size are also kept in memory ...
-_SMALL_COUNT = 64  # ... this many at most (4 MiB)
+_MEMORY_BYTES = 128 * 1024 * 1024  # blobs kept in memory too, the last used, this much at most
 
 
 class BlobError(Exception):
@@ -115,9 +114,10 @@ class Blobs:
         self.cache = cache
         self.http = http
         self._loading: dict[str, asyncio.Future[bytes]] = {}
-        # small blobs (a python function's source, named by every task of its job) in memory
-        # too: a task then costs no disk read; bytes are immutable, so they are shared as is
-        self._small: OrderedDict[str, bytes] = OrderedDict()
+        # the blobs used last (a function's source, a job's input) in memory too: a task then
+        # costs no disk read and no hashing; bytes are immutable, so they are shared as is
+        self._memory: OrderedDict[str, bytes] = OrderedDict()
+        self._memory_bytes = 0
 
     async def resolve(self, args: dict[str, Any]) -> dict[str, Any]:
         """``args`` with each ref replaced by its content; BlobError when one cannot be had."""
@@ -133,18 +133,23 @@ class Blobs:
         return resolved
 
     async def _content(self, ref: Ref) -> bytes:
-        data = self._small.get(ref.sha256)
+        data = self._memory.get(ref.sha256)
         if data is None:
             data = await self._shared_load(ref)
-            if len(data) <= _SMALL_BYTES:
-                self._small[ref.sha256] = data
-                if len(self._small) > _SMALL_COUNT:
-                    self._small.popitem(last=False)
+            self._remember(ref.sha256, data)
         else:
-            self._small.move_to_end(ref.sha256)
+            self._memory.move_to_end(ref.sha256)
         if len(data) != ref.size:
             raise BlobError(f"blob {ref.sha256[:12]}: it has {len(data)} bytes, not {ref.size}")
         return data
+
+    def _remember(self, digest: str, data: bytes) -> None:
+        if len(data) > _MEMORY_BYTES or digest in self._memory:
+            return
+        self._memory[digest] = data
+        self._memory_bytes += len(data)
+        while self._memory_bytes > _MEMORY_BYTES:
+            self._memory_bytes -= len(self._memory.popitem(last=False)[1])
 
     async def _shared_load(self, ref: Ref) -> bytes:
         loading = self._loading.get(ref.sha256)

@@ -11,8 +11,7 @@ export const BLOB = '$blob';
 export const CACHE_NAME = 'browsergrid-blobs-v1';
 export const CACHE_BYTES = 256 * 1024 * 1024;
 export const INLINE_RESULT_BYTES = 65536; // a result's JSON up to this many bytes goes in the frame
-const SMALL_BYTES = 65536; // blobs up to this size are also kept in memory, per compute worker
-const SMALL_TOTAL = 4 * 1024 * 1024; // ... up to this many bytes in all
+const MEMORY_BYTES = 32 * 1024 * 1024; // blobs used last, kept in each compute worker's memory too
 const STORED = 'x-browsergrid-stored'; // when a cache entry was stored (ms since the epoch)
 const SIZE = 'x-browsergrid-size'; // its length: the index is rebuilt from headers, never bodies
 const SHA256 = /^[0-9a-f]{64}$/;
@@ -153,8 +152,8 @@ export function createBlobs({
   const oneAtATime = (sha, work) =>
     locks ? locks.request(`browsergrid-blob:${sha}`, work) : work();
   const loading = new Map(); // sha256 -> Promise of its bytes: tasks needing one blob share its fetch
-  const small = new Map(); // sha256 -> bytes of a small blob, checked when fetched (remember)
-  let smallBytes = 0;
+  const memory = new Map(); // sha256 -> bytes of a blob used lately, checked when fetched (remember)
+  let memoryBytes = 0;
   let opened = null; // Promise of the Cache, or of null where there is none (or it is refused)
   let index = new Map(); // cache key (URL) -> {size, stored}: what the cache holds, oldest first out
   let writing = Promise.resolve(); // stores go one at a time: each counts what the last left
@@ -276,7 +275,7 @@ export function createBlobs({
   }
 
   async function get(sha, size, context) {
-    const memo = small.get(sha);
+    const memo = memory.get(sha);
     if (memo !== undefined) {
       if (memo.length !== size)
         throw new Error(
@@ -298,16 +297,16 @@ export function createBlobs({
     return bytes;
   }
 
-  // Small blobs (a python function's source, named by every task of its job) are kept in this worker's
-  // memory too, so that a task costs no Cache Storage read; at most SMALL_TOTAL bytes, oldest first out.
+  // The blobs used last (a python function's source, a job's input) are kept in this worker's memory
+  // too, so that a task costs no Cache Storage read and no hashing; MEMORY_BYTES at most, oldest out.
   function remember(sha, bytes) {
-    if (bytes.length > SMALL_BYTES || small.has(sha)) return;
-    small.set(sha, bytes.slice());
-    smallBytes += bytes.length;
-    for (const [old, kept] of small) {
-      if (smallBytes <= SMALL_TOTAL) break;
-      small.delete(old);
-      smallBytes -= kept.length;
+    if (bytes.length > MEMORY_BYTES || memory.has(sha)) return;
+    memory.set(sha, bytes.slice());
+    memoryBytes += bytes.length;
+    for (const [old, kept] of memory) {
+      if (memoryBytes <= MEMORY_BYTES) break;
+      memory.delete(old);
+      memoryBytes -= kept.length;
     }
   }
 
