@@ -14,15 +14,13 @@ sent inline in every task, against the same string put once as a blob.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._report import write_results
 from bench.browsers import CHROMIUM_ARGS
-from bench.throughput import TOKEN
+from bench.throughput import TOKEN, browsergrid_grid
 from browsergrid import Client
 
 
@@ -44,46 +42,6 @@ def checksum(data, i):  # type: ignore[no-untyped-def]
 def length(text, i):  # type: ignore[no-untyped-def]
     """Nearly no work: what is measured is the input's way to the worker."""
     return len(text) + i
-
-
-@contextmanager
-def coordinator() -> Iterator[str]:
-    """``browsergrid serve`` on a free port, SQLite in a temporary folder; yields its URL."""
-    env = {**os.environ, "BROWSERGRID_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
-    with tempfile.TemporaryDirectory(prefix="browsergrid-bench-") as data_dir:
-        serve = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "browsergrid",
-                "serve",
-                "--port",
-                "0",
-                "--quiet",
-                "--log-format",
-                "json",
-                "--data-dir",
-                data_dir,
-                "--max-args-bytes",
-                "1000000",
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        try:
-            assert serve.stdout is not None
-            url = ""
-            for line in serve.stdout:
-                if '"ready"' in line:
-                    url = f"http://127.0.0.1:{json.loads(line)['port']}"
-                    break
-            if not url:
-                raise RuntimeError("the coordinator did not start")
-            yield url
-        finally:
-            serve.terminate()
-            serve.wait(10)
 
 
 def metrics(url: str) -> dict[str, float]:
@@ -119,7 +77,7 @@ def main() -> None:
         raise SystemExit("Chromium not found: install Debian's 'chromium' package")
     workers = args.tabs + args.python_workers
     with ExitStack() as stack:
-        url = stack.enter_context(coordinator())
+        url = stack.enter_context(browsergrid_grid(0, 64, ["--max-args-bytes", "1000000"]))
         ws_url = url.replace("http://", "ws://") + "/ws"
         for _ in range(args.python_workers):
             folder = stack.enter_context(tempfile.TemporaryDirectory())

@@ -29,7 +29,7 @@ from rich.table import Table
 
 from browsergrid._tokens import auth_headers, with_token
 from browsergrid.client import Client
-from browsergrid.client._engine import auth_error, endpoints, tls_context
+from browsergrid.client._engine import endpoints, raise_for_refusal, tls_context
 from browsergrid.errors import BrowsergridError, ConfigError, ConnectionLost, TaskError
 from browsergrid.protocol import submit_options
 
@@ -331,15 +331,8 @@ def _http(args: argparse.Namespace) -> _Coordinators:
 
 
 def _checked(response: httpx.Response) -> Any:
-    if response.status_code == 401:
-        sent = "authorization" in response.request.headers
-        raise auth_error(str(response.request.url), response.content, sent=sent)
-    if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        raise BrowsergridError(f"{detail} (HTTP {response.status_code})")
+    sent = "authorization" in response.request.headers
+    raise_for_refusal(response, str(response.request.url), sent=sent)
     return response.json()
 
 

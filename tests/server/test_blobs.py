@@ -218,6 +218,13 @@ def hello(coordinator: Coordinator, ops: list[str]) -> Iterator[tuple[ClientConn
                 return
 
 
+def wait_finished(coordinator: Coordinator, job_id: int) -> None:
+    deadline = time.monotonic() + 10
+    while job_state(coordinator.port, job_id)["state"] != "finished":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
 def next_task(ws: ClientConnection) -> dict[str, Any]:
     while True:
         frame = json.loads(ws.recv(10))
@@ -278,10 +285,7 @@ def test_a_worker_fetches_what_its_task_refers_to_and_uploads_its_large_result(
                 }
             )
         )
-        deadline = time.monotonic() + 10
-        while job_state(coordinator.port, job_id)["state"] != "finished":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_finished(coordinator, job_id)
         outcome = job_results(coordinator.port, job_id)[0]
         assert outcome["result"] == result_ref
         assert api.get(f"/blobs/{sha(result)}").content == result  # a client reads it
@@ -301,10 +305,7 @@ def test_a_result_that_names_a_blob_never_uploaded_is_the_workers_error(
                 {"type": "result", "task_id": task["task_id"], "result": fake, "duration_ms": 1}
             )
         )
-        deadline = time.monotonic() + 10
-        while job_state(coordinator.port, job_id)["state"] != "finished":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_finished(coordinator, job_id)
         outcome = job_results(coordinator.port, job_id)[0]
         assert "did not upload" in " ".join(outcome["reasons"])
 
@@ -389,10 +390,7 @@ def test_a_result_may_name_only_the_blob_its_lease_uploaded(
                 {"type": "result", "task_id": task["task_id"], "result": borrowed, "duration_ms": 1}
             )
         )
-        deadline = time.monotonic() + 10
-        while job_state(coordinator.port, job_id)["state"] != "finished":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_finished(coordinator, job_id)
     [outcome] = job_results(coordinator.port, job_id)
     assert "did not upload for this task" in " ".join(outcome["reasons"])
 

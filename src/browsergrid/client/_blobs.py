@@ -14,7 +14,7 @@ import httpx
 import msgspec
 
 from browsergrid._tokens import auth_headers
-from browsergrid.client._engine import Endpoint, auth_error, tls_context
+from browsergrid.client._engine import Endpoint, raise_for_refusal, tls_context
 from browsergrid.errors import BrowsergridError, ConnectionLost
 from browsergrid.protocol import Format, Ref
 
@@ -50,7 +50,7 @@ def put_blob(endpoint: Endpoint, data: Any) -> Ref:
             )
     except httpx.HTTPError as exc:
         raise ConnectionLost(f"cannot reach the coordinator at {endpoint.http}: {exc}") from None
-    _check(endpoint, response)
+    raise_for_refusal(response, endpoint.http, sent=endpoint.token is not None)
     ref = msgspec.convert(response.json(), Ref)
     if ref.sha256 != digest:
         raise BrowsergridError(f"the coordinator kept blob {ref.sha256}, not {digest}")
@@ -69,19 +69,8 @@ def fetch_blob(endpoint: Endpoint, ref: Ref) -> Any:
         )
     except httpx.HTTPError as exc:
         raise ConnectionLost(f"cannot reach the coordinator at {endpoint.http}: {exc}") from None
-    _check(endpoint, response)
+    raise_for_refusal(response, endpoint.http, sent=endpoint.token is not None)
     content = response.content
     if hashlib.sha256(content).hexdigest() != ref.sha256:
         raise BrowsergridError(f"blob {ref.sha256} came with other bytes than its SHA-256")
     return msgspec.json.decode(content) if ref.format == "json" else content
-
-
-def _check(endpoint: Endpoint, response: httpx.Response) -> None:
-    if response.status_code == 401:
-        raise auth_error(endpoint.http, response.content, sent=endpoint.token is not None)
-    if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        raise BrowsergridError(f"{detail} (HTTP {response.status_code})")

@@ -14,7 +14,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
@@ -45,6 +45,9 @@ from browsergrid.protocol import (
     encode_client_message,
     result_ref,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("browsergrid.client")
 
@@ -171,15 +174,21 @@ def http_get(
         )
     except httpx.HTTPError as exc:
         raise ConnectionLost(f"cannot reach the coordinator at {base}: {exc}") from None
+    raise_for_refusal(response, base, sent=token is not None)
+    return response.json()
+
+
+def raise_for_refusal(response: httpx.Response, url: str, *, sent: bool) -> None:
+    """Raise what a coordinator's refusal means: AuthError for a 401 (``sent``: a token
+    was), BrowsergridError with its ``detail`` for any other 4xx or 5xx; nothing else."""
     if response.status_code == 401:
-        raise auth_error(base, response.content, sent=token is not None)
+        raise auth_error(url, response.content, sent=sent)
     if response.status_code >= 400:
         try:
             detail = response.json().get("detail", response.text)
         except ValueError:
             detail = response.text
         raise BrowsergridError(f"{detail} (HTTP {response.status_code})")
-    return response.json()
 
 
 def http_get_any(
