@@ -122,3 +122,14 @@ def read_png(path: Path) -> tuple[int, int, list[bytes]]:
     rows = [raw[y * stride : (y + 1) * stride] for y in range(height)]
     assert all(row[0] == 0 for row in rows)
     return width, height, [row[1:] for row in rows]
+
+
+def test_wordfreq_puts_its_text_once_and_counts_it_on_the_grid(
+    served: Served, start_worker: Callable[..., Process], tmp_path: Path
+) -> None:
+    for _ in range(2):
+        worker = start_worker(served.coordinator.ws_url, "--python-functions", "--quiet")
+        worker.wait_for_line(lambda line: "runs the Python functions clients submit" in line)
+    output = run_example("wordfreq.py", 0, served, tmp_path)
+    assert_prints_what_its_docstring_shows("wordfreq.py", output)
+    assert "the same as a count made here" in output
