@@ -5,7 +5,10 @@
     python bench/blobs.py --mb 20 --tasks 200
 
 Each tab is a browser of its own (its own Cache Storage), so each worker must fetch the
-input once; the coordinator's ``/metrics`` count the fetches and bytes served. The inline
+input once; the coordinator's ``/metrics`` count the fetches and bytes served. Then
+locality: ``--spread`` inputs, the job's tasks interleaved over them; how many times each
+input was served (a worker that holds an input gets its tasks first; without that, every
+worker would end up fetching every input). The inline
 comparison uses the largest input a task's arguments may carry inline (a frame is 1 MiB:
 the coordinator runs with ``--max-args-bytes 1000000``): the same job with a 512 KiB string
 sent inline in every task, against the same string put once as a blob.
@@ -68,6 +71,8 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--tabs", type=int, default=4)
     parser.add_argument("--python-workers", type=int, default=2)
+    parser.add_argument("--spread", type=int, default=10, help="inputs of the locality job")
+    parser.add_argument("--spread-mb", type=float, default=2, help="size of each of them, MB")
     parser.add_argument("--name", default="blobs")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
@@ -123,6 +128,14 @@ def main() -> None:
             - before["browsergrid_blob_bytes_served_total"]
         )
 
+        # locality: several inputs, each read by many tasks, the tasks interleaved
+        inputs = [client.put(os.urandom(int(args.spread_mb * 1e6))) for _ in range(args.spread)]
+        spread_before = metrics(url)["browsergrid_blob_bytes_served_total"]
+        picks = [inputs[k % args.spread] for k in range(args.tasks)]
+        spread_s = timed(client, checksum, picks, range(args.tasks))
+        spread_served = metrics(url)["browsergrid_blob_bytes_served_total"] - spread_before
+        copies = spread_served / sum(ref.size for ref in inputs)
+
         text = "x" * 512 * 1024
         inline_s = timed(client, length, [text] * args.tasks, range(args.tasks))
         as_blob = client.put(text)
@@ -138,6 +151,9 @@ def main() -> None:
         f"| times it was served | {served / len(big):.2f} ({served / 1e6:.1f} MB; at most "
         f"once per worker: {workers}; blob downloads in all, the function's source "
         f"included: {fetches:.0f}) |",
+        f"| {args.spread} inputs of {args.spread_mb:g} MB, {args.tasks} tasks interleaved over "
+        f"them | {spread_s:.2f} s; each input served {copies:.2f} times on average (every "
+        f"worker fetching every input: {workers}) |",
         f"| 512 KiB string inline in every task | {args.tasks} tasks in {inline_s:.2f} s |",
         f"| the same string as one blob | {args.tasks} tasks in {blob_s:.2f} s |",
     ]
@@ -150,6 +166,8 @@ def main() -> None:
         "times_served": served / len(big),
         "bytes_served": served,
         "workers": workers,
+        "spread_s": spread_s,
+        "spread_copies": copies,
         "inline_512k_s": inline_s,
         "blob_512k_s": blob_s,
     }

@@ -12,6 +12,7 @@ import {
   CACHE_NAME,
   createBlobs,
   findRefs,
+  heldBlobs,
   INLINE_RESULT_BYTES,
   resolveRefs,
   sha256Hex,
@@ -514,6 +515,39 @@ test('with Web Locks, one compute worker at a time loads a blob', async () => {
     const blobs = createBlobs({ caches: null, locks });
     await blobs.contents(findRefs({ x: ref(TEST) }), { base: server.base, key: 'k' });
     assert.deepEqual(held, [`browsergrid-blob:${TEST_SHA}`]);
+  } finally {
+    await server.close();
+  }
+});
+
+test('large blobs kept and dropped are told (onHolds), and found again for hello (heldBlobs)', async () => {
+  const big = new Uint8Array(70_000).fill(7);
+  const bigger = new Uint8Array(80_000).fill(9);
+  const server = await coordinator(
+    new Map([
+      [sha(big), big],
+      [sha(bigger), bigger],
+      [TEST_SHA, TEST],
+    ]),
+  );
+  const storage = fakeCaches();
+  const told = [];
+  let clock = 1000;
+  try {
+    const blobs = createBlobs({
+      caches: storage,
+      now: () => clock++,
+      limit: 100_000,
+      onHolds: (news) => told.push(news),
+    });
+    const context = { base: server.base, key: 'k' };
+    await blobs.contents(findRefs({ a: ref(big), small: ref(TEST) }), context);
+    assert.deepEqual(told, [{ add: [sha(big)], drop: [] }]); // the small one is not worth telling
+    assert.deepEqual(await heldBlobs(storage), [sha(big)]);
+    await blobs.contents(findRefs({ b: ref(bigger) }), context); // no room for both
+    assert.deepEqual(told.at(-1), { add: [sha(bigger)], drop: [sha(big)] });
+    assert.deepEqual(await heldBlobs(storage), [sha(bigger)]);
+    assert.deepEqual(await heldBlobs(null), []);
   } finally {
     await server.close();
   }

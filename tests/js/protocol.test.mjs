@@ -7,6 +7,7 @@ import {
   capacityMessage,
   handBackMessage,
   helloMessage,
+  holdsMessage,
   PROTOCOL_VERSION,
   parseServerMessage,
   resultMessage,
@@ -204,13 +205,14 @@ test('built frames match the shapes of the worker_to_server fixtures', () => {
   );
   const { type, ...result } = byName['exercise result'];
   assert.deepEqual(JSON.parse(resultMessage(result)), { type, ...result });
-  const { type: helloType, protocol, cold: none, ...hello } = byName.hello;
-  assert.deepEqual(none, []); // an empty `cold` is left out of the frame
+  const { type: helloType, protocol, cold: none, holds: nothing, ...hello } = byName.hello;
+  assert.deepEqual([none, nothing], [[], []]); // an empty `cold` or `holds` is left out
   assert.deepEqual(JSON.parse(helloMessage(hello)), { type: helloType, protocol, ...hello });
   const {
     type: prefetchType,
     protocol: prefetchProtocol,
     cold: _,
+    holds: __,
     ...prefetched
   } = byName['hello with prefetch'];
   assert.deepEqual(JSON.parse(helloMessage(prefetched)), {
@@ -218,12 +220,30 @@ test('built frames match the shapes of the worker_to_server fixtures', () => {
     protocol: prefetchProtocol,
     ...prefetched,
   });
-  const { type: coldType, protocol: coldProtocol, ...cold } = byName['hello with a cold op'];
+  const {
+    type: coldType,
+    protocol: coldProtocol,
+    holds: ___,
+    ...cold
+  } = byName['hello with a cold op'];
   assert.deepEqual(JSON.parse(helloMessage(cold)), {
     type: coldType,
     protocol: coldProtocol,
     ...cold,
   });
+  const {
+    type: heldType,
+    protocol: heldProtocol,
+    cold: ____,
+    ...held
+  } = byName['hello with the blobs it holds'];
+  assert.deepEqual(JSON.parse(helloMessage(held)), {
+    type: heldType,
+    protocol: heldProtocol,
+    ...held,
+  });
+  const { type: holdsType, ...holds } = byName.holds;
+  assert.deepEqual(JSON.parse(holdsMessage(holds)), { type: holdsType, ...holds });
   const { type: errorType, ...taskError } = byName['task error'];
   assert.deepEqual(JSON.parse(taskErrorMessage(taskError)), { type: errorType, ...taskError });
   const { type: resultsType, ...results } = byName.results;

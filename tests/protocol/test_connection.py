@@ -24,6 +24,7 @@ from browsergrid.protocol import (
     ConnectionState,
     HandBack,
     Hello,
+    Holds,
     Limits,
     Result,
     Results,
@@ -38,6 +39,7 @@ from browsergrid.protocol import (
     encode_capacity,
     encode_hand_back,
     encode_hello,
+    encode_holds,
     encode_result,
     encode_results,
     encode_task_error,
@@ -221,7 +223,12 @@ def test_reports_are_taken_from_a_worker_that_never_said_hello(frame: str, kind:
 
 
 @pytest.mark.parametrize(
-    ("frame", "kind"), [(encode_capacity(0), "capacity"), (encode_hand_back([1]), "hand_back")]
+    ("frame", "kind"),
+    [
+        (encode_capacity(0), "capacity"),
+        (encode_hand_back([1]), "hand_back"),
+        (encode_holds(["a" * 64], []), "holds"),
+    ],
 )
 def test_capacity_and_hand_back_need_hello_first(frame: str, kind: str) -> None:
     conn = worker()
@@ -231,7 +238,7 @@ def test_capacity_and_hand_back_need_hello_first(frame: str, kind: str) -> None:
     conn.receive_text(HELLO, 1.0)
     conn.data_to_send()
     [message] = conn.receive_text(frame, 1.0)
-    assert isinstance(message, Capacity | HandBack)
+    assert isinstance(message, Capacity | HandBack | Holds)
     assert conn.data_to_send() == []
 
 

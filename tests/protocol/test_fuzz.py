@@ -32,6 +32,7 @@ from browsergrid.protocol import (
     Done,
     HandBack,
     Hello,
+    Holds,
     Result,
     Results,
     ServerError,
@@ -51,6 +52,7 @@ from browsergrid.protocol import (
     encode_client_message,
     encode_hand_back,
     encode_hello,
+    encode_holds,
     encode_result,
     encode_results,
     encode_server_error,
@@ -238,7 +240,7 @@ DECODERS: dict[str, tuple[Decoder, tuple[type, ...], frozenset[str], str]] = {
     # name: (decoder, what it returns, the codes of its ProtocolError, its own fixtures)
     "worker": (
         decode_worker_message,
-        (Hello, Result, Results, TaskError, Capacity, HandBack),
+        (Hello, Result, Results, TaskError, Capacity, HandBack, Holds),
         frozenset({"bad_json", "bad_message", "unknown_type"}),
         "worker_to_server",
     ),
@@ -327,6 +329,7 @@ def reencode(message: Any) -> str | bytes:
                 message.prefetch,
                 message.worker_key,
                 message.cold,
+                message.holds,
             )
         case Result():
             return encode_result(
@@ -341,6 +344,8 @@ def reencode(message: Any) -> str | bytes:
             return encode_capacity(message.concurrency, message.prefetch, message.share)
         case HandBack():
             return encode_hand_back(message.task_ids)
+        case Holds():
+            return encode_holds(message.add, message.drop)
         case Task():
             return encode_task(message.task_id, message.op, message.args)
         case Tasks():

@@ -7,7 +7,22 @@ import hashlib
 import msgspec
 import pytest
 
-from browsergrid.protocol import BLOB, Ref, as_ref, is_digest, refs_in, result_ref
+from browsergrid.protocol import (
+    BLOB,
+    LOCALITY_BYTES,
+    MAX_HOLDS,
+    Hello,
+    Holds,
+    Ref,
+    as_ref,
+    decode_worker_message,
+    encode_hello,
+    encode_holds,
+    is_digest,
+    large_inputs,
+    refs_in,
+    result_ref,
+)
 
 DIGEST = hashlib.sha256(b"data").hexdigest()
 OTHER = hashlib.sha256(b"other").hexdigest()
@@ -66,3 +81,22 @@ def test_a_result_is_a_ref_only_when_its_top_is_one() -> None:
     assert result_ref([1, 2]) is None
     with pytest.raises(ValueError):
         result_ref({BLOB: DIGEST})
+
+
+def test_the_large_inputs_of_a_task_are_its_refs_of_64_kib_or_more() -> None:
+    args = {
+        "big": {BLOB: DIGEST, "size": LOCALITY_BYTES},
+        "small": [{BLOB: OTHER, "size": LOCALITY_BYTES - 1}],
+        "n": 3,
+    }
+    assert large_inputs(args) == {DIGEST}
+    assert large_inputs({"n": 3, "s": "text"}) == frozenset()  # not walked
+    assert large_inputs({"bad": {BLOB: "nope"}}) == frozenset()
+
+
+def test_the_holds_encoder_and_a_hello_naming_what_it_holds() -> None:
+    assert decode_worker_message(encode_holds([DIGEST], [])) == Holds(add=[DIGEST], drop=[])
+    many = [DIGEST] * (MAX_HOLDS + 5)
+    hello = decode_worker_message(encode_hello("x", ["python"], 1, holds=many))
+    assert isinstance(hello, Hello)
+    assert len(hello.holds) == MAX_HOLDS

@@ -203,14 +203,14 @@ def test_a_submit_with_a_ref_of_the_wrong_size_is_refused(api: httpx.Client) -> 
 
 
 @contextlib.contextmanager
-def hello(coordinator: Coordinator, ops: list[str]) -> Iterator[tuple[ClientConnection, str]]:
-    """A raw worker that said hello with ``ops``, and its blob key."""
+def hello(
+    coordinator: Coordinator, ops: list[str], holds: tuple[str, ...] = ()
+) -> Iterator[tuple[ClientConnection, str]]:
+    """A raw worker that said hello with ``ops`` (holding the blobs ``holds``), and its
+    blob key."""
     with connect(f"ws://127.0.0.1:{coordinator.port}/ws?token={WORKER_TOKEN}") as ws:
-        ws.send(
-            json.dumps(
-                {"type": "hello", "protocol": 1, "agent": "test", "ops": ops, "concurrency": 1}
-            )
-        )
+        said = {"type": "hello", "protocol": 1, "agent": "test", "ops": ops, "concurrency": 1}
+        ws.send(json.dumps({**said, "holds": list(holds)}))
         while True:
             frame = json.loads(ws.recv(10))
             if frame["type"] == "welcome":
@@ -402,3 +402,20 @@ def test_a_stranger_learns_nothing_of_which_blobs_exist(
     base = f"http://127.0.0.1:{coordinator.port}/blobs"
     answers = {httpx.get(f"{base}/{digest}").status_code for digest in (held, "9" * 64)}
     assert answers == {403}
+
+
+def test_a_task_goes_to_the_worker_that_holds_its_large_input(
+    coordinator: Coordinator, api: httpx.Client
+) -> None:
+    ref = put(api, DATA).json()  # 256,000 bytes: worth sending the task where it is
+    with (
+        hello(coordinator, ["locality_op"]) as (first, _),  # first in line, holds nothing
+        hello(coordinator, ["locality_op"], holds=(ref["$blob"],)) as (holder, _),
+    ):
+        submit_job(coordinator.port, {"op": "locality_op", "args": [{"data": ref}]})
+        assert next_task(holder)["data"] == ref
+        with pytest.raises(TimeoutError):
+            while True:  # the first worker gets nothing but its welcome task
+                frame = json.loads(first.recv(0.5))
+                assert frame["type"] not in ("tasks",), frame
+                assert frame["type"] != "task" or frame["op"] == "repeat_multiply", frame

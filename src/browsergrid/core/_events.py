@@ -104,6 +104,7 @@ class WorkerIntroduced:
     cold: frozenset[str] = frozenset()
     key: str | None = None
     standing: Standing | None = None
+    holds: frozenset[str] = frozenset()  # blobs it has at hand (their SHA-256s)
     stimulus_id: str = ""
 
 
@@ -127,6 +128,18 @@ class WorkerCapacityChanged:
     now: float
     prefetch: int | None = None
     share: float = 1.0
+    stimulus_id: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerHoldsChanged:
+    """An introduced worker now has the blobs ``added`` at hand, and no longer ``dropped``:
+    a task whose large inputs it holds goes to it before a worker that would fetch them."""
+
+    worker_id: int
+    added: frozenset[str]
+    dropped: frozenset[str]
+    now: float
     stimulus_id: str = ""
 
 
@@ -254,6 +267,7 @@ Event = (
     | WorkerIntroduced
     | WorkerLeft
     | WorkerCapacityChanged
+    | WorkerHoldsChanged
     | TasksHandedBack
     | TasksSubmitted
     | JobCancelRequested

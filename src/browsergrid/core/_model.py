@@ -97,6 +97,7 @@ class Task:
     replicas: list[Replica] = field(default_factory=list)  # results waiting for a quorum
     vouch: bool = False  # a vouched worker could replicate it: its quorum needs one
     queued: bool = False  # in its job's queue now (a replicated task may be leased too)
+    inputs: frozenset[str] = frozenset()  # large blobs it reads: a worker holding them first
 
     @property
     def replicated(self) -> bool:
@@ -169,6 +170,7 @@ class Worker:
     voted: set[int] = field(default_factory=set)  # tasks with its replica awaiting a quorum
     standing: Standing = field(default_factory=Standing)  # its identity's (the scheduler's)
     address: str | None = None  # where it connected from
+    holds: set[str] = field(default_factory=set)  # blobs it has at hand (hello, holds)
 
     @property
     def credit(self) -> int:

@@ -42,6 +42,7 @@ from browsergrid.core._events import (
     TasksSubmitted,
     TasksTaken,
     WorkerCapacityChanged,
+    WorkerHoldsChanged,
     WorkerIntroduced,
     WorkerJoined,
     WorkerLeft,
@@ -162,6 +163,8 @@ class Scheduler:
         spot_check: float = 0.1,
         rng: Callable[[], float] | None = None,
         max_losses: int | None = None,
+        inputs: Callable[[Mapping[str, Any]], frozenset[str]] = lambda args: frozenset(),
+        max_holds: int = 10_000,
     ) -> None:
         if lease_timeout_s <= 0:
             raise ValueError("lease_timeout_s must be positive")
@@ -172,6 +175,12 @@ class Scheduler:
         if not 0 <= spot_check <= 1:
             raise ValueError("spot_check must be a probability, from 0 to 1")
         self.agree = agree
+        self.inputs = inputs
+        """The large blobs a task's arguments refer to (the shell reads its refs): a task
+        goes to a worker holding them before one that would fetch them."""
+        self.max_holds = max_holds  # blobs a worker may say it holds: more are not counted
+        self._holders: dict[str, set[int]] = {}  # blob -> introduced workers holding it
+        self._left_for_holder = False  # per _next_for in a dispatch pass: see _dispatch
         self.spot_check = spot_check
         self._random = rng or random.Random().random
         self.standings: dict[str, Standing] = {}  # worker identity -> reputation
@@ -239,6 +248,8 @@ class Scheduler:
                 commands = list(self._left(event))
             case WorkerCapacityChanged():
                 commands = list(self._capacity(event))
+            case WorkerHoldsChanged():
+                commands = list(self._holds_changed(event))
             case TasksHandedBack():
                 commands = list(self._handed_back(event))
             case TasksSubmitted():
@@ -313,6 +324,7 @@ class Scheduler:
             # which losses pointed at the task is not stored: count them all, but one more
             # attempt is always left
             charges=min(len(restored.reasons), max(0, job_max - 1)),
+            inputs=self.inputs(restored.args),
         )
         self._replicate_as(task, job)
         self.tasks[task.task_id] = task
@@ -429,6 +441,7 @@ class Scheduler:
         worker.prefetch_cap = min(ev.prefetch, self.max_prefetch)
         worker.prefetch = worker.prefetch_cap
         self._fit_prefetch(worker)
+        self._hold_blobs(worker, ev.holds, frozenset())
         if ev.key is not None and ev.key != worker.key:
             yield from self._forget_votes(worker, ev)  # cast under its connection's name
             self.standings.pop(worker.key, None)  # its connection's name: nothing lasting
@@ -540,6 +553,29 @@ class Scheduler:
         self._credit_changed(worker)
         return iter(())
 
+    def _holds_changed(self, ev: WorkerHoldsChanged) -> Iterator[Command]:
+        worker = self.workers[ev.worker_id]
+        if worker.state is not WorkerState.INTRODUCED:
+            raise ValueError(f"worker {ev.worker_id} said what it holds before hello")
+        self._hold_blobs(worker, ev.added, ev.dropped)
+        return iter(())
+
+    def _hold_blobs(self, worker: Worker, added: Iterable[str], dropped: Iterable[str]) -> None:
+        """``worker`` holds ``added`` now and no longer ``dropped`` (at most ``max_holds``
+        blobs are counted: a worker cannot grow the index at will)."""
+        for digest in dropped:
+            if digest in worker.holds:
+                worker.holds.discard(digest)
+                holders = self._holders[digest]
+                holders.discard(worker.worker_id)
+                if not holders:
+                    del self._holders[digest]
+        for digest in added:
+            if len(worker.holds) >= self.max_holds:
+                break
+            worker.holds.add(digest)
+            self._holders.setdefault(digest, set()).add(worker.worker_id)
+
     def _handed_back(self, ev: TasksHandedBack) -> Iterator[Command]:
         worker = self.workers[ev.worker_id]
         for task_id in ev.task_ids:
@@ -556,6 +592,7 @@ class Scheduler:
     def _left(self, ev: WorkerLeft) -> Iterator[Command]:
         worker = self.workers.pop(ev.worker_id)
         worker.move_to(WorkerState.GONE)
+        self._hold_blobs(worker, (), list(worker.holds))
         self._worker_marks.pop(worker.worker_id, None)
         self._ops_dropped(worker.ops)
         self._hungry.pop(worker.worker_id, None)
@@ -911,6 +948,7 @@ class Scheduler:
             or self.lease_timeout_s,
             max_attempts=max_attempts or self.max_attempts,
             pinned_to=pinned_to,
+            inputs=self.inputs(args) if job_id is not None else frozenset(),
         )
         self.tasks[task.task_id] = task
         return task
@@ -1215,16 +1253,22 @@ class Scheduler:
         self._cold_may_start.clear()
         hungry = list(self._hungry)
         while hungry and self._ringed:
-            still_hungry = []
+            still_hungry: list[int] = []
+            waiting: list[int] = []  # left a task for a holder of its inputs: once the holder
+            leased = False  # is busy, they may take it in this very pass
             for worker_id in hungry:
                 worker = self.workers[worker_id]
+                self._left_for_holder = False
                 task = self._next_for(worker)
                 if task is None:
+                    if self._left_for_holder:
+                        waiting.append(worker_id)
                     continue
+                leased = True
                 yield self._lease(task, worker, now, stimulus_id)
                 if worker.credit > 0:
                     still_hungry.append(worker_id)
-            hungry = still_hungry
+            hungry = still_hungry + waiting if leased else []
 
     def _next_for(self, worker: Worker) -> Task | None:
         """The next task for ``worker``: highest priority first, jobs in turn within one."""
@@ -1310,7 +1354,30 @@ class Scheduler:
             return False
         if task.replicated and self._address_taken(task, worker):
             return False
+        if task.inputs and not task.inputs <= worker.holds and self._holder_free(task, worker):
+            self._left_for_holder = True
+            return False
         return worker.worker_id not in task.failed_on or not self._others_can_run(task, worker)
+
+    def _holder_free(self, task: Task, worker: Worker) -> bool:
+        """True if a worker other than ``worker`` that holds all of ``task``'s inputs could
+        take it now (it has credit, may run it, and is not cold for its op, or may start):
+        ``task`` waits for it rather than move its inputs once more (BOINC's locality
+        scheduling). Once the holders are busy, others take it, and fetch the inputs."""
+        first, *rest = task.inputs
+        holders = self._holders.get(first, ())
+        for worker_id in itertools.islice(holders, _MAX_OTHERS_LOOKED):
+            holder = self.workers[worker_id]
+            if (
+                holder is not worker
+                and holder.credit > 0
+                and all(digest in holder.holds for digest in rest)
+                and holder.worker_id not in task.failed_on
+                and (task.op not in holder.cold or self._may_start(task.op))
+                and self._eligible(task, holder)
+            ):
+                return True
+        return False
 
     def _address_taken(self, task: Task, worker: Worker) -> bool:
         """True if ``worker`` connects from an address that already has a replica or a

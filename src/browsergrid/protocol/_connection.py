@@ -57,6 +57,7 @@ from browsergrid.protocol._messages import (
     Capacity,
     HandBack,
     Hello,
+    Holds,
     Limits,
     Results,
     TaskId,
@@ -224,8 +225,8 @@ class WorkerConnection(_Connection):
         match message:
             case Hello():
                 return self._hello(message)
-            case Capacity() | HandBack() if not self._welcomed:
-                kind = "capacity" if isinstance(message, Capacity) else "hand_back"
+            case Capacity() | HandBack() | Holds() if not self._welcomed:
+                kind = {Capacity: "capacity", HandBack: "hand_back", Holds: "holds"}[type(message)]
                 self._refuse_frame("not_introduced", f"send hello before {kind}")
                 return []
         return [message]

@@ -29,6 +29,9 @@ TaskId = int | str
 
 _Agent = Annotated[str, msgspec.Meta(max_length=512)]
 _OpName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+_Digest = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]  # a blob's SHA-256
+MAX_HOLDS: Final = 4096
+"""Blobs one ``hello`` or ``holds`` frame may name (in each of ``add`` and ``drop``)."""
 _RESERVED_TASK_MEMBERS: Final = frozenset({"type", "task_id", "op"})
 
 
@@ -49,6 +52,8 @@ class Hello(msgspec.Struct, tag_field="type", tag="hello", frozen=True):
     ) = None
     # ops of ``ops`` with a start-up cost until the worker's first task of them ends
     cold: Annotated[list[_OpName], msgspec.Meta(max_length=64)] = []
+    # blobs it has at hand (docs/protocol.md, "Blobs"): tasks reading them come to it first
+    holds: Annotated[list[_Digest], msgspec.Meta(max_length=MAX_HOLDS)] = []
 
 
 class Result(msgspec.Struct, tag_field="type", tag="result", frozen=True):
@@ -92,14 +97,23 @@ class Capacity(msgspec.Struct, tag_field="type", tag="capacity", frozen=True):
     share: Annotated[float, msgspec.Meta(gt=0, le=1)] = 1.0
 
 
+class Holds(msgspec.Struct, tag_field="type", tag="holds", frozen=True):
+    """A worker's blobs changed: it has ``add`` at hand now, and no longer ``drop``."""
+
+    add: Annotated[list[_Digest], msgspec.Meta(max_length=MAX_HOLDS)] = []
+    drop: Annotated[list[_Digest], msgspec.Meta(max_length=MAX_HOLDS)] = []
+
+
 class HandBack(msgspec.Struct, tag_field="type", tag="hand_back", frozen=True):
     """A worker gives back tasks it holds and will not run (paused, closing)."""
 
     task_ids: Annotated[list[TaskId], msgspec.Meta(min_length=1, max_length=4096)]
 
 
-WorkerMessage = Hello | Result | Results | TaskError | Capacity | HandBack
-_WORKER_TYPES: Final = frozenset({"hello", "result", "results", "error", "capacity", "hand_back"})
+WorkerMessage = Hello | Result | Results | TaskError | Capacity | HandBack | Holds
+_WORKER_TYPES: Final = frozenset(
+    {"hello", "result", "results", "error", "capacity", "hand_back", "holds"}
+)
 _worker_decoder: Final = msgspec.json.Decoder(WorkerMessage)
 
 
@@ -386,6 +400,12 @@ def encode_capacity(concurrency: int, prefetch: int | None = None, share: float 
     return _encoder.encode(message).decode()
 
 
+def encode_holds(add: list[str], drop: list[str]) -> str:
+    """The blobs a worker has at hand now (``add``) and no longer has (``drop``); send only
+    after ``hello``, at most ``MAX_HOLDS`` of each in one frame."""
+    return _encoder.encode({"type": "holds", "add": add, "drop": drop}).decode()
+
+
 def encode_hand_back(task_ids: list[TaskId]) -> str:
     """Tasks this worker holds and gives back unrun."""
     return _encoder.encode({"type": "hand_back", "task_ids": task_ids}).decode()
@@ -398,8 +418,10 @@ def encode_hello(
     prefetch: int = 1,
     worker_key: str | None = None,
     cold: list[str] | None = None,
+    holds: list[str] | None = None,
 ) -> str:
-    """A worker's first frame (``worker_key`` and ``cold`` only when it has them)."""
+    """A worker's first frame (``worker_key``, ``cold`` and ``holds`` only when it has
+    them; ``holds``: at most ``MAX_HOLDS`` blobs)."""
     hello: dict[str, Any] = {
         "type": "hello",
         "protocol": PROTOCOL_VERSION,
@@ -412,6 +434,8 @@ def encode_hello(
         hello["worker_key"] = worker_key
     if cold:
         hello["cold"] = cold
+    if holds:
+        hello["holds"] = holds[:MAX_HOLDS]
     return _encoder.encode(hello).decode()
 
 

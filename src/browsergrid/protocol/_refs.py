@@ -7,11 +7,13 @@ result it uploaded). ``Ref`` is the typed form (it encodes to that JSON object);
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, Final, Literal
 
 import msgspec
 
+LOCALITY_BYTES: Final = 65536
+"""Blobs this large or larger are worth sending tasks to the workers that hold them."""
 BLOB: Final = "$blob"
 """The member that makes a JSON object a ref (reserved: a user's object must not use it)."""
 Format = Literal["bytes", "json"]
@@ -72,3 +74,15 @@ def result_ref(result: Any) -> Ref | None:
     if isinstance(result, dict) and BLOB in result:
         return as_ref(result)
     return None
+
+
+def large_inputs(args: Mapping[str, Any]) -> frozenset[str]:
+    """The SHA-256s of the blobs of at least ``LOCALITY_BYTES`` a task's arguments refer
+    to (malformed refs are none): a worker that holds them should get the task first.
+    Arguments of plain values are not walked."""
+    if not any(isinstance(value, dict | list) for value in args.values()):
+        return frozenset()
+    try:
+        return frozenset(ref.sha256 for ref in refs_in(args) if ref.size >= LOCALITY_BYTES)
+    except ValueError:
+        return frozenset()

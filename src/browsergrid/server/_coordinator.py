@@ -51,6 +51,7 @@ from browsergrid.protocol import (
     ResultRecord,
     SubmitOptions,
     WorkerConnection,
+    large_inputs,
     refs_in,
 )
 from browsergrid.server._blob_store import DiskBlobs
@@ -166,6 +167,7 @@ class Coordinator:
             next_job_id=next_job_id,
             next_task_id=next_task_id,
             agree=agree_op,
+            inputs=large_inputs,
         )
 
     @property

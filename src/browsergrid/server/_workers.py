@@ -14,6 +14,7 @@ from browsergrid.core import (
     TaskErrorReported,
     TasksHandedBack,
     WorkerCapacityChanged,
+    WorkerHoldsChanged,
     WorkerIntroduced,
     WorkerJoined,
     WorkerLeft,
@@ -26,6 +27,7 @@ from browsergrid.protocol import (
     ConnectionState,
     HandBack,
     Hello,
+    Holds,
     Ref,
     Result,
     ResultItem,
@@ -238,6 +240,16 @@ async def _act(
                     stimulus_id=coordinator.stimulus("capacity"),
                 )
             )
+        case Holds():
+            await coordinator.apply(
+                WorkerHoldsChanged(
+                    worker_id=peer.worker_id,
+                    added=frozenset(message.add),
+                    dropped=frozenset(message.drop),
+                    now=now,
+                    stimulus_id=coordinator.stimulus("holds"),
+                )
+            )
         case HandBack():
             for task_id in message.task_ids:
                 if isinstance(task_id, int):
@@ -357,6 +369,7 @@ async def _on_hello(coordinator: Coordinator, peer: WorkerPeer, hello: Hello, no
             prefetch=hello.prefetch,
             key=key,
             standing=standing,
+            holds=frozenset(hello.holds),
             now=now,
             stimulus_id=coordinator.stimulus("hello"),
         )

@@ -24,7 +24,7 @@ import msgspec
 
 from browsergrid.config import DEFAULT_BLOB_CACHE_BYTES
 from browsergrid.ops import substitute_blobs
-from browsergrid.protocol import Ref, refs_in
+from browsergrid.protocol import LOCALITY_BYTES, MAX_HOLDS, Ref, is_digest, refs_in
 
 INLINE_RESULT_BYTES: Final = 65536
 """A result whose JSON is longer goes as a blob (the page's threshold too)."""
@@ -65,34 +65,51 @@ class BlobCache:
             os.utime(path)  # used now: the last to go
         return data
 
-    def put(self, digest: str, data: bytes) -> None:
+    def put(self, digest: str, data: bytes) -> list[str]:
         """Keep a blob (checked by the caller), making room by removing the least recently
-        used; a blob over ``max_bytes`` is not kept. Blocking; a full disk keeps nothing."""
+        used; a blob over ``max_bytes`` is not kept. Blocking; a full disk keeps nothing.
+        Returns the blobs removed to make room."""
+        removed: list[str] = []
         if len(data) > self.max_bytes:
-            return
+            return removed
+        temp = self.folder / f".{secrets.token_hex(8)}.part"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            self._make_room(len(data))
-            temp = self.folder / f".{secrets.token_hex(8)}.part"
+            removed = self._make_room(len(data))
             temp.write_bytes(data)
             os.replace(temp, self.folder / digest)
         except OSError:
-            with contextlib.suppress(OSError, UnboundLocalError):
+            with contextlib.suppress(OSError):
                 temp.unlink()
+        return removed
 
-    def _make_room(self, size: int) -> None:
+    def held(self, min_size: int = 0) -> list[str]:
+        """The blobs kept of ``min_size`` bytes or more, the most recently used first."""
+        found = []
+        with contextlib.suppress(OSError):
+            for path in self.folder.iterdir():
+                with contextlib.suppress(OSError):
+                    stat = path.stat()
+                    if is_digest(path.name) and stat.st_size >= min_size:
+                        found.append((stat.st_mtime, path.name))
+        return [name for _, name in sorted(found, reverse=True)]
+
+    def _make_room(self, size: int) -> list[str]:
         kept = []
         for path in self.folder.iterdir():
             with contextlib.suppress(OSError):
                 stat = path.stat()
                 kept.append((stat.st_mtime, stat.st_size, path))
         total = sum(size for _, size, _ in kept)
+        removed = []
         for _, old_size, path in sorted(kept):
             if total + size <= self.max_bytes:
                 break
             with contextlib.suppress(OSError):
                 path.unlink()
                 total -= old_size
+                removed.append(path.name)
+        return removed
 
 
 def http_base(ws_url: str) -> str:
@@ -118,6 +135,8 @@ class Blobs:
         # costs no disk read and no hashing; bytes are immutable, so they are shared as is
         self._memory: OrderedDict[str, bytes] = OrderedDict()
         self._memory_bytes = 0
+        self.added: list[str] = []  # large blobs kept since the coordinator was last told
+        self.dropped: list[str] = []  # ... and those removed (see ``holds_news``)
 
     async def resolve(self, args: dict[str, Any]) -> dict[str, Any]:
         """``args`` with each ref replaced by its content; BlobError when one cannot be had."""
@@ -185,8 +204,20 @@ class Blobs:
                 f"{digest[:12]}, not the ref's"
             )
         if self.cache is not None:
-            await asyncio.to_thread(self.cache.put, ref.sha256, data)
+            removed = await asyncio.to_thread(self.cache.put, ref.sha256, data)
+            self.dropped += removed
+            if ref.size >= LOCALITY_BYTES and len(data) <= self.cache.max_bytes:
+                self.added.append(ref.sha256)
         return data
+
+    def holds_news(self) -> tuple[list[str], list[str]] | None:
+        """What the coordinator should hear of the blobs kept since it last did (``holds``:
+        added, dropped), or None when nothing changed; the news are then cleared."""
+        if not self.added and not self.dropped:
+            return None
+        news = self.added[-MAX_HOLDS:], self.dropped[-MAX_HOLDS:]
+        self.added, self.dropped = [], []
+        return news
 
     async def upload(self, task_id: int | str, result: Any) -> Any:
         """``result``, or the ref of the blob it was uploaded as when its JSON passes

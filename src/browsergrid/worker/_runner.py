@@ -26,7 +26,9 @@ from browsergrid.config import WORKER_TOKEN_ENV
 from browsergrid.errors import AuthError, ProtocolError
 from browsergrid.ops import BUILT_IN_OPS, PYTHON_OP, FunctionError, Op, run_op
 from browsergrid.protocol import (
+    LOCALITY_BYTES,
     MAX_FRAME_BYTES,
+    MAX_HOLDS,
     Ack,
     Cancel,
     ServerError,
@@ -37,6 +39,7 @@ from browsergrid.protocol import (
     decode_server_message,
     encode_hand_back,
     encode_hello,
+    encode_holds,
     encode_result,
     encode_results,
     encode_task_error,
@@ -213,12 +216,18 @@ class PythonWorker:
                         self.backoff.connected(opened_at)
                         self.connects += 1
                         emit(log, "connected", f"connected to {self.shown_url}", url=self.shown_url)
+                        held = (
+                            await asyncio.to_thread(self.blob_cache.held, LOCALITY_BYTES)
+                            if self.blob_cache is not None
+                            else []
+                        )
                         hello = encode_hello(
                             self.agent,
                             sorted(self.ops),
                             self.concurrency,
                             self.prefetch,
                             self.worker_key,
+                            holds=held[:MAX_HOLDS],
                         )
                         await ws.send(hello)
                         await _Session(self, ws, pool, http).serve()
@@ -376,6 +385,7 @@ class _Session:
             batch = [self.queue.popleft() for _ in range(min(share, len(self.queue)))]
             handed_back: list[TaskId] = []
             batch, unresolved = await self._resolve(batch, handed_back)
+            await self._tell_holds()
             if not batch:
                 outcomes = []
             elif _quick(self.worker.ops, batch):  # the two thread hops would cost far more
@@ -407,6 +417,15 @@ class _Session:
                 continue
             ready.append(task if args is task.args else msgspec.structs.replace(task, args=args))
         return ready, failed
+
+    async def _tell_holds(self) -> None:
+        """Tell the coordinator which large blobs this worker keeps now (docs/protocol.md,
+        ``holds``), so that tasks reading them come here first."""
+        news = self.blobs.holds_news()
+        if news is None or not self.welcomed:
+            return
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await self.ws.send(encode_holds(*news))
 
     async def _upload(self, outcomes: list[_Outcome], handed_back: list[TaskId]) -> list[_Outcome]:
         """The outcomes with each large result uploaded and replaced by its ref (those whose

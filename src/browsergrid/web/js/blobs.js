@@ -11,6 +11,27 @@ export const BLOB = '$blob';
 export const CACHE_NAME = 'browsergrid-blobs-v1';
 export const CACHE_BYTES = 256 * 1024 * 1024;
 export const INLINE_RESULT_BYTES = 65536; // a result's JSON up to this many bytes goes in the frame
+export const LOCALITY_BYTES = 65536; // blobs this large are worth telling the coordinator we hold
+
+// The large blobs kept in Cache Storage (whichever compute worker kept them): SHA-256s, newest
+// first, for `hello`'s `holds`. None where there is no Cache Storage.
+export async function heldBlobs(caches = globalThis.caches) {
+  if (!caches) return [];
+  try {
+    const kept = await caches.open(CACHE_NAME);
+    const found = [];
+    for (const request of await kept.keys()) {
+      const response = await kept.match(request);
+      const size = wholeNumber(response?.headers.get(SIZE));
+      const sha = request.url.slice(request.url.lastIndexOf('/') + 1);
+      if (size >= LOCALITY_BYTES && SHA256.test(sha))
+        found.push([wholeNumber(response.headers.get(STORED)), sha]);
+    }
+    return found.sort(([a], [b]) => b - a).map(([, sha]) => sha);
+  } catch {
+    return [];
+  }
+}
 const MEMORY_BYTES = 32 * 1024 * 1024; // blobs used last, kept in each compute worker's memory too
 const STORED = 'x-browsergrid-stored'; // when a cache entry was stored (ms since the epoch)
 const SIZE = 'x-browsergrid-size'; // its length: the index is rebuilt from headers, never bodies
@@ -135,8 +156,9 @@ function blobUrl(base, sha, params) {
 // --- the store: fetch, check, keep ---
 
 // `fetch`, `caches` (null or undefined: nothing is kept), `subtle` (undefined: sizes only, see sha256Hex),
-// `locks` (navigator.locks: one compute worker at a time loads a blob) and `now` are
-// the worker's, replaced in tests; `limit`: the bytes kept at most; `pageUrl`: the page's URL, under
+// `locks` (navigator.locks: one compute worker at a time loads a blob) and `now` are the worker's,
+// replaced in tests; `onHolds({add, drop})` hears of the large blobs kept and dropped (the page tells
+// the coordinator: tasks reading them come here first); `limit`: the bytes kept at most; `pageUrl`: the page's URL, under
 // which blobs are kept (its /blobs/<sha256>, whichever coordinator served it: the SHA-256 names the bytes).
 export function createBlobs({
   fetch = globalThis.fetch,
@@ -146,6 +168,7 @@ export function createBlobs({
   limit = CACHE_BYTES,
   pageUrl = globalThis.location?.href,
   locks = globalThis.navigator?.locks,
+  onHolds = () => {},
 } = {}) {
   // The page's compute workers share Cache Storage: one of them at a time loads a given blob, so
   // that the others find it kept rather than download it too (Web Locks; without them, each fetches).
@@ -199,11 +222,13 @@ export function createBlobs({
         await reindex(kept);
         const oldestFirst = [...index].sort(([, x], [, y]) => x.stored - y.stored);
         let total = oldestFirst.reduce((sum, [, { size }]) => sum + size, 0);
+        const dropped = [];
         for (const [url, { size }] of oldestFirst) {
           if (total + bytes.length <= limit) break;
           await kept.delete(url);
           index.delete(url);
           total -= size;
+          if (size >= LOCALITY_BYTES) dropped.push(url.slice(url.lastIndexOf('/') + 1));
         }
         const stored = now();
         const headers = {
@@ -213,6 +238,8 @@ export function createBlobs({
         };
         await kept.put(key, new Response(bytes, { headers }));
         index.set(key, { size: bytes.length, stored });
+        const added = bytes.length >= LOCALITY_BYTES ? [key.slice(key.lastIndexOf('/') + 1)] : [];
+        if (added.length || dropped.length) onHolds({ add: added, drop: dropped });
       } catch {
         // not kept: fetched again when next needed
       }

@@ -4,7 +4,8 @@
 // answers {setup: {ops, skipped, error}} with the ops module's op names. Without it, built-in ops only.
 // {share} sets the volunteer's CPU share (duty-cycle.js): after each task the worker rests in
 // proportion to how long it computed before it starts the next; a task under way is not interrupted.
-// Besides results and errors it may post {log}: a line for the page's log (how Python started).
+// Besides results and errors it may post {log}: a line for the page's log (how Python started), and
+// {holds: {add, drop}}: large blobs it kept in (or dropped from) the page's Cache Storage.
 // A task message {task_id, op, args, blobs} carries its connection's blob context {base, key}
 // (blobs.js): the refs in its arguments are fetched (or found in Cache Storage) before the op runs,
 // and a result too large for a frame is uploaded and reported as a ref. A blob that cannot be fetched,
@@ -21,7 +22,8 @@ let ready = Promise.resolve(); // tasks wait for the setup
 let share = 1; // the part of a core this worker computes, over time
 let last = null; // {end, duration} of the last task (ms, performance.now clock)
 let wake = null; // ends a rest early, to count it again with a new share
-const blobs = createBlobs(); // this worker's fetches in flight; the blobs kept are the page's
+// this worker's fetches in flight; the blobs kept are the page's, which tells the coordinator of them
+const blobs = createBlobs({ onHolds: (holds) => self.postMessage({ holds }) });
 
 async function setUp({ python, opsModule }) {
   const answer = { ops: [], skipped: [], error: null };

@@ -1,7 +1,7 @@
 // Worker page main thread: keeps the coordinator connection, feeds tasks to a Web Worker pool, shows status,
 // and applies the volunteer's settings (workers, CPU share, pausing), telling the coordinator of each change.
 import { ReconnectBackoff } from './backoff.js';
-import { blobBase } from './blobs.js';
+import { blobBase, heldBlobs } from './blobs.js';
 import { coldOps, helloOps, PYTHON, setupFrom } from './capabilities.js';
 import { Contribution, formatComputeTime } from './contribution.js';
 import { CoordinatorRing, coordinatorsFrom, failoverDelay } from './coordinators.js';
@@ -15,6 +15,8 @@ import {
   capacityMessage,
   handBackMessage,
   helloMessage,
+  holdsMessage,
+  MAX_HOLDS,
   parseServerMessage,
   resultMessage,
   resultsMessage,
@@ -402,6 +404,7 @@ function startComputeWorker() {
     if (data.setup) slot.setupDone(data.setup);
     else if (typeof data.log === 'string')
       log(data.log); // how Python started (python-op.js)
+    else if (data.holds) tellHolds(data.holds);
     else finish(slot, data);
   };
   slot.worker.onerror = (event) => {
@@ -544,6 +547,14 @@ function replaceComputeWorker(slot) {
   slot.worker.terminate();
   pool[pool.indexOf(slot)] = startComputeWorker();
   return slot.job;
+}
+
+// Tells the coordinator which large blobs this page keeps now (after welcome only), so that tasks that
+// read them come here first; a coordinator without blobs (no blob_key) is told nothing.
+function tellHolds({ add = [], drop = [] }) {
+  if (!welcomed() || !blobContexts.get(socket)?.key || (add.length === 0 && drop.length === 0))
+    return;
+  socket.send(holdsMessage({ add: add.slice(0, MAX_HOLDS), drop: drop.slice(0, MAX_HOLDS) }));
 }
 
 // Gives tasks back to the coordinator (after welcome only), which queues them again for others at once.
@@ -783,6 +794,7 @@ const HANDLERS = {
     welcomedBy = ws;
     const blobs = blobContexts.get(ws);
     if (blobs !== undefined) blobContexts.set(ws, { ...blobs, key: blob_key });
+    if (blob_key !== null) heldBlobs().then((add) => ws === socket && tellHolds({ add }));
     if (Number.isInteger(limits?.max_frame_bytes)) frameLimit = limits.max_frame_bytes;
     log(`Welcome: worker_id=${worker_id} server=${server} protocol=${protocol}`);
     if (paused() || settings.share !== 1 || workerCount() !== helloConcurrency) sendCapacity();

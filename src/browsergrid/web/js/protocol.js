@@ -98,7 +98,17 @@ const clipAgent = (agent) => String(agent).slice(0, MAX_AGENT_CHARS);
 
 // `prefetch`: tasks the coordinator may send beyond `concurrency`, to wait here (0..1024).
 // `cold`: ops with a start-up cost (Pyodide) until this worker's first task of them ends.
-export function helloMessage({ agent, ops, concurrency, prefetch = 1, worker_key, cold = [] }) {
+export const MAX_HOLDS = 4096; // protocol.md: blobs one hello or holds frame may name
+
+export function helloMessage({
+  agent,
+  ops,
+  concurrency,
+  prefetch = 1,
+  worker_key,
+  cold = [],
+  holds = [],
+}) {
   const message = {
     type: 'hello',
     protocol: PROTOCOL_VERSION,
@@ -109,6 +119,7 @@ export function helloMessage({ agent, ops, concurrency, prefetch = 1, worker_key
   };
   if (worker_key !== undefined) message.worker_key = worker_key;
   if (cold.length) message.cold = cold;
+  if (holds.length) message.holds = holds.slice(0, MAX_HOLDS);
   return JSON.stringify(message);
 }
 
@@ -143,4 +154,9 @@ export function capacityMessage({ concurrency, prefetch, share = 1 }) {
 // Tasks this tab holds and will not run (it paused): the coordinator queues them again at once.
 export function handBackMessage({ task_ids }) {
   return JSON.stringify({ type: 'hand_back', task_ids });
+}
+
+// The blobs the page has at hand now (`add`) and no longer (`drop`), at most MAX_HOLDS of each.
+export function holdsMessage({ add = [], drop = [] }) {
+  return JSON.stringify({ type: 'holds', add, drop });
 }
