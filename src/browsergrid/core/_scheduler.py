@@ -1361,16 +1361,18 @@ class Scheduler:
 
     def _holder_free(self, task: Task, worker: Worker) -> bool:
         """True if a worker other than ``worker`` that holds all of ``task``'s inputs could
-        take it now (it has credit, may run it, and is not cold for its op, or may start):
-        ``task`` waits for it rather than move its inputs once more (BOINC's locality
-        scheduling). Once the holders are busy, others take it, and fetch the inputs."""
+        take it (it may run it, and is not cold for its op, or may start): ``task`` waits
+        for it rather than move its inputs once more (BOINC's locality scheduling). While
+        ``worker`` has tasks of its own, the holder may be busy too: ``worker`` does not
+        queue up tasks whose inputs it would fetch. An idle ``worker`` waits only for a
+        holder that has room now; else it takes the task, and fetches the inputs."""
         first, *rest = task.inputs
         holders = self._holders.get(first, ())
         for worker_id in itertools.islice(holders, _MAX_OTHERS_LOOKED):
             holder = self.workers[worker_id]
             if (
                 holder is not worker
-                and holder.credit > 0
+                and (holder.credit > 0 or (holder.concurrency > 0 and not worker.idle))
                 and all(digest in holder.holds for digest in rest)
                 and holder.worker_id not in task.failed_on
                 and (task.op not in holder.cold or self._may_start(task.op))
