@@ -170,7 +170,8 @@ class Worker:
     voted: set[int] = field(default_factory=set)  # tasks with its replica awaiting a quorum
     standing: Standing = field(default_factory=Standing)  # its identity's (the scheduler's)
     address: str | None = None  # where it connected from
-    holds: set[str] = field(default_factory=set)  # blobs it has at hand (hello, holds)
+    holds: frozenset[str] = frozenset()  # blobs it has at hand (hello, holds); shared when
+    # empty: an idle worker pays nothing for it
 
     @property
     def credit(self) -> int:

@@ -563,18 +563,18 @@ class Scheduler:
     def _hold_blobs(self, worker: Worker, added: Iterable[str], dropped: Iterable[str]) -> None:
         """``worker`` holds ``added`` now and no longer ``dropped`` (at most ``max_holds``
         blobs are counted: a worker cannot grow the index at will)."""
-        for digest in dropped:
-            if digest in worker.holds:
-                worker.holds.discard(digest)
-                holders = self._holders[digest]
-                holders.discard(worker.worker_id)
-                if not holders:
-                    del self._holders[digest]
-        for digest in added:
-            if len(worker.holds) >= self.max_holds:
-                break
-            worker.holds.add(digest)
+        gone = worker.holds.intersection(dropped)
+        for digest in gone:
+            holders = self._holders[digest]
+            holders.discard(worker.worker_id)
+            if not holders:
+                del self._holders[digest]
+        room = self.max_holds - len(worker.holds) + len(gone)
+        new = [digest for digest in set(added) if digest not in worker.holds][: max(0, room)]
+        for digest in new:
             self._holders.setdefault(digest, set()).add(worker.worker_id)
+        if gone or new:
+            worker.holds = (worker.holds - gone).union(new)
 
     def _handed_back(self, ev: TasksHandedBack) -> Iterator[Command]:
         worker = self.workers[ev.worker_id]
