@@ -171,3 +171,40 @@ def test_a_blob_stays_indexed_while_another_worker_holds_it() -> None:
     introduce(s, 2, holds=frozenset({BIG}))
     s.handle(WorkerLeft(worker_id=1, now=1.0))
     assert s._holders == {BIG: {2}}
+
+
+def test_a_holder_that_would_be_refused_the_task_does_not_hold_it_back() -> None:
+    s = scheduler()
+    introduce(s, 1)
+    s.handle(TasksSubmitted(tasks=[TaskSpec(op=OP, args={})], now=0.0))
+    s.handle(ResultReported(worker_id=1, task_id=1, result=0, duration_ms=1, now=1.0))
+    assert s.workers[1].standing.reliable
+    s.handle(WorkerCapacityChanged(worker_id=1, concurrency=0, now=1.0))  # paused
+    introduce(s, 3)
+    assert sent(submit(s, (BIG,))) == [(3, 2)]
+    # a newcomer claims the input: it is not reliable, and a lost task waits for a reliable
+    # worker that could take it; that worker must not wait for the newcomer in turn
+    introduce(s, 9, holds=frozenset({BIG}))
+    s.handle(WorkerCapacityChanged(worker_id=1, concurrency=1, now=2.0))
+    lost = s.handle(TaskErrorReported(worker_id=3, task_id=2, message="x", now=3.0))
+    assert sent(lost) == [(1, 2)]
+
+
+def test_a_busy_worker_with_a_free_slot_runs_what_a_busy_holder_holds() -> None:
+    s = scheduler()
+    introduce(s, 1, concurrency=4)
+    introduce(s, 2, holds=frozenset({BIG}))
+    s.handle(WorkerCapacityChanged(worker_id=2, concurrency=1, prefetch=0, now=0.0))
+    leased = sent(submit(s, *[(BIG,)] * 6))
+    assert leased.count((2, 1)) == 1 and sum(1 for w, _ in leased if w == 1) == 4
+    # worker 1 runs 4 at once (its slots), but queues none up behind them for the holder
+
+
+def test_holds_keep_the_first_in_order_and_a_drop_comes_before_an_add() -> None:
+    s = scheduler(max_holds=2)
+    introduce(s, 1)
+    s.handle(WorkerHoldsChanged(worker_id=1, added=frozenset("zyx"), dropped=frozenset(), now=0))
+    assert s.workers[1].holds == {"x", "y"}
+    s.handle(WorkerHoldsChanged(worker_id=1, added=frozenset("x"), dropped=frozenset("x"), now=0))
+    assert s.workers[1].holds == {"x", "y"}  # dropped, then kept again
+    assert s._holders["x"] == {1}

@@ -19,18 +19,20 @@ def sha(data: bytes) -> str:
 def test_the_least_recently_used_go_first_when_room_is_needed(tmp_path: Path) -> None:
     cache = BlobCache(tmp_path / "blobs", max_bytes=250)
     a, b, c = b"a" * 100, b"b" * 100, b"c" * 100
-    cache.put(sha(a), a)
+    assert cache.put(sha(a), a) == (True, [])
     cache.put(sha(b), b)
     past = time.time() - 60
     os.utime(tmp_path / "blobs" / sha(a), (past, past))
     os.utime(tmp_path / "blobs" / sha(b), (past - 60, past - 60))  # b is the older
     assert cache.get(sha(a)) == a  # and reading a makes it the newest
-    cache.put(sha(c), c)
+    (tmp_path / "blobs" / ".crashed.part").write_bytes(b"")  # a write a crash cut short
+    assert cache.put(sha(c), c) == (True, [sha(b)])  # what the coordinator is told: digests
     assert cache.get(sha(b)) is None
     assert (cache.get(sha(a)), cache.get(sha(c))) == (a, c)
-    cache.put(sha(b"x" * 300), b"x" * 300)  # larger than the whole cache: not kept
+    assert cache.put(sha(b"x" * 300), b"x" * 300) == (False, [])  # larger than the cache
     assert cache.get(sha(b"x" * 300)) is None
-    assert sorted(p.name for p in (tmp_path / "blobs").iterdir()) == sorted([sha(a), sha(c)])
+    kept = {p.name for p in (tmp_path / "blobs").iterdir()} - {".crashed.part"}
+    assert kept == {sha(a), sha(c)}
 
 
 def test_a_tampered_copy_is_removed_not_read(tmp_path: Path) -> None:

@@ -170,8 +170,8 @@ class Worker:
     voted: set[int] = field(default_factory=set)  # tasks with its replica awaiting a quorum
     standing: Standing = field(default_factory=Standing)  # its identity's (the scheduler's)
     address: str | None = None  # where it connected from
-    holds: frozenset[str] = frozenset()  # blobs it has at hand (hello, holds); shared when
-    # empty: an idle worker pays nothing for it
+    holds: set[str] | frozenset[str] = frozenset()  # blobs it has at hand (hello, holds):
+    # the shared empty frozenset until it holds one, so an idle worker pays nothing for it
 
     @property
     def credit(self) -> int:

@@ -70,6 +70,7 @@ _EWMA: Final = 0.2  # weight of the newest duration in an op's running mean
 _MAX_IGNORED: Final = 4096  # late reports remembered per worker, to drop them quietly
 _MAX_SKIPS: Final = 64  # queued tasks a worker failed, looked past per dispatch
 _MAX_OTHERS_LOOKED: Final = 256  # workers looked at to tell whether another can take a task
+_MAX_HOLDERS_LOOKED: Final = 16  # holders of a blob looked at for one task
 _MAX_WANTING_LOOKS: Final = 8  # replicated tasks under way a worker looks at before fresh ones
 _STALE_DEADLINES: Final = 1024  # deadlines of ended leases kept past twice those running
 MAX_DURATION_MS: Final = 86_400_000.0
@@ -561,20 +562,22 @@ class Scheduler:
         return iter(())
 
     def _hold_blobs(self, worker: Worker, added: Iterable[str], dropped: Iterable[str]) -> None:
-        """``worker`` holds ``added`` now and no longer ``dropped`` (at most ``max_holds``
-        blobs are counted: a worker cannot grow the index at will)."""
-        gone = worker.holds.intersection(dropped)
-        for digest in gone:
-            holders = self._holders[digest]
-            holders.discard(worker.worker_id)
-            if not holders:
-                del self._holders[digest]
-        room = self.max_holds - len(worker.holds) + len(gone)
-        new = [digest for digest in set(added) if digest not in worker.holds][: max(0, room)]
-        for digest in new:
+        """``worker`` no longer holds ``dropped``, and holds ``added`` now (at most
+        ``max_holds`` blobs are counted, the first in SHA-256 order: a worker cannot grow
+        the index at will). Each blob costs its own step, however many the worker holds."""
+        if not isinstance(worker.holds, set):  # the shared empty one: its own set now
+            worker.holds = set()
+        holds = worker.holds
+        for digest in dropped:  # first: a blob in both lists was dropped, then kept again
+            if digest in holds:
+                holds.discard(digest)
+                holders = self._holders[digest]
+                holders.discard(worker.worker_id)
+                if not holders:
+                    del self._holders[digest]
+        for digest in sorted(set(added) - holds)[: max(0, self.max_holds - len(holds))]:
+            holds.add(digest)
             self._holders.setdefault(digest, set()).add(worker.worker_id)
-        if gone or new:
-            worker.holds = (worker.holds - gone).union(new)
 
     def _handed_back(self, ev: TasksHandedBack) -> Iterator[Command]:
         worker = self.workers[ev.worker_id]
@@ -1252,23 +1255,24 @@ class Scheduler:
             return
         self._cold_may_start.clear()
         hungry = list(self._hungry)
+        waiting: dict[int, None] = {}  # left a task for a holder of its inputs: once the
+        retried = False  # holders are done taking, they are tried once more in this pass
         while hungry and self._ringed:
             still_hungry: list[int] = []
-            waiting: list[int] = []  # left a task for a holder of its inputs: once the holder
-            leased = False  # is busy, they may take it in this very pass
             for worker_id in hungry:
                 worker = self.workers[worker_id]
                 self._left_for_holder = False
                 task = self._next_for(worker)
                 if task is None:
-                    if self._left_for_holder:
-                        waiting.append(worker_id)
+                    if self._left_for_holder and not retried:
+                        waiting[worker_id] = None
                     continue
-                leased = True
                 yield self._lease(task, worker, now, stimulus_id)
                 if worker.credit > 0:
                     still_hungry.append(worker_id)
-            hungry = still_hungry + waiting if leased else []
+            hungry = still_hungry
+            if not hungry and waiting and not retried:
+                hungry, retried = list(waiting), True
 
     def _next_for(self, worker: Worker) -> Task | None:
         """The next task for ``worker``: highest priority first, jobs in turn within one."""
@@ -1342,10 +1346,12 @@ class Scheduler:
             decided = self._cold_may_start[op] = queued > room
         return decided
 
-    def _may_take(self, task: Task, worker: Worker) -> bool:
+    def _may_take(self, task: Task, worker: Worker, *, locality: bool = True) -> bool:
         """Whether ``worker`` may have ``task``: never a second replica for one worker
         identity, not one it failed while another worker could take it, and not a task
-        lost before when it is unreliable and a reliable worker could take it."""
+        lost before when it is unreliable and a reliable worker could take it; with
+        ``locality``, not one whose large inputs a worker that could take it holds
+        (``_holder_free``)."""
         if not self._eligible(task, worker):
             return False
         if task.reasons and not worker.standing.reliable and self._reliable_other(task, worker):
@@ -1354,29 +1360,35 @@ class Scheduler:
             return False
         if task.replicated and self._address_taken(task, worker):
             return False
-        if task.inputs and not task.inputs <= worker.holds and self._holder_free(task, worker):
+        if (
+            locality
+            and task.inputs
+            and not task.inputs <= worker.holds
+            and self._holder_free(task, worker)
+        ):
             self._left_for_holder = True
             return False
         return worker.worker_id not in task.failed_on or not self._others_can_run(task, worker)
 
     def _holder_free(self, task: Task, worker: Worker) -> bool:
-        """True if a worker other than ``worker`` that holds all of ``task``'s inputs could
-        take it (it may run it, and is not cold for its op, or may start): ``task`` waits
-        for it rather than move its inputs once more (BOINC's locality scheduling). While
-        ``worker`` has tasks of its own, the holder may be busy too: ``worker`` does not
-        queue up tasks whose inputs it would fetch. An idle ``worker`` waits only for a
-        holder that has room now; else it takes the task, and fetches the inputs."""
-        first, *rest = task.inputs
-        holders = self._holders.get(first, ())
-        for worker_id in itertools.islice(holders, _MAX_OTHERS_LOOKED):
+        """True if a worker other than ``worker`` that holds all of ``task``'s inputs would
+        be given it (``_may_take`` but for locality; not cold for its op, or it may start):
+        ``task`` waits for it rather than move its inputs once more (BOINC's locality
+        scheduling). A holder with room now is waited for; a busy one only by a worker
+        with no free slot (which would queue the task up, not run it): others run such
+        tasks at once, and fetch the inputs. A few holders are looked at, in a fixed
+        order (the core is deterministic)."""
+        first, *rest = sorted(task.inputs)
+        queue_up = len(worker.in_flight) >= worker.concurrency
+        holders = self._holders.get(first, ())  # worker ids: a set's order of ints is its
+        for worker_id in itertools.islice(holders, _MAX_HOLDERS_LOOKED):  # history's
             holder = self.workers[worker_id]
             if (
                 holder is not worker
-                and (holder.credit > 0 or (holder.concurrency > 0 and not worker.idle))
+                and (holder.credit > 0 or (queue_up and holder.concurrency > 0))
                 and all(digest in holder.holds for digest in rest)
-                and holder.worker_id not in task.failed_on
                 and (task.op not in holder.cold or self._may_start(task.op))
-                and self._eligible(task, holder)
+                and self._may_take(task, holder, locality=False)
             ):
                 return True
         return False

@@ -65,13 +65,13 @@ class BlobCache:
             os.utime(path)  # used now: the last to go
         return data
 
-    def put(self, digest: str, data: bytes) -> list[str]:
+    def put(self, digest: str, data: bytes) -> tuple[bool, list[str]]:
         """Keep a blob (checked by the caller), making room by removing the least recently
         used; a blob over ``max_bytes`` is not kept. Blocking; a full disk keeps nothing.
-        Returns the blobs removed to make room."""
+        Returns whether it was kept, and the blobs removed to make room."""
         removed: list[str] = []
         if len(data) > self.max_bytes:
-            return removed
+            return False, removed
         temp = self.folder / f".{secrets.token_hex(8)}.part"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -81,7 +81,8 @@ class BlobCache:
         except OSError:
             with contextlib.suppress(OSError):
                 temp.unlink()
-        return removed
+            return False, removed
+        return True, removed
 
     def held(self, min_size: int = 0) -> list[str]:
         """The blobs kept of ``min_size`` bytes or more, the most recently used first."""
@@ -108,7 +109,8 @@ class BlobCache:
             with contextlib.suppress(OSError):
                 path.unlink()
                 total -= old_size
-                removed.append(path.name)
+                if is_digest(path.name):  # not a leftover part of an interrupted write
+                    removed.append(path.name)
         return removed
 
 
@@ -135,8 +137,8 @@ class Blobs:
         # costs no disk read and no hashing; bytes are immutable, so they are shared as is
         self._memory: OrderedDict[str, bytes] = OrderedDict()
         self._memory_bytes = 0
-        self.added: list[str] = []  # large blobs kept since the coordinator was last told
-        self.dropped: list[str] = []  # ... and those removed (see ``holds_news``)
+        self.added: dict[str, None] = {}  # large blobs kept since the coordinator was told
+        self.dropped: dict[str, None] = {}  # ... and those removed (see ``holds_news``)
 
     async def resolve(self, args: dict[str, Any]) -> dict[str, Any]:
         """``args`` with each ref replaced by its content; BlobError when one cannot be had."""
@@ -204,10 +206,13 @@ class Blobs:
                 f"{digest[:12]}, not the ref's"
             )
         if self.cache is not None:
-            removed = await asyncio.to_thread(self.cache.put, ref.sha256, data)
-            self.dropped += removed
-            if ref.size >= LOCALITY_BYTES and len(data) <= self.cache.max_bytes:
-                self.added.append(ref.sha256)
+            stored, removed = await asyncio.to_thread(self.cache.put, ref.sha256, data)
+            for digest in removed:  # the last word on each blob is the one that counts
+                self.added.pop(digest, None)
+                self.dropped[digest] = None
+            if stored and ref.size >= LOCALITY_BYTES:
+                self.dropped.pop(ref.sha256, None)
+                self.added[ref.sha256] = None
         return data
 
     def holds_news(self) -> tuple[list[str], list[str]] | None:
@@ -215,8 +220,8 @@ class Blobs:
         added, dropped), or None when nothing changed; the news are then cleared."""
         if not self.added and not self.dropped:
             return None
-        news = self.added[-MAX_HOLDS:], self.dropped[-MAX_HOLDS:]
-        self.added, self.dropped = [], []
+        news = list(self.added)[-MAX_HOLDS:], list(self.dropped)[-MAX_HOLDS:]
+        self.added, self.dropped = {}, {}
         return news
 
     async def upload(self, task_id: int | str, result: Any) -> Any:
