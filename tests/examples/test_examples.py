@@ -73,12 +73,17 @@ def test_mandelbrot_writes_the_png(served: Served, tmp_path: Path) -> None:
         assert pixels[row * 64 + y][column * 192 : (column + 1) * 192] == expected, y
 
 
-def test_sir_sweep_sends_a_plain_function(
-    served: Served, start_worker: Callable[..., Process], tmp_path: Path
-) -> None:
+def start_function_workers(served: Served, start_worker: Callable[..., Process]) -> None:
+    """Two more Python workers, started with ``--python-functions``, once they are ready."""
     for _ in range(2):
         worker = start_worker(served.coordinator.ws_url, "--python-functions", "--quiet")
         worker.wait_for_line(lambda line: "runs the Python functions clients submit" in line)
+
+
+def test_sir_sweep_sends_a_plain_function(
+    served: Served, start_worker: Callable[..., Process], tmp_path: Path
+) -> None:
+    start_function_workers(served, start_worker)
     output = run_example("sir_sweep.py", 0, served, tmp_path)
     assert_prints_what_its_docstring_shows("sir_sweep.py", output)
     example = load("sir_sweep.py")
@@ -127,9 +132,7 @@ def read_png(path: Path) -> tuple[int, int, list[bytes]]:
 def test_wordfreq_puts_its_text_once_and_counts_it_on_the_grid(
     served: Served, start_worker: Callable[..., Process], tmp_path: Path
 ) -> None:
-    for _ in range(2):
-        worker = start_worker(served.coordinator.ws_url, "--python-functions", "--quiet")
-        worker.wait_for_line(lambda line: "runs the Python functions clients submit" in line)
+    start_function_workers(served, start_worker)
     output = run_example("wordfreq.py", 0, served, tmp_path)
     assert_prints_what_its_docstring_shows("wordfreq.py", output)
     assert "the same as a count made here" in output
