@@ -146,6 +146,9 @@ class Coordinator:
         # (worker id, task id) -> the blob that lease uploaded as its result: one upload per
         # lease, and the only blob its result may name
         self.lease_uploads: dict[tuple[int, int], str] = {}
+        # job id -> the blobs of its large results, renewed when it finishes (a restart
+        # renews every blob's time anyway)
+        self.result_blobs: dict[int, set[str]] = {}
         # The coordinators of a Redis grid do not share blobs yet: none are taken there, and
         # workers get no blob key (so they send every result inline).
         self.blobs_shared_problem: str | None = (
@@ -523,10 +526,13 @@ class Coordinator:
                 client.forget(job.job_id)
             for state in (TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED):
                 self.stats.ended[state] += job.counts[state]
+            self.blobs.touch(self.result_blobs.pop(job.job_id, ()))  # cancelled: never finished
 
     def job_finished(self, job_id: int, done: int, failed: int) -> None:
-        """Every task of the job is final and stored."""
+        """Every task of the job is final and stored: its results are kept from now for
+        the retention period, and so are the blobs that hold its large results."""
         log_job_finished(job_id, done, failed)
+        self.blobs.touch(self.result_blobs.pop(job_id, ()))
 
     async def _quarantined(self, command: WorkerQuarantined) -> None:
         peers = [self.workers[i] for i in command.worker_ids if i in self.workers]

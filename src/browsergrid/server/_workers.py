@@ -311,6 +311,9 @@ def _unheld(coordinator: Coordinator, peer: WorkerPeer, task_id: TaskId, ref: Re
     if ref.format != "json" or coordinator.blobs.size(ref.sha256) != ref.size:
         return f"its result refers to blob {ref.sha256} as {ref.size} bytes of {ref.format}"
     coordinator.blobs.touch([ref.sha256])
+    task = coordinator.scheduler.tasks.get(task_id) if isinstance(task_id, int) else None
+    if task is not None and task.job_id is not None:  # kept as long as its job's results
+        coordinator.result_blobs.setdefault(task.job_id, set()).add(ref.sha256)
     return None
 
 
