@@ -34,6 +34,7 @@ from browsergrid.protocol import (
     ClientError,
     HandBack,
     Hello,
+    Holds,
     ServerError,
     Submit,
     Welcome,
@@ -450,7 +451,7 @@ def send_to_worker_endpoint(storm: Storm, frame: str | bytes) -> None:
     elif isinstance(message, Hello):
         assert closed is None and any(isinstance(m, Welcome) for m in got), got
         storm.introduced = True
-    elif isinstance(message, Capacity | HandBack):  # a volunteer's controls: after hello only
+    elif isinstance(message, Capacity | HandBack | Holds):  # controls and holds: after hello
         expected = [] if storm.introduced else ["not_introduced"]
         assert (errors, closed) == (expected, None), (errors, closed)
     else:  # result, results, error: about tasks this connection may not hold
