@@ -575,7 +575,9 @@ class Scheduler:
                 holders.discard(worker.worker_id)
                 if not holders:
                     del self._holders[digest]
-        for digest in sorted(set(added) - holds)[: max(0, self.max_holds - len(holds))]:
+        room = self.max_holds - len(holds)
+        new = heapq.nsmallest(room, set(added) - holds) if room > 0 else ()  # no sort at cap
+        for digest in new:
             holds.add(digest)
             self._holders.setdefault(digest, set()).add(worker.worker_id)
 

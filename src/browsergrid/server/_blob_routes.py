@@ -5,7 +5,6 @@ client's upload. Bodies stream to disk (``DiskBlobs``), never whole into memory.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -18,10 +17,10 @@ from browsergrid.protocol import Format, is_digest, refs_in
 from browsergrid.server._access import Access
 from browsergrid.server._blob_store import BlobRefused
 from browsergrid.server._coordinator import Coordinator
+from browsergrid.server._page_assets import IMMUTABLE
 
 events = logging.getLogger("browsergrid.server.events")
 
-IMMUTABLE = "public, max-age=31536000, immutable"
 _OCTETS = {
     "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
     "required": True,
@@ -90,7 +89,7 @@ def create_blob_router(coordinator: Coordinator, access: Access) -> APIRouter:
         openapi_extra={"requestBody": _OCTETS},
         responses={
             200: {"description": "held already"},
-            400: {"description": "hash_mismatch, bad_json or truncated"},
+            400: {"description": "hash_mismatch or truncated"},
             403: {"description": "not_leased"},
             409: {"description": "already_uploaded: one upload per lease"},
             413: {"description": "blob_too_large"},
@@ -164,7 +163,7 @@ async def _receive(
     length = request.headers.get("content-length")
     try:
         ref, created = await coordinator.blobs.receive(
-            _body(request),
+            request.stream(),
             form=form,
             expected=expected,
             length=int(length) if length is not None and length.isdigit() else None,
@@ -191,11 +190,6 @@ async def _receive(
             size=ref.size,
         )
     return JSONResponse(ref.to_json(), status_code=201 if created else 200)
-
-
-async def _body(request: Request) -> AsyncIterator[bytes]:
-    async for chunk in request.stream():
-        yield chunk
 
 
 def _count_fetch(coordinator: Coordinator, size: int, ranges: str | None) -> None:

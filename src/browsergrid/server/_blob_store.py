@@ -1,8 +1,8 @@
 """Blobs on the coordinator's disk: ``DATA_DIR/blobs/AB/ABCDEF...`` (named by SHA-256).
 
 An upload streams to a temporary file while its SHA-256 is computed, and is renamed into
-place only when it is whole, its hash is the one expected and (for JSON) it parses: a
-blob on disk is always complete and right. Sizes are held in memory (read once at
+place only when it is whole, its hash is the one expected and (a client's JSON) it
+parses: a blob on disk is always complete and right. Sizes are held in memory (read once at
 ``open``) so that a submit's refs are checked without touching the disk, and the total is
 bounded (``max_total``): an upload that would pass it is refused instead of filling the
 disk. ``prune`` removes blobs no live task refers to once unused for the retention period.
