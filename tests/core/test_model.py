@@ -20,6 +20,9 @@ from browsergrid.core import (
 from browsergrid.errors import BrowsergridError, IllegalTransition
 
 TASK_ARROWS = {
+    (TaskState.WAITING, TaskState.QUEUED),
+    (TaskState.WAITING, TaskState.FAILED),
+    (TaskState.WAITING, TaskState.CANCELLED),
     (TaskState.QUEUED, TaskState.LEASED),
     (TaskState.QUEUED, TaskState.CANCELLED),
     (TaskState.LEASED, TaskState.QUEUED),
@@ -84,7 +87,14 @@ def test_task_defaults() -> None:
 
 
 def test_task_state_values() -> None:
-    assert [s.value for s in TaskState] == ["queued", "leased", "done", "failed", "cancelled"]
+    assert [s.value for s in TaskState] == [
+        "waiting",
+        "queued",
+        "leased",
+        "done",
+        "failed",
+        "cancelled",
+    ]
 
 
 def test_final_states_are_those_without_a_way_out() -> None:

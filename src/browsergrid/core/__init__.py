@@ -7,6 +7,7 @@ Synchronous and deterministic: no asyncio, no sockets, no storage. The server fe
 from browsergrid.core._commands import (
     CancelTask,
     Command,
+    DependenciesWanted,
     JobCancelled,
     JobsForgotten,
     RejectReport,
@@ -22,6 +23,7 @@ from browsergrid.core._commands import (
 )
 from browsergrid.core._events import (
     ClockTicked,
+    DependenciesSettled,
     Event,
     JobCancelRequested,
     JobOptions,
@@ -29,6 +31,7 @@ from browsergrid.core._events import (
     OutcomesReported,
     RestoredTask,
     ResultReported,
+    Settled,
     StrandedReleased,
     TaskErrorReported,
     TasksHandedBack,
@@ -52,6 +55,8 @@ __all__ = [
     "Changes",
     "ClockTicked",
     "Command",
+    "DependenciesSettled",
+    "DependenciesWanted",
     "Event",
     "Job",
     "JobCancelRequested",
@@ -69,6 +74,7 @@ __all__ = [
     "ResultReported",
     "Scheduler",
     "SendTask",
+    "Settled",
     "Standing",
     "StrandedReleased",
     "Task",

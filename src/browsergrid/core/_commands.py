@@ -163,6 +163,16 @@ class RejectReport:
     stimulus_id: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DependenciesWanted:
+    """Tasks depend on these tasks, which the scheduler does not hold (they ended before,
+    or were never known here): read their outcomes from the store and answer with
+    ``DependenciesSettled``. Until then the dependents wait."""
+
+    task_ids: tuple[int, ...]
+    stimulus_id: str
+
+
 Command = (
     SendTask
     | CancelTask
@@ -175,4 +185,5 @@ Command = (
     | RejectReport
     | ReplicaReported
     | WorkerQuarantined
+    | DependenciesWanted
 )

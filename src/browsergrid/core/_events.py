@@ -252,9 +252,36 @@ class OutcomesReported:
     Ids that are not of a finished job task here (a task still queued or leased, a
     welcome task, an unknown or already reported id) are ignored: sending one late,
     twice or by mistake changes nothing. Never dispatches: ``handle`` returns at most a
-    ``JobsForgotten``, so the shell may send it from anywhere, with no ``await``."""
+    ``JobsForgotten``, so the shell may send it from anywhere, with no ``await``; except
+    where a reported task is one others depend on (futures as arguments): its dependents
+    are queued (or fail with it) now that its outcome is stored, and the commands that
+    follow (``SendTask``, ``TaskFailed``, ``DependenciesWanted``) must be carried out."""
 
     task_ids: Sequence[int]
+    now: float
+    stimulus_id: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settled:
+    """How a task that others depend on ended, as the store has it: its ``result``, or
+    ``failure``, the end of a sentence about it ("failed: ...", "was cancelled",
+    "is unknown ...")."""
+
+    task_id: int
+    result: Any = None
+    failure: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DependenciesSettled:
+    """The shell's answer to ``DependenciesWanted``: the outcomes the store has for those
+    tasks. Give every wanted task that is final in the store; one that is neither final
+    there nor live here (``Scheduler.live``) is unknown: give it as a failure too. A task
+    still live here needs no answer: its dependents go on when its outcome is reported.
+    Settlements for tasks nobody waits for (any more) are ignored."""
+
+    settled: Sequence[Settled]
     now: float
     stimulus_id: str = ""
 
@@ -275,4 +302,5 @@ Event = (
     | TaskErrorReported
     | ClockTicked
     | OutcomesReported
+    | DependenciesSettled
 )

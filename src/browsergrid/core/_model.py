@@ -15,6 +15,7 @@ from browsergrid.errors import IllegalTransition
 class TaskState(StrEnum):
     """Where a task is in its life (docs/architecture.md draws the diagram)."""
 
+    WAITING = "waiting"  # for the tasks it depends on (futures in its arguments)
     QUEUED = "queued"  # waiting for a worker with free credit that runs its op
     LEASED = "leased"  # sent to one worker (two, when a straggler is copied)
     DONE = "done"  # a result was accepted; final
@@ -23,6 +24,7 @@ class TaskState(StrEnum):
 
 
 _TASK_MOVES: dict[TaskState, frozenset[TaskState]] = {
+    TaskState.WAITING: frozenset({TaskState.QUEUED, TaskState.FAILED, TaskState.CANCELLED}),
     TaskState.QUEUED: frozenset({TaskState.LEASED, TaskState.CANCELLED}),
     TaskState.LEASED: frozenset(
         {TaskState.QUEUED, TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED}
@@ -98,6 +100,8 @@ class Task:
     vouch: bool = False  # a vouched worker could replicate it: its quorum needs one
     queued: bool = False  # in its job's queue now (a replicated task may be leased too)
     inputs: frozenset[str] = frozenset()  # large blobs it reads: a worker holding them first
+    after: set[int] = field(default_factory=set)  # WAITING: the tasks it still waits for
+    settled: dict[int, Any] = field(default_factory=dict)  # WAITING: results it has already
 
     @property
     def replicated(self) -> bool:

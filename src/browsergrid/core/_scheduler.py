@@ -14,6 +14,7 @@ from typing import Any, Final, Literal, NamedTuple
 from browsergrid.core._commands import (
     CancelTask,
     Command,
+    DependenciesWanted,
     JobCancelled,
     JobsForgotten,
     RejectReport,
@@ -29,12 +30,14 @@ from browsergrid.core._commands import (
 )
 from browsergrid.core._events import (
     ClockTicked,
+    DependenciesSettled,
     Event,
     JobCancelRequested,
     JobRestored,
     OutcomesReported,
     RestoredTask,
     ResultReported,
+    Settled,
     StrandedReleased,
     TaskErrorReported,
     TaskId,
@@ -75,6 +78,10 @@ _MAX_WANTING_LOOKS: Final = 8  # replicated tasks under way a worker looks at be
 _STALE_DEADLINES: Final = 1024  # deadlines of ended leases kept past twice those running
 MAX_DURATION_MS: Final = 86_400_000.0
 """A reported compute time counts as at most a day (a lease never runs longer)."""
+
+Resolve = Callable[[dict[str, Any], Mapping[int, Any]], dict[str, Any]]
+"""``resolve(args, results)``: a waiting task's arguments with the results of the tasks it
+depends on put in (task id -> result); ValueError, saying why, when it cannot run so."""
 
 Agree = Callable[[str, Mapping[str, Any], Any, Any], bool]
 """``agree(op, args, a, b)``: whether two workers' results for a task are the same (exactly,
@@ -143,6 +150,13 @@ class Scheduler:
       leaves ``standings`` once no connected worker has it and nothing pending was cast
       or judged under it (the store keeps it); an op's mean duration goes with the last
       worker that runs it.
+    - A task whose arguments hold futures (``depends``: the ids of the tasks they name)
+      waits (``WAITING``) until each of those tasks is done and its outcome reported
+      (``OutcomesReported``), then is queued with their results in (``resolve``). A task
+      it depends on that fails, is cancelled or is unknown fails it, with a reason that
+      names that task and says why, and so on down a chain. Tasks the scheduler does not
+      hold (ended earlier) are asked of the shell (``DependenciesWanted``), which answers
+      from the store (``DependenciesSettled``).
     - Readers (dashboard, metrics) read, never write: ``changes_since`` tells each reader
       what changed since its own last look.
     """
@@ -166,6 +180,8 @@ class Scheduler:
         max_losses: int | None = None,
         inputs: Callable[[Mapping[str, Any]], frozenset[str]] = lambda args: frozenset(),
         max_holds: int = 10_000,
+        depends: Callable[[Mapping[str, Any]], frozenset[int]] = lambda args: frozenset(),
+        resolve: Resolve | None = None,
     ) -> None:
         if lease_timeout_s <= 0:
             raise ValueError("lease_timeout_s must be positive")
@@ -180,6 +196,11 @@ class Scheduler:
         """The large blobs a task's arguments refer to (the shell reads its refs): a task
         goes to a worker holding them before one that would fetch them."""
         self.max_holds = max_holds  # blobs a worker may say it holds: more are not counted
+        self.depends = depends
+        self.resolve = resolve or _no_futures
+        self._dependents: dict[int, list[int]] = {}  # task -> waiting tasks that depend on it
+        self._settlements: dict[int, Settled] = {}  # ended, with dependents, not yet reported
+        self._woken = False  # a dependent was queued while handling this event
         self._holders: dict[str, set[int]] = {}  # blob -> introduced workers holding it
         self._left_for_holder = False  # per _next_for in a dispatch pass: see _dispatch
         self.spot_check = spot_check
@@ -226,6 +247,7 @@ class Scheduler:
         counts or speed), oldest first; a worker leaves it when it leaves."""
         self.lost_leases: Counter[LossKind] = Counter()  # leases that ended without a result
         self._task_ids = itertools.count(next_task_id)
+        self._next_task_id = next_task_id
         self._job_ids = itertools.count(next_job_id)
 
     # --- the one entry point ---------------------------------------------------------
@@ -264,7 +286,13 @@ class Scheduler:
             case ClockTicked():
                 commands = list(self._tick(event))
             case OutcomesReported():
-                return list(self._reported(event))  # it frees nothing a worker could take
+                self._woken = False
+                commands = list(self._reported(event))
+                if not self._woken:  # it freed nothing a worker could take
+                    self._keep_settlements(commands)
+                    return commands
+            case DependenciesSettled():
+                commands = list(self._dependencies_settled(event))
             case _:
                 raise TypeError(f"not a scheduler event: {event!r}")
         if self._proven:
@@ -272,6 +300,7 @@ class Scheduler:
         commands.extend(self._dispatch(event.now, event.stimulus_id))
         if isinstance(event, ClockTicked) and self.speculate_factor is not None:
             commands.extend(self._speculate(event.now, event.stimulus_id))
+        self._keep_settlements(commands)
         return commands
 
     # --- event handlers --------------------------------------------------------------
@@ -286,9 +315,10 @@ class Scheduler:
         job.counts[TaskState.CANCELLED] = ev.cancelled
         self.jobs[job.job_id] = job
         self._changed_job(job.job_id)
+        wanted: set[int] = set()
         for restored in ev.tasks:
-            self._queue_restored(restored, job)
-        yield from ()
+            self._queue_restored(restored, job, wanted)
+        yield from self._want(wanted, ev)
 
     def _taken(self, ev: TasksTaken) -> Iterator[Command]:
         self._check_new_ids(ev.job_id, ev.tasks)
@@ -300,17 +330,18 @@ class Scheduler:
         if job.cancelled:
             raise ValueError(f"job {ev.job_id} was cancelled")
         self._changed_job(job.job_id)
+        wanted: set[int] = set()
         for restored in ev.tasks:
             job.total += 1
-            self._queue_restored(restored, job)
-        yield from ()
+            self._queue_restored(restored, job, wanted)
+        yield from self._want(wanted, ev)
 
     def _check_new_ids(self, job_id: int, tasks: Sequence[RestoredTask]) -> None:
         ids = [restored.task_id for restored in tasks]
         if len(set(ids)) != len(ids) or any(task_id in self.tasks for task_id in ids):
             raise ValueError(f"job {job_id}: a task was restored twice")
 
-    def _queue_restored(self, restored: RestoredTask, job: Job) -> None:
+    def _queue_restored(self, restored: RestoredTask, job: Job, wanted: set[int]) -> None:
         job_max = job.options.max_attempts or self.max_attempts
         task = Task(
             task_id=restored.task_id,
@@ -329,9 +360,40 @@ class Scheduler:
         )
         self._replicate_as(task, job)
         self.tasks[task.task_id] = task
-        job.counts[TaskState.QUEUED] += 1
+        self._add_to_job(task, job, wanted)
+
+    def _add_to_job(self, task: Task, job: Job, wanted: set[int]) -> None:
+        """A new task of ``job`` (it is in ``tasks``): queued, or waiting for the tasks its
+        arguments depend on (those the scheduler does not hold are added to ``wanted``)."""
         job.live.add(task.task_id)
-        self._enqueue(task, job)
+        depends = self.depends(task.args)
+        if not depends:
+            job.counts[TaskState.QUEUED] += 1
+            self._enqueue(task, job)
+            return
+        task.state = TaskState.WAITING
+        job.counts[TaskState.WAITING] += 1
+        task.after = set(depends)
+        for dep in depends:
+            self._dependents.setdefault(dep, []).append(task.task_id)
+            if not self.live(dep):
+                wanted.add(dep)
+
+    def live(self, task_id: int) -> bool:
+        """Whether ``task_id`` is a job task held here: not final, or final with its outcome
+        not yet reported. Its dependents need nothing from the store: they go on when it is
+        reported."""
+        task = self.tasks.get(task_id)
+        return task.job_id is not None if task is not None else task_id in self._unreported
+
+    def issued(self, task_id: int) -> bool:
+        """Whether ``task_id`` was handed out already (a future may name only such a task:
+        so no task can depend on itself, or on a task that depends on it)."""
+        return 0 < task_id < self._next_task_id
+
+    def _want(self, wanted: set[int], ev: Event) -> Iterator[DependenciesWanted]:
+        if wanted:
+            yield DependenciesWanted(task_ids=tuple(sorted(wanted)), stimulus_id=ev.stimulus_id)
 
     def _release_stranded(self, ev: StrandedReleased) -> Iterator[Command]:
         """Drop queued job tasks whose op no connected worker runs (untouched ones only: a
@@ -622,6 +684,7 @@ class Scheduler:
             job = found
         first_index = job.total
         first_task_id = 0
+        wanted: set[int] = set()
         for spec in ev.tasks:
             task = self._new_task(
                 spec.op,
@@ -634,9 +697,7 @@ class Scheduler:
             self._replicate_as(task, job)
             first_task_id = first_task_id or task.task_id
             job.total += 1
-            job.counts[TaskState.QUEUED] += 1
-            job.live.add(task.task_id)
-            self._enqueue(task, job)
+            self._add_to_job(task, job, wanted)
         self._changed_job(job.job_id)
         yield TasksAccepted(
             job_id=job.job_id,
@@ -645,6 +706,7 @@ class Scheduler:
             count=len(ev.tasks),
             stimulus_id=ev.stimulus_id,
         )
+        yield from self._want(wanted, ev)
 
     def _cancel(self, ev: JobCancelRequested) -> Iterator[Command]:
         job = self.jobs[ev.job_id]
@@ -909,7 +971,14 @@ class Scheduler:
 
     def _reported(self, ev: OutcomesReported) -> Iterator[Command]:
         forgotten: list[Job] = []
+        wanted: set[int] = set()
         for task_id in ev.task_ids:
+            if task_id in self._dependents and task_id not in self.tasks:
+                settled = self._settlements.pop(task_id, None)
+                if settled is None:  # it ended before anything depended on it: ask the store
+                    wanted.add(task_id)
+                else:
+                    yield from self._settle(settled, ev)
             job_id = self._unreported.pop(task_id, None)
             if job_id is None:
                 continue  # not a final job task, or reported already
@@ -920,8 +989,72 @@ class Scheduler:
             if not job.unreported and job.finished:
                 self._forget(job)
                 forgotten.append(job)
+        yield from self._want(wanted, ev)
         if forgotten:
             yield JobsForgotten(jobs=tuple(forgotten), stimulus_id=ev.stimulus_id)
+
+    # --- tasks that depend on tasks ----------------------------------------------------
+
+    def _keep_settlements(self, commands: list[Command]) -> None:
+        """Keep how each task others depend on ended, until its outcome is reported."""
+        if not self._dependents:
+            return
+        for command in commands:
+            match command:
+                case TaskDone(task_id=task_id, welcome=False) if task_id in self._dependents:
+                    self._settlements[task_id] = Settled(task_id=task_id, result=command.result)
+                case TaskFailed(task_id=task_id) if task_id in self._dependents:
+                    why = command.reasons[-1] if command.reasons else "no reason given"
+                    self._settlements[task_id] = Settled(task_id=task_id, failure=f"failed: {why}")
+                case JobCancelled():
+                    for task_id in command.task_ids:
+                        if task_id in self._dependents:
+                            self._settlements[task_id] = Settled(
+                                task_id=task_id, failure="was cancelled"
+                            )
+                case _:
+                    pass
+
+    def _dependencies_settled(self, ev: DependenciesSettled) -> Iterator[Command]:
+        for settled in ev.settled:
+            if not self.live(settled.task_id):  # a live one settles when it is reported
+                yield from self._settle(settled, ev)
+
+    def _settle(self, settled: Settled, ev: Event) -> Iterator[Command]:
+        """``settled`` ended: each task waiting for it fails with it, or takes its result
+        (and is queued once it has them all)."""
+        dep = settled.task_id
+        for task_id in self._dependents.pop(dep, ()):
+            task = self.tasks.get(task_id)
+            if task is None or task.state is not TaskState.WAITING or dep not in task.after:
+                continue  # ended meanwhile (its job was cancelled, another dependency failed)
+            if settled.failure is not None:
+                yield from self._fail_waiting(
+                    task, f"task {dep}, which it depends on, {settled.failure}", ev
+                )
+                continue
+            task.after.discard(dep)
+            task.settled[dep] = settled.result
+            if task.after:
+                continue
+            try:
+                args = self.resolve(task.args, task.settled)
+            except ValueError as exc:
+                yield from self._fail_waiting(task, f"it cannot run: {exc}", ev)
+                continue
+            task.args, task.settled = args, {}
+            task.inputs = self.inputs(args)
+            assert task.job_id is not None
+            self._set_state(task, TaskState.QUEUED)
+            self._enqueue(task, self.jobs[task.job_id])
+            self._woken = True
+
+    def _fail_waiting(self, task: Task, reason: str, ev: Event) -> Iterator[Command]:
+        task.reasons.append(reason)
+        task.after.clear()
+        task.settled = {}
+        self._finish(task, TaskState.FAILED)
+        yield _failed(task, ev.stimulus_id)
 
     def _forget(self, job: Job) -> None:
         """The job is over and told: it leaves memory (the store has it)."""
@@ -942,6 +1075,7 @@ class Scheduler:
         max_attempts: int | None = None,
         pinned_to: int | None = None,
     ) -> Task:
+        self._next_task_id += 1
         task = Task(
             task_id=next(self._task_ids),
             job_id=job_id,
@@ -1533,6 +1667,10 @@ def _since(marks: dict[int, int], mark: int) -> frozenset[int]:
             break
         changed.append(key)
     return frozenset(changed)
+
+
+def _no_futures(args: dict[str, Any], results: Mapping[int, Any]) -> dict[str, Any]:
+    raise ValueError("this scheduler was given no way to put results into arguments")
 
 
 def _failed(task: Task, stimulus_id: str) -> TaskFailed:
