@@ -70,6 +70,7 @@ def test_submit_follow_results_and_status(api: httpx.Client) -> None:
         "finished_at": 0,
         "redundancy": 1,
         "adaptive": False,
+        "waiting": 0,
     }
     assert status["finished_at"] >= status["created_at"]
     assert job_id in [job["job_id"] for job in api.get("/api/jobs").json()]

@@ -107,6 +107,9 @@ class JobStatus(BaseModel):
     eta_s: float | None = Field(description="seconds until the last task, at that rate")
     redundancy: int = Field(1, description="workers that must agree on each result")
     adaptive: bool = Field(False, description="established workers' results accepted alone")
+    waiting: int = Field(
+        0, description="tasks waiting for the tasks they depend on (futures as arguments)"
+    )
 
 
 class WorkerStatus(BaseModel):
@@ -412,12 +415,14 @@ def _trusted(coordinator: Coordinator, key: str) -> bool:
 
 
 def _submit_status(exc: SubmitError) -> int:
-    """503 when the store fails (try again later), 413 past a size limit, else 400 (the
-    request is wrong)."""
+    """503 when the store fails (try again later), 413 past a size limit, 501 for futures
+    on a grid's coordinator, else 400 (the request is wrong)."""
     if exc.code == "store_unavailable":
         return status.HTTP_503_SERVICE_UNAVAILABLE
     if exc.code in ("too_many_tasks", "args_too_large"):
         return status.HTTP_413_CONTENT_TOO_LARGE
+    if exc.code == "futures_unavailable":
+        return status.HTTP_501_NOT_IMPLEMENTED
     return status.HTTP_400_BAD_REQUEST
 
 
@@ -438,6 +443,7 @@ async def _status(coordinator: Coordinator, job_id: int) -> JobStatus:
         done, failed = counts[TaskState.DONE], counts[TaskState.FAILED]
         cancelled, queued = counts[TaskState.CANCELLED], counts[TaskState.QUEUED]
         leased, total = counts[TaskState.LEASED], live.total
+        waiting = counts[TaskState.WAITING]
         state = "cancelled" if live.cancelled else "finished" if live.finished else "running"
     else:
         done, failed, cancelled, total = (
@@ -446,7 +452,7 @@ async def _status(coordinator: Coordinator, job_id: int) -> JobStatus:
             summary.cancelled,
             summary.total,
         )
-        leased, queued = 0, total - done - failed - cancelled
+        leased, queued, waiting = 0, total - done - failed - cancelled, 0
         state = summary.state.value
         if coordinator.grid is not None and state == "running":
             try:  # held by some coordinator of the grid: under way
@@ -458,7 +464,7 @@ async def _status(coordinator: Coordinator, job_id: int) -> JobStatus:
     end = summary.finished_at if summary.finished_at and state != "running" else time.time()
     elapsed = end - info.created_at
     rate = (done + failed) / elapsed if elapsed > 0 else 0.0
-    remaining = queued + leased
+    remaining = queued + leased + waiting
     return JobStatus(
         job_id=job_id,
         name=info.name,
@@ -474,6 +480,7 @@ async def _status(coordinator: Coordinator, job_id: int) -> JobStatus:
         created_at=info.created_at,
         redundancy=info.redundancy,
         adaptive=info.adaptive,
+        waiting=waiting,
         finished_at=summary.finished_at if state != "running" else None,
         rate=round(rate, 3),
         eta_s=round(remaining / rate, 1) if rate > 0 and remaining and state == "running" else None,

@@ -26,6 +26,7 @@ from browsergrid.config import ServeConfig
 from browsergrid.core import (
     CancelTask,
     Command,
+    DependenciesWanted,
     Event,
     Job,
     JobCancelled,
@@ -53,8 +54,11 @@ from browsergrid.protocol import (
     WorkerConnection,
     large_inputs,
     refs_in,
+    resolve_futures,
+    task_futures,
 )
 from browsergrid.server._blob_store import DiskBlobs
+from browsergrid.server._dependencies import Dependencies
 from browsergrid.server._feed import Feed
 from browsergrid.server._grid_snapshot import snapshot
 from browsergrid.server._guard import Connections, RateLimit
@@ -137,6 +141,9 @@ class Coordinator:
         self.pushes = Push(self.clients, self.workers, drain_timeout_s=config.shutdown_timeout_s)
         self.pipeline = StorePipeline(self._write_outcomes, self._report_stored)
         self.history = WorkerHistory(self)
+        self.dependencies = Dependencies(
+            store, lambda: self.scheduler, self.apply, self.stimulus, self.store_failed
+        )
         self.blobs = DiskBlobs(
             config.data_dir / "blobs",
             max_size=config.max_blob_size,
@@ -171,6 +178,8 @@ class Coordinator:
             next_task_id=next_task_id,
             agree=agree_op,
             inputs=large_inputs,
+            depends=task_futures,
+            resolve=resolve_futures,
         )
 
     @property
@@ -192,10 +201,12 @@ class Coordinator:
         )
         self.scheduler = self._scheduler(*await self.queue.first_ids())
         await self.queue.start()
+        self.dependencies.started()
 
     async def stop(self) -> None:
         """Finish the stores and pushes in progress, leave the grid, then close the store."""
         await self.drain()
+        await self.dependencies.stop()
         await self.queue.stop()
         await self.store.close()
 
@@ -322,7 +333,8 @@ class Coordinator:
         ``_submit.py``) and queues nothing when any task is refused.
         """
         refs: set[str] = set()
-        tasks = check_tasks(op, args, self.known_ops(), self.config, self.blobs.size, refs)
+        issued = None if self.grid is not None else self.scheduler.issued
+        tasks = check_tasks(op, args, self.known_ops(), self.config, self.blobs.size, refs, issued)
         if op == PYTHON_OP and self.blobs_shared_problem is None:
             refs |= await sources_as_blobs(tasks, self.blobs)
         self.blobs.touch(refs)  # now, before any pause: a prune meanwhile keeps them
@@ -444,9 +456,12 @@ class Coordinator:
             commands.extend(self.scheduler.handle(event))
         await self._execute(commands, wait_stored=wait_stored)
 
-    async def _execute(self, commands: list[Command], *, wait_stored: bool = True) -> None:
+    async def _execute(
+        self, commands: list[Command], *, wait_stored: bool = True, in_report: bool = False
+    ) -> None:
         """Carry out commands: tasks for one worker go out in one frame; outcomes are stored
-        before anyone hears of them, then pushed to clients in batches."""
+        before anyone hears of them, then pushed to clients in batches. ``in_report``: called
+        from the report of a round of stored outcomes, which must not wait for the next."""
         outcomes: list[ResultRecord | FailureRecord] = []
         batches: dict[int, list[SendTask]] = {}
         rejected: dict[int, list[RejectReport]] = {}
@@ -485,14 +500,16 @@ class Coordinator:
                     await self._quarantined(command)
                 case TasksReleased():
                     self.queue.released(command.task_ids, command.reasons)
+                case DependenciesWanted():
+                    self.dependencies.want(command.task_ids)
         if told:
-            self.reported(told)
+            await self.reported(told, in_report=in_report)
         for worker_id, rejects in rejected.items():
             reject(worker_id, workers.get(worker_id), rejects, stats)
         for worker_id, batch in batches.items():
             send_tasks(worker_id, workers.get(worker_id), batch)
         if outcomes:
-            await self.pipeline.store(outcomes, wait=wait_stored)
+            await self.pipeline.store(outcomes, wait=wait_stored, in_report=in_report)
         self.queue.executed()
 
     async def _write_outcomes(self, outcomes: list[Outcome]) -> Written | None:
@@ -506,16 +523,20 @@ class Coordinator:
         self.pushes.acknowledge(outcomes)
         self.queue.told(outcomes, written)
         await self.history.save_judged_absentees(outcomes)
-        self.reported([o.task_id for o in outcomes])
+        await self.reported([o.task_id for o in outcomes], in_report=True)
 
-    def reported(self, task_ids: list[int]) -> None:
-        """These outcomes are stored and told: the scheduler may forget them."""
+    async def reported(self, task_ids: list[int], *, in_report: bool = False) -> None:
+        """These outcomes are stored and told: the scheduler may forget them, and the tasks
+        that depend on them go on (or fail with them). ``in_report``: called from the
+        report of a round of stored outcomes (what follows is not waited for)."""
         event = OutcomesReported(
             task_ids=task_ids, now=time.monotonic(), stimulus_id=self.stimulus("reported")
         )
-        for command in self.scheduler.handle(event):
-            if isinstance(command, JobsForgotten):
-                self._forgot(command)
+        commands = self.scheduler.handle(event)
+        if len(commands) == 1 and isinstance(commands[0], JobsForgotten):
+            self._forgot(commands[0])  # the usual answer, at once
+        elif commands:
+            await self._execute(commands, wait_stored=False, in_report=in_report)
 
     def _forgot(self, command: JobsForgotten) -> None:
         """Jobs the scheduler let go of: so does the coordinator (the store has them)."""

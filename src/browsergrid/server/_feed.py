@@ -318,7 +318,7 @@ class Feed:
         for job_id in self._running:
             job = coordinator.scheduler.jobs.get(job_id)
             if job is not None:
-                queued += job.counts[TaskState.QUEUED]
+                queued += job.counts[TaskState.QUEUED] + job.counts[TaskState.WAITING]
                 leased += job.counts[TaskState.LEASED]
         workers = coordinator.scheduler.workers
         return {
@@ -453,13 +453,14 @@ class Feed:
         else:
             self._ended_at.pop(job_id, None)
             rate = job_rate(self._running.setdefault(job_id, deque()), now, finished)
-        remaining = counts[TaskState.QUEUED] + counts[TaskState.LEASED]
+        waiting = counts[TaskState.QUEUED] + counts[TaskState.WAITING]  # shown as queued
+        remaining = waiting + counts[TaskState.LEASED]
         state = "cancelled" if job.cancelled else "finished" if job.finished else "running"
         return job_row(
             info,
             state=state,
             total=job.total,
-            queued=counts[TaskState.QUEUED],
+            queued=waiting,
             leased=counts[TaskState.LEASED],
             done=counts[TaskState.DONE],
             failed=counts[TaskState.FAILED],

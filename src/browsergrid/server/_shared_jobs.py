@@ -145,7 +145,7 @@ class SharedJobs:
         except StoreError as exc:
             host.store_failed(exc)
             self.link.hand_back(o.task_id for o in outcomes)
-            host.reported([o.task_id for o in outcomes])
+            await host.reported([o.task_id for o in outcomes], in_report=True)
             return None
         host.store_recovered()
         return written

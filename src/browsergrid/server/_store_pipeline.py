@@ -54,16 +54,17 @@ class StorePipeline(Generic[Written]):
             self._inserting.discard(inserted)
             inserted.set_result(None)
 
-    async def store(self, outcomes: list[Outcome], *, wait: bool) -> None:
+    async def store(self, outcomes: list[Outcome], *, wait: bool, in_report: bool = False) -> None:
         """Hand ``outcomes`` to the next round. With ``wait``, or past ``UNSTORED_LIMIT``
-        outcomes waiting, return once the round holding these is reported."""
+        outcomes waiting, return once the round holding these is reported; never from
+        within a round's report (``in_report``: that round would wait for itself)."""
         self._unstored.extend(outcomes)
         if self._next_round is None:
             self._next_round = asyncio.get_running_loop().create_future()
         reported = self._next_round
         if self._storer is None:
             self._storer = asyncio.ensure_future(self._rounds())
-        if wait or len(self._unstored) >= UNSTORED_LIMIT:
+        if not in_report and (wait or len(self._unstored) >= UNSTORED_LIMIT):
             await asyncio.shield(reported)
 
     async def drain(self) -> None:

@@ -18,13 +18,21 @@ from browsergrid._console import emit
 from browsergrid.config import ServeConfig
 from browsergrid.core import JobOptions, TasksAccepted, TaskSpec
 from browsergrid.errors import SubmitError
-from browsergrid.protocol import BLOB, SubmitOptions, check_arg_names, refs_in
+from browsergrid.protocol import (
+    BLOB,
+    FUTURE,
+    SubmitOptions,
+    args_futures,
+    check_arg_names,
+    refs_in,
+)
 from browsergrid.server._blob_store import BlobRefused, DiskBlobs
 from browsergrid.store import JobInfo, TaskRecord
 
 events = logging.getLogger("browsergrid.server.events")
 _json_encode = msgspec.json.Encoder().encode
 _BLOB_MEMBER = f'"{BLOB}"'.encode()
+_FUTURE_MEMBER = f'"{FUTURE}"'.encode()
 
 
 def check_tasks(
@@ -34,11 +42,14 @@ def check_tasks(
     config: ServeConfig,
     blob_size: Callable[[str], int | None] = lambda digest: None,
     refs: set[str] | None = None,
+    issued: Callable[[int], bool] | None = lambda task_id: True,
 ) -> list[TaskSpec]:
     """The tasks of a submit (``op`` once per ``args`` item), or SubmitError
-    (``bad_args``, ``unknown_op``, ``args_too_large``, ``unknown_blob``). Every ref of the
-    arguments must name a blob held (``blob_size``: its size, None when not held); their
-    SHA-256s are added to ``refs``."""
+    (``bad_args``, ``unknown_op``, ``args_too_large``, ``unknown_blob``,
+    ``futures_unavailable``). Every ref of the arguments must name a blob held
+    (``blob_size``: its size, None when not held); their SHA-256s are added to ``refs``.
+    Every future must name a task handed out already (``issued``; None: this coordinator
+    takes no futures)."""
     if not args:
         raise SubmitError("bad_args", "a job needs at least one task")
     if op not in known_ops:
@@ -58,6 +69,8 @@ def check_tasks(
             )
         if _BLOB_MEMBER in encoded:  # a cheap test first: most arguments hold no ref
             _check_refs(item, index, blob_size, refs if refs is not None else set())
+        if _FUTURE_MEMBER in encoded:
+            _check_futures(item, index, issued)
     return [TaskSpec(op=op, args=item) for item in args]
 
 
@@ -83,6 +96,27 @@ def _check_refs(
                 f"{ref.size}, but it holds {size} bytes",
             )
         refs.add(ref.sha256)
+
+
+def _check_futures(item: dict[str, Any], index: int, issued: Callable[[int], bool] | None) -> None:
+    try:
+        found = args_futures(item)
+    except ValueError as exc:
+        raise SubmitError("bad_args", f"task {index} of this submit: {exc}") from None
+    if found and issued is None:
+        raise SubmitError(
+            "futures_unavailable",
+            "this coordinator is one of a grid (its store is in Redis), and a grid does "
+            "not take futures as arguments yet: wait for the results and send them, or "
+            "use a coordinator on SQLite",
+        )
+    for task_id in sorted(found):
+        if issued is not None and not issued(task_id):
+            raise SubmitError(
+                "bad_args",
+                f"task {index} of this submit depends on task {task_id}, which does not "
+                "exist yet: a future names a task submitted before",
+            )
 
 
 async def sources_as_blobs(tasks: Sequence[TaskSpec], blobs: DiskBlobs) -> set[str]:
