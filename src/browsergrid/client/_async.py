@@ -45,6 +45,11 @@ class AsyncJob:
         await self.client.cancel(self)
 
 
+class _TaskFuture(asyncio.Future[Any]):
+    """An ``asyncio.Future`` that may also stand for its task's result in the arguments of
+    another task (the base class takes no attributes: see ``_engine._MARK``)."""
+
+
 class _AsyncSubmitter:
     def __init__(self, client: AsyncClient, options: SubmitOptions) -> None:
         self._client = client
@@ -52,7 +57,7 @@ class _AsyncSubmitter:
         self._options = options
 
     def _future(self) -> asyncio.Future[Any]:
-        return asyncio.get_running_loop().create_future()
+        return _TaskFuture(loop=asyncio.get_running_loop())
 
     @overload
     def submit(self, op: str, /, **args: Any) -> asyncio.Future[Any]: ...

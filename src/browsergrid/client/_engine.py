@@ -22,6 +22,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from browsergrid._tokens import auth_headers, client_token, refusal_detail
+from browsergrid.client._function import is_future
 from browsergrid.config import TOKEN_ENV
 from browsergrid.errors import (
     AuthError,
@@ -32,6 +33,7 @@ from browsergrid.errors import (
     TaskError,
 )
 from browsergrid.protocol import (
+    FUTURE,
     Accepted,
     CancelJob,
     Cancelled,
@@ -57,6 +59,41 @@ _FRAME_BUDGET = 900_000  # bytes of arguments per submit frame (the limit is 1 M
 _FIRST_SHARE = 1024  # tasks of a large request handed to the loop first; each next share doubles
 _MAX_SHARE = 8192  # up to this: the coordinator takes in one submit frame at a time, unbroken
 _encoder = msgspec.json.Encoder()
+_MARK = "_browsergrid"
+"""Set on each future a client makes (one attribute: it costs a future no more memory):
+the engine that made it; once its submit is accepted, (that engine, its task id); if the
+submit is refused, the SubmitError."""
+
+
+def _futures_in(value: Any, found: list[Any]) -> None:
+    if is_future(value):
+        found.append(value)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _futures_in(item, found)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _futures_in(item, found)
+
+
+def _with_markers(value: Any) -> Any:
+    """``value`` with each future (accepted: see ``_MARK``) replaced by its marker."""
+    if is_future(value):
+        return {FUTURE: getattr(value, _MARK)[1]}
+    if isinstance(value, dict):
+        return {key: _with_markers(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_with_markers(item) for item in value]
+    return value
+
+
+def _placeholder(value: Any) -> Any:
+    if is_future(value):
+        return {FUTURE: 2**53}  # as long as a task id gets: the size is checked here
+    raise NotImplementedError
+
+
+_sizing_encoder = msgspec.json.Encoder(enc_hook=_placeholder)
 
 
 Servers = str | Sequence[str]
@@ -229,6 +266,7 @@ class _Item:
     encoded: bytes
     future: FutureLike
     job_id: int = -1  # set when accepted
+    deps: tuple[Any, ...] = ()  # futures in its arguments, until they are markers
 
 
 @dataclass(slots=True)
@@ -240,6 +278,7 @@ class _Request:
     options: SubmitOptions
     items: list[_Item]
     job_id: FutureLike | None
+    waits: bool = False  # some items' arguments hold futures not yet made markers
 
 
 @dataclass(slots=True)
@@ -285,6 +324,7 @@ class Engine:
         self._refs = itertools.count(1)
         self._keys = itertools.count(1)
         self._buffer: deque[_Request] = deque()
+        self._parked: list[_Request] = []  # wait for the futures in their arguments
         self._buffer_lock = threading.Lock()
         self._flush_scheduled = False
         self._pending: dict[int, _Pending] = {}  # ref -> submitted, not yet accepted
@@ -402,33 +442,61 @@ class Engine:
         hears from its workers between two of them."""
         if self._lost is not None:
             raise ConnectionLost(f"the connection to the coordinator is closed: {self._lost}")
-        checked: list[tuple[dict[str, Any], bytes]] = []
+        checked: list[tuple[dict[str, Any], bytes, tuple[Any, ...]]] = []
         encode = _encoder.encode
+        waits = False
         for item in args:
             if not isinstance(item, dict):
                 raise TypeError(f"task arguments must be a dict, not {type(item).__name__}")
             check_arg_names(item)
+            deps: tuple[Any, ...] = ()
             try:
                 encoded = encode(item)
             except (TypeError, msgspec.EncodeError) as exc:
-                raise TypeError(f"task arguments must be JSON values: {exc}") from None
+                deps = self._deps_of(item, exc)
+                encoded = _sizing_encoder.encode(item)
+                waits = True
             if len(encoded) > _FRAME_BUDGET:
                 raise ValueError(
                     f"task arguments of {len(encoded)} bytes are over the 900 kB limit"
                 )
-            checked.append((item, encoded))
+            checked.append((item, encoded, deps))
         futures: list[FutureLike] = []
         start, share = 0, _FIRST_SHARE
         while True:
             items = [
-                _Item(op, item, encoded, make_future())
-                for item, encoded in checked[start : start + share]
+                _Item(op, item, encoded, self._own(make_future()), deps=deps)
+                for item, encoded, deps in checked[start : start + share]
             ]
             futures += [item.future for item in items]
-            self._queue(_Request(job_key, op, options, items, job_id))
+            self._queue(_Request(job_key, op, options, items, job_id, waits))
             start, share = start + share, min(share * 2, _MAX_SHARE)
             if start >= len(checked):
                 return futures
+
+    def _own(self, future: FutureLike) -> FutureLike:
+        setattr(future, _MARK, self)  # so it may be an argument of this client's tasks
+        return future
+
+    def _deps_of(self, item: dict[str, Any], exc: Exception) -> tuple[Any, ...]:
+        """The futures in ``item``, which did not encode (``exc``): TypeError if that was
+        for another reason, or if one is not this client's."""
+        found: list[Any] = []
+        _futures_in(item, found)
+        if not found:
+            raise TypeError(f"task arguments must be JSON values: {exc}") from None
+        for future in found:
+            mark = getattr(future, _MARK, None)
+            if mark is not self and not (isinstance(mark, tuple) and mark[0] is self):
+                raise TypeError(
+                    "a future in the arguments is not one this client made: only the "
+                    "futures of this client's own submits can stand for their results"
+                )
+        try:
+            _sizing_encoder.encode(item)
+        except (TypeError, msgspec.EncodeError) as other:
+            raise TypeError(f"task arguments must be JSON values: {other}") from None
+        return tuple(found)
 
     def _queue(self, request: _Request) -> None:
         """Hand ``request`` to the loop (any thread): the next flush sends it."""
@@ -445,6 +513,8 @@ class Engine:
             requests = list(self._buffer)
             self._buffer.clear()
             self._flush_scheduled = False
+        if any(request.waits for request in requests):
+            requests = [request for request in requests if self._ready(request)]
         frames: list[int] = []
         merged: list[_Request] = []
         for request in requests:  # consecutive requests for the same job and op go together
@@ -471,6 +541,44 @@ class Engine:
                 frames.append(self._frame(request, chunk))
         for ref in frames:
             self._outgoing.put_nowait(ref)
+
+    def _ready(self, request: _Request) -> bool:
+        """Whether ``request`` may go now: every future in its arguments stands for a task
+        accepted (they become markers). Else it is parked until they are, or fails when
+        one never will be (its own submit failed)."""
+        for item in request.items:
+            for dep in item.deps:
+                mark = getattr(dep, _MARK)
+                if isinstance(mark, tuple):
+                    continue  # accepted
+                if mark is self:  # not yet: a future cancelled meanwhile is accepted too
+                    self._parked.append(request)
+                    return False
+                error = SubmitError(
+                    "bad_args", f"an argument is the future of a task that was refused: {mark}"
+                )
+                self._fail_request(request, error)
+                return False
+        for item in request.items:
+            if item.deps:
+                item.args = _with_markers(item.args)
+                item.encoded = _encoder.encode(item.args)
+                item.deps = ()
+        request.waits = False
+        return True
+
+    def _fail_request(self, request: _Request, error: BaseException) -> None:
+        for item in request.items:
+            if not item.future.done():
+                item.future.set_exception(error)
+        if request.job_id is not None and not request.job_id.done():
+            request.job_id.set_exception(error)
+
+    def _unpark(self) -> None:
+        """Futures were accepted (or refused): look at the parked requests again."""
+        parked, self._parked = self._parked, []
+        for request in parked:
+            self._queue(request)
 
     def _frame(self, request: _Request, items: list[_Item]) -> int:
         """Build one submit frame, remember it until it is accepted, return its ref."""
@@ -606,10 +714,13 @@ class Engine:
         for offset, item in enumerate(pending.items):
             task_id = message.first_task_id + offset
             item.job_id = message.job_id
+            setattr(item.future, _MARK, (self, task_id))
             self._tasks[task_id] = item
             ids.add(task_id)
         if pending.job_id is not None and not pending.job_id.done():
             pending.job_id.set_result(message.job_id)
+        if self._parked:
+            self._unpark()
 
     def _done(self, message: Done) -> None:
         for record in message.results:
@@ -675,10 +786,13 @@ class Engine:
             return
         error = SubmitError(message.code, message.message)
         for item in pending.items:
+            setattr(item.future, _MARK, error)  # its dependents fail with it
             if not item.future.done():
                 item.future.set_exception(error)
         if pending.job_id is not None and not pending.job_id.done():
             pending.job_id.set_exception(error)
+        if self._parked:
+            self._unpark()
 
     def _cancel_all(self) -> None:
         """The user closed the client: nobody waits for what is pending any more."""
@@ -692,8 +806,14 @@ class Engine:
                 pending.job_id.cancel()
         for item in self._tasks.values():
             item.future.cancel()
+        for request in self._parked:
+            for item in request.items:
+                item.future.cancel()
+            if request.job_id is not None:
+                request.job_id.cancel()
         self._pending.clear()
         self._tasks.clear()
+        self._parked.clear()
 
     def _fail_all(self, cause: BaseException) -> None:
         if self._lost is not None:
@@ -716,8 +836,11 @@ class Engine:
         for pending in self._pending.values():
             if pending.job_id is not None and not pending.job_id.done():
                 pending.job_id.set_exception(error)
+        for request in self._parked:
+            self._fail_request(request, error)
         self._pending.clear()
         self._tasks.clear()
+        self._parked.clear()
 
 
 def _result_ref(result: Any) -> Ref | None:

@@ -24,7 +24,9 @@ is not is refused before anything is sent, by a TypeError that names it.
 from __future__ import annotations
 
 import ast
+import asyncio
 import builtins
+import concurrent.futures
 import dis
 import hashlib
 import inspect
@@ -41,9 +43,16 @@ from browsergrid.protocol import Ref
 
 OP = "python"
 _JSON_TYPES = (
-    "dict (with str keys), list, tuple, str, int, float, bool, None and Ref "
-    "(client.put(data) uploads bytes or a large value once and returns one)"
+    "dict (with str keys), list, tuple, str, int, float, bool, None, Ref "
+    "(client.put(data) uploads bytes or a large value once and returns one) and the "
+    "futures of this client's tasks (for their results)"
 )
+
+
+def is_future(value: object) -> bool:
+    """Whether ``value`` is a future (``concurrent.futures`` or ``asyncio``): a client's
+    future may stand for its task's result in another task's arguments."""
+    return isinstance(value, concurrent.futures.Future | asyncio.Future)
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,8 +365,8 @@ def _check_json(value: Any, what: str) -> None:
 
 
 def _problems(value: Any, path: str) -> Iterator[tuple[str, str]]:
-    if value is None or isinstance(value, str | bool | int | Ref):
-        return
+    if value is None or isinstance(value, str | bool | int | Ref) or is_future(value):
+        return  # a future stands for its task's result: the engine makes it a marker
     if isinstance(value, float):
         if not math.isfinite(value):
             yield path, f"float {value}"
