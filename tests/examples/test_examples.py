@@ -136,3 +136,21 @@ def test_wordfreq_puts_its_text_once_and_counts_it_on_the_grid(
     output = run_example("wordfreq.py", 0, served, tmp_path)
     assert_prints_what_its_docstring_shows("wordfreq.py", output)
     assert "the same as a count made here" in output
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(240)
+def test_wordfreq_counts_and_merges_in_a_tree_in_browser_tabs(
+    coordinator: Coordinator, page: Any, tmp_path: Path
+) -> None:
+    """Tabs alone (two compute workers, in Pyodide) count the blobs and merge the counts
+    pairwise: each merge task waits for the two counts it names, and gets them."""
+    page.goto(f"{coordinator.page_url}?workers=2")
+    assert "python" in coordinator.event("worker_introduced")["ops"]
+    url = f"http://127.0.0.1:{coordinator.port}"
+    argv = [sys.executable, str(EXAMPLES / "wordfreq.py"), *arguments("wordfreq.py", 0, url)]
+    output = run(argv, tmp_path, dict(os.environ))
+    assert_prints_what_its_docstring_shows("wordfreq.py", output)
+    assert "the same as a count made here" in output
+    # 8 counts, then 4 + 2 + 1 merges: every one ran in the tab (and its welcome task)
+    page.wait_for_function("document.querySelector('#tasks-done').textContent === '16'")
