@@ -168,12 +168,32 @@ def test_bad_futures_are_refused_and_nothing_is_queued(
     assert httpx.get(f"http://127.0.0.1:{port}/api/jobs", timeout=10).json() == jobs_before
 
 
-def test_a_grid_coordinator_refuses_futures_for_now(
-    start_coordinator: Callable[..., Coordinator], redis_url: str
+def test_chains_run_across_a_grid_and_survive_kill_9_of_the_coordinator_they_came_to(
+    start_coordinator: Callable[..., Coordinator],
+    start_worker: Callable[..., Process],
+    redis_url: str,
+    tmp_path: Path,
 ) -> None:
-    coordinator = start_coordinator("--redis", redis_url, "--no-welcome-task")
-    port = coordinator.port
-    _, a = submit(port, [multiply(1.0)])
-    response = post(port, [multiply(future(a))])
-    assert response.status_code == 501, response.text
-    assert "grid" in response.json()["detail"]
+    """Two coordinators on one Redis: the chains are submitted to one, which is killed with
+    SIGKILL at once; the other, the only one with a worker, runs them all (a task enters
+    the shared queue only once the tasks it names are final in Redis)."""
+    first = start_coordinator("--redis", redis_url, "--no-welcome-task")
+    second = start_coordinator("--redis", redis_url, "--no-welcome-task")
+    port = first.port
+    a_job, a = submit(port, [multiply(3.0)])
+    b_job, b = submit(port, [multiply(future(a), 10.0)])
+    c_job, _ = submit(port, [{"initial": future(b), "factor": future(a), "times": 2}])
+    f_job, f = submit(port, [multiply("x")], max_attempts=1)
+    g_job, g = submit(port, [multiply(future(f))])
+    h_job, _ = submit(port, [multiply(future(g))])
+    first.signal(signal.SIGKILL)
+    assert first.wait() == -signal.SIGKILL
+    start_worker(second.ws_url, "--quiet", "--data-dir", str(tmp_path / "worker"))
+    for job_id in (a_job, b_job, c_job, f_job, g_job, h_job):
+        wait_for(lambda job_id=job_id: finished(second.port, job_id), timeout=60)  # type: ignore[misc]
+    [result_c] = job_results(second.port, c_job)
+    assert (result_c["status"], result_c["result"]) == ("done", 60.0 * 6.0**2)
+    [h_result] = job_results(second.port, h_job)
+    [reason] = h_result["reasons"]
+    assert reason.startswith(f"task {g}, which it depends on, failed: task {f}, which it ")
+    assert "initial" in reason

@@ -415,14 +415,12 @@ def _trusted(coordinator: Coordinator, key: str) -> bool:
 
 
 def _submit_status(exc: SubmitError) -> int:
-    """503 when the store fails (try again later), 413 past a size limit, 501 for futures
-    on a grid's coordinator, else 400 (the request is wrong)."""
+    """503 when the store fails (try again later), 413 past a size limit, else 400 (the
+    request is wrong)."""
     if exc.code == "store_unavailable":
         return status.HTTP_503_SERVICE_UNAVAILABLE
     if exc.code in ("too_many_tasks", "args_too_large"):
         return status.HTTP_413_CONTENT_TOO_LARGE
-    if exc.code == "futures_unavailable":
-        return status.HTTP_501_NOT_IMPLEMENTED
     return status.HTTP_400_BAD_REQUEST
 
 

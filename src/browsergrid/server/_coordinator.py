@@ -106,6 +106,10 @@ from browsergrid.store import (
 log = logging.getLogger("browsergrid.server")
 
 
+def _any_task(task_id: int) -> bool:
+    return True
+
+
 class Coordinator:
     """One per ``browsergrid serve`` process: the scheduler, the store and who is connected."""
 
@@ -333,7 +337,9 @@ class Coordinator:
         ``_submit.py``) and queues nothing when any task is refused.
         """
         refs: set[str] = set()
-        issued = None if self.grid is not None else self.scheduler.issued
+        # in a grid, ids come from Redis: the store holds a task back until the tasks it
+        # depends on are final there (a future naming a later task waits for nothing)
+        issued = self.scheduler.issued if self.grid is None else _any_task
         tasks = check_tasks(op, args, self.known_ops(), self.config, self.blobs.size, refs, issued)
         if op == PYTHON_OP and self.blobs_shared_problem is None:
             refs |= await sources_as_blobs(tasks, self.blobs)

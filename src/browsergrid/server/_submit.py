@@ -42,14 +42,13 @@ def check_tasks(
     config: ServeConfig,
     blob_size: Callable[[str], int | None] = lambda digest: None,
     refs: set[str] | None = None,
-    issued: Callable[[int], bool] | None = lambda task_id: True,
+    issued: Callable[[int], bool] = lambda task_id: True,
 ) -> list[TaskSpec]:
     """The tasks of a submit (``op`` once per ``args`` item), or SubmitError
-    (``bad_args``, ``unknown_op``, ``args_too_large``, ``unknown_blob``,
-    ``futures_unavailable``). Every ref of the arguments must name a blob held
-    (``blob_size``: its size, None when not held); their SHA-256s are added to ``refs``.
-    Every future must name a task handed out already (``issued``; None: this coordinator
-    takes no futures)."""
+    (``bad_args``, ``unknown_op``, ``args_too_large``, ``unknown_blob``). Every ref of the
+    arguments must name a blob held (``blob_size``: its size, None when not held); their
+    SHA-256s are added to ``refs``. Every future must name a task handed out already
+    (``issued``)."""
     if not args:
         raise SubmitError("bad_args", "a job needs at least one task")
     if op not in known_ops:
@@ -98,20 +97,13 @@ def _check_refs(
         refs.add(ref.sha256)
 
 
-def _check_futures(item: dict[str, Any], index: int, issued: Callable[[int], bool] | None) -> None:
+def _check_futures(item: dict[str, Any], index: int, issued: Callable[[int], bool]) -> None:
     try:
         found = args_futures(item)
     except ValueError as exc:
         raise SubmitError("bad_args", f"task {index} of this submit: {exc}") from None
-    if found and issued is None:
-        raise SubmitError(
-            "futures_unavailable",
-            "this coordinator is one of a grid (its store is in Redis), and a grid does "
-            "not take futures as arguments yet: wait for the results and send them, or "
-            "use a coordinator on SQLite",
-        )
     for task_id in sorted(found):
-        if issued is not None and not issued(task_id):
+        if not issued(task_id):
             raise SubmitError(
                 "bad_args",
                 f"task {index} of this submit depends on task {task_id}, which does not "

@@ -28,6 +28,9 @@ Keys (P is the prefix, J a job id, T a task id)::
     P job:J:log       stream  one entry per outcome recorded (t=T), in the order recorded;
                               cancel_job adds one more (end=cancelled)
     P job:J:ops       set     the ops of the job's tasks (one queue stream each)
+    P after:T         set     the tasks T depends on (futures in its arguments) that are not
+                              final yet: T enters its queue once the last one ends
+    P before:D        set     the tasks waiting for D (each has D in its after:T)
     P q:J:OP          stream  the shared queue of job J's tasks of op OP: one entry (t=T) per
                               task to run, read by the coordinators through the consumer
                               group "grid" (store/_shared_queue.py); deleted when J ends
@@ -78,7 +81,7 @@ from redis import exceptions as rx
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from browsergrid.protocol import FailureRecord, ResultRecord
+from browsergrid.protocol import FailureRecord, ResultRecord, task_futures
 from browsergrid.store._base import (
     JobInfo,
     JobState,
@@ -143,9 +146,10 @@ end
 local function raise_to(key, n)
   if n > tonumber(redis.call('GET', key) or '0') then redis.call('SET', key, n) end
 end
--- tasks are quadruples from ARGV[first]: task id, job id, op, "<index>:<TaskRecord JSON>"
+-- tasks are quintuples from ARGV[first]: task id, job id, op, "<index>:<TaskRecord JSON>",
+-- the ids of the tasks it depends on joined by "," ("" for none)
 local function used_task_id(first)
-  for i = first, #ARGV, 4 do
+  for i = first, #ARGV, 5 do
     if redis.call('HEXISTS', p .. 'task:job', ARGV[i]) == 1 then return ARGV[i] end
   end
   return nil
@@ -168,9 +172,51 @@ local function unqueue_job(j)
   end
   redis.call('DEL', ops)
 end
+-- whether task d is final (ended with an outcome, cancelled, or unknown): a task that
+-- depends on it need not wait; an id not below the dependent's is never waited for
+local function final(d, t)
+  if tonumber(d) >= tonumber(t) or redis.call('HEXISTS', p .. 'outcome', d) == 1 then
+    return true
+  end
+  local j = redis.call('HGET', p .. 'task:job', d)
+  return not j or redis.call('HEXISTS', p .. 'job:' .. j .. ':queued', d) == 0
+end
+-- task t depends on the tasks in deps ("a,b,c"): true if it must wait for some of them
+local function holds_back(t, deps)
+  local waits = false
+  for d in string.gmatch(deps, '%d+') do
+    if not final(d, t) then
+      redis.call('SADD', p .. 'after:' .. t, d)
+      redis.call('SADD', p .. 'before:' .. d, t)
+      waits = true
+    end
+  end
+  return waits
+end
+-- task d is final: the tasks waiting for it whose last wait it was enter their queues
+local function release(d)
+  local before = p .. 'before:' .. d
+  local woken = false
+  for _, t in ipairs(redis.call('SMEMBERS', before)) do
+    local after = p .. 'after:' .. t
+    redis.call('SREM', after, d)
+    if redis.call('SCARD', after) == 0 then
+      local j = redis.call('HGET', p .. 'task:job', t)
+      local task = j and redis.call('HGET', p .. 'job:' .. j .. ':queued', t)
+      if task then  -- not cancelled meanwhile
+        local op = cjson.decode(string.match(task, '^[^:]*:(.*)$')).op
+        local priority = tonumber(redis.call('HGET', p .. 'job:' .. j, 'priority') or '0')
+        redis.call('XADD', queue_key(j, op, priority), '*', 't', t)
+        woken = true
+      end
+    end
+  end
+  redis.call('DEL', before)
+  if woken then redis.call('PUBLISH', p .. 'grid', 'work') end
+end
 local function insert_tasks(first)
   local owners, queued, totals, top, priorities = {}, {}, {}, 0, {}
-  for i = first, #ARGV, 4 do
+  for i = first, #ARGV, 5 do
     local t, j = ARGV[i], ARGV[i + 1]
     owners[#owners + 1] = t
     owners[#owners + 1] = j
@@ -187,9 +233,11 @@ local function insert_tasks(first)
     redis.call('HINCRBY', p .. 'job:' .. j, 'total', totals[j])
     priorities[j] = tonumber(redis.call('HGET', p .. 'job:' .. j, 'priority') or '0')
   end
-  for i = first, #ARGV, 4 do
+  for i = first, #ARGV, 5 do
     local j = ARGV[i + 1]
-    redis.call('XADD', queue_key(j, ARGV[i + 2], priorities[j]), '*', 't', ARGV[i])
+    if ARGV[i + 4] == '' or not holds_back(ARGV[i], ARGV[i + 4]) then
+      redis.call('XADD', queue_key(j, ARGV[i + 2], priorities[j]), '*', 't', ARGV[i])
+    end
   end
   raise_to(p .. 'ids:task', top)
   redis.call('PUBLISH', p .. 'grid', 'work')
@@ -228,7 +276,7 @@ _ADD_TASKS: Final = (
     + """
 -- ARGV: prefix, tasks
 local seen, jobs = {}, {}
-for i = 2, #ARGV, 4 do
+for i = 2, #ARGV, 5 do
   local j = ARGV[i + 1]
   if not seen[j] then seen[j] = true; jobs[#jobs + 1] = j end
 end
@@ -268,6 +316,7 @@ for i = 3, #ARGV, 4 do
     redis.call('HDEL', jk .. ':lost', t)
     redis.call('HSET', p .. 'outcome', t, string.match(task, '^[^:]*') .. ':' .. blob)
     redis.call('XADD', jk .. ':log', '*', 't', t)
+    release(t)
     local c = counts[j]
     if not c then c = {0, 0}; counts[j] = c; touched[#touched + 1] = j end
     if string.sub(blob, 1, 1) == 'r' then c[1] = c[1] + 1 else c[2] = c[2] + 1 end
@@ -317,6 +366,10 @@ local jk = p .. 'job:' .. j
 if redis.call('HGET', jk, 'state') ~= 'running' then return {} end
 local ids = redis.call('HKEYS', jk .. ':queued')
 if #ids > 0 then redis.call('RENAME', jk .. ':queued', jk .. ':cancelled') end
+for _, t in ipairs(ids) do  -- what waits for them goes on (and fails); they wait no more
+  redis.call('DEL', p .. 'after:' .. t)
+  release(t)
+end
 redis.call('DEL', jk .. ':lost')
 redis.call('HINCRBY', jk, 'cancelled', #ids)
 redis.call('HSET', jk, 'state', 'cancelled', 'finished_at', at)
@@ -1075,7 +1128,8 @@ def _task_args(tasks: Sequence[TaskRecord]) -> list[Any]:
         raise ValueError("a task id is used twice")
     args: list[Any] = []
     for task in tasks:
-        args += [task.task_id, task.job_id, task.op, b"%d:" % task.index + _encode(task)]
+        deps = ",".join(map(str, sorted(task_futures(task.args))))  # what it waits for
+        args += [task.task_id, task.job_id, task.op, b"%d:" % task.index + _encode(task), deps]
     return args
 
 
