@@ -72,14 +72,20 @@ def test_a_failure_ends_a_chain_with_reasons_that_name_each_task(url: str) -> No
         assert "ZeroDivisionError" in reason  # what went wrong at the start of the chain
 
 
-def test_a_dependency_that_was_never_accepted_fails_its_dependent(url: str) -> None:
+def test_a_dependency_that_was_never_accepted_fails_its_dependents(url: str) -> None:
     with Client(url) as client:
         refused = client.submit("no_such_op", x=1)
         dependent = client.submit(divide, refused)
-        with pytest.raises(SubmitError, match=r"refused: .*no_such_op"):
+        next_one = client.submit(divide, dependent)  # fails with it, down the chain
+        with pytest.raises(SubmitError, match=r"never accepted: .*no_such_op"):
             dependent.result(30)
+        with pytest.raises(SubmitError, match="never accepted"):
+            next_one.result(30)
         with pytest.raises(SubmitError, match="no_such_op"):
             refused.result(1)
+        late = client.submit(divide, refused)  # the refusal came first: the same error
+        with pytest.raises(SubmitError, match=r"never accepted: .*no_such_op"):
+            late.result(30)
 
 
 def test_only_this_clients_futures_may_be_arguments(url: str) -> None:

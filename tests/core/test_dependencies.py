@@ -35,7 +35,17 @@ from browsergrid.core import (
     WelcomeTask,
     WorkerIntroduced,
 )
-from browsergrid.protocol import FUTURE, MAX_RESOLVED_BYTES, resolve_futures, task_futures
+from browsergrid.protocol import (
+    BLOB,
+    FUTURE,
+    MAX_FRAME_BYTES,
+    MAX_RESOLVED_BYTES,
+    encode_task,
+    resolve_futures,
+    result_size,
+    task_futures,
+)
+from browsergrid.protocol._futures import FUTURES_DEPTH
 from tests.core.test_forgetting import forgets, reported
 from tests.core.test_scheduler import (
     accepted,
@@ -62,9 +72,12 @@ def fut(task_id: int) -> dict[str, int]:
 
 
 def grid(**kwargs: Any) -> Scheduler:
-    """A scheduler wired as the coordinator wires it (``task_futures``, ``resolve_futures``),
-    without welcome tasks (task ids start at 1 with submissions) or speculation."""
+    """A scheduler wired as the coordinator wires it (``task_futures``, ``resolve_futures``,
+    ``result_size`` within ``MAX_RESOLVED_BYTES``), without welcome tasks (task ids start
+    at 1 with submissions) or speculation."""
     kwargs.setdefault("resolve", resolve_futures)
+    kwargs.setdefault("measure", result_size)
+    kwargs.setdefault("max_resolved_bytes", MAX_RESOLVED_BYTES)
     return Scheduler(welcome=None, speculate_factor=None, depends=task_futures, **kwargs)
 
 
@@ -137,9 +150,25 @@ def because(task_id: int, why: str) -> str:
     return f"task {task_id}, which it depends on, {why}"
 
 
+def dependents(s: Scheduler) -> dict[int, list[int]]:
+    """``s._dependents`` with each ordered set of waiting tasks as a list, in its order."""
+    return {dep: list(waiting) for dep, waiting in s._dependents.items()}
+
+
+def too_large(over: int, most: int = MAX_RESOLVED_BYTES) -> str:
+    """The reason a dependent fails with when its results come to ``over + 1`` bytes."""
+    return (
+        f"it cannot run: the results of the tasks it depends on come to at least {over + 1} bytes "
+        f"as JSON, more than the {most} one task's arguments may hold: have those tasks "
+        "return smaller results (a large result is kept as a blob by a worker that can), or "
+        "make each task depend on fewer of them (reduce in a tree)"
+    )
+
+
 def check(s: Scheduler) -> None:
     """Every job's counts agree with the states of its tasks held here, waiting ones too;
-    waiting tasks wait for something, and none of them is queued or leased."""
+    waiting tasks wait for something, and none of them is queued or leased; the tasks a
+    task has waiting on it are exactly the waiting tasks that wait for it."""
     held: dict[int, Counter[TaskState]] = {}
     for task in s.tasks.values():
         if task.job_id is not None:
@@ -149,6 +178,11 @@ def check(s: Scheduler) -> None:
             assert all(task.task_id in s._dependents[dep] for dep in task.after)
         else:
             assert not task.after and not task.settled
+    for dep, waiting in s._dependents.items():
+        assert waiting, dep  # an empty entry is dropped
+        for task_id in waiting:
+            task = s.tasks[task_id]
+            assert task.state is TaskState.WAITING and dep in task.after, (dep, task_id)
     for job_id, job in s.jobs.items():
         live = held.get(job_id, Counter())
         for state in (TaskState.WAITING, TaskState.QUEUED, TaskState.LEASED):
@@ -171,7 +205,7 @@ def test_a_chain_runs_each_task_only_once_the_outcome_before_it_is_reported() ->
     ]
     assert s.jobs[2].counts == counts(waiting=2)
     assert (s.tasks[2].after, s.tasks[3].after) == ({1}, {2})
-    assert s._dependents == {1: [2], 2: [3]}
+    assert dependents(s) == {1: [2], 2: [3]}
     check(s)
 
     assert s.handle(result(1, 1, 5)) == [done(1, 1, 5)]
@@ -188,7 +222,7 @@ def test_a_chain_runs_each_task_only_once_the_outcome_before_it_is_reported() ->
     assert s.tasks[2].args == {"x": 5, "y": 2} and s.tasks[2].settled == {}
     assert b_args == {"x": fut(1), "y": 2}  # the submitted arguments are not changed
     assert s.jobs[2].counts == counts(leased=1, waiting=1)
-    assert s._settlements == {} and s._dependents == {2: [3]}
+    assert s._settlements == {} and dependents(s) == {2: [3]}
     check(s)
 
     assert s.handle(result(1, 2, 7, sid="r2")) == [done(1, 2, 7, sid="r2", job=2)]
@@ -245,7 +279,7 @@ def test_a_task_that_depends_on_tasks_of_two_jobs_waits_for_both() -> None:
     args = {"a": fut(1), "b": {"deep": [fut(2), fut(1)]}}
     assert submit(s, args) == [accepted(3, 3)]
     assert s.tasks[3].after == {1, 2}
-    assert s._dependents == {1: [3], 2: [3]}
+    assert dependents(s) == {1: [3], 2: [3]}
 
     assert s.handle(result(1, 2, "two")) == [done(1, 2, "two", job=2)]
     job2 = s.jobs[2]
@@ -279,7 +313,7 @@ def test_a_waiting_task_is_never_leased() -> None:
     assert s.workers[2].in_flight == set()
     # a report of a task still running is a mistake: nothing changes
     assert s.handle(reported(1)) == []
-    assert s._dependents == {1: [2, 3, 4]} and s.jobs[2].counts == counts(waiting=3)
+    assert dependents(s) == {1: [2, 3, 4]} and s.jobs[2].counts == counts(waiting=3)
     assert s.workers[1].in_flight == {1}
     check(s)
 
@@ -350,7 +384,10 @@ def test_the_first_dependency_to_fail_decides_and_the_other_outcome_is_ignored()
         JobsForgotten(jobs=(job2,), stimulus_id="reported"),
     ]
     assert s.jobs[3].counts == counts(failed=1)
+    assert s._dependents == {}  # it waits for 1 no more: 1 has no dependent left
+    check(s)
     assert s.handle(result(1, 1, 5)) == [done(1, 1, 5)]
+    assert s._settlements == {}  # so how 1 ended is not kept
     job1 = s.jobs[1]
     assert s.handle(reported(1)) == [JobsForgotten(jobs=(job1,), stimulus_id="reported")]
     assert s._dependents == {} and s._settlements == {}
@@ -377,6 +414,7 @@ def test_cancelling_a_dependency_fails_dependents_elsewhere_and_cancels_those_of
     ]
     assert s.jobs[1].counts == counts(cancelled=2)
     assert s._settlements == {1: Settled(task_id=1, failure="was cancelled")}  # 2: no dependent
+    assert dependents(s) == {1: [3], 3: [4]}  # 2, cancelled, waits for 1 no more
     assert s.jobs[2].counts == counts(waiting=1)  # until the cancel is reported
     check(s)
 
@@ -416,11 +454,13 @@ def test_cancelling_a_job_of_waiting_tasks_finishes_it() -> None:
     assert job2.counts == counts(cancelled=3)
     assert job2.finished and job2.unreported == 3 and job2.live == set()
     assert set(s.tasks) == {1} and 2 not in s._ringed
+    assert s._dependents == {}  # nothing waits for 1 now
     check(s)
     assert s.handle(reported(2, 3, 4)) == [JobsForgotten(jobs=(job2,), stimulus_id="reported")]
     assert 2 not in s.jobs
 
     assert s.handle(result(1, 1, 5)) == [done(1, 1, 5)]
+    assert s._settlements == {}  # no dependent: how it ended is not kept
     job1 = s.jobs[1]
     assert s.handle(reported(1)) == [JobsForgotten(jobs=(job1,), stimulus_id="reported")]
     assert s.jobs == {} and s.tasks == {} and s._dependents == {} and s._settlements == {}
@@ -462,7 +502,7 @@ def test_dependencies_that_ended_before_are_asked_of_the_shell() -> None:
     assert s.jobs[2].counts == counts(leased=1, failed=1)
     assert settle(s, Settled(task_id=1, result=6), sid="again") == []  # nobody waits now
     assert settle(s, Settled(task_id=77, failure="failed: x")) == []
-    assert s._dependents == {4: [5]} and s._settlements == {}
+    assert dependents(s) == {4: [5]} and s._settlements == {}
     check(s)
 
 
@@ -573,7 +613,7 @@ def test_restored_and_taken_tasks_wait_too_and_a_dependency_may_be_restored_late
     )
     assert s.handle(taken) == [wanted(4, sid="taken")]  # 6 runs here
     assert s.jobs[7].counts == counts(waiting=2) and s.jobs[7].total == 2
-    assert s._dependents == {6: [8, 9], 4: [9]}
+    assert dependents(s) == {6: [8, 9], 4: [9]}
     check(s)
 
 
@@ -594,13 +634,9 @@ def refuse(args: dict[str, Any], results: Mapping[int, Any]) -> dict[str, Any]:
             "it cannot run: this scheduler was given no way to put results into arguments",
         ),
         (
-            {},  # resolve_futures: one result too large for a task frame
+            {},  # result_size: one result too large for a task's arguments (2 bytes of quotes)
             "a" * MAX_RESOLVED_BYTES,
-            f"it cannot run: its arguments with the results of the tasks it depends on are "
-            f"{MAX_RESOLVED_BYTES + 8} bytes as JSON, over the {MAX_RESOLVED_BYTES} a task "
-            "frame allows: have those tasks return smaller results (a large result is kept "
-            "as a blob by a worker that can), or make each task depend on fewer of them "
-            "(reduce in a tree)",
+            too_large(MAX_RESOLVED_BYTES + 1),
         ),
     ],
 )
@@ -620,6 +656,272 @@ def test_a_dependent_whose_results_cannot_be_put_in_fails(
     assert s.jobs[2].counts == counts(failed=1)
     assert s.workers[1].in_flight == set()
     check(s)
+
+
+# --- results passed on: what they may hold, and their size ----------------------------------
+
+
+def nest(depth: int) -> Any:
+    """A value nesting arrays ``depth`` deep: ``nest(2) == [[0]]``."""
+    value: Any = 0
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+MARKED = (
+    f'it holds an object with a "{BLOB}" or "{FUTURE}" member, which another task\'s '
+    "arguments would read as a ref or a future"
+)
+DIGEST = "a" * 64
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ({"x": {BLOB: DIGEST, "size": 3}}, MARKED),  # a ref, but not at the top
+        ([1, {"y": fut(7)}], MARKED),  # a future, nested
+        (fut(7), MARKED),  # a future, at the top
+        ({BLOB: DIGEST, FUTURE: 7}, MARKED),  # a ref at the top that is a future too
+        (nest(FUTURES_DEPTH + 1), f"it nests arrays and objects deeper than {FUTURES_DEPTH}"),
+    ],
+    ids=["nested-ref", "nested-future", "future", "ref-and-future", "too-deep"],
+)
+def test_a_result_that_cannot_be_passed_on_fails_every_dependent(value: Any, why: str) -> None:
+    s = grid()
+    worker(s, 1)
+    submit(s, {"n": 1})
+    submit(s, {"x": fut(1)}, {"y": [fut(1)]}, sid="b")
+    assert s.handle(result(1, 1, value)) == [done(1, 1, value)]
+    job1 = s.jobs[1]
+    reason = because(1, f"returned a result that cannot be passed on: {why}")
+    assert s.handle(reported(1)) == [
+        failed(2, reason, "reported", job=2),
+        failed(3, reason, "reported", job=2, index=1),
+        JobsForgotten(jobs=(job1,), stimulus_id="reported"),
+    ]
+    assert s.jobs[2].counts == counts(failed=2)
+    assert s._dependents == {} and s._settlements == {}
+    check(s)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {BLOB: DIGEST, "size": 3, "format": "bytes"},  # a large result its worker uploaded
+        nest(FUTURES_DEPTH),
+        {"note": "$blob", "xs": ["$future", "$blob"]},  # strings, not members
+        {"$blobs": 1, "$futures": [2]},
+    ],
+    ids=["ref", "at-the-depth-limit", "strings", "other-members"],
+)
+def test_a_ref_at_the_top_and_results_at_the_depth_limit_are_passed_on(value: Any) -> None:
+    s = grid()
+    worker(s, 1)
+    submit(s, {"n": 1})
+    submit(s, {"x": fut(1)}, sid="b")
+    s.handle(result(1, 1, value))
+    job1 = s.jobs[1]
+    assert s.handle(reported(1)) == [
+        JobsForgotten(jobs=(job1,), stimulus_id="reported"),
+        send(1, 2, {"x": value}, "reported"),
+    ]
+    check(s)
+
+
+def test_each_result_is_measured_once_and_any_exception_fails_the_dependents() -> None:
+    measured: list[Any] = []
+
+    def measure(value: Any) -> int:
+        measured.append(value)
+        if value == "odd":
+            raise RuntimeError("cannot tell its size")
+        return 1
+
+    s = grid(measure=measure, max_attempts=1)
+    worker(s, 1, concurrency=2)
+    submit(s, {"n": 1})  # job 1, task 1
+    submit(s, {"n": 2})  # job 2, task 2
+    submit(s, {"a": fut(1)}, {"a": fut(1), "b": fut(2)}, {"b": fut(2)}, sid="c")  # 3, 4, 5
+    assert measured == []  # nothing is measured before it is reported
+
+    s.handle(result(1, 1, 5))
+    assert measured == []
+    job1 = s.jobs[1]
+    assert s.handle(reported(1)) == [
+        JobsForgotten(jobs=(job1,), stimulus_id="reported"),
+        send(1, 3, {"a": 5}, "reported"),
+    ]
+    assert measured == [5]  # once, for its two dependents
+    assert s.tasks[4].resolved_bytes == 1
+
+    s.handle(error(1, 2))
+    job2 = s.jobs[2]
+    why = because(2, f"failed: {BOOM}")
+    assert s.handle(reported(2)) == [
+        failed(4, why, "reported", job=3, index=1),
+        failed(5, why, "reported", job=3, index=2),
+        JobsForgotten(jobs=(job2,), stimulus_id="reported"),
+    ]
+    assert measured == [5]  # a failure has no result to measure
+    check(s)
+
+    # a result from the store is measured too, whatever the exception
+    assert submit(s, {"x": fut(1)}, {"y": fut(99)}, sid="late") == [
+        accepted(4, 6, "late", count=2),
+        wanted(1, 99, sid="late"),
+    ]
+    assert settle(s, Settled(task_id=99, result="odd"), sid="s99") == [
+        failed(
+            7,
+            because(99, "returned a result that cannot be passed on: cannot tell its size"),
+            "s99",
+            job=4,
+            index=1,
+        )
+    ]
+    assert measured == [5, "odd"]
+    assert dependents(s) == {1: [6]}
+    check(s)
+
+
+def test_a_dependent_fails_as_soon_as_its_results_are_too_large_while_others_run() -> None:
+    s = grid(max_resolved_bytes=10)
+    worker(s, 1, concurrency=2)
+    submit(s, {"n": 1})  # job 1, task 1
+    submit(s, {"n": 2})  # job 2, task 2
+    assert submit(s, {"a": fut(1), "b": fut(2)}, {"c": fut(2)}, sid="c") == [
+        accepted(3, 3, "c", count=2)
+    ]
+    big = "a" * 20  # 22 bytes as JSON
+
+    assert s.handle(result(1, 1, big)) == [done(1, 1, big)]
+    job1 = s.jobs[1]
+    assert s.handle(reported(1)) == [
+        failed(3, too_large(21, 10), "reported", job=3),  # 2 is still running
+        JobsForgotten(jobs=(job1,), stimulus_id="reported"),
+    ]
+    assert s.tasks[2].state is TaskState.LEASED
+    assert s.jobs[3].counts == counts(failed=1, waiting=1)
+    assert dependents(s) == {2: [4]}  # 3 waits for 2 no more
+    check(s)
+
+    assert s.handle(result(1, 2, "b", sid="r2")) == [done(1, 2, "b", sid="r2", job=2)]
+    job2 = s.jobs[2]
+    assert s.handle(reported(2, sid="rep2")) == [  # nothing more for 3
+        JobsForgotten(jobs=(job2,), stimulus_id="rep2"),
+        send(1, 4, {"c": "b"}, "rep2"),
+    ]
+    assert s.jobs[3].counts == counts(failed=1, leased=1)
+    assert s._dependents == {} and s._settlements == {}
+    check(s)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "fits"),
+    [("abc", "abc", True), ("abc", "abcd", False)],  # 5 + 5 bytes: at the limit; 5 + 6: over
+)
+def test_the_results_of_a_dependent_add_up_to_at_most_max_resolved_bytes(
+    first: str, second: str, fits: bool
+) -> None:
+    s = grid(max_resolved_bytes=10)
+    worker(s, 1, concurrency=2)
+    submit(s, {"n": 1})
+    submit(s, {"n": 2})
+    submit(s, {"a": fut(1), "b": fut(2)})  # task 3
+    s.handle(result(1, 1, first))
+    job1 = s.jobs[1]
+    assert s.handle(reported(1)) == [JobsForgotten(jobs=(job1,), stimulus_id="reported")]
+    assert s.tasks[3].resolved_bytes == 5 and s.tasks[3].state is TaskState.WAITING
+
+    s.handle(result(1, 2, second))
+    job2 = s.jobs[2]
+    forgotten = JobsForgotten(jobs=(job2,), stimulus_id="reported")
+    if fits:
+        expected = [forgotten, send(1, 3, {"a": first, "b": second}, "reported")]
+    else:
+        expected = [failed(3, too_large(10, 10), "reported", job=3), forgotten]
+    assert s.handle(reported(2)) == expected
+    check(s)
+
+
+def test_a_result_named_by_many_futures_counts_each_time_it_goes_in() -> None:
+    s = grid()
+    worker(s, 1)
+    submit(s, {"n": 1})
+    submit(s, {"xs": [fut(1)] * 5}, sid="b")  # 5 futures of one task: a valid submit
+    value = "a" * (MAX_RESOLVED_BYTES // 2)  # within the limit once, not 5 times
+    s.handle(result(1, 1, value))
+    commands = s.handle(reported(1))
+    sent = [c for c in commands if isinstance(c, SendTask)]
+    assert all(len(encode_task(c.task_id, c.op, c.args).encode()) <= MAX_FRAME_BYTES for c in sent)
+    assert [c.task_id for c in commands if isinstance(c, TaskFailed)] == [2]
+
+
+def test_without_measure_any_result_of_any_size_is_passed_on() -> None:
+    s = Scheduler(welcome=None, depends=task_futures, resolve=resolve_futures)
+    worker(s, 1)
+    submit(s, {"n": 1})
+    submit(s, {"x": fut(1)}, sid="b")
+    value = [fut(9), {BLOB: DIGEST}, "a" * MAX_RESOLVED_BYTES]
+    s.handle(result(1, 1, value))
+    job1 = s.jobs[1]
+    assert s.handle(reported(1)) == [
+        JobsForgotten(jobs=(job1,), stimulus_id="reported"),
+        send(1, 2, {"x": value}, "reported"),
+    ]
+
+
+def resolve_or_raise(args: dict[str, Any], results: Mapping[int, Any]) -> dict[str, Any]:
+    if "bad" in args:
+        raise RuntimeError("kaput")
+    return resolve_futures(args, results)
+
+
+def inputs_or_raise(args: Mapping[str, Any]) -> frozenset[str]:
+    if args.get("bad") == 5:  # its arguments with the result in
+        raise OSError("kaput")
+    return frozenset()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"resolve": resolve_or_raise}, {"inputs": inputs_or_raise}],
+    ids=["resolve", "inputs"],
+)
+def test_a_dependent_whose_arguments_raise_fails_alone(kwargs: dict[str, Any]) -> None:
+    s = grid(**kwargs)
+    worker(s, 1)
+    submit(s, {"n": 1})
+    assert submit(s, {"bad": fut(1)}, {"good": fut(1)}, sid="b") == [accepted(2, 2, "b", count=2)]
+    s.handle(result(1, 1, 5))
+    job1 = s.jobs[1]
+    assert s.handle(reported(1)) == [
+        failed(2, "it cannot run: kaput", "reported", job=2),
+        JobsForgotten(jobs=(job1,), stimulus_id="reported"),
+        send(1, 3, {"good": 5}, "reported"),  # the other dependent goes on
+    ]
+    assert s.jobs[2].counts == counts(failed=1, leased=1)
+    check(s)
+
+
+# --- what is let go ---------------------------------------------------------------------------
+
+
+def test_how_a_dependency_ended_is_let_go_once_reported_though_its_dependents_went_away() -> None:
+    s = grid()
+    worker(s, 1)
+    submit(s, {"n": 1})
+    submit(s, {"x": fut(1)}, {"y": fut(1)}, sid="b")  # job 2: tasks 2 and 3
+    s.handle(result(1, 1, 5))
+    assert s._settlements == {1: Settled(task_id=1, result=5)}  # kept for 2 and 3
+    assert s.handle(cancel(2)) == [JobCancelled(job_id=2, task_ids=(2, 3), stimulus_id="cancel")]
+    assert s._dependents == {}  # they wait no more
+    check(s)
+
+    job1, job2 = s.jobs[1], s.jobs[2]
+    assert s.handle(reported(1, 2, 3)) == [JobsForgotten(jobs=(job1, job2), stimulus_id="reported")]
+    assert s._settlements == {} and s._dependents == {} and s.jobs == {}
 
 
 def test_without_depends_futures_are_plain_arguments() -> None:
@@ -681,4 +983,4 @@ def test_restoring_a_waiting_task_again_is_refused() -> None:
     )
     with pytest.raises(ValueError, match="restored twice"):
         s.handle(taken)
-    assert s._dependents == {7: [1]}
+    assert dependents(s) == {7: [1]}

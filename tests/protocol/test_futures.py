@@ -1,6 +1,6 @@
 """Futures as arguments: reading the ``{"$future": ID}`` markers of a submit's arguments
-(``future_id``, ``futures_in``, ``task_futures``) and putting results in their place
-(``resolve_futures``)."""
+(``future_id``, ``futures_in``, ``args_futures``, ``task_futures``), measuring the results
+that go in their place (``result_size``) and putting them in (``resolve_futures``)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,20 @@ import msgspec
 import pytest
 
 from browsergrid.protocol import (
+    BLOB,
     FUTURE,
+    MAX_DEPTH,
+    MAX_FRAME_BYTES,
     MAX_FUTURES,
     MAX_RESOLVED_BYTES,
     args_futures,
     future_id,
     futures_in,
     resolve_futures,
+    result_size,
     task_futures,
 )
+from browsergrid.protocol._futures import FUTURES_DEPTH
 
 NOT_AN_ID = r"^a future's '\$future' must be a task id: an integer >= 1$"
 NOT_ALONE = r"^a future is an object with '\$future' as its only member$"
@@ -26,6 +31,13 @@ NOT_ALONE = r"^a future is an object with '\$future' as its only member$"
 
 def fut(task_id: Any) -> dict[str, Any]:
     return {FUTURE: task_id}
+
+
+def nest(depth: int, inner: Any = 0) -> Any:
+    """``inner`` in ``depth`` arrays: ``nest(2, 0) == [[0]]``."""
+    for _ in range(depth):
+        inner = [inner]
+    return inner
 
 
 # --- one marker --------------------------------------------------------------------------
@@ -95,10 +107,11 @@ def test_a_task_depends_on_at_most_max_futures_distinct_tasks() -> None:
 
 
 def test_the_futures_of_a_stored_task() -> None:
-    assert task_futures({"x": fut(1), "y": [2, {"z": fut(3)}], "n": 4}) == frozenset({1, 3})
-    assert task_futures({}) == frozenset()
-    assert task_futures({"n": 1, "s": "$future", "f": 1.5, "none": None}) == frozenset()
-    assert task_futures({"xs": [1, 2], "d": {"k": "v"}}) == frozenset()
+    assert task_futures({"x": fut(1), "y": [2, {"z": fut(3)}], "n": 4}) == {1: 1, 3: 1}
+    assert task_futures({"xs": [fut(1), fut(1), {"y": fut(1)}], "z": fut(2)}) == {1: 3, 2: 1}
+    assert task_futures({}) == {}
+    assert task_futures({"n": 1, "s": "$future", "f": 1.5, "none": None}) == {}
+    assert task_futures({"xs": [1, 2], "d": {"k": "v"}}) == {}
 
 
 @pytest.mark.parametrize(
@@ -108,10 +121,11 @@ def test_the_futures_of_a_stored_task() -> None:
         {"x": [fut(1), fut("2")]},
         {"x": {FUTURE: 1, "y": 2}},
         {"xs": [fut(task_id) for task_id in range(1, MAX_FUTURES + 2)]},
+        {"x": nest(FUTURES_DEPTH - 1, fut(1))},  # too deep
     ],
 )
 def test_a_stored_task_with_malformed_futures_waits_for_nothing(args: dict[str, Any]) -> None:
-    assert task_futures(args) == frozenset()
+    assert task_futures(args) == {}
 
 
 def test_arguments_that_are_themselves_a_future_are_refused_at_submit() -> None:
@@ -120,12 +134,12 @@ def test_arguments_that_are_themselves_a_future_are_refused_at_submit() -> None:
         ValueError, match=r'put a future under a name, as \{"x": \{"\$future": 3\}\}'
     ):
         args_futures(args)  # what server/_submit.py checks a submit with
-    assert task_futures(args) == frozenset()  # so the scheduler never waits for one
+    assert task_futures(args) == {}  # so the scheduler never waits for one
 
 
 def test_the_submit_check_and_the_scheduler_find_the_same_futures() -> None:
     args = {"a": fut(1), "b": [fut(2), {"c": fut(1)}], "d": 4}
-    assert args_futures(args) == task_futures(args) == frozenset({1, 2})
+    assert args_futures(args) == frozenset(task_futures(args)) == frozenset({1, 2})
 
 
 # --- putting results in --------------------------------------------------------------------
@@ -149,29 +163,109 @@ def test_results_are_not_walked() -> None:
     assert resolve_futures(args, results) == {"x": fut(2), "y": [[fut(1)]]}
 
 
-def test_the_arguments_with_results_in_must_fit_in_a_task_frame() -> None:
-    args = {"x": fut(1)}
-    overhead = len(msgspec.json.encode({"x": ""}))  # {"x":""}: 8 bytes
-    assert overhead == 8
-    fits = "a" * (MAX_RESOLVED_BYTES - overhead)
-    resolved = resolve_futures(args, {1: fits})
-    assert resolved == {"x": fits} and len(msgspec.json.encode(resolved)) == MAX_RESOLVED_BYTES
-
-    size = MAX_RESOLVED_BYTES + 1
-    with pytest.raises(ValueError) as raised:
-        resolve_futures(args, {1: fits + "a"})
-    assert str(raised.value) == (
-        f"its arguments with the results of the tasks it depends on are {size} bytes as "
-        f"JSON, over the {MAX_RESOLVED_BYTES} a task frame allows: have those tasks return "
-        "smaller results (a large result is kept as a blob by a worker that can), or make "
-        "each task depend on fewer of them (reduce in a tree)"
-    )
+def test_results_are_put_in_as_they_are_whatever_their_size() -> None:
+    big = "a" * MAX_FRAME_BYTES  # resolve_futures does not measure (result_size does)
+    args = {"x": fut(1), "y": [fut(1)]}
+    assert resolve_futures(args, {1: big}) == {"x": big, "y": [big]}
 
 
-def test_many_small_results_add_up() -> None:
-    count = 64
-    per_result = MAX_RESOLVED_BYTES // count
-    args = {"xs": [fut(task_id) for task_id in range(1, count + 1)]}
-    results = {task_id: "a" * per_result for task_id in range(1, count + 1)}
-    with pytest.raises(ValueError, match="a task frame allows"):
-        resolve_futures(args, results)
+# --- how deep arguments with futures may nest -------------------------------------------------
+
+TOO_DEEP_ARGS = (
+    f"^arguments that hold futures may nest arrays and objects {FUTURES_DEPTH} deep at most "
+    r"\(the results go in where the futures are\)$"
+)
+
+
+def test_futures_depth_leaves_room_for_a_result_and_the_task_frame() -> None:
+    assert FUTURES_DEPTH == MAX_DEPTH // 2 - 4 == 28
+
+
+def test_arguments_with_futures_nest_at_most_futures_depth() -> None:
+    # the arguments object, FUTURES_DEPTH - 2 arrays, the future object: FUTURES_DEPTH deep
+    at_limit = {"x": nest(FUTURES_DEPTH - 2, fut(1))}
+    assert args_futures(at_limit) == frozenset(task_futures(at_limit)) == frozenset({1})
+    with pytest.raises(ValueError, match=TOO_DEEP_ARGS):
+        args_futures({"x": nest(FUTURES_DEPTH - 1, fut(1))})
+    # anywhere in them, not only around the future
+    with pytest.raises(ValueError, match=TOO_DEEP_ARGS):
+        args_futures({"x": fut(1), "deep": nest(FUTURES_DEPTH)})
+    assert args_futures({"x": fut(1), "deep": nest(FUTURES_DEPTH - 1)}) == frozenset({1})
+
+
+def test_arguments_without_futures_are_not_depth_checked_here() -> None:
+    deep = {"deep": nest(MAX_DEPTH)}
+    assert args_futures(deep) == frozenset(task_futures(deep)) == frozenset()
+    assert args_futures(deep, msgspec.json.encode(deep)) == frozenset()
+
+
+def test_the_depth_is_read_from_the_encoded_arguments_when_given() -> None:
+    shallow = {"x": fut(1)}
+    deep = {"x": nest(FUTURES_DEPTH - 1, fut(1))}
+    with pytest.raises(ValueError, match=TOO_DEEP_ARGS):
+        args_futures(shallow, msgspec.json.encode(deep))
+    assert args_futures(deep, msgspec.json.encode(shallow)) == frozenset({1})
+
+
+# --- measuring a result -----------------------------------------------------------------------
+
+MARKED = (
+    r'^it holds an object with a "\$blob" or "\$future" member, which another task\'s '
+    r"arguments would read as a ref or a future$"
+)
+TOO_DEEP_RESULT = f"^it nests arrays and objects deeper than {FUTURES_DEPTH}$"
+DIGEST = "0" * 64
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        True,
+        5,
+        -1.5,
+        "text",
+        "",
+        [],
+        {},
+        [1, "two", None, {"three": [3.0]}],
+        {"a": {"b": [1, 2]}, "c": "d"},
+        "$blob",  # strings: not members
+        "$future",
+        ["$blob", {"note": "$future"}, '"$blob"'],
+        {"$blobs": 1, "future": 2, "blob": {"$futures": 3}},  # other members
+        {"x": "[[[[{{{{" * 20},  # brackets in strings do not nest
+        {BLOB: DIGEST, "size": 3},  # a ref at the top: a large result its worker uploaded
+        {BLOB: DIGEST, "size": 3, "format": "json"},
+        nest(FUTURES_DEPTH),
+        {"a": nest(FUTURES_DEPTH - 1)},
+    ],
+)
+def test_a_result_measures_its_size_as_json(value: Any) -> None:
+    assert result_size(value) == len(msgspec.json.encode(value))
+
+
+def test_result_size_is_the_size_of_the_result_as_json() -> None:
+    assert [result_size(v) for v in (5, "abc", None, {"a": [1, 2]})] == [1, 5, 4, 11]
+    assert result_size("a" * MAX_RESOLVED_BYTES) == MAX_RESOLVED_BYTES + 2
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (nest(FUTURES_DEPTH + 1), TOO_DEEP_RESULT),
+        ({"a": nest(FUTURES_DEPTH)}, TOO_DEEP_RESULT),
+        ({"x": {BLOB: DIGEST, "size": 3}}, MARKED),  # a ref, not at the top
+        ([{BLOB: DIGEST, "size": 3}], MARKED),
+        ({BLOB: DIGEST, "size": 3, "more": {BLOB: DIGEST}}, MARKED),  # a ref in the ref
+        (fut(1), MARKED),  # a future, at the top
+        ({"x": [1, fut(2)]}, MARKED),
+        ([[{FUTURE: "not even an id"}]], MARKED),
+        ({BLOB: DIGEST, FUTURE: 1}, MARKED),  # a ref at the top that is a future too
+        ({BLOB: DIGEST, "x": fut(1)}, MARKED),
+        (nest(FUTURES_DEPTH + 1, fut(1)), TOO_DEEP_RESULT),  # depth is checked first
+    ],
+)
+def test_a_result_that_cannot_be_passed_on_is_refused(value: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        result_size(value)

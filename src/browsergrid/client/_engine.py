@@ -61,8 +61,8 @@ _MAX_SHARE = 8192  # up to this: the coordinator takes in one submit frame at a 
 _encoder = msgspec.json.Encoder()
 _MARK = "_browsergrid"
 """Set on each future a client makes (one attribute: it costs a future no more memory):
-the engine that made it; once its submit is accepted, (that engine, its task id); if the
-submit is refused, the SubmitError."""
+the engine that made it; once its submit is accepted, (that engine, its task id); if it
+is never accepted (refused, or failed here), (that engine, the error)."""
 
 
 def _futures_in(value: Any, found: list[Any]) -> None:
@@ -79,7 +79,8 @@ def _futures_in(value: Any, found: list[Any]) -> None:
 def _with_markers(value: Any) -> Any:
     """``value`` with each future (accepted: see ``_MARK``) replaced by its marker."""
     if is_future(value):
-        return {FUTURE: getattr(value, _MARK)[1]}
+        task_id: int = getattr(value, _MARK)[1]
+        return {FUTURE: task_id}
     if isinstance(value, dict):
         return {key: _with_markers(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
@@ -549,16 +550,17 @@ class Engine:
         for item in request.items:
             for dep in item.deps:
                 mark = getattr(dep, _MARK)
-                if isinstance(mark, tuple):
-                    continue  # accepted
                 if mark is self:  # not yet: a future cancelled meanwhile is accepted too
                     self._parked.append(request)
                     return False
-                error = SubmitError(
-                    "bad_args", f"an argument is the future of a task that was refused: {mark}"
-                )
-                self._fail_request(request, error)
-                return False
+                if isinstance(mark[1], BaseException):
+                    error = SubmitError(
+                        "bad_args",
+                        f"an argument is the future of a task that was never accepted: {mark[1]}",
+                    )
+                    self._fail_request(request, error)
+                    self._unpark()  # what waits for these fails too
+                    return False
         for item in request.items:
             if item.deps:
                 item.args = _with_markers(item.args)
@@ -569,6 +571,7 @@ class Engine:
 
     def _fail_request(self, request: _Request, error: BaseException) -> None:
         for item in request.items:
+            setattr(item.future, _MARK, (self, error))  # its dependents fail with it
             if not item.future.done():
                 item.future.set_exception(error)
         if request.job_id is not None and not request.job_id.done():
@@ -786,7 +789,7 @@ class Engine:
             return
         error = SubmitError(message.code, message.message)
         for item in pending.items:
-            setattr(item.future, _MARK, error)  # its dependents fail with it
+            setattr(item.future, _MARK, (self, error))  # its dependents fail with it
             if not item.future.done():
                 item.future.set_exception(error)
         if pending.job_id is not None and not pending.job_id.done():
@@ -829,6 +832,8 @@ class Engine:
                 f"lost the coordinator{plural} at {where} ({cause}); jobs go on there"
             )
         waiting = [item for p in self._pending.values() for item in p.items]
+        for item in waiting:
+            setattr(item.future, _MARK, (self, error))  # never accepted: their dependents fail
         waiting += list(self._tasks.values())
         for item in waiting:
             if not item.future.done():

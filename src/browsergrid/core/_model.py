@@ -102,6 +102,8 @@ class Task:
     inputs: frozenset[str] = frozenset()  # large blobs it reads: a worker holding them first
     after: set[int] = field(default_factory=set)  # WAITING: the tasks it still waits for
     settled: dict[int, Any] = field(default_factory=dict)  # WAITING: results it has already
+    resolved_bytes: int = 0  # WAITING: their size as JSON (see Scheduler.measure)
+    repeats: dict[int, int] | None = None  # WAITING: tasks named by several of its futures
 
     @property
     def replicated(self) -> bool:

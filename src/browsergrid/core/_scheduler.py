@@ -150,7 +150,8 @@ class Scheduler:
       leaves ``standings`` once no connected worker has it and nothing pending was cast
       or judged under it (the store keeps it); an op's mean duration goes with the last
       worker that runs it.
-    - A task whose arguments hold futures (``depends``: the ids of the tasks they name)
+    - A task whose arguments hold futures (``depends``: the ids of the tasks they name,
+      each with how many futures name it)
       waits (``WAITING``) until each of those tasks is done and its outcome reported
       (``OutcomesReported``), then is queued with their results in (``resolve``). A task
       it depends on that fails, is cancelled or is unknown fails it, with a reason that
@@ -180,8 +181,10 @@ class Scheduler:
         max_losses: int | None = None,
         inputs: Callable[[Mapping[str, Any]], frozenset[str]] = lambda args: frozenset(),
         max_holds: int = 10_000,
-        depends: Callable[[Mapping[str, Any]], frozenset[int]] = lambda args: frozenset(),
+        depends: Callable[[Mapping[str, Any]], Mapping[int, int]] = lambda args: {},
         resolve: Resolve | None = None,
+        measure: Callable[[Any], int] = lambda result: 0,
+        max_resolved_bytes: int = 2**62,
     ) -> None:
         if lease_timeout_s <= 0:
             raise ValueError("lease_timeout_s must be positive")
@@ -198,7 +201,11 @@ class Scheduler:
         self.max_holds = max_holds  # blobs a worker may say it holds: more are not counted
         self.depends = depends
         self.resolve = resolve or _no_futures
-        self._dependents: dict[int, list[int]] = {}  # task -> waiting tasks that depend on it
+        self.measure = measure
+        """The size of a result as it would stand in a dependent's arguments; ValueError,
+        saying why, for one that cannot be passed on. Called once per result."""
+        self.max_resolved_bytes = max_resolved_bytes  # of results put into one task's args
+        self._dependents: dict[int, dict[int, None]] = {}  # task -> waiting tasks on it
         self._settlements: dict[int, Settled] = {}  # ended, with dependents, not yet reported
         self._woken = False  # a dependent was queued while handling this event
         self._holders: dict[str, set[int]] = {}  # blob -> introduced workers holding it
@@ -374,8 +381,11 @@ class Scheduler:
         task.state = TaskState.WAITING
         job.counts[TaskState.WAITING] += 1
         task.after = set(depends)
+        repeats = {dep: n for dep, n in depends.items() if n > 1}
+        if repeats:  # a result named by several futures goes in that many times
+            task.repeats = repeats
         for dep in depends:
-            self._dependents.setdefault(dep, []).append(task.task_id)
+            self._dependents.setdefault(dep, {})[task.task_id] = None
             if not self.live(dep):
                 wanted.add(dep)
 
@@ -973,8 +983,8 @@ class Scheduler:
         forgotten: list[Job] = []
         wanted: set[int] = set()
         for task_id in ev.task_ids:
+            settled = self._settlements.pop(task_id, None) if self._settlements else None
             if task_id in self._dependents and task_id not in self.tasks:
-                settled = self._settlements.pop(task_id, None)
                 if settled is None:  # it ended before anything depended on it: ask the store
                     wanted.add(task_id)
                 else:
@@ -1024,35 +1034,55 @@ class Scheduler:
         """``settled`` ended: each task waiting for it fails with it, or takes its result
         (and is queued once it has them all)."""
         dep = settled.task_id
-        for task_id in self._dependents.pop(dep, ()):
+        waiting = self._dependents.pop(dep, None)
+        if waiting is None:
+            return
+        failure, size = settled.failure, 0
+        if failure is None:
+            try:
+                size = self.measure(settled.result)
+            except Exception as exc:  # a worker's result, whatever it holds: never raised on
+                failure = f"returned a result that cannot be passed on: {exc}"
+        for task_id in waiting:
             task = self.tasks.get(task_id)
             if task is None or task.state is not TaskState.WAITING or dep not in task.after:
-                continue  # ended meanwhile (its job was cancelled, another dependency failed)
-            if settled.failure is not None:
+                continue  # pragma: no cover - an ended task leaves the lists it is in
+            if failure is not None:
                 yield from self._fail_waiting(
-                    task, f"task {dep}, which it depends on, {settled.failure}", ev
+                    task, f"task {dep}, which it depends on, {failure}", ev
                 )
                 continue
             task.after.discard(dep)
             task.settled[dep] = settled.result
+            task.resolved_bytes += size * (task.repeats.get(dep, 1) if task.repeats else 1)
+            if task.resolved_bytes > self.max_resolved_bytes:
+                yield from self._fail_waiting(task, self._too_large(task), ev)
+                continue
             if task.after:
                 continue
             try:
                 args = self.resolve(task.args, task.settled)
-            except ValueError as exc:
+                inputs = self.inputs(args)
+            except Exception as exc:  # never half done: this task fails, the rest go on
                 yield from self._fail_waiting(task, f"it cannot run: {exc}", ev)
                 continue
-            task.args, task.settled = args, {}
-            task.inputs = self.inputs(args)
+            task.args, task.settled, task.inputs = args, {}, inputs
             assert task.job_id is not None
             self._set_state(task, TaskState.QUEUED)
             self._enqueue(task, self.jobs[task.job_id])
             self._woken = True
 
+    def _too_large(self, task: Task) -> str:
+        return (
+            f"it cannot run: the results of the tasks it depends on come to at least "
+            f"{task.resolved_bytes} bytes as JSON, more than the {self.max_resolved_bytes} "
+            "one task's arguments may hold: have those tasks return smaller results (a large "
+            "result is kept as a blob by a worker that can), or make each task depend on "
+            "fewer of them (reduce in a tree)"
+        )
+
     def _fail_waiting(self, task: Task, reason: str, ev: Event) -> Iterator[Command]:
         task.reasons.append(reason)
-        task.after.clear()
-        task.settled = {}
         self._finish(task, TaskState.FAILED)
         yield _failed(task, ev.stimulus_id)
 
@@ -1261,6 +1291,15 @@ class Scheduler:
         self._set_state(task, final)
         task.queued = False
         del self.tasks[task.task_id]
+        for dep in task.after:  # a waiting task: it waits no more
+            waiting = self._dependents.get(dep)
+            if waiting is not None:
+                waiting.pop(task.task_id, None)
+                if not waiting:
+                    del self._dependents[dep]
+        if task.after:
+            task.after.clear()
+            task.settled = {}
         if task.error_keys:  # its error reports: wrong if it was done, right if it failed
             if final is TaskState.DONE:
                 self._proven.extend(task.error_keys)  # judged, then let go, by handle()

@@ -33,12 +33,14 @@ from browsergrid.protocol._connection import (
 )
 from browsergrid.protocol._futures import (
     FUTURE,
+    FUTURES_DEPTH,
     MAX_FUTURES,
     MAX_RESOLVED_BYTES,
     args_futures,
     future_id,
     futures_in,
     resolve_futures,
+    result_size,
     task_futures,
 )
 from browsergrid.protocol._limits import Connections, RateLimit
@@ -84,8 +86,10 @@ from browsergrid.protocol._messages import (
     encode_server_error,
     encode_task,
     encode_task_error,
+    encode_task_frames,
     encode_tasks,
     encode_welcome,
+    nested_too_deep,
     public_worker_key,
 )
 from browsergrid.protocol._refs import (
@@ -109,6 +113,7 @@ __all__ = [
     "CLOSE_TOO_BIG",
     "CLOSE_UNSUPPORTED_DATA",
     "FUTURE",
+    "FUTURES_DEPTH",
     "LOCALITY_BYTES",
     "MAX_DEPTH",
     "MAX_FRAME_BYTES",
@@ -174,16 +179,19 @@ __all__ = [
     "encode_server_error",
     "encode_task",
     "encode_task_error",
+    "encode_task_frames",
     "encode_tasks",
     "encode_welcome",
     "future_id",
     "futures_in",
     "is_digest",
     "large_inputs",
+    "nested_too_deep",
     "public_worker_key",
     "refs_in",
     "resolve_futures",
     "result_ref",
+    "result_size",
     "submit_options",
     "task_futures",
 ]

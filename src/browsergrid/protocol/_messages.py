@@ -152,23 +152,23 @@ _NOT_BRACKETS: Final = re.compile(r"[^\[\]{}]+")
 _NOT_BRACKETS_B: Final = re.compile(rb"[^\[\]{}]+")
 
 
-def nested_too_deep(frame: str | bytes) -> bool:
-    """True if ``frame`` (JSON text) nests arrays or objects deeper than ``MAX_DEPTH``.
-    Cheap for the usual frame: only one with more than ``MAX_DEPTH`` opening brackets is
+def nested_too_deep(frame: str | bytes, limit: int = MAX_DEPTH) -> bool:
+    """True if ``frame`` (JSON text) nests arrays or objects deeper than ``limit``.
+    Cheap for the usual frame: only one with more than ``limit`` opening brackets is
     scanned (strings left out), before it is decoded."""
     if isinstance(frame, str):
-        if frame.count("[") + frame.count("{") <= MAX_DEPTH:
+        if frame.count("[") + frame.count("{") <= limit:
             return False
         brackets = _NOT_BRACKETS.sub("", _STRINGS.sub("", frame))
     else:
-        if frame.count(b"[") + frame.count(b"{") <= MAX_DEPTH:
+        if frame.count(b"[") + frame.count(b"{") <= limit:
             return False
         brackets = _NOT_BRACKETS_B.sub(b"", _STRINGS_B.sub(b"", frame)).decode("ascii")
     depth = 0
     for bracket in brackets:
         if bracket in "[{":
             depth += 1
-            if depth > MAX_DEPTH:
+            if depth > limit:
                 return True
         else:
             depth -= 1
@@ -361,6 +361,36 @@ def encode_tasks(tasks: list[tuple[TaskId, str, dict[str, Any]]]) -> str:
     """Several tasks for one browsergrid worker in one ``tasks`` frame."""
     items = [_task_object(task_id, op, args) for task_id, op, args in tasks]
     return _encoder.encode({"type": "tasks", "tasks": items}).decode()
+
+
+def encode_task_frames(
+    tasks: list[tuple[TaskId, str, dict[str, Any]]], limit: int = MAX_FRAME_BYTES
+) -> list[str]:
+    """Several tasks for one browsergrid worker in as few ``tasks`` frames as keep within
+    ``limit`` bytes each (a worker closes a connection that sends it a larger one); a task
+    that goes alone gets a ``task`` frame."""
+    frames: list[str] = []
+    parts: list[bytes] = []
+    size = len(_TASKS_HEAD) + 2
+    for task_id, op, args in tasks:
+        part = _encoder.encode(_task_object(task_id, op, args))
+        if parts and size + len(part) > limit:
+            frames.append(_tasks_frame(parts))
+            parts, size = [], len(_TASKS_HEAD) + 2
+        parts.append(part)
+        size += len(part) + 1
+    if parts:
+        frames.append(_tasks_frame(parts))
+    return frames
+
+
+_TASKS_HEAD: Final = b'{"type":"tasks","tasks":['
+
+
+def _tasks_frame(parts: list[bytes]) -> str:
+    if len(parts) == 1:
+        return parts[0].decode()
+    return (_TASKS_HEAD + b",".join(parts) + b"]}").decode()
 
 
 def encode_ack(task_ids: list[int]) -> str:

@@ -78,13 +78,25 @@ class Dependencies:
                     self.wanted.update(page)
                     await asyncio.sleep(_RETRY_S)
                     continue
+                except Exception as exc:  # a bug: the dependents fail, saying so, not wait
+                    log.exception("looking up the tasks others depend on failed")
+                    await self.apply(self._unreadable(page, exc))
+                    continue
                 await self.apply(self._settled(page, outcomes))
-        except Exception:  # never leaves dependents waiting silently
-            log.exception("looking up the tasks others depend on failed")
+        except Exception:  # pragma: no cover - apply never raises: a bug, logged
+            log.exception("settling the tasks others depend on failed")
         finally:
             self._lookup = None
         if self.wanted and not self.closing:  # wanted while the last page was applied
             self.want(())
+
+    def _unreadable(self, page: list[int], exc: Exception) -> DependenciesSettled:
+        failure = f"could not be read from the store: {exc}"
+        return DependenciesSettled(
+            settled=[Settled(task_id=task_id, failure=failure) for task_id in page],
+            now=time.monotonic(),
+            stimulus_id=self.stimulus("dependencies"),
+        )
 
     def _settled(self, page: list[int], outcomes: list[Outcome]) -> DependenciesSettled:
         found = {outcome.task_id: outcome for outcome in outcomes}

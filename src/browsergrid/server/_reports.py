@@ -31,7 +31,7 @@ from browsergrid.protocol import (
     encode_cancel,
     encode_server_error,
     encode_task,
-    encode_tasks,
+    encode_task_frames,
 )
 from browsergrid.server._state import QUARANTINED, WorkerPeer
 from browsergrid.server._stats import RecentResult, Stats
@@ -46,8 +46,9 @@ def send_tasks(worker_id: int, worker: WorkerPeer | None, batch: list[SendTask])
     if worker is None:
         return  # it left; its WorkerLeft event takes the leases back
     worker.rules.tasks_sent(len(batch))  # each may come back in a frame of its own
-    if worker.introduced and len(batch) > 1:
-        worker.send(encode_tasks([(c.task_id, c.op, c.args) for c in batch]))
+    if worker.introduced and len(batch) > 1:  # frames a worker takes (MAX_FRAME_BYTES)
+        for frame in encode_task_frames([(c.task_id, c.op, c.args) for c in batch]):
+            worker.send(frame)
     else:
         for command in batch:
             worker.send(encode_task(command.task_id, command.op, command.args))
