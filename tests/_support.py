@@ -367,6 +367,20 @@ def assert_each_task_done_once(port: int, job_id: int, count: int) -> None:
     assert len({r["task_id"] for r in results}) == count
 
 
+def wait_until_answers(url: str, timeout: float = 30) -> None:
+    """Wait until an HTTP server answers at ``url`` (any status)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(url, timeout=2)
+            return
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, f"nothing answers at {url}"
+            time.sleep(0.1)
+
+
 def wait_for(condition: Callable[[], bool], timeout: float = 20) -> None:
     """Poll ``condition`` every 0.1 s until it holds; AssertionError after ``timeout`` s."""
     deadline = time.monotonic() + timeout

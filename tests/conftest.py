@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests._support import (
@@ -23,6 +24,7 @@ from tests._support import (
     Process,
     RedisServer,
     free_port,
+    wait_until_answers,
 )
 
 
@@ -67,6 +69,7 @@ _TOKEN_VARIABLES = ("BROWSERGRID_TOKEN", "BROWSERGRID_WORKER_TOKEN", "BROWSERGRI
 
 _FIXTURE_MARKS = {
     "redis_server": "redis",  # and redis_url, which uses it
+    "s3_server": "processes",  # and s3_store, which uses it
     "browser": "browser",  # and page
     "start_coordinator": "processes",  # and coordinator
     "start_worker": "processes",
@@ -115,6 +118,38 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.start()
     yield server.url
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """moto's standalone S3-compatible server on a free port of 127.0.0.1 for the whole
+    session (in memory); its endpoint URL. Tests keep apart by bucket: use ``s3_store``."""
+    port = free_port()
+    server = Process([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)])
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answers(endpoint)
+        yield endpoint
+    finally:
+        server.end()
+
+
+@pytest.fixture
+def s3_store(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A new bucket of the session's S3 server, as ``--blob-store`` takes it
+    (``s3://BUCKET/blobs``), with the standard AWS settings in the environment for it (a
+    coordinator started by the test inherits them)."""
+    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    httpx.put(f"{s3_server}/{bucket}", timeout=10).raise_for_status()
+    for name, value in {
+        "AWS_ENDPOINT_URL": s3_server,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_REGION": "us-east-1",
+        "AWS_ALLOW_HTTP": "true",
+    }.items():
+        monkeypatch.setenv(name, value)
+    return f"s3://{bucket}/blobs"
 
 
 @pytest.fixture

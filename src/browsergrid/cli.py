@@ -182,6 +182,13 @@ def _parser() -> argparse.ArgumentParser:
         help="all blobs kept, in bytes: an upload past it gets 507 instead of filling the disk",
     )
     serve.add_argument(
+        "--blob-store",
+        metavar="s3://BUCKET[/PREFIX]",
+        help="keep blobs in this S3-compatible object store (AWS S3, MinIO, R2), shared by "
+        "the coordinators given it; endpoint and credentials from the AWS_* settings "
+        "(AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION)",
+    )
+    serve.add_argument(
         "--request-timeout",
         type=float,
         default=defaults.request_timeout_s,
@@ -447,6 +454,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_bytes,
         max_blob_size=args.max_blob_size,
         max_blob_bytes=args.max_blob_bytes,
+        blob_store=args.blob_store,
         request_timeout_s=args.request_timeout,
         certfile=args.certfile,
         keyfile=args.keyfile,

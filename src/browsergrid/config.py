@@ -150,6 +150,11 @@ class ServeConfig:
     max_blob_bytes: int = 10 * 1024**3
     """All blobs kept, in bytes: an upload that would pass it gets 507 ``blob_store_full``
     rather than fill the disk (blobs no task needs go after ``retain_s``)."""
+    blob_store: str | None = None
+    """``s3://BUCKET[/PREFIX]``: keep blobs in this S3-compatible object store, shared by
+    every coordinator given it (the disk is then a cache). Endpoint and credentials come
+    from the standard ``AWS_*`` settings. Without it, a grid on Redis keeps small blobs in
+    its Redis, and a coordinator of its own on its disk."""
     request_timeout_s: float = 10.0
     """An HTTP request's headers must arrive within this many seconds of the connection
     opening (or, on a kept-alive connection, of the request's first byte), and its body
@@ -214,6 +219,8 @@ class ServeConfig:
             raise ConfigError("--max-tasks-per-job, --max-args-bytes, --max-body-bytes: >= 1")
         if min(self.max_blob_size, self.max_blob_bytes) < 1:
             raise ConfigError("--max-blob-size and --max-blob-bytes must be at least 1")
+        if self.blob_store is not None and not self.blob_store.startswith("s3://"):
+            raise ConfigError(f"--blob-store takes s3://BUCKET[/PREFIX], not {self.blob_store!r}")
         if not 0 < self.request_timeout_s < math.inf:
             raise ConfigError("--request-timeout must be a positive number of seconds")
         if self.max_messages_per_s < 1:

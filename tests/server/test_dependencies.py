@@ -4,12 +4,14 @@ results they name, fail with a failed dependency, survive ``kill -9`` of the coo
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+from websockets.sync.client import connect
 
 from tests._support import (
     AUTH,
@@ -141,8 +143,6 @@ def job_results_now(port: int, job_id: int) -> list[dict[str, Any]]:
     """The outcomes stored so far (the job may still run)."""
     url = f"http://127.0.0.1:{port}/api/jobs/{job_id}/results"
     response = httpx.get(url, params={"follow": "false"}, timeout=10)
-    import json
-
     return [json.loads(line) for line in response.text.splitlines() if line]
 
 
@@ -197,3 +197,43 @@ def test_chains_run_across_a_grid_and_survive_kill_9_of_the_coordinator_they_cam
     [reason] = h_result["reasons"]
     assert reason.startswith(f"task {g}, which it depends on, failed: task {f}, which it ")
     assert "initial" in reason
+
+
+def test_a_workers_tasks_go_out_in_frames_it_takes(
+    start_coordinator: Callable[..., Coordinator],
+) -> None:
+    """Tasks with large arguments (results put in, or a raised --max-args-bytes) for one
+    worker are split across frames of at most 1 MiB, the most a worker takes."""
+    coordinator = start_coordinator("--no-welcome-task", "--max-args-bytes", "400000")
+    big = "x" * 300_000
+    url = f"ws://127.0.0.1:{coordinator.port}/ws"
+    with connect(url, max_size=None, additional_headers=AUTH) as ws:
+        hello = {"type": "hello", "protocol": 1, "agent": "t", "ops": ["big"], "concurrency": 8}
+        ws.send(json.dumps(hello))
+        assert json.loads(ws.recv(10))["type"] == "welcome"
+        response = httpx.post(
+            f"http://127.0.0.1:{coordinator.port}/api/jobs",
+            json={"op": "big", "args": [{"n": k, "s": big} for k in range(8)]},
+            headers=AUTH,
+            timeout=30,
+        )
+        assert response.status_code == 201, response.text
+        got: list[int] = []
+        while len(got) < 8:
+            frame = ws.recv(10)
+            assert len(frame.encode()) <= 1024 * 1024
+            message = json.loads(frame)
+            tasks = message["tasks"] if message["type"] == "tasks" else [message]
+            got += [task["n"] for task in tasks if task["type"] == "task"]
+    assert sorted(got) == list(range(8))
+
+
+def test_arguments_nested_too_deep_are_refused_over_http(
+    start_coordinator: Callable[..., Coordinator],
+) -> None:
+    coordinator = start_coordinator("--no-welcome-task")
+    deep: Any = 1
+    for _ in range(70):
+        deep = [deep]
+    response = post(coordinator.port, [{"initial": deep, "factor": 2.0, "times": 1}])
+    assert response.status_code == 400 and "deeper than 61" in response.json()["detail"]

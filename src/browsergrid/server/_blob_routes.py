@@ -18,6 +18,7 @@ from browsergrid.server._access import Access
 from browsergrid.server._blob_store import BlobRefused
 from browsergrid.server._coordinator import Coordinator
 from browsergrid.server._page_assets import IMMUTABLE
+from browsergrid.server._shared_blobs import SharedBlobsError
 
 events = logging.getLogger("browsergrid.server.events")
 
@@ -67,7 +68,15 @@ def create_blob_router(coordinator: Coordinator, access: Access) -> APIRouter:
                 "fetching blobs here needs the admin or read token, or the key of a worker "
                 "connection holding a task that refers to this blob",
             )
-        if not is_digest(digest) or blobs.size(digest) is None:
+        if not is_digest(digest):
+            return _refusal(404, "unknown_blob", f"this coordinator holds no blob {digest[:64]}")
+        try:  # in a grid, a blob another coordinator took is fetched into this one's cache
+            held = await blobs.cached(digest)
+        except BlobRefused as exc:
+            return _refusal(exc.status, exc.code, exc.message)
+        except SharedBlobsError as exc:
+            return _refusal(503, "blob_store_unavailable", str(exc))
+        if not held:
             return _refusal(404, "unknown_blob", f"this coordinator holds no blob {digest[:64]}")
         blobs.touch([digest])
         if request.method == "GET":
@@ -134,7 +143,7 @@ def create_blob_router(coordinator: Coordinator, access: Access) -> APIRouter:
             200: {"description": "held already"},
             400: {"description": "bad_json or truncated"},
             413: {"description": "blob_too_large"},
-            501: {"description": "blobs_unavailable: a coordinator of a Redis grid"},
+            503: {"description": "blob_store_unavailable: the shared blob store failed"},
             507: {"description": "blob_store_full"},
         },
     )
@@ -145,10 +154,8 @@ def create_blob_router(coordinator: Coordinator, access: Access) -> APIRouter:
         ] = "bytes",
     ) -> Response:
         """Upload a blob (streamed); the answer is its ref, to pass in tasks' arguments:
-        ``{"$blob": SHA256, "size": N, "format": F}``. 501 on a coordinator of a Redis grid
-        (its coordinators do not share blobs yet)."""
-        if coordinator.blobs_shared_problem is not None:
-            return _refusal(501, "blobs_unavailable", coordinator.blobs_shared_problem)
+        ``{"$blob": SHA256, "size": N, "format": F}``. In a grid it is kept in the shared
+        store, for the workers of every coordinator."""
         return await _receive(coordinator, request, format, None, "a client")
 
     return router

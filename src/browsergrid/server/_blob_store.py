@@ -6,6 +6,11 @@ parses: a blob on disk is always complete and right. Sizes are held in memory (r
 ``open``) so that a submit's refs are checked without touching the disk, and the total is
 bounded (``max_total``): an upload that would pass it is refused instead of filling the
 disk. ``prune`` removes blobs no live task refers to once unused for the retention period.
+
+With a shared store (``_shared_blobs.py``: an object store, or a grid's Redis), the disk is
+a cache in front of it: a new blob is written to the shared store before it is
+acknowledged, a blob held only there is found (``locate``) for a submit's refs and fetched
+into the cache (``cached``) on the first request for it, checked against its SHA-256.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import os
 import secrets
 import time
@@ -23,6 +29,10 @@ from pathlib import Path
 import msgspec
 
 from browsergrid.protocol import Format, Ref, is_digest
+from browsergrid.server._shared_blobs import SharedBlobs, SharedBlobsError
+from browsergrid.store import RedisStore, StoreError
+
+log = logging.getLogger("browsergrid.server")
 
 _WRITE_BYTES = 1024 * 1024  # chunks gathered before one write in a thread
 
@@ -42,20 +52,38 @@ class BlobRefused(Exception):
 class DiskBlobs:
     """The blobs of one coordinator, in ``root``. Call ``open()`` before use."""
 
-    def __init__(self, root: Path, *, max_size: int, max_total: int) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        max_size: int,
+        max_total: int,
+        shared: SharedBlobs | None = None,
+        grid: RedisStore | None = None,
+    ) -> None:
         self.root = root
+        self.shared = shared
+        self.grid = grid  # a grid's Redis: when blobs were used, for every coordinator
+        self._touched: dict[str, float] = {}  # uses not yet told the grid (flush_uses)
         self.max_size = max_size
         self.max_total = max_total
         self.sizes: dict[str, int] = {}
+        self.found: dict[str, int] = {}  # blobs the shared store holds and this disk not yet
+        self._fetching: dict[str, asyncio.Future[bool]] = {}
         self.total = 0  # bytes of all blobs kept
         self.used: dict[str, float] = {}  # when each was last uploaded, submitted or fetched
         self.reserved = 0  # bytes of uploads under way, counted against max_total
+        self.opened_at = time.time()
         self._tmp = root / "tmp"
 
     async def open(self) -> None:
-        """Create the folder, drop what interrupted uploads left, and read the sizes."""
+        """Create the folder, drop what interrupted uploads left, and read the sizes; check
+        that the shared store answers (SharedBlobsError, saying why, when it does not)."""
+        if self.shared is not None:
+            await self.shared.open()
         self.sizes = await asyncio.to_thread(self._scan)
-        self.used = dict.fromkeys(self.sizes, time.time())  # a restart renews their time
+        self.opened_at = time.time()
+        self.used = dict.fromkeys(self.sizes, self.opened_at)  # a restart renews their time
         self.total = sum(self.sizes.values())
 
     def _scan(self) -> dict[str, int]:
@@ -73,8 +101,57 @@ class DiskBlobs:
         return sizes
 
     def size(self, digest: str) -> int | None:
-        """The size of a blob held, or None."""
-        return self.sizes.get(digest)
+        """The size of a blob held (here, or found in the shared store), or None."""
+        size = self.sizes.get(digest)
+        return self.found.get(digest) if size is None else size
+
+    async def locate(self, digests: Iterable[str]) -> None:
+        """Look for these blobs in the shared store when this disk lacks them, so that
+        ``size`` knows them; SharedBlobsError when the store cannot say."""
+        if self.shared is None:
+            return
+        missing = [d for d in set(digests) if d not in self.sizes and d not in self.found]
+        sizes = await asyncio.gather(*(self.shared.size(d) for d in missing))
+        for digest, size in zip(missing, sizes, strict=True):
+            if size is not None:
+                self.found[digest] = size
+
+    async def cached(self, digest: str) -> bool:
+        """Whether the blob is on this disk now: fetched from the shared store (and checked
+        against its SHA-256) when only that holds it. BlobRefused when there is no room
+        here, SharedBlobsError when the store fails or holds bytes of another hash."""
+        if digest in self.sizes:
+            return True
+        if self.shared is None:
+            return False
+        fetching = self._fetching.get(digest)
+        if fetching is None:  # one download however many workers ask at once
+            fetching = asyncio.ensure_future(self._fetch(digest))
+            self._fetching[digest] = fetching
+            fetching.add_done_callback(lambda _: self._fetching.pop(digest, None))
+        return await asyncio.shield(fetching)
+
+    async def _fetch(self, digest: str) -> bool:
+        assert self.shared is not None
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        temp = self._tmp / secrets.token_hex(8)
+        try:
+            if not await self.shared.fetch(digest, temp):
+                self.found.pop(digest, None)
+                return False
+            size, got = await asyncio.to_thread(_size_and_hash, temp)
+            if got != digest:
+                raise SharedBlobsError(
+                    f"the shared store {self.shared.where} holds bytes of SHA-256 {got} as "
+                    f"blob {digest}: not used"
+                )
+            self._check_room(size)
+            await self._add(digest, size, lambda: _place(temp, self.path(digest)), share=False)
+            self.found.pop(digest, None)
+            return True
+        finally:
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(temp.unlink, missing_ok=True)
 
     def path(self, digest: str) -> Path:
         """Where a blob is (or would be) on disk; ``digest`` must be one (``is_digest``)."""
@@ -153,20 +230,38 @@ class DiskBlobs:
             finally:
                 self.reserved -= len(content)
         else:
-            self.used[digest] = time.time()
+            self._use(digest, time.time())
         return Ref(digest, len(content), form)
 
-    async def _add(self, digest: str, size: int, write: Callable[[], None]) -> bool:
+    def _use(self, digest: str, now: float) -> None:
+        self.used[digest] = now
+        if self.grid is not None:
+            self._touched[digest] = now
+
+    async def _add(
+        self, digest: str, size: int, write: Callable[[], None], *, share: bool = True
+    ) -> bool:
         """Put a checked blob in place (``write``, in a thread) unless held: whether it was
-        new. Counted once however many uploads of the same bytes race here."""
-        self.used[digest] = time.time()
+        new. Counted once however many uploads of the same bytes race here. A new blob goes
+        to the shared store too (``share``), before it counts as held: BlobRefused
+        (503 ``blob_store_unavailable``) when it cannot, and nothing is kept."""
+        self._use(digest, time.time())
         if digest in self.sizes:
             return False
         await asyncio.to_thread(write)
+        if share and self.shared is not None:
+            try:
+                await self.shared.put(digest, self.path(digest))
+            except SharedBlobsError as exc:
+                if digest not in self.sizes:
+                    with contextlib.suppress(OSError):
+                        await asyncio.to_thread(self.path(digest).unlink, missing_ok=True)
+                raise BlobRefused(503, "blob_store_unavailable", str(exc)) from None
         if digest in self.sizes:  # another upload of the same bytes finished first
             return False
         self.sizes[digest] = size
         self.total += size
+        self.found.pop(digest, None)
         return True
 
     def _write(self, digest: str, content: bytes) -> None:
@@ -178,6 +273,14 @@ class DiskBlobs:
     def _check_room(self, size: int, uploading: int = 0) -> None:
         """Refuse a blob of ``size`` bytes, of which ``uploading`` are already counted in
         ``reserved`` (an upload under way)."""
+        shared_max = self.shared.max_size if self.shared is not None else None
+        if shared_max is not None and shared_max < self.max_size and size > shared_max:
+            raise BlobRefused(
+                413,
+                "blob_too_large",
+                f"a blob kept in the grid's Redis may hold at most {shared_max} bytes: give "
+                "the coordinators an object store for larger ones (--blob-store s3://...)",
+            )
         if size > self.max_size:
             raise BlobRefused(
                 413,
@@ -197,8 +300,35 @@ class DiskBlobs:
         """Mark blobs as used now: ``prune`` keeps them for the retention period."""
         now = time.time()
         for digest in digests:
-            if digest in self.sizes:
-                self.used[digest] = now
+            if digest in self.sizes or digest in self.found:
+                self._use(digest, now)
+
+    async def flush_uses(self) -> None:
+        """Tell the grid's Redis when this coordinator last used blobs (``P blobs:used``),
+        so that no coordinator removes from the shared store a blob another one uses. Call
+        it now and then (every minute) and before ``prune_shared``; a store failure is
+        logged and the uses are told next time."""
+        if self.grid is None or not self._touched:
+            return
+        touched, self._touched = self._touched, {}
+        try:
+            with self.grid.errors():
+                await self.grid.client().zadd(f"{self.grid.prefix}blobs:used", touched, gt=True)
+        except StoreError as exc:
+            log.warning("could not record when blobs were used: %s", exc)
+            self._touched = {**touched, **self._touched}
+
+    async def _grid_uses(self, digests: list[str]) -> dict[str, float]:
+        if self.grid is None or not digests:
+            return {}
+        key = f"{self.grid.prefix}blobs:used"
+        found: dict[str, float] = {}
+        with self.grid.errors():
+            for start in range(0, len(digests), 1000):
+                page = digests[start : start + 1000]
+                scores = await self.grid.client().zmscore(key, page)
+                found.update((d, float(t)) for d, t in zip(page, scores, strict=True) if t)
+        return found
 
     def prune(self, unused_since: float, needed: Callable[[str], bool]) -> int:
         """Remove the blobs last used before ``unused_since`` (Unix time) for which
@@ -214,9 +344,38 @@ class DiskBlobs:
             except OSError:
                 continue
             self.total -= self.sizes.pop(digest)
-            self.used.pop(digest, None)
+            if self.shared is None:  # else its time of use counts for the shared store's
+                self.used.pop(digest, None)
             gone += 1
+        self.found.clear()  # looked up again when a submit or a worker asks
         return gone
+
+    async def prune_shared(self, unused_since: float, needed: Callable[[str], bool]) -> int:
+        """Remove from the shared store the blobs stored and last used (here) before
+        ``unused_since`` for which ``needed(digest)`` is false; how many went.
+        SharedBlobsError when the store fails. A blob never used here counts as used when
+        this coordinator started (a restart renews every blob's time, as on disk)."""
+        if self.shared is None:
+            return 0
+        await self.flush_uses()
+        old = [
+            digest
+            async for digest, _, stored_at in self.shared.listing()
+            if max(stored_at, self.used.get(digest, self.opened_at)) < unused_since
+            and digest not in self.sizes  # pruned here first: it was unused here too
+        ]
+        try:
+            elsewhere = await self._grid_uses(old)  # the other coordinators' uses
+        except StoreError as exc:
+            raise SharedBlobsError(f"could not read when blobs were used: {exc}") from None
+        doomed = [d for d in old if elsewhere.get(d, 0.0) < unused_since and not needed(d)]
+        await self.shared.delete(doomed)
+        for digest in doomed:
+            self.used.pop(digest, None)
+        if self.grid is not None and doomed:
+            with contextlib.suppress(StoreError), self.grid.errors():
+                await self.grid.client().zrem(f"{self.grid.prefix}blobs:used", *doomed)
+        return len(doomed)
 
 
 def _check_json(path: Path) -> None:
@@ -224,6 +383,16 @@ def _check_json(path: Path) -> None:
         msgspec.json.decode(path.read_bytes())
     except msgspec.DecodeError as exc:
         raise BlobRefused(400, "bad_json", f"the body is not UTF-8 JSON text: {exc}") from None
+
+
+def _size_and_hash(path: Path) -> tuple[int, str]:
+    sha = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(_WRITE_BYTES):
+            sha.update(chunk)
+            size += len(chunk)
+    return size, sha.hexdigest()
 
 
 def _place(temp: Path, target: Path) -> None:

@@ -46,6 +46,7 @@ from browsergrid.core import (
 from browsergrid.errors import SubmitError
 from browsergrid.ops import OPS, PYTHON_OP, agree_op
 from browsergrid.protocol import (
+    MAX_RESOLVED_BYTES,
     Accepted,
     FailureRecord,
     Limits,
@@ -55,6 +56,7 @@ from browsergrid.protocol import (
     large_inputs,
     refs_in,
     resolve_futures,
+    result_size,
     task_futures,
 )
 from browsergrid.server._blob_store import DiskBlobs
@@ -76,6 +78,7 @@ from browsergrid.server._reports import (
     send_cancel,
     send_tasks,
 )
+from browsergrid.server._shared_blobs import SharedBlobsError, shared_blobs
 from browsergrid.server._shared_jobs import SharedJobs
 from browsergrid.server._state import (
     AcceptedSlot,
@@ -91,6 +94,7 @@ from browsergrid.server._submit import (
     check_tasks,
     job_info,
     log_submitted,
+    ref_digests,
     sources_as_blobs,
     task_records,
 )
@@ -148,10 +152,14 @@ class Coordinator:
         self.dependencies = Dependencies(
             store, lambda: self.scheduler, self.apply, self.stimulus, self.store_failed
         )
+        # In a grid, blobs live in the shared store (--blob-store, else the grid's Redis),
+        # so that a blob put through one coordinator is there for the workers of any other.
         self.blobs = DiskBlobs(
             config.data_dir / "blobs",
             max_size=config.max_blob_size,
             max_total=config.max_blob_bytes,
+            shared=shared_blobs(config.blob_store, store),
+            grid=store if isinstance(store, RedisStore) else None,
         )
         self.blob_keys: dict[str, int] = {}  # a worker connection's blob_key -> its id
         # (worker id, task id) -> the blob that lease uploaded as its result: one upload per
@@ -160,15 +168,6 @@ class Coordinator:
         # job id -> the blobs of its large results, renewed when it finishes (a restart
         # renews every blob's time anyway)
         self.result_blobs: dict[int, set[str]] = {}
-        # The coordinators of a Redis grid do not share blobs yet: none are taken there, and
-        # workers get no blob key (so they send every result inline).
-        self.blobs_shared_problem: str | None = (
-            "this coordinator keeps its store in Redis, as one of a grid, and the "
-            "coordinators of a grid do not share blobs yet: send the data in the tasks' "
-            "arguments, or use a coordinator on SQLite"
-            if isinstance(store, RedisStore)
-            else None
-        )
 
     def _scheduler(self, next_job_id: int = 1, next_task_id: int = 1) -> Scheduler:
         return Scheduler(
@@ -184,6 +183,8 @@ class Coordinator:
             inputs=large_inputs,
             depends=task_futures,
             resolve=resolve_futures,
+            measure=result_size,
+            max_resolved_bytes=MAX_RESOLVED_BYTES,
         )
 
     @property
@@ -195,7 +196,10 @@ class Coordinator:
         """Open the store and take up what is unfinished (jobs a previous run left, or the
         grid's queue); raises StoreError when the store cannot be used."""
         await self.store.open()
-        await self.blobs.open()
+        try:
+            await self.blobs.open()
+        except SharedBlobsError as exc:
+            raise StoreError(str(exc)) from None
         emit(
             log,
             "scheduler_seeded",
@@ -209,8 +213,8 @@ class Coordinator:
 
     async def stop(self) -> None:
         """Finish the stores and pushes in progress, leave the grid, then close the store."""
+        await self.dependencies.stop()  # first: a lookup would store more
         await self.drain()
-        await self.dependencies.stop()
         await self.queue.stop()
         await self.store.close()
 
@@ -232,7 +236,12 @@ class Coordinator:
             return
         if removed:
             emit(log, "pruned", f"removed {removed} job(s) past retention", jobs=removed)
-        blobs = self.blobs.prune(cutoff, self._needs_blob())
+        needed = self._needs_blob()
+        blobs = self.blobs.prune(cutoff, needed)
+        try:
+            blobs += await self.blobs.prune_shared(cutoff, await self._grid_needs(needed))
+        except (SharedBlobsError, StoreError) as exc:
+            log.warning("could not prune the shared blob store: %s", exc)
         if blobs:
             emit(
                 log, "pruned_blobs", f"removed {blobs} blob(s) unused within retention", blobs=blobs
@@ -244,6 +253,18 @@ class Coordinator:
                 f"removed the history of {forgotten} worker(s) not seen within retention",
                 workers=forgotten,
             )
+
+    async def _grid_needs(self, needed: Callable[[str], bool]) -> Callable[[str], bool]:
+        """``needed``, and in a grid, whether an unfinished task of any coordinator refers
+        to a blob (read from the store: the grid's queue holds tasks no one took yet)."""
+        if self.grid is None:
+            return needed
+        _, unfinished = await self.store.unfinished()
+        elsewhere: set[str] = set()
+        for task in unfinished:
+            with contextlib.suppress(ValueError):
+                elsewhere.update(ref.sha256 for ref in refs_in(task.args))
+        return lambda digest: digest in elsewhere or needed(digest)
 
     def _needs_blob(self) -> Callable[[str], bool]:
         """Whether an unfinished task of this coordinator refers to a blob (the refs of
@@ -257,6 +278,8 @@ class Coordinator:
                 for task in self.scheduler.tasks.values():
                     with contextlib.suppress(ValueError):
                         needed.update(ref.sha256 for ref in refs_in(task.args))
+                        if task.settled:  # results a waiting task holds until it runs
+                            needed.update(r.sha256 for r in refs_in(list(task.settled.values())))
             return digest in needed
 
         return needs
@@ -310,7 +333,7 @@ class Coordinator:
             rate=rate,
             burst=2 * rate,
             now=time.monotonic(),
-            blob_key=None if self.blobs_shared_problem else secrets.token_urlsafe(18),
+            blob_key=secrets.token_urlsafe(18),
         )
 
     def stimulus(self, kind: str) -> str:
@@ -337,11 +360,16 @@ class Coordinator:
         ``_submit.py``) and queues nothing when any task is refused.
         """
         refs: set[str] = set()
+        if self.blobs.shared is not None:  # a ref may name a blob another coordinator took
+            try:
+                await self.blobs.locate(ref_digests(args))
+            except SharedBlobsError as exc:
+                raise SubmitError("store_unavailable", str(exc)) from None
         # in a grid, ids come from Redis: the store holds a task back until the tasks it
         # depends on are final there (a future naming a later task waits for nothing)
         issued = self.scheduler.issued if self.grid is None else _any_task
         tasks = check_tasks(op, args, self.known_ops(), self.config, self.blobs.size, refs, issued)
-        if op == PYTHON_OP and self.blobs_shared_problem is None:
+        if op == PYTHON_OP:
             refs |= await sources_as_blobs(tasks, self.blobs)
         self.blobs.touch(refs)  # now, before any pause: a prune meanwhile keeps them
         queue = self.queue

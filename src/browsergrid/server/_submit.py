@@ -7,6 +7,7 @@ refused submit queues nothing. ``job_info`` and ``task_records`` are what the st
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -21,9 +22,11 @@ from browsergrid.errors import SubmitError
 from browsergrid.protocol import (
     BLOB,
     FUTURE,
+    MAX_DEPTH,
     SubmitOptions,
     args_futures,
     check_arg_names,
+    nested_too_deep,
     refs_in,
 )
 from browsergrid.server._blob_store import BlobRefused, DiskBlobs
@@ -33,6 +36,7 @@ events = logging.getLogger("browsergrid.server.events")
 _json_encode = msgspec.json.Encoder().encode
 _BLOB_MEMBER = f'"{BLOB}"'.encode()
 _FUTURE_MEMBER = f'"{FUTURE}"'.encode()
+_ARGS_DEPTH = MAX_DEPTH - 3  # a task frame nests its arguments 3 deep: {"tasks": [{...}]}
 
 
 def check_tasks(
@@ -66,10 +70,16 @@ def check_tasks(
                 f"the arguments of task {index} of this submit are over {limit} bytes "
                 "as JSON (--max-args-bytes)",
             )
+        if nested_too_deep(encoded, _ARGS_DEPTH):  # HTTP bodies are not checked for depth
+            raise SubmitError(
+                "bad_args",
+                f"the arguments of task {index} of this submit nest arrays and objects "
+                f"deeper than {_ARGS_DEPTH}: a task frame could not hold them",
+            )
         if _BLOB_MEMBER in encoded:  # a cheap test first: most arguments hold no ref
             _check_refs(item, index, blob_size, refs if refs is not None else set())
         if _FUTURE_MEMBER in encoded:
-            _check_futures(item, index, issued)
+            _check_futures(item, encoded, index, issued)
     return [TaskSpec(op=op, args=item) for item in args]
 
 
@@ -97,9 +107,22 @@ def _check_refs(
         refs.add(ref.sha256)
 
 
-def _check_futures(item: dict[str, Any], index: int, issued: Callable[[int], bool]) -> None:
+def ref_digests(args: Sequence[dict[str, Any]]) -> set[str]:
+    """The SHA-256s of the blobs a submit's arguments refer to (malformed refs aside: the
+    check refuses them)."""
+    found: set[str] = set()
+    for item in args:
+        if isinstance(item, dict) and any(isinstance(v, dict | list) for v in item.values()):
+            with contextlib.suppress(ValueError):
+                found.update(ref.sha256 for ref in refs_in(item))
+    return found
+
+
+def _check_futures(
+    item: dict[str, Any], encoded: bytes, index: int, issued: Callable[[int], bool]
+) -> None:
     try:
-        found = args_futures(item)
+        found = args_futures(item, encoded)
     except ValueError as exc:
         raise SubmitError("bad_args", f"task {index} of this submit: {exc}") from None
     for task_id in sorted(found):
