@@ -5,6 +5,7 @@ two coordinators, with and without ``--blob-store``, and a ``kill -9``."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import signal
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from browsergrid import Client
@@ -25,7 +27,7 @@ from browsergrid.server._shared_blobs import (
     SharedBlobsError,
 )
 from browsergrid.store import RedisStore
-from tests._support import Coordinator, Process
+from tests._support import AUTH, Coordinator, Process
 from tests.e2e._blob_functions import blob_digest, counting
 
 MB = 1024 * 1024
@@ -160,11 +162,99 @@ async def test_prune_keeps_what_another_coordinator_used_lately(
         second._touched[kept.sha256] = later + 60  # ... but one on the second, since
         await second.flush_uses()
         assert first.prune(later, lambda digest: False) == 2  # its own copies: a cache
-        assert await first.prune_shared(later, lambda digest: False) == 1
+        assert await first.prune_shared(later, nothing_needed) == 1
         assert await shared.size(gone.sha256) is None
         assert await shared.size(kept.sha256) == len(b"used on b")
-        needed = {kept.sha256}
-        assert await first.prune_shared(later + 7200, needed.__contains__) == 0  # a task needs it
+
+        async def needs_kept() -> Callable[[str], bool]:
+            return {kept.sha256}.__contains__
+
+        assert await first.prune_shared(later + 7200, needs_kept) == 0  # a task needs it
+        fresh = disk(tmp_path / "c", shared, grid=store)  # just started: prunes all the same
+        await fresh.open()
+        assert await fresh.prune_shared(later + 7200, nothing_needed) == 1
+    finally:
+        await store.close()
+
+
+async def nothing_needed() -> Callable[[str], bool]:
+    return lambda digest: False
+
+
+class FailsOnce:
+    """A shared store whose first put fails (a hiccup), the real one behind it."""
+
+    def __init__(self, real: SharedBlobs) -> None:
+        self.real = real
+        self.where = real.where
+        self.max_size = real.max_size
+        self.failed = False
+
+    async def put(self, digest: str, path: Path) -> None:
+        if not self.failed:
+            self.failed = True
+            await asyncio.sleep(0.05)  # the other upload of the same bytes is under way
+            raise SharedBlobsError("a hiccup")
+        await self.real.put(digest, path)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+async def test_two_uploads_of_the_same_bytes_while_the_store_hiccups(
+    shared: SharedBlobs, tmp_path: Path
+) -> None:
+    cache = disk(tmp_path, FailsOnce(shared))
+    content = os.urandom(100_000)
+    first, second = await asyncio.gather(
+        cache.receive(chunks(content), form="bytes"),
+        cache.receive(chunks(content), form="bytes"),
+        return_exceptions=True,
+    )
+    [refused] = [r for r in (first, second) if isinstance(r, BaseException)]
+    [kept] = [r for r in (first, second) if not isinstance(r, BaseException)]
+    assert isinstance(refused, BlobRefused) and refused.status == 503  # the one that hiccupped
+    assert kept[1]  # the other one kept it: counted, on disk, in the shared store
+    digest = kept[0].sha256
+    assert cache.path(digest).read_bytes() == content
+    assert await shared.size(digest) == len(content)
+
+
+async def test_a_blob_the_shared_store_lost_is_put_again(
+    shared: SharedBlobs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = disk(tmp_path, shared)
+    await cache.open()
+    ref = await cache.keep(b"a function's source", "json")
+    await shared.delete([ref.sha256])  # pruned by another coordinator while this one slept
+    monkeypatch.setattr("browsergrid.server._blob_store._RECHECK_S", 0.0)
+    assert await cache.keep(b"a function's source", "json") == ref  # held here: checked there
+    assert await shared.size(ref.sha256) == ref.size
+
+
+async def test_many_refs_are_looked_up_a_few_at_a_time(shared: SharedBlobs, tmp_path: Path) -> None:
+    cache = disk(tmp_path / "a", shared)
+    await cache.open()
+    refs = [await cache.keep(b"blob %d" % k, "bytes") for k in range(300)]
+    other = disk(tmp_path / "b", shared)
+    await other.open()
+    await other.locate(ref.sha256 for ref in refs)  # 300 at once would drain a pool
+    assert all(other.size(ref.sha256) == ref.size for ref in refs)
+
+
+async def test_the_grids_redis_keeps_so_many_bytes_of_blobs(redis_url: str, tmp_path: Path) -> None:
+    store = RedisStore(redis_url)
+    await store.open()
+    try:
+        cache = disk(tmp_path, RedisBlobs(store, max_total=1000))
+        await cache.open()
+        await cache.receive(chunks(b"x" * 600), form="bytes")
+        with pytest.raises(BlobRefused, match="at most 1000 bytes") as refused:
+            await cache.receive(chunks(b"y" * 600), form="bytes")
+        assert refused.value.status == 507
+        [(digest, _, _)] = [entry async for entry in RedisBlobs(store).listing()]
+        await RedisBlobs(store).delete([digest])  # room again
+        await cache.receive(chunks(b"z" * 600), form="bytes")
     finally:
         await store.close()
 
@@ -184,11 +274,18 @@ def test_blobs_and_large_results_cross_a_grid_on_redis(
     tmp_path: Path,
 ) -> None:
     first = start_coordinator("--redis", redis_url, "--no-welcome-task")
-    second = start_coordinator("--redis", redis_url, "--no-welcome-task")
+    second = start_coordinator(
+        "--redis", redis_url, "--no-welcome-task", "--data-dir", str(tmp_path / "second")
+    )
     function_worker(start_worker, second.ws_url, tmp_path / "worker")
     data = os.urandom(3 * MB)
     with Client(f"http://127.0.0.1:{first.port}") as client:
         ref = client.put(data)  # through the first: its worker is on the second
+    url = f"http://127.0.0.1:{second.port}/blobs/{ref.sha256}"
+    head = httpx.head(url, headers=AUTH, timeout=10)  # answered from the store: no download
+    assert (head.status_code, head.headers["content-length"]) == (200, str(len(data)))
+    assert not list((tmp_path / "second").glob("blobs/??/*"))
+    with Client(f"http://127.0.0.1:{first.port}") as client:
         meta = client.put(list(range(100)))
         got: dict[str, Any] = client.submit(blob_digest, ref, meta).result(timeout=60)
         assert got == {"len": len(data), "sha": ref.sha256, "total": 4950}

@@ -569,7 +569,9 @@ class Engine:
         request.waits = False
         return True
 
-    def _fail_request(self, request: _Request, error: BaseException) -> None:
+    def _fail_request(self, request: _Request | _Pending, error: BaseException) -> None:
+        """Its tasks will never be accepted: their futures (and those of the tasks that take
+        them as arguments) fail with ``error``, and so does the job id's."""
         for item in request.items:
             setattr(item.future, _MARK, (self, error))  # its dependents fail with it
             if not item.future.done():
@@ -787,13 +789,7 @@ class Engine:
         if pending is None:
             log.warning("coordinator says %s: %s", message.code, message.message)
             return
-        error = SubmitError(message.code, message.message)
-        for item in pending.items:
-            setattr(item.future, _MARK, (self, error))  # its dependents fail with it
-            if not item.future.done():
-                item.future.set_exception(error)
-        if pending.job_id is not None and not pending.job_id.done():
-            pending.job_id.set_exception(error)
+        self._fail_request(pending, SubmitError(message.code, message.message))
         if self._parked:
             self._unpark()
 

@@ -212,5 +212,5 @@ async def _tick_forever(coordinator: Coordinator, interval_s: float = 0.5) -> No
             await coordinator.remember_workers()
         if ticks % 120 == 0:  # every minute: when blobs were used, for the grid
             await coordinator.blobs.flush_uses()
-        if ticks % 7200 == 1:  # at start, then hourly
-            await coordinator.prune()
+        if ticks % 7200 == 1:  # at start, then hourly, beside the ticks
+            coordinator.prune_soon()

@@ -28,6 +28,15 @@ _OCTETS = {
 }
 
 
+def _served(digest: str) -> dict[str, str]:
+    return {
+        "ETag": f'"{digest}"',
+        "Cache-Control": IMMUTABLE,
+        "Access-Control-Allow-Origin": "*",
+        "Content-Type": "application/octet-stream",
+    }
+
+
 def blob_exempt(path: str) -> bool:
     """Whether a request path is a blob upload, which bounds its own body (``BodyLimit``
     leaves it alone)."""
@@ -71,6 +80,13 @@ def create_blob_router(coordinator: Coordinator, access: Access) -> APIRouter:
         if not is_digest(digest):
             return _refusal(404, "unknown_blob", f"this coordinator holds no blob {digest[:64]}")
         try:  # in a grid, a blob another coordinator took is fetched into this one's cache
+            if request.method == "HEAD" and blobs.size(digest) is None:
+                await blobs.locate([digest])  # a HEAD asks, and downloads nothing
+            if request.method == "HEAD" and digest not in blobs.sizes:
+                size = blobs.size(digest)
+                if size is None:
+                    return _refusal(404, "unknown_blob", f"this coordinator holds no blob {digest}")
+                return Response(headers={**_served(digest), "Content-Length": str(size)})
             held = await blobs.cached(digest)
         except BlobRefused as exc:
             return _refusal(exc.status, exc.code, exc.message)
@@ -82,13 +98,7 @@ def create_blob_router(coordinator: Coordinator, access: Access) -> APIRouter:
         if request.method == "GET":
             _count_fetch(coordinator, blobs.size(digest) or 0, request.headers.get("range"))
         return FileResponse(
-            blobs.path(digest),
-            media_type="application/octet-stream",
-            headers={
-                "ETag": f'"{digest}"',
-                "Cache-Control": IMMUTABLE,
-                "Access-Control-Allow-Origin": "*",
-            },
+            blobs.path(digest), media_type="application/octet-stream", headers=_served(digest)
         )
 
     @router.put(
@@ -102,6 +112,7 @@ def create_blob_router(coordinator: Coordinator, access: Access) -> APIRouter:
             403: {"description": "not_leased"},
             409: {"description": "already_uploaded: one upload per lease"},
             413: {"description": "blob_too_large"},
+            503: {"description": "blob_store_unavailable: the shared blob store failed"},
             507: {"description": "blob_store_full"},
         },
     )

@@ -22,19 +22,21 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 
 from browsergrid.protocol import Format, Ref, is_digest
-from browsergrid.server._shared_blobs import SharedBlobs, SharedBlobsError
+from browsergrid.server._shared_blobs import SharedBlobs, SharedBlobsError, SharedBlobsFull
 from browsergrid.store import RedisStore, StoreError
 
 log = logging.getLogger("browsergrid.server")
 
 _WRITE_BYTES = 1024 * 1024  # chunks gathered before one write in a thread
+_CONCURRENT_ASKS = 16  # requests to the shared store at once (a pool of connections)
+_RECHECK_S = 300.0  # a blob held here is asked about in the shared store at most this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +72,12 @@ class DiskBlobs:
         self.sizes: dict[str, int] = {}
         self.found: dict[str, int] = {}  # blobs the shared store holds and this disk not yet
         self._fetching: dict[str, asyncio.Future[bool]] = {}
+        self._adding: dict[str, asyncio.Future[None]] = {}  # one add of a blob at a time
+        self._shared_seen: dict[str, float] = {}  # when the shared store last had a held blob
+        self._asking = asyncio.Semaphore(_CONCURRENT_ASKS)  # of the shared store, at once
         self.total = 0  # bytes of all blobs kept
         self.used: dict[str, float] = {}  # when each was last uploaded, submitted or fetched
         self.reserved = 0  # bytes of uploads under way, counted against max_total
-        self.opened_at = time.time()
         self._tmp = root / "tmp"
 
     async def open(self) -> None:
@@ -82,8 +86,10 @@ class DiskBlobs:
         if self.shared is not None:
             await self.shared.open()
         self.sizes = await asyncio.to_thread(self._scan)
-        self.opened_at = time.time()
-        self.used = dict.fromkeys(self.sizes, self.opened_at)  # a restart renews their time
+        now = time.time()
+        self.used = dict.fromkeys(self.sizes, now)  # a restart renews their time
+        if self.grid is not None:  # ... for every coordinator of the grid (flush_uses)
+            self._touched.update(self.used)
         self.total = sum(self.sizes.values())
 
     def _scan(self) -> dict[str, int]:
@@ -110,8 +116,14 @@ class DiskBlobs:
         ``size`` knows them; SharedBlobsError when the store cannot say."""
         if self.shared is None:
             return
+        shared = self.shared
         missing = [d for d in set(digests) if d not in self.sizes and d not in self.found]
-        sizes = await asyncio.gather(*(self.shared.size(d) for d in missing))
+
+        async def ask(digest: str) -> int | None:
+            async with self._asking:  # a few at once: a pool of connections is shared
+                return await shared.size(digest)
+
+        sizes = await asyncio.gather(*(ask(d) for d in missing))
         for digest, size in zip(missing, sizes, strict=True):
             if size is not None:
                 self.found[digest] = size
@@ -135,21 +147,36 @@ class DiskBlobs:
         assert self.shared is not None
         self._tmp.mkdir(parents=True, exist_ok=True)
         temp = self._tmp / secrets.token_hex(8)
+        reserved = 0
         try:
-            if not await self.shared.fetch(digest, temp):
-                self.found.pop(digest, None)
-                return False
+            async with self._asking:
+                announced = self.found.get(digest)
+                if announced is None:
+                    announced = await self.shared.size(digest)
+                if announced is None:
+                    return False
+                self._check_room(announced)  # before the download, which counts meanwhile
+                self.reserved += announced
+                reserved = announced
+                if not await self.shared.fetch(digest, temp):
+                    self.found.pop(digest, None)
+                    return False
             size, got = await asyncio.to_thread(_size_and_hash, temp)
             if got != digest:
                 raise SharedBlobsError(
                     f"the shared store {self.shared.where} holds bytes of SHA-256 {got} as "
                     f"blob {digest}: not used"
                 )
-            self._check_room(size)
+            self._check_room(size, uploading=reserved)
             await self._add(digest, size, lambda: _place(temp, self.path(digest)), share=False)
             self.found.pop(digest, None)
             return True
+        except OSError as exc:  # this disk failed, not the store
+            raise BlobRefused(
+                507, "blob_store_full", f"could not cache blob {digest} here: {exc}"
+            ) from None
         finally:
+            self.reserved -= reserved
             with contextlib.suppress(OSError):
                 await asyncio.to_thread(temp.unlink, missing_ok=True)
 
@@ -222,15 +249,15 @@ class DiskBlobs:
         """Keep bytes the coordinator has in hand (a small blob: hashed here, written in a
         thread only when not held); BlobRefused when there is no room."""
         digest = hashlib.sha256(content).hexdigest()
-        if digest not in self.sizes:
+        held = digest in self.sizes
+        if not held:
             self._check_room(len(content))
             self.reserved += len(content)
-            try:
-                await self._add(digest, len(content), lambda: self._write(digest, content))
-            finally:
+        try:
+            await self._add(digest, len(content), lambda: self._write(digest, content))
+        finally:
+            if not held:
                 self.reserved -= len(content)
-        else:
-            self._use(digest, time.time())
         return Ref(digest, len(content), form)
 
     def _use(self, digest: str, now: float) -> None:
@@ -242,27 +269,54 @@ class DiskBlobs:
         self, digest: str, size: int, write: Callable[[], None], *, share: bool = True
     ) -> bool:
         """Put a checked blob in place (``write``, in a thread) unless held: whether it was
-        new. Counted once however many uploads of the same bytes race here. A new blob goes
-        to the shared store too (``share``), before it counts as held: BlobRefused
-        (503 ``blob_store_unavailable``) when it cannot, and nothing is kept."""
+        new. One add of a blob at a time: uploads of the same bytes wait for each other. A
+        blob goes to the shared store too (``share``) before it counts as held, and one held
+        here is put there again if the store lost it (pruned while this coordinator slept):
+        BlobRefused (503 ``blob_store_unavailable``, 507 ``blob_store_full``) when it
+        cannot, and nothing new is kept."""
         self._use(digest, time.time())
+        while (adding := self._adding.get(digest)) is not None:
+            await asyncio.shield(adding)
         if digest in self.sizes:
+            if share:
+                await self._share(digest, check=True)
             return False
-        await asyncio.to_thread(write)
-        if share and self.shared is not None:
-            try:
-                await self.shared.put(digest, self.path(digest))
-            except SharedBlobsError as exc:
-                if digest not in self.sizes:
+        self._adding[digest] = done = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.to_thread(write)
+            if share:
+                try:
+                    await self._share(digest, check=False)
+                except BlobRefused:
                     with contextlib.suppress(OSError):
                         await asyncio.to_thread(self.path(digest).unlink, missing_ok=True)
-                raise BlobRefused(503, "blob_store_unavailable", str(exc)) from None
-        if digest in self.sizes:  # another upload of the same bytes finished first
-            return False
-        self.sizes[digest] = size
-        self.total += size
-        self.found.pop(digest, None)
-        return True
+                    raise
+            self.sizes[digest] = size
+            self.total += size
+            self.found.pop(digest, None)
+            return True
+        finally:
+            del self._adding[digest]
+            done.set_result(None)
+
+    async def _share(self, digest: str, *, check: bool) -> None:
+        """Make sure the shared store holds the blob (put it from this disk); ``check``:
+        ask first (a blob held here, confirmed at most ``_RECHECK_S`` ago, is not asked
+        about again). Records the use for the grid at once."""
+        if self.shared is None:
+            return
+        now = time.time()
+        if check and now - self._shared_seen.get(digest, 0.0) < _RECHECK_S:
+            return
+        try:
+            if not check or await self.shared.size(digest) is None:
+                await self.shared.put(digest, self.path(digest))
+        except SharedBlobsFull as exc:
+            raise BlobRefused(507, "blob_store_full", str(exc)) from None
+        except SharedBlobsError as exc:
+            raise BlobRefused(503, "blob_store_unavailable", str(exc)) from None
+        self._shared_seen[digest] = now
+        await self.flush_uses()  # now: a prune elsewhere must see it used
 
     def _write(self, digest: str, content: bytes) -> None:
         self._tmp.mkdir(parents=True, exist_ok=True)
@@ -350,28 +404,34 @@ class DiskBlobs:
         self.found.clear()  # looked up again when a submit or a worker asks
         return gone
 
-    async def prune_shared(self, unused_since: float, needed: Callable[[str], bool]) -> int:
-        """Remove from the shared store the blobs stored and last used (here) before
-        ``unused_since`` for which ``needed(digest)`` is false; how many went.
-        SharedBlobsError when the store fails. A blob never used here counts as used when
-        this coordinator started (a restart renews every blob's time, as on disk)."""
+    async def prune_shared(
+        self, unused_since: float, needs: Callable[[], Awaitable[Callable[[str], bool]]]
+    ) -> int:
+        """Remove from the shared store the blobs stored and last used, here and (in a grid)
+        on any coordinator, before ``unused_since``, that no task needs (``needs()``: asked
+        once there are such blobs, after the listing, so a task submitted meanwhile is
+        seen); how many went. SharedBlobsError when the store fails."""
         if self.shared is None:
             return 0
         await self.flush_uses()
         old = [
             digest
             async for digest, _, stored_at in self.shared.listing()
-            if max(stored_at, self.used.get(digest, self.opened_at)) < unused_since
+            if max(stored_at, self.used.get(digest, 0.0)) < unused_since
             and digest not in self.sizes  # pruned here first: it was unused here too
         ]
+        if not old:
+            return 0
         try:
             elsewhere = await self._grid_uses(old)  # the other coordinators' uses
         except StoreError as exc:
             raise SharedBlobsError(f"could not read when blobs were used: {exc}") from None
+        needed = await needs()
         doomed = [d for d in old if elsewhere.get(d, 0.0) < unused_since and not needed(d)]
         await self.shared.delete(doomed)
         for digest in doomed:
             self.used.pop(digest, None)
+            self._shared_seen.pop(digest, None)
         if self.grid is not None and doomed:
             with contextlib.suppress(StoreError), self.grid.errors():
                 await self.grid.client().zrem(f"{self.grid.prefix}blobs:used", *doomed)

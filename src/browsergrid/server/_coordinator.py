@@ -149,6 +149,7 @@ class Coordinator:
         self.pushes = Push(self.clients, self.workers, drain_timeout_s=config.shutdown_timeout_s)
         self.pipeline = StorePipeline(self._write_outcomes, self._report_stored)
         self.history = WorkerHistory(self)
+        self._pruning: asyncio.Future[None] | None = None
         self.dependencies = Dependencies(
             store, lambda: self.scheduler, self.apply, self.stimulus, self.store_failed
         )
@@ -158,7 +159,7 @@ class Coordinator:
             config.data_dir / "blobs",
             max_size=config.max_blob_size,
             max_total=config.max_blob_bytes,
-            shared=shared_blobs(config.blob_store, store),
+            shared=shared_blobs(config.blob_store, store, config.max_blob_bytes),
             grid=store if isinstance(store, RedisStore) else None,
         )
         self.blob_keys: dict[str, int] = {}  # a worker connection's blob_key -> its id
@@ -214,7 +215,11 @@ class Coordinator:
     async def stop(self) -> None:
         """Finish the stores and pushes in progress, leave the grid, then close the store."""
         await self.dependencies.stop()  # first: a lookup would store more
+        if self._pruning is not None:
+            self._pruning.cancel()
+            await asyncio.gather(self._pruning, return_exceptions=True)
         await self.drain()
+        await self.blobs.flush_uses()
         await self.queue.stop()
         await self.store.close()
 
@@ -222,6 +227,12 @@ class Coordinator:
         """The job as this coordinator's scheduler runs it, with live counts; None when it
         does not, or when it runs only a share of it (in a grid: ask the store)."""
         return self.queue.local_job(job_id)
+
+    def prune_soon(self) -> None:
+        """Start ``prune`` in the background, unless one runs (it may take a while in a
+        grid: it reads the grid's unfinished tasks and lists the shared blob store)."""
+        if self._pruning is None or self._pruning.done():
+            self._pruning = asyncio.ensure_future(self.prune())
 
     async def prune(self) -> None:
         """Remove finished jobs older than the retention period (--retain), and the history
@@ -239,7 +250,7 @@ class Coordinator:
         needed = self._needs_blob()
         blobs = self.blobs.prune(cutoff, needed)
         try:
-            blobs += await self.blobs.prune_shared(cutoff, await self._grid_needs(needed))
+            blobs += await self.blobs.prune_shared(cutoff, lambda: self._grid_needs(needed))
         except (SharedBlobsError, StoreError) as exc:
             log.warning("could not prune the shared blob store: %s", exc)
         if blobs:
@@ -261,9 +272,17 @@ class Coordinator:
             return needed
         _, unfinished = await self.store.unfinished()
         elsewhere: set[str] = set()
+        named: set[int] = set()  # tasks whose results waiting tasks will take
         for task in unfinished:
             with contextlib.suppress(ValueError):
                 elsewhere.update(ref.sha256 for ref in refs_in(task.args))
+            named.update(task_futures(task.args))
+        named_list = sorted(named)
+        for start in range(0, len(named_list), 1000):
+            for outcome in await self.store.outcomes_of(named_list[start : start + 1000]):
+                if isinstance(outcome, ResultRecord):
+                    with contextlib.suppress(ValueError):
+                        elsewhere.update(ref.sha256 for ref in refs_in(outcome.result))
         return lambda digest: digest in elsewhere or needed(digest)
 
     def _needs_blob(self) -> Callable[[str], bool]:

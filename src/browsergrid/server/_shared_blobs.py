@@ -35,12 +35,19 @@ if TYPE_CHECKING:
 REDIS_BLOB_MAX: Final = 8 * 1024 * 1024
 """The largest blob a grid keeps in its Redis (without an object store): Redis holds its
 data in memory, so large data belongs in an object store."""
+REDIS_BLOBS_TOTAL: Final = 1024**3
+"""All the blobs a grid keeps in its Redis, at most (less when ``--max-blob-bytes`` says
+so): untrusted workers upload results there, and the grid's jobs share that memory."""
 _CHUNK: Final = 1024 * 1024
 
 
 class SharedBlobsError(Exception):
     """The shared store could not be reached or refused a request; the message says which
     and why."""
+
+
+class SharedBlobsFull(SharedBlobsError):
+    """The shared store has no room for one more blob (the grid's Redis: ``max_total``)."""
 
 
 class SharedBlobs(Protocol):
@@ -69,13 +76,14 @@ class SharedBlobs(Protocol):
         """Every blob held: (SHA-256, size, Unix time it was stored)."""
 
 
-def shared_blobs(url: str | None, store: object) -> SharedBlobs | None:
+def shared_blobs(url: str | None, store: object, max_total: int) -> SharedBlobs | None:
     """The shared store ``serve`` was given (``--blob-store URL``), else the grid's Redis
-    when the store is one, else None (blobs stay on this coordinator's disk)."""
+    when the store is one (at most ``max_total`` bytes there, and ``REDIS_BLOBS_TOTAL``),
+    else None (blobs stay on this coordinator's disk)."""
     if url:
         return S3Blobs(url)
     if isinstance(store, RedisStore):
-        return RedisBlobs(store)
+        return RedisBlobs(store, min(max_total, REDIS_BLOBS_TOTAL))
     return None
 
 
@@ -140,16 +148,20 @@ class S3Blobs:
     async def fetch(self, digest: str, into: Path) -> bool:
         try:
             got = await obstore.get_async(self._store, self._key(digest))
-            with into.open("wb") as handle:
-                async for chunk in got.stream(min_chunk_size=_CHUNK):
-                    await asyncio.to_thread(handle.write, chunk)
         except FileNotFoundError:
             return False
         except Exception as exc:
-            raise SharedBlobsError(
-                f"could not read blob {digest} from {self.where}: {exc}"
-            ) from None
-        return True
+            raise self._failed(f"could not read blob {digest}", exc) from None
+        chunks = got.stream(min_chunk_size=_CHUNK)
+        with into.open("wb") as handle:  # an OSError here is this disk's, not the store's
+            while True:
+                try:
+                    chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    return True
+                except Exception as exc:
+                    raise self._failed(f"could not read blob {digest}", exc) from None
+                await asyncio.to_thread(handle.write, chunk)
 
     async def delete(self, digests: Sequence[str]) -> None:
         if digests:
@@ -169,16 +181,43 @@ class S3Blobs:
             raise self._failed("could not list the blobs", exc) from None
 
 
+_REDIS_PUT: Final = """
+-- KEYS: the blob's key, the index, the byte count; ARGV: bytes, SHA-256, now, most bytes
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local size = string.len(ARGV[1])
+if redis.call('INCRBY', KEYS[3], size) > tonumber(ARGV[4]) then
+  redis.call('DECRBY', KEYS[3], size)
+  return -1
+end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], 'NX', ARGV[3], ARGV[2])
+return 1
+"""
+_REDIS_DELETE: Final = """
+-- KEYS: the index, the byte count; ARGV: prefix, then SHA-256s
+local freed = 0
+for i = 2, #ARGV do
+  local key = ARGV[1] .. 'blob:' .. ARGV[i]
+  freed = freed + redis.call('STRLEN', key)
+  redis.call('UNLINK', key)
+  redis.call('ZREM', KEYS[1], ARGV[i])
+end
+if freed > 0 then redis.call('DECRBY', KEYS[2], freed) end
+return freed
+"""
+
+
 class RedisBlobs:
-    """Small blobs (``REDIS_BLOB_MAX``) in the grid's Redis: ``P blob:D`` holds the bytes
-    of blob D, ``P blobs`` (a sorted set) each blob's SHA-256 scored by when it was
-    stored."""
+    """Small blobs (``REDIS_BLOB_MAX`` each, ``max_total`` in all) in the grid's Redis:
+    ``P blob:D`` holds the bytes of blob D, ``P blobs`` (a sorted set) each blob's SHA-256
+    scored by when it was stored, ``P blobs:bytes`` their total size."""
 
     where = "redis"
     max_size: int | None = REDIS_BLOB_MAX
 
-    def __init__(self, store: RedisStore) -> None:
+    def __init__(self, store: RedisStore, max_total: int = REDIS_BLOBS_TOTAL) -> None:
         self.store = store
+        self.max_total = max_total
 
     def _key(self, digest: str) -> str:
         return f"{self.store.prefix}blob:{digest}"
@@ -202,24 +241,30 @@ class RedisBlobs:
         pass
 
     async def put(self, digest: str, path: Path) -> None:
-        content = await asyncio.to_thread(path.read_bytes)
+        try:
+            content = await asyncio.to_thread(path.read_bytes)
+        except OSError as exc:
+            raise SharedBlobsError(f"could not read blob {digest} to store it: {exc}") from None
+        keys = [self._key(digest), self._index, f"{self._index}:bytes"]
         with self._errors():
-            client = self.store.client()
-            async with client.pipeline(transaction=True) as pipe:
-                pipe.set(self._key(digest), content)
-                pipe.zadd(self._index, {digest: time.time()}, nx=True)
-                await pipe.execute()
+            stored = await self.store.client().eval(
+                _REDIS_PUT, 3, *keys, content, digest, time.time(), self.max_total
+            )
+        if stored == -1:
+            raise SharedBlobsFull(
+                f"the grid's Redis keeps at most {self.max_total} bytes of blobs and has no "
+                "room for this one; blobs no task needs go after --retain (an object store, "
+                "--blob-store s3://..., takes more)"
+            )
 
     async def size(self, digest: str) -> int | None:
         with self._errors():
-            size = await self.store.client().strlen(self._key(digest))
-        if not size and not await self._exists(digest):
-            return None
-        return int(size)
-
-    async def _exists(self, digest: str) -> bool:
-        with self._errors():
-            return bool(await self.store.client().exists(self._key(digest)))
+            client = self.store.client()
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.exists(self._key(digest))
+                pipe.strlen(self._key(digest))
+                exists, size = await pipe.execute()
+        return int(size) if exists else None
 
     async def fetch(self, digest: str, into: Path) -> bool:
         with self._errors():
@@ -230,20 +275,27 @@ class RedisBlobs:
         return True
 
     async def delete(self, digests: Sequence[str]) -> None:
-        if digests:
+        for start in range(0, len(digests), 1000):
+            page = digests[start : start + 1000]
             with self._errors():
-                client = self.store.client()
-                await client.delete(*[self._key(d) for d in digests])
-                await client.zrem(self._index, *digests)
+                await self.store.client().eval(
+                    _REDIS_DELETE, 2, self._index, f"{self._index}:bytes", self.store.prefix, *page
+                )
 
     async def listing(self) -> AsyncIterator[tuple[str, int, float]]:
         with self._errors():
+            client = self.store.client()
             entries = cast(
                 list[tuple[bytes, float]],
-                await self.store.client().zrange(self._index, 0, -1, withscores=True),
+                await client.zrange(self._index, 0, -1, withscores=True),
             )
-        for member, stored_at in entries:
-            digest = member.decode() if isinstance(member, bytes) else str(member)
-            size = await self.size(digest)
-            if size is not None:
-                yield digest, size, float(stored_at)
+        for start in range(0, len(entries), 1000):
+            page = entries[start : start + 1000]
+            digests = [m.decode() if isinstance(m, bytes) else str(m) for m, _ in page]
+            with self._errors():
+                async with client.pipeline(transaction=False) as pipe:
+                    for digest in digests:
+                        pipe.strlen(self._key(digest))
+                    sizes = await pipe.execute()
+            for digest, (_, stored_at), size in zip(digests, page, sizes, strict=True):
+                yield digest, int(size), float(stored_at)
