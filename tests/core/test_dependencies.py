@@ -219,7 +219,7 @@ def test_a_chain_runs_each_task_only_once_the_outcome_before_it_is_reported() ->
         JobsForgotten(jobs=(job1,), stimulus_id="reported"),
         send(1, 2, {"x": 5, "y": 2}, "reported"),  # reported: queued, with the result in
     ]
-    assert s.tasks[2].args == {"x": 5, "y": 2} and s.tasks[2].settled == {}
+    assert s.tasks[2].args == {"x": 5, "y": 2} and s.tasks[2].settled is None
     assert b_args == {"x": fut(1), "y": 2}  # the submitted arguments are not changed
     assert s.jobs[2].counts == counts(leased=1, waiting=1)
     assert s._settlements == {} and dependents(s) == {2: [3]}

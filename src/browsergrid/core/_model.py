@@ -100,8 +100,10 @@ class Task:
     vouch: bool = False  # a vouched worker could replicate it: its quorum needs one
     queued: bool = False  # in its job's queue now (a replicated task may be leased too)
     inputs: frozenset[str] = frozenset()  # large blobs it reads: a worker holding them first
-    after: set[int] = field(default_factory=set)  # WAITING: the tasks it still waits for
-    settled: dict[int, Any] = field(default_factory=dict)  # WAITING: results it has already
+    # WAITING: the tasks it still waits for, and the results it has already (the shared
+    # empty frozenset and None until it waits: a task that never does pays nothing for them)
+    after: set[int] | frozenset[int] = frozenset()
+    settled: dict[int, Any] | None = None
     resolved_bytes: int = 0  # WAITING: their size as JSON (see Scheduler.measure)
     repeats: dict[int, int] | None = None  # WAITING: tasks named by several of its futures
 

@@ -1052,7 +1052,10 @@ class Scheduler:
                     task, f"task {dep}, which it depends on, {failure}", ev
                 )
                 continue
+            assert isinstance(task.after, set)  # a waiting task's own
             task.after.discard(dep)
+            if task.settled is None:
+                task.settled = {}
             task.settled[dep] = settled.result
             task.resolved_bytes += size * (task.repeats.get(dep, 1) if task.repeats else 1)
             if task.resolved_bytes > self.max_resolved_bytes:
@@ -1066,7 +1069,7 @@ class Scheduler:
             except Exception as exc:  # never half done: this task fails, the rest go on
                 yield from self._fail_waiting(task, f"it cannot run: {exc}", ev)
                 continue
-            task.args, task.settled, task.inputs = args, {}, inputs
+            task.args, task.settled, task.inputs = args, None, inputs
             assert task.job_id is not None
             self._set_state(task, TaskState.QUEUED)
             self._enqueue(task, self.jobs[task.job_id])
@@ -1298,8 +1301,8 @@ class Scheduler:
                 if not waiting:
                     del self._dependents[dep]
         if task.after:
-            task.after.clear()
-            task.settled = {}
+            task.after = frozenset()
+            task.settled = None
         if task.error_keys:  # its error reports: wrong if it was done, right if it failed
             if final is TaskState.DONE:
                 self._proven.extend(task.error_keys)  # judged, then let go, by handle()

@@ -369,6 +369,10 @@ def encode_task_frames(
     """Several tasks for one browsergrid worker in as few ``tasks`` frames as keep within
     ``limit`` bytes each (a worker closes a connection that sends it a larger one); a task
     that goes alone gets a ``task`` frame."""
+    if len(tasks) > 1:  # the usual batch fits: one encoding, as encode_tasks makes it
+        whole = encode_tasks(tasks)
+        if (len(whole) <= limit and whole.isascii()) or len(whole.encode()) <= limit:
+            return [whole]
     frames: list[str] = []
     parts: list[bytes] = []
     size = len(_TASKS_HEAD) + 2
