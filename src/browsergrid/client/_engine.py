@@ -454,8 +454,7 @@ class Engine:
             try:
                 encoded = encode(item)
             except (TypeError, msgspec.EncodeError) as exc:
-                deps = self._deps_of(item, exc)
-                encoded = _sizing_encoder.encode(item)
+                deps, encoded = self._deps_of(item, exc)
                 waits = True
             if len(encoded) > _FRAME_BUDGET:
                 raise ValueError(
@@ -479,9 +478,10 @@ class Engine:
         setattr(future, _MARK, self)  # so it may be an argument of this client's tasks
         return future
 
-    def _deps_of(self, item: dict[str, Any], exc: Exception) -> tuple[Any, ...]:
-        """The futures in ``item``, which did not encode (``exc``): TypeError if that was
-        for another reason, or if one is not this client's."""
+    def _deps_of(self, item: dict[str, Any], exc: Exception) -> tuple[tuple[Any, ...], bytes]:
+        """The futures in ``item``, which did not encode (``exc``), and its encoding with
+        placeholders for them (its size); TypeError if it failed for another reason, or if
+        a future is not this client's."""
         found: list[Any] = []
         _futures_in(item, found)
         if not found:
@@ -494,10 +494,10 @@ class Engine:
                     "futures of this client's own submits can stand for their results"
                 )
         try:
-            _sizing_encoder.encode(item)
+            encoded = _sizing_encoder.encode(item)
         except (TypeError, msgspec.EncodeError) as other:
             raise TypeError(f"task arguments must be JSON values: {other}") from None
-        return tuple(found)
+        return tuple(found), encoded
 
     def _queue(self, request: _Request) -> None:
         """Hand ``request`` to the loop (any thread): the next flush sends it."""

@@ -272,6 +272,12 @@ class Settled:
     result: Any = None
     failure: str | None = None
 
+    @classmethod
+    def failed(cls, task_id: int, reasons: Sequence[str]) -> Settled:
+        """A task that failed, with one reason per attempt: its dependents name the last."""
+        why = reasons[-1] if reasons else "no reason given"
+        return cls(task_id=task_id, failure=f"failed: {why}")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DependenciesSettled:

@@ -1014,8 +1014,7 @@ class Scheduler:
                 case TaskDone(task_id=task_id, welcome=False) if task_id in self._dependents:
                     self._settlements[task_id] = Settled(task_id=task_id, result=command.result)
                 case TaskFailed(task_id=task_id) if task_id in self._dependents:
-                    why = command.reasons[-1] if command.reasons else "no reason given"
-                    self._settlements[task_id] = Settled(task_id=task_id, failure=f"failed: {why}")
+                    self._settlements[task_id] = Settled.failed(task_id, command.reasons)
                 case JobCancelled():
                     for task_id in command.task_ids:
                         if task_id in self._dependents:

@@ -86,7 +86,8 @@ def create_blob_router(coordinator: Coordinator, access: Access) -> APIRouter:
                 size = blobs.size(digest)
                 if size is None:
                     return _refusal(404, "unknown_blob", f"this coordinator holds no blob {digest}")
-                return Response(headers={**_served(digest), "Content-Length": str(size)})
+                length = {"Content-Length": str(size), "Accept-Ranges": "bytes"}
+                return Response(headers={**_served(digest), **length})
             held = await blobs.cached(digest)
         except BlobRefused as exc:
             return _refusal(exc.status, exc.code, exc.message)

@@ -379,15 +379,21 @@ class Coordinator:
         ``_submit.py``) and queues nothing when any task is refused.
         """
         refs: set[str] = set()
-        if self.blobs.shared is not None:  # a ref may name a blob another coordinator took
-            try:
-                await self.blobs.locate(ref_digests(args))
-            except SharedBlobsError as exc:
-                raise SubmitError("store_unavailable", str(exc)) from None
         # in a grid, ids come from Redis: the store holds a task back until the tasks it
         # depends on are final there (a future naming a later task waits for nothing)
         issued = self.scheduler.issued if self.grid is None else _any_task
-        tasks = check_tasks(op, args, self.known_ops(), self.config, self.blobs.size, refs, issued)
+        known = self.known_ops()
+        try:
+            tasks = check_tasks(op, args, known, self.config, self.blobs.size, refs, issued)
+        except SubmitError as exc:
+            if exc.code != "unknown_blob" or self.blobs.shared is None:
+                raise
+            try:  # a ref may name a blob another coordinator took: look, and check again
+                await self.blobs.locate(ref_digests(args))
+            except SharedBlobsError as failed:
+                raise SubmitError("store_unavailable", str(failed)) from None
+            refs.clear()
+            tasks = check_tasks(op, args, known, self.config, self.blobs.size, refs, issued)
         if op == PYTHON_OP:
             refs |= await sources_as_blobs(tasks, self.blobs)
         self.blobs.touch(refs)  # now, before any pause: a prune meanwhile keeps them

@@ -107,8 +107,7 @@ class Dependencies:
             if isinstance(outcome, ResultRecord):
                 settled.append(Settled(task_id=task_id, result=outcome.result))
             elif outcome is not None:
-                why = outcome.reasons[-1] if outcome.reasons else "no reason given"
-                settled.append(Settled(task_id=task_id, failure=f"failed: {why}"))
+                settled.append(Settled.failed(task_id, outcome.reasons))
             elif not scheduler.live(task_id):
                 settled.append(Settled(task_id=task_id, failure=UNKNOWN))
         return DependenciesSettled(
