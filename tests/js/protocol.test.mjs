@@ -205,14 +205,23 @@ test('built frames match the shapes of the worker_to_server fixtures', () => {
   );
   const { type, ...result } = byName['exercise result'];
   assert.deepEqual(JSON.parse(resultMessage(result)), { type, ...result });
-  const { type: helloType, protocol, cold: none, holds: nothing, ...hello } = byName.hello;
+  const {
+    type: helloType,
+    protocol,
+    cold: none,
+    holds: nothing,
+    environments: absent,
+    ...hello
+  } = byName.hello;
   assert.deepEqual([none, nothing], [[], []]); // an empty `cold` or `holds` is left out
+  assert.equal(absent, null); // a tab sends no `environments`: native false, new true
   assert.deepEqual(JSON.parse(helloMessage(hello)), { type: helloType, protocol, ...hello });
   const {
     type: prefetchType,
     protocol: prefetchProtocol,
     cold: _,
     holds: __,
+    environments: _____,
     ...prefetched
   } = byName['hello with prefetch'];
   assert.deepEqual(JSON.parse(helloMessage(prefetched)), {
@@ -224,6 +233,7 @@ test('built frames match the shapes of the worker_to_server fixtures', () => {
     type: coldType,
     protocol: coldProtocol,
     holds: ___,
+    environments: ______,
     ...cold
   } = byName['hello with a cold op'];
   assert.deepEqual(JSON.parse(helloMessage(cold)), {
@@ -235,6 +245,7 @@ test('built frames match the shapes of the worker_to_server fixtures', () => {
     type: heldType,
     protocol: heldProtocol,
     cold: ____,
+    environments: _______,
     ...held
   } = byName['hello with the blobs it holds'];
   assert.deepEqual(JSON.parse(helloMessage(held)), {

@@ -330,6 +330,9 @@ def reencode(message: Any) -> str | bytes:
                 message.worker_key,
                 message.cold,
                 message.holds,
+                environments=None
+                if message.environments is None
+                else msgspec.to_builtins(message.environments),
             )
         case Result():
             return encode_result(

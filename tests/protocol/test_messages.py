@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from browsergrid.errors import ProtocolError
 from browsergrid.protocol import (
     MAX_FRAME_BYTES,
+    MAX_HOLDS,
     PROTOCOL_VERSION,
     Ack,
     Cancel,
@@ -27,6 +28,7 @@ from browsergrid.protocol import (
     TaskError,
     Tasks,
     Welcome,
+    WorkerEnvironments,
     decode_server_message,
     decode_worker_message,
     encode_ack,
@@ -502,6 +504,38 @@ def test_hello_carries_cold_ops_only_when_there_are_some() -> None:
         frame_by_name(WORKER["valid"], "hello with a cold op")
     )
     assert "cold" not in encode_hello("x", ["repeat_multiply"], 1, cold=[])
+
+
+def test_hello_carries_environments_only_when_given() -> None:
+    """protocol.md: a hello without ``environments`` is a worker that runs no native
+    environment and builds any other (a tab)."""
+    ready = frame_by_name(WORKER["valid"], "hello with the environments it runs")
+    expected = decode_worker_message(ready)
+    assert isinstance(expected, Hello) and expected.environments is not None
+    environments = {"native": True, "new": False, "ready": expected.environments.ready}
+    frame = encode_hello("browsergrid-python/0.1.0", ["python"], 2, environments=environments)
+    assert frame == ready
+    assert decode_worker_message(frame) == expected
+    assert expected.environments == WorkerEnvironments(
+        native=True, new=False, ready=environments["ready"]
+    )
+    assert "environments" not in encode_hello("x", ["python"], 1)
+    plain = decode_worker_message(encode_hello("x", ["python"], 1))
+    assert isinstance(plain, Hello) and plain.environments is None
+    assert WorkerEnvironments() == WorkerEnvironments(native=False, new=True, ready=[])
+
+
+def test_hello_names_at_most_max_holds_ready_environments() -> None:
+    digest = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+    most = encode_hello("x", ["python"], 1, environments={"ready": [digest] * MAX_HOLDS})
+    hello = decode_worker_message(most)
+    assert isinstance(hello, Hello) and hello.environments is not None
+    assert len(hello.environments.ready) == MAX_HOLDS
+    too_many = encode_hello("x", ["python"], 1, environments={"ready": [digest] * (MAX_HOLDS + 1)})
+    with pytest.raises(ProtocolError) as caught:
+        decode_worker_message(too_many)
+    assert caught.value.code == "bad_message"
+    assert "environments.ready" in caught.value.message
 
 
 def test_capacity_sends_prefetch_and_share_only_when_given() -> None:

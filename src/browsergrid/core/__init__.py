@@ -44,7 +44,16 @@ from browsergrid.core._events import (
     WorkerJoined,
     WorkerLeft,
 )
-from browsergrid.core._model import FINAL_STATES, Job, Lease, Task, TaskState, Worker, WorkerState
+from browsergrid.core._model import (
+    FINAL_STATES,
+    Environment,
+    Job,
+    Lease,
+    Task,
+    TaskState,
+    Worker,
+    WorkerState,
+)
 from browsergrid.core._reputation import Standing
 from browsergrid.core._scheduler import EXERCISE_OPS, Changes, LossKind, Scheduler, WelcomeTask
 
@@ -57,6 +66,7 @@ __all__ = [
     "Command",
     "DependenciesSettled",
     "DependenciesWanted",
+    "Environment",
     "Event",
     "Job",
     "JobCancelRequested",

@@ -94,7 +94,10 @@ class WorkerIntroduced:
     """The worker sent ``hello``: it runs ``ops``, ``concurrency`` at a time, and buffers
     ``prefetch`` more; those of ``cold`` cost it a start-up (Pyodide's seconds) until its
     first task of them ends. ``key`` is its lasting identity (reputation follows it
-    across reconnections), with the ``standing`` the store remembers for it, if any."""
+    across reconnections), with the ``standing`` the store remembers for it, if any.
+    A task with an environment goes to it only if it runs that environment: a native one
+    only if ``native``, and one of another env id than ``environments`` never (None: it
+    builds any environment it is given)."""
 
     worker_id: int
     ops: frozenset[str]
@@ -105,6 +108,9 @@ class WorkerIntroduced:
     key: str | None = None
     standing: Standing | None = None
     holds: frozenset[str] = frozenset()  # blobs it has at hand (their SHA-256s)
+    native: bool = False  # runs environments with compiled code (tasks of native ones)
+    environments: frozenset[str] | None = None  # None: builds any environment; else runs
+    # only the environments of these env ids (it builds no new one)
     stimulus_id: str = ""
 
 

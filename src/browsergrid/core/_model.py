@@ -72,6 +72,16 @@ class Replica:
     vouched: bool = False  # its identity was vouched when it came (see _reputation.py)
 
 
+@dataclass(frozen=True, slots=True)
+class Environment:
+    """The Python environment a task runs in: ``env_id`` names its set of wheels (64 hex
+    digits), ``native`` says whether one holds compiled code (only workers that run native
+    environments may take the task)."""
+
+    env_id: str
+    native: bool = False
+
+
 @dataclass(slots=True, kw_only=True)
 class Task:
     """One unit of work. Change ``state`` only through ``move_to``."""
@@ -100,6 +110,7 @@ class Task:
     vouch: bool = False  # a vouched worker could replicate it: its quorum needs one
     queued: bool = False  # in its job's queue now (a replicated task may be leased too)
     inputs: frozenset[str] = frozenset()  # large blobs it reads: a worker holding them first
+    environment: Environment | None = None  # its Python environment: which workers may take it
     # WAITING: the tasks it still waits for, and the results it has already (the shared
     # empty frozenset and None until it waits: a task that never does pays nothing for them)
     after: set[int] | frozenset[int] = frozenset()
@@ -180,6 +191,9 @@ class Worker:
     address: str | None = None  # where it connected from
     holds: set[str] | frozenset[str] = frozenset()  # blobs it has at hand (hello, holds):
     # the shared empty frozenset until it holds one, so an idle worker pays nothing for it
+    native: bool = False  # runs environments with compiled code (a tab's Pyodide does not)
+    environments: frozenset[str] | None = None  # None: builds any environment it is given;
+    # else it runs only those env ids (started with --no-new-environments)
 
     @property
     def credit(self) -> int:

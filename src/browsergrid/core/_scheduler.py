@@ -52,6 +52,7 @@ from browsergrid.core._events import (
 )
 from browsergrid.core._model import (
     FINAL_STATES,
+    Environment,
     Job,
     Lease,
     Replica,
@@ -185,6 +186,7 @@ class Scheduler:
         resolve: Resolve | None = None,
         measure: Callable[[Any], int] = lambda result: 0,
         max_resolved_bytes: int = 2**62,
+        environment: Callable[[Mapping[str, Any]], Environment | None] = lambda args: None,
     ) -> None:
         if lease_timeout_s <= 0:
             raise ValueError("lease_timeout_s must be positive")
@@ -199,6 +201,9 @@ class Scheduler:
         """The large blobs a task's arguments refer to (the shell reads its refs): a task
         goes to a worker holding them before one that would fetch them."""
         self.max_holds = max_holds  # blobs a worker may say it holds: more are not counted
+        self.environment = environment
+        """The environment a task's arguments name (the shell reads them): a task with one
+        goes only to a worker that runs it (``_suits``)."""
         self.depends = depends
         self.resolve = resolve or _no_futures
         self.measure = measure
@@ -232,6 +237,8 @@ class Scheduler:
         self.workers: dict[int, Worker] = {}
         self.op_mean_s: dict[str, float] = {}  # running mean of lease-to-result time per op
         self._op_workers: Counter[str] = Counter()  # how many connected workers run each op
+        self._native_workers: Counter[str] = Counter()  # of those, how many run native
+        # environments (the tasks of a native environment go to no other)
         self._hungry: dict[int, None] = {}  # workers with credit, in join order
         self._cold_may_start: dict[str, bool] = {}  # per dispatch pass: see _may_start
         self._reliable: dict[str, list[Worker]] = {}  # per event: see _reliable_of
@@ -364,6 +371,7 @@ class Scheduler:
             # attempt is always left
             charges=min(len(restored.reasons), max(0, job_max - 1)),
             inputs=self.inputs(restored.args),
+            environment=self.environment(restored.args),
         )
         self._replicate_as(task, job)
         self.tasks[task.task_id] = task
@@ -515,6 +523,10 @@ class Scheduler:
         worker.prefetch = worker.prefetch_cap
         self._fit_prefetch(worker)
         self._hold_blobs(worker, ev.holds, frozenset())
+        worker.native = ev.native
+        worker.environments = ev.environments
+        if ev.native:
+            self._native_workers.update(ev.ops)
         if ev.key is not None and ev.key != worker.key:
             yield from self._forget_votes(worker, ev)  # cast under its connection's name
             self.standings.pop(worker.key, None)  # its connection's name: nothing lasting
@@ -672,6 +684,11 @@ class Scheduler:
         self._hold_blobs(worker, (), list(worker.holds))
         self._worker_marks.pop(worker.worker_id, None)
         self._ops_dropped(worker.ops)
+        if worker.native:
+            self._native_workers.subtract(worker.ops)
+            for op in worker.ops:
+                if self._native_workers[op] <= 0:
+                    del self._native_workers[op]
         self._hungry.pop(worker.worker_id, None)
         for n, task_id in enumerate(sorted(worker.in_flight)):
             task = self.tasks[task_id]
@@ -1120,6 +1137,7 @@ class Scheduler:
             max_attempts=max_attempts or self.max_attempts,
             pinned_to=pinned_to,
             inputs=self.inputs(args) if job_id is not None else frozenset(),
+            environment=self.environment(args) if job_id is not None else None,
         )
         self.tasks[task.task_id] = task
         return task
@@ -1515,11 +1533,17 @@ class Scheduler:
         """Whether a worker still cold for ``op`` should start it up (seconds, for Pyodide)
         now: only when more tasks of ``op`` are queued than its warm workers have room for,
         so a cold tab never gets a short task that a warm worker could take at once.
+        The room of a worker that runs only some environments is not counted: it may be
+        unable to take any task queued, and a cold tab would then wait for ever.
         Decided once per dispatch pass."""
         decided = self._cold_may_start.get(op)
         if decided is None:
             queued = sum(len(self.jobs[job_id].queues.get(op, ())) for job_id in self._ringed)
-            room = sum(w.credit for w in self.workers.values() if op in w.ops and op not in w.cold)
+            room = sum(
+                w.credit
+                for w in self.workers.values()
+                if op in w.ops and op not in w.cold and w.environments is None
+            )
             decided = self._cold_may_start[op] = queued > room
         return decided
 
@@ -1627,10 +1651,12 @@ class Scheduler:
         return found
 
     def _eligible(self, task: Task, worker: Worker) -> bool:
-        """Whether ``worker`` could hold ``task`` besides the leases it has: it runs the op,
-        is not quarantined, holds no lease on it, and (replicated) its identity has no
-        replica or lease of it yet."""
+        """Whether ``worker`` could hold ``task`` besides the leases it has: it runs the op
+        and the task's environment (``_suits``), is not quarantined, holds no lease on it,
+        and (replicated) its identity has no replica or lease of it yet."""
         if task.op not in worker.ops or worker.quarantined or worker.worker_id in task.leases:
+            return False
+        if not self._suits(task, worker):
             return False
         if not task.replicated:
             return True
@@ -1638,15 +1664,32 @@ class Scheduler:
             return False
         return all(self.workers[held].key != worker.key for held in task.leases)
 
+    @staticmethod
+    def _suits(task: Task, worker: Worker) -> bool:
+        """Whether ``worker`` runs ``task``'s environment: any worker a task without one; a
+        native one only a worker that runs native environments; and one the worker does
+        not have only a worker that builds new environments."""
+        env = task.environment
+        if env is None:
+            return True
+        return (not env.native or worker.native) and (
+            worker.environments is None or env.env_id in worker.environments
+        )
+
     def _others_can_run(self, task: Task, worker: Worker) -> bool:
         """True if a connected worker other than ``worker`` that has not failed this task
-        could take it (looking at a few hundred at most: in a large grid one can)."""
+        could take it (looking at a few hundred at most: in a large grid one can, unless
+        every worker that runs its op, or its native environment, failed it)."""
         failed = sum(
             1
             for worker_id in task.failed_on
-            if worker_id in self.workers and task.op in self.workers[worker_id].ops
+            if worker_id in self.workers
+            and task.op in self.workers[worker_id].ops
+            and self._suits(task, self.workers[worker_id])
         )
-        if self._op_workers[task.op] <= failed:
+        native = task.environment is not None and task.environment.native
+        runners = self._native_workers if native else self._op_workers
+        if runners[task.op] <= failed:
             return False
         candidates = (
             other
@@ -1683,6 +1726,7 @@ class Scheduler:
             for worker in idle:
                 if (
                     task.op in worker.ops
+                    and self._suits(task, worker)
                     and worker.worker_id not in task.leases
                     and worker.worker_id not in task.failed_on
                     and worker.idle

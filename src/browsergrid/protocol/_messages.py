@@ -38,6 +38,15 @@ _RESERVED_TASK_MEMBERS: Final = frozenset({"type", "task_id", "op"})
 # --- worker to coordinator -------------------------------------------------------------
 
 
+class WorkerEnvironments(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    """What Python environments a worker runs (docs/protocol.md, "Environments"); a
+    ``hello`` without it means ``{"native": false, "new": true, "ready": []}`` (a tab)."""
+
+    native: bool = False  # runs environments with compiled code
+    new: bool = True  # builds environments it does not have yet
+    ready: Annotated[list[_Digest], msgspec.Meta(max_length=MAX_HOLDS)] = []  # env ids it has
+
+
 class Hello(msgspec.Struct, tag_field="type", tag="hello", frozen=True):
     """A browsergrid worker introduces itself; answer with ``welcome``."""
 
@@ -54,6 +63,8 @@ class Hello(msgspec.Struct, tag_field="type", tag="hello", frozen=True):
     cold: Annotated[list[_OpName], msgspec.Meta(max_length=64)] = []
     # blobs it has at hand (docs/protocol.md, "Blobs"): tasks reading them come to it first
     holds: Annotated[list[_Digest], msgspec.Meta(max_length=MAX_HOLDS)] = []
+    # the Python environments it runs: which tasks with an environment it may be sent
+    environments: WorkerEnvironments | None = None
 
 
 class Result(msgspec.Struct, tag_field="type", tag="result", frozen=True):
@@ -453,9 +464,12 @@ def encode_hello(
     worker_key: str | None = None,
     cold: list[str] | None = None,
     holds: list[str] | None = None,
+    *,
+    environments: dict[str, Any] | None = None,
 ) -> str:
-    """A worker's first frame (``worker_key``, ``cold`` and ``holds`` only when it has
-    them; ``holds``: at most ``MAX_HOLDS`` blobs)."""
+    """A worker's first frame (``worker_key``, ``cold``, ``holds`` and ``environments``
+    only when it has them; ``holds``: at most ``MAX_HOLDS`` blobs; ``environments``: the
+    members of ``WorkerEnvironments``)."""
     hello: dict[str, Any] = {
         "type": "hello",
         "protocol": PROTOCOL_VERSION,
@@ -470,6 +484,8 @@ def encode_hello(
         hello["cold"] = cold
     if holds:
         hello["holds"] = holds[:MAX_HOLDS]
+    if environments is not None:
+        hello["environments"] = environments
     return _encoder.encode(hello).decode()
 
 

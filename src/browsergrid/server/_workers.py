@@ -363,6 +363,7 @@ async def _on_hello(coordinator: Coordinator, peer: WorkerPeer, hello: Hello, no
         prefetch=hello.prefetch,
         agent=hello.agent,
     )
+    envs = hello.environments  # None: a tab's, no native one, builds any other
     await coordinator.apply(
         WorkerIntroduced(
             worker_id=peer.worker_id,
@@ -373,6 +374,8 @@ async def _on_hello(coordinator: Coordinator, peer: WorkerPeer, hello: Hello, no
             key=key,
             standing=standing,
             holds=frozenset(hello.holds),
+            native=envs is not None and envs.native,
+            environments=None if envs is None or envs.new else frozenset(envs.ready),
             now=now,
             stimulus_id=coordinator.stimulus("hello"),
         )
