@@ -182,6 +182,14 @@ def _parser() -> argparse.ArgumentParser:
         help="all blobs kept, in bytes: an upload past it gets 507 instead of filling the disk",
     )
     serve.add_argument(
+        "--max-environment-bytes",
+        type=int,
+        default=defaults.max_environment_bytes,
+        metavar="BYTES",
+        help="the wheels of one task's environment (client.options(packages=...)), in all: "
+        "a submit naming a larger one is refused",
+    )
+    serve.add_argument(
         "--blob-store",
         metavar="s3://BUCKET[/PREFIX]",
         help="keep blobs in this S3-compatible object store (AWS S3, MinIO, R2), shared by "
@@ -327,6 +335,12 @@ def _parser() -> argparse.ArgumentParser:
         "this process's rights (only for coordinators whose submitters you trust)",
     )
     worker.add_argument(
+        "--no-new-environments",
+        action="store_true",
+        help="with --python-functions: run only the package environments already made in "
+        "the data directory (tasks needing another go to other workers)",
+    )
+    worker.add_argument(
         "--blob-cache-bytes",
         type=int,
         default=DEFAULT_BLOB_CACHE_BYTES,
@@ -454,6 +468,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_bytes,
         max_blob_size=args.max_blob_size,
         max_blob_bytes=args.max_blob_bytes,
+        max_environment_bytes=args.max_environment_bytes,
         blob_store=args.blob_store,
         request_timeout_s=args.request_timeout,
         certfile=args.certfile,
@@ -476,7 +491,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from browsergrid._tokens import hide_token
     from browsergrid.ops import load_ops_files
-    from browsergrid.worker import Backoff, BlobCache, PythonWorker, claim_identity
+    from browsergrid.worker import Backoff, BlobCache, Environments, PythonWorker, claim_identity
 
     for url in args.url:
         if not url.startswith(("ws://", "wss://")):
@@ -491,6 +506,8 @@ def _worker(args: argparse.Namespace) -> int:
         raise ConfigError("--max-backoff must be at least 1 second")
     if args.blob_cache_bytes < 0:
         raise ConfigError("--blob-cache-bytes must be >= 0")
+    if args.no_new_environments and not args.python_functions:
+        raise ConfigError("--no-new-environments applies to --python-functions only")
     custom_ops = load_ops_files(args.ops_python)
     data_dir = args.data_dir or default_data_dir()
     identity = claim_identity(data_dir)
@@ -507,6 +524,7 @@ def _worker(args: argparse.Namespace) -> int:
             python_functions=args.python_functions,
             custom_ops=custom_ops,
             blob_cache=cache,
+            environments=Environments(data_dir / "environments", new=not args.no_new_environments),
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -150,6 +150,9 @@ class ServeConfig:
     max_blob_bytes: int = 10 * 1024**3
     """All blobs kept, in bytes: an upload that would pass it gets 507 ``blob_store_full``
     rather than fill the disk (blobs no task needs go after ``retain_s``)."""
+    max_environment_bytes: int = 512 * 1024 * 1024
+    """The wheels of one task's environment (``client.options(packages=...)``), in bytes
+    in all; a submit naming a larger one is refused (``environment_too_large``)."""
     blob_store: str | None = None
     """``s3://BUCKET[/PREFIX]``: keep blobs in this S3-compatible object store, shared by
     every coordinator given it (the disk is then a cache). Endpoint and credentials come
@@ -217,8 +220,10 @@ class ServeConfig:
             raise ConfigError("--max-connections-per-address must be >= 0")
         if min(self.max_tasks_per_job, self.max_args_bytes, self.max_body_bytes) < 1:
             raise ConfigError("--max-tasks-per-job, --max-args-bytes, --max-body-bytes: >= 1")
-        if min(self.max_blob_size, self.max_blob_bytes) < 1:
-            raise ConfigError("--max-blob-size and --max-blob-bytes must be at least 1")
+        if min(self.max_blob_size, self.max_blob_bytes, self.max_environment_bytes) < 1:
+            raise ConfigError(
+                "--max-blob-size, --max-blob-bytes, --max-environment-bytes must be at least 1"
+            )
         if self.blob_store is not None and not self.blob_store.startswith("s3://"):
             raise ConfigError(f"--blob-store takes s3://BUCKET[/PREFIX], not {self.blob_store!r}")
         if not 0 < self.request_timeout_s < math.inf:

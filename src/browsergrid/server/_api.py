@@ -419,7 +419,7 @@ def _submit_status(exc: SubmitError) -> int:
     request is wrong)."""
     if exc.code == "store_unavailable":
         return status.HTTP_503_SERVICE_UNAVAILABLE
-    if exc.code in ("too_many_tasks", "args_too_large"):
+    if exc.code in ("too_many_tasks", "args_too_large", "environment_too_large"):
         return status.HTTP_413_CONTENT_TOO_LARGE
     return status.HTTP_400_BAD_REQUEST
 

@@ -96,6 +96,7 @@ from browsergrid.server._submit import (
     log_submitted,
     ref_digests,
     sources_as_blobs,
+    task_environment,
     task_records,
 )
 from browsergrid.server._worker_history import WorkerHistory
@@ -182,6 +183,7 @@ class Coordinator:
             next_task_id=next_task_id,
             agree=agree_op,
             inputs=large_inputs,
+            environment=task_environment,
             depends=task_futures,
             resolve=resolve_futures,
             measure=result_size,

@@ -10,15 +10,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import msgspec
 
 from browsergrid._console import emit
 from browsergrid.config import ServeConfig
-from browsergrid.core import JobOptions, TasksAccepted, TaskSpec
+from browsergrid.core import Environment, JobOptions, TasksAccepted, TaskSpec
 from browsergrid.errors import SubmitError
+from browsergrid.ops import PYTHON_OP
+from browsergrid.ops._python_function import environment_of, environment_wheels
 from browsergrid.protocol import (
     BLOB,
     FUTURE,
@@ -80,7 +82,46 @@ def check_tasks(
             _check_refs(item, index, blob_size, refs if refs is not None else set())
         if _FUTURE_MEMBER in encoded:
             _check_futures(item, encoded, index, issued)
+        if op == PYTHON_OP:
+            _check_code(item, index, config.max_environment_bytes)
     return [TaskSpec(op=op, args=item) for item in args]
+
+
+def task_environment(args: Mapping[str, Any]) -> Environment | None:
+    """The environment a task's arguments name, for the scheduler (None: none, or one
+    malformed: the submit check refused those)."""
+    if "environment" not in args:
+        return None
+    try:
+        found = environment_of(args)
+    except ValueError:
+        return None
+    return None if found is None else Environment(*found)
+
+
+def _check_code(item: dict[str, Any], index: int, limit: int) -> None:
+    """A ``python`` task's bundle must be a ref, and its environment well formed and at
+    most ``limit`` bytes of wheels (their refs' sizes, checked against the blobs held)."""
+    function = item.get("function")
+    bundle = function.get("bundle") if isinstance(function, dict) else None
+    if bundle is not None and not (isinstance(bundle, dict) and BLOB in bundle):
+        raise SubmitError("bad_args", f"task {index} of this submit: a bundle must be a ref")
+    try:
+        wheels = environment_wheels(item)
+        if wheels is not None:
+            environment_of(item)
+    except ValueError as exc:
+        raise SubmitError("bad_args", f"task {index} of this submit: {exc}") from None
+    if wheels is None:
+        return
+    size = sum(ref["size"] for ref in wheels.values() if isinstance(ref.get("size"), int))
+    if size > limit:
+        raise SubmitError(
+            "environment_too_large",
+            f"task {index} of this submit needs an environment of {size:,} bytes of wheels; "
+            f"this coordinator takes at most {limit:,} (--max-environment-bytes): use fewer "
+            "or smaller packages",
+        )
 
 
 def _check_refs(

@@ -2,7 +2,8 @@
 
 from browsergrid.worker._backoff import Backoff
 from browsergrid.worker._blobs import BlobCache
+from browsergrid.worker._environments import Environments
 from browsergrid.worker._identity import Identity, claim_identity
 from browsergrid.worker._runner import PythonWorker
 
-__all__ = ["Backoff", "BlobCache", "Identity", "PythonWorker", "claim_identity"]
+__all__ = ["Backoff", "BlobCache", "Environments", "Identity", "PythonWorker", "claim_identity"]

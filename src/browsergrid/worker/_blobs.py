@@ -153,6 +153,11 @@ class Blobs:
             raise BlobError(f"a blob of format json does not hold JSON: {exc}") from None
         return resolved
 
+    async def content(self, ref: Ref) -> bytes:
+        """The blob's bytes, checked against its SHA-256: from memory, the cache, or the
+        coordinator; BlobError when it cannot be had."""
+        return await self._content(ref)
+
     async def _content(self, ref: Ref) -> bytes:
         data = self._memory.get(ref.sha256)
         if data is None:

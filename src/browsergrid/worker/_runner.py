@@ -7,11 +7,14 @@ import asyncio
 import contextlib
 import logging
 import platform
+import shutil
 import ssl
+import tempfile
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -46,6 +49,12 @@ from browsergrid.protocol import (
 )
 from browsergrid.worker._backoff import Backoff
 from browsergrid.worker._blobs import BlobCache, BlobError, Blobs, http_base, may_hold_refs
+from browsergrid.worker._environments import (
+    Environments,
+    EnvironmentUnavailable,
+    Prepared,
+    needs_child,
+)
 
 log = logging.getLogger("browsergrid.worker")
 events = logging.getLogger("browsergrid.worker.events")
@@ -84,12 +93,24 @@ def _quick(ops: Mapping[str, Op], tasks: list[Task]) -> bool:
     return True
 
 
-def _run_batch(ops: Mapping[str, Op], tasks: list[Task]) -> list[_Outcome]:
+def _run_batch(
+    ops: Mapping[str, Op],
+    tasks: list[Task],
+    prepared: Mapping[TaskId, Prepared] | None = None,
+    environments: Environments | None = None,
+) -> list[_Outcome]:
     """Run tasks one after the other, in a pool thread (one thread hop for many small
-    tasks) or, when they are all quick, on the event loop (no hop at all)."""
+    tasks) or, when they are all quick, on the event loop (no hop at all). The tasks of
+    ``prepared`` run in a child process (``environments``)."""
     outcomes: list[_Outcome] = []
     for task in tasks:
         started = time.perf_counter()
+        child = prepared.get(task.task_id) if prepared else None
+        if child is not None and environments is not None:
+            ok, value = environments.run(child)
+            elapsed_ms = round((time.perf_counter() - started) * 1000, 3) if ok else 0.0
+            outcomes.append((task.task_id, ok, value, elapsed_ms))
+            continue
         try:
             result = run_op(task.op, task.args, ops=ops)
         except FunctionError as exc:  # the client's function failed: its traceback, as is
@@ -138,6 +159,7 @@ class PythonWorker:
         python_functions: bool = False,
         custom_ops: Mapping[str, Op] | None = None,
         blob_cache: BlobCache | None = None,
+        environments: Environments | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -155,6 +177,11 @@ class PythonWorker:
         self.backoff = backoff or Backoff()
         self.ops = worker_ops(python_functions=python_functions, custom=custom_ops)
         self.blob_cache = blob_cache  # where fetched blobs are kept (None: fetched each time)
+        self._own_folder: Path | None = None  # environments in a temporary folder of its own
+        if environments is None and python_functions:
+            self._own_folder = Path(tempfile.mkdtemp(prefix="browsergrid-environments-"))
+            environments = Environments(self._own_folder)
+        self.environments = environments if python_functions else None
         self.worker_id: int | None = None
         self.tasks_done = 0
         self.tasks_acknowledged = 0  # results the coordinator confirmed it stored
@@ -192,8 +219,14 @@ class PythonWorker:
                 "this worker runs the Python functions clients submit (op python), with "
                 "this process's rights",
             )
-        async with httpx.AsyncClient(verify=ssl.create_default_context()) as http:
-            await self._work(http)
+        try:
+            async with httpx.AsyncClient(verify=ssl.create_default_context()) as http:
+                await self._work(http)
+        finally:
+            if self.environments is not None:
+                self.environments.close()
+            if self._own_folder is not None:
+                shutil.rmtree(self._own_folder, ignore_errors=True)
         emit(log, "stopped", "worker stopped")
 
     async def _work(self, http: httpx.AsyncClient) -> None:
@@ -228,6 +261,7 @@ class PythonWorker:
                             self.prefetch,
                             self.worker_key,
                             holds=held[:MAX_HOLDS],
+                            environments=await self._environments_hello(),
                         )
                         await ws.send(hello)
                         await _Session(self, ws, pool, http).serve()
@@ -252,6 +286,14 @@ class PythonWorker:
                 delay = self._next_attempt(loop.time(), opened_at)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), delay)
+
+    async def _environments_hello(self) -> dict[str, Any] | None:
+        """What ``hello`` says of environments (docs/protocol.md, "Environments"): this
+        worker runs compiled wheels, and makes new environments unless told not to."""
+        if self.environments is None:
+            return None
+        ready = await asyncio.to_thread(self.environments.ready)
+        return {"native": True, "new": self.environments.new, "ready": ready[:MAX_HOLDS]}
 
     def _next_attempt(self, now: float, opened_at: float | None) -> float:
         """After a connection to ``url`` failed or dropped at ``now`` (``opened_at``: when it
@@ -384,26 +426,50 @@ class _Session:
             share = max(1, min(_BATCH, len(self.queue) // self.worker.concurrency))
             batch = [self.queue.popleft() for _ in range(min(share, len(self.queue)))]
             handed_back: list[TaskId] = []
-            batch, unresolved = await self._resolve(batch, handed_back)
+            prepared: dict[TaskId, Prepared] = {}
+            batch, unresolved = await self._resolve(batch, handed_back, prepared)
             await self._tell_holds()
             if not batch:
                 outcomes = []
-            elif _quick(self.worker.ops, batch):  # the two thread hops would cost far more
+            elif not prepared and _quick(self.worker.ops, batch):  # no thread hops: cheaper
                 outcomes = _run_batch(self.worker.ops, batch)
             else:
-                outcomes = await loop.run_in_executor(self.pool, _run_batch, self.worker.ops, batch)
+                outcomes = await loop.run_in_executor(
+                    self.pool,
+                    _run_batch,
+                    self.worker.ops,
+                    batch,
+                    prepared,
+                    self.worker.environments,
+                )
             await self._report(await self._upload(outcomes, handed_back) + unresolved)
             await self._hand_back(handed_back)
 
     async def _resolve(
-        self, batch: list[Task], handed_back: list[TaskId]
+        self, batch: list[Task], handed_back: list[TaskId], prepared: dict[TaskId, Prepared]
     ) -> tuple[list[Task], list[_Outcome]]:
         """The tasks with their refs replaced by the blobs' contents, and the failures of
         those whose blobs could not be had by the task's fault (the others are added to
-        ``handed_back``)."""
+        ``handed_back``). A function bringing its own code is made ready for a child
+        process instead (added to ``prepared``)."""
         ready: list[Task] = []
         failed: list[_Outcome] = []
+        environments = self.worker.environments
         for task in batch:
+            if task.op == PYTHON_OP and environments is not None and needs_child(task.args):
+                try:
+                    prepared[task.task_id] = await environments.prepare(task.args, self.blobs)
+                except (BlobError, EnvironmentUnavailable) as exc:
+                    if exc.hand_back:
+                        handed_back.append(task.task_id)
+                    else:
+                        failed.append((task.task_id, False, str(exc), 0.0))
+                    continue
+                except ValueError as exc:
+                    failed.append((task.task_id, False, str(exc), 0.0))
+                    continue
+                ready.append(task)
+                continue
             if not may_hold_refs(task.args):
                 ready.append(task)
                 continue
