@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from browsergrid.client._blobs import fetch_blob, put_blob
 from browsergrid.client._engine import Endpoint, Engine, Servers, endpoints, http_get_any
 from browsergrid.client._function import OP as PYTHON_OP
-from browsergrid.client._function import function_task, job_tasks
+from browsergrid.client._function import Code, function_task, job_tasks
+from browsergrid.client._shipping import Shipping
 from browsergrid.protocol import Ref, SubmitOptions, submit_options
 
 P = ParamSpec("P")
@@ -51,10 +52,12 @@ class _TaskFuture(asyncio.Future[Any]):
 
 
 class _AsyncSubmitter:
-    def __init__(self, client: AsyncClient, options: SubmitOptions) -> None:
+    def __init__(
+        self, client: AsyncClient, options: SubmitOptions, code: Code | None = None
+    ) -> None:
         self._client = client
         self._options = options
-        self._options = options
+        self._code = code if code is not None else client.shipping.plain
 
     def _future(self) -> asyncio.Future[Any]:
         return _TaskFuture(loop=asyncio.get_running_loop())
@@ -76,7 +79,7 @@ class _AsyncSubmitter:
                 raise TypeError(f"submit({op!r}, ...) takes the op's arguments by keyword")
             name, items = op, [kwargs]
         else:
-            name, items = PYTHON_OP, [function_task(op, args, kwargs)]
+            name, items = PYTHON_OP, [function_task(op, args, kwargs, self._code)]
         engine = self._client.engine
         futures = engine.request(
             engine.session_key(self._options), name, items, self._options, self._future
@@ -90,7 +93,7 @@ class _AsyncSubmitter:
     def submit_job(self, op: str | Callable[..., Any], /, *args: Iterable[Any]) -> AsyncJob:
         """Run ``op`` once per item of ``args`` (dicts of arguments), or the plain function
         ``fn`` once per item of ``zip(*iterables)``, as one job; returns its ``AsyncJob``."""
-        name, items = job_tasks(op, args)
+        name, items = job_tasks(op, args, self._code)
         engine = self._client.engine
         job_id: asyncio.Future[int] = self._future()
         futures = engine.request(
@@ -146,6 +149,7 @@ class AsyncClient(_AsyncSubmitter):
         self.coordinators: list[Endpoint] = endpoints(url, token)
         self.reconnect_timeout = reconnect_timeout
         self.engine: Engine
+        self.shipping = Shipping(lambda: self._endpoint)
         super().__init__(self, SubmitOptions())
 
     async def connect(self) -> AsyncClient:
@@ -199,9 +203,15 @@ class AsyncClient(_AsyncSubmitter):
         redundancy: int = 1,
         max_replicas: int | None = None,
         adaptive: bool = False,
+        modules: Iterable[ModuleType | str] = (),
+        packages: Iterable[str] = (),
     ) -> _AsyncSubmitter:
         """The same API, submitting with these job options (see ``Client.options``; raises
-        ValueError for an option out of range)."""
+        ValueError for an option out of range). With ``packages``, they are resolved and
+        uploaded before it returns (seconds, once per set): call it as
+        ``await asyncio.to_thread(client.options, packages=[...])`` to keep the event loop
+        free meanwhile. A function's bundle is uploaded at its first submit (one small
+        blocking upload per bundle)."""
         options = submit_options(
             name=name,
             priority=priority,
@@ -211,7 +221,7 @@ class AsyncClient(_AsyncSubmitter):
             max_replicas=max_replicas,
             adaptive=adaptive,
         )
-        return _AsyncSubmitter(self, options)
+        return _AsyncSubmitter(self, options, self.shipping.code(modules, packages))
 
     @staticmethod
     async def gather(futures: Iterable[asyncio.Future[Any]]) -> list[Any]:

@@ -1,15 +1,25 @@
 """A plain Python function as a task of the ``python`` op: its source, never a pickle.
 
 Workers run another Python than the client's (a browser runs Pyodide), so a function
-travels as the source of a small module: the standard-library imports it needs, then its
-own ``def``. ``function_spec(fn)`` builds that once per function and refuses, with a message
-that says what to change, a function that would not run alone on the other side:
+travels as source, never as a pickle. ``function_spec(fn)`` builds it once per function:
+
+- a function that uses nothing of its module but imports travels as a small module of its
+  own: the imports it needs, then its ``def``;
+- a function that uses a helper, a constant or a class of its module, or a relative
+  import, travels as ``from MODULE import NAME``: its module goes with it;
+- either way the modules of the user's project it imports (client/_bundle.py) travel
+  with it as one zip, the *bundle*, and the packages of its environment
+  (``client.options(packages=...)``) may be imported too.
+
+It refuses, with a message that says what to change, what would not run on the other side:
 
 - anything but a plain ``def`` at module level: a lambda, a method, a function defined
   inside another (or using variables of one), an ``async def``, a generator, a builtin;
 - a function whose source Python cannot find (typed at the interactive prompt);
-- a function using a name its module binds other than by a standard-library import: a
-  helper function, a constant, a class, or a module outside the standard library.
+- a module outside the standard library, the project and the environment's packages;
+- a helper of a script run as ``__main__`` (a script is not imported on workers: move the
+  helper to a module beside it);
+- a project module that does not compile, or imports at import time what a worker lacks.
 
 Decorators are left out of the sent source: a decorator that returns the function itself
 (a registry, say) changes nothing; one that wraps it is refused, as the function submitted
@@ -36,9 +46,17 @@ import textwrap
 import types
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from browsergrid.client._bundle import (
+    Bundle,
+    bundle_for,
+    bundle_module_exists,
+    project_module,
+    script_root,
+)
 from browsergrid.protocol import Ref
 
 OP = "python"
@@ -56,28 +74,56 @@ def is_future(value: object) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class Code:
+    """What may travel with a client's functions besides their source: ``modules`` of the
+    project to add to every bundle (``client.options(modules=[...])``), the top-level
+    import names the environment's packages install (``provided``), and the task
+    arguments' ``environment`` member (``environment``: the wheels, None for none).
+    ``upload(bundle)`` returns the ref (JSON) of a bundle the coordinator holds."""
+
+    modules: tuple[types.ModuleType | str, ...] = ()
+    provided: frozenset[str] = frozenset()
+    environment: dict[str, Any] | None = field(default=None, compare=False, hash=False)
+    upload: Callable[[Bundle], dict[str, Any]] | None = field(
+        default=None, compare=False, hash=False
+    )
+
+
+NO_CODE = Code()
+
+
+@dataclass(frozen=True, slots=True)
 class _Prepared:
-    spec: dict[str, str]
+    spec: dict[str, Any]
     signature: inspect.Signature | None
+    bundle: Bundle | None = None
 
 
-_prepared: weakref.WeakKeyDictionary[types.FunctionType, _Prepared] = weakref.WeakKeyDictionary()
+_prepared: weakref.WeakKeyDictionary[types.FunctionType, dict[Code, _Prepared]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def function_spec(fn: Callable[..., Any]) -> dict[str, str]:
+def function_spec(fn: Callable[..., Any], code: Code = NO_CODE) -> dict[str, Any]:
     """``{"name", "source", "sha256"}`` of ``fn`` (docs/protocol.md, "python"); made once per
     function object. Raises TypeError for what is not a plain module-level function and
-    ValueError for one that cannot be sent alone; the message says what to change."""
-    return dict(_prepare(fn).spec)
+    ValueError for one that cannot be sent; the message says what to change."""
+    return dict(_prepare(fn, code).spec)
+
+
+def function_bundle(fn: Callable[..., Any], code: Code = NO_CODE) -> Bundle | None:
+    """The bundle of the project modules that travel with ``fn`` (None: none)."""
+    return _prepare(fn, code).bundle
 
 
 def function_task(
-    fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]
+    fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any], code: Code = NO_CODE
 ) -> dict[str, Any]:
-    """The arguments of a ``python`` task that computes ``fn(*args, **kwargs)``. Raises
-    TypeError when the arguments do not fit ``fn``'s parameters or one is not a JSON value
-    (the message names it), and what ``function_spec`` raises."""
-    prepared = _prepare(fn)
+    """The arguments of a ``python`` task that computes ``fn(*args, **kwargs)``, with its
+    bundle uploaded (``code.upload``) and its environment. Raises TypeError when the
+    arguments do not fit ``fn``'s parameters or one is not a JSON value (the message names
+    it), and what ``function_spec`` raises."""
+    prepared = _prepare(fn, code)
     name = prepared.spec["name"]
     if prepared.signature is not None:
         try:
@@ -88,11 +134,19 @@ def function_task(
         _check_json(value, f"argument {index} of {name}")
     for key, value in kwargs.items():
         _check_json(value, f"keyword argument {key!r} of {name}")
-    return {"function": prepared.spec, "args": list(args), "kwargs": dict(kwargs)}
+    spec = prepared.spec
+    if prepared.bundle is not None:
+        if code.upload is None:
+            raise ValueError(f"{name} needs its bundle uploaded, and this caller cannot upload")
+        spec = {**spec, "bundle": code.upload(prepared.bundle)}
+    task = {"function": spec, "args": list(args), "kwargs": dict(kwargs)}
+    if code.environment is not None:
+        task["environment"] = code.environment
+    return task
 
 
 def job_tasks(
-    op: str | Callable[..., Any], args: tuple[Iterable[Any], ...]
+    op: str | Callable[..., Any], args: tuple[Iterable[Any], ...], code: Code = NO_CODE
 ) -> tuple[str, Iterable[dict[str, Any]]]:
     """The op and the task arguments of ``submit_job(op, args)`` or ``submit_job(fn,
     *iterables)``."""
@@ -100,20 +154,20 @@ def job_tasks(
         if len(args) != 1:
             raise TypeError(f"submit_job({op!r}, args) takes one iterable of argument dicts")
         return op, args[0]
-    return OP, function_calls(op, args)
+    return OP, function_calls(op, args, code)
 
 
 def function_calls(
-    fn: Callable[..., Any], iterables: Sequence[Iterable[Any]]
+    fn: Callable[..., Any], iterables: Sequence[Iterable[Any]], code: Code = NO_CODE
 ) -> Iterator[dict[str, Any]]:
     """The arguments of a ``python`` task per item of ``zip(*iterables)`` (``map(fn,
     *iterables)``); the errors of ``function_task``, saying which item (from 0)."""
     if not iterables:
         raise TypeError("map(fn, *iterables) needs at least one iterable")
-    _prepare(fn)  # a function that cannot be sent fails before any item is read
+    _prepare(fn, code)  # a function that cannot be sent fails before any item is read
     for index, call in enumerate(zip(*iterables, strict=False)):
         try:
-            yield function_task(fn, call, {})
+            yield function_task(fn, call, {}, code)
         except TypeError as exc:
             raise TypeError(f"item {index}: {exc}") from None
 
@@ -121,17 +175,28 @@ def function_calls(
 # --- the function ----------------------------------------------------------------------
 
 
-def _prepare(fn: Callable[..., Any]) -> _Prepared:
+def _prepare(fn: Callable[..., Any], code: Code = NO_CODE) -> _Prepared:
     if isinstance(fn, types.FunctionType):
-        prepared = _prepared.get(fn)
+        prepared = _prepared.get(fn, {}).get(code)
         if prepared is not None:
             return prepared
     function = _plain_function(fn)
     source, node = _own_source(function)
-    imports = _imports_for(function, node)
-    if _has_annotations(node):
-        imports.insert(0, "from __future__ import annotations\n")
-    text = "".join(imports) + ("\n" if imports else "") + source
+    module = sys.modules.get(function.__module__)
+    own = project_module(module) if module is not None else None
+    root = own.root if own is not None else (script_root(module) if module else None)
+    imports, wants_module = _imports_for(function, node, code.provided, root, own is not None)
+    bundle: Bundle | None
+    if wants_module and own is not None:  # its module goes with it, helpers and all
+        text = f"from {own.name} import {function.__name__}\n"
+        bundle = bundle_for("", "", "", None, code.modules, code.provided, first=own)
+    else:
+        if _has_annotations(node):
+            imports.insert(0, "from __future__ import annotations\n")
+        text = "".join(imports) + ("\n" if imports else "") + source
+        package = own.name.rpartition(".")[0] if own is not None else ""
+        filename = getattr(module, "__file__", None) or "<source>"
+        bundle = bundle_for(text, filename, package, root, code.modules, code.provided)
     spec = {
         "name": function.__name__,
         "source": text,
@@ -141,8 +206,8 @@ def _prepare(fn: Callable[..., Any]) -> _Prepared:
         signature: inspect.Signature | None = inspect.signature(function)
     except (TypeError, ValueError):  # pragma: no cover - a def always has one
         signature = None
-    prepared = _Prepared(spec, signature)
-    _prepared[function] = prepared
+    prepared = _Prepared(spec, signature, bundle)
+    _prepared.setdefault(function, {})[code] = prepared
     return prepared
 
 
@@ -220,9 +285,17 @@ def _has_annotations(node: ast.FunctionDef) -> bool:
 # --- the names it uses -----------------------------------------------------------------
 
 
-def _imports_for(fn: types.FunctionType, node: ast.FunctionDef) -> list[str]:
-    """The standard-library import statements the function needs, one name each, in the
-    order of its module; ValueError for any other module-level name it uses."""
+def _imports_for(
+    fn: types.FunctionType,
+    node: ast.FunctionDef,
+    provided: frozenset[str],
+    root: Path | None,
+    importable: bool,
+) -> tuple[list[str], bool]:
+    """The import statements the function needs, one name each, in the order of its
+    module, and whether it needs its whole module (it uses a helper, a constant or a class
+    of it, or a relative import; only when ``importable``). ValueError for a module a
+    worker cannot import, or (not ``importable``) for a helper."""
     needed = _global_names(fn.__code__) | _names_in_defaults(node)
     needed.discard(fn.__name__)
     statements = _module_imports(fn)
@@ -233,7 +306,9 @@ def _imports_for(fn: types.FunctionType, node: ast.FunctionDef) -> list[str]:
         bound = statements.get(name)
         if bound is not None:
             position, module, statement = bound
-            if _is_stdlib(module):
+            if module.startswith("."):
+                helpers.append(name)  # a relative import: only its package can resolve it
+            elif _may_import(module, provided, root):
                 found.append((position, statement))
             else:
                 refused_modules.append(f"{_top(module)} ({statement.strip()})")
@@ -246,25 +321,37 @@ def _imports_for(fn: types.FunctionType, node: ast.FunctionDef) -> list[str]:
         synthesized = _import_of(name, value)
         if synthesized is None or synthesized[0] == fn.__module__:
             helpers.append(name)
-        elif _is_stdlib(synthesized[0]):
+        elif _may_import(synthesized[0], provided, root):
             found.append((1 << 30, synthesized[1]))  # after the module's own statements
         else:
             refused_modules.append(f"{_top(synthesized[0])} ({synthesized[1].strip()})")
+    if helpers and importable:
+        return [], True  # its module goes with it: the bundle's checks say the rest
     if refused_modules:
         which = "which are" if len(refused_modules) > 1 else "which is"
         raise ValueError(
             f"{fn.__name__} uses {', '.join(refused_modules)}, {which} not in the standard "
-            "library; browser workers cannot import it (only the function and its module's "
-            "standard-library imports are sent)"
+            "library; browser workers cannot import it (neither a module of this project "
+            "nor a package of client.options(packages=[...]): add its package to packages=)"
         )
     if helpers:
         listed = ", ".join(repr(h) for h in helpers)
         raise ValueError(
             f"{fn.__name__} uses {listed} from its module; only the function and its module's "
             "standard-library imports are sent: define it inside the function, or pass it "
-            "as an argument"
+            "as an argument (a script run as __main__ is not sent: a helper in a module "
+            "beside it travels with the function)"
         )
-    return [statement for _, statement in sorted(set(found))]
+    return [statement for _, statement in sorted(set(found))], False
+
+
+def _may_import(module: str, provided: frozenset[str], root: Path | None) -> bool:
+    """Whether a worker can import ``module``: the standard library's, an environment
+    package's, or a module of the project (it travels in the bundle)."""
+    top = _top(module)
+    if _is_stdlib(module) or top in provided:
+        return True
+    return root is not None and bundle_module_exists(top, root)
 
 
 _MISSING = object()

@@ -6,14 +6,15 @@ import asyncio
 import concurrent.futures
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from browsergrid._loop import new_event_loop
 from browsergrid.client._blobs import fetch_blob, put_blob
 from browsergrid.client._engine import Endpoint, Engine, Servers, endpoints, http_get_any
 from browsergrid.client._function import OP as PYTHON_OP
-from browsergrid.client._function import function_task, job_tasks
+from browsergrid.client._function import Code, function_task, job_tasks
+from browsergrid.client._shipping import Shipping
 from browsergrid.protocol import Ref, SubmitOptions, submit_options
 
 Future = concurrent.futures.Future
@@ -51,10 +52,10 @@ class Job:
 class _Submitter:
     """The submitting half of the API, with fixed job options (see ``Client.options``)."""
 
-    def __init__(self, client: Client, options: SubmitOptions) -> None:
+    def __init__(self, client: Client, options: SubmitOptions, code: Code | None = None) -> None:
         self._client = client
         self._options = options
-        self._options = options
+        self._code = code if code is not None else client.shipping.plain
 
     @overload
     def submit(self, op: str, /, **args: Any) -> Future[Any]: ...
@@ -64,13 +65,15 @@ class _Submitter:
         """Run ``op`` with keyword arguments ``args`` once, or run the plain function
         ``fn(*args, **kwargs)`` on a worker; the future resolves to its result or TaskError.
 
-        ``fn`` must be a function defined with ``def`` at module level that uses nothing of
-        its module but standard-library imports; its arguments and result must be JSON
-        values (a tuple arrives as a list). It travels as source (op ``python``, run by
-        browser workers and by ``browsergrid worker --python-functions``); a function or
-        argument that cannot be sent raises TypeError or ValueError here, saying what to
-        change, and nothing is sent. If ``fn`` raises on the worker, ``TaskError`` carries
-        its ``remote_traceback``.
+        ``fn`` must be a function defined with ``def`` at module level; its arguments and
+        result must be JSON values (a tuple arrives as a list). It travels as source (op
+        ``python``, run by browser workers and by ``browsergrid worker
+        --python-functions``), with the modules of your project it uses (its own module
+        when it uses a helper of it) zipped into one bundle, uploaded once; the packages of
+        ``options(packages=[...])`` may be imported too. A function or argument that cannot
+        be sent raises TypeError or ValueError here, saying what to change, and nothing is
+        sent. If ``fn`` raises on the worker, ``TaskError`` carries its
+        ``remote_traceback``.
 
         Tasks submitted this way go into one job per client (and per set of options).
         """
@@ -79,7 +82,7 @@ class _Submitter:
                 raise TypeError(f"submit({op!r}, ...) takes the op's arguments by keyword")
             name, items = op, [kwargs]
         else:
-            name, items = PYTHON_OP, [function_task(op, args, kwargs)]
+            name, items = PYTHON_OP, [function_task(op, args, kwargs, self._code)]
         engine = self._client.engine
         futures = engine.request(
             engine.session_key(self._options), name, items, self._options, Future
@@ -95,7 +98,7 @@ class _Submitter:
         plain function ``fn`` once per item of ``zip(*iterables)`` (``fn(a, b)`` for each
         ``a, b``, as ``map`` does); returns its ``Job``. Every task is checked before any is
         sent (see ``submit``)."""
-        name, items = job_tasks(op, args)
+        name, items = job_tasks(op, args, self._code)
         engine = self._client.engine
         job_id: Future[int] = Future()
         futures = engine.request(engine.new_job_key(), name, items, self._options, Future, job_id)
@@ -180,6 +183,7 @@ class Client(_Submitter):
         except BaseException:
             self._stop_loop()
             raise
+        self.shipping = Shipping(lambda: self.engine.endpoint)
         super().__init__(self, SubmitOptions())
 
     @property
@@ -212,6 +216,8 @@ class Client(_Submitter):
         redundancy: int = 1,
         max_replicas: int | None = None,
         adaptive: bool = False,
+        modules: Iterable[ModuleType | str] = (),
+        packages: Iterable[str] = (),
     ) -> _Submitter:
         """The same API, submitting with these job options (like Ray's ``.options()``).
 
@@ -221,6 +227,15 @@ class Client(_Submitter):
         workers the replicas but for random spot checks. Each result's ``verdict`` and
         ``replicas`` say how it was checked (``job.results()``). Raises ValueError for an
         option out of range.
+
+        For functions: ``modules`` (modules or packages of your project, or their names,
+        like Ray's ``py_modules``) travel with every function submitted, besides those
+        found by reading its imports; ``packages`` (requirement strings, as
+        ``["sympy==1.13.3", "networkx"]``) are resolved by pip on this machine now, with
+        their dependencies, and their wheels uploaded once: the functions' tasks run in
+        that environment (a browser installs pure-Python wheels in its Pyodide; a wheel
+        with compiled code sends the tasks to Python workers only). Raises ValueError,
+        with pip's reason, for packages that cannot be resolved.
         """
         options = submit_options(
             name=name,
@@ -231,7 +246,7 @@ class Client(_Submitter):
             max_replicas=max_replicas,
             adaptive=adaptive,
         )
-        return _Submitter(self, options)
+        return _Submitter(self, options, self.shipping.code(modules, packages))
 
     @staticmethod
     def as_completed(
