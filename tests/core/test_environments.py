@@ -21,9 +21,11 @@ from browsergrid.core import (
     Scheduler,
     SendTask,
     Standing,
+    StrandedReleased,
     TaskErrorReported,
     TaskFailed,
     TaskSpec,
+    TasksReleased,
     TasksSubmitted,
     TasksTaken,
     TaskState,
@@ -331,3 +333,28 @@ def test_a_task_taken_from_a_shared_queue_takes_its_environment_too() -> None:
     )
     assert sent(s.handle(taken)) == []
     assert s.tasks[9].environment == Environment(X, native=True)
+
+
+def test_a_native_task_taken_where_only_tabs_run_is_released_to_the_shared_queue() -> None:
+    """A grid member whose workers are tabs gives a native task back to the shared queue
+    (as for an op nobody here runs), so a member with a Python worker can take it; the
+    tabs' own tasks stay."""
+    s = scheduler()
+    tab(s, 1, concurrency=1)
+    taken = TasksTaken(
+        job_id=3,
+        options=JobOptions(),
+        tasks=[
+            RestoredTask(task_id=9, index=0, op=OP, args=args(X, native=True)),
+            RestoredTask(task_id=10, index=1, op=OP, args=args(X)),
+            RestoredTask(task_id=11, index=2, op=OP, args=args(X)),
+        ],
+        now=1.0,
+    )
+    assert sent(s.handle(taken)) == [(1, 10)]
+    released = s.handle(StrandedReleased(now=2.0))
+    assert [c.task_ids for c in released if isinstance(c, TasksReleased)] == [(9,)]
+    assert set(s.tasks) == {10, 11}
+    python_worker(s, 2)
+    assert sent(s.handle(StrandedReleased(now=3.0))) == []
+    assert set(s.tasks) == {10, 11}

@@ -414,8 +414,9 @@ class Scheduler:
             yield DependenciesWanted(task_ids=tuple(sorted(wanted)), stimulus_id=ev.stimulus_id)
 
     def _release_stranded(self, ev: StrandedReleased) -> Iterator[Command]:
-        """Drop queued job tasks whose op no connected worker runs (untouched ones only: a
-        task with a lease or a replica stays, its quorum is under way here)."""
+        """Drop queued job tasks whose op no connected worker runs, or whose native
+        environment none does (untouched ones only: a task with a lease or a replica stays,
+        its quorum is under way here)."""
         stranded = sorted(
             task.task_id
             for task in self.tasks.values()
@@ -423,7 +424,14 @@ class Scheduler:
             and task.job_id is not None
             and not task.leases
             and not task.replicas
-            and self._op_workers[task.op] <= 0
+            and (
+                self._op_workers[task.op] <= 0
+                or (
+                    task.environment is not None
+                    and task.environment.native
+                    and self._native_workers[task.op] <= 0
+                )
+            )
         )
         reasons = []
         forgotten: list[Job] = []
