@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from browsergrid import AsyncClient, TaskError
+from tests._support import Process
+from tests._wheels import make_wheel
 from tests.conftest import Served
 
 RM = "repeat_multiply"
@@ -41,3 +47,36 @@ async def test_task_error_and_cancel(served: Served) -> None:
         await asyncio.wait(job.futures, timeout=30)
     assert any(f.cancelled() for f in job.futures)
     assert all(f.done() for f in job.futures)
+
+
+@pytest.mark.timeout(120)
+async def test_a_function_takes_its_module_and_packages_along(
+    served: Served,
+    start_worker: Callable[..., Process],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``AsyncClient.options(packages=...)`` (a wheel file here: pip takes a path as a
+    requirement, no registry needed) and a function that uses a constant of its module: a
+    Python worker runs it in the environment, with the module imported from the bundle."""
+    worker = start_worker(served.coordinator.ws_url, "--python-functions", "--quiet")
+    worker.wait_for_line(lambda line: "runs the Python functions clients submit" in line)
+    name, data = make_wheel("asyncpkg", "1.0", {"asyncpkg/__init__.py": "VALUE = 7\n"})
+    wheel = tmp_path / name
+    wheel.write_bytes(data)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "async_project.py").write_text(
+        "FACTOR = 3\n\n\ndef scaled(n):\n"
+        "    import asyncpkg\n\n    return asyncpkg.VALUE * n * FACTOR\n"
+    )
+    monkeypatch.syspath_prepend(str(project))
+    module = importlib.import_module("async_project")
+    try:
+        async with AsyncClient(served.url) as client:
+            grid = await asyncio.to_thread(client.options, packages=[str(wheel)])
+            assert await asyncio.wait_for(grid.submit(module.scaled, 2), 60) == 42
+            job = grid.submit_job(module.scaled, [1, 2, 3])
+            assert [await asyncio.wait_for(f, 60) for f in job.futures] == [21, 42, 63]
+    finally:
+        sys.modules.pop("async_project", None)
