@@ -91,9 +91,12 @@ async def join(
     return peer
 
 
-async def connect(coordinator: Coordinator, key: str, op: str = "repeat_multiply") -> WorkerPeer:
+async def connect(
+    coordinator: Coordinator, key: str, op: str = "repeat_multiply", *, frame: str | None = None
+) -> WorkerPeer:
     """As serve_worker does: join, then a real ``hello`` frame with ``key`` (one ``op``, one
-    task at a time), read by the coordinator's own ``receive``."""
+    task at a time; or ``frame``, a hello of the caller's), read by the coordinator's own
+    ``receive``."""
     peer = WorkerPeer(
         worker_id=coordinator.next_id(),
         address="127.0.0.1:1",
@@ -109,7 +112,7 @@ async def connect(coordinator: Coordinator, key: str, op: str = "repeat_multiply
     hello = Hello(
         protocol=PROTOCOL_VERSION, agent="test", ops=[op], concurrency=1, prefetch=0, worker_key=key
     )
-    await receive(coordinator, peer, msgspec.json.encode(hello).decode(), now)
+    await receive(coordinator, peer, frame or msgspec.json.encode(hello).decode(), now)
     assert peer.introduced
     return peer
 

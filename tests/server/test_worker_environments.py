@@ -4,19 +4,15 @@ in process, with real hello frames read by the coordinator's own ``receive``."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
 
 from browsergrid.config import ServeConfig
-from browsergrid.core import WorkerJoined
 from browsergrid.protocol import encode_hello
 from browsergrid.server._coordinator import Coordinator
-from browsergrid.server._state import WorkerPeer
-from browsergrid.server._workers import receive
 from browsergrid.store import MemoryStore
-from tests.server._fakes import Sink, rules
+from tests.server._fakes import connect
 
 X, Y = "a" * 64, "b" * 64  # env ids
 
@@ -27,21 +23,8 @@ async def introduced(environments: dict[str, Any] | None) -> tuple[bool, frozens
     coordinator = Coordinator(ServeConfig(memory=True, welcome=None), MemoryStore())
     await coordinator.start()
     try:
-        peer = WorkerPeer(
-            worker_id=coordinator.next_id(),
-            address="127.0.0.1:1",
-            path="/ws",
-            agent="test",
-            connected_at=time.time(),
-            sender=Sink(),
-            rules=rules(0),
-        )
-        coordinator.workers[peer.worker_id] = peer
-        now = time.monotonic()
-        await coordinator.apply(WorkerJoined(worker_id=peer.worker_id, now=now))
         hello = encode_hello("test", ["python"], 1, environments=environments)
-        await receive(coordinator, peer, hello, now)
-        assert peer.introduced
+        peer = await connect(coordinator, "", frame=hello)
         worker = coordinator.scheduler.workers[peer.worker_id]
         return worker.native, worker.environments
     finally:
