@@ -24,6 +24,7 @@ from browsergrid.core import (
     StrandedReleased,
     TaskErrorReported,
     TaskFailed,
+    TasksHandedBack,
     TaskSpec,
     TasksReleased,
     TasksSubmitted,
@@ -358,3 +359,17 @@ def test_a_native_task_taken_where_only_tabs_run_is_released_to_the_shared_queue
     python_worker(s, 2)
     assert sent(s.handle(StrandedReleased(now=3.0))) == []
     assert set(s.tasks) == {10, 11}
+
+
+def test_a_worker_that_hands_back_an_environment_it_claimed_is_not_sent_it_again() -> None:
+    """A worker started with --no-new-environments said it had X, then handed X's task
+    back (it lied, or lost the folder): it is not sent X again, the task goes to a worker
+    that builds environments, and the liar still gets tasks of others it has."""
+    s = scheduler()
+    python_worker(s, 1, environments=frozenset({X, Y}))
+    assert sent(submit(s, spec(X))) == [(1, 1)]
+    back = s.handle(TasksHandedBack(worker_id=1, task_ids=[1], now=1.0))
+    assert sent(back) == []
+    assert s.workers[1].environments == frozenset({Y})
+    assert sent(python_worker(s, 2)) == [(2, 1)]
+    assert sent(submit(s, spec(Y))) == [(1, 2)]

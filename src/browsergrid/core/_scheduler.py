@@ -681,6 +681,11 @@ class Scheduler:
                 continue  # not its own (any more): nothing to hand back
             self._release(task, worker)
             task.attempts -= 1  # it never ran there
+            env = task.environment
+            if env is not None and worker.environments is not None:
+                # it runs only the environments it has, and gave this one back: it has not
+                # got it (whatever its hello said), so it is not sent it again
+                worker.environments = worker.environments - {env.env_id}
             if task.pinned_to is not None:
                 self._finish(task, TaskState.CANCELLED)  # a welcome task is its worker's only
             else:
