@@ -269,11 +269,14 @@ def test_a_child_process_serves_tasks_line_by_line(tmp_path: Path) -> None:
     blob.write_bytes(b"12")
     digest = hashlib.sha256(b"12").hexdigest()
     argument = {"$blob": digest, "size": 2, "format": "json"}
+    reads = "import sys\n\ndef f():\n    return sys.stdin.read()\n"
     requests = [
-        {"args": task(source, "f", 21)},
-        {"args": task(source, "f", argument), "files": {digest: str(blob)}},
-        {"args": task("def f():\n    return 1 / 0\n")},
-        {"args": {"function": "nonsense"}},
+        {"id": 1, "args": task(source, "f", 21)},
+        {"id": 2, "args": task(source, "f", argument), "files": {digest: str(blob)}},
+        {"id": 3, "args": task("def f():\n    return 1 / 0\n")},
+        {"id": 4, "args": {"function": "nonsense"}},
+        {"id": 5, "args": task(reads)},  # an empty stdin: never the requests that follow
+        {"id": 6, "args": task(source, "f", 1)},
     ]
     done = subprocess.run(
         [sys.executable, "-I", runner.__file__, "--serve", str(tmp_path)],
@@ -284,10 +287,12 @@ def test_a_child_process_serves_tasks_line_by_line(tmp_path: Path) -> None:
         check=True,
     )
     answers = [json.loads(line) for line in done.stdout.splitlines()]
-    assert answers[:2] == [{"result": 42}, {"result": 24}]
+    assert answers[:2] == [{"id": 1, "result": 42}, {"id": 2, "result": 24}]
     assert answers[2]["function"] is True and "ZeroDivisionError" in answers[2]["error"]
+    assert answers[4:] == [{"id": 5, "result": ""}, {"id": 6, "result": 2}]
     assert answers[3] == {
+        "id": 4,
         "error": "ValueError: python: 'function' must be an object with name, source and sha256",
         "function": False,
     }
-    assert done.stderr.count("noise") == 2
+    assert done.stderr.count("noise") == 3

@@ -115,3 +115,36 @@ async def test_a_failing_function_reports_its_traceback(environments: Environmen
     prepared = await environments.prepare(task("def f():\n    return 1 / 0\n"), Blobs())
     ok, message = environments.run(prepared)
     assert not ok and message.startswith("Traceback") and "ZeroDivisionError" in message
+
+
+async def test_a_function_writing_into_the_answers_costs_no_other_task(
+    environments: Environments,
+) -> None:
+    """A function that writes lines of its own into the answer pipe (it found the file
+    descriptor) is not taken at its word: its child is ended, the task tried once more in
+    a new child (where it does it again: its own fault), and no later task is given such
+    a line as its answer."""
+    forges = (
+        "def f():\n    import os\n\n"
+        "    for fd in range(3, 12):\n"
+        "        try:\n"
+        '            os.write(fd, b\'{"id": 999, "result": "forged"}\\n\')\n'
+        "        except OSError:\n"
+        "            pass\n"
+        "    return 'mine'\n"
+    )
+    forged = await environments.prepare(task(forges), Blobs())
+    assert environments.run(forged) == (False, "the function's process answered out of turn twice")
+    honest = await environments.prepare(task("def f():\n    return 'second'\n"), Blobs())
+    assert environments.run(honest) == (True, "second")
+    assert environments.run(honest) == (True, "second")
+
+
+async def test_a_bundle_alone_runs_in_an_environment_of_no_package(
+    environments: Environments,
+) -> None:
+    """A bundle's functions see no package of the worker's own (as in a tab)."""
+    source = "def f():\n    import importlib.util\n\n    return importlib.util.find_spec('httpx')\n"
+    prepared = await environments.prepare(task(source), Blobs())
+    assert Path(prepared.python).parent.parent.name == "bare"
+    assert environments.run(prepared) == (True, None)

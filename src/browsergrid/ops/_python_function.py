@@ -72,6 +72,16 @@ def run(args: Mapping[str, Any], contents: Held | None = None) -> Any:
     held = contents or {}
     keys = (_bundle_key(args.get("function"), held), _environment_key(args, held))
     _enter(keys)
+    before = set(sys.modules) if any(keys) else None
+    try:
+        return _call(args, keys)
+    finally:
+        if before is not None:  # modules made at run time (no file): this context's own
+            made = [name for name in sys.modules.keys() - before if _synthetic(name)]
+            _made.setdefault(keys, set()).update(made)
+
+
+def _call(args: Mapping[str, Any], keys: tuple[str, str]) -> Any:
     function = _function(args.get("function"), keys)
     positional = args.get("args", [])
     keywords = args.get("kwargs", {})
@@ -309,7 +319,7 @@ def _bundle_key(spec: Any, held: Held) -> str:
     digest, read = _blob(bundle, held, "the function's bundle")
     path = os.path.join(HOME, "bundles", digest + ".zip")
     if not os.path.exists(path):
-        _write_once(path, read())
+        write_once(path, read())
     _places[digest] = path
     return digest
 
@@ -323,7 +333,7 @@ def _environment_key(args: Mapping[str, Any], held: Held) -> str:
     blobs = {name: _blob(value, held, f"wheel {name}") for name, value in wheels.items()}
     env_id = environment_id({name: digest for name, (digest, _) in blobs.items()})
     folder = os.path.join(HOME, "environments", env_id)
-    if not os.path.exists(os.path.join(folder, _COMPLETE)):
+    if not os.path.exists(os.path.join(folder, COMPLETE)):
         compiled = sorted(name for name in wheels if not is_pure_wheel(name))
         if compiled:
             raise ValueError(
@@ -335,15 +345,18 @@ def _environment_key(args: Mapping[str, Any], held: Held) -> str:
     return env_id
 
 
-_COMPLETE = ".browsergrid-complete"
+COMPLETE = ".browsergrid-complete"  # in an environment's folder once it is whole
 _places: dict[str, str] = {}  # bundle SHA-256 or env id -> its sys.path entry
 _current: tuple[str, str] = ("", "")  # (bundle, environment) of the modules imported now
 _parked: OrderedDict[tuple[str, str], dict[str, types.ModuleType]] = OrderedDict()
+_made: dict[tuple[str, str], set[str]] = {}  # modules without a file made under a context
+MAX_UNPACKED_BYTES = 2 * 1024**3  # an environment's wheels, unpacked (zip bombs stop here)
 
 
-def _write_once(path: str, data: bytes) -> None:
+def write_once(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` whole (a partial file is never seen there)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    temp = f"{path}.{os.getpid()}.part"
+    temp = f"{path}.{os.getpid()}.{id(data):x}.part"
     with open(temp, "wb") as file:
         file.write(data)
     os.replace(temp, path)
@@ -357,10 +370,17 @@ def _unpack(folder: str, wheels: list[Callable[[], bytes]]) -> None:
     os.makedirs(os.path.dirname(folder), exist_ok=True)
     temp = tempfile.mkdtemp(dir=os.path.dirname(folder), prefix=".unpacking-")
     try:
+        unpacked = 0
         for read in wheels:
             with zipfile.ZipFile(io.BytesIO(read())) as wheel:
+                unpacked += sum(info.file_size for info in wheel.infolist())
+                if unpacked > MAX_UNPACKED_BYTES:
+                    raise ValueError(
+                        f"python: the environment's wheels unpack to over "
+                        f"{MAX_UNPACKED_BYTES:,} bytes"
+                    )
                 wheel.extractall(temp)  # names with .. or a leading / are made safe
-        with open(os.path.join(temp, _COMPLETE), "w"):
+        with open(os.path.join(temp, COMPLETE), "w"):
             pass
         if os.path.exists(folder):
             shutil.rmtree(folder)  # an unfinished one: its marker was never written
@@ -378,7 +398,8 @@ def _enter(keys: tuple[str, str]) -> None:
         return
     managed = {path for path in _places.values()}
     roots = tuple(path + os.sep for path in managed)
-    leaving = {name: m for name, m in list(sys.modules.items()) if _placed(m, roots)}
+    own = _made.get(_current, set())
+    leaving = {name: m for name, m in list(sys.modules.items()) if name in own or _placed(m, roots)}
     for name in leaving:
         del sys.modules[name]
     if any(_current):
@@ -392,6 +413,18 @@ def _enter(keys: tuple[str, str]) -> None:
     _current = keys
 
 
+def _synthetic(name: str) -> bool:
+    """Whether module ``name`` was made by code rather than imported from a file (a
+    ``six.moves`` alias, a module a package puts into ``sys.modules`` itself)."""
+    module = sys.modules.get(name)
+    return (
+        module is not None
+        and getattr(module, "__file__", None) is None
+        and not getattr(module, "__path__", None)
+        and name not in sys.builtin_module_names
+    )
+
+
 def _placed(module: types.ModuleType, roots: tuple[str, ...]) -> bool:
     """Whether ``module`` was imported from a bundle or an environment."""
     file = getattr(module, "__file__", None)
@@ -401,26 +434,34 @@ def _placed(module: types.ModuleType, roots: tuple[str, ...]) -> bool:
 
 def serve(home: str) -> None:
     """A child process's loop (``python _python_function.py --serve HOME``): one request
-    per line on stdin, ``{"args": ..., "files": {SHA256: PATH}}``, answered by one line on
-    stdout, ``{"result": ...}`` or ``{"error": ..., "function": true|false}``. What the
-    function prints goes to stderr, never into the answers."""
+    per line on stdin, ``{"id": ID, "args": ..., "files": {SHA256: PATH}}``, answered by
+    one line on stdout, ``{"id": ID, "result": ...}`` or ``{"id": ID, "error": ...,
+    "function": true|false}``. The function itself reads an empty stdin and writes to
+    stderr: it never sees the requests nor writes into the answers (the parent still
+    checks each answer's ``id``)."""
     global HOME
     HOME = home
+    requests = os.fdopen(os.dup(0), "r", encoding="utf-8")
     answers = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    empty = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(empty, 0)
+    os.close(empty)
     os.dup2(2, 1)
+    sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 - for the process's life
     sys.stdout = sys.stderr
-    for line in sys.stdin:
-        answer: dict[str, Any]
+    for line in requests:
+        ident: Any = None
         try:
             request = json.loads(line)
+            ident = request.get("id")
             held = _Files(request.get("files") or {})
             args = _substitute_own(request["args"], held)
-            answer = {"result": run(args, held)}
-            text = json.dumps(answer, allow_nan=False)
+            text = json.dumps({"id": ident, "result": run(args, held)}, allow_nan=False)
         except FunctionError as exc:
-            text = json.dumps({"error": str(exc), "function": True})
+            text = json.dumps({"id": ident, "error": str(exc), "function": True})
         except Exception as exc:
-            text = json.dumps({"error": f"{type(exc).__name__}: {exc}", "function": False})
+            error = f"{type(exc).__name__}: {exc}"
+            text = json.dumps({"id": ident, "error": error, "function": False})
         answers.write(text + "\n")
         answers.flush()
 

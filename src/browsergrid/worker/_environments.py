@@ -8,19 +8,24 @@ process, never in the worker's own interpreter.
   (``--no-new-environments``) runs only the environments already made.
 - The children are ``PYTHON -I _python_function.py --serve HOME`` (the runner every
   worker shares), one per running task at most, kept for the next task of their Python
-  (the environment's, or this worker's own for a bundle alone): a bundle's modules are
-  imported once per child. What the function prints goes to this worker's stderr.
+  (the environment's, or for a bundle alone an environment of no package, ``bare``, so
+  it sees what it would in a tab), 8 idle ones at most: a bundle's modules are imported
+  once per child. What the function prints goes to this worker's stderr; an answer is
+  taken only with its request's id.
 - Blobs a task names reach the child as files in ``FOLDER/files`` (checked against their
   SHA-256 when written), removed an hour after their last use.
 
-Isolation: the modules of two bundles, or two environments, never share an interpreter's
-``sys.modules``, and the worker's own packages never stand in for an environment's.
+Isolation: two environments never share an interpreter, two bundles in one child have
+their modules set aside in turn (the runner's ``_enter``), and the worker's own packages
+are seen by none.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import json
 import os
 import secrets
 import shutil
@@ -28,6 +33,8 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +44,8 @@ from browsergrid.ops import _python_function as runner
 from browsergrid.protocol import Ref, refs_in
 
 RUNNER = runner.__file__
-_COMPLETE = ".browsergrid-complete"
+BARE = "bare"  # the folder of the environment of no package (for a bundle alone)
+_IDLE_CHILDREN = 8  # children kept for later tasks, at most (the least recently used go)
 _FILES_KEPT_S = 3600.0  # a blob file unused this long is removed
 _BUILD_TIMEOUT_S = 600.0
 
@@ -83,7 +91,7 @@ class Environments:
         found = []
         with contextlib.suppress(OSError):
             for path in self.folder.iterdir():
-                if len(path.name) == 64 and (path / _COMPLETE).exists():
+                if len(path.name) == 64 and (path / runner.COMPLETE).exists():
                     found.append((path.stat().st_mtime, path.name))
         return [name for _, name in sorted(found, reverse=True)]
 
@@ -92,11 +100,9 @@ class Environments:
         Raises EnvironmentUnavailable (an environment that cannot be had), ValueError (a
         malformed task) and what ``blob`` raises."""
         wheels = runner.environment_wheels(args)
-        python = sys.executable
         rest = dict(args)
-        if wheels is not None:
-            rest.pop("environment")
-            python = await self._python(wheels, blob)
+        rest.pop("environment", None)
+        python = await self._python(wheels or {}, blob)
         files = {}
         for ref in {ref.sha256: ref for ref in refs_in(rest)}.values():
             files[ref.sha256] = await self._file(ref, blob)
@@ -112,15 +118,18 @@ class Environments:
         self._children.close()
 
     async def _python(self, wheels: Mapping[str, Any], blob: _BlobSource) -> str:
+        """The Python of the environment of ``wheels``, made if need be; with none, of an
+        empty environment (a bundle alone sees no package of this worker's own, as in a
+        tab)."""
         refs = {name: _ref(value, name) for name, value in wheels.items()}
         env_id = runner.environment_id({name: ref.sha256 for name, ref in refs.items()})
-        folder = self.folder / env_id
+        folder = self.folder / (env_id if refs else BARE)
         python = str(folder / "bin" / "python")
-        if (folder / _COMPLETE).exists():
+        if (folder / runner.COMPLETE).exists():
             with contextlib.suppress(OSError):
                 os.utime(folder)  # used now
             return python
-        if not self.new:
+        if refs and not self.new:
             raise EnvironmentUnavailable(
                 f"environment {env_id[:12]} is not here, and this worker makes no new ones "
                 "(--no-new-environments)",
@@ -178,14 +187,7 @@ def _ref(value: Any, name: str) -> Ref:
 
 def _place(path: Path, data: bytes) -> None:
     """Write a blob to ``path`` (whole, or not at all)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{secrets.token_hex(8)}.part")
-    try:
-        temp.write_bytes(data)
-        os.replace(temp, path)
-    finally:
-        with contextlib.suppress(OSError):
-            temp.unlink()
+    runner.write_once(str(path), data)
 
 
 def _make_environment(folder: Path, wheels: Mapping[str, str]) -> None:
@@ -205,32 +207,57 @@ def _make_environment(folder: Path, wheels: Mapping[str, str]) -> None:
                 os.link(path, staged / name)
             except OSError:
                 shutil.copyfile(path, staged / name)
+        _check_unpacked_size(wheels)
         _uv([uv, "venv", "--quiet", "--python", sys.executable, str(temp)], environ)
         python = temp / "bin" / "python"
         files = [str(staged / name) for name in sorted(wheels)]
-        _uv(
-            [
-                uv,
-                "pip",
-                "install",
-                "--quiet",
-                "--python",
-                str(python),
-                "--no-index",
-                "--no-deps",
-                "--offline",
-                "--no-cache",
-                *files,
-            ],
-            environ,
-        )
-        (temp / _COMPLETE).touch()
+        if files:
+            _uv(
+                [
+                    uv,
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--python",
+                    str(python),
+                    "--no-index",
+                    "--no-deps",
+                    "--offline",
+                    "--no-cache",
+                    *files,
+                ],
+                environ,
+            )
+        (temp / runner.COMPLETE).touch()
+        if (folder / runner.COMPLETE).exists():
+            return  # another worker sharing this data directory made it meanwhile
         if folder.exists():
             shutil.rmtree(folder)  # an unfinished one: its marker was never written
-        os.rename(temp, folder)
+        try:
+            os.rename(temp, folder)
+        except OSError:
+            if not (folder / runner.COMPLETE).exists():
+                raise
     finally:
         shutil.rmtree(staged, ignore_errors=True)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def _check_unpacked_size(wheels: Mapping[str, str]) -> None:
+    """EnvironmentUnavailable when the wheels would unpack to more than the runner takes
+    (a zip bomb fills no disk)."""
+    total = 0
+    for name, path in wheels.items():
+        try:
+            with zipfile.ZipFile(path) as wheel:
+                total += sum(info.file_size for info in wheel.infolist())
+        except (OSError, zipfile.BadZipFile) as exc:
+            raise EnvironmentUnavailable(f"wheel {name} is not a zip archive: {exc}") from None
+    if total > runner.MAX_UNPACKED_BYTES:
+        raise EnvironmentUnavailable(
+            f"the environment's wheels unpack to {total:,} bytes, over "
+            f"{runner.MAX_UNPACKED_BYTES:,}"
+        )
 
 
 def _uv(command: list[str], environ: Mapping[str, str]) -> None:
@@ -289,45 +316,76 @@ class _Child:
 
 
 class _Children:
+    """Children by Python, the idle ones kept (``_IDLE_CHILDREN`` at most, least recently
+    used out) for the next task of that Python."""
+
     def __init__(self, home: str) -> None:
         self.home = home
-        self._idle: dict[str, list[_Child]] = {}
+        self._idle: OrderedDict[_Child, None] = OrderedDict()
         self._all: set[_Child] = set()
         self._lock = threading.Lock()
         self._closed = False
+        self._ids = itertools.count(1)
 
     def run(self, prepared: Prepared) -> tuple[bool, Any]:
-        import json
+        """The task's outcome. A child whose answer is not the answer to this request (a
+        function of an earlier task wrote into the answers) is ended and the task run once
+        more in a new one: that is not the task's fault."""
+        for _attempt in range(2):
+            child = self._take(prepared.python)
+            if isinstance(child, str):
+                return False, child
+            ident = next(self._ids)
+            line = child.call(_request(ident, prepared))
+            answer = _answer(line, ident)
+            if answer is None:
+                self._end(child)
+                if line is None:
+                    code = child.process.returncode
+                    return (
+                        False,
+                        f"the function's process ended (exit code {code}) before it answered",
+                    )
+                continue  # a stray line: a new child, once
+            self._keep(child)
+            if "result" in answer:
+                return True, answer["result"]
+            return False, str(answer.get("error", "the function failed"))
+        return False, "the function's process answered out of turn twice"
 
+    def _take(self, python: str) -> _Child | str:
         with self._lock:
             if self._closed:
-                return False, "the worker is stopping"
-            idle = self._idle.get(prepared.python)
-            child = idle.pop() if idle else None
-        if child is None:
-            try:
-                child = _Child(prepared.python, self.home)
-            except OSError as exc:
-                return False, f"the function's process could not start: {exc}"
-            with self._lock:
-                self._all.add(child)
-        request = json.dumps({"args": prepared.args, "files": prepared.files}, allow_nan=False)
-        line = child.call(request)
-        if line is None:
-            child.end()
-            with self._lock:
-                self._all.discard(child)
-            code = child.process.returncode
-            return False, f"the function's process ended (exit code {code}) before it answered"
+                return "the worker is stopping"
+            for child in reversed(self._idle):
+                if child.python == python:
+                    del self._idle[child]
+                    return child
+        try:
+            child = _Child(python, self.home)
+        except OSError as exc:
+            return f"the function's process could not start: {exc}"
+        with self._lock:
+            self._all.add(child)
+        return child
+
+    def _keep(self, child: _Child) -> None:
+        ended = []
         with self._lock:
             if self._closed:
-                child.end()
+                ended.append(child)
             else:
-                self._idle.setdefault(prepared.python, []).append(child)
-        answer = json.loads(line)
-        if "result" in answer:
-            return True, answer["result"]
-        return False, str(answer.get("error", "the function failed"))
+                self._idle[child] = None
+                while len(self._idle) > _IDLE_CHILDREN:
+                    ended.append(self._idle.popitem(last=False)[0])
+        for old in ended:
+            self._end(old)
+
+    def _end(self, child: _Child) -> None:
+        child.end()
+        with self._lock:
+            self._all.discard(child)
+            self._idle.pop(child, None)
 
     def close(self) -> None:
         with self._lock:
@@ -337,3 +395,22 @@ class _Children:
             self._idle.clear()
         for child in children:
             child.end()
+
+
+def _request(ident: int, prepared: Prepared) -> str:
+    return json.dumps(
+        {"id": ident, "args": prepared.args, "files": prepared.files}, allow_nan=False
+    )
+
+
+def _answer(line: str | None, ident: int) -> dict[str, Any] | None:
+    """The child's answer to request ``ident``; None for no answer, or another line."""
+    if line is None:
+        return None
+    try:
+        answer = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(answer, dict) or answer.get("id") != ident:
+        return None
+    return answer
