@@ -5,9 +5,11 @@ modules a bundle holds, what is refused before anything is sent, and that the ru
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import io
 import sys
 import textwrap
+import types
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -134,6 +136,7 @@ def test_a_function_using_helpers_travels_with_its_module_and_what_it_imports(
     assert spec["source"] == "from mylab.physics import step\n"
     bundle = function_bundle(physics.step)
     assert names(bundle) == [
+        "mylab/",
         "mylab/__init__.py",
         "mylab/consts.py",
         "mylab/physics.py",
@@ -299,3 +302,67 @@ def test_a_bundle_ref_is_read_from_the_contents_and_checked(
     other = dict(task, function={**task["function"], "bundle": upload(Bundle(b"x", "0" * 64, ()))})
     with pytest.raises(ValueError, match="has other bytes than its SHA-256"):
         runner.run(other, {"0" * 64: b"x"})
+
+
+def test_a_namespace_package_travels_and_imports(project: Callable[..., Any]) -> None:
+    module = project(
+        {
+            "nsp/util.py": "K = 5\n",  # nsp has no __init__.py
+            "ns_user.py": "from nsp.util import K\n\n\ndef f(n):\n    return n * K\n",
+        },
+        "ns_user",
+    )
+    assert "nsp/" in names(function_bundle(module.f))
+    assert remote(module.f, 2) == 10
+
+
+def test_a_project_file_named_like_a_standard_module_stays_home(
+    project: Callable[..., Any],
+) -> None:
+    module = project(
+        {
+            "statistics.py": "WHOSE = 'the project'\n",  # unrelated to the stdlib's
+            "stats_user.py": "import statistics\n\nN = 2\n\n\ndef f():\n"
+            "    return statistics.mean([1, 3]) * N\n",
+        },
+        "stats_user",
+    )
+    sys.modules.pop("statistics", None)  # the project's shadowed it here: the stdlib's back
+    assert names(function_bundle(module.f)) == ["stats_user.py"]
+
+
+def test_the_project_of_a_module_run_with_dash_m_is_above_its_package(tmp_path: Path) -> None:
+    from browsergrid.client._bundle import script_root
+
+    main = types.ModuleType("__main__")
+    main.__file__ = str(tmp_path / "mylab" / "run.py")
+    main.__spec__ = importlib.machinery.ModuleSpec("mylab.run", None)
+    assert script_root(main) == tmp_path.resolve()
+    notebook = types.ModuleType("__main__")  # no __file__: the current folder
+    assert script_root(notebook) == Path.cwd().resolve()
+
+
+def test_modules_a_bundle_makes_at_run_time_are_set_aside_with_it(
+    project: Callable[..., Any],
+) -> None:
+    """A module put into sys.modules by code (no file: the six.moves pattern) belongs to
+    the bundle whose task made it, and is not seen by a task of another."""
+    maker = project(
+        {
+            "maker.py": "import sys, types\n\nTAG = 'maker'\n\n\ndef make():\n"
+            "    alias = types.ModuleType('made_alias')\n    alias.who = TAG\n"
+            "    sys.modules['made_alias'] = alias\n    return TAG\n",
+        },
+        "maker",
+    )
+    assert remote(maker.make) == "maker"
+    reader = project(
+        {
+            "reader.py": "TAG = 'reader'\n\n\ndef read():\n    try:\n"
+            "        import made_alias\n    except ImportError:\n        return TAG\n"
+            "    return made_alias.who\n",
+        },
+        "reader",
+    )
+    assert remote(reader.read) == "reader"
+    assert "made_alias" not in sys.modules

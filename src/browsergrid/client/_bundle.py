@@ -26,6 +26,7 @@ import ast
 import hashlib
 import io
 import os
+import site
 import sys
 import sysconfig
 import types
@@ -72,11 +73,19 @@ def project_module(module: types.ModuleType) -> _Module | None:
 
 
 def script_root(module: types.ModuleType) -> Path | None:
-    """The folder of a script run as ``__main__`` (its modules beside it are the project)."""
+    """The project folder of the program run as ``__main__``: the folder ``python -m
+    pkg.mod`` ran from (above ``pkg``), a script's own folder, or, for code with no file
+    (a notebook, the interactive prompt), the current folder."""
     file = getattr(module, "__file__", None)
     if not isinstance(file, str):
-        return None
-    return Path(file).resolve().parent
+        return Path.cwd().resolve()
+    path = Path(file).resolve()
+    spec = getattr(module, "__spec__", None)
+    name = getattr(spec, "name", None)
+    if isinstance(name, str) and name and name != "__main__":
+        depth = name.count(".") + 1 + (1 if path.name == "__init__.py" else 0)
+        return path.parents[depth - 1] if len(path.parents) >= depth else path.parent
+    return path.parent
 
 
 def bundle_for(
@@ -105,7 +114,7 @@ def bundle_for(
         parent = module.name.rpartition(".")[0]
         if parent:  # its packages are imported first, on the worker too
             init = _where(parent, module.root)
-            if init is not None and init.name == "__init__.py":
+            if init is not None and (init.name == "__init__.py" or init.is_dir()):
                 add(_Module(parent, init, module.root, True))
 
     for item in extra:
@@ -122,6 +131,8 @@ def bundle_for(
                 f"the bundle would hold over {MAX_BUNDLE_FILES} modules (under {module.root}): "
                 "is the function's module in a folder of unrelated code?"
             )
+        if module.path.is_dir():
+            continue  # a namespace package: no code of its own
         text = module.path.read_text(encoding="utf-8")
         package_name = module.name if module.package else module.name.rpartition(".")[0]
         _scan(text, str(module.path), package_name, module.root, provided, add, checked=True)
@@ -156,7 +167,7 @@ def _scan(
         for name in _imported_names(node, package):
             module = _where(name, root)
             if module is not None:
-                add(_Module(name, module, root, module.name == "__init__.py"))
+                add(_Module(name, module, root, module.name == "__init__.py" or module.is_dir()))
         if id(node) in at_import:
             _check_import(node, package, root, provided, filename)
 
@@ -242,14 +253,21 @@ def bundle_module_exists(name: str, root: Path) -> bool:
 
 
 def _where(name: str, root: Path) -> Path | None:
-    """The file of module ``name`` under ``root`` (``a/b.py`` or ``a/b/__init__.py``),
-    None when there is none there (or it is installed code)."""
-    if not name or not all(part.isidentifier() for part in name.split(".")):
+    """The file of module ``name`` under ``root`` (``a/b.py`` or ``a/b/__init__.py``; the
+    folder ``a/b`` for a namespace package), None when there is none there, it is
+    installed code, or ``name`` is a standard-library module's (which a project file of
+    that name does not replace on workers)."""
+    parts = name.split(".") if name else []
+    if not parts or not all(part.isidentifier() for part in parts):
         return None
-    base = root.joinpath(*name.split("."))
+    if parts[0] in sys.stdlib_module_names:
+        return None
+    base = root.joinpath(*parts)
     for path in (base.with_name(base.name + ".py"), base / "__init__.py"):
         if path.is_file() and not _installed(path):
             return path.resolve()
+    if base.is_dir() and not _installed(base / "x"):
+        return base.resolve()  # a namespace package (no __init__.py)
     return None
 
 
@@ -287,31 +305,49 @@ _PREFIXES: tuple[str, ...] = ()
 
 
 def _installed_prefixes() -> tuple[str, ...]:
+    """The folders of the standard library and of installed packages (site-packages,
+    of this environment, the user's, and any other on ``sys.path``), never a bare
+    prefix: a project may live under ``/usr/src``."""
     global _PREFIXES
     if not _PREFIXES:
         paths = sysconfig.get_paths()
         found = {
             paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths
         }
-        found |= {sys.prefix, sys.base_prefix, sys.exec_prefix}
+        found.update(site.getsitepackages())
+        found.add(site.getusersitepackages())
         found |= {p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages")}
         _PREFIXES = tuple(str(Path(p).resolve()) + os.sep for p in found if p)
     return _PREFIXES
 
 
 def _zip(modules: Iterable[_Module]) -> Bundle:
-    """The bundle of ``modules``: same files, same bytes."""
-    files = {}
+    """The bundle of ``modules``: same files, same bytes. Each folder has its own entry
+    (zipimport finds a namespace package only by one)."""
+    files: dict[str, bytes | None] = {}
     for module in modules:
         name = module.name.replace(".", "/")
-        files[f"{name}/__init__.py" if module.package else f"{name}.py"] = module.path.read_bytes()
+        if module.path.is_dir():
+            files[f"{name}/"] = None
+        else:
+            arcname = f"{name}/__init__.py" if module.package else f"{name}.py"
+            files[arcname] = module.path.read_bytes()
+    for arcname in list(files):
+        parts = arcname.rstrip("/").split("/")[:-1]
+        for depth in range(1, len(parts) + 1):
+            files.setdefault("/".join(parts[:depth]) + "/", None)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for arcname in sorted(files):
             info = zipfile.ZipInfo(arcname, _DATE)
-            info.external_attr = 0o644 << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, files[arcname])
+            data = files[arcname]
+            if data is None:
+                info.external_attr = (0o40755 << 16) | 0x10  # a folder
+                archive.writestr(info, b"")
+            else:
+                info.external_attr = 0o644 << 16
+                info.compress_type = zipfile.ZIP_DEFLATED
+                archive.writestr(info, data)
     data = buffer.getvalue()
     names = tuple(sorted(m.name for m in modules))
     return Bundle(data, hashlib.sha256(data).hexdigest(), names)

@@ -42,18 +42,13 @@ class Wheel:
 
 @dataclass(frozen=True, slots=True)
 class Resolved:
-    """The wheels ``requirements`` resolved to, the top-level import names they install
+    """The wheels requirements resolved to, the top-level import names they install
     (``provided``), the environment's id and whether it is native (compiled code)."""
 
-    requirements: tuple[str, ...]
     wheels: tuple[Wheel, ...]
     provided: frozenset[str]
     env_id: str
     native: bool
-
-    @property
-    def size(self) -> int:
-        return sum(len(wheel.data) for wheel in self.wheels)
 
 
 def resolve_packages(requirements: Sequence[str]) -> Resolved:
@@ -105,7 +100,6 @@ def resolve_packages(requirements: Sequence[str]) -> Resolved:
         raise ValueError(f"packages={list(wanted)}: pip found no wheel")
     env_id = environment_id({wheel.filename: wheel.sha256 for wheel in wheels})
     return Resolved(
-        requirements=wanted,
         wheels=wheels,
         provided=frozenset(name for wheel in wheels for name in _top_level(wheel)),
         env_id=env_id,
