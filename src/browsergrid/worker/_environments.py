@@ -35,7 +35,7 @@ import threading
 import time
 import zipfile
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -196,7 +196,30 @@ def _make_environment(folder: Path, wheels: Mapping[str, str]) -> None:
     EnvironmentUnavailable with uv's reason when it cannot be made."""
     from uv import find_uv_bin
 
-    uv = find_uv_bin()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(folder.with_name(f".{folder.name}.lock")):
+        if not (folder / runner.COMPLETE).exists():  # else another worker made it meanwhile
+            _build(folder, wheels, find_uv_bin())
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (workers sharing a data directory make one
+    environment at a time); where there is no ``fcntl``, no lock."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build(folder: Path, wheels: Mapping[str, str], uv: str) -> None:
     temp = folder.with_name(f".building-{folder.name[:12]}-{secrets.token_hex(4)}")
     staged = temp.with_name(temp.name + "-wheels")
     environ = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "UV_NO_CONFIG": "1"}
@@ -347,9 +370,10 @@ class _Children:
                         f"the function's process ended (exit code {code}) before it answered",
                     )
                 continue  # a stray line: a new child, once
-            self._keep(child)
             if "result" in answer:
+                self._keep(child)
                 return True, answer["result"]
+            self._end(child)  # a failed import may leave it half made: the next gets a new one
             return False, str(answer.get("error", "the function failed"))
         return False, "the function's process answered out of turn twice"
 

@@ -468,6 +468,17 @@ class _Session:
                 except ValueError as exc:
                     failed.append((task.task_id, False, str(exc), 0.0))
                     continue
+                except Exception as exc:  # this machine's fault (a disk error): not the task's
+                    emit(
+                        log,
+                        "environment_failed",
+                        f"task {task.task_id}: its environment could not be made here: {exc}",
+                        level=logging.WARNING,
+                        task_id=task.task_id,
+                        error=str(exc),
+                    )
+                    handed_back.append(task.task_id)
+                    continue
                 ready.append(task)
                 continue
             if not may_hold_refs(task.args):
