@@ -154,3 +154,98 @@ def test_wordfreq_counts_and_merges_in_a_tree_in_browser_tabs(
     assert "the same as a count made here" in output
     # 8 counts, then 4 + 2 + 1 merges: every one ran in the tab (and its welcome task)
     page.wait_for_function("document.querySelector('#tasks-done').textContent === '16'")
+
+
+def series_at_half() -> dict[str, Any]:
+    """Each series of examples/series.py (its terms below x**8) at x = 1/2, exactly, from
+    the textbook coefficients of the Taylor series (without sympy)."""
+    from fractions import Fraction
+
+    def at_half(coefficient: Callable[[int], Fraction]) -> Fraction:
+        return sum((coefficient(k) * Fraction(1, 2) ** k for k in range(8)), Fraction(0))
+
+    def inverse_factorial(k: int) -> Fraction:
+        return Fraction(1, math.factorial(k))
+
+    def binomial_half(k: int) -> Fraction:  # (1/2 choose k)
+        return math.prod((Fraction(1, 2) - j for j in range(k)), start=Fraction(1)) / (
+            math.factorial(k)
+        )
+
+    return {
+        "sin(x)": at_half(lambda k: (-1) ** (k // 2) * inverse_factorial(k) if k % 2 else 0),
+        "cos(x)": at_half(lambda k: 0 if k % 2 else (-1) ** (k // 2) * inverse_factorial(k)),
+        "exp(x)": at_half(inverse_factorial),
+        "log(1 + x)": at_half(lambda k: Fraction((-1) ** (k + 1), k) if k else 0),
+        "atan(x)": at_half(lambda k: Fraction((-1) ** (k // 2), k) if k % 2 else 0),
+        "sqrt(1 + x)": at_half(binomial_half),
+    }
+
+
+def series_results(output: str) -> list[str]:
+    """What examples/series.py printed but for its timing line (the sympy version line, then
+    one line per series)."""
+    lines = output.splitlines()
+    assert lines[-1].startswith("6 series in "), output
+    return lines[:-1]
+
+
+def assert_series_are_right(output: str) -> None:
+    """Each series' value at 1/2 is what its textbook coefficients give (computed here,
+    without sympy); sympy came from PyPI, in the version the example pins."""
+    results = series_results(output)
+    assert results[0] == "the workers ran sympy 1.13.3, from PyPI through packages="
+    expected = series_at_half()
+    assert len(results) == 1 + len(expected)
+    for line, (expression, value) in zip(results[1:], expected.items(), strict=True):
+        assert line.startswith(f"{expression:<11} "), line
+        assert line.endswith(f"   at x = 1/2: {value.numerator}/{value.denominator}"), line
+
+
+def test_series_runs_sympy_from_pypi_on_python_workers(
+    served: Served, start_worker: Callable[..., Process], tmp_path: Path
+) -> None:
+    """Two Python workers started with --python-functions, sharing one data directory (as
+    two workers on one machine do by default), make sympy's virtual environment (uv, from
+    the wheels the example uploads) and run the tasks in it."""
+    start_function_workers(served, start_worker)
+    output = run_example("series.py", 0, served, tmp_path)
+    assert_prints_what_its_docstring_shows("series.py", output)
+    assert_series_are_right(output)
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(240)
+def test_series_in_a_browser_tab_gives_what_a_python_worker_gives(
+    coordinator: Coordinator, page: Any, start_worker: Callable[..., Process], tmp_path: Path
+) -> None:
+    """A tab alone runs the example (sympy's pure-Python wheels unpacked into its Pyodide);
+    then, the tab gone, a Python worker runs it again (in a virtual environment): the two
+    print the same results, line for line."""
+    page.goto(f"{coordinator.page_url}?workers=1")
+    tab = coordinator.event("worker_introduced")
+    assert "python" in tab["ops"]
+    url = f"http://127.0.0.1:{coordinator.port}"
+    argv = [sys.executable, str(EXAMPLES / "series.py"), *arguments("series.py", 1, url)]
+    in_the_tab = run(argv, tmp_path, dict(os.environ))
+    assert_prints_what_its_docstring_shows("series.py", in_the_tab)
+    assert_series_are_right(in_the_tab)
+    page.goto("about:blank")  # the tab leaves: the Python worker is the only one
+    coordinator.event("worker_disconnected", worker_id=tab["worker_id"])
+    data = str(tmp_path / "worker")
+    worker = start_worker(coordinator.ws_url, "--python-functions", "--quiet", "--data-dir", data)
+    worker.wait_for_line(lambda line: "runs the Python functions clients submit" in line)
+    on_the_worker = run(argv, tmp_path, dict(os.environ))
+    assert series_results(on_the_worker) == series_results(in_the_tab)
+    # the version and six series, twice (the coordinator's lines may come after the results)
+    for _ in range(100):
+        ran = [
+            e for e in coordinator.events() if e.get("event") == "result" and e["op"] == "python"
+        ]
+        if len(ran) >= 14:
+            break
+        page.wait_for_timeout(100)
+    agents = [e["agent"] for e in ran]
+    assert len(agents) == 14, agents
+    assert all("Chrome" in agent for agent in agents[:7]), agents
+    assert all(agent.startswith("browsergrid-python/") for agent in agents[7:]), agents
