@@ -1669,7 +1669,7 @@ class Scheduler:
         and (replicated) its identity has no replica or lease of it yet."""
         if task.op not in worker.ops or worker.quarantined or worker.worker_id in task.leases:
             return False
-        if not self._suits(task, worker):
+        if task.environment is not None and not self._suits(task, worker):
             return False
         if not task.replicated:
             return True
