@@ -35,7 +35,7 @@ from browsergrid.server._body_limit import BodyLimit
 from browsergrid.server._clients import serve_client
 from browsergrid.server._coordinator import Coordinator
 from browsergrid.server._dashboard import run_feed, serve_dashboard
-from browsergrid.server._guard import BrowserChecks
+from browsergrid.server._guard import BrowserChecks, document_guard
 from browsergrid.server._metrics import metrics_registry, render
 from browsergrid.server._page_assets import find_pyodide, page_asset_routes
 from browsergrid.server._websocket import StarletteConnection
@@ -167,7 +167,7 @@ def create_app(coordinator: Coordinator, access: Access | None = None) -> FastAP
         """The schema with the bearer scheme declared (made once, then cached by FastAPI)."""
         made = app.openapi_schema is not None
         schema = plain_openapi()
-        return schema if made else document_access(schema, tokens)
+        return schema if made else document_guard(document_access(schema, tokens))
 
     app.openapi = openapi  # type: ignore[method-assign]
 

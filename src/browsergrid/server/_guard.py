@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.responses import JSONResponse
@@ -217,3 +218,18 @@ async def _deny(
     )
     await ws.deny(status, {"detail": detail, "code": code}, headers)
     return code
+
+
+def document_guard(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` (OpenAPI) with the 403 that ``BrowserChecks`` may answer to any request
+    declared on every operation: a Host that is not a loopback name (where the coordinator
+    serves loopback only), or a change from a web page of a foreign origin."""
+    for item in schema.get("paths", {}).values():
+        for operation in item.values():
+            if isinstance(operation, dict):
+                operation.setdefault("responses", {})["403"] = {
+                    "description": "refused before the request is read: its Host is not a "
+                    "loopback name (this coordinator serves loopback only), or a web page of "
+                    "another origin asked for a change",
+                }
+    return schema
