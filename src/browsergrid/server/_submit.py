@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
@@ -93,10 +94,10 @@ def task_environment(args: Mapping[str, Any]) -> Environment | None:
     if "environment" not in args:
         return None
     try:
-        found = environment_of(args)
+        found = _environment_facts(args)
     except ValueError:
         return None
-    return None if found is None else Environment(*found)
+    return None if found is None else found[0]
 
 
 def _check_code(item: dict[str, Any], index: int, limit: int) -> None:
@@ -107,14 +108,12 @@ def _check_code(item: dict[str, Any], index: int, limit: int) -> None:
     if bundle is not None and not (isinstance(bundle, dict) and BLOB in bundle):
         raise SubmitError("bad_args", f"task {index} of this submit: a bundle must be a ref")
     try:
-        wheels = environment_wheels(item)
-        if wheels is not None:
-            environment_of(item)
+        found = _environment_facts(item)
     except ValueError as exc:
         raise SubmitError("bad_args", f"task {index} of this submit: {exc}") from None
-    if wheels is None:
+    if found is None:
         return
-    size = sum(ref["size"] for ref in wheels.values() if isinstance(ref.get("size"), int))
+    size = found[1]
     if size > limit:
         raise SubmitError(
             "environment_too_large",
@@ -122,6 +121,39 @@ def _check_code(item: dict[str, Any], index: int, limit: int) -> None:
             f"this coordinator takes at most {limit:,} (--max-environment-bytes): use fewer "
             "or smaller packages",
         )
+
+
+_FACTS: OrderedDict[tuple[Any, ...], tuple[Environment, int]] = OrderedDict()
+_FACTS_KEPT = 256  # environments remembered: a job's tasks all name one, as a rule
+
+
+def _environment_facts(args: Mapping[str, Any]) -> tuple[Environment, int] | None:
+    """The environment of a task's arguments and its wheels' size in bytes (None: it has
+    none); ValueError for a malformed one. Remembered by its wheels' names, hashes and
+    sizes, so that the tasks of a job, which name the same wheels, are read once."""
+    environment = args.get("environment")
+    if environment is None:
+        return None
+    key: tuple[Any, ...] | None
+    try:
+        wheels = environment["wheels"]
+        key = tuple((name, ref[BLOB], ref["size"]) for name, ref in wheels.items())
+        hash(key)
+    except (TypeError, KeyError, AttributeError):
+        key = None  # malformed: environment_of says how
+    if key is not None and (known := _FACTS.get(key)) is not None:
+        return known
+    found = environment_of(args)
+    if found is None:  # pragma: no cover - environment is not None here
+        return None
+    wheels = environment_wheels(args) or {}
+    size = sum(ref["size"] for ref in wheels.values() if isinstance(ref.get("size"), int))
+    facts = (Environment(*found), size)
+    if key is not None:
+        _FACTS[key] = facts
+        while len(_FACTS) > _FACTS_KEPT:
+            _FACTS.popitem(last=False)
+    return facts
 
 
 def _check_refs(
